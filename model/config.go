@@ -1,0 +1,46 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Config is the shape of a GPT-2 model. Field names follow Hugging Face's GPT2Config
+// in config.json (n_layer, n_head, n_embd, n_positions, vocab_size).
+type Config struct {
+	Layers    int `json:"n_layer" yaml:"layers"`
+	Heads     int `json:"n_head" yaml:"heads"`
+	Embd      int `json:"n_embd" yaml:"embd"`
+	MaxSeqLen int `json:"n_positions" yaml:"max_seq_len"`
+	VocabSize int `json:"vocab_size" yaml:"vocab_size"`
+}
+
+// Sentinel errors of the model package.
+var (
+	// ErrBadConfig reports a model configuration that cannot be built.
+	ErrBadConfig = errors.New("model: invalid config")
+	// ErrShape reports inputs whose shape does not fit the model or its buffers.
+	ErrShape = errors.New("model: shape mismatch")
+)
+
+// Validate checks the configuration and names the offending field.
+func (c Config) Validate() error {
+	switch {
+	case c.Layers < 1:
+		return fmt.Errorf("%w: layers=%d must be >= 1", ErrBadConfig, c.Layers)
+	case c.Heads < 1:
+		return fmt.Errorf("%w: heads=%d must be >= 1", ErrBadConfig, c.Heads)
+	case c.Embd < 1 || c.Embd%c.Heads != 0:
+		return fmt.Errorf("%w: embd=%d must be a positive multiple of heads=%d", ErrBadConfig, c.Embd, c.Heads)
+	case c.MaxSeqLen < 1:
+		return fmt.Errorf("%w: max_seq_len=%d must be >= 1", ErrBadConfig, c.MaxSeqLen)
+	case c.VocabSize < 2:
+		return fmt.Errorf("%w: vocab_size=%d must be >= 2", ErrBadConfig, c.VocabSize)
+	}
+	return nil
+}
+
+// NumParams returns the number of float32 parameters (the tied LM head is counted once).
+func (c Config) NumParams() int {
+	return layoutOf(c).size
+}

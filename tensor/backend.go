@@ -1,0 +1,58 @@
+package tensor
+
+// Backend is the op set a GPT is written against. Shapes are given in the comments of
+// each method; all tensors are row-major float32 slices. Forward methods overwrite their
+// outputs. Backward methods ADD into their gradient outputs (parameter gradients and
+// input gradients alike): zeroing is explicit and the caller's job.
+//
+// A Backend is called from one goroutine at a time per model; it may use several
+// goroutines inside a call. Every method is deterministic: the same inputs give the same
+// bits whatever the number of threads.
+type Backend interface {
+	// EncoderForward: out (B,T,C) = wte[inp] + wpe[t]; inp (B,T); wte (V,C); wpe (maxT,C).
+	EncoderForward(out []float32, inp []int32, wte, wpe []float32, B, T, C int)
+	// EncoderBackward adds dout (B,T,C) into dwte (V,C) rows and dwpe (maxT,C).
+	EncoderBackward(dwte, dwpe, dout []float32, inp []int32, B, T, C int)
+
+	// LayerNormForward: out (N,C), mean and rstd (N) saved for backward; w, b (C).
+	LayerNormForward(out, mean, rstd, inp, w, b []float32, N, C int)
+	// LayerNormBackward adds into dinp (N,C), dw (C), db (C).
+	LayerNormBackward(dinp, dw, db, dout, inp, w, mean, rstd []float32, N, C int)
+
+	// MatmulForward: out (N,OC) = inp (N,C) · wᵀ + bias; w (OC,C); bias (OC) or nil.
+	MatmulForward(out, inp, w, bias []float32, N, C, OC int)
+	// MatmulBackward adds into dinp (N,C), dw (OC,C) and dbias (OC) (nil to skip).
+	MatmulBackward(dinp, dw, dbias, dout, inp, w []float32, N, C, OC int)
+
+	// AttentionForward: qkv (B,T,3C) holds q, k, v; out (B,T,C); att (B,H,T,T) saves the
+	// softmax probabilities for backward. causal masks future positions.
+	AttentionForward(out, att, qkv []float32, B, T, C, H int, causal bool)
+	// AttentionBackward adds into dqkv (B,T,3C) given dout (B,T,C).
+	AttentionBackward(dqkv, dout, qkv, att []float32, B, T, C, H int, causal bool)
+
+	// GeluForward: out (N) = gelu_tanh(inp).
+	GeluForward(out, inp []float32)
+	// GeluBackward adds into dinp (N).
+	GeluBackward(dinp, inp, dout []float32)
+
+	// ResidualForward: out (N) = a + b.
+	ResidualForward(out, a, b []float32)
+	// Accumulate: dst (N) += src.
+	Accumulate(dst, src []float32)
+
+	// SoftmaxCrossEntropy turns logits (N,V) into probabilities in place, writes each
+	// row's loss -log p[target] into losses (N) (0 where target < 0, which marks an
+	// ignored position), and returns the sum of the losses in a fixed order.
+	SoftmaxCrossEntropy(losses, logits []float32, targets []int32, N, V int) float64
+	// CrossEntropyBackward turns probabilities (N,V) in place into dlogits =
+	// (p - onehot(target)) * scale; rows with target < 0 become zero.
+	CrossEntropyBackward(probs []float32, targets []int32, scale float32, N, V int)
+}
+
+// CPU is the Backend that runs on the host's cores.
+type CPU struct{}
+
+// NewCPU returns the CPU backend.
+func NewCPU() CPU { return CPU{} }
+
+var _ Backend = CPU{}
