@@ -1,0 +1,124 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/ringtrain/ringtrain/trainer"
+)
+
+// specFlags binds the job spec's fields to flags; a --config YAML file is read first
+// and flags the user gave override it.
+type specFlags struct {
+	config string
+	spec   trainer.Spec
+	batch  int
+}
+
+func (f *specFlags) register(cmd *cobra.Command) {
+	s := &f.spec
+	*s = trainer.DefaultSpec()
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "job spec YAML file (flags override it)")
+	fl.StringVar(&s.Data, "data", "", "prepared dataset directory (from `ringtrain prepare`)")
+	fl.StringVar(&s.Out, "out", s.Out, "run directory for checkpoints and metrics.jsonl")
+	fl.StringVar(&s.InitFrom, "init-from", "", "start from this checkpoint or Hugging Face GPT-2 directory")
+	fl.StringVar((*string)(&s.Objective), "objective", string(s.Objective), "training objective: causal or masked")
+	fl.IntVar(&s.Model.Layers, "layers", s.Model.Layers, "transformer layers")
+	fl.IntVar(&s.Model.Heads, "heads", s.Model.Heads, "attention heads")
+	fl.IntVar(&s.Model.Embd, "embd", s.Model.Embd, "embedding width")
+	fl.IntVar(&s.Model.MaxSeqLen, "context", 0, "model context (positions); 0 means --seq")
+	fl.IntVar(&s.SeqLen, "seq", s.SeqLen, "sequence length T")
+	fl.IntVar(&f.batch, "batch", s.MicroBatch, "global batch in sequences (streams x micro-batch)")
+	fl.IntVar(&s.Streams, "streams", s.Streams, "data streams M; the batch is split evenly over them")
+	fl.Int64Var(&s.Steps, "steps", s.Steps, "optimizer steps")
+	fl.Uint64Var(&s.Seed, "seed", s.Seed, "seed of initialisation, data order and masking")
+	fl.Float64Var(&s.LR, "lr", s.LR, "peak learning rate")
+	fl.Float64Var(&s.MinLR, "min-lr", s.MinLR, "final learning rate of the cosine decay")
+	fl.Int64Var(&s.WarmupSteps, "warmup", s.WarmupSteps, "linear warmup steps")
+	fl.Float64Var(&s.AdamW.WeightDecay, "weight-decay", s.AdamW.WeightDecay, "AdamW decoupled weight decay (2-D weights only)")
+	fl.Float64Var(&s.AdamW.Beta1, "beta1", s.AdamW.Beta1, "AdamW beta1")
+	fl.Float64Var(&s.AdamW.Beta2, "beta2", s.AdamW.Beta2, "AdamW beta2")
+	fl.Float64Var(&s.GradClip, "grad-clip", s.GradClip, "global gradient-norm clip (0 disables)")
+	fl.Int64Var(&s.LogInterval, "log-interval", s.LogInterval, "steps between progress lines")
+	fl.Int64Var(&s.EvalInterval, "eval-interval", s.EvalInterval, "steps between validation evaluations (0: at the end only)")
+	fl.IntVar(&s.EvalBatches, "eval-batches", s.EvalBatches, "validation batches per evaluation")
+	fl.Int64Var(&s.CheckpointInterval, "checkpoint-interval", s.CheckpointInterval, "steps between checkpoints (0: at the end only)")
+}
+
+// resolve loads --config under the flags the user gave and splits --batch over streams.
+func (f *specFlags) resolve(cmd *cobra.Command) (trainer.Spec, error) {
+	spec := f.spec
+	if f.config != "" {
+		fromFile, err := trainer.LoadSpec(f.config)
+		if err != nil {
+			return spec, err
+		}
+		if spec, err = overlayChanged(cmd, fromFile); err != nil {
+			return spec, err
+		}
+	}
+	if f.config == "" || cmd.Flags().Changed("batch") || cmd.Flags().Changed("streams") {
+		if spec.Streams < 1 || f.batch%spec.Streams != 0 {
+			return spec, fmt.Errorf("--batch %d must be a positive multiple of --streams %d", f.batch, spec.Streams)
+		}
+		spec.MicroBatch = f.batch / spec.Streams
+	}
+	return spec, nil
+}
+
+// overlayChanged returns base with the fields whose flags were given on cmd's command
+// line set from them: the same flags are bound to base and the given values replayed.
+func overlayChanged(cmd *cobra.Command, base trainer.Spec) (trainer.Spec, error) {
+	replay := &specFlags{}
+	tmp := &cobra.Command{}
+	replay.register(tmp)
+	replay.spec = base
+	var err error
+	cmd.Flags().Visit(func(fl *pflag.Flag) {
+		if err == nil && tmp.Flags().Lookup(fl.Name) != nil {
+			err = tmp.Flags().Set(fl.Name, fl.Value.String())
+		}
+	})
+	return replay.spec, err
+}
+
+func newTrainCmd(g *globals) *cobra.Command {
+	f := &specFlags{}
+	var noResume bool
+	cmd := &cobra.Command{
+		Use:   "train",
+		Short: "Train a GPT in this process on a prepared dataset",
+		Long: `Train a GPT in this process (no cluster) on a dataset made by 'ringtrain prepare'.
+Checkpoints go to <out>/ckpt/step-NNNNNN, step metrics to <out>/metrics.jsonl. Running
+it again on the same --out resumes from the newest checkpoint and continues
+bit-identically.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			spec, err := f.resolve(cmd)
+			if err != nil {
+				return err
+			}
+			if spec.Data == "" {
+				return fmt.Errorf("--data is required (a directory made by 'ringtrain prepare')")
+			}
+			res, err := trainer.Run(cmd.Context(), spec, trainer.RunOptions{Logger: log, Progress: os.Stdout, NoResume: noResume})
+			if err != nil {
+				return err
+			}
+			fmt.Printf("done: step %d, train loss %.4f, val loss %.4f, %.0f tok/s, %s; checkpoint %s\n",
+				res.Step, res.TrainLoss, res.ValLoss, res.TokensPerSec, res.Elapsed.Round(1e9), res.Checkpoint)
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&noResume, "no-resume", false, "ignore checkpoints already in --out")
+	return cmd
+}

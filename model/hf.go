@@ -1,0 +1,543 @@
+package model
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/ringtrain/ringtrain/safetensors"
+)
+
+// File names of a Hugging Face model directory, and the key prefix of GPT2LMHeadModel's
+// transformer weights.
+const (
+	hfConfigFile    = "config.json"
+	hfWeightsFile   = "model.safetensors"
+	hfTokenizerFile = "tokenizer.json"
+	hfPrefix        = "transformer."
+	hfLMHead        = "lm_head.weight"
+)
+
+// ExportOption adds an optional part to an ExportHF export.
+type ExportOption func(*exportOptions)
+
+type exportOptions struct {
+	eot       *int
+	tokenizer []byte
+}
+
+// WithEOT records the tokenizer's end-of-text token id as bos_token_id and eos_token_id
+// in config.json (without it both are null).
+func WithEOT(id int) ExportOption {
+	return func(o *exportOptions) { o.eot = &id }
+}
+
+// WithTokenizerJSON writes b verbatim as tokenizer.json when b is non-empty. ExportHF
+// does not interpret it.
+func WithTokenizerJSON(b []byte) ExportOption {
+	return func(o *exportOptions) { o.tokenizer = b }
+}
+
+// ExportHF writes the model of shape cfg with parameter slab params to a new directory
+// dir as a Hugging Face GPT-2 model that transformers' GPT2LMHeadModel.from_pretrained
+// loads: config.json and model.safetensors (keys "transformer.<name>", F32, linear
+// weights transposed to Conv1D's [in, out] layout, metadata {"format": "pt"}, no
+// lm_head.weight since the head is tied to wte).
+//
+// The write is atomic: files go to a temporary directory next to dir, are fsynced with
+// it, and the directory is renamed to dir and its parent fsynced, so dir either does
+// not exist or is complete. An existing dir is never overwritten: that returns an error
+// wrapping ErrExists. The parent is created if needed. params is only read; tensors
+// are streamed, so the export needs little memory beyond params.
+func ExportHF(dir string, cfg Config, params []float32, opts ...ExportOption) error {
+	var o exportOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := checkModel(cfg, params, o.eot); err != nil {
+		return fmt.Errorf("model: export %s: %w", dir, err)
+	}
+	return writeDirAtomic(dir, func(tmp string) error {
+		_, err := writeHFFiles(tmp, cfg, params, o.eot, o.tokenizer)
+		return err
+	})
+}
+
+// ImportHF reads the Hugging Face GPT-2 directory dir (config.json and
+// model.safetensors) and returns its config and a freshly allocated parameter slab
+// owned by the caller.
+//
+// It accepts keys with or without the "transformer." prefix and F32, F16, BF16 or F64
+// data; it ignores the attention-mask buffers "h.N.attn.bias" and "h.N.attn.masked_bias"
+// and accepts an "lm_head.weight" only if it equals wte bit for bit (ringtrain's head is
+// tied). It refuses, with an error wrapping ErrFormat that names the key or tensor:
+// configs ringtrain's GPT-2 cannot reproduce (an activation other than gelu_new or its
+// equal gelu_pytorch_tanh, layer_norm_epsilon other than 1e-5, n_inner other than
+// 4*n_embd, untied embeddings, cross-attention, unscaled or layer-scaled attention),
+// missing, unexpected or wrongly shaped tensors, sharded checkpoints, and directories
+// that hold only pytorch_model.bin. Bad dimensions wrap ErrBadConfig.
+func ImportHF(dir string) (Config, []float32, error) {
+	cfg, _, err := readHFConfig(dir)
+	if err != nil {
+		return Config{}, nil, err
+	}
+	path, err := hfWeightsPath(dir)
+	if err != nil {
+		return Config{}, nil, err
+	}
+	params := make([]float32, cfg.NumParams())
+	if err := readSlabFile(path, cfg, []slabGroup{{slab: params}}, nil); err != nil {
+		return Config{}, nil, err
+	}
+	return cfg, params, nil
+}
+
+// checkModel validates what ExportHF and SaveCheckpoint write about the model.
+func checkModel(cfg Config, params []float32, eot *int) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if n := cfg.NumParams(); len(params) != n {
+		return fmt.Errorf("%w: params has %d floats, config needs %d", ErrShape, len(params), n)
+	}
+	if eot != nil && (*eot < 0 || *eot >= cfg.VocabSize) {
+		return fmt.Errorf("%w: eot token %d outside vocab_size %d", ErrBadConfig, *eot, cfg.VocabSize)
+	}
+	return nil
+}
+
+// writeHFFiles writes config.json, model.safetensors and, when tokenizer is non-empty,
+// tokenizer.json into dir, and returns the SHA-256 of each file written.
+func writeHFFiles(dir string, cfg Config, params []float32, eot *int, tokenizer []byte) (map[string][]byte, error) {
+	sums := map[string][]byte{}
+	configJSON, err := hfConfigJSON(cfg, eot)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeSynced(dir, hfConfigFile, sums, func(w io.Writer) error {
+		_, err := w.Write(configJSON)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	tensors := hfTensors(cfg, params, hfPrefix)
+	if err := writeSynced(dir, hfWeightsFile, sums, func(w io.Writer) error {
+		return safetensors.Write(w, tensors, map[string]string{"format": "pt"})
+	}); err != nil {
+		return nil, err
+	}
+	if len(tokenizer) > 0 {
+		if err := writeSynced(dir, hfTokenizerFile, sums, func(w io.Writer) error {
+			_, err := w.Write(tokenizer)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return sums, nil
+}
+
+// hfConfigOut is config.json as ExportHF writes it, keys in transformers' usual order.
+// Floats are json.Numbers so they read as Python writes them (1e-05, 0.0).
+type hfConfigOut struct {
+	ModelType          string      `json:"model_type"`
+	Architectures      []string    `json:"architectures"`
+	VocabSize          int         `json:"vocab_size"`
+	NPositions         int         `json:"n_positions"`
+	NCtx               int         `json:"n_ctx"`
+	NEmbd              int         `json:"n_embd"`
+	NLayer             int         `json:"n_layer"`
+	NHead              int         `json:"n_head"`
+	NInner             *int        `json:"n_inner"`
+	ActivationFunction string      `json:"activation_function"`
+	LayerNormEpsilon   json.Number `json:"layer_norm_epsilon"`
+	ResidPdrop         json.Number `json:"resid_pdrop"`
+	EmbdPdrop          json.Number `json:"embd_pdrop"`
+	AttnPdrop          json.Number `json:"attn_pdrop"`
+	InitializerRange   json.Number `json:"initializer_range"`
+	BosTokenID         *int        `json:"bos_token_id"`
+	EosTokenID         *int        `json:"eos_token_id"`
+	TieWordEmbeddings  bool        `json:"tie_word_embeddings"`
+}
+
+func hfConfigJSON(cfg Config, eot *int) ([]byte, error) {
+	b, err := json.MarshalIndent(hfConfigOut{
+		ModelType:          "gpt2",
+		Architectures:      []string{"GPT2LMHeadModel"},
+		VocabSize:          cfg.VocabSize,
+		NPositions:         cfg.MaxSeqLen,
+		NCtx:               cfg.MaxSeqLen,
+		NEmbd:              cfg.Embd,
+		NLayer:             cfg.Layers,
+		NHead:              cfg.Heads,
+		ActivationFunction: "gelu_new",
+		LayerNormEpsilon:   "1e-05",
+		ResidPdrop:         "0.0",
+		EmbdPdrop:          "0.0",
+		AttnPdrop:          "0.0",
+		InitializerRange:   "0.02",
+		BosTokenID:         eot,
+		EosTokenID:         eot,
+		TieWordEmbeddings:  true,
+	}, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("model: encode %s: %w", hfConfigFile, err)
+	}
+	return append(b, '\n'), nil
+}
+
+// hfTensors describes slab (laid out for cfg) as safetensors tensors named
+// prefix+<name> in Hugging Face layout. Untransposed tensors alias slab; transposed
+// ones are produced while writing, one at a time, through a shared scratch buffer, so
+// the returned tensors must be written in order by a single Write.
+func hfTensors(cfg Config, slab []float32, prefix string) []safetensors.Tensor {
+	var scratch []float32
+	var out []safetensors.Tensor
+	for _, t := range cfg.Tensors() {
+		src := slab[t.Offset : t.Offset+t.Size]
+		if !t.Transposed {
+			out = append(out, safetensors.FromFloat32(prefix+t.Name, t.Shape, src))
+			continue
+		}
+		rows, cols := t.Shape[0], t.Shape[1] // stored (out, in)
+		out = append(out, safetensors.Tensor{
+			Name:  prefix + t.Name,
+			DType: safetensors.F32,
+			Shape: []int{cols, rows}, // Conv1D [in, out]
+			Encode: func(w io.Writer) error {
+				if cap(scratch) < len(src) {
+					scratch = make([]float32, len(src))
+				}
+				dst := scratch[:len(src)]
+				transpose(dst, src, rows, cols)
+				return safetensors.WriteFloat32(w, dst)
+			},
+		})
+	}
+	return out
+}
+
+// transpose writes the (cols, rows) transpose of the row-major (rows, cols) matrix src
+// into dst, in tiles to stay cache friendly.
+func transpose(dst, src []float32, rows, cols int) {
+	const tile = 32
+	for r0 := 0; r0 < rows; r0 += tile {
+		r1 := min(r0+tile, rows)
+		for c0 := 0; c0 < cols; c0 += tile {
+			c1 := min(c0+tile, cols)
+			for r := r0; r < r1; r++ {
+				for c := c0; c < c1; c++ {
+					dst[c*rows+r] = src[r*cols+c]
+				}
+			}
+		}
+	}
+}
+
+// hfWeightsPath returns dir's model.safetensors, or explains why there is none.
+func hfWeightsPath(dir string) (string, error) {
+	path := filepath.Join(dir, hfWeightsFile)
+	_, err := os.Stat(path)
+	if err == nil {
+		return path, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("model: %w", err)
+	}
+	if exists(filepath.Join(dir, "model.safetensors.index.json")) {
+		return "", fmt.Errorf("%w: %s holds a sharded checkpoint (model.safetensors.index.json); "+
+			"save it unsharded with save_pretrained(dir, max_shard_size=\"100GB\")", ErrFormat, dir)
+	}
+	if exists(filepath.Join(dir, "pytorch_model.bin")) {
+		return "", fmt.Errorf("%w: %s holds only pytorch_model.bin; ringtrain reads safetensors, not pickle: "+
+			"convert with GPT2LMHeadModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)", ErrFormat, dir)
+	}
+	return "", fmt.Errorf("%w: %s: no %s: %w", ErrFormat, dir, hfWeightsFile, fs.ErrNotExist)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// readHFConfig reads and checks dir/config.json. It returns the model shape and the
+// eos_token_id when that is a single integer.
+func readHFConfig(dir string) (Config, *int, error) {
+	path := filepath.Join(dir, hfConfigFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, nil, fmt.Errorf("model: %w", err)
+	}
+	return parseHFConfig(b, path)
+}
+
+// parseHFConfig checks a GPT-2 config.json against what ringtrain's model computes.
+// Keys that are absent or null take transformers' GPT2Config defaults, which match.
+// Errors name path, the file b was read from.
+func parseHFConfig(b []byte, path string) (Config, *int, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return Config{}, nil, fmt.Errorf("%w: %s: invalid JSON: %w", ErrFormat, path, err)
+	}
+	// present reports whether key is set to something other than null.
+	present := func(key string) bool {
+		v, ok := raw[key]
+		return ok && string(v) != "null"
+	}
+	get := func(key string, v any) error {
+		if err := json.Unmarshal(raw[key], v); err != nil {
+			return fmt.Errorf("%w: %s: %s = %s: %w", ErrFormat, path, key, raw[key], err)
+		}
+		return nil
+	}
+	var c Config
+	for _, f := range []struct {
+		key string
+		dst *int
+	}{
+		{"n_layer", &c.Layers}, {"n_head", &c.Heads}, {"n_embd", &c.Embd},
+		{"n_positions", &c.MaxSeqLen}, {"vocab_size", &c.VocabSize},
+	} {
+		if !present(f.key) {
+			return Config{}, nil, fmt.Errorf("%w: %s: missing %s", ErrFormat, path, f.key)
+		}
+		if err := get(f.key, f.dst); err != nil {
+			return Config{}, nil, err
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, nil, fmt.Errorf("%w (in %s)", err, path)
+	}
+
+	// Settings that change the computation: each must be absent, null, or the value
+	// ringtrain implements.
+	if present("model_type") {
+		var s string
+		if err := get("model_type", &s); err != nil {
+			return Config{}, nil, err
+		}
+		if s != "gpt2" {
+			return Config{}, nil, fmt.Errorf("%w: %s: model_type = %q: only \"gpt2\" is supported", ErrFormat, path, s)
+		}
+	}
+	if present("activation_function") {
+		var s string
+		if err := get("activation_function", &s); err != nil {
+			return Config{}, nil, err
+		}
+		if s != "gelu_new" && s != "gelu_pytorch_tanh" { // both are the tanh approximation
+			return Config{}, nil, fmt.Errorf("%w: %s: activation_function = %q: only \"gelu_new\" (tanh GELU) is supported", ErrFormat, path, s)
+		}
+	}
+	if present("layer_norm_epsilon") {
+		var eps float64
+		if err := get("layer_norm_epsilon", &eps); err != nil {
+			return Config{}, nil, err
+		}
+		if eps != 1e-5 {
+			return Config{}, nil, fmt.Errorf("%w: %s: layer_norm_epsilon = %s: only 1e-05 is supported", ErrFormat, path, raw["layer_norm_epsilon"])
+		}
+	}
+	if present("n_inner") {
+		var n int
+		if err := get("n_inner", &n); err != nil {
+			return Config{}, nil, err
+		}
+		if n != 4*c.Embd {
+			return Config{}, nil, fmt.Errorf("%w: %s: n_inner = %d: only null or 4*n_embd = %d is supported", ErrFormat, path, n, 4*c.Embd)
+		}
+	}
+	for _, f := range []struct {
+		key  string
+		want bool
+		why  string
+	}{
+		{"tie_word_embeddings", true, "untied LM heads are not supported"},
+		{"scale_attn_weights", true, "attention scores must be scaled by 1/sqrt(head_dim)"},
+		{"scale_attn_by_inverse_layer_idx", false, "per-layer attention scaling is not supported"},
+		{"add_cross_attention", false, "cross-attention is not supported"},
+	} {
+		if !present(f.key) {
+			continue
+		}
+		var v bool
+		if err := get(f.key, &v); err != nil {
+			return Config{}, nil, err
+		}
+		if v != f.want {
+			return Config{}, nil, fmt.Errorf("%w: %s: %s = %v: %s", ErrFormat, path, f.key, v, f.why)
+		}
+	}
+	var eot *int
+	if present("eos_token_id") {
+		var id int
+		if json.Unmarshal(raw["eos_token_id"], &id) == nil && id >= 0 && id < c.VocabSize {
+			eot = &id
+		}
+	}
+	return c, eot, nil
+}
+
+// slabGroup is one slab-shaped set of tensors in a safetensors file: the tensors named
+// prefix+[transformer.]<name>, read into slab.
+type slabGroup struct {
+	prefix string
+	slab   []float32
+}
+
+// readSlabFile opens the safetensors file at path and reads every group's tensors,
+// in Hugging Face layout, into the group's slab (see readSlabs). check, when non-nil,
+// inspects the file's metadata first.
+func readSlabFile(path string, cfg Config, groups []slabGroup, check func(meta map[string]string) error) error {
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrFormat, err)
+	}
+	defer f.Close()
+	if check != nil {
+		if err := check(f.Metadata()); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrFormat, path, err)
+		}
+	}
+	return readSlabs(f, path, cfg, groups)
+}
+
+// readSlabs fills each group's slab from f. Every parameter tensor of cfg must appear
+// exactly once per group (with or without the "transformer." prefix) with its Hugging
+// Face shape. In a single group with no prefix (a model file) attention-mask buffers
+// are skipped and an lm_head.weight must equal wte. Any other key is an error.
+// Errors name path, the file f was read from.
+func readSlabs(f *safetensors.File, path string, cfg Config, groups []slabGroup) error {
+	params := cfg.Tensors()
+	index := make(map[string]int, len(params))
+	for i, t := range params {
+		index[t.Name] = i
+	}
+	modelFile := len(groups) == 1 && groups[0].prefix == ""
+	keys := make([][]string, len(groups)) // keys[g][i]: key that filled tensor i of group g
+	for g := range keys {
+		keys[g] = make([]string, len(params))
+	}
+	var scratch []float32
+	var lmHead string
+	for _, info := range f.Tensors() {
+		key := info.Name
+		if modelFile && key == hfLMHead {
+			lmHead = key
+			continue
+		}
+		g := slices.IndexFunc(groups, func(sg slabGroup) bool { return strings.HasPrefix(key, sg.prefix) })
+		if g < 0 {
+			return fmt.Errorf("%w: %s: unexpected tensor %q", ErrFormat, path, key)
+		}
+		name := strings.TrimPrefix(strings.TrimPrefix(key, groups[g].prefix), hfPrefix)
+		i, ok := index[name]
+		if !ok {
+			if modelFile && isAttentionBuffer(name) {
+				continue
+			}
+			return fmt.Errorf("%w: %s: unexpected tensor %q: not a GPT-2 parameter of this config", ErrFormat, path, key)
+		}
+		if prev := keys[g][i]; prev != "" {
+			return fmt.Errorf("%w: %s: tensor %q duplicates %q", ErrFormat, path, key, prev)
+		}
+		keys[g][i] = key
+		t := params[i]
+		want := hfShape(t)
+		if !slices.Equal(info.Shape, want) {
+			return fmt.Errorf("%w: %s: tensor %q has shape %v, config needs %v", ErrFormat, path, key, info.Shape, want)
+		}
+		dst := groups[g].slab[t.Offset : t.Offset+t.Size]
+		if !t.Transposed {
+			if err := f.ReadFloat32(key, dst); err != nil {
+				return fmt.Errorf("%w: %w", ErrFormat, err)
+			}
+			continue
+		}
+		if cap(scratch) < t.Size {
+			scratch = make([]float32, t.Size)
+		}
+		hf := scratch[:t.Size]
+		if err := f.ReadFloat32(key, hf); err != nil {
+			return fmt.Errorf("%w: %w", ErrFormat, err)
+		}
+		transpose(dst, hf, want[0], want[1]) // [in, out] -> stored (out, in)
+	}
+	for g := range groups {
+		var missing []string
+		for i, k := range keys[g] {
+			if k == "" {
+				missing = append(missing, groups[g].prefix+hfPrefix+params[i].Name)
+			}
+		}
+		if len(missing) > 0 {
+			more := ""
+			if len(missing) > 4 {
+				more = fmt.Sprintf(" and %d more", len(missing)-4)
+				missing = missing[:4]
+			}
+			return fmt.Errorf("%w: %s: missing tensor %s%s", ErrFormat, path, strings.Join(quoteAll(missing), ", "), more)
+		}
+	}
+	if lmHead != "" {
+		return checkTiedHead(f, path, cfg, groups[0].slab)
+	}
+	return nil
+}
+
+// checkTiedHead accepts an lm_head.weight only when it is wte itself.
+func checkTiedHead(f *safetensors.File, path string, cfg Config, slab []float32) error {
+	info, _ := f.Tensor(hfLMHead)
+	if want := []int{cfg.VocabSize, cfg.Embd}; !slices.Equal(info.Shape, want) {
+		return fmt.Errorf("%w: %s: tensor %q has shape %v, config needs %v", ErrFormat, path, hfLMHead, info.Shape, want)
+	}
+	head, err := f.Float32(hfLMHead)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrFormat, err)
+	}
+	wte := slab[:cfg.VocabSize*cfg.Embd]
+	for i := range head {
+		if math.Float32bits(head[i]) != math.Float32bits(wte[i]) {
+			return fmt.Errorf("%w: %s: tensor %q differs from wte.weight at element %d: untied LM heads are not supported",
+				ErrFormat, path, hfLMHead, i)
+		}
+	}
+	return nil
+}
+
+// hfShape is t's shape in Hugging Face layout.
+func hfShape(t Tensor) []int {
+	if t.Transposed {
+		return []int{t.Shape[1], t.Shape[0]}
+	}
+	return t.Shape
+}
+
+// isAttentionBuffer reports the non-parameter causal-mask buffers older transformers
+// versions save as h.N.attn.bias and h.N.attn.masked_bias.
+func isAttentionBuffer(name string) bool {
+	rest, ok := strings.CutPrefix(name, "h.")
+	if !ok {
+		return false
+	}
+	layer, buf, ok := strings.Cut(rest, ".")
+	if !ok || layer == "" || strings.Trim(layer, "0123456789") != "" {
+		return false
+	}
+	return buf == "attn.bias" || buf == "attn.masked_bias"
+}
+
+func quoteAll(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = fmt.Sprintf("%q", v)
+	}
+	return out
+}

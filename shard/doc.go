@@ -1,0 +1,73 @@
+// Package shard is ringtrain's training data: the token shard format, the
+// dataset manifest, the pipeline that turns text into shards, and the data
+// streams that decide which tokens every (stream, step) of a job reads.
+//
+// # Who calls it
+//
+//   - `ringtrain prepare` calls Prepare to tokenize text files into a dataset
+//     directory: llm.c token shards (.bin), tokenizer.json and manifest.json.
+//   - The trainer (coordinator side) calls Open, Dataset.CheckTokenizer and
+//     NewPlan to validate a job before it starts: the corpus must have at least M
+//     train shards and every stream enough tokens for a step.
+//   - Each worker calls Open, NewPlan with the job's (seed, M, b, T) and
+//     NewLoader, then Loader.Batch for each stream it is assigned at each step,
+//     and Loader.Val for evaluation.
+//
+// # Files
+//
+// A dataset directory holds <name>_train_NNNNNN.bin and <name>_val_NNNNNN.bin in
+// llm.c's format (a 256 x int32 header, magic 20240520 version 1 with uint16
+// tokens, or magic 20240801 version 7 with uint32 tokens), tokenizer.json, and
+// manifest.json with every shard's token count and sha256 and the tokenizer's
+// sha256. Directories of llm.c shards or nanoGPT's headerless train.bin/val.bin
+// open too, without a manifest and so with fewer checks (see Open). In memory a
+// shard is a Tokens value at its file's width; batches are []int32.
+//
+// # Usage
+//
+//	m, err := shard.Prepare(ctx, shard.PrepareOptions{
+//		Inputs: []string{"data/"}, Tokenizer: tok, TokenizerJSON: tokJSON, OutDir: "prep/",
+//	})
+//
+//	ds, err := shard.Open("prep/")
+//	err = ds.CheckTokenizer(shard.SHA256Hex(tokJSON), tok.VocabSize())
+//	plan, err := shard.NewPlan(ds.Manifest().TrainTokens(), seed, M, b, T)
+//	ld, err := shard.NewLoader(ds, plan, shard.LoaderOptions{})
+//	inputs, targets := make([]int32, b*T), make([]int32, b*T) // (b, T)
+//	for _, stream := range myStreams {
+//		err = ld.Batch(ctx, stream, step, inputs, targets)
+//		// forward/backward on this stream's micro-batch
+//	}
+//
+// # Why the global batch does not depend on the world size
+//
+// A job fixes the number of data streams M along with b and T; the global batch
+// of a step is the M micro-batches of (b, T), one per stream. The coordinator
+// gives each worker a share of the streams, and a worker with several streams
+// computes each stream's micro-batch in turn, accumulating gradients. Which
+// tokens make up the global batch of step s is therefore decided by the streams
+// alone: one worker with all M streams and M workers with one each read exactly
+// the same tokens and, after the all-reduce, take the same step.
+//
+// A stream's data is a pure function of (seed, manifest, stream, step): stream m
+// owns shards m, m+M, … and reads them in an order shuffled per epoch from (seed,
+// epoch, m). Nothing about reading position needs to be stored or replicated:
+// when a worker dies and its streams move to another worker, or a step is
+// aborted and recomputed after a membership change, the new owner computes the
+// same windows from the step number and reads the same tokens. No token is
+// skipped or read twice because of a failure, so each stream's tokens are used
+// exactly once per epoch (less the short tail dropped so that all streams have
+// the same number of steps; see StreamPlan).
+//
+// Tying streams to shards rather than to workers is what lets the world size
+// change mid-epoch. A sampler that partitions the data by rank (PyTorch's
+// DistributedSampler) changes every rank's sequence when the number of ranks
+// changes, so an elastic job either restarts the epoch or loses its place. Here
+// the number of ranks never enters the computation; only M does, and M is fixed
+// for the life of a job. The price is that M bounds the parallelism (at most M
+// workers do useful work) and the corpus must be prepared with at least M train
+// shards, which is why Prepare writes at least MinShards (default 16).
+//
+// The core (NewPlan, StreamPlan.Windows, NewValPlan) does no I/O and is tested
+// exhaustively; Loader is the thin part that reads files and copies tokens.
+package shard

@@ -1,0 +1,50 @@
+package trainer
+
+import (
+	"context"
+	"fmt"
+)
+
+// ValSource yields the evaluation batches: a fixed, deterministic sequence of (b,T)
+// windows of the validation split.
+type ValSource interface {
+	Len() int
+	Batch(ctx context.Context, i int, inputs, targets []int32) error
+}
+
+// evalStreamBase keeps the masking of evaluation batches apart from training streams.
+const evalStreamBase = 1 << 20
+
+// Evaluate returns the mean loss per target token over every batch of val. It runs
+// forward passes only and leaves the gradients untouched. The masked objective masks
+// each evaluation batch the same way every time it is evaluated.
+func (t *Trainer) Evaluate(ctx context.Context, val ValSource) (float64, error) {
+	s := t.Spec
+	var sum float64
+	var count int
+	for i := 0; i < val.Len(); i++ {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		if err := val.Batch(ctx, i, t.inputs, t.targets); err != nil {
+			return 0, fmt.Errorf("eval batch %d: %w", i, err)
+		}
+		causal := s.Objective == CausalLM
+		if !causal {
+			T := s.SeqLen
+			for r := 0; r < s.MicroBatch; r++ {
+				MaskRow(t.inputs[r*T:(r+1)*T], t.targets[r*T:(r+1)*T], s.MaskRate, t.maskID, s.Model.VocabSize, maskRNG(s.Seed, evalStreamBase+i, 0, r))
+			}
+		}
+		l, n, err := t.Model.Forward(t.inputs, t.targets, s.MicroBatch, s.SeqLen, causal)
+		if err != nil {
+			return 0, fmt.Errorf("eval batch %d: %w", i, err)
+		}
+		sum += l
+		count += n
+	}
+	if count == 0 {
+		return 0, fmt.Errorf("evaluation has no target tokens (%d batches)", val.Len())
+	}
+	return sum / float64(count), nil
+}

@@ -1,0 +1,312 @@
+package trainer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ringtrain/ringtrain/model"
+	"github.com/ringtrain/ringtrain/shard"
+	"github.com/ringtrain/ringtrain/tokenizer"
+)
+
+// RunOptions are the knobs of a single-process training run that are not part of the job.
+type RunOptions struct {
+	Logger   *slog.Logger // structured logs; nil discards them
+	Progress io.Writer    // one human-readable line per log interval; nil for none
+	// NoResume starts from scratch even if the run directory holds checkpoints.
+	NoResume bool
+}
+
+// Result summarises a finished run.
+type Result struct {
+	Step         int64
+	TrainLoss    float64 // mean loss of the last step
+	ValLoss      float64 // NaN if never evaluated
+	Checkpoint   string  // directory of the last checkpoint written
+	Elapsed      time.Duration
+	TokensPerSec float64
+}
+
+// Prepared is a job bound to its data: the spec completed from the dataset, the
+// tokenizer and the data loader. The single-process trainer and the workers build it
+// the same way.
+type Prepared struct {
+	Spec          Spec
+	Dataset       *shard.Dataset
+	Tokenizer     tokenizer.Tokenizer
+	TokenizerJSON []byte
+	Loader        *shard.Loader
+	Val           *shard.ValIterator // nil when eval_batches is 0 or there is no val split
+}
+
+// Prepare opens the job's dataset and tokenizer, fills in the model's vocabulary size
+// (from the tokenizer) and maximum sequence length (seq_len, when unset), validates the
+// spec and builds the data loader.
+func Prepare(ctx context.Context, spec Spec) (*Prepared, error) {
+	ds, err := shard.Open(spec.Data)
+	if err != nil {
+		return nil, fmt.Errorf("dataset %s: %w", spec.Data, err)
+	}
+	tokPath := ds.TokenizerPath()
+	tokJSON, err := os.ReadFile(tokPath)
+	if err != nil {
+		return nil, fmt.Errorf("dataset %s: tokenizer: %w", spec.Data, err)
+	}
+	tok, err := tokenizer.Unmarshal(tokJSON)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer %s: %w", tokPath, err)
+	}
+	hash, err := tokenizer.Hash(tok)
+	if err != nil {
+		return nil, err
+	}
+	if err := ds.CheckTokenizer(hash, tok.VocabSize()); err != nil {
+		return nil, err
+	}
+	if spec.Model.VocabSize == 0 {
+		spec.Model.VocabSize = tok.VocabSize()
+	}
+	if spec.Model.VocabSize < tok.VocabSize() {
+		return nil, fmt.Errorf("%w: model.vocab_size=%d is smaller than the tokenizer's %d", ErrBadSpec, spec.Model.VocabSize, tok.VocabSize())
+	}
+	if spec.Model.MaxSeqLen == 0 {
+		spec.Model.MaxSeqLen = spec.SeqLen
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	plan, err := shard.NewPlan(ds.Manifest().TrainTokens(), spec.Seed, spec.Streams, spec.MicroBatch, spec.SeqLen)
+	if err != nil {
+		return nil, fmt.Errorf("dataset %s: %w", spec.Data, err)
+	}
+	loader, err := shard.NewLoader(ds, plan, shard.LoaderOptions{})
+	if err != nil {
+		return nil, err
+	}
+	p := &Prepared{Spec: spec, Dataset: ds, Tokenizer: tok, TokenizerJSON: tokJSON, Loader: loader}
+	if spec.EvalBatches > 0 && len(ds.Manifest().ValTokens()) > 0 {
+		val, err := loader.Val(spec.EvalBatches)
+		if err != nil {
+			return nil, fmt.Errorf("dataset %s: validation split: %w", spec.Data, err)
+		}
+		p.Val = val
+	}
+	return p, nil
+}
+
+// CheckpointRoot is the directory under a run directory that holds its checkpoints.
+func CheckpointRoot(out string) string { return filepath.Join(out, "ckpt") }
+
+// Run trains spec in this process: it resumes from the newest checkpoint in the run
+// directory (unless opts.NoResume), or starts from spec.InitFrom, or from a fresh
+// initialisation; logs and evaluates at the spec's intervals; writes checkpoints and a
+// JSONL metrics file; and returns when the last step is done or ctx is cancelled (then
+// it writes a checkpoint of the last completed step first).
+func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p, err := Prepare(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	spec = p.Spec
+	m, err := model.New(spec.Model, nil)
+	if err != nil {
+		return nil, err
+	}
+	opt := model.NewAdamW(spec.Model)
+	tr, err := New(spec, m, opt, p.Loader, int32(p.Tokenizer.Mask()))
+	if err != nil {
+		return nil, err
+	}
+	if err := initState(tr, spec, p, opts, log); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(spec.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("run directory: %w", err)
+	}
+	metrics, err := os.OpenFile(filepath.Join(spec.Out, "metrics.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("metrics file: %w", err)
+	}
+	defer metrics.Close()
+	enc := json.NewEncoder(metrics)
+
+	res := &Result{ValLoss: nan()}
+	streams := spec.AllStreams()
+	tokensPerStep := int64(spec.GlobalBatch() * spec.SeqLen)
+	start, startStep := time.Now(), tr.Step
+	intervalStart, intervalStep := start, tr.Step
+	var lastSaved int64 = -1
+	save := func() error {
+		if tr.Step == lastSaved || tr.Step == 0 {
+			return nil
+		}
+		dir, err := saveCheckpoint(tr, p, res.TrainLoss)
+		if err != nil {
+			return err
+		}
+		lastSaved, res.Checkpoint = tr.Step, dir
+		log.Info("checkpoint written", "step", tr.Step, "dir", dir)
+		return nil
+	}
+	for tr.Step < spec.Steps {
+		if ctx.Err() != nil {
+			log.Info("stopping", "step", tr.Step, "reason", ctx.Err())
+			if err := save(); err != nil {
+				return res, err
+			}
+			return res, ctx.Err()
+		}
+		step := tr.Step
+		lossSum, err := tr.Gradients(ctx, step, streams, nil)
+		if err != nil {
+			if ctx.Err() != nil {
+				continue // stop at the top of the loop, checkpointing the last full step
+			}
+			return res, err
+		}
+		norm, lr, err := tr.Apply()
+		if err != nil {
+			return res, err
+		}
+		res.TrainLoss = lossSum / float64(tr.GlobalTargets(step))
+		rec := map[string]any{"step": tr.Step, "loss": res.TrainLoss, "lr": lr, "grad_norm": norm,
+			"tokens": tr.Step * tokensPerStep, "time": time.Now().UTC().Format(time.RFC3339Nano)}
+		if tr.Step%spec.LogInterval == 0 || tr.Step == spec.Steps {
+			now := time.Now()
+			tps := float64((tr.Step-intervalStep)*tokensPerStep) / now.Sub(intervalStart).Seconds()
+			intervalStart, intervalStep = now, tr.Step
+			rec["tokens_per_sec"] = tps
+			elapsed := now.Sub(start)
+			eta := time.Duration(float64(elapsed) / float64(tr.Step-startStep) * float64(spec.Steps-tr.Step))
+			if opts.Progress != nil {
+				fmt.Fprintf(opts.Progress, "step %*d/%d  loss %.4f  lr %.2e  norm %.3f  %6.0f tok/s  elapsed %s  eta %s\n",
+					digits(spec.Steps), tr.Step, spec.Steps, res.TrainLoss, lr, norm, tps, elapsed.Round(time.Second), eta.Round(time.Second))
+			}
+			log.Debug("step", "step", tr.Step, "loss", res.TrainLoss, "lr", lr, "grad_norm", norm, "tokens_per_sec", tps)
+		}
+		if p.Val != nil && ((spec.EvalInterval > 0 && tr.Step%spec.EvalInterval == 0) || tr.Step == spec.Steps) {
+			vl, err := tr.Evaluate(ctx, p.Val)
+			if err != nil && ctx.Err() == nil {
+				return res, err
+			}
+			if err == nil {
+				res.ValLoss = vl
+				rec["val_loss"] = vl
+				if opts.Progress != nil {
+					fmt.Fprintf(opts.Progress, "step %*d/%d  val loss %.4f\n", digits(spec.Steps), tr.Step, spec.Steps, vl)
+				}
+				log.Info("eval", "step", tr.Step, "val_loss", vl)
+			}
+		}
+		if err := enc.Encode(rec); err != nil {
+			return res, fmt.Errorf("metrics file: %w", err)
+		}
+		if spec.CheckpointInterval > 0 && tr.Step%spec.CheckpointInterval == 0 {
+			if err := save(); err != nil {
+				return res, err
+			}
+		}
+	}
+	if err := save(); err != nil {
+		return res, err
+	}
+	res.Step = tr.Step
+	res.Elapsed = time.Since(start)
+	if s := res.Elapsed.Seconds(); s > 0 {
+		res.TokensPerSec = float64((tr.Step-startStep)*tokensPerStep) / s
+	}
+	return res, nil
+}
+
+func nan() float64 { return float64(0) / zero }
+
+var zero float64
+
+func digits(n int64) int { return len(fmt.Sprint(n)) }
+
+// initState loads the newest checkpoint of the run directory, or spec.InitFrom, or
+// draws a fresh initialisation.
+func initState(tr *Trainer, spec Spec, p *Prepared, opts RunOptions, log *slog.Logger) error {
+	if !opts.NoResume {
+		dir, err := model.LatestCheckpoint(CheckpointRoot(spec.Out))
+		switch {
+		case err == nil:
+			ck, err := model.LoadCheckpoint(dir)
+			if err != nil {
+				return fmt.Errorf("resume: %w", err)
+			}
+			if err := resumeFrom(tr, ck, p, dir); err != nil {
+				return err
+			}
+			log.Info("resumed", "dir", dir, "step", tr.Step)
+			return nil
+		case !errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("resume: %w", err)
+		}
+	}
+	if spec.InitFrom != "" {
+		ck, err := model.LoadCheckpoint(spec.InitFrom)
+		if err != nil {
+			return fmt.Errorf("init_from: %w", err)
+		}
+		if ck.Config != spec.Model {
+			return fmt.Errorf("%w: init_from %s has model %+v, the job wants %+v", ErrBadSpec, spec.InitFrom, ck.Config, spec.Model)
+		}
+		copy(tr.Model.Params.Slab, ck.Params)
+		log.Info("initialised from checkpoint", "dir", spec.InitFrom)
+		return nil
+	}
+	tr.Model.InitWeights(spec.Seed)
+	return nil
+}
+
+func resumeFrom(tr *Trainer, ck *model.Checkpoint, p *Prepared, dir string) error {
+	if ck.Config != tr.Spec.Model {
+		return fmt.Errorf("%w: checkpoint %s has model %+v, the job wants %+v", ErrBadSpec, dir, ck.Config, tr.Spec.Model)
+	}
+	if ck.Opt == nil {
+		return fmt.Errorf("resume: checkpoint %s has no optimizer state", dir)
+	}
+	if len(ck.Tokenizer) > 0 && string(ck.Tokenizer) != string(p.TokenizerJSON) {
+		return fmt.Errorf("resume: checkpoint %s was trained with a different tokenizer than dataset %s", dir, tr.Spec.Data)
+	}
+	copy(tr.Model.Params.Slab, ck.Params)
+	copy(tr.Opt.M, ck.Opt.M)
+	copy(tr.Opt.V, ck.Opt.V)
+	tr.Opt.Step = ck.Opt.Step
+	tr.Step = ck.Trainer.Step
+	return nil
+}
+
+func saveCheckpoint(tr *Trainer, p *Prepared, loss float64) (string, error) {
+	job, err := json.Marshal(tr.Spec)
+	if err != nil {
+		return "", err
+	}
+	dir := model.CheckpointDir(CheckpointRoot(tr.Spec.Out), tr.Step)
+	ck := &model.Checkpoint{
+		Config: tr.Spec.Model,
+		Params: tr.Model.Params.Slab,
+		Opt:    tr.Opt,
+		Trainer: model.TrainerState{
+			Step: tr.Step, Seed: tr.Spec.Seed, TokensSeen: tr.Step * int64(tr.Spec.GlobalBatch()*tr.Spec.SeqLen),
+			Loss: loss, Job: job,
+		},
+		Tokenizer: p.TokenizerJSON,
+	}
+	if err := model.SaveCheckpoint(dir, ck); err != nil {
+		return "", err
+	}
+	return dir, nil
+}

@@ -1,0 +1,139 @@
+package trainer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/ringtrain/ringtrain/model"
+)
+
+// Objective names a training objective.
+type Objective string
+
+// The objectives a job can train.
+const (
+	CausalLM Objective = "causal" // predict the next token (GPT)
+	MaskedLM Objective = "masked" // predict masked tokens with bidirectional attention
+)
+
+// Spec is everything a training job needs. It is what a job YAML file holds; the same
+// spec drives the single-process trainer and the distributed workers, so that both
+// follow the same trajectory.
+type Spec struct {
+	Model     model.Config `yaml:"model" json:"model"`
+	Objective Objective    `yaml:"objective" json:"objective"`
+	Data      string       `yaml:"data" json:"data"` // prepared dataset directory (manifest.json)
+	Out       string       `yaml:"out" json:"out"`   // run directory: checkpoints, metrics
+	InitFrom  string       `yaml:"init_from,omitempty" json:"init_from,omitempty"`
+
+	SeqLen     int    `yaml:"seq_len" json:"seq_len"`         // T
+	MicroBatch int    `yaml:"micro_batch" json:"micro_batch"` // b: sequences per stream per step
+	Streams    int    `yaml:"streams" json:"streams"`         // M: the global batch is M*b sequences
+	Steps      int64  `yaml:"steps" json:"steps"`
+	Seed       uint64 `yaml:"seed" json:"seed"`
+
+	LR          float64           `yaml:"lr" json:"lr"`
+	MinLR       float64           `yaml:"min_lr" json:"min_lr"`
+	WarmupSteps int64             `yaml:"warmup_steps" json:"warmup_steps"`
+	AdamW       model.AdamWConfig `yaml:"adamw" json:"adamw"`
+	GradClip    float64           `yaml:"grad_clip" json:"grad_clip"` // 0 disables clipping
+	MaskRate    float64           `yaml:"mask_rate" json:"mask_rate"` // masked LM only
+
+	LogInterval        int64 `yaml:"log_interval" json:"log_interval"`
+	EvalInterval       int64 `yaml:"eval_interval" json:"eval_interval"` // 0: only at the end
+	EvalBatches        int   `yaml:"eval_batches" json:"eval_batches"`
+	CheckpointInterval int64 `yaml:"checkpoint_interval" json:"checkpoint_interval"` // 0: only at the end
+}
+
+// ErrBadSpec reports an invalid job spec; the message names the field and value.
+var ErrBadSpec = errors.New("trainer: invalid job spec")
+
+// DefaultSpec returns the tiny-shakespeare recipe: 4 layers, 4 heads, 128 wide, context
+// 64, 12 sequences per step, 2000 steps, AdamW lr 1e-3 cosine to 1e-4 after 100 warmup
+// steps, weight decay 0.1, clipping at 1.0.
+func DefaultSpec() Spec {
+	return Spec{
+		Model:     model.Config{Layers: 4, Heads: 4, Embd: 128},
+		Objective: CausalLM,
+		Out:       "run",
+		SeqLen:    64, MicroBatch: 12, Streams: 1, Steps: 2000, Seed: 1337,
+		LR: 1e-3, MinLR: 1e-4, WarmupSteps: 100,
+		AdamW:    model.DefaultAdamW(),
+		GradClip: 1.0, MaskRate: 0.15,
+		LogInterval: 10, EvalInterval: 250, EvalBatches: 20, CheckpointInterval: 1000,
+	}
+}
+
+// LoadSpec reads a job YAML file over the defaults. Unknown fields are errors.
+func LoadSpec(path string) (Spec, error) {
+	s := DefaultSpec()
+	f, err := os.Open(path)
+	if err != nil {
+		return s, fmt.Errorf("job spec: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(&s); err != nil {
+		return s, fmt.Errorf("%w: %s: %v", ErrBadSpec, path, err)
+	}
+	return s, nil
+}
+
+// GlobalBatch is the number of sequences per optimizer step (streams * micro_batch).
+func (s Spec) GlobalBatch() int { return s.Streams * s.MicroBatch }
+
+// Validate checks every field and names the first bad one. The model's vocabulary and
+// maximum sequence length must have been filled in (from the data and seq_len).
+func (s Spec) Validate() error {
+	bad := func(field string, v any, why string) error {
+		return fmt.Errorf("%w: %s=%v %s", ErrBadSpec, field, v, why)
+	}
+	switch {
+	case s.Objective != CausalLM && s.Objective != MaskedLM:
+		return bad("objective", s.Objective, `must be "causal" or "masked"`)
+	case s.SeqLen < 1:
+		return bad("seq_len", s.SeqLen, "must be >= 1")
+	case s.MicroBatch < 1:
+		return bad("micro_batch", s.MicroBatch, "must be >= 1")
+	case s.Streams < 1:
+		return bad("streams", s.Streams, "must be >= 1")
+	case s.Steps < 1:
+		return bad("steps", s.Steps, "must be >= 1")
+	case !(s.LR > 0):
+		return bad("lr", s.LR, "must be > 0")
+	case s.MinLR < 0 || s.MinLR > s.LR:
+		return bad("min_lr", s.MinLR, "must be in [0, lr]")
+	case s.WarmupSteps < 0:
+		return bad("warmup_steps", s.WarmupSteps, "must be >= 0")
+	case s.AdamW.Beta1 < 0 || s.AdamW.Beta1 >= 1:
+		return bad("adamw.beta1", s.AdamW.Beta1, "must be in [0, 1)")
+	case s.AdamW.Beta2 < 0 || s.AdamW.Beta2 >= 1:
+		return bad("adamw.beta2", s.AdamW.Beta2, "must be in [0, 1)")
+	case !(s.AdamW.Eps > 0):
+		return bad("adamw.eps", s.AdamW.Eps, "must be > 0")
+	case s.AdamW.WeightDecay < 0:
+		return bad("adamw.weight_decay", s.AdamW.WeightDecay, "must be >= 0")
+	case s.GradClip < 0:
+		return bad("grad_clip", s.GradClip, "must be >= 0 (0 disables clipping)")
+	case s.Objective == MaskedLM && !(s.MaskRate > 0 && s.MaskRate < 1):
+		return bad("mask_rate", s.MaskRate, "must be in (0, 1)")
+	case s.LogInterval < 1:
+		return bad("log_interval", s.LogInterval, "must be >= 1")
+	case s.EvalInterval < 0:
+		return bad("eval_interval", s.EvalInterval, "must be >= 0")
+	case s.EvalBatches < 0:
+		return bad("eval_batches", s.EvalBatches, "must be >= 0")
+	case s.CheckpointInterval < 0:
+		return bad("checkpoint_interval", s.CheckpointInterval, "must be >= 0")
+	case s.SeqLen > s.Model.MaxSeqLen:
+		return bad("seq_len", s.SeqLen, fmt.Sprintf("exceeds the model's max_seq_len %d", s.Model.MaxSeqLen))
+	}
+	if err := s.Model.Validate(); err != nil {
+		return fmt.Errorf("%w: model: %w", ErrBadSpec, err)
+	}
+	return nil
+}

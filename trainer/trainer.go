@@ -1,0 +1,139 @@
+package trainer
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/ringtrain/ringtrain/model"
+)
+
+// BatchSource yields training data. The data of (stream, step) must be a pure function
+// of the job (seed, dataset, stream, step), so that a recomputed step reads exactly the
+// same tokens on any rank.
+type BatchSource interface {
+	// Batch fills inputs and targets, each (b,T) and owned by the caller, with the
+	// micro-batch of stream at step. For the causal objective targets are the inputs
+	// shifted by one; the masked objective ignores them and builds its own.
+	Batch(ctx context.Context, stream int, step int64, inputs, targets []int32) error
+}
+
+// Trainer runs the optimisation of one model replica: the gradient of the micro-batches
+// of the streams it owns, and the optimizer update. The single-process trainer owns all
+// streams; a distributed worker owns its share and all-reduces the gradient between
+// Gradients and Apply. A Trainer is used from one goroutine.
+type Trainer struct {
+	Spec  Spec
+	Model *model.GPT
+	Opt   *model.AdamW
+	// Step is the number of optimizer updates applied, i.e. the next step to compute.
+	Step int64
+
+	data            BatchSource
+	maskID          int32
+	inputs, targets []int32 // (b,T) micro-batch buffers
+}
+
+// New builds a Trainer. maskID is the mask token of the masked objective (ignored for
+// the causal one). The model and optimizer state are used in place.
+func New(spec Spec, m *model.GPT, opt *model.AdamW, data BatchSource, maskID int32) (*Trainer, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if m.Config != spec.Model {
+		return nil, fmt.Errorf("%w: model shape %+v differs from the spec's %+v", ErrBadSpec, m.Config, spec.Model)
+	}
+	if spec.Objective == MaskedLM && (maskID < 0 || int(maskID) >= spec.Model.VocabSize) {
+		return nil, fmt.Errorf("%w: masked objective needs a mask token inside the vocabulary, got id %d", ErrBadSpec, maskID)
+	}
+	n := spec.MicroBatch * spec.SeqLen
+	return &Trainer{Spec: spec, Model: m, Opt: opt, data: data, maskID: maskID,
+		inputs: make([]int32, n), targets: make([]int32, n)}, nil
+}
+
+// GlobalTargets returns the number of target tokens in the global batch of step: the
+// denominator of the mean loss. Every rank computes the same number without exchanging
+// data.
+func (t *Trainer) GlobalTargets(step int64) int {
+	s := t.Spec
+	if s.Objective == CausalLM {
+		return s.Streams * s.MicroBatch * s.SeqLen
+	}
+	n := 0
+	for m := 0; m < s.Streams; m++ {
+		for r := 0; r < s.MicroBatch; r++ {
+			n += countMasked(s.SeqLen, s.MaskRate, s.Model.VocabSize, maskRNG(s.Seed, m, step, r))
+		}
+	}
+	return n
+}
+
+// Gradients zeroes the gradients and adds those of the given streams' micro-batches at
+// step, each scaled by 1/GlobalTargets(step), so that the sum over all streams (over
+// all ranks) is the gradient of the global mean loss. It returns the sum of the token
+// losses of these micro-batches. ready is passed to the backward pass of the last
+// micro-batch (see model.GPT.Backward).
+func (t *Trainer) Gradients(ctx context.Context, step int64, streams []int, ready func(lo, hi int)) (lossSum float64, err error) {
+	s := t.Spec
+	t.Model.ZeroGrad()
+	total := t.GlobalTargets(step)
+	scale := float32(0)
+	if total > 0 {
+		scale = float32(1 / float64(total))
+	}
+	for i, stream := range streams {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		if err := t.data.Batch(ctx, stream, step, t.inputs, t.targets); err != nil {
+			return 0, fmt.Errorf("step %d stream %d: %w", step, stream, err)
+		}
+		causal := true
+		if s.Objective == MaskedLM {
+			causal = false
+			T := s.SeqLen
+			for r := 0; r < s.MicroBatch; r++ {
+				MaskRow(t.inputs[r*T:(r+1)*T], t.targets[r*T:(r+1)*T], s.MaskRate, t.maskID, s.Model.VocabSize, maskRNG(s.Seed, stream, step, r))
+			}
+		}
+		sum, _, err := t.Model.Forward(t.inputs, t.targets, s.MicroBatch, s.SeqLen, causal)
+		if err != nil {
+			return 0, fmt.Errorf("step %d stream %d: %w", step, stream, err)
+		}
+		lossSum += sum
+		var cb func(lo, hi int)
+		if i == len(streams)-1 {
+			cb = ready
+		}
+		if err := t.Model.Backward(scale, cb); err != nil {
+			return 0, err
+		}
+	}
+	return lossSum, nil
+}
+
+// Apply clips the (already summed) gradients, applies one AdamW update at the learning
+// rate of t.Step and advances t.Step. It returns the gradient norm before clipping and
+// the learning rate used.
+func (t *Trainer) Apply() (gradNorm, lr float64, err error) {
+	s := t.Spec
+	gradNorm = model.ClipGradNorm(t.Model.Grads.Slab, s.GradClip)
+	if math.IsNaN(gradNorm) || math.IsInf(gradNorm, 0) {
+		return gradNorm, 0, fmt.Errorf("step %d: gradient norm is %v: training diverged", t.Step, gradNorm)
+	}
+	lr = LearningRate(t.Step, s.WarmupSteps, s.Steps, s.LR, s.MinLR)
+	if err := t.Opt.Update(s.Model, s.AdamW, lr, t.Model.Params.Slab, t.Model.Grads.Slab); err != nil {
+		return gradNorm, lr, err
+	}
+	t.Step++
+	return gradNorm, lr, nil
+}
+
+// AllStreams returns [0, 1, ..., streams-1]: what a single process owns.
+func (s Spec) AllStreams() []int {
+	out := make([]int, s.Streams)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
