@@ -43,9 +43,9 @@
 // # Invalid UTF-8
 //
 // The split regex is defined on code points. A byte that is not part of a valid UTF-8
-// sequence is therefore a chunk of its own (its byte id, which no merge touches across
-// the chunk boundary), and the regex runs on the valid runs between such bytes. For
-// valid UTF-8, which is all tiktoken can see, the chunks and ids are exactly GPT-2's.
+// sequence is therefore a chunk of its own and encodes as its single-byte id, and the
+// regex runs on the valid runs between such bytes. For valid UTF-8, which is all
+// tiktoken can see, the chunks and ids are exactly GPT-2's.
 //
 // # Training cost
 //
