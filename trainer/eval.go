@@ -12,9 +12,6 @@ type ValSource interface {
 	Batch(ctx context.Context, i int, inputs, targets []int32) error
 }
 
-// evalStreamBase keeps the masking of evaluation batches apart from training streams.
-const evalStreamBase = 1 << 20
-
 // Evaluate returns the mean loss per target token over every batch of val. It runs
 // forward passes only and leaves the gradients untouched. The masked objective masks
 // each evaluation batch the same way every time it is evaluated.
@@ -33,7 +30,7 @@ func (t *Trainer) Evaluate(ctx context.Context, val ValSource) (float64, error) 
 		if !causal {
 			T := s.SeqLen
 			for r := 0; r < s.MicroBatch; r++ {
-				MaskRow(t.inputs[r*T:(r+1)*T], t.targets[r*T:(r+1)*T], s.MaskRate, t.maskID, s.Model.VocabSize, maskRNG(s.Seed, evalStreamBase+i, 0, r))
+				MaskRow(t.inputs[r*T:(r+1)*T], t.targets[r*T:(r+1)*T], s.MaskRate, t.maskID, s.Model.VocabSize, maskRNG(s.Seed, maskEval, i, 0, r))
 			}
 		}
 		l, n, err := t.Model.Forward(t.inputs, t.targets, s.MicroBatch, s.SeqLen, causal)

@@ -2,11 +2,30 @@ package trainer
 
 import "math/rand/v2"
 
-// maskRNG returns the generator of the masked-LM corruption for one (stream, step, row).
-// It depends only on the job seed and these indices, never on the token values, so any
-// rank can count the masked positions of the whole global batch without reading its data.
-func maskRNG(seed uint64, stream int, step int64, row int) *rand.Rand {
-	return rand.New(rand.NewPCG(seed^0x6d61736b6c6d0001, uint64(step)<<24^uint64(stream)<<12^uint64(row)))
+// maskRNG returns the generator of the masked-LM corruption for one (stream, step, row)
+// of a domain (training or evaluation). It depends only on the job seed and these
+// indices, never on the token values, so any rank can count the masked positions of the
+// whole global batch without reading its data.
+func maskRNG(seed uint64, domain uint64, stream int, step int64, row int) *rand.Rand {
+	h := mix64(seed ^ 0x6d61736b6c6d0001)
+	for _, v := range [...]uint64{domain, uint64(stream), uint64(step), uint64(row)} {
+		h = mix64(h ^ v)
+	}
+	return rand.New(rand.NewPCG(h, seed))
+}
+
+// Domains of maskRNG.
+const (
+	maskTrain uint64 = 1
+	maskEval  uint64 = 2
+)
+
+// mix64 is splitmix64's finaliser: a bijective scramble of 64 bits.
+func mix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
 }
 
 // MaskRow applies BERT-style corruption to one row of T tokens in place: each position

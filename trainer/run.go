@@ -20,16 +20,17 @@ import (
 type RunOptions struct {
 	Logger   *slog.Logger // structured logs; nil discards them
 	Progress io.Writer    // one human-readable line per log interval; nil for none
-	// NoResume starts from scratch even if the run directory holds checkpoints.
+	// NoResume refuses to resume: a run directory that holds checkpoints is an error
+	// instead of a place to continue from.
 	NoResume bool
 }
 
 // Result summarises a finished run.
 type Result struct {
-	Step         int64
+	Step         int64   // last completed step, also when Run stops early
 	TrainLoss    float64 // mean loss of the last step
 	ValLoss      float64 // NaN if never evaluated
-	Checkpoint   string  // directory of the last checkpoint written
+	Checkpoint   string  // directory of the last checkpoint written or resumed from
 	Elapsed      time.Duration
 	TokensPerSec float64
 }
@@ -128,7 +129,8 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := initState(tr, spec, p, opts, log); err != nil {
+	resumed, err := initState(tr, spec, p, opts, log)
+	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(spec.Out, 0o755); err != nil {
@@ -141,12 +143,13 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 	defer metrics.Close()
 	enc := json.NewEncoder(metrics)
 
-	res := &Result{ValLoss: nan()}
+	// A resumed step already has its checkpoint: never write it again.
+	res := &Result{Step: tr.Step, ValLoss: nan(), Checkpoint: resumed}
 	streams := spec.AllStreams()
 	tokensPerStep := int64(spec.GlobalBatch() * spec.SeqLen)
 	start, startStep := time.Now(), tr.Step
 	intervalStart, intervalStep := start, tr.Step
-	var lastSaved int64 = -1
+	lastSaved := tr.Step
 	save := func() error {
 		if tr.Step == lastSaved || tr.Step == 0 {
 			return nil
@@ -179,7 +182,13 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 		if err != nil {
 			return res, err
 		}
-		res.TrainLoss = lossSum / float64(tr.GlobalTargets(step))
+		res.Step = tr.Step
+		// A masked step may choose no position: its loss (and gradient) is zero, not
+		// NaN, which neither metrics.jsonl nor a checkpoint can hold.
+		res.TrainLoss = 0
+		if n := tr.GlobalTargets(step); n > 0 {
+			res.TrainLoss = lossSum / float64(n)
+		}
 		rec := map[string]any{"step": tr.Step, "loss": res.TrainLoss, "lr": lr, "grad_norm": norm,
 			"tokens": tr.Step * tokensPerStep, "time": time.Now().UTC().Format(time.RFC3339Nano)}
 		if tr.Step%spec.LogInterval == 0 || tr.Step == spec.Steps {
@@ -236,39 +245,42 @@ var zero float64
 func digits(n int64) int { return len(fmt.Sprint(n)) }
 
 // initState loads the newest checkpoint of the run directory, or spec.InitFrom, or
-// draws a fresh initialisation.
-func initState(tr *Trainer, spec Spec, p *Prepared, opts RunOptions, log *slog.Logger) error {
+// draws a fresh initialisation. It returns the checkpoint resumed from, if any.
+func initState(tr *Trainer, spec Spec, p *Prepared, opts RunOptions, log *slog.Logger) (resumed string, err error) {
+	dir, err := model.LatestCheckpoint(CheckpointRoot(spec.Out))
+	if err == nil && opts.NoResume {
+		return "", fmt.Errorf("run directory %s already holds checkpoint %s: remove it or choose another --out to start afresh", spec.Out, dir)
+	}
 	if !opts.NoResume {
-		dir, err := model.LatestCheckpoint(CheckpointRoot(spec.Out))
 		switch {
 		case err == nil:
 			ck, err := model.LoadCheckpoint(dir)
 			if err != nil {
-				return fmt.Errorf("resume: %w", err)
+				return "", fmt.Errorf("resume: %w", err)
 			}
 			if err := resumeFrom(tr, ck, p, dir); err != nil {
-				return err
+				return "", err
 			}
 			log.Info("resumed", "dir", dir, "step", tr.Step)
-			return nil
-		case !errors.Is(err, os.ErrNotExist):
-			return fmt.Errorf("resume: %w", err)
+			return dir, nil
+		case !errors.Is(err, model.ErrNoCheckpoint):
+			return "", fmt.Errorf("resume: %w", err)
 		}
 	}
 	if spec.InitFrom != "" {
 		ck, err := model.LoadCheckpoint(spec.InitFrom)
 		if err != nil {
-			return fmt.Errorf("init_from: %w", err)
+			return "", fmt.Errorf("init_from: %w", err)
 		}
 		if ck.Config != spec.Model {
-			return fmt.Errorf("%w: init_from %s has model %+v, the job wants %+v", ErrBadSpec, spec.InitFrom, ck.Config, spec.Model)
+			return "", fmt.Errorf("%w: init_from %s has model %+v, the job wants %+v", ErrBadSpec, spec.InitFrom, ck.Config, spec.Model)
 		}
 		copy(tr.Model.Params.Slab, ck.Params)
 		log.Info("initialised from checkpoint", "dir", spec.InitFrom)
-		return nil
+		return "", nil
 	}
 	tr.Model.InitWeights(spec.Seed)
-	return nil
+	return "", nil
 }
 
 func resumeFrom(tr *Trainer, ck *model.Checkpoint, p *Prepared, dir string) error {

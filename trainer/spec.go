@@ -3,6 +3,7 @@ package trainer
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"gopkg.in/yaml.v3"
@@ -67,7 +68,8 @@ func DefaultSpec() Spec {
 	}
 }
 
-// LoadSpec reads a job YAML file over the defaults. Unknown fields are errors.
+// LoadSpec reads a job YAML file over the defaults. Unknown fields are errors; an empty
+// file is the defaults.
 func LoadSpec(path string) (Spec, error) {
 	s := DefaultSpec()
 	f, err := os.Open(path)
@@ -77,7 +79,7 @@ func LoadSpec(path string) (Spec, error) {
 	defer f.Close()
 	dec := yaml.NewDecoder(f)
 	dec.KnownFields(true)
-	if err := dec.Decode(&s); err != nil {
+	if err := dec.Decode(&s); err != nil && !errors.Is(err, io.EOF) {
 		return s, fmt.Errorf("%w: %s: %v", ErrBadSpec, path, err)
 	}
 	return s, nil

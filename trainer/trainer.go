@@ -62,7 +62,7 @@ func (t *Trainer) GlobalTargets(step int64) int {
 	n := 0
 	for m := 0; m < s.Streams; m++ {
 		for r := 0; r < s.MicroBatch; r++ {
-			n += countMasked(s.SeqLen, s.MaskRate, s.Model.VocabSize, maskRNG(s.Seed, m, step, r))
+			n += countMasked(s.SeqLen, s.MaskRate, s.Model.VocabSize, maskRNG(s.Seed, maskTrain, m, step, r))
 		}
 	}
 	return n
@@ -93,7 +93,7 @@ func (t *Trainer) Gradients(ctx context.Context, step int64, streams []int, read
 			causal = false
 			T := s.SeqLen
 			for r := 0; r < s.MicroBatch; r++ {
-				MaskRow(t.inputs[r*T:(r+1)*T], t.targets[r*T:(r+1)*T], s.MaskRate, t.maskID, s.Model.VocabSize, maskRNG(s.Seed, stream, step, r))
+				MaskRow(t.inputs[r*T:(r+1)*T], t.targets[r*T:(r+1)*T], s.MaskRate, t.maskID, s.Model.VocabSize, maskRNG(s.Seed, maskTrain, stream, step, r))
 			}
 		}
 		sum, _, err := t.Model.Forward(t.inputs, t.targets, s.MicroBatch, s.SeqLen, causal)

@@ -30,7 +30,11 @@ func newEvalCmd(_ *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Printf("%s on %s (%s, %d batches of %d x %d): loss %.4f\n", ckpt, o.Data, split, n, o.MicroBatch, o.SeqLen, loss)
+			seq := fmt.Sprint(o.SeqLen)
+			if o.SeqLen == 0 {
+				seq = "the model's context" // resolved inside EvaluateCheckpoint
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s on %s (%s, %d batches of %d x %s): loss %.4f\n", ckpt, o.Data, split, n, o.MicroBatch, seq, loss)
 			return nil
 		},
 	}

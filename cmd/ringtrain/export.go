@@ -39,7 +39,7 @@ loads: config.json and model.safetensors (Conv1D [in,out] layout, tied LM head).
 			if err := model.ExportHF(out, ck.Config, ck.Params, opts...); err != nil {
 				return err
 			}
-			fmt.Printf("exported %s to %s (%d parameters)\n", ckpt, out, ck.Config.NumParams())
+			fmt.Fprintf(cmd.OutOrStdout(), "exported %s to %s (%d parameters)\n", ckpt, out, ck.Config.NumParams())
 			return nil
 		},
 	}

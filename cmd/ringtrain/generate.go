@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -38,7 +37,7 @@ func newGenerateCmd(_ *globals) *cobra.Command {
 				return err
 			}
 			copy(m.Params.Slab, ck.Params)
-			return generate(cmd, m, tok, prompt, opts, os.Stdout)
+			return generate(cmd, m, tok, prompt, opts, cmd.OutOrStdout())
 		},
 	}
 	fl := cmd.Flags()
@@ -82,7 +81,7 @@ func generate(cmd *cobra.Command, m *model.GPT, tok tokenizer.Tokenizer, prompt 
 		in[i] = int32(id)
 	}
 	if len(in) >= m.Config.MaxSeqLen {
-		fmt.Fprintf(os.Stderr, "note: the prompt has %d tokens; only the last %d fit the model's context of %d\n",
+		fmt.Fprintf(cmd.ErrOrStderr(), "note: the prompt has %d tokens; only the last %d fit the model's context of %d\n",
 			len(in), m.Config.MaxSeqLen-1, m.Config.MaxSeqLen)
 	}
 	opts.EOT = int32(tok.EOT())

@@ -48,13 +48,13 @@ flag of 'ringtrain train' applies; --data trains on another prepared dataset.`,
 					return err
 				}
 			}
-			fmt.Printf("training %d-layer %d-wide GPT for %d steps on %s; checkpoints in %s\n",
+			fmt.Fprintf(cmd.OutOrStdout(), "training %d-layer %d-wide GPT for %d steps on %s; checkpoints in %s\n",
 				spec.Model.Layers, spec.Model.Embd, spec.Steps, spec.Data, spec.Out)
-			res, err := trainer.Run(cmd.Context(), spec, trainer.RunOptions{Logger: log, Progress: os.Stdout, NoResume: noResume})
+			res, err := trainer.Run(cmd.Context(), spec, trainer.RunOptions{Logger: log, Progress: cmd.OutOrStdout(), NoResume: noResume})
 			if err != nil {
 				return err
 			}
-			fmt.Printf("done: step %d, train loss %.4f, val loss %.4f, %.0f tok/s in %s; checkpoint %s\n",
+			fmt.Fprintf(cmd.OutOrStdout(), "done: step %d, train loss %.4f, val loss %.4f, %.0f tok/s in %s; checkpoint %s\n",
 				res.Step, res.TrainLoss, res.ValLoss, res.TokensPerSec, res.Elapsed.Round(1e9), res.Checkpoint)
 			if sample <= 0 || res.Checkpoint == "" {
 				return nil
@@ -72,8 +72,8 @@ flag of 'ringtrain train' applies; --data trains on another prepared dataset.`,
 				return err
 			}
 			copy(m.Params.Slab, ck.Params)
-			fmt.Println("--- sample ---")
-			return generate(cmd, m, tok, "ROMEO:", model.GenerateOptions{MaxTokens: sample, Temperature: 0.8, TopK: 40, Seed: 1, StopAtEOT: true}, os.Stdout)
+			fmt.Fprintln(cmd.OutOrStdout(), "--- sample ---")
+			return generate(cmd, m, tok, "ROMEO:", model.GenerateOptions{MaxTokens: sample, Temperature: 0.8, TopK: 40, Seed: 1, StopAtEOT: true}, cmd.OutOrStdout())
 		},
 	}
 	f.register(cmd)
@@ -110,7 +110,7 @@ func prepareShipped(cmd *cobra.Command, dir, data string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("prepared the shipped tiny shakespeare corpus: %d characters of vocabulary, %d train shards in %s\n",
+	fmt.Fprintf(cmd.OutOrStdout(), "prepared the shipped tiny shakespeare corpus: %d characters of vocabulary, %d train shards in %s\n",
 		m.Tokenizer.VocabSize, len(m.Train), data)
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -24,8 +25,10 @@ func main() {
 }
 
 type globals struct {
-	logLevel  string
-	logFormat string
+	logLevel   string
+	logFormat  string
+	cpuProfile string
+	profFile   *os.File
 }
 
 func newRoot() *cobra.Command {
@@ -36,11 +39,16 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return applyEnv(cmd)
+			if err := applyEnv(cmd); err != nil {
+				return err
+			}
+			return g.startProfile()
 		},
+		PersistentPostRun: func(*cobra.Command, []string) { g.stopProfile() },
 	}
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	root.PersistentFlags().StringVar(&g.cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) to this file")
 	root.AddCommand(
 		newPrepareCmd(g),
 		newTrainCmd(g),
@@ -68,6 +76,32 @@ func applyEnv(cmd *cobra.Command) error {
 		}
 	})
 	return err
+}
+
+func (g *globals) startProfile() error {
+	if g.cpuProfile == "" {
+		return nil
+	}
+	f, err := os.Create(g.cpuProfile)
+	if err != nil {
+		return fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("--cpuprofile: %w", err)
+	}
+	g.profFile = f
+	// PersistentPostRun is skipped when a command fails; finalizers always run.
+	cobra.OnFinalize(g.stopProfile)
+	return nil
+}
+
+func (g *globals) stopProfile() {
+	if g.profFile != nil {
+		pprof.StopCPUProfile()
+		g.profFile.Close()
+		g.profFile = nil
+	}
 }
 
 func (g *globals) logger() (*slog.Logger, error) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -56,7 +55,7 @@ trained on the inputs), gpt2 (GPT-2's own encoding).`,
 			for _, n := range m.ValTokens() {
 				val += n
 			}
-			fmt.Fprintf(os.Stdout, "prepared %s: tokenizer %s (vocab %d), %d train tokens in %d shards, %d val tokens\n",
+			fmt.Fprintf(cmd.OutOrStdout(), "prepared %s: tokenizer %s (vocab %d), %d train tokens in %d shards, %d val tokens\n",
 				out, m.Tokenizer.Name, m.Tokenizer.VocabSize, train, len(m.Train), val)
 			return nil
 		},

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -50,22 +49,26 @@ func (f *specFlags) register(cmd *cobra.Command) {
 }
 
 // resolve loads --config under the flags the user gave and splits --batch over streams.
+// With --config, --streams alone splits the file's global batch (streams x micro_batch).
 func (f *specFlags) resolve(cmd *cobra.Command) (trainer.Spec, error) {
-	spec := f.spec
+	spec, batch := f.spec, f.batch
 	if f.config != "" {
 		fromFile, err := trainer.LoadSpec(f.config)
 		if err != nil {
 			return spec, err
+		}
+		if !cmd.Flags().Changed("batch") {
+			batch = fromFile.GlobalBatch()
 		}
 		if spec, err = overlayChanged(cmd, fromFile); err != nil {
 			return spec, err
 		}
 	}
 	if f.config == "" || cmd.Flags().Changed("batch") || cmd.Flags().Changed("streams") {
-		if spec.Streams < 1 || f.batch%spec.Streams != 0 {
-			return spec, fmt.Errorf("--batch %d must be a positive multiple of --streams %d", f.batch, spec.Streams)
+		if spec.Streams < 1 || batch%spec.Streams != 0 {
+			return spec, fmt.Errorf("--batch %d must be a positive multiple of --streams %d", batch, spec.Streams)
 		}
-		spec.MicroBatch = f.batch / spec.Streams
+		spec.MicroBatch = batch / spec.Streams
 	}
 	return spec, nil
 }
@@ -109,11 +112,11 @@ bit-identically.`,
 			if spec.Data == "" {
 				return fmt.Errorf("--data is required (a directory made by 'ringtrain prepare')")
 			}
-			res, err := trainer.Run(cmd.Context(), spec, trainer.RunOptions{Logger: log, Progress: os.Stdout, NoResume: noResume})
+			res, err := trainer.Run(cmd.Context(), spec, trainer.RunOptions{Logger: log, Progress: cmd.OutOrStdout(), NoResume: noResume})
 			if err != nil {
 				return err
 			}
-			fmt.Printf("done: step %d, train loss %.4f, val loss %.4f, %.0f tok/s, %s; checkpoint %s\n",
+			fmt.Fprintf(cmd.OutOrStdout(), "done: step %d, train loss %.4f, val loss %.4f, %.0f tok/s, %s; checkpoint %s\n",
 				res.Step, res.TrainLoss, res.ValLoss, res.TokensPerSec, res.Elapsed.Round(1e9), res.Checkpoint)
 			return nil
 		},
