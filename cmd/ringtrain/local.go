@@ -12,7 +12,6 @@ import (
 	"github.com/ringtrain/ringtrain/examples"
 	"github.com/ringtrain/ringtrain/model"
 	"github.com/ringtrain/ringtrain/shard"
-	"github.com/ringtrain/ringtrain/trainer"
 )
 
 func newLocalCmd(g *globals) *cobra.Command {
@@ -50,12 +49,10 @@ flag of 'ringtrain train' applies; --data trains on another prepared dataset.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "training %d-layer %d-wide GPT for %d steps on %s; checkpoints in %s\n",
 				spec.Model.Layers, spec.Model.Embd, spec.Steps, spec.Data, spec.Out)
-			res, err := trainer.Run(cmd.Context(), spec, trainer.RunOptions{Logger: log, Progress: cmd.OutOrStdout(), NoResume: noResume})
+			res, err := runTraining(cmd, log, spec, noResume)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "done: step %d, train loss %.4f, val loss %.4f, %.0f tok/s in %s; checkpoint %s\n",
-				res.Step, res.TrainLoss, res.ValLoss, res.TokensPerSec, res.Elapsed.Round(1e9), res.Checkpoint)
 			if sample <= 0 || res.Checkpoint == "" {
 				return nil
 			}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -112,16 +114,24 @@ bit-identically.`,
 			if spec.Data == "" {
 				return fmt.Errorf("--data is required (a directory made by 'ringtrain prepare')")
 			}
-			res, err := trainer.Run(cmd.Context(), spec, trainer.RunOptions{Logger: log, Progress: cmd.OutOrStdout(), NoResume: noResume})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "done: step %d, train loss %.4f, val loss %.4f, %.0f tok/s, %s; checkpoint %s\n",
-				res.Step, res.TrainLoss, res.ValLoss, res.TokensPerSec, res.Elapsed.Round(1e9), res.Checkpoint)
-			return nil
+			_, err = runTraining(cmd, log, spec, noResume)
+			return err
 		},
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVar(&noResume, "no-resume", false, "ignore checkpoints already in --out")
 	return cmd
+}
+
+// runTraining runs spec in this process, printing progress and a summary line to the
+// command's output.
+func runTraining(cmd *cobra.Command, log *slog.Logger, spec trainer.Spec, noResume bool) (*trainer.Result, error) {
+	out := cmd.OutOrStdout()
+	res, err := trainer.Run(cmd.Context(), spec, trainer.RunOptions{Logger: log, Progress: out, NoResume: noResume})
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "done: step %d, train loss %.4f, val loss %.4f, %.0f tok/s in %s; checkpoint %s\n",
+		res.Step, res.TrainLoss, res.ValLoss, res.TokensPerSec, res.Elapsed.Round(time.Second), res.Checkpoint)
+	return res, nil
 }
