@@ -49,7 +49,7 @@ def main():
             torch.tensor(values, dtype=g.DT).reshape(shape)
 
     man = json.load(open(os.path.join(a.data, "manifest.json")))
-    val = torch.cat([read_shard(os.path.join(a.data, s["file"])) for s in man["val"]])
+    val = torch.cat([read_shard(os.path.join(a.data, s["file"])) for s in man["val_shards"]])
     b, T = a.batch, a.seq
     total, count = 0.0, 0
     for i in range(a.batches):
