@@ -8,7 +8,7 @@
 //     directory: llm.c token shards (.bin), tokenizer.json and manifest.json.
 //   - The trainer (coordinator side) calls Open, Dataset.CheckTokenizer and
 //     NewPlan to validate a job before it starts: the corpus must have at least M
-//     train shards and every stream enough tokens for a step.
+//     train shards and every stream at least b rows of T+1 tokens.
 //   - Each worker calls Open, NewPlan with the job's (seed, M, b, T) and
 //     NewLoader, then Loader.Batch for each stream it is assigned at each step,
 //     and Loader.Val for evaluation.
@@ -20,8 +20,9 @@
 // tokens, or magic 20240801 version 7 with uint32 tokens), tokenizer.json, and
 // manifest.json with every shard's token count and sha256 and the tokenizer's
 // sha256. Directories of llm.c shards or nanoGPT's headerless train.bin/val.bin
-// open too, without a manifest and so with fewer checks (see Open). In memory a
-// shard is a Tokens value at its file's width; batches are []int32.
+// open too, without a manifest and so with fewer checks (see Open). Training
+// reads a shard row by row (positioned reads of T+1 tokens); LoadShard reads one
+// whole, as a Tokens value at its file's width. Batches are []int32.
 //
 // # Usage
 //
@@ -50,14 +51,20 @@
 // the same tokens and, after the all-reduce, take the same step.
 //
 // A stream's data is a pure function of (seed, manifest, stream, step): stream m
-// owns shards m, m+M, … and reads them in an order shuffled per epoch from (seed,
-// epoch, m). Nothing about reading position needs to be stored or replicated:
-// when a worker dies and its streams move to another worker, or a step is
-// aborted and recomputed after a membership change, the new owner computes the
-// same windows from the step number and reads the same tokens. No token is
-// skipped or read twice because of a failure, so each stream's tokens are used
-// exactly once per epoch (less the short tail dropped so that all streams have
-// the same number of steps; see StreamPlan).
+// owns shards m, m+M, …, cuts each into rows of T+1 tokens (consecutive rows
+// share a token; a row never spans shards) and visits all its rows in an order
+// shuffled per epoch from (seed, m, epoch); a step takes the next b rows of that
+// order. Nothing about reading position needs to be stored or replicated: when
+// a worker dies and its streams move to another worker, or a step is aborted and
+// recomputed after a membership change, the new owner computes the same rows
+// from the step number and reads the same tokens. No row is skipped or read
+// twice because of a failure, so each stream's rows are used exactly once per
+// epoch (less those left over so that all streams have the same number of
+// steps, and each shard's tail shorter than a row; see StreamPlan).
+//
+// The rows of a step are scattered over the stream's shards rather than b
+// consecutive windows of one text: batches of contiguous text, read in order,
+// are so correlated that a small model trains measurably worse on them.
 //
 // Tying streams to shards rather than to workers is what lets the world size
 // change mid-epoch. A sampler that partitions the data by rank (PyTorch's
@@ -69,5 +76,6 @@
 // shards, which is why Prepare writes at least MinShards (default 16).
 //
 // The core (NewPlan, StreamPlan.Windows, NewValPlan) does no I/O and is tested
-// exhaustively; Loader is the thin part that reads files and copies tokens.
+// exhaustively; Loader is the thin part that verifies shard files once and reads
+// rows from them.
 package shard

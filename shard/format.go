@@ -96,7 +96,7 @@ func (f Format) maxID() int64 {
 }
 
 // Tokens is a read-only run of token ids kept at the width of the shard it was
-// read from (2 or 4 bytes a token), so a cached uint16 shard takes half the memory
+// read from (2 or 4 bytes a token), so a loaded uint16 shard takes half the memory
 // of []int32. The zero value is empty. A Tokens value may be shared between
 // goroutines; nothing in this package writes to one after returning it, and
 // callers must not either.
@@ -158,9 +158,6 @@ func (t Tokens) Int32() []int32 {
 	t.CopyTo(out, 0)
 	return out
 }
-
-// memBytes returns the memory the tokens occupy.
-func (t Tokens) memBytes() int64 { return int64(t.Len()) * int64(t.Width()) }
 
 // EncodeShard writes tokens to w in the given format (not FormatDetect). Every
 // token is checked first, so an ErrBadToken error writes nothing.

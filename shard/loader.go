@@ -1,65 +1,94 @@
 package shard
 
 import (
+	"bufio"
+	"container/list"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
 )
 
-// DefaultCacheBytes is the default bound on the memory of a Loader's shard cache.
-const DefaultCacheBytes = 1 << 30
+// DefaultMaxOpenFiles is the default bound on the shard files a Loader keeps open.
+const DefaultMaxOpenFiles = 256
 
 // LoaderOptions tunes a Loader.
 type LoaderOptions struct {
-	// CacheBytes bounds the memory of cached shards (2 or 4 bytes a token); 0
-	// means DefaultCacheBytes. Least recently used shards are dropped first. The
-	// bound is soft: a shard in use by a call in progress stays in memory until
-	// that call returns, and a shard larger than the bound is still loaded (and
-	// dropped at the next load).
-	CacheBytes int64
+	// MaxOpenFiles bounds the shard files kept open between calls; 0 means
+	// DefaultMaxOpenFiles. Least recently used files are closed first. The bound
+	// is soft: a file in use by a call in progress stays open until that call
+	// is done with it.
+	MaxOpenFiles int
 }
 
-// Loader fills batches from a Dataset according to a StreamPlan, loading shards
-// on demand and caching them. It is safe for concurrent use: several goroutines
-// (one per stream a worker owns, say) may call Batch at once; a shard wanted by
-// several calls is loaded once.
+// Loader fills batches from a Dataset according to a StreamPlan. It reads each
+// row straight from its shard file (one positioned read of T+1 tokens), keeping
+// recently used files open, and holds no tokens in memory between calls. Before
+// a shard's first use it verifies the whole file once: its structure against its
+// header, its token count against the manifest, and its sha256 against the
+// manifest's, reading the file in chunks; callers that want the same shard
+// meanwhile wait for that verification. Token ids are checked against the
+// vocabulary as rows are read. Errors name the file, as ReadShard's do.
+//
+// A Loader is safe for concurrent use: several goroutines (one per stream a
+// worker owns, say) may call Batch at once.
 type Loader struct {
 	ds       *Dataset
 	plan     *StreamPlan
-	maxBytes int64
+	maxOpen  int
+	train    []*shardFile
+	val      []*shardFile
+	verifies atomic.Int64 // verifications started, success or not
 
-	mu      sync.Mutex
-	entries map[cacheKey]*cacheEntry
-	bytes   int64  // tokens held by loaded entries
-	clock   uint64 // last-use counter for LRU
+	mu  sync.Mutex
+	lru list.List // open shardFiles, most recently used at the front; guarded by mu
 }
 
-type cacheKey struct {
-	split Split
-	shard int
+// shardFile is the loader's state for one shard.
+type shardFile struct {
+	path   string
+	info   ShardInfo
+	header int64 // bytes before the first token
+	width  int64 // bytes per token
+	limit  int64 // largest valid token id
+
+	verified atomic.Bool // set once the file passed verifyShard; size is then set
+	size     int64       // the verified file size
+
+	// Guarded by Loader.mu.
+	attempt   *verifyAttempt // verification in progress, or nil
+	f         *os.File       // nil when closed
+	refs      int            // calls using f
+	elem      *list.Element  // f's entry in Loader.lru
+	closeIdle bool           // close f when refs drops to 0 (Loader.Close)
 }
 
-type cacheEntry struct {
-	ready   chan struct{} // closed once tok or err is set
-	tok     Tokens
-	err     error
-	loaded  bool   // tok is set and counted in Loader.bytes; guarded by Loader.mu
-	lastUse uint64 // guarded by Loader.mu
+// verifyAttempt is one verification of a shard, shared by the calls that wait on it.
+type verifyAttempt struct {
+	done chan struct{} // closed once err is set
+	err  error
 }
 
 // NewLoader returns a loader for the train split of ds laid out by plan, and for
 // its validation split (see Val). The plan must have been built from ds's train
-// shard token counts (Manifest.TrainTokens), else ErrPlanMismatch.
+// shard token counts (Manifest.TrainTokens), else ErrPlanMismatch. NewLoader
+// opens no file.
 func NewLoader(ds *Dataset, plan *StreamPlan, opts LoaderOptions) (*Loader, error) {
 	if ds == nil || plan == nil {
 		return nil, fmt.Errorf("%w: NewLoader needs a dataset and a plan", ErrBadOptions)
 	}
-	if opts.CacheBytes < 0 {
-		return nil, fmt.Errorf("%w: CacheBytes=%d must be >= 0", ErrBadOptions, opts.CacheBytes)
+	if opts.MaxOpenFiles < 0 {
+		return nil, fmt.Errorf("%w: MaxOpenFiles=%d must be >= 0", ErrBadOptions, opts.MaxOpenFiles)
 	}
-	if opts.CacheBytes == 0 {
-		opts.CacheBytes = DefaultCacheBytes
+	if opts.MaxOpenFiles == 0 {
+		opts.MaxOpenFiles = DefaultMaxOpenFiles
 	}
 	want := ds.Manifest().TrainTokens()
 	if len(want) != len(plan.shardTokens) {
@@ -70,7 +99,29 @@ func NewLoader(ds *Dataset, plan *StreamPlan, opts LoaderOptions) (*Loader, erro
 			return nil, fmt.Errorf("%w: plan says train shard %d has %d tokens, dataset %s says %d", ErrPlanMismatch, i, plan.shardTokens[i], ds.Dir(), n)
 		}
 	}
-	return &Loader{ds: ds, plan: plan, maxBytes: opts.CacheBytes, entries: map[cacheKey]*cacheEntry{}}, nil
+	l := &Loader{ds: ds, plan: plan, maxOpen: opts.MaxOpenFiles}
+	for _, split := range []struct {
+		infos []ShardInfo
+		dst   *[]*shardFile
+	}{{ds.Shards(SplitTrain), &l.train}, {ds.Shards(SplitVal), &l.val}} {
+		for _, info := range split.infos {
+			if !info.Format.valid() {
+				return nil, fmt.Errorf("%w: %s: format=%q", ErrBadOptions, filepath.Join(ds.Dir(), info.File), info.Format)
+			}
+			limit := info.Format.maxID()
+			if ds.vocabSize > 0 && int64(ds.vocabSize)-1 < limit {
+				limit = int64(ds.vocabSize) - 1
+			}
+			*split.dst = append(*split.dst, &shardFile{
+				path:   filepath.Join(ds.Dir(), info.File),
+				info:   info,
+				header: info.Format.headerSize(),
+				width:  int64(info.Format.Width()),
+				limit:  limit,
+			})
+		}
+	}
+	return l, nil
 }
 
 // Plan returns the loader's stream plan.
@@ -80,8 +131,8 @@ func (l *Loader) Plan() *StreamPlan { return l.plan }
 // with stream's micro-batch at job step step: targets are inputs shifted by one
 // token. The buffers are the caller's; Batch writes every element and keeps no
 // reference. The result is a pure function of (dataset, plan, stream, step).
-// Batch blocks while shards load and returns ctx's error if ctx ends first; on
-// any error the buffers' contents are unspecified.
+// Batch blocks while shards are verified and returns ctx's error if ctx ends
+// first; on any error the buffers' contents are unspecified.
 func (l *Loader) Batch(ctx context.Context, stream int, step int64, inputs, targets []int32) error {
 	p := l.plan
 	if stream < 0 || stream >= p.m {
@@ -93,7 +144,7 @@ func (l *Loader) Batch(ctx context.Context, stream int, step int64, inputs, targ
 	if err := checkBuffers(p.b, p.t, inputs, targets); err != nil {
 		return err
 	}
-	return l.fill(ctx, SplitTrain, p.Windows(stream, step), p.t, inputs, targets)
+	return l.fill(ctx, l.train, p.Windows(stream, step), p.t, inputs, targets)
 }
 
 func checkBuffers(b, T int, inputs, targets []int32) error {
@@ -103,98 +154,106 @@ func checkBuffers(b, T int, inputs, targets []int32) error {
 	return nil
 }
 
-// fill copies the windows' tokens of split into the (b, T) buffers.
-func (l *Loader) fill(ctx context.Context, split Split, windows []Window, T int, inputs, targets []int32) error {
-	var tok Tokens
-	cur := -1
+// fill reads the windows' tokens from shards into the (b, T) buffers.
+func (l *Loader) fill(ctx context.Context, shards []*shardFile, windows []Window, T int, inputs, targets []int32) error {
+	var buf []byte
 	for _, w := range windows {
-		if w.Shard != cur {
-			var err error
-			if tok, err = l.shard(ctx, split, w.Shard); err != nil {
-				return err
-			}
-			cur = w.Shard
+		if w.Shard < 0 || w.Shard >= len(shards) {
+			return fmt.Errorf("%w: shard %d of %d", ErrBadOptions, w.Shard, len(shards))
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sf := shards[w.Shard]
+		if err := l.verify(ctx, sf); err != nil {
+			return err
+		}
+		n := int64(w.Len())
+		if need := int(n * sf.width); cap(buf) < need {
+			buf = make([]byte, need, max(need, (T+1)*4))
+		}
+		b := buf[:n*sf.width]
+		if err := l.readAt(sf, b, sf.header+w.Start*sf.width); err != nil {
+			return err
 		}
 		row := w.Row * T
-		n := w.Len()
-		// Positions q in [w.Pos, w.Pos+n) of the row: inputs take q < T, targets
-		// take q >= 1 at q-1.
-		if lo, hi := w.Pos, min(w.Pos+n, T); lo < hi {
-			tok.CopyTo(inputs[row+lo:row+hi], int(w.Start))
-		}
-		if lo, hi := max(w.Pos, 1), w.Pos+n; lo < hi {
-			tok.CopyTo(targets[row+lo-1:row+hi-1], int(w.Start)+lo-w.Pos)
+		for q := range int(n) {
+			var v int64
+			if sf.width == 2 {
+				v = int64(binary.LittleEndian.Uint16(b[2*q:]))
+			} else {
+				v = int64(binary.LittleEndian.Uint32(b[4*q:]))
+			}
+			if v > sf.limit {
+				return sf.badToken(v, w.Start+int64(q), l.ds.vocabSize)
+			}
+			// Position pos of the row is input pos (pos < T) and target pos-1
+			// (pos >= 1).
+			pos := w.Pos + q
+			if pos < T {
+				inputs[row+pos] = int32(v)
+			}
+			if pos >= 1 {
+				targets[row+pos-1] = int32(v)
+			}
 		}
 	}
 	return nil
 }
 
-// shard returns a shard of split from the cache, loading it if needed.
-func (l *Loader) shard(ctx context.Context, split Split, i int) (Tokens, error) {
-	key := cacheKey{split, i}
-	for {
-		l.mu.Lock()
-		l.clock++
-		e, ok := l.entries[key]
-		if ok {
-			e.lastUse = l.clock
-			l.mu.Unlock()
-			select {
-			case <-e.ready:
-			case <-ctx.Done():
-				return Tokens{}, ctx.Err()
-			}
-			if e.err == nil {
-				return e.tok, nil
-			}
-			// The loading call failed. Its context may have ended while ours has
-			// not: then try again ourselves.
-			if isContextErr(e.err) && ctx.Err() == nil {
-				continue
-			}
-			return Tokens{}, e.err
-		}
-		e = &cacheEntry{ready: make(chan struct{}), lastUse: l.clock}
-		l.entries[key] = e
-		l.mu.Unlock()
-
-		tok, err := l.ds.LoadShard(ctx, split, i)
-
-		l.mu.Lock()
-		if err != nil {
-			e.err = err
-			delete(l.entries, key) // the next call tries again
-		} else {
-			e.tok = tok
-			e.loaded = true
-			l.bytes += tok.memBytes()
-			l.evictLocked(key)
-		}
-		l.mu.Unlock()
-		close(e.ready)
-		return tok, err
+func (sf *shardFile) badToken(v, at int64, vocabSize int) error {
+	if vocabSize > 0 {
+		return fmt.Errorf("%w: %s: token %d at position %d is >= vocabulary size %d", ErrBadToken, sf.path, v, at, vocabSize)
 	}
+	return fmt.Errorf("%w: %s: token %d at position %d is >= %d", ErrBadToken, sf.path, v, at, sf.limit+1)
 }
 
-// evictLocked drops least recently used loaded shards other than keep until the
-// cache fits its bound. l.mu must be held.
-func (l *Loader) evictLocked(keep cacheKey) {
-	for l.bytes > l.maxBytes {
-		var victim cacheKey
-		var oldest *cacheEntry
-		for k, e := range l.entries {
-			if k == keep || !e.loaded {
-				continue
-			}
-			if oldest == nil || e.lastUse < oldest.lastUse {
-				victim, oldest = k, e
-			}
+// verify makes sure sf passed verifyShard, running it if no call has yet and
+// waiting if one is running. A failed verification is not remembered: the next
+// call tries again.
+func (l *Loader) verify(ctx context.Context, sf *shardFile) error {
+	for {
+		if sf.verified.Load() {
+			return nil
 		}
-		if oldest == nil {
-			return
+		l.mu.Lock()
+		if sf.verified.Load() {
+			l.mu.Unlock()
+			return nil
 		}
-		l.bytes -= oldest.tok.memBytes()
-		delete(l.entries, victim)
+		a := sf.attempt
+		if a == nil {
+			a = &verifyAttempt{done: make(chan struct{})}
+			sf.attempt = a
+			l.mu.Unlock()
+			l.verifies.Add(1)
+			size, err := verifyShard(ctx, sf.path, sf.info)
+			l.mu.Lock()
+			if err == nil {
+				sf.size = size
+				sf.verified.Store(true)
+			}
+			sf.attempt = nil
+			a.err = err
+			l.mu.Unlock()
+			close(a.done)
+			return err
+		}
+		l.mu.Unlock()
+		select {
+		case <-a.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if a.err == nil {
+			return nil
+		}
+		// The verifying call's context may have ended while ours has not: then
+		// try again ourselves.
+		if isContextErr(a.err) && ctx.Err() == nil {
+			continue
+		}
+		return a.err
 	}
 }
 
@@ -202,16 +261,173 @@ func isContextErr(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
-// CachedBytes returns the memory held by cached shards.
-func (l *Loader) CachedBytes() int64 {
+// verifyShard checks the shard file at path against info: with a sha256 in info,
+// the hash of the whole file (ErrChecksum), computed in chunks and checked first
+// so that any corruption reports as a checksum mismatch; then the header and the
+// file size (ErrTruncated, ErrBadMagic), and the token count (ErrBadManifest). It
+// returns the file's size. Token ids are not checked here.
+func verifyShard(ctx context.Context, path string, info ShardInfo) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("shard: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("shard: %w", err)
+	}
+	size := st.Size()
+	if info.SHA256 != "" {
+		h := sha256.New()
+		buf := make([]byte, 1<<20)
+		var done int64
+		for {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+			n, err := f.Read(buf)
+			h.Write(buf[:n])
+			done += int64(n)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return 0, fmt.Errorf("shard: %s: %w", path, err)
+			}
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != info.SHA256 {
+			return 0, fmt.Errorf("%w: %s: sha256 is %s, manifest says %s", ErrChecksum, path, got, info.SHA256)
+		}
+		if done != size {
+			return 0, fmt.Errorf("%w: %s: file changed size while being verified (%d bytes, then %d)", ErrTruncated, path, size, done)
+		}
+	}
+	_, count, err := readHeaderFrom(bufio.NewReader(io.NewSectionReader(f, 0, size)), path, size, info.Format)
+	if err != nil {
+		return 0, err
+	}
+	if count != info.Tokens {
+		return 0, fmt.Errorf("%w: %s: manifest says %d tokens, file holds %d", ErrBadManifest, path, info.Tokens, count)
+	}
+	return size, nil
+}
+
+// readAt reads len(b) bytes at off of sf's file, opening it if needed.
+func (l *Loader) readAt(sf *shardFile, b []byte, off int64) error {
+	f, err := l.acquire(sf)
+	if err != nil {
+		return err
+	}
+	_, err = f.ReadAt(b, off)
+	l.release(sf)
+	if err != nil {
+		return errEOFToTruncated(sf.path, err)
+	}
+	return nil
+}
+
+// acquire returns sf's open file, opening it if needed, and counts the caller
+// as a user until release.
+func (l *Loader) acquire(sf *shardFile) (*os.File, error) {
+	l.mu.Lock()
+	if sf.f != nil {
+		sf.refs++
+		l.lru.MoveToFront(sf.elem)
+		l.mu.Unlock()
+		return sf.f, nil
+	}
+	l.mu.Unlock()
+
+	f, err := os.Open(sf.path)
+	if err != nil {
+		return nil, fmt.Errorf("shard: %w", err)
+	}
+	// The file was verified by path; if it has since been replaced by one of
+	// another size, refuse it rather than read other data.
+	if st, err := f.Stat(); err != nil || st.Size() != sf.size {
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("shard: %w", err)
+		}
+		return nil, fmt.Errorf("%w: %s: %d bytes, %d when verified", ErrTruncated, sf.path, st.Size(), sf.size)
+	}
+
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.bytes
+	if sf.f != nil { // another call opened it meanwhile
+		f.Close()
+		l.lru.MoveToFront(sf.elem)
+	} else {
+		sf.f = f
+		sf.closeIdle = false
+		sf.elem = l.lru.PushFront(sf)
+	}
+	sf.refs++
+	l.closeLRULocked()
+	return sf.f, nil
+}
+
+// release ends a use of sf's file begun by acquire.
+func (l *Loader) release(sf *shardFile) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sf.refs--
+	if sf.refs == 0 && sf.closeIdle {
+		l.closeLocked(sf)
+	}
+	l.closeLRULocked()
+}
+
+// closeLRULocked closes least recently used idle files while more than the
+// bound are open. l.mu must be held.
+func (l *Loader) closeLRULocked() {
+	for e := l.lru.Back(); e != nil && l.lru.Len() > l.maxOpen; {
+		prev := e.Prev()
+		if sf := e.Value.(*shardFile); sf.refs == 0 {
+			l.closeLocked(sf)
+		}
+		e = prev
+	}
+}
+
+// closeLocked closes sf's file, which no call uses. l.mu must be held.
+func (l *Loader) closeLocked(sf *shardFile) {
+	l.lru.Remove(sf.elem)
+	sf.f.Close() // read-only: nothing to flush, nothing to report
+	sf.f, sf.elem, sf.closeIdle = nil, nil, false
+}
+
+// OpenFiles returns the number of shard files the loader holds open.
+func (l *Loader) OpenFiles() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lru.Len()
+}
+
+// Close closes the shard files the loader holds open; a file in use by a call
+// in progress is closed when that call is done with it. The loader stays
+// usable: later calls open files again (verification is not repeated).
+func (l *Loader) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for e := l.lru.Front(); e != nil; {
+		next := e.Next()
+		if sf := e.Value.(*shardFile); sf.refs == 0 {
+			l.closeLocked(sf)
+		} else {
+			sf.closeIdle = true
+		}
+		e = next
+	}
+	return nil
 }
 
 // Val returns an iterator over the validation split in batches of the plan's
 // (b, T), at most maxBatches of them (0: all that fit); see ValPlan. The
-// iterator shares the loader's cache.
+// iterator reads through the loader, sharing its open files and verifications.
 func (l *Loader) Val(maxBatches int) (*ValIterator, error) {
 	vp, err := NewValPlan(l.ds.Manifest().ValTokens(), l.plan.b, l.plan.t, maxBatches)
 	if err != nil {
@@ -233,8 +449,8 @@ type ValIterator struct {
 func (v *ValIterator) Len() int { return v.plan.Batches() }
 
 // Batch fills inputs and targets (each b*T, row-major (b, T), caller-owned) with
-// validation batch i in [0, Len()). Like Loader.Batch it blocks on loading and
-// honours ctx.
+// validation batch i in [0, Len()). Like Loader.Batch it blocks while shards
+// are verified and honours ctx.
 func (v *ValIterator) Batch(ctx context.Context, i int, inputs, targets []int32) error {
 	if i < 0 || i >= v.plan.Batches() {
 		return fmt.Errorf("%w: val batch %d not in [0, %d)", ErrBadOptions, i, v.plan.Batches())
@@ -242,7 +458,7 @@ func (v *ValIterator) Batch(ctx context.Context, i int, inputs, targets []int32)
 	if err := checkBuffers(v.plan.b, v.plan.t, inputs, targets); err != nil {
 		return err
 	}
-	return v.l.fill(ctx, SplitVal, v.plan.Windows(i), v.plan.t, inputs, targets)
+	return v.l.fill(ctx, v.l.val, v.plan.Windows(i), v.plan.t, inputs, targets)
 }
 
 // Next fills the buffers with the next batch and reports true, or reports false

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -49,23 +50,33 @@ func labelled(t *testing.T, train, val []int64) *Dataset {
 	return ds
 }
 
-// referenceBatch builds the batch straight from the definition: the stream's
-// shards concatenated in ShardOrder, rows at k*b*T + i*T.
+// referenceBatch builds a labelled dataset's batch straight from the definition:
+// batch row i of local step k is row perm[k*b+i] of the stream's rows numbered
+// shard-major, and row j of shard s is tokens [j*T, j*T+T+1).
 func referenceBatch(p *StreamPlan, tokens []int64, m int, step int64) (in, tg []int32) {
 	epoch, k := p.Epoch(step)
-	var concat []int32
-	for _, s := range p.ShardOrder(m, epoch) {
-		for j := range tokens[s] {
-			concat = append(concat, int32(s)*1000+int32(j))
+	b, T := p.MicroBatch(), p.SeqLen()
+	rows := defRows(tokens, p.Streams(), T, m)
+	perm := permOf(p, m, epoch)
+	for i := range b {
+		r := rows[perm[k*int64(b)+int64(i)]]
+		for q := range int32(T) {
+			first := int32(r.shard)*1000 + int32(r.row)*int32(T)
+			in = append(in, first+q)
+			tg = append(tg, first+q+1)
 		}
 	}
-	b, T := p.MicroBatch(), p.SeqLen()
-	for i := range b {
-		start := int(k)*b*T + i*T
-		in = append(in, concat[start:start+T]...)
-		tg = append(tg, concat[start+1:start+T+1]...)
-	}
 	return in, tg
+}
+
+func newLoader(t *testing.T, ds *Dataset, p *StreamPlan, opts LoaderOptions) *Loader {
+	t.Helper()
+	ld, err := NewLoader(ds, p, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ld.Close() })
+	return ld
 }
 
 func TestLoaderBatchMatchesDefinition(t *testing.T) {
@@ -75,10 +86,7 @@ func TestLoaderBatchMatchesDefinition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ld, err := NewLoader(ds, p, LoaderOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ld := newLoader(t, ds, p, LoaderOptions{})
 	in, tg := make([]int32, 10), make([]int32, 10)
 	for m := range 3 {
 		for step := range 3 * p.StepsPerEpoch() {
@@ -93,44 +101,118 @@ func TestLoaderBatchMatchesDefinition(t *testing.T) {
 	}
 }
 
-func TestLoaderCacheBound(t *testing.T) {
+// checkDirect compares a loader's batches with the shards read whole by
+// LoadShard (ReadShard), for every stream and step of two epochs.
+func checkDirect(t *testing.T, ds *Dataset, p *StreamPlan) {
+	t.Helper()
+	ld := newLoader(t, ds, p, LoaderOptions{})
+	var whole []Tokens
+	for i := range ds.Shards(SplitTrain) {
+		tok, err := ds.LoadShard(t.Context(), SplitTrain, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		whole = append(whole, tok)
+	}
+	b, T := p.MicroBatch(), p.SeqLen()
+	in, tg := make([]int32, b*T), make([]int32, b*T)
+	row := make([]int32, T+1)
+	for m := range p.Streams() {
+		for step := range 2 * p.StepsPerEpoch() {
+			if err := ld.Batch(t.Context(), m, step, in, tg); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range p.Windows(m, step) {
+				whole[w.Shard].CopyTo(row, int(w.Start))
+				r := w.Row * T
+				if !slices.Equal(in[r:r+T], row[:T]) || !slices.Equal(tg[r:r+T], row[1:]) {
+					t.Fatalf("stream %d step %d row %d: loader read %v / %v, shard %d holds %v at %d", m, step, w.Row, in[r:r+T], tg[r:r+T], w.Shard, row, w.Start)
+				}
+			}
+		}
+	}
+}
+
+func TestLoaderMatchesDirectRead(t *testing.T) {
+	t.Run("llmc uint16 with manifest", func(t *testing.T) {
+		dir, _ := prepared(t, 4)
+		ds, err := Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := NewPlan(ds.Manifest().TrainTokens(), 3, 2, 3, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkDirect(t, ds, p)
+	})
+	t.Run("nanogpt headerless", func(t *testing.T) {
+		dir := t.TempDir()
+		toks := make([]int32, 3001)
+		for i := range toks {
+			toks[i] = int32((i*7919 + 13) % 65536)
+		}
+		writeRaw(t, filepath.Join(dir, "train.bin"), encode(t, FormatNanoGPT, toks))
+		writeRaw(t, filepath.Join(dir, "val.bin"), encode(t, FormatNanoGPT, toks[:500]))
+		ds, err := OpenWithOptions(dir, OpenOptions{Format: FormatNanoGPT})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := NewPlan(ds.Manifest().TrainTokens(), 8, 1, 4, 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkDirect(t, ds, p)
+	})
+}
+
+func TestLoaderOpenFilesBound(t *testing.T) {
 	tokens := []int64{100, 100, 100, 100, 100, 100}
 	ds := labelled(t, tokens, nil)
 	p, _ := NewPlan(tokens, 1, 2, 2, 8)
-	ld, _ := NewLoader(ds, p, LoaderOptions{CacheBytes: 900}) // two 400-byte shards
+	ld := newLoader(t, ds, p, LoaderOptions{MaxOpenFiles: 2})
 	in, tg := make([]int32, 16), make([]int32, 16)
 	for step := range 4 * p.StepsPerEpoch() {
 		for m := range 2 {
 			if err := ld.Batch(t.Context(), m, step, in, tg); err != nil {
 				t.Fatal(err)
 			}
-			if c := ld.CachedBytes(); c > 900 {
-				t.Fatalf("cache holds %d bytes, bound 900", c)
+			if n := ld.OpenFiles(); n > 2 {
+				t.Fatalf("%d files open, bound 2", n)
+			}
+			wi, wt := referenceBatch(p, tokens, m, step)
+			if !slices.Equal(in, wi) || !slices.Equal(tg, wt) {
+				t.Fatalf("stream %d step %d differs", m, step)
 			}
 		}
 	}
-	// A bound below one shard still works, holding the last shard only.
-	ld, _ = NewLoader(ds, p, LoaderOptions{CacheBytes: 1})
+	if err := ld.Close(); err != nil || ld.OpenFiles() != 0 {
+		t.Fatalf("after Close: %v, %d files open", err, ld.OpenFiles())
+	}
+	// Still usable after Close, and shards are verified once only.
 	if err := ld.Batch(t.Context(), 1, 5, in, tg); err != nil {
 		t.Fatal(err)
 	}
-	if c := ld.CachedBytes(); c != 400 {
-		t.Fatalf("cache holds %d bytes", c)
+	if n := ld.verifies.Load(); n != int64(len(tokens)) {
+		t.Fatalf("%d verifications for %d shards", n, len(tokens))
 	}
 }
 
 func TestLoaderConcurrent(t *testing.T) {
 	tokens := []int64{300, 280, 310, 290, 305, 299, 301, 288}
-	ds := labelled(t, tokens, nil)
+	val := []int64{200, 150}
+	ds := labelled(t, tokens, val)
 	p, _ := NewPlan(tokens, 5, 4, 3, 7)
-	ld, _ := NewLoader(ds, p, LoaderOptions{CacheBytes: 2500})
-	steps := 2 * p.StepsPerEpoch()
+	ld := newLoader(t, ds, p, LoaderOptions{MaxOpenFiles: 3})
+	it, err := ld.Val(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := 3 * p.StepsPerEpoch()
 	var wg sync.WaitGroup
-	errs := make(chan error, 16)
+	errs := make(chan error, 20)
 	for g := range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			in, tg := make([]int32, 21), make([]int32, 21)
 			m := g % 4
 			for step := range steps {
@@ -144,12 +226,108 @@ func TestLoaderConcurrent(t *testing.T) {
 					return
 				}
 			}
-		}()
+		})
+	}
+	for range 4 {
+		wg.Go(func() {
+			in, tg := make([]int32, 21), make([]int32, 21)
+			for range 5 {
+				for i := range it.Len() {
+					if err := it.Batch(context.Background(), i, in, tg); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		})
 	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+	if n := ld.verifies.Load(); n != int64(len(tokens)+len(val)) {
+		t.Fatalf("%d verifications for %d shards", n, len(tokens)+len(val))
+	}
+	if n := ld.OpenFiles(); n > 3 {
+		t.Fatalf("%d files open after all calls, bound 3", n)
+	}
+}
+
+func TestLoaderCorruptShard(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		at   func(size int) int
+	}{
+		{"body", func(size int) int { return size - 10 }},
+		{"header", func(int) int { return 4 }}, // the version: only the checksum is checked first
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tokens := []int64{100, 100}
+			ds := labelled(t, tokens, nil)
+			path := filepath.Join(ds.Dir(), ds.Manifest().Train[1].File)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[c.at(len(b))] ^= 0x01
+			writeRaw(t, path, b)
+			p, _ := NewPlan(tokens, 1, 2, 2, 8)
+			ld := newLoader(t, ds, p, LoaderOptions{})
+			in, tg := make([]int32, 16), make([]int32, 16)
+			if err := ld.Batch(t.Context(), 0, 0, in, tg); err != nil {
+				t.Fatalf("stream 0 does not read the corrupt shard: %v", err)
+			}
+			for range 2 { // a failure is not remembered as a pass
+				wantErr(t, ld.Batch(t.Context(), 1, 0, in, tg), ErrChecksum, path)
+			}
+		})
+	}
+}
+
+func TestLoaderBadToken(t *testing.T) {
+	dir := t.TempDir()
+	toks := make([]int32, 41)
+	for i := range toks {
+		toks[i] = int32(i)
+	}
+	toks[23] = 150
+	name := "t_train_000000.bin"
+	sum, err := WriteShardFile(filepath.Join(dir, name), FormatLLMC, toks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Manifest{
+		Version:   ManifestVersion,
+		Tokenizer: TokenizerInfo{Name: "test", VocabSize: 100, SHA256: SHA256Hex([]byte("tok"))},
+		Train:     []ShardInfo{{File: name, Tokens: 41, SHA256: sum, Format: FormatLLMC}},
+	}
+	if err := WriteManifest(dir, m); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := NewPlan(ds.Manifest().TrainTokens(), 1, 1, 2, 4)
+	ld := newLoader(t, ds, p, LoaderOptions{})
+	in, tg := make([]int32, 8), make([]int32, 8)
+	bad := 0
+	for step := range p.StepsPerEpoch() {
+		err := ld.Batch(t.Context(), 0, step, in, tg)
+		touches := false
+		for _, w := range p.Windows(0, step) {
+			touches = touches || (w.Start <= 23 && 23 < w.End)
+		}
+		if touches {
+			wantErr(t, err, ErrBadToken, filepath.Join(dir, name), "150", "position 23")
+			bad++
+		} else if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+	}
+	if bad == 0 {
+		t.Fatal("no step read the bad token")
 	}
 }
 
@@ -157,10 +335,7 @@ func TestLoaderErrors(t *testing.T) {
 	tokens := []int64{100, 100}
 	ds := labelled(t, tokens, nil)
 	p, _ := NewPlan(tokens, 1, 2, 2, 8)
-	ld, err := NewLoader(ds, p, LoaderOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ld := newLoader(t, ds, p, LoaderOptions{})
 	in, tg := make([]int32, 16), make([]int32, 16)
 	wantErr(t, ld.Batch(t.Context(), 2, 0, in, tg), ErrBadOptions, "stream=2")
 	wantErr(t, ld.Batch(t.Context(), 0, -1, in, tg), ErrBadOptions, "step=-1")
@@ -170,23 +345,32 @@ func TestLoaderErrors(t *testing.T) {
 	if err := ld.Batch(ctx, 0, 0, in, tg); !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v", err)
 	}
-	// The failed load is not cached: a live context succeeds.
+	// The cancelled call verified nothing for good: a live context succeeds.
 	if err := ld.Batch(t.Context(), 0, 0, in, tg); err != nil {
 		t.Fatal(err)
 	}
+	// A shard replaced after verification by a file of another size is refused.
+	path := filepath.Join(ds.Dir(), ds.Manifest().Train[0].File)
+	b, _ := os.ReadFile(path)
+	ld.Close()
+	writeRaw(t, path, b[:len(b)-4])
+	wantErr(t, ld.Batch(t.Context(), 0, 0, in, tg), ErrTruncated, path)
+
 	other, _ := NewPlan([]int64{100, 99}, 1, 2, 2, 8)
-	_, err = NewLoader(ds, other, LoaderOptions{})
+	_, err := NewLoader(ds, other, LoaderOptions{})
 	wantErr(t, err, ErrPlanMismatch, ds.Dir())
 	three, _ := NewPlan([]int64{100, 100, 5}, 1, 2, 2, 8)
 	_, err = NewLoader(ds, three, LoaderOptions{})
 	wantErr(t, err, ErrPlanMismatch)
+	_, err = NewLoader(ds, p, LoaderOptions{MaxOpenFiles: -1})
+	wantErr(t, err, ErrBadOptions, "MaxOpenFiles")
 }
 
 func TestValIterator(t *testing.T) {
 	val := []int64{30, 0, 25}
 	ds := labelled(t, []int64{100, 100}, val)
 	p, _ := NewPlan(ds.Manifest().TrainTokens(), 1, 2, 2, 6)
-	ld, _ := NewLoader(ds, p, LoaderOptions{})
+	ld := newLoader(t, ds, p, LoaderOptions{})
 	var concat []int32
 	for s, n := range val {
 		for j := range n {
@@ -241,7 +425,7 @@ func TestLoaderOnPreparedData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ld, _ := NewLoader(ds, p, LoaderOptions{})
+	ld := newLoader(t, ds, p, LoaderOptions{})
 	in, tg := make([]int32, 32), make([]int32, 32)
 	if err := ld.Batch(t.Context(), 3, 1, in, tg); err != nil {
 		t.Fatal(err)

@@ -209,8 +209,8 @@ const (
 )
 
 // Dataset is an opened dataset directory. It holds only the manifest; shards are
-// read on demand by LoadShard (a Loader caches them). A Dataset is immutable and
-// safe for concurrent use.
+// read on demand, whole by LoadShard or row by row by a Loader. A Dataset is
+// immutable and safe for concurrent use.
 type Dataset struct {
 	dir       string
 	man       *Manifest

@@ -2,15 +2,19 @@ package shard
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"sync"
 )
 
 // Window is a run of tokens that makes up part of one row of a (b, T) batch. Row
-// i of a batch is T+1 consecutive tokens of its stream: inputs are the first T,
-// targets the last T. A row may span shard boundaries, so it is made of one or
-// more Windows, in order; together they cover positions 0..T of the row.
+// i of a batch is T+1 consecutive tokens of one shard or, for validation, of the
+// split read as one sequence: inputs are the first T, targets the last T. A train
+// row lies in one shard and is one Window; a validation row may span shard
+// boundaries and is then made of several Windows, in order, that together cover
+// positions 0..T of the row.
 type Window struct {
 	// Row is the batch row, 0..b-1.
 	Row int
@@ -27,43 +31,90 @@ func (w Window) Len() int { return int(w.End - w.Start) }
 
 // StreamPlan maps (stream, step) to the tokens of that stream's micro-batch. It
 // is a pure function of the train shards' token counts, the seed, the number of
-// streams M, the micro-batch b and the sequence length T: it does no I/O, keeps
-// no cursor, and is immutable and safe for concurrent use.
+// streams M, the micro-batch b and the sequence length T: it does no I/O and
+// keeps no cursor. It is safe for concurrent use; its only mutable state is a
+// cache of row orders (below), which never changes a result.
 //
-// Stream m owns shards m, m+M, m+2M, … . In epoch e it visits them in an order
-// shuffled from (seed, e, m) and reads their concatenation in that order: at
-// local step k the rows i = 0..b-1 are the tokens [k*b*T + i*T, k*b*T + i*T + T + 1)
-// of the concatenation. Consecutive rows share one token (the last target of a
-// row is the first input of the next), as in llm.c, so every token of a stream's
-// epoch is an input exactly once and a target exactly once.
+// Rows. Stream m owns shards m, m+M, m+2M, … . Shard s holds
+// R_s = floor((tokens_s - 1) / T) rows (none if it has fewer than T+1 tokens):
+// row j is the tokens [j*T, j*T + T + 1) of the shard, so consecutive rows of a
+// shard share one token (the last target of row j is the first input of row j+1)
+// and a row never spans two shards; the tail of a shard that does not fill a row
+// is never read. The stream's R_m rows are numbered shard-major: ascending shard,
+// then ascending row.
 //
-// StepsPerEpoch is the minimum over streams of floor((tokens_m - 1) / (b*T)), so
-// every stream has data at every step; the tail of each stream's epoch beyond
-// that (at least the last token, more for streams with more tokens) is dropped
-// in that epoch. Job step s is local step s % StepsPerEpoch of epoch
-// s / StepsPerEpoch. Since shuffled orders differ between epochs, a dropped
-// tail is usually different tokens in the next epoch.
+// Order. In epoch e the stream visits its rows in an order drawn from (seed, m,
+// e): a permutation perm of 0..R_m-1. Local step k takes rows perm[k*b : (k+1)*b],
+// batch row i being row perm[k*b+i]. Within an epoch every row is read at most
+// once, so every token of a shard's rows is an input exactly once and a target
+// exactly once, up to the rows dropped at the end of the epoch (next paragraph).
+// The shuffle is there because sequential batches of contiguous text train
+// measurably worse than batches of windows scattered over the corpus.
 //
-// The shuffle is a Fisher–Yates shuffle driven by math/rand/v2's PCG generator
-// (PCG-DXSM, a fixed algorithm whose output for a given seed is specified and
-// does not change between Go versions), seeded explicitly with (seed, a
-// SplitMix64 mix of stream and epoch); bounded draws use this package's own
-// rejection sampling, so no library algorithm that might change is involved.
+// Epochs. StepsPerEpoch is the minimum over streams of floor(R_m / b), so every
+// stream has data at every step; rows perm[StepsPerEpoch*b:] of a stream are not
+// read in that epoch (they are other rows in the next one). Job step s is local
+// step s % StepsPerEpoch of epoch s / StepsPerEpoch.
+//
+// The permutation is a Fisher–Yates shuffle of the row ids driven by
+// math/rand/v2's PCG generator (PCG-DXSM, a fixed algorithm whose output for a
+// given seed is specified and does not change between Go versions), seeded
+// explicitly with (seed, a SplitMix64 mix of stream and epoch); bounded draws
+// use this package's own rejection sampling, so no library algorithm that might
+// change is involved.
+//
+// Memory. A stream's permutation for an epoch is computed when a step of that
+// epoch is first asked for and cached; the two most recently used epochs of
+// each stream are kept. A permutation takes 4 bytes a row (8 for a stream of
+// 2^32 rows or more): 10B tokens at T = 1024 are about 9.8M rows, 40 MB per
+// epoch, 80 MB when two epochs are cached.
 type StreamPlan struct {
 	shardTokens   []int64
 	seed          uint64
 	m, b, t       int
-	owned         [][]int // owned[m]: shards of stream m, ascending
+	owned         [][]int   // owned[m]: shards of stream m, ascending
+	rowOff        [][]int64 // rowOff[m][j]: rows of owned[m][:j]; len(owned[m])+1 long
 	streamTokens  []int64
 	stepsPerEpoch int64
+
+	cache []epochCache // cache[m]: recent row orders of stream m
+}
+
+// epochCache holds the row orders of a stream's most recently used epochs.
+type epochCache struct {
+	mu     sync.Mutex
+	recent [2]*epochOrder // recent[0] is the most recently used; nil if unused
+}
+
+// epochOrder is the row order of one (stream, epoch), computed once.
+type epochOrder struct {
+	epoch int64
+	once  sync.Once
+	order rowOrder
+}
+
+// rowOrder is a permutation of a stream's row ids, held as uint32 when every id
+// fits and as uint64 otherwise. Exactly one of the slices is set (both are nil
+// for a stream without rows, which NewPlan rejects).
+type rowOrder struct {
+	u32 []uint32
+	u64 []uint64
+}
+
+// at returns element i of the permutation.
+func (o rowOrder) at(i int64) int64 {
+	if o.u64 != nil {
+		return int64(o.u64[i])
+	}
+	return int64(o.u32[i])
 }
 
 // NewPlan builds the plan for the given train shard token counts (in manifest
 // order; see Manifest.TrainTokens), job seed, M streams, micro-batch b and
 // sequence length T. It fails with ErrTooFewShards if there are fewer shards than
-// streams, with ErrTooFewTokens if some stream holds fewer than b*T+1 tokens, and
-// with ErrBadOptions for non-positive M, b, T or a negative token count.
-// shardTokens is copied.
+// streams, with ErrTooFewTokens if some stream holds fewer than b rows of T+1
+// tokens (counting each shard's rows separately), and with ErrBadOptions for
+// non-positive M, b, T or a negative token count. shardTokens is copied.
 func NewPlan(shardTokens []int64, seed uint64, M, b, T int) (*StreamPlan, error) {
 	switch {
 	case M < 1:
@@ -82,27 +133,46 @@ func NewPlan(shardTokens []int64, seed uint64, M, b, T int) (*StreamPlan, error)
 		b:            b,
 		t:            T,
 		owned:        make([][]int, M),
+		rowOff:       make([][]int64, M),
 		streamTokens: make([]int64, M),
+		cache:        make([]epochCache, M),
+	}
+	for m := range M {
+		p.rowOff[m] = []int64{0}
 	}
 	for s, n := range shardTokens {
 		if n < 0 {
 			return nil, fmt.Errorf("%w: shard %d has %d tokens", ErrBadOptions, s, n)
 		}
-		p.owned[s%M] = append(p.owned[s%M], s)
-		p.streamTokens[s%M] += n
+		m := s % M
+		p.owned[m] = append(p.owned[m], s)
+		p.streamTokens[m] += n
+		p.rowOff[m] = append(p.rowOff[m], p.rowOff[m][len(p.rowOff[m])-1]+shardRows(n, T))
 	}
-	bt := int64(b) * int64(T)
 	p.stepsPerEpoch = -1
-	for m, n := range p.streamTokens {
-		steps := (n - 1) / bt
-		if n < 1 || steps < 1 {
-			return nil, fmt.Errorf("%w: stream %d has %d tokens in %d shards, one step needs b*T+1 = %d", ErrTooFewTokens, m, n, len(p.owned[m]), bt+1)
+	for m := range M {
+		rows := p.StreamRows(m)
+		if rows > math.MaxInt {
+			return nil, fmt.Errorf("%w: stream %d has %d rows, more than this platform can index", ErrBadOptions, m, rows)
+		}
+		steps := rows / int64(b)
+		if steps < 1 {
+			return nil, fmt.Errorf("%w: stream %d has %d tokens in %d shards, which make %d rows of T+1 = %d tokens (a row does not span shards); one step needs b = %d rows",
+				ErrTooFewTokens, m, p.streamTokens[m], len(p.owned[m]), rows, T+1, b)
 		}
 		if p.stepsPerEpoch < 0 || steps < p.stepsPerEpoch {
 			p.stepsPerEpoch = steps
 		}
 	}
 	return p, nil
+}
+
+// shardRows returns the rows of T+1 tokens a shard of n tokens holds.
+func shardRows(n int64, T int) int64 {
+	if n < int64(T)+1 {
+		return 0
+	}
+	return (n - 1) / int64(T)
 }
 
 // Streams returns M.
@@ -126,6 +196,9 @@ func (p *StreamPlan) StepsPerEpoch() int64 { return p.stepsPerEpoch }
 // StreamTokens returns the tokens owned by stream m.
 func (p *StreamPlan) StreamTokens(m int) int64 { return p.streamTokens[m] }
 
+// StreamRows returns R_m, the rows of T+1 tokens in stream m's shards.
+func (p *StreamPlan) StreamRows(m int) int64 { return p.rowOff[m][len(p.rowOff[m])-1] }
+
 // OwnedShards returns the shards of stream m in ascending order; the caller owns
 // the slice.
 func (p *StreamPlan) OwnedShards(m int) []int { return slices.Clone(p.owned[m]) }
@@ -135,31 +208,81 @@ func (p *StreamPlan) Epoch(step int64) (epoch, local int64) {
 	return step / p.stepsPerEpoch, step % p.stepsPerEpoch
 }
 
-// ShardOrder returns the order in which stream m visits its shards in epoch e;
-// the caller owns the slice. It panics if m is not in [0, M), like a slice index.
-func (p *StreamPlan) ShardOrder(m int, epoch int64) []int {
-	order := slices.Clone(p.owned[m])
-	r := rand.NewPCG(p.seed, streamKey(m, epoch))
-	for i := len(order) - 1; i > 0; i-- {
-		j := uniform(r, uint64(i)+1)
-		order[i], order[j] = order[j], order[i]
-	}
-	return order
-}
-
-// Windows returns the windows that make up the b rows of stream m at job step
-// step, ordered by row and then position; the caller owns the slice. It panics
-// if m is not in [0, M) or step < 0 (Loader.Batch checks both and returns an
-// error instead).
+// Windows returns the windows of the b rows of stream m at job step step, one per
+// row and in row order (Pos 0, End = Start + T + 1); the caller owns the slice.
+// It panics if m is not in [0, M) or step < 0 (Loader.Batch checks both and
+// returns an error instead). The first call for an epoch of a stream computes
+// that epoch's row order (see StreamPlan); calls for the same stream and epoch
+// wait for it.
 func (p *StreamPlan) Windows(m int, step int64) []Window {
 	if m < 0 || m >= p.m || step < 0 {
 		panic(fmt.Sprintf("shard: Windows(stream=%d, step=%d) out of range (M=%d)", m, step, p.m))
 	}
 	epoch, k := p.Epoch(step)
-	order := p.ShardOrder(m, epoch)
-	off := prefixOffsets(order, p.shardTokens)
-	base := k * int64(p.b) * int64(p.t)
-	return seqWindows(nil, order, off, base, p.b, p.t)
+	order := p.epochRows(m, epoch)
+	T := int64(p.t)
+	ws := make([]Window, p.b)
+	for i := range ws {
+		s, j := p.locateRow(m, order.at(k*int64(p.b)+int64(i)))
+		ws[i] = Window{Row: i, Pos: 0, Shard: s, Start: j * T, End: j*T + T + 1}
+	}
+	return ws
+}
+
+// locateRow maps row id of stream m to its shard and its row within the shard.
+func (p *StreamPlan) locateRow(m int, id int64) (shard int, row int64) {
+	off := p.rowOff[m]
+	// The first owned shard whose rows end after id; shards without rows have
+	// off[j] == off[j+1] and are skipped.
+	j := sort.Search(len(off)-1, func(j int) bool { return off[j+1] > id })
+	return p.owned[m][j], id - off[j]
+}
+
+// epochRows returns the permutation of stream m's rows in epoch e, from the
+// cache or computed now. The result must not be modified.
+func (p *StreamPlan) epochRows(m int, epoch int64) rowOrder {
+	c := &p.cache[m]
+	c.mu.Lock()
+	e := c.recent[0]
+	switch {
+	case e != nil && e.epoch == epoch:
+	case c.recent[1] != nil && c.recent[1].epoch == epoch:
+		e = c.recent[1]
+		c.recent[0], c.recent[1] = e, c.recent[0]
+	default:
+		e = &epochOrder{epoch: epoch}
+		c.recent[0], c.recent[1] = e, c.recent[0]
+	}
+	c.mu.Unlock()
+	// An entry pushed out of the cache while being computed is still finished
+	// and used by those holding it.
+	e.once.Do(func() {
+		e.order = shuffleRows(p.StreamRows(m), rand.NewPCG(p.seed, streamKey(m, epoch)))
+	})
+	return e.order
+}
+
+// shuffleRows returns a uniformly random permutation of 0..n-1 drawn from r by a
+// Fisher–Yates shuffle, as uint32 ids if they all fit.
+func shuffleRows(n int64, r *rand.PCG) rowOrder {
+	if n <= 1<<32 {
+		return rowOrder{u32: fisherYates[uint32](n, r)}
+	}
+	return rowOrder{u64: fisherYates[uint64](n, r)}
+}
+
+// fisherYates returns 0..n-1 shuffled with draws from r. The draws, and so the
+// permutation, depend only on n and r, not on the element type.
+func fisherYates[E uint32 | uint64](n int64, r *rand.PCG) []E {
+	ids := make([]E, n)
+	for i := range ids {
+		ids[i] = E(i)
+	}
+	for i := n - 1; i > 0; i-- {
+		j := uniform(r, uint64(i)+1)
+		ids[i], ids[j] = ids[j], ids[i]
+	}
+	return ids
 }
 
 // prefixOffsets returns off with off[j] = tokens of order[:j], len(order)+1 long.
@@ -219,11 +342,14 @@ func uniform(r *rand.PCG, n uint64) uint64 {
 }
 
 // ValPlan maps a validation batch index to its windows: the validation shards
-// are read in manifest order as one sequence, and batch i is rows of T+1 tokens
-// starting at i*b*T + r*T, like a train stream's local step i. Batches do not
-// overlap (except for the one shared token between consecutive rows), are the
-// same on every call, and the tail that does not fill a batch is not evaluated.
-// A ValPlan is pure, immutable and safe for concurrent use.
+// are read in manifest order as one sequence, and row r of batch i is the T+1
+// tokens starting at i*b*T + r*T of that sequence (a row may span shards).
+// Unlike train rows, validation rows are read in order, not shuffled: every
+// batch is evaluated, so the order does not matter, and the first maxBatches
+// are the same whatever the job. Batches do not overlap (except for the one
+// shared token between consecutive rows), are the same on every call, and the
+// tail that does not fill a batch is not evaluated. A ValPlan is pure,
+// immutable and safe for concurrent use.
 type ValPlan struct {
 	order   []int
 	off     []int64

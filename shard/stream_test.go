@@ -5,78 +5,131 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 )
 
+// defRow is a row by the definition: row j of shard s is tokens [j*T, j*T+T+1).
+type defRow struct {
+	shard int
+	row   int64
+}
+
+// defRows enumerates stream m's rows from the definition alone: shards m, m+M,
+// … ascending, each with floor((n-1)/T) rows (none below T+1 tokens).
+func defRows(shardTokens []int64, M, T, m int) []defRow {
+	var rows []defRow
+	for s := m; s < len(shardTokens); s += M {
+		n := shardTokens[s]
+		if n < int64(T)+1 {
+			continue
+		}
+		for j := range (n - 1) / int64(T) {
+			rows = append(rows, defRow{s, j})
+		}
+	}
+	return rows
+}
+
+// permOf returns the plan's permutation of stream m's rows in epoch e as ints.
+func permOf(p *StreamPlan, m int, epoch int64) []int64 {
+	o := p.epochRows(m, epoch)
+	out := make([]int64, p.StreamRows(m))
+	for i := range out {
+		out[i] = o.at(int64(i))
+	}
+	return out
+}
+
 // checkEpoch verifies the StreamPlan contract for every stream and local step of
-// one epoch: row i of local step k is positions [k*b*T + i*T, +T+1) of the
-// concatenation of the stream's shards in ShardOrder, windows lie inside owned
-// shards, and so every input token of the epoch is distinct (exactly once).
+// one epoch: the epoch's row order is a permutation of the stream's rows as the
+// definition enumerates them, batch row i of local step k is row perm[k*b+i],
+// every window is a whole row of an owned shard, no row is read twice in the
+// epoch, and over the whole permutation every token of a shard's rows is an
+// input exactly once and a target exactly once.
 func checkEpoch(t *testing.T, p *StreamPlan, shardTokens []int64, epoch int64) {
 	t.Helper()
 	M, b, T := p.Streams(), p.MicroBatch(), p.SeqLen()
 	spe := p.StepsPerEpoch()
-	type tokenID struct {
-		shard int
-		idx   int64
-	}
-	seen := map[tokenID]bool{}
+	used := map[defRow]bool{}
 	for m := range M {
-		order := p.ShardOrder(m, epoch)
-		owned := p.OwnedShards(m)
-		if !slices.Equal(slices.Sorted(slices.Values(order)), owned) {
-			t.Fatalf("stream %d epoch %d: order %v is not a permutation of %v", m, epoch, order, owned)
-		}
-		for _, s := range owned {
+		for _, s := range p.OwnedShards(m) {
 			if s%M != m {
 				t.Fatalf("stream %d owns shard %d", m, s)
 			}
 		}
-		// concatenation position of the start of each shard
-		start := map[int]int64{}
-		var total int64
-		for _, s := range order {
-			start[s] = total
-			total += shardTokens[s]
+		rows := defRows(shardTokens, M, T, m)
+		if int64(len(rows)) != p.StreamRows(m) {
+			t.Fatalf("stream %d: %d rows by the definition, plan says %d", m, len(rows), p.StreamRows(m))
 		}
-		if total != p.StreamTokens(m) {
-			t.Fatalf("stream %d: %d tokens, plan says %d", m, total, p.StreamTokens(m))
+		perm := permOf(p, m, epoch)
+		if !slices.Equal(slices.Sorted(slices.Values(perm)), seq(int64(len(rows)))) {
+			t.Fatalf("stream %d epoch %d: %v is not a permutation of 0..%d", m, epoch, perm, len(rows)-1)
+		}
+		// Token coverage over the whole permutation: per shard, inputs are
+		// exactly [0, R_s*T) once each and targets [1, R_s*T] once each.
+		inputs, targets := map[defRow]int{}, map[defRow]int{}
+		for _, id := range perm {
+			r := rows[id]
+			for q := range int64(T) {
+				inputs[defRow{r.shard, r.row*int64(T) + q}]++
+				targets[defRow{r.shard, r.row*int64(T) + q + 1}]++
+			}
+		}
+		for s := m; s < len(shardTokens); s += M {
+			covered := shardRows(shardTokens[s], T) * int64(T)
+			for j := range shardTokens[s] {
+				in, tg := inputs[defRow{s, j}], targets[defRow{s, j}]
+				if wantIn := j < covered; in != b2i(wantIn) {
+					t.Fatalf("stream %d epoch %d: token %d of shard %d (%d tokens) is an input %d times", m, epoch, j, s, shardTokens[s], in)
+				}
+				if wantTg := j >= 1 && j <= covered; tg != b2i(wantTg) {
+					t.Fatalf("stream %d epoch %d: token %d of shard %d (%d tokens) is a target %d times", m, epoch, j, s, shardTokens[s], tg)
+				}
+			}
 		}
 		for k := range spe {
 			ws := p.Windows(m, epoch*spe+k)
-			next := make([]int, b) // next expected Pos per row
-			for _, w := range ws {
-				if w.Row < 0 || w.Row >= b || w.Pos != next[w.Row] || w.Len() < 1 {
-					t.Fatalf("stream %d step %d: bad window %+v (want pos %d)", m, k, w, next[w.Row])
+			if len(ws) != b {
+				t.Fatalf("stream %d step %d: %d windows for %d rows", m, k, len(ws), b)
+			}
+			for i, w := range ws {
+				if w.Row != i || w.Pos != 0 || w.Len() != T+1 || w.Start%int64(T) != 0 {
+					t.Fatalf("stream %d step %d: bad window %+v for row %d", m, k, w, i)
 				}
 				if w.Shard%M != m || w.Start < 0 || w.End > shardTokens[w.Shard] {
 					t.Fatalf("stream %d step %d: window %+v outside stream's shards", m, k, w)
 				}
-				want := k*int64(b)*int64(T) + int64(w.Row)*int64(T) + int64(w.Pos)
-				if got := start[w.Shard] + w.Start; got != want {
-					t.Fatalf("stream %d step %d row %d: window %+v at concat position %d, want %d", m, k, w.Row, w, got, want)
+				want := rows[perm[k*int64(b)+int64(i)]]
+				got := defRow{w.Shard, w.Start / int64(T)}
+				if got != want {
+					t.Fatalf("stream %d step %d row %d: window %+v is row %v, want %v", m, k, i, w, got, want)
 				}
-				for j := w.Start; j < w.End; j++ {
-					if pos := w.Pos + int(j-w.Start); pos < T {
-						id := tokenID{w.Shard, j}
-						if seen[id] {
-							t.Fatalf("epoch %d: token %v is an input twice", epoch, id)
-						}
-						seen[id] = true
-					}
+				if used[got] {
+					t.Fatalf("epoch %d: row %v is read twice", epoch, got)
 				}
-				next[w.Row] += w.Len()
-			}
-			for i, n := range next {
-				if n != T+1 {
-					t.Fatalf("stream %d step %d: row %d has %d tokens, want %d", m, k, i, n, T+1)
-				}
+				used[got] = true
 			}
 		}
 	}
-	if want := int64(M) * spe * int64(b) * int64(T); int64(len(seen)) != want {
-		t.Fatalf("epoch %d: %d distinct input tokens, want %d", epoch, len(seen), want)
+	if want := int64(M) * spe * int64(b); int64(len(used)) != want {
+		t.Fatalf("epoch %d: %d distinct rows read, want %d", epoch, len(used), want)
 	}
+}
+
+func seq(n int64) []int64 {
+	out := make([]int64, n)
+	for i := range out {
+		out[i] = int64(i)
+	}
+	return out
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func TestPlanProperty(t *testing.T) {
@@ -102,30 +155,32 @@ func TestPlanProperty(t *testing.T) {
 				t.Fatalf("iter %d: %v", iter, err)
 			}
 			// verify it really is too few
-			per := make([]int64, M)
-			for i, n := range tokens {
-				per[i%M] += n
+			minRows := -1
+			for m := range M {
+				if n := len(defRows(tokens, M, T, m)); minRows < 0 || n < minRows {
+					minRows = n
+				}
 			}
-			if slices.Min(per) >= int64(b*T)+1 {
-				t.Fatalf("iter %d: %v but every stream has >= %d tokens: %v", iter, err, b*T+1, per)
+			if minRows >= b {
+				t.Fatalf("iter %d: %v but every stream has >= %d rows", iter, err, b)
 			}
 			continue
 		}
-		// steps per epoch is the minimum over streams, and some stream is tight
+		// steps per epoch is the minimum over streams of floor(R_m / b)
 		tight := false
 		for m := range M {
-			n := p.StreamTokens(m)
-			if p.StepsPerEpoch()*int64(b*T)+1 > n {
-				t.Fatalf("iter %d: stream %d has %d tokens, too few for %d steps", iter, m, n, p.StepsPerEpoch())
+			n := p.StreamRows(m)
+			if p.StepsPerEpoch()*int64(b) > n {
+				t.Fatalf("iter %d: stream %d has %d rows, too few for %d steps", iter, m, n, p.StepsPerEpoch())
 			}
-			if (p.StepsPerEpoch()+1)*int64(b*T)+1 > n {
+			if (p.StepsPerEpoch()+1)*int64(b) > n {
 				tight = true
 			}
 		}
 		if !tight {
 			t.Fatalf("iter %d: StepsPerEpoch %d is not the minimum", iter, p.StepsPerEpoch())
 		}
-		for e := range int64(2) {
+		for e := range int64(3) {
 			checkEpoch(t, p, tokens, e)
 		}
 		checked++
@@ -162,9 +217,117 @@ func TestPlanDeterministic(t *testing.T) {
 	if !slices.Equal(a.Windows(0, 0), b.Windows(0, 0)) {
 		t.Fatal("plan aliases the caller's slice")
 	}
+	// Going back to an epoch that has left the cache gives the same rows.
+	spe := a.StepsPerEpoch()
+	first := a.Windows(1, 3)
+	for e := range int64(5) {
+		a.Windows(1, e*spe)
+	}
+	if got := a.Windows(1, 3); !slices.Equal(got, first) {
+		t.Fatalf("epoch 0 recomputed: %v, first computed %v", got, first)
+	}
 }
 
-func TestShardOrderChangesPerEpoch(t *testing.T) {
+// TestPlanConcurrent reads windows of many (stream, step) pairs across epochs
+// from many goroutines at once, so that row orders are computed, shared and
+// evicted concurrently, and compares them with a plan used from one goroutine.
+func TestPlanConcurrent(t *testing.T) {
+	tokens := []int64{400, 370, 250, 310, 181, 264, 199, 320}
+	shared, err := NewPlan(tokens, 11, 2, 3, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := NewPlan(tokens, 11, 2, 3, 5)
+	steps := 6 * shared.StepsPerEpoch()
+	want := make([][][]Window, 2)
+	for m := range 2 {
+		for s := range steps {
+			want[m] = append(want[m], ref.Windows(m, s))
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for g := range 16 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(g), 0))
+			for range 2000 {
+				m, s := r.IntN(2), r.Int64N(steps)
+				if got := shared.Windows(m, s); !slices.Equal(got, want[m][s]) {
+					errs <- fmt.Errorf("stream %d step %d: %v, want %v", m, s, got, want[m][s])
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// TestRowsScattered checks that a step's rows, and the rows of consecutive
+// steps, are not neighbours in the text: for a uniformly random order the mean
+// distance between the ids of consecutive rows is about R/3, and a distance of
+// one (adjacent text) has probability about 2/R.
+func TestRowsScattered(t *testing.T) {
+	const R = 125000
+	p, err := NewPlan([]int64{R*8 + 1}, 3, 1, 16, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.StreamRows(0) != R {
+		t.Fatalf("%d rows, want %d", p.StreamRows(0), R)
+	}
+	var ids []int64 // row ids in the order they are read
+	for step := range int64(500) {
+		for _, w := range p.Windows(0, step) {
+			ids = append(ids, w.Start/8)
+		}
+	}
+	var sum float64
+	adjacent := 0
+	for i := 1; i < len(ids); i++ {
+		d := ids[i] - ids[i-1]
+		if d < 0 {
+			d = -d
+		}
+		sum += float64(d)
+		if d == 1 {
+			adjacent++
+		}
+	}
+	mean := sum / float64(len(ids)-1)
+	t.Logf("mean distance between consecutive rows %.0f (R/3 = %d), %d adjacent of %d", mean, R/3, adjacent, len(ids)-1)
+	if mean < R/4 || mean > R/2.5 {
+		t.Errorf("mean distance between consecutive rows %.0f, want about R/3 = %d", mean, R/3)
+	}
+	if adjacent > 5 {
+		t.Errorf("%d of %d consecutive rows are adjacent in the text", adjacent, len(ids)-1)
+	}
+
+	// With several shards a step mixes them: consecutive rows are in the same
+	// shard about once in four for four equal shards.
+	p, err = NewPlan([]int64{4001, 4001, 4001, 4001, 4001, 4001, 4001, 4001}, 3, 2, 10, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same, pairs := 0, 0
+	for step := range p.StepsPerEpoch() {
+		ws := p.Windows(1, step)
+		for i := 1; i < len(ws); i++ {
+			pairs++
+			if ws[i].Shard == ws[i-1].Shard {
+				same++
+			}
+		}
+	}
+	if frac := float64(same) / float64(pairs); frac < 0.15 || frac > 0.35 {
+		t.Errorf("consecutive rows share a shard %.2f of the time, want about 0.25", frac)
+	}
+}
+
+func TestRowOrderChangesPerEpoch(t *testing.T) {
 	tokens := make([]int64, 64)
 	for i := range tokens {
 		tokens[i] = 1000
@@ -176,37 +339,67 @@ func TestShardOrderChangesPerEpoch(t *testing.T) {
 	for m := range 4 {
 		seen := map[string]int64{}
 		for e := range int64(20) {
-			key := fmt.Sprint(p.ShardOrder(m, e))
+			key := fmt.Sprint(permOf(p, m, e))
 			if prev, ok := seen[key]; ok {
-				t.Fatalf("stream %d: epochs %d and %d have the same order %s", m, prev, e, key)
+				t.Fatalf("stream %d: epochs %d and %d have the same order", m, prev, e)
 			}
 			seen[key] = e
 		}
+		spe := p.StepsPerEpoch()
+		if slices.Equal(p.Windows(m, 0), p.Windows(m, spe)) && slices.Equal(p.Windows(m, 1), p.Windows(m, spe+1)) {
+			t.Fatalf("stream %d: epochs 0 and 1 start with the same rows", m)
+		}
+	}
+	// Streams with the same shard sizes still read in different orders.
+	if slices.Equal(permOf(p, 0, 0), permOf(p, 1, 0)) {
+		t.Fatal("streams 0 and 1 have the same order")
 	}
 	// Epoch boundaries: step StepsPerEpoch is local step 0 of epoch 1.
 	if e, k := p.Epoch(p.StepsPerEpoch()); e != 1 || k != 0 {
 		t.Fatalf("Epoch(%d) = %d, %d", p.StepsPerEpoch(), e, k)
 	}
-	if spe := p.StepsPerEpoch(); spe != (16*1000-1)/16 {
+	// 16 shards of floor(999/16) = 62 rows each.
+	if spe := p.StepsPerEpoch(); spe != 16*62 {
 		t.Fatalf("steps per epoch %d", spe)
 	}
 }
 
-// TestShardOrderGolden pins the shuffle: these orders must never change, or
-// resumed jobs would read different data.
-func TestShardOrderGolden(t *testing.T) {
-	tokens := make([]int64, 20)
-	for i := range tokens {
-		tokens[i] = 10
-	}
-	p, err := NewPlan(tokens, 42, 2, 1, 4)
+// TestRowOrderGolden pins the row orders and the windows they give: they must
+// never change, or resumed jobs would read different data.
+func TestRowOrderGolden(t *testing.T) {
+	// Stream 0 owns shards 0 (4 rows) and 2 (4 rows); stream 1 owns shards 1
+	// (4 rows) and 3 (8 rows).
+	tokens := []int64{20, 20, 17, 33}
+	p, err := NewPlan(tokens, 42, 2, 2, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := fmt.Sprint(p.ShardOrder(0, 0), p.ShardOrder(0, 1), p.ShardOrder(1, 0), p.ShardOrder(1, 7))
-	const want = "[16 12 2 0 10 18 4 14 8 6] [16 4 6 18 2 10 14 12 8 0] [13 3 1 19 7 5 9 11 15 17] [11 17 3 15 13 19 5 1 9 7]"
+	got := fmt.Sprint(permOf(p, 0, 0), permOf(p, 0, 1), permOf(p, 1, 0), permOf(p, 1, 5))
+	const want = "[5 4 2 1 0 3 6 7] [2 5 6 1 3 0 7 4] [1 5 9 10 2 0 3 4 8 7 11 6] [4 11 1 7 5 6 0 10 2 9 8 3]"
 	if got != want {
-		t.Fatalf("shard orders changed:\n got %s\nwant %s", got, want)
+		t.Fatalf("row orders changed:\n got %s\nwant %s", got, want)
+	}
+	gotW := fmt.Sprint(p.Windows(1, 1))
+	const wantW = "[{0 0 3 20 25} {1 0 3 24 29}]" // ids 9 and 10: rows 5 and 6 of shard 3
+	if gotW != wantW {
+		t.Fatalf("windows changed:\n got %s\nwant %s", gotW, wantW)
+	}
+}
+
+// TestFisherYatesWidth checks that the id width does not change the order, so
+// a stream of 2^32 rows or more is shuffled like a smaller one.
+func TestFisherYatesWidth(t *testing.T) {
+	for _, n := range []int64{0, 1, 2, 7, 1000} {
+		a := fisherYates[uint32](n, rand.NewPCG(5, 6))
+		b := fisherYates[uint64](n, rand.NewPCG(5, 6))
+		for i := range a {
+			if uint64(a[i]) != b[i] {
+				t.Fatalf("n=%d: uint32 and uint64 orders differ at %d", n, i)
+			}
+		}
+	}
+	if o := shuffleRows(10, rand.NewPCG(1, 1)); o.u32 == nil || o.u64 != nil {
+		t.Fatal("a small stream's order is not held as uint32")
 	}
 }
 
@@ -229,10 +422,14 @@ func TestNewPlanErrors(t *testing.T) {
 	wantErr(t, err, ErrTooFewShards, "2 train shards", "3 streams")
 	_, err = NewPlan([]int64{100, 4}, 0, 2, 1, 4)
 	wantErr(t, err, ErrTooFewTokens, "stream 1")
-	_, err = NewPlan([]int64{100, 5}, 0, 2, 1, 4) // exactly b*T+1 is enough
+	_, err = NewPlan([]int64{100, 5}, 0, 2, 1, 4) // exactly T+1 tokens make a row
 	if err != nil {
 		t.Fatal(err)
 	}
+	// 16 tokens would hold 3 rows of 5 read as one sequence, but rows do not
+	// span shards and each shard of 4 has none.
+	_, err = NewPlan([]int64{4, 4, 4, 4}, 0, 1, 2, 4)
+	wantErr(t, err, ErrTooFewTokens, "stream 0", "0 rows")
 	for _, c := range [][3]int{{0, 1, 1}, {1, 0, 1}, {1, 1, 0}} {
 		_, err = NewPlan([]int64{100}, 0, c[0], c[1], c[2])
 		wantErr(t, err, ErrBadOptions)
