@@ -56,6 +56,7 @@ func newRoot() *cobra.Command {
 		newGenerateCmd(g),
 		newExportCmd(g),
 		newLocalCmd(g),
+		newCoordinatorCmd(g),
 	)
 	return root
 }

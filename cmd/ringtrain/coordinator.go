@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ringtrain/ringtrain/coordinator"
+	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+)
+
+func newCoordinatorCmd(g *globals) *cobra.Command {
+	var (
+		cfg   coordinator.Config
+		peers string
+		join  []string
+	)
+	host, _ := os.Hostname()
+	cmd := &cobra.Command{
+		Use:   "coordinator",
+		Short: "Run one replica of the Raft-replicated coordinator",
+		Long: `Run one coordinator replica. Three (or five) replicas form a cluster, either from a
+static peer list that every replica is given the same way (a Kubernetes StatefulSet:
+--peers ringtrain-coordinator-0=ringtrain-coordinator-0.ringtrain-coordinator:7000,...)
+or by joining a running replica (--join host:7001). With neither, the replica starts
+a cluster of its own. Host names are resolved on every connection, so a replica
+that comes back with a new IP is found again. SIGTERM hands leadership over and
+stops cleanly; a restart on the same --data-dir recovers all committed state.
+
+Every flag can also be given as RINGTRAIN_<FLAG> in the environment
+(RINGTRAIN_PEERS, RINGTRAIN_DATA_DIR, ...); flags win.`,
+		Example: `  ringtrain coordinator --id c0 --data-dir /var/lib/ringtrain --raft-addr :7000 --grpc-addr :7001 \
+      --peers c0=host0:7000,c1=host1:7000,c2=host2:7000
+  ringtrain coordinator --id c3 --data-dir /var/lib/ringtrain --join host0:7001`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			if cfg.Peers, err = coordinator.ParsePeers(peers); err != nil {
+				return fmt.Errorf("--peers: %w", err)
+			}
+			cfg.Join = splitList(join)
+			cfg.Logger = log
+			node, err := coordinator.Start(cfg)
+			if err != nil {
+				return err
+			}
+			<-cmd.Context().Done()
+			log.Info("shutting down")
+			return node.Close()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.ID, "id", host, "stable replica id (Raft server id); default: the host name")
+	f.StringVar(&cfg.DataDir, "data-dir", "ringtrain-coordinator", "directory of the Raft log, stable store and snapshots")
+	f.StringVar(&cfg.RaftAddr, "raft-addr", ":7000", "Raft listen address")
+	f.StringVar(&cfg.RaftAdvertise, "raft-advertise", "", "Raft host:port other replicas dial (default: this replica's --peers entry)")
+	f.StringVar(&cfg.GRPCAddr, "grpc-addr", ":7001", "gRPC listen address")
+	f.StringVar(&cfg.GRPCAdvertise, "grpc-advertise", "", "gRPC host:port given to clients in leader hints (default: the Raft host with the gRPC port)")
+	f.StringVar(&peers, "peers", "", "static cluster: id=host:port of every replica's Raft address, comma separated")
+	f.StringSliceVar(&join, "join", nil, "gRPC addresses of running replicas to join through, comma separated")
+	f.DurationVar(&cfg.Lease, "lease", 10*time.Second, "worker lease: a worker that does not heartbeat for this long is removed")
+	f.DurationVar(&cfg.Settle, "settle", 500*time.Millisecond, "membership changes within this window form one new generation")
+	// Half of hashicorp/raft's LAN defaults: a killed leader is replaced (and writes
+	// succeed again) in about 1 s, at most 2 s, on loopback.
+	f.DurationVar(&cfg.Raft.HeartbeatTimeout, "raft-heartbeat-timeout", 500*time.Millisecond, "Raft heartbeat timeout: a follower that hears nothing from the leader for this long (randomised up to twice) starts an election")
+	f.DurationVar(&cfg.Raft.ElectionTimeout, "raft-election-timeout", 500*time.Millisecond, "Raft election timeout")
+	f.DurationVar(&cfg.Raft.LeaderLeaseTimeout, "raft-leader-lease-timeout", 250*time.Millisecond, "Raft leader lease: a leader that cannot reach a quorum for this long steps down (at most the heartbeat timeout)")
+	cmd.AddCommand(newStatusCmd(g))
+	return cmd
+}
+
+// newStatusCmd is "status": the cluster's state as the leader sees it.
+func newStatusCmd(_ *globals) *cobra.Command {
+	var (
+		addrs   []string
+		asJSON  bool
+		stale   bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the coordinator cluster: leader, replicas and their health, job, plan, progress",
+		Long: `Show the leader, its term and commit index, every replica with its health, the job,
+the current generation with its members and their streams, the committed step and
+loss, and the last checkpoint. The state is read from the leader (linearizable)
+unless --stale. --json prints the same as one JSON object.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			addrs = splitList(addrs)
+			if len(addrs) == 0 {
+				return fmt.Errorf("--coordinators: give at least one coordinator gRPC address")
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			cl, err := coordinator.NewClient(addrs, coordinator.ClientOptions{AttemptTimeout: min(timeout, 2*time.Second)})
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			st, err := cl.Status(ctx, stale)
+			if err != nil {
+				return err
+			}
+			health := map[string]string{}
+			for _, r := range st.GetReplicas() {
+				if r.GetGrpcAddr() != "" {
+					hctx, hcancel := context.WithTimeout(ctx, time.Second)
+					health[r.GetId()] = coordinator.ProbeHealth(hctx, r.GetGrpcAddr())
+					hcancel()
+				}
+			}
+			if asJSON {
+				return printStatusJSON(cmd.OutOrStdout(), st, health)
+			}
+			printStatus(cmd.OutOrStdout(), st, health)
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVar(&addrs, "coordinators", nil, "coordinator gRPC addresses, comma separated")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
+	cmd.Flags().BoolVar(&stale, "stale", false, "accept any replica's local (possibly stale) state")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long")
+	return cmd
+}
+
+func splitList(items []string) []string {
+	var out []string
+	for _, it := range items {
+		for s := range strings.SplitSeq(it, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+func printStatus(w io.Writer, st *pb.StatusResponse, health map[string]string) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	defer tw.Flush()
+	s := st.GetState()
+	fmt.Fprintf(tw, "leader\t%s (%s)\tterm %d\tcommit index %d\tanswered by %s\n",
+		orNone(st.GetLeaderId()), orNone(st.GetLeaderAddr()), st.GetTerm(), st.GetCommitIndex(), st.GetReplicaId())
+	fmt.Fprintln(tw, "replicas")
+	for _, r := range st.GetReplicas() {
+		role := r.GetSuffrage()
+		if r.GetLeader() {
+			role += ", leader"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\traft %s\tgrpc %s\t%s\n", r.GetId(), role, r.GetRaftAddr(), orNone(r.GetGrpcAddr()), orNone(health[r.GetId()]))
+	}
+	if j := s.GetJob(); j != nil {
+		fmt.Fprintf(tw, "job\tstreams %d\tworkers %d..%d\tsteps %d\tcheckpoint every %d\n",
+			j.GetStreams(), max(j.GetMinWorkers(), 1), maxWorkers(j), j.GetSteps(), j.GetCheckpointInterval())
+	} else {
+		fmt.Fprintln(tw, "job\tnone submitted")
+	}
+	if p := s.GetPlan(); p != nil {
+		state := strings.TrimPrefix(p.GetState().String(), "PLAN_STATE_")
+		fmt.Fprintf(tw, "plan\tgeneration %d\t%s\tstart step %d\t%s\n", p.GetGeneration(), state, p.GetStartStep(), p.GetReason())
+		for r, wk := range p.GetWorkers() {
+			fmt.Fprintf(tw, "  rank %d\t%s\t%s\t%s\tstreams %v\n", r, wk.GetId(), wk.GetAddress(), orNone(wk.GetDevice()), coordinator.StreamsOf(p, wk.GetId()))
+		}
+		if len(p.GetStandby()) > 0 {
+			fmt.Fprintf(tw, "standby\t%s\n", strings.Join(p.GetStandby(), ", "))
+		}
+	} else {
+		fmt.Fprintln(tw, "plan\tnone yet")
+	}
+	fmt.Fprintf(tw, "workers\t%d registered\n", len(s.GetWorkers()))
+	if pr := s.GetProgress(); pr != nil {
+		fmt.Fprintf(tw, "progress\tstep %d\tloss %.4f\ttokens %d\n", pr.GetStep(), pr.GetLoss(), pr.GetTokens())
+	} else {
+		fmt.Fprintln(tw, "progress\tnone")
+	}
+	if cks := s.GetCheckpoints(); len(cks) > 0 {
+		c := cks[len(cks)-1]
+		fmt.Fprintf(tw, "checkpoint\tstep %d\t%s\tsha256 %s\n", c.GetStep(), c.GetLocation(), c.GetSha256())
+	} else {
+		fmt.Fprintln(tw, "checkpoint\tnone")
+	}
+}
+
+func maxWorkers(j *pb.JobSpec) int32 {
+	if j.GetMaxWorkers() == 0 || j.GetMaxWorkers() > j.GetStreams() {
+		return j.GetStreams()
+	}
+	return j.GetMaxWorkers()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func printStatusJSON(w io.Writer, st *pb.StatusResponse, health map[string]string) error {
+	raw := func(m proto.Message) json.RawMessage {
+		if m == nil {
+			return json.RawMessage("null")
+		}
+		b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+		if err != nil {
+			return json.RawMessage("null")
+		}
+		return b
+	}
+	type replica struct {
+		ID       string `json:"id"`
+		RaftAddr string `json:"raft_addr"`
+		GRPCAddr string `json:"grpc_addr"`
+		Suffrage string `json:"suffrage"`
+		Leader   bool   `json:"leader"`
+		Health   string `json:"health"`
+	}
+	s := st.GetState()
+	out := struct {
+		AnsweredBy     string            `json:"answered_by"`
+		Leader         string            `json:"leader"`
+		LeaderAddr     string            `json:"leader_addr"`
+		Term           uint64            `json:"term"`
+		CommitIndex    uint64            `json:"commit_index"`
+		AppliedIndex   uint64            `json:"applied_index"`
+		Replicas       []replica         `json:"replicas"`
+		Job            json.RawMessage   `json:"job"`
+		Plan           json.RawMessage   `json:"plan"`
+		Workers        []json.RawMessage `json:"workers"`
+		Progress       json.RawMessage   `json:"progress"`
+		LastCheckpoint json.RawMessage   `json:"last_checkpoint"`
+	}{
+		AnsweredBy: st.GetReplicaId(), Leader: st.GetLeaderId(), LeaderAddr: st.GetLeaderAddr(),
+		Term: st.GetTerm(), CommitIndex: st.GetCommitIndex(), AppliedIndex: st.GetAppliedIndex(),
+		Job: raw(s.GetJob()), Plan: raw(s.GetPlan()), Progress: raw(s.GetProgress()),
+		LastCheckpoint: json.RawMessage("null"), Workers: []json.RawMessage{}, Replicas: []replica{},
+	}
+	for _, r := range st.GetReplicas() {
+		out.Replicas = append(out.Replicas, replica{r.GetId(), r.GetRaftAddr(), r.GetGrpcAddr(), r.GetSuffrage(), r.GetLeader(), health[r.GetId()]})
+	}
+	for _, wk := range s.GetWorkers() {
+		out.Workers = append(out.Workers, raw(wk))
+	}
+	if cks := s.GetCheckpoints(); len(cks) > 0 {
+		out.LastCheckpoint = raw(cks[len(cks)-1])
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
