@@ -57,6 +57,7 @@ func newRoot() *cobra.Command {
 		newExportCmd(g),
 		newLocalCmd(g),
 		newCoordinatorCmd(g),
+		newBenchCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,165 @@
+package allreduce
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// TCP lanes carry a link's frames outside gRPC, as gloo and NCCL use their own
+// sockets: a frame is written with one writev straight from the caller's
+// buffer and read straight into its destination, with no HTTP/2 framing and no
+// intermediate copies. A link may have several lanes; the header and the first
+// part of each payload go on lane 0 and the rest of the payload is split
+// evenly over the other lanes, which are written and read in parallel.
+
+var noDeadline time.Time
+
+func deadlineIn(d time.Duration) time.Time { return time.Now().Add(d) }
+
+// tuneLane sets socket options of a lane.
+func tuneLane(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+}
+
+// lanePart is the byte range of a payload of n bytes carried by lane j of
+// lanes.
+func lanePart(n, lanes, j int) (lo, hi int) {
+	return chunkLo(n, lanes, j), chunkLo(n, lanes, j+1)
+}
+
+// laneWriter writes frames to a link's lanes. One goroutine writes at a time.
+type laneWriter struct {
+	conns []net.Conn
+	hdr   [headerSize]byte
+}
+
+func newLaneWriter(conns []net.Conn) *laneWriter { return &laneWriter{conns: conns} }
+
+func (w *laneWriter) write(h Header, payload []byte) error {
+	h.Len = uint32(len(payload))
+	h.encode(w.hdr[:])
+	n, lanes := len(payload), len(w.conns)
+	var wg sync.WaitGroup
+	errs := make([]error, lanes)
+	for j := 1; j < lanes; j++ {
+		lo, hi := lanePart(n, lanes, j)
+		if lo == hi {
+			continue
+		}
+		wg.Go(func() { _, errs[j] = w.conns[j].Write(payload[lo:hi]) })
+	}
+	_, hi := lanePart(n, lanes, 0)
+	bufs := net.Buffers{w.hdr[:], payload[:hi]}
+	_, errs[0] = bufs.WriteTo(w.conns[0])
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (w *laneWriter) close() {
+	for _, c := range w.conns {
+		c.Close()
+	}
+}
+
+// laneReader reads frames from a link's lanes. One goroutine reads at a time.
+//
+// While a payload is read, each lane's receive low-water mark (SO_RCVLOWAT,
+// where the platform has it) is raised to what is left of its part, up to
+// lowWaterMax, so the kernel wakes the reader once per large piece instead of
+// for every packet; this saves a good share of the receiver's CPU. The mark
+// never exceeds the bytes still to come of a frame the sender has begun (and
+// so will finish), and it is lowered back before a header is read.
+type laneReader struct {
+	conns  []net.Conn
+	first  *bufio.Reader // lane 0, which carries the headers
+	raised []bool        // lanes whose low-water mark is above 1
+}
+
+// Bounds of the receive low-water mark: below lowWaterMin it is left at 1.
+const (
+	lowWaterMin = 64 << 10
+	lowWaterMax = 1 << 20
+)
+
+func newLaneReader(conns []net.Conn) *laneReader {
+	return &laneReader{conns: conns, first: bufio.NewReaderSize(conns[0], 64<<10), raised: make([]bool, len(conns))}
+}
+
+// readPart reads dst from lane j, after what lane 0's buffer holds.
+func (r *laneReader) readPart(j int, dst []byte) error {
+	got := 0
+	if j == 0 {
+		for got < len(dst) && r.first.Buffered() > 0 {
+			n, _ := r.first.Read(dst[got:])
+			got += n
+		}
+	}
+	for got < len(dst) {
+		switch rest := len(dst) - got; {
+		case rest >= lowWaterMin:
+			setRecvLowWater(r.conns[j], min(rest, lowWaterMax))
+			r.raised[j] = true
+		case r.raised[j]:
+			setRecvLowWater(r.conns[j], 1)
+			r.raised[j] = false
+		}
+		n, err := r.conns[j].Read(dst[got:])
+		got += n
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *laneReader) read(accept func(Header) ([]byte, error)) (Header, error) {
+	var hb [headerSize]byte
+	if r.raised[0] {
+		setRecvLowWater(r.conns[0], 1)
+		r.raised[0] = false
+	}
+	if _, err := io.ReadFull(r.first, hb[:]); err != nil {
+		return Header{}, err
+	}
+	h, err := decodeHeader(hb[:])
+	if err != nil {
+		return h, err
+	}
+	dst, err := accept(h)
+	if err != nil {
+		return h, err
+	}
+	if len(dst) != int(h.Len) {
+		return h, fmt.Errorf("%w: accept gave %d bytes for a %d-byte payload", ErrProtocol, len(dst), h.Len)
+	}
+	n, lanes := len(dst), len(r.conns)
+	var wg sync.WaitGroup
+	errs := make([]error, lanes)
+	for j := 1; j < lanes; j++ {
+		lo, hi := lanePart(n, lanes, j)
+		if lo == hi {
+			continue
+		}
+		wg.Go(func() { errs[j] = r.readPart(j, dst[lo:hi]) })
+	}
+	_, hi := lanePart(n, lanes, 0)
+	errs[0] = r.readPart(0, dst[:hi])
+	wg.Wait()
+	return h, errors.Join(errs...)
+}
+
+func (r *laneReader) close() {
+	for _, c := range r.conns {
+		c.Close()
+	}
+}
