@@ -1,7 +1,8 @@
 // Package tensor holds ringtrain's compute kernels: matrix multiplication and the
 // per-layer forward and backward operations of a GPT (embedding, LayerNorm, linear,
 // attention, GELU, residual, softmax cross-entropy), written against the Backend
-// interface so that model code does not depend on where the kernels run.
+// interface so that model code does not depend on where the kernels run, plus the
+// AdamW update as a kernel (AdamW).
 //
 // The model package is the only caller on the training path; benchmarks and tests call
 // the kernels directly.
@@ -10,14 +11,52 @@
 //
 // Every kernel gives the same bits whatever the number of threads. Work is split over
 // goroutines only along dimensions whose outputs are independent (rows, heads, output
-// columns); every reduction runs over a fixed range in a fixed order inside one
-// goroutine. Replicas on different machines, resumed runs and recomputed steps depend on
-// this.
+// columns, tiles of a matrix product); every reduction runs over a fixed range in a
+// fixed order inside one goroutine. Replicas on different machines, resumed runs and
+// recomputed steps depend on this.
+//
+// Results also do not depend on which vector instructions a CPU has, except for the
+// portable matrix kernel: the AVX-512 and AVX2 gemm micro-kernels round every element
+// identically (see Gemm), and the vector versions of the element-wise and row kernels
+// (GELU, exp in softmax and cross-entropy, LayerNorm, AdamW) perform the scalar code's
+// float32 operations in the scalar code's order, without fused multiply-adds. A CPU
+// without AVX2 and FMA, or a build with the purego tag, uses the portable gemm kernel,
+// whose products are rounded separately, so its bits differ in the last places.
+//
+// # Matrix multiplication
+//
+// Gemm is a packed, cache-blocked sgemm in the BLIS/GotoBLAS mould: C is cut into
+// tasks (row blocks by column panels); a task packs its panel of op(B) into slivers of
+// nr columns, once per goroutine, and walks its rows mr at a time, the (mr,kc) sliver of
+// op(A) in L1 while a register-blocked micro-kernel streams the B slivers from L2.
+// Operands whose layout the kernel can stream are read in place instead of packed. The
+// micro-kernels are Go assembly: 14x32 with 28 zmm accumulators on AVX-512 (A elements
+// broadcast from memory into the fused multiply-adds; a 14x8 variant takes a last column
+// sliver of at most 8 columns, such as the LM head's odd vocabulary) and 6x16 on
+// AVX2+FMA; a 4x4 Go kernel serves other CPUs. The best kernel the CPU supports (golang.org/x/sys/cpu) is
+// chosen at start-up; RINGTRAIN_GEMM_KERNEL=avx512|avx2|generic pins one (a mixed
+// cluster that wants identical bits everywhere pins generic, or runs on vector CPUs
+// only), and SetGemmKernel switches it for benchmarks and tests.
+//
+// The k dimension is summed in blocks whose bounds depend on k alone, each block in
+// order with fused multiply-adds from zero, so the arithmetic of an element never
+// depends on the tile layout, the kernel or the thread count. MeasurePeak times the
+// active micro-kernel on cache-resident data: the peak that model FLOP utilisation is
+// reported against.
+//
+// # Threads and allocation
+//
+// Parallel kernels run on the calling goroutine and on helper goroutines started on
+// first use (at most GOMAXPROCS-1, living for the life of the process; their function
+// is (*helperPool).loop). Kernel arguments, gemm jobs, pack buffers and scratch come
+// from free lists that are never emptied, so once a training step has run, the next
+// allocates nothing in this package.
 //
 // # Reference kernels
 //
-// The naive versions of the optimised kernels (NaiveGemm) stay in the package as the
-// reference the tests compare against.
+// The naive versions of the optimised kernels (NaiveGemm, NaiveAttentionForward and
+// NaiveAttentionBackward, NaiveGeluForward and NaiveGeluBackward) stay in the package
+// as the references the tests compare against.
 //
 // Usage:
 //

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -195,33 +196,109 @@ func TestSoftmaxCrossEntropyGradient(t *testing.T) {
 	fdCheck(t, "dlogits", logits, append([]float32(nil), work...), eval)
 }
 
-func TestGemmMatchesNaive(t *testing.T) {
-	r := rand.New(rand.NewPCG(15, 16))
-	shapes := [][3]int{{1, 1, 1}, {1, 37, 5}, {37, 1, 5}, {5, 5, 1}, {3, 4, 1000}, {65, 130, 67}, {128, 64, 256}}
-	for i := 0; i < 20; i++ {
-		shapes = append(shapes, [3]int{1 + r.IntN(150), 1 + r.IntN(150), 1 + r.IntN(300)})
+// TestKernelsAllocateNothing runs every Backend method on shapes large enough to be
+// split over goroutines and checks that, once warmed up, none allocates.
+func TestKernelsAllocateNothing(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	r := rand.New(rand.NewPCG(43, 44))
+	be := NewCPU()
+	B, T, C, H, V := 4, 64, 64, 4, 67
+	N := B * T
+	inp := make([]int32, N)
+	targets := make([]int32, N)
+	for i := range inp {
+		inp[i], targets[i] = int32(r.IntN(V)), int32(r.IntN(V))
 	}
-	for _, s := range shapes {
-		m, n, k := s[0], s[1], s[2]
-		for _, ta := range []bool{false, true} {
-			for _, tb := range []bool{false, true} {
-				a, b := randSlice(r, m*k, 1), randSlice(r, k*n, 1)
-				lda, ldb := k, n
-				if ta {
-					lda = m
-				}
-				if tb {
-					ldb = k
-				}
-				c0 := randSlice(r, m*n, 1)
-				got, want := append([]float32(nil), c0...), append([]float32(nil), c0...)
-				Gemm(ta, tb, m, n, k, 0.5, a, lda, b, ldb, 1, got, n)
-				NaiveGemm(ta, tb, m, n, k, 0.5, a, lda, b, ldb, 1, want, n)
-				for i := range got {
-					if d := math.Abs(float64(got[i] - want[i])); d > 1e-4*math.Sqrt(float64(k))*math.Max(1, math.Abs(float64(want[i]))) {
-						t.Fatalf("m=%d n=%d k=%d ta=%v tb=%v: c[%d]=%g, want %g", m, n, k, ta, tb, i, got[i], want[i])
-					}
-				}
+	f := func(n int) []float32 { return randSlice(r, n, 1) }
+	x, y, w, bias := f(N*C), f(N*C), f(4*C*C), f(4*C)
+	wte, wpe := f(V*C), f(T*C)
+	mean, rstd := f(N), f(N)
+	qkv, att, h, logits, losses := f(N*3*C), f(B*H*T*T), f(N*4*C), f(N*V), f(N)
+	dx, dw, db, dqkv, dh := f(N*C), f(4*C*C), f(4*C), f(N*3*C), f(N*4*C)
+	for name, run := range map[string]func(){
+		"encoder": func() {
+			be.EncoderForward(x, inp, wte, wpe, B, T, C)
+			be.EncoderBackward(wte, wpe, x, inp, B, T, C)
+		},
+		"layernorm": func() {
+			be.LayerNormForward(y, mean, rstd, x, w[:C], bias[:C], N, C)
+			be.LayerNormBackward(dx, dw[:C], db[:C], y, x, w[:C], mean, rstd, N, C)
+		},
+		"matmul": func() {
+			be.MatmulForward(h, x, w, bias, N, C, 4*C)
+			be.MatmulBackward(dx, dw, db, h, x, w, N, C, 4*C)
+		},
+		"attention": func() {
+			be.AttentionForward(y, att, qkv, B, T, C, H, true)
+			be.AttentionBackward(dqkv, y, qkv, att, B, T, C, H, true)
+		},
+		"gelu": func() {
+			be.GeluForward(dh, h)
+			be.GeluBackward(h, dh, dh)
+		},
+		"residual": func() {
+			be.ResidualForward(y, x, dx)
+			be.Accumulate(y, x)
+		},
+		"crossentropy": func() {
+			be.SoftmaxCrossEntropy(losses, logits, targets, N, V)
+			be.CrossEntropyBackward(logits, targets, 0.5, N, V)
+		},
+	} {
+		run()
+		if a := testing.AllocsPerRun(20, run); a != 0 {
+			t.Errorf("%s: %v allocations per call", name, a)
+		}
+	}
+}
+
+// TestLayerNormVectorMatchesScalar runs LayerNorm with and without the vector helpers
+// and checks the same bits, and checks the forward against a float64 computation.
+func TestLayerNormVectorMatchesScalar(t *testing.T) {
+	if !haveAVX2 {
+		t.Skip("no vector LayerNorm on this CPU")
+	}
+	r := rand.New(rand.NewPCG(47, 48))
+	be := NewCPU()
+	N, C := 37, 136
+	inp, w, b, dout := randSlice(r, N*C, 2), randSlice(r, C, 1), randSlice(r, C, 1), randSlice(r, N*C, 1)
+	for i := range inp {
+		inp[i] += 3 // a mean away from zero
+	}
+	type result struct{ out, mean, rstd, dinp, dw, db []float32 }
+	run := func() result {
+		x := result{make([]float32, N*C), make([]float32, N), make([]float32, N), make([]float32, N*C), make([]float32, C), make([]float32, C)}
+		be.LayerNormForward(x.out, x.mean, x.rstd, inp, w, b, N, C)
+		be.LayerNormBackward(x.dinp, x.dw, x.db, dout, inp, w, x.mean, x.rstd, N, C)
+		return x
+	}
+	vec := run()
+	haveAVX2 = false
+	scalar := run()
+	haveAVX2 = true
+	for name, pair := range map[string][2][]float32{
+		"out": {vec.out, scalar.out}, "mean": {vec.mean, scalar.mean}, "rstd": {vec.rstd, scalar.rstd},
+		"dinp": {vec.dinp, scalar.dinp}, "dw": {vec.dw, scalar.dw}, "db": {vec.db, scalar.db},
+	} {
+		if i := firstDiff(pair[0], pair[1]); i >= 0 {
+			t.Errorf("%s[%d]: vector %g, scalar %g", name, i, pair[0][i], pair[1][i])
+		}
+	}
+	for row := range N {
+		x := inp[row*C : row*C+C]
+		var m, v float64
+		for _, e := range x {
+			m += float64(e)
+		}
+		m /= float64(C)
+		for _, e := range x {
+			v += (float64(e) - m) * (float64(e) - m)
+		}
+		s := 1 / math.Sqrt(v/float64(C)+layerNormEps)
+		for i, e := range x {
+			want := (float64(e)-m)*s*float64(w[i]) + float64(b[i])
+			if d := math.Abs(float64(vec.out[row*C+i]) - want); d > 1e-5*(1+math.Abs(want)) {
+				t.Fatalf("out[%d,%d] = %g, want %g", row, i, vec.out[row*C+i], want)
 			}
 		}
 	}

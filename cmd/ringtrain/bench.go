@@ -30,6 +30,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	cmd.AddCommand(newBenchAllReduceCmd(g), newBenchAllReduceRankCmd(g), newBenchTCPRankCmd(g))
+	cmd.AddCommand(benchComputeCmds(g)...)
 	return cmd
 }
 

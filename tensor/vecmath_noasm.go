@@ -1,0 +1,33 @@
+//go:build !amd64 || purego
+
+package tensor
+
+var haveAVX2 = false
+
+func geluForwardVec(out, inp []float32) int         { return 0 }
+func geluBackwardVec(dinp, inp, dout []float32) int { return 0 }
+
+func transposeVec(dst []float32, ld int, src []float32, lds, rows, cols int) (r, c int) {
+	return 0, 0
+}
+
+func addToVec(dst, src []float32) int { return 0 }
+func addVec(out, a, b []float32) int  { return 0 }
+
+func adamwVec(p, g, m, v []float32, c *[8]float32) int { return 0 }
+
+func expShiftVec(dst, src []float32, shift float32) int { return 0 }
+
+func lnVec(n int) bool { return false }
+
+func sum8AVX2(x *float32, n int) float32                 { panic("unreachable") }
+func sumSqDev8AVX2(x *float32, n int, m float32) float32 { panic("unreachable") }
+func lnApplyAVX2(o, x, w, b *float32, n int, m, s float32) {
+	panic("unreachable")
+}
+func lnBwdSumsAVX2(x, d, w *float32, n int, m, s float32) (float32, float32) {
+	panic("unreachable")
+}
+func lnBwdApplyAVX2(di, x, d, w *float32, n int, m, s, dm, dnm float32) {
+	panic("unreachable")
+}
