@@ -1,25 +1,36 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/examples"
 	"github.com/ringtrain/ringtrain/model"
+	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
 	"github.com/ringtrain/ringtrain/shard"
+	"github.com/ringtrain/ringtrain/trainer"
+	"github.com/ringtrain/ringtrain/worker"
 )
 
 func newLocalCmd(g *globals) *cobra.Command {
 	f := &specFlags{}
 	var (
-		dir      string
-		sample   int
-		noResume bool
+		dir          string
+		sample       int
+		noResume     bool
+		workers      int
+		coordinators int
 	)
 	cmd := &cobra.Command{
 		Use:   "local",
@@ -27,7 +38,15 @@ func newLocalCmd(g *globals) *cobra.Command {
 		Long: `Prepare the shipped tiny shakespeare corpus (character level), train a small GPT on
 it, write a checkpoint and print a generated sample. With no flags it trains the
 4-layer, 128-wide recipe for 600 steps, a few minutes on 2 cores. Every training
-flag of 'ringtrain train' applies; --data trains on another prepared dataset.`,
+flag of 'ringtrain train' applies; --data trains on another prepared dataset.
+
+The training runs on a whole cluster inside this process: an embedded coordinator
+(1 or 3 Raft replicas, their data in a fresh directory under --dir) and --workers
+workers that all-reduce their gradients over real loopback gRPC, exactly as
+separate 'ringtrain coordinator' and 'ringtrain worker' processes do. Unless
+--streams is given, the batch is split into one data stream per worker. Running it
+again resumes from the newest checkpoint in the run directory. 'ringtrain train'
+is the single-process trainer without a cluster.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
@@ -47,16 +66,35 @@ flag of 'ringtrain train' applies; --data trains on another prepared dataset.`,
 					return err
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "training %d-layer %d-wide GPT for %d steps on %s; checkpoints in %s\n",
-				spec.Model.Layers, spec.Model.Embd, spec.Steps, spec.Data, spec.Out)
-			res, err := runTraining(cmd, log, spec, noResume)
+			if workers < 1 {
+				return fmt.Errorf("--workers %d: must be >= 1", workers)
+			}
+			if coordinators != 1 && coordinators != 3 {
+				return fmt.Errorf("--coordinators %d: must be 1 or 3", coordinators)
+			}
+			// One stream per worker unless --streams says otherwise: each worker then
+			// computes one micro-batch of batch/workers sequences per step.
+			if !cmd.Flags().Changed("streams") && f.config == "" {
+				if f.batch%workers != 0 {
+					return fmt.Errorf("--batch %d must be a multiple of --workers %d", f.batch, workers)
+				}
+				spec.Streams, spec.MicroBatch = workers, f.batch/workers
+			}
+			if noResume {
+				if dir, err := model.LatestCheckpoint(trainer.CheckpointRoot(spec.Out)); err == nil {
+					return fmt.Errorf("run directory %s already holds checkpoint %s: remove it or choose another --out to start afresh", spec.Out, dir)
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "training %d-layer %d-wide GPT for %d steps on %s with %d worker(s) and %d coordinator replica(s); checkpoints in %s\n",
+				spec.Model.Layers, spec.Model.Embd, spec.Steps, spec.Data, workers, coordinators, spec.Out)
+			ckpt, err := runLocalCluster(cmd, g, log, spec, dir, workers, coordinators)
 			if err != nil {
 				return err
 			}
-			if sample <= 0 || res.Checkpoint == "" {
+			if sample <= 0 || ckpt == "" {
 				return nil
 			}
-			ck, err := model.LoadCheckpoint(res.Checkpoint)
+			ck, err := model.LoadCheckpoint(ckpt)
 			if err != nil {
 				return err
 			}
@@ -84,7 +122,9 @@ flag of 'ringtrain train' applies; --data trains on another prepared dataset.`,
 	cmd.Flags().Lookup("log-interval").DefValue = "25"
 	cmd.Flags().StringVar(&dir, "dir", "ringtrain-local", "working directory for the prepared corpus and the run")
 	cmd.Flags().IntVar(&sample, "sample-tokens", 300, "tokens to generate at the end (0: none)")
-	cmd.Flags().BoolVar(&noResume, "no-resume", false, "ignore checkpoints already in the run directory")
+	cmd.Flags().BoolVar(&noResume, "no-resume", false, "refuse to start when the run directory already holds checkpoints")
+	cmd.Flags().IntVar(&workers, "workers", defaultLocalWorkers, "training workers in this process (each a ring member over loopback gRPC)")
+	cmd.Flags().IntVar(&coordinators, "coordinators", 1, "embedded coordinator replicas: 1 or 3")
 	return cmd
 }
 
@@ -110,4 +150,97 @@ func prepareShipped(cmd *cobra.Command, dir, data string) error {
 	fmt.Fprintf(cmd.OutOrStdout(), "prepared the shipped tiny shakespeare corpus: %d characters of vocabulary, %d train shards in %s\n",
 		m.Tokenizer.VocabSize, len(m.Train), data)
 	return nil
+}
+
+// defaultLocalWorkers is the number of workers 'ringtrain local' starts by default.
+const defaultLocalWorkers = 2
+
+// runLocalCluster runs spec on an embedded cluster: coordinators Raft replicas with
+// their state in a fresh directory under dir (removed at the end), and n workers,
+// all on loopback. It returns the last checkpoint rank 0 wrote.
+func runLocalCluster(cmd *cobra.Command, g *globals, log *slog.Logger, spec trainer.Spec, dir string, n, coordinators int) (string, error) {
+	ctx := cmd.Context()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	stateDir, err := os.MkdirTemp(dir, "coordinator-")
+	if err != nil {
+		return "", fmt.Errorf("coordinator data: %w", err)
+	}
+	defer os.RemoveAll(stateDir)
+	quiet := quietLogger(g)
+
+	// Static peers need their Raft ports before any replica starts: reserve them.
+	var peers []coordinator.Peer
+	if coordinators > 1 {
+		for i := range coordinators {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return "", err
+			}
+			peers = append(peers, coordinator.Peer{ID: fmt.Sprintf("c%d", i), Addr: l.Addr().String()})
+			l.Close()
+		}
+	}
+	var addrs []string
+	for i := range coordinators {
+		cfg := coordinator.Config{ID: fmt.Sprintf("c%d", i), DataDir: filepath.Join(stateDir, fmt.Sprintf("c%d", i)),
+			RaftAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", Peers: peers, Logger: quiet.With("replica", i),
+			Settle: 100 * time.Millisecond}
+		if peers != nil {
+			cfg.RaftAddr = peers[i].Addr
+		}
+		node, err := coordinator.Start(cfg)
+		if err != nil {
+			return "", fmt.Errorf("coordinator replica %d: %w", i, err)
+		}
+		defer node.Close()
+		addrs = append(addrs, node.GRPCAddr())
+	}
+	newClient := func() (*coordinator.Client, error) {
+		return coordinator.NewClient(addrs, coordinator.ClientOptions{Logger: quiet})
+	}
+	cl, err := newClient()
+	if err != nil {
+		return "", err
+	}
+	defer cl.Close()
+	job, err := coordinator.JobFromSpec(spec, n, n)
+	if err != nil {
+		return "", err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = cl.SubmitJob(sctx, &pb.SubmitJobRequest{Job: job})
+	cancel()
+	if err != nil {
+		return "", err
+	}
+
+	results := make([]*worker.Result, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wcl, err := newClient()
+		if err != nil {
+			return "", err
+		}
+		defer wcl.Close()
+		w, err := worker.New(worker.Config{ID: fmt.Sprintf("w%d", i), Coordinators: wcl, Logger: log,
+			Progress: cmd.OutOrStdout()})
+		if err != nil {
+			return "", err
+		}
+		wg.Go(func() { results[i], errs[i] = w.Run(ctx) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return "", err
+	}
+	for _, r := range results {
+		if r.Rank == 0 {
+			printDone(cmd, r)
+			return r.Checkpoint, nil
+		}
+	}
+	return "", nil
 }

@@ -56,8 +56,10 @@ func newRoot() *cobra.Command {
 		newGenerateCmd(g),
 		newExportCmd(g),
 		newLocalCmd(g),
-		newCoordinatorCmd(g),
 		newBenchCmd(g),
+		newCoordinatorCmd(g),
+		newWorkerCmd(g),
+		newSubmitCmd(g),
 	)
 	return root
 }

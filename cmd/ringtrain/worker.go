@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ringtrain/ringtrain/coordinator"
+	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+	"github.com/ringtrain/ringtrain/trainer"
+	"github.com/ringtrain/ringtrain/worker"
+)
+
+func newWorkerCmd(g *globals) *cobra.Command {
+	var (
+		addrs              []string
+		id, listen, advert string
+		device             string
+		ringTimeout        time.Duration
+	)
+	host, _ := os.Hostname()
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run one training worker of a cluster",
+		Long: `Run one worker: it registers with the coordinator cluster, serves its peers (the ring
+all-reduce) on --listen, and trains its share of the submitted job in every plan
+generation it is a member of. It leaves the cluster and exits when the job is done,
+or on SIGINT/SIGTERM. The job's dataset directory must be readable at the same path on
+every worker; checkpoints are written by rank 0 under the job's run directory.
+
+Every flag can also be given as RINGTRAIN_<FLAG> in the environment; flags win.`,
+		Example: `  ringtrain worker --coordinators host0:7001,host1:7001,host2:7001 --listen :7100 --advertise host3:7100`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			cl, err := coordinator.NewClient(splitList(addrs), coordinator.ClientOptions{Logger: log})
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			w, err := worker.New(worker.Config{ID: id, Listen: listen, Advertise: advert, Coordinators: cl,
+				Device: device, Logger: log, Progress: cmd.OutOrStdout(), RingTimeout: ringTimeout})
+			if err != nil {
+				return err
+			}
+			res, err := w.Run(cmd.Context())
+			if err != nil {
+				if errors.Is(err, cmd.Context().Err()) {
+					log.Info("stopped", "reason", err)
+					return nil
+				}
+				return err
+			}
+			printDone(cmd, res)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&addrs, "coordinators", nil, "coordinator gRPC addresses, comma separated")
+	f.StringVar(&id, "id", host, "stable worker id; default: the host name")
+	f.StringVar(&listen, "listen", ":7100", "peer gRPC listen address")
+	f.StringVar(&advert, "advertise", "", "host:port other workers dial (required when --listen has no host)")
+	f.StringVar(&device, "device", "cpu", "compute device reported to the coordinator")
+	f.DurationVar(&ringTimeout, "ring-timeout", 0, "how long a ring operation waits for a silent neighbour (0: 5s)")
+	return cmd
+}
+
+func newSubmitCmd(g *globals) *cobra.Command {
+	var (
+		addrs                  []string
+		minWorkers, maxWorkers int
+		replace                bool
+		timeout                time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "submit JOB.yaml",
+		Short: "Submit a training job to a running coordinator cluster",
+		Long: `Read a job spec YAML (the format of 'ringtrain train --config') and install it on the
+coordinator cluster. Submitting the same job again is accepted; a different one is
+refused unless --replace (which starts it from scratch).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			spec, err := trainer.LoadSpec(args[0])
+			if err != nil {
+				return err
+			}
+			job, err := coordinator.JobFromSpec(spec, minWorkers, maxWorkers)
+			if err != nil {
+				return err
+			}
+			cl, err := coordinator.NewClient(splitList(addrs), coordinator.ClientOptions{Logger: log})
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			if err := cl.SubmitJob(ctx, &pb.SubmitJobRequest{Job: job, Replace: replace}); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "submitted %s: %d steps over %d streams\n", args[0], spec.Steps, spec.Streams)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&addrs, "coordinators", nil, "coordinator gRPC addresses, comma separated")
+	f.IntVar(&minWorkers, "min-workers", 1, "the job waits until this many workers are registered")
+	f.IntVar(&maxWorkers, "max-workers", 0, "at most this many workers train (0: one per stream)")
+	f.BoolVar(&replace, "replace", false, "replace a different job already submitted (its progress is dropped)")
+	f.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long")
+	return cmd
+}
+
+// printDone prints the summary line of a finished distributed run.
+func printDone(cmd *cobra.Command, res *worker.Result) {
+	fmt.Fprintf(cmd.OutOrStdout(), "done: step %d, train loss %.4f, val loss %.4f, rank %d of generation %d in %s; checkpoint %s\n",
+		res.Step, res.Loss, res.ValLoss, res.Rank, res.Generation, res.Elapsed.Round(time.Second), orNone(res.Checkpoint))
+}
+
+// quietLogger returns a logger at warn level or above (the level of log when that
+// is higher), for chatty embedded components.
+func quietLogger(g *globals) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil || level < slog.LevelWarn {
+		level = slog.LevelWarn
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}

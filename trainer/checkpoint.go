@@ -1,0 +1,46 @@
+package trainer
+
+import (
+	"fmt"
+
+	"github.com/ringtrain/ringtrain/model"
+)
+
+// SaveCheckpoint writes tr's state (weights, optimizer, step, the loss of the last
+// step) and p's tokenizer to the checkpoint directory of tr.Step under the run
+// directory, atomically, and returns that directory. It is the writer trainer.Run uses;
+// distributed workers call it from the rank that writes checkpoints.
+func SaveCheckpoint(tr *Trainer, p *Prepared, loss float64) (string, error) {
+	return saveCheckpoint(tr, p, loss)
+}
+
+// RestoreCheckpoint loads the checkpoint in dir into tr: weights, optimizer state and
+// step. The checkpoint must have the job's model shape, optimizer state and (when it
+// records one) the dataset's tokenizer.
+func RestoreCheckpoint(tr *Trainer, p *Prepared, dir string) error {
+	ck, err := model.LoadCheckpoint(dir)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	return resumeFrom(tr, ck, p, dir)
+}
+
+// InitWeights gives tr its starting weights for a run without a checkpoint to resume:
+// the weights of spec.InitFrom when set, else a fresh initialisation from the job
+// seed. The optimizer state and step are left as they are (zero for a new Trainer).
+func InitWeights(tr *Trainer) error {
+	spec := tr.Spec
+	if spec.InitFrom == "" {
+		tr.Model.InitWeights(spec.Seed)
+		return nil
+	}
+	ck, err := model.LoadCheckpoint(spec.InitFrom)
+	if err != nil {
+		return fmt.Errorf("init_from: %w", err)
+	}
+	if ck.Config != spec.Model {
+		return fmt.Errorf("%w: init_from %s has model %+v, the job wants %+v", ErrBadSpec, spec.InitFrom, ck.Config, spec.Model)
+	}
+	copy(tr.Model.Params.Slab, ck.Params)
+	return nil
+}

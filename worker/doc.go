@@ -1,0 +1,71 @@
+// Package worker is a ringtrain training process: it joins a coordinator cluster,
+// follows its plans, and trains its share of the job with the other members, summing
+// gradients with a ring all-reduce so that every member applies the same update.
+//
+// # Who calls it
+//
+// `ringtrain worker` runs one Worker per process; `ringtrain local` runs several in
+// one process beside an embedded coordinator; tests run them against
+// coordinator.MakeCluster. Nothing else in ringtrain depends on it.
+//
+// # Usage
+//
+//	cl, _ := coordinator.NewClient(addrs, coordinator.ClientOptions{Logger: log})
+//	defer cl.Close()
+//	w, err := worker.New(worker.Config{ID: "w0", Listen: ":7100", Advertise: "host:7100",
+//		Coordinators: cl, Logger: log, Progress: os.Stdout})
+//	if err != nil { ... }
+//	res, err := w.Run(ctx) // until the job is done, ctx ends, or a fatal error
+//
+// # What Run does
+//
+// Run starts the peer gRPC server (the allreduce ring service and gRPC health),
+// registers with the coordinator, and runs three goroutines beside the training
+// loop: a heartbeat every third of the lease (registering again if the lease was
+// lost), the plan watcher, and a reporter that sends progress and checkpoint
+// records. The reporter keeps only the newest progress, so the training loop never
+// waits for the coordinator: a coordinator fail-over costs no step time.
+//
+// For each plan generation in which it is a member, the worker builds the ring over
+// the plan's ordered members and synchronises state (below), then steps: the
+// gradient of its streams' micro-batches (coordinator.StreamsOf; each scaled by the
+// global target count, so the ring's SUM is the global mean gradient), an
+// all-reduce of the gradient slab and, as a second one-element operation, of the
+// local loss sum, then clipping and AdamW (trainer.Apply). Rank 0 reports progress,
+// prints the progress lines, writes metrics.jsonl, evaluates, and every
+// checkpoint_interval steps writes a checkpoint with the trainer's writer and
+// commits its digest (model.CheckpointDigest) through the coordinator. At every
+// checkpoint interval and at the end all ranks compare a 64-bit checksum of their
+// weights; a difference stops the job with ErrDiverged.
+//
+// # Steps and recovery
+//
+// A step is all-or-nothing on each rank: either the all-reduce completed and Apply
+// ran, or the rank's weights, moments and step are those of the step before. When
+// a newer plan arrives, the context of the current generation is cancelled: the
+// gradient computation stops between micro-batches, the ring operation in flight
+// aborts within milliseconds, and the loop takes the new plan. A ring that fails
+// without a new plan (a neighbour died, its lease has not expired yet) is retried
+// on the same generation after Config.RetryDelay unless the new plan comes first.
+//
+// Every generation begins with a state sync. The ranks exchange their applied
+// steps (an all-reduce in which each rank fills its own slot with the step as
+// exact 16-bit pieces), and the lowest rank at the newest step broadcasts its
+// parameters, AdamW moments and steps as one float32 buffer. A rank that was a
+// step behind (its all-reduce failed where another's completed), or that has just
+// joined, thus continues from the newest state, and the aborted step is recomputed
+// from the same data, since a step's data is a pure function of (seed, dataset,
+// stream, step). Because the survivors hold the state, durable checkpoints are
+// needed only when every worker is lost: a worker that loads a job restores the newest
+// checkpoint committed in the coordinator (or, when none is committed, the run
+// directory's newest, as the single-process trainer does).
+//
+// The first version always broadcasts the whole state at a new generation, even
+// when every rank is at the same step; for the models ringtrain trains on CPUs this
+// is a fraction of a second on loopback. Gradient buckets are not yet overlapped
+// with the backward pass: the whole slab is reduced after it.
+//
+// When the job's last step is done, rank 0 writes the final checkpoint and records
+// the step and checkpoint synchronously, all ranks meet at a barrier, and each
+// worker leaves the cluster and returns its Result.
+package worker
