@@ -25,7 +25,7 @@ import (
 func TestMain(m *testing.M) {
 	// The tensor package keeps a pool of kernel helper goroutines for the life of
 	// the process, by design.
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/ringtrain/ringtrain/tensor.(*helperPool).loop"))
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/ringtrain/ringtrain/tensor.(*helperPool).loop"))
 }
 
 // prepareData prepares the first 60k characters of tiny shakespeare, character
