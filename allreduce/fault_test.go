@@ -330,6 +330,13 @@ func TestCancelAbortsPromptly(t *testing.T) {
 		ctxs[fc.victim] = ctx
 		fc.hook(func(Event) Action { cancel(); return Action{} })
 		res := fc.run(ctxs...)
+		if res[fc.victim].err == nil {
+			// The cancel landed after the victim had sent and received everything
+			// (fault at its last frames): completing is then the correct outcome,
+			// and fc.run has checked its result.
+			t.Logf("seed %d: the victim finished before it saw the cancel", seed)
+			return
+		}
 		if res[fc.victim].took > 50*time.Millisecond {
 			t.Errorf("cancelled rank took %v, want under 50ms", res[fc.victim].took)
 		}
