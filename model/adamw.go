@@ -3,6 +3,8 @@ package model
 import (
 	"fmt"
 	"math"
+
+	"github.com/ringtrain/ringtrain/tensor"
 )
 
 // AdamWConfig holds the optimizer's hyperparameters (torch.optim.AdamW semantics).
@@ -24,22 +26,15 @@ func DefaultAdamW() AdamWConfig {
 type AdamW struct {
 	M, V []float32 // (N) moments, same layout as the parameter slab
 	Step int64     // updates applied
-	// decayMask[i] is 1 for parameters that get weight decay, else 0 (derived from config).
-	decay []bool
+	// tensors is the layout of the config the state was built for (cached: Update runs
+	// every step and must not allocate).
+	tensors []Tensor
 }
 
 // NewAdamW allocates zeroed optimizer state for a model of shape c.
 func NewAdamW(c Config) *AdamW {
 	n := c.NumParams()
-	return &AdamW{M: make([]float32, n), V: make([]float32, n), decay: decayMask(c)}
-}
-
-func decayMask(c Config) []bool {
-	d := make([]bool, 0, len(c.Tensors()))
-	for _, t := range c.Tensors() {
-		d = append(d, t.Decay)
-	}
-	return d
+	return &AdamW{M: make([]float32, n), V: make([]float32, n), tensors: c.Tensors()}
 }
 
 // Update applies one AdamW step with learning rate lr to params using grads (torch.optim.AdamW
@@ -49,8 +44,8 @@ func (o *AdamW) Update(c Config, cfg AdamWConfig, lr float64, params, grads []fl
 	if len(params) != len(o.M) || len(grads) != len(o.M) {
 		return fmt.Errorf("%w: adamw state has %d floats, params %d, grads %d", ErrShape, len(o.M), len(params), len(grads))
 	}
-	if o.decay == nil {
-		o.decay = decayMask(c)
+	if o.tensors == nil {
+		o.tensors = c.Tensors()
 	}
 	o.Step++
 	bc1 := 1 - math.Pow(cfg.Beta1, float64(o.Step))
@@ -60,30 +55,16 @@ func (o *AdamW) Update(c Config, cfg AdamWConfig, lr float64, params, grads []fl
 	b1, b2 := float32(cfg.Beta1), float32(cfg.Beta2)
 	eps := float32(cfg.Eps)
 	decayFactor := float32(1 - lr*cfg.WeightDecay)
-	for ti, t := range c.Tensors() {
+	for _, t := range o.tensors {
 		p := params[t.Offset : t.Offset+t.Size]
 		g := grads[t.Offset : t.Offset+t.Size]
 		m := o.M[t.Offset : t.Offset+t.Size]
 		v := o.V[t.Offset : t.Offset+t.Size]
 		df := float32(1)
-		if o.decay[ti] {
+		if t.Decay {
 			df = decayFactor
 		}
-		adamwKernel(p, g, m, v, b1, b2, eps, stepSize, invSqrtBC2, df)
+		tensor.AdamW(p, g, m, v, b1, b2, eps, stepSize, invSqrtBC2, df)
 	}
 	return nil
-}
-
-// adamwKernel updates one tensor in place. Shapes: all (n).
-func adamwKernel(p, g, m, v []float32, b1, b2, eps, stepSize, invSqrtBC2, decayFactor float32) {
-	n := len(p)
-	g, m, v = g[:n], m[:n], v[:n]
-	for i := range n {
-		gi := g[i]
-		mi := b1*m[i] + (1-b1)*gi
-		vi := b2*v[i] + (1-b2)*gi*gi
-		m[i], v[i] = mi, vi
-		denom := float32(math.Sqrt(float64(vi)))*invSqrtBC2 + eps
-		p[i] = p[i]*decayFactor - stepSize*mi/denom
-	}
 }

@@ -286,8 +286,7 @@ func (m *GPT) Backward(scale float32, ready func(lo, hi int)) error {
 		lastRes = a.residual3[(L-1)*BT*C : L*BT*C]
 	}
 	be.LayerNormBackward(a.dres, g.LnfW, g.LnfB, a.dbuf, lastRes, p.LnfW, a.lnfMean, a.lnfRstd, BT, C)
-	lnf := c.Tensors()
-	ready(lnf[len(lnf)-2].Offset, len(g.Slab))
+	ready(len(g.Slab)-len(g.LnfW)-len(g.LnfB), len(g.Slab)) // ln_f weight and bias close the slab
 
 	for l := L - 1; l >= 0; l-- {
 		w, dw := &p.Blocks[l], &g.Blocks[l]

@@ -58,6 +58,7 @@ func newRoot() *cobra.Command {
 		newLocalCmd(g),
 		newBenchCmd(g),
 		newCoordinatorCmd(g),
+		newStatusCmd(g),
 		newWorkerCmd(g),
 		newSubmitCmd(g),
 	)
