@@ -37,7 +37,7 @@ func newLocalCmd(g *globals) *cobra.Command {
 		Short: "Train a small GPT on the shipped tiny shakespeare corpus, end to end",
 		Long: `Prepare the shipped tiny shakespeare corpus (character level), train a small GPT on
 it, write a checkpoint and print a generated sample. With no flags it trains the
-4-layer, 128-wide recipe for 600 steps, a few minutes on 2 cores. Every training
+4-layer, 128-wide recipe for 600 steps, about a minute on 2 cores. Every training
 flag of 'ringtrain train' applies; --data trains on another prepared dataset.
 
 The training runs on a whole cluster inside this process: an embedded coordinator
