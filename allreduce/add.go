@@ -1,29 +1,18 @@
 package allreduce
 
-import "math"
+import (
+	"math"
+
+	"github.com/ringtrain/ringtrain/tensor"
+)
 
 // addTo adds src into dst element by element: dst[i] += src[i]. The slices
-// must have the same length. Each element is one float32 addition, so the
-// result is the same bits as addToNaive's whatever the unrolling.
+// must have the same length. It runs the tensor package's vector add on the
+// calling goroutine; each element is still one float32 addition, so the
+// result is the same bits as addToNaive's (NaN payloads aside when both
+// operands are NaN).
 func addTo(dst, src []float32) {
-	n := len(dst)
-	src = src[:n]
-	i := 0
-	for ; i+8 <= n; i += 8 {
-		d := dst[i : i+8 : i+8]
-		s := src[i : i+8 : i+8]
-		d[0] += s[0]
-		d[1] += s[1]
-		d[2] += s[2]
-		d[3] += s[3]
-		d[4] += s[4]
-		d[5] += s[5]
-		d[6] += s[6]
-		d[7] += s[7]
-	}
-	for ; i < n; i++ {
-		dst[i] += src[i]
-	}
+	tensor.AddTo(dst, src[:len(dst)])
 }
 
 // addToNaive is the reference addTo is tested against.

@@ -28,6 +28,62 @@ func TestAddToMatchesNaive(t *testing.T) {
 	}
 }
 
+// TestAddToRandomLengths checks addTo against addToNaive bit for bit over
+// random lengths up to 1e5 (odd ones included) and unaligned starts.
+func TestAddToRandomLengths(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	lengths := []int{0, 1, 7, 9, 15, 17, 99999, 100000}
+	for range 40 {
+		lengths = append(lengths, rng.IntN(100001), rng.IntN(50000)*2+1)
+	}
+	for _, n := range lengths {
+		off := rng.IntN(8)
+		a := make([]float32, off+n)
+		b := make([]float32, off+n)
+		for i := range a {
+			a[i] = float32(rng.NormFloat64() * 1e-3)
+			b[i] = float32(rng.NormFloat64() * 1e4)
+		}
+		dst, src := a[off:], b[off:]
+		want := append([]float32(nil), dst...)
+		addToNaive(want, src)
+		addTo(dst, src)
+		for i := range dst {
+			if math.Float32bits(dst[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("n=%d off=%d: element %d is %#x, want %#x", n, off, i,
+					math.Float32bits(dst[i]), math.Float32bits(want[i]))
+			}
+		}
+	}
+}
+
+// TestAddToSpecialValues covers infinities, signed zeros, subnormals and
+// single NaNs, where the bits must still match addToNaive's.
+func TestAddToSpecialValues(t *testing.T) {
+	vals := []float32{
+		0, float32(math.Copysign(0, -1)), 1, -1, float32(math.Inf(1)), float32(math.Inf(-1)),
+		math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32, -math.SmallestNonzeroFloat32,
+		1e-40, -1e-40, float32(math.NaN()),
+	}
+	var dst, src []float32
+	for _, x := range vals {
+		for _, y := range vals {
+			if math.IsNaN(float64(x)) && math.IsNaN(float64(y)) {
+				continue // which payload survives NaN + NaN is not specified
+			}
+			dst, src = append(dst, x), append(src, y)
+		}
+	}
+	want := append([]float32(nil), dst...)
+	addToNaive(want, src)
+	addTo(dst, src)
+	for i := range dst {
+		if math.Float32bits(dst[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("element %d is %#x, want %#x", i, math.Float32bits(dst[i]), math.Float32bits(want[i]))
+		}
+	}
+}
+
 func TestBF16(t *testing.T) {
 	cases := []struct {
 		in   float32

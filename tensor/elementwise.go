@@ -15,6 +15,13 @@ func addTo(dst, src []float32) {
 	}
 }
 
+// AddTo sets dst[i] += src[i] for i < len(src) on the calling goroutine,
+// using vector registers where the CPU has them; dst must be at least as long
+// as src. Every element is a single float32 addition, so the result has the
+// same bits as the plain loop's for all inputs except when both operands of
+// an addition are NaNs, whose payloads may then be taken from either side.
+func AddTo(dst, src []float32) { addTo(dst, src) }
+
 // GeluForward implements Backend.
 func (CPU) GeluForward(out, inp []float32) {
 	k := geluFwdPool.get()
