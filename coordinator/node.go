@@ -484,3 +484,27 @@ func suffrageName(s raft.ServerSuffrage) string {
 		return "staging"
 	}
 }
+
+// Gauges is a replica's local view for monitoring.
+type Gauges struct {
+	RaftState     string // Follower, Candidate, Leader or Shutdown
+	Term          uint64
+	CommitIndex   uint64
+	Generation    uint64 // generation of the current plan
+	Workers       int    // registered workers
+	CommittedStep int64  // step of the newest progress in the replicated state
+}
+
+// Gauges reads the replica's Raft state and the replicated job's progress. It
+// changes nothing.
+func (n *Node) Gauges() Gauges {
+	stats := n.raft.Stats()
+	parse := func(k string) uint64 { v, _ := strconv.ParseUint(stats[k], 10, 64); return v }
+	g := Gauges{RaftState: n.raft.State().String(), Term: parse("term"), CommitIndex: parse("commit_index")}
+	n.fsm.read(func(st *pb.CoordinatorState) {
+		g.Generation = st.GetPlan().GetGeneration()
+		g.Workers = len(st.GetWorkers())
+		g.CommittedStep = st.GetProgress().GetStep()
+	})
+	return g
+}

@@ -103,6 +103,7 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 	world := len(plan.GetMembers())
 	log := w.log.With("generation", gen, "rank", rank)
 	w.curGen.Store(gen)
+	w.cfg.Metrics.SetGeneration(gen, world)
 
 	addrs := map[string]string{}
 	for _, wk := range plan.GetWorkers() {
@@ -134,6 +135,7 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 	if err := checkReplicas(ctx, ring, js.tr); err != nil {
 		return nil, err
 	}
+	w.cfg.Metrics.SetStep(js.tr.Step)
 	log.Info("generation started", "world", world, "streams", streams, "step", newest, "state_from_rank", root)
 
 	tr, spec := js.tr, js.tr.Spec
@@ -142,6 +144,9 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 	}
 	tokensPerStep := int64(spec.GlobalBatch() * spec.SeqLen)
 	lossBuf := make([]float32, 1)
+	// Tokens and all-reduce payload of one step on this worker.
+	localTokens := int64(len(streams) * spec.MicroBatch * spec.SeqLen)
+	arBytes := int64(4 * (len(tr.Model.Grads.Slab) + len(lossBuf)))
 	intervalStart, intervalStep := time.Now(), tr.Step
 	for tr.Step < spec.Steps {
 		step := tr.Step
@@ -171,6 +176,7 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 		if n := tr.GlobalTargets(step); n > 0 {
 			js.loss = float64(lossBuf[0]) / float64(n)
 		}
+		w.cfg.Metrics.StepDone(tr.Step, js.loss, localTokens, t3.Sub(t0), arBytes, t2.Sub(t1))
 		stepLog := log.With("step", tr.Step)
 		stepLog.Debug("step", "loss", js.loss, "lr", lr, "grad_norm", norm,
 			"compute", t1.Sub(t0), "allreduce", t2.Sub(t1), "optimizer", t3.Sub(t2))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/allreduce"
 	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/metrics"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
 )
 
@@ -50,6 +51,9 @@ type Config struct {
 	// RetryDelay is how long a worker whose ring failed waits for a newer plan
 	// before it rebuilds the ring of the same generation (default 1 s).
 	RetryDelay time.Duration
+	// Metrics receives the worker's Prometheus instruments (metrics.NewWorker); nil
+	// records none.
+	Metrics *metrics.Worker
 }
 
 // Result is what a finished Run reports.

@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/examples"
+	"github.com/ringtrain/ringtrain/metrics"
 	"github.com/ringtrain/ringtrain/model"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
 	"github.com/ringtrain/ringtrain/shard"
@@ -85,6 +87,13 @@ func (l *testLog) Write(p []byte) (int, error) {
 // runs n workers to the end of the job and returns their results by rank.
 func runCluster(t *testing.T, spec trainer.Spec, n int) []*Result {
 	t.Helper()
+	return runClusterMetrics(t, spec, n, nil)
+}
+
+// runClusterMetrics is runCluster with each worker's instruments registered on reg
+// (none when reg is nil).
+func runClusterMetrics(t *testing.T, spec trainer.Spec, n int, reg *prometheus.Registry) []*Result {
+	t.Helper()
 	c := coordinator.MakeCluster(t, 1)
 	c.Leader()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -101,7 +110,14 @@ func runCluster(t *testing.T, spec trainer.Spec, n int) []*Result {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		w, err := New(Config{ID: fmt.Sprintf("w%d", i), Coordinators: c.Client(), Logger: log, RetryDelay: 200 * time.Millisecond})
+		id := fmt.Sprintf("w%d", i)
+		var m *metrics.Worker
+		if reg != nil {
+			if m, err = metrics.NewWorker(reg, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w, err := New(Config{ID: id, Coordinators: c.Client(), Logger: log, RetryDelay: 200 * time.Millisecond, Metrics: m})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,9 +20,10 @@ import (
 
 func newCoordinatorCmd(g *globals) *cobra.Command {
 	var (
-		cfg   coordinator.Config
-		peers string
-		join  []string
+		cfg         coordinator.Config
+		peers       string
+		join        []string
+		metricsAddr string
 	)
 	host, _ := os.Hostname()
 	cmd := &cobra.Command{
@@ -56,6 +57,17 @@ Every flag can also be given as RINGTRAIN_<FLAG> in the environment
 			if err != nil {
 				return err
 			}
+			reg := newRegistry()
+			if err := registerNode(reg, node); err != nil {
+				node.Close()
+				return err
+			}
+			stop, err := serveMetrics(cmd, metricsAddr, reg, log)
+			if err != nil {
+				node.Close()
+				return err
+			}
+			defer stop()
 			<-cmd.Context().Done()
 			log.Info("shutting down")
 			return node.Close()
@@ -70,6 +82,7 @@ Every flag can also be given as RINGTRAIN_<FLAG> in the environment
 	f.StringVar(&cfg.GRPCAdvertise, "grpc-advertise", "", "gRPC host:port given to clients in leader hints (default: the Raft host with the gRPC port)")
 	f.StringVar(&peers, "peers", "", "static cluster: id=host:port of every replica's Raft address, comma separated")
 	f.StringSliceVar(&join, "join", nil, "gRPC addresses of running replicas to join through, comma separated")
+	f.StringVar(&metricsAddr, "metrics-addr", "", metricsAddrHelp)
 	f.DurationVar(&cfg.Lease, "lease", 10*time.Second, "worker lease: a worker that does not heartbeat for this long is removed")
 	f.DurationVar(&cfg.Settle, "settle", 500*time.Millisecond, "membership changes within this window form one new generation")
 	// Half of hashicorp/raft's LAN defaults: a killed leader is replaced (and writes

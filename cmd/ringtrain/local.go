@@ -16,6 +16,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/examples"
+	"github.com/ringtrain/ringtrain/metrics"
 	"github.com/ringtrain/ringtrain/model"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
 	"github.com/ringtrain/ringtrain/shard"
@@ -31,6 +32,7 @@ func newLocalCmd(g *globals) *cobra.Command {
 		noResume     bool
 		workers      int
 		coordinators int
+		metricsAddr  string
 	)
 	cmd := &cobra.Command{
 		Use:   "local",
@@ -87,7 +89,7 @@ is the single-process trainer without a cluster.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "training %d-layer %d-wide GPT for %d steps on %s with %d worker(s) and %d coordinator replica(s); checkpoints in %s\n",
 				spec.Model.Layers, spec.Model.Embd, spec.Steps, spec.Data, workers, coordinators, spec.Out)
-			ckpt, err := runLocalCluster(cmd, g, log, spec, dir, workers, coordinators)
+			ckpt, err := runLocalCluster(cmd, g, log, spec, dir, workers, coordinators, metricsAddr)
 			if err != nil {
 				return err
 			}
@@ -125,6 +127,7 @@ is the single-process trainer without a cluster.`,
 	cmd.Flags().BoolVar(&noResume, "no-resume", false, "refuse to start when the run directory already holds checkpoints")
 	cmd.Flags().IntVar(&workers, "workers", defaultLocalWorkers, "training workers in this process (each a ring member over loopback gRPC)")
 	cmd.Flags().IntVar(&coordinators, "coordinators", 1, "embedded coordinator replicas: 1 or 3")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", metricsAddrHelp+"; one registry for the process, labelled by worker and replica")
 	return cmd
 }
 
@@ -157,9 +160,16 @@ const defaultLocalWorkers = 2
 
 // runLocalCluster runs spec on an embedded cluster: coordinators Raft replicas with
 // their state in a fresh directory under dir (removed at the end), and n workers,
-// all on loopback. It returns the last checkpoint rank 0 wrote.
-func runLocalCluster(cmd *cobra.Command, g *globals, log *slog.Logger, spec trainer.Spec, dir string, n, coordinators int) (string, error) {
+// all on loopback. It returns the last checkpoint rank 0 wrote. With metricsAddr set,
+// every replica's and worker's metrics are served there from one registry.
+func runLocalCluster(cmd *cobra.Command, g *globals, log *slog.Logger, spec trainer.Spec, dir string, n, coordinators int, metricsAddr string) (string, error) {
 	ctx := cmd.Context()
+	reg := newRegistry()
+	stop, err := serveMetrics(cmd, metricsAddr, reg, log)
+	if err != nil {
+		return "", err
+	}
+	defer stop()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
@@ -195,6 +205,9 @@ func runLocalCluster(cmd *cobra.Command, g *globals, log *slog.Logger, spec trai
 			return "", fmt.Errorf("coordinator replica %d: %w", i, err)
 		}
 		defer node.Close()
+		if err := registerNode(reg, node); err != nil {
+			return "", err
+		}
 		addrs = append(addrs, node.GRPCAddr())
 	}
 	newClient := func() (*coordinator.Client, error) {
@@ -225,8 +238,13 @@ func runLocalCluster(cmd *cobra.Command, g *globals, log *slog.Logger, spec trai
 			return "", err
 		}
 		defer wcl.Close()
-		w, err := worker.New(worker.Config{ID: fmt.Sprintf("w%d", i), Coordinators: wcl, Logger: log,
-			Progress: cmd.OutOrStdout()})
+		id := fmt.Sprintf("w%d", i)
+		wm, err := metrics.NewWorker(reg, id)
+		if err != nil {
+			return "", err
+		}
+		w, err := worker.New(worker.Config{ID: id, Coordinators: wcl, Logger: log,
+			Progress: cmd.OutOrStdout(), Metrics: wm})
 		if err != nil {
 			return "", err
 		}

@@ -61,6 +61,7 @@ func newRoot() *cobra.Command {
 		newStatusCmd(g),
 		newWorkerCmd(g),
 		newSubmitCmd(g),
+		newPlotCmd(g),
 	)
 	return root
 }

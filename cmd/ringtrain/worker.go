@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/metrics"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
 	"github.com/ringtrain/ringtrain/trainer"
 	"github.com/ringtrain/ringtrain/worker"
@@ -22,6 +23,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		id, listen, advert string
 		device             string
 		ringTimeout        time.Duration
+		metricsAddr        string
 	)
 	host, _ := os.Hostname()
 	cmd := &cobra.Command{
@@ -46,8 +48,18 @@ Every flag can also be given as RINGTRAIN_<FLAG> in the environment; flags win.`
 				return err
 			}
 			defer cl.Close()
+			reg := newRegistry()
+			wm, err := metrics.NewWorker(reg, id)
+			if err != nil {
+				return err
+			}
+			stop, err := serveMetrics(cmd, metricsAddr, reg, log)
+			if err != nil {
+				return err
+			}
+			defer stop()
 			w, err := worker.New(worker.Config{ID: id, Listen: listen, Advertise: advert, Coordinators: cl,
-				Device: device, Logger: log, Progress: cmd.OutOrStdout(), RingTimeout: ringTimeout})
+				Device: device, Logger: log, Progress: cmd.OutOrStdout(), RingTimeout: ringTimeout, Metrics: wm})
 			if err != nil {
 				return err
 			}
@@ -70,6 +82,7 @@ Every flag can also be given as RINGTRAIN_<FLAG> in the environment; flags win.`
 	f.StringVar(&advert, "advertise", "", "host:port other workers dial (required when --listen has no host)")
 	f.StringVar(&device, "device", "cpu", "compute device reported to the coordinator")
 	f.DurationVar(&ringTimeout, "ring-timeout", 0, "how long a ring operation waits for a silent neighbour (0: 5s)")
+	f.StringVar(&metricsAddr, "metrics-addr", "", metricsAddrHelp)
 	return cmd
 }
 

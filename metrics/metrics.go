@@ -1,0 +1,188 @@
+// Package metrics holds the Prometheus instruments of ringtrain's processes. Every
+// instrument is registered on a registry the caller passes in; nothing here touches
+// the global default registry.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Worker is the set of instruments of one training worker. A nil *Worker is valid
+// and records nothing.
+type Worker struct {
+	step              prometheus.Gauge
+	loss              prometheus.Gauge
+	tokens            prometheus.Counter
+	stepDuration      prometheus.Histogram
+	allReduceBytes    prometheus.Counter
+	allReduceDuration prometheus.Histogram
+	generation        prometheus.Gauge
+	worldSize         prometheus.Gauge
+}
+
+// NewWorker registers the instruments of the worker named id on reg, each with the
+// constant label worker=id (so several workers of one process share reg).
+func NewWorker(reg prometheus.Registerer, id string) (*Worker, error) {
+	labels := prometheus.Labels{"worker": id}
+	g := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels})
+	}
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels})
+	}
+	h := func(name, help string) prometheus.Histogram {
+		return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, ConstLabels: labels,
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)})
+	}
+	w := &Worker{
+		step:              g("ringtrain_step", "Training steps applied by this worker."),
+		loss:              g("ringtrain_train_loss", "Mean training loss of the last step (all ranks)."),
+		tokens:            c("ringtrain_tokens_total", "Training tokens this worker computed gradients for."),
+		stepDuration:      h("ringtrain_step_duration_seconds", "Wall time of one training step: compute, all-reduce and optimizer."),
+		allReduceBytes:    c("ringtrain_allreduce_bytes_total", "Payload bytes this worker reduced over the ring (gradients and loss)."),
+		allReduceDuration: h("ringtrain_allreduce_duration_seconds", "Wall time of a step's gradient all-reduce."),
+		generation: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ringtrain_generation", Help: generationHelp,
+			ConstLabels: prometheus.Labels{"worker": id, "replica": ""}}),
+		worldSize: g("ringtrain_world_size", "Ring members of the current generation."),
+	}
+	for _, col := range []prometheus.Collector{w.step, w.loss, w.tokens, w.stepDuration,
+		w.allReduceBytes, w.allReduceDuration, w.generation, w.worldSize} {
+		if err := reg.Register(col); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// SetGeneration records the generation being trained and its ring size.
+func (w *Worker) SetGeneration(gen uint64, world int) {
+	if w == nil {
+		return
+	}
+	w.generation.Set(float64(gen))
+	w.worldSize.Set(float64(world))
+}
+
+// SetStep records the step reached (after restoring or syncing state).
+func (w *Worker) SetStep(step int64) {
+	if w == nil {
+		return
+	}
+	w.step.Set(float64(step))
+}
+
+// StepDone records one applied step.
+func (w *Worker) StepDone(step int64, loss float64, tokens int64, dur time.Duration, arBytes int64, arDur time.Duration) {
+	if w == nil {
+		return
+	}
+	w.step.Set(float64(step))
+	w.loss.Set(loss)
+	w.tokens.Add(float64(tokens))
+	w.stepDuration.Observe(dur.Seconds())
+	w.allReduceBytes.Add(float64(arBytes))
+	w.allReduceDuration.Observe(arDur.Seconds())
+}
+
+// ringtrain_generation is exported by workers and coordinator replicas, which may
+// share a registry (ringtrain local): both carry the labels worker and replica, the
+// one that does not apply empty, and the same help.
+const generationHelp = "Plan generation: the one a worker trains in, or a coordinator replica's current plan."
+
+// CoordinatorValues is a coordinator replica's view at one scrape.
+type CoordinatorValues struct {
+	RaftState     string // Follower, Candidate, Leader or Shutdown
+	Term          uint64
+	CommitIndex   uint64
+	Generation    uint64 // generation of the current plan
+	Workers       int    // registered workers
+	CommittedStep int64  // step of the newest progress recorded in the replicated state
+}
+
+// RaftStates are the values of the state label of ringtrain_raft_state.
+var RaftStates = []string{"Follower", "Candidate", "Leader", "Shutdown"}
+
+type coordinatorCollector struct {
+	read                                                  func() CoordinatorValues
+	state, term, commit, generation, workers, committedAt *prometheus.Desc
+}
+
+// RegisterCoordinator registers on reg the gauges of a coordinator replica named id,
+// read from read at every scrape.
+func RegisterCoordinator(reg prometheus.Registerer, id string, read func() CoordinatorValues) error {
+	labels := prometheus.Labels{"replica": id}
+	d := func(name, help string, vars ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, vars, labels)
+	}
+	return reg.Register(&coordinatorCollector{
+		read:        read,
+		state:       d("ringtrain_raft_state", "1 for the replica's current Raft state, 0 for the others.", "state"),
+		term:        d("ringtrain_raft_term", "Current Raft term."),
+		commit:      d("ringtrain_raft_commit_index", "Raft commit index."),
+		generation:  prometheus.NewDesc("ringtrain_generation", generationHelp, nil, prometheus.Labels{"replica": id, "worker": ""}),
+		workers:     d("ringtrain_workers", "Registered workers."),
+		committedAt: d("ringtrain_committed_step", "Newest training step recorded in the replicated state."),
+	})
+}
+
+func (c *coordinatorCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.state, c.term, c.commit, c.generation, c.workers, c.committedAt} {
+		ch <- d
+	}
+}
+
+func (c *coordinatorCollector) Collect(ch chan<- prometheus.Metric) {
+	v := c.read()
+	for _, s := range RaftStates {
+		val := 0.0
+		if s == v.RaftState {
+			val = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, val, s)
+	}
+	ch <- prometheus.MustNewConstMetric(c.term, prometheus.GaugeValue, float64(v.Term))
+	ch <- prometheus.MustNewConstMetric(c.commit, prometheus.GaugeValue, float64(v.CommitIndex))
+	ch <- prometheus.MustNewConstMetric(c.generation, prometheus.GaugeValue, float64(v.Generation))
+	ch <- prometheus.MustNewConstMetric(c.workers, prometheus.GaugeValue, float64(v.Workers))
+	ch <- prometheus.MustNewConstMetric(c.committedAt, prometheus.GaugeValue, float64(v.CommittedStep))
+}
+
+// Handler serves reg's metrics in the Prometheus exposition format.
+func Handler(reg prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+// Serve serves reg on http://addr/metrics until ctx ends or the returned stop is
+// called. It returns the bound address.
+func Serve(ctx context.Context, addr string, reg prometheus.Gatherer, log *slog.Logger) (bound string, stop func(), err error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", Handler(reg))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) && log != nil {
+			log.Warn("metrics server stopped", "err", err)
+		}
+	}()
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		<-ctx.Done()
+		sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
+		defer c()
+		srv.Shutdown(sctx)
+	}()
+	return lis.Addr().String(), func() { cancel(); <-done }, nil
+}

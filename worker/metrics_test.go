@@ -1,0 +1,109 @@
+package worker
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ringtrain/ringtrain/metrics"
+)
+
+// TestMetrics: after a two-worker run, /metrics over the shared registry shows every
+// worker instrument with plausible values, and metrics.jsonl carries the generation
+// and the world size.
+func TestMetrics(t *testing.T) {
+	data := prepareData(t)
+	spec := tinySpec(data, t.TempDir())
+	reg := prometheus.NewRegistry()
+	res := runClusterMetrics(t, spec, 2, reg)
+
+	srv := httptest.NewServer(metrics.Handler(reg))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	samples := map[string]float64{}
+	for line := range strings.SplitSeq(string(body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("bad sample line %q", line)
+		}
+		samples[line[:i]] = v
+	}
+	tokensPerWorker := float64(spec.Steps) * float64(spec.GlobalBatch()*spec.SeqLen) / 2
+	for _, id := range []string{"w0", "w1"} {
+		lbl := `{worker="` + id + `"}`
+		want := map[string]func(float64) bool{
+			"ringtrain_step":                             func(v float64) bool { return v == float64(spec.Steps) },
+			"ringtrain_train_loss":                       func(v float64) bool { return v > 0 && v < 10 },
+			"ringtrain_tokens_total":                     func(v float64) bool { return v == tokensPerWorker },
+			"ringtrain_step_duration_seconds_count":      func(v float64) bool { return v == float64(spec.Steps) },
+			"ringtrain_step_duration_seconds_sum":        func(v float64) bool { return v > 0 },
+			"ringtrain_allreduce_bytes_total":            func(v float64) bool { return v >= float64(spec.Steps*4*1000) },
+			"ringtrain_allreduce_duration_seconds_count": func(v float64) bool { return v == float64(spec.Steps) },
+			"ringtrain_generation":                       func(v float64) bool { return v == float64(res[0].Generation) },
+			"ringtrain_world_size":                       func(v float64) bool { return v == 2 },
+		}
+		for name, ok := range want {
+			key := name + lbl
+			if name == "ringtrain_generation" {
+				key = name + `{replica="",worker="` + id + `"}`
+			}
+			v, found := samples[key]
+			if !found {
+				t.Errorf("no sample %s in\n%s", key, body)
+				continue
+			}
+			if !ok(v) {
+				t.Errorf("%s = %v: implausible", key, v)
+			}
+		}
+	}
+	if v := samples[`ringtrain_train_loss{worker="w0"}`]; v != res[0].Loss {
+		t.Errorf("ringtrain_train_loss %v, result loss %v", v, res[0].Loss)
+	}
+
+	f, err := os.Open(filepath.Join(spec.Out, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	lines := 0
+	for sc.Scan() {
+		var rec struct {
+			Step       int64   `json:"step"`
+			Generation *uint64 `json:"generation"`
+			WorldSize  *int    `json:"world_size"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Generation == nil || rec.WorldSize == nil || *rec.WorldSize != 2 {
+			t.Errorf("record of step %d lacks the generation or world size 2: %s", rec.Step, sc.Text())
+		}
+		lines++
+	}
+	if lines != int(spec.Steps) {
+		t.Errorf("metrics.jsonl has %d records, want %d", lines, spec.Steps)
+	}
+}
