@@ -229,6 +229,9 @@ type Handle struct {
 	seq  uint64
 	done chan struct{}
 	err  error
+	// began is when the operation stopped waiting for the ones before it (zero if
+	// it never did), ended when it finished; both are read after done is closed.
+	began, ended time.Time
 }
 
 // Wait blocks until the operation has finished and returns its error. The
@@ -245,8 +248,21 @@ func (h *Handle) Done() <-chan struct{} { return h.done }
 // Seq is the operation's sequence number in its generation.
 func (h *Handle) Seq() uint64 { return h.seq }
 
+// Busy returns how long the operation ran: from when the operations started
+// before it had finished (operations run one at a time) to when it finished,
+// so the Busy times of a ring's operations never overlap and add up to the time
+// the ring was busy. It is zero for an operation that failed before it began.
+// Call it once Done is closed.
+func (h *Handle) Busy() time.Duration {
+	if h.began.IsZero() {
+		return 0
+	}
+	return h.ended.Sub(h.began)
+}
+
 func (h *Handle) finish(err error) {
 	h.err = err
+	h.ended = time.Now()
 	close(h.done)
 }
 
@@ -335,7 +351,7 @@ func (r *Ring) start(ctx context.Context, o op) *Handle {
 	r.mu.Unlock()
 	go func() {
 		defer r.wg.Done()
-		err := r.run(ctx, prev, o)
+		err := r.run(ctx, prev, o, h)
 		if err != nil {
 			r.fail(err)
 		}
@@ -371,7 +387,9 @@ func (r *Ring) fail(err error) {
 	}
 }
 
-func (r *Ring) run(ctx context.Context, prev *Handle, o op) error {
+// run runs o once prev (the operation started before it) has finished, and
+// records in h when it began.
+func (r *Ring) run(ctx context.Context, prev *Handle, o op, h *Handle) error {
 	if prev != nil {
 		select {
 		case <-prev.done:
@@ -380,6 +398,7 @@ func (r *Ring) run(ctx context.Context, prev *Handle, o op) error {
 		case <-r.ctx.Done():
 		}
 	}
+	h.began = time.Now()
 	r.mu.Lock()
 	err := r.unusable()
 	r.mu.Unlock()

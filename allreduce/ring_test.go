@@ -53,6 +53,7 @@ func TestStartRunsBucketsInOrder(t *testing.T) {
 		got[b] = cloneAll(in[b])
 	}
 	res := onAll(rings, func(rank int, r *Ring) error {
+		began := time.Now()
 		hs := make([]*Handle, buckets)
 		for b := range buckets {
 			hs[b] = r.Start(ctx, got[b][rank])
@@ -64,6 +65,15 @@ func TestStartRunsBucketsInOrder(t *testing.T) {
 			if err := hs[b].Wait(); err != nil {
 				return err
 			}
+		}
+		// The operations ran one at a time: their busy times add up to no more
+		// than the wall time of them all.
+		wall, busy := time.Since(began), time.Duration(0)
+		for _, h := range hs {
+			busy += h.Busy()
+		}
+		if busy <= 0 || busy > wall {
+			t.Errorf("rank %d: operations busy %v in %v", rank, busy, wall)
 		}
 		return nil
 	})
