@@ -38,7 +38,8 @@ that comes back with a new IP is found again. SIGTERM hands leadership over and
 stops cleanly; a restart on the same --data-dir recovers all committed state.
 
 Every flag can also be given as RINGTRAIN_<FLAG> in the environment
-(RINGTRAIN_PEERS, RINGTRAIN_DATA_DIR, ...); flags win.`,
+(RINGTRAIN_PEERS, RINGTRAIN_DATA_DIR, ...); flags win. In a Kubernetes pod the
+default --id is POD_NAME (see docs/kubernetes.md).`,
 		Example: `  ringtrain coordinator --id c0 --data-dir /var/lib/ringtrain --raft-addr :7000 --grpc-addr :7001 \
       --peers c0=host0:7000,c1=host1:7000,c2=host2:7000
   ringtrain coordinator --id c3 --data-dir /var/lib/ringtrain --join host0:7001`,
@@ -52,7 +53,7 @@ Every flag can also be given as RINGTRAIN_<FLAG> in the environment
 				return fmt.Errorf("--peers: %w", err)
 			}
 			cfg.Join = splitList(join)
-			cfg.Logger = log
+			cfg.Logger = log.With("ordinal", g.ident.Ordinal)
 			node, err := coordinator.Start(cfg)
 			if err != nil {
 				return err

@@ -29,6 +29,7 @@ type globals struct {
 	logFormat  string
 	cpuProfile string
 	profFile   *os.File
+	ident      identity // from the environment; set before a command runs
 }
 
 func newRoot() *cobra.Command {
@@ -42,6 +43,15 @@ func newRoot() *cobra.Command {
 			if err := applyEnv(cmd); err != nil {
 				return err
 			}
+			host, _ := os.Hostname()
+			id, err := identityFromEnv(os.LookupEnv, host)
+			if err != nil {
+				return err
+			}
+			if err := id.apply(cmd); err != nil {
+				return err
+			}
+			g.ident = id
 			return g.startProfile()
 		},
 		PersistentPostRun: func(*cobra.Command, []string) { g.stopProfile() },

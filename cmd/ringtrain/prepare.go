@@ -2,9 +2,12 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ringtrain/ringtrain/examples"
 	"github.com/ringtrain/ringtrain/shard"
 	"github.com/ringtrain/ringtrain/tokenizer"
 )
@@ -17,6 +20,8 @@ func newPrepareCmd(g *globals) *cobra.Command {
 		valFrac   float64
 		minShards int
 		overwrite bool
+		shipped   bool
+		ifMissing bool
 	)
 	cmd := &cobra.Command{
 		Use:   "prepare",
@@ -32,14 +37,28 @@ trained on the inputs), gpt2 (GPT-2's own encoding).`,
 			if err != nil {
 				return err
 			}
-			if len(inputs) == 0 {
-				return fmt.Errorf("--input is required")
+			if len(inputs) == 0 && !shipped {
+				return fmt.Errorf("--input is required (or --shipped)")
 			}
 			if out == "" {
 				return fmt.Errorf("--out is required")
 			}
 			if err := tokenizer.CheckSpec(tokSpec); err != nil {
 				return fmt.Errorf("--tokenizer: %w", err)
+			}
+			if ifMissing {
+				if _, err := os.Stat(filepath.Join(out, shard.ManifestFile)); err == nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s already holds a dataset: nothing to do\n", out)
+					return nil
+				}
+			}
+			if shipped {
+				text, cleanup, err := writeShipped(out)
+				if err != nil {
+					return err
+				}
+				defer cleanup()
+				inputs = append(inputs, text)
 			}
 			m, err := shard.PrepareText(cmd.Context(), tokSpec, shard.PrepareOptions{
 				Inputs: inputs, OutDir: out, ValFraction: valFrac, MinShards: minShards,
@@ -67,5 +86,28 @@ trained on the inputs), gpt2 (GPT-2's own encoding).`,
 	fl.Float64Var(&valFrac, "val-fraction", shard.DefaultValFraction, "share of tokens, from the end, kept for validation")
 	fl.IntVar(&minShards, "min-shards", 16, "least number of train shards (the most data streams a job can use)")
 	fl.BoolVar(&overwrite, "overwrite", false, "replace a dataset already in --out")
+	fl.BoolVar(&ifMissing, "if-missing", false, "do nothing when --out already holds a dataset (a manifest), so a rerun is harmless")
+	fl.BoolVar(&shipped, "shipped", false, "add the tiny shakespeare corpus shipped inside the binary to the inputs")
 	return cmd
+}
+
+// writeShipped writes the shipped corpus to a temporary directory beside out (the
+// one place prepare must be able to write, also in a container with a read-only
+// root) and returns its path and a function that removes it.
+func writeShipped(out string) (string, func(), error) {
+	parent := filepath.Dir(filepath.Clean(out))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", nil, fmt.Errorf("--shipped: %w", err)
+	}
+	dir, err := os.MkdirTemp(parent, ".ringtrain-shipped-")
+	if err != nil {
+		return "", nil, fmt.Errorf("--shipped: %w", err)
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	text := filepath.Join(dir, "tinyshakespeare.txt")
+	if err := os.WriteFile(text, []byte(examples.TinyShakespeare), 0o644); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("--shipped: %w", err)
+	}
+	return text, cleanup, nil
 }

@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"time"
 
@@ -32,10 +36,14 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		Long: `Run one worker: it registers with the coordinator cluster, serves its peers (the ring
 all-reduce) on --listen, and trains its share of the submitted job in every plan
 generation it is a member of. It leaves the cluster and exits when the job is done,
-or on SIGINT/SIGTERM. The job's dataset directory must be readable at the same path on
+or on SIGINT/SIGTERM (a graceful leave: the step in flight is abandoned, the worker
+tells the coordinator it is gone so the others continue at once in a new generation,
+and it exits 0). The job's dataset directory must be readable at the same path on
 every worker; checkpoints are written by rank 0 under the job's run directory.
 
-Every flag can also be given as RINGTRAIN_<FLAG> in the environment; flags win.`,
+Every flag can also be given as RINGTRAIN_<FLAG> in the environment; flags win. In a
+Kubernetes pod the default --id is POD_NAME, and MASTER_ADDR:MASTER_PORT (as a
+PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 		Example: `  ringtrain worker --coordinators host0:7001,host1:7001,host2:7001 --listen :7100 --advertise host3:7100`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -43,6 +51,8 @@ Every flag can also be given as RINGTRAIN_<FLAG> in the environment; flags win.`
 			if err != nil {
 				return err
 			}
+			log = log.With("ordinal", g.ident.Ordinal)
+			log.Info("starting worker", "id", id, "advertise", advert, "ordinal_from", orNone(g.ident.OrdinalFrom))
 			cl, err := coordinator.NewClient(splitList(addrs), coordinator.ClientOptions{Logger: log})
 			if err != nil {
 				return err
@@ -136,10 +146,27 @@ refused unless --replace (which starts it from scratch).`,
 	return cmd
 }
 
-// printDone prints the summary line of a finished distributed run.
+// printDone prints the summary line of a finished distributed run. The weights
+// digest is the same on every rank of a healthy run.
 func printDone(cmd *cobra.Command, res *worker.Result) {
-	fmt.Fprintf(cmd.OutOrStdout(), "done: step %d, train loss %.4f, val loss %.4f, rank %d of generation %d in %s; checkpoint %s\n",
-		res.Step, res.Loss, res.ValLoss, res.Rank, res.Generation, res.Elapsed.Round(time.Second), orNone(res.Checkpoint))
+	fmt.Fprintf(cmd.OutOrStdout(), "done: step %d, train loss %.4f, val loss %.4f, rank %d of generation %d in %s; weights %s; checkpoint %s\n",
+		res.Step, res.Loss, res.ValLoss, res.Rank, res.Generation, res.Elapsed.Round(time.Second), weightsDigest(res.Params), orNone(res.Checkpoint))
+}
+
+// weightsDigest is the first 16 hex digits of the sha256 of a parameter slab's bits
+// (little-endian float32).
+func weightsDigest(params []float32) string {
+	h := sha256.New()
+	var buf [4096]byte
+	for len(params) > 0 {
+		n := min(len(params), len(buf)/4)
+		for i, v := range params[:n] {
+			binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
+		}
+		h.Write(buf[:4*n])
+		params = params[n:]
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // quietLogger returns a logger at warn level or above (the level of log when that

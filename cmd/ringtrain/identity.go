@@ -1,0 +1,169 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// identity is what a process learns about itself from the environment a scheduler
+// gives it: a Kubernetes pod (the downward API), a PyTorchJob or TrainJob replica,
+// or a torchrun child. It fills flags that were given neither on the command line
+// nor as RINGTRAIN_<FLAG>; docs/kubernetes.md has the table.
+type identity struct {
+	// Name is the stable id: POD_NAME, else the host name, with "-<LOCAL_RANK>"
+	// appended when LOCAL_WORLD_SIZE says several processes share the pod.
+	Name string
+	// Ordinal is the replica's index: POD_INDEX (the apps.kubernetes.io/pod-index
+	// label), JOB_COMPLETION_INDEX, PET_NODE_RANK, RANK or GROUP_RANK, else the
+	// numeric suffix of the pod or host name ("ringtrain-worker-2" is 2); -1 when
+	// none says. It is logged with every line of the worker and the coordinator.
+	Ordinal int
+	// OrdinalFrom names the variable (or "name") the ordinal came from.
+	OrdinalFrom string
+	// Coordinators is the coordinator gRPC address from PET_MASTER_ADDR and
+	// PET_MASTER_PORT, else MASTER_ADDR and MASTER_PORT ("" when unset). Without a
+	// port the coordinator's default gRPC port is used.
+	Coordinators string
+	// MinWorkers and MaxWorkers come from PET_NNODES ("N" or "MIN:MAX"), else
+	// WORLD_SIZE (both N); 0 when unset.
+	MinWorkers, MaxWorkers int
+}
+
+// defaultGRPCPort is the port of `ringtrain coordinator --grpc-addr`'s default.
+const defaultGRPCPort = "7001"
+
+// identityFromEnv reads the identity from lookup (os.LookupEnv in the binary), with
+// hostname as the fallback name. A variable that is set but malformed is an error
+// that names it.
+func identityFromEnv(lookup func(string) (string, bool), hostname string) (identity, error) {
+	get := func(k string) string {
+		v, _ := lookup(k)
+		return strings.TrimSpace(v)
+	}
+	id := identity{Ordinal: -1}
+
+	id.Name = get("POD_NAME")
+	if id.Name == "" {
+		id.Name = hostname
+	}
+	base := id.Name
+	if lws := get("LOCAL_WORLD_SIZE"); lws != "" {
+		n, err := strconv.Atoi(lws)
+		if err != nil || n < 1 {
+			return identity{}, fmt.Errorf("LOCAL_WORLD_SIZE=%q: want a positive integer", lws)
+		}
+		if n > 1 {
+			lr := get("LOCAL_RANK")
+			r, err := strconv.Atoi(lr)
+			if err != nil || r < 0 || r >= n {
+				return identity{}, fmt.Errorf("LOCAL_RANK=%q: want an integer in [0, %d) with LOCAL_WORLD_SIZE=%d", lr, n, n)
+			}
+			id.Name = fmt.Sprintf("%s-%d", id.Name, r)
+		}
+	}
+
+	for _, k := range []string{"POD_INDEX", "JOB_COMPLETION_INDEX", "PET_NODE_RANK", "RANK", "GROUP_RANK"} {
+		v := get(k)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return identity{}, fmt.Errorf("%s=%q: want a non-negative integer", k, v)
+		}
+		id.Ordinal, id.OrdinalFrom = n, k
+		break
+	}
+	if id.Ordinal < 0 {
+		if n, ok := nameOrdinal(base); ok {
+			id.Ordinal, id.OrdinalFrom = n, "name"
+		}
+	}
+
+	for _, pre := range []string{"PET_", ""} {
+		addr := get(pre + "MASTER_ADDR")
+		if addr == "" {
+			continue
+		}
+		port := get(pre + "MASTER_PORT")
+		if port == "" {
+			port = defaultGRPCPort
+		} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return identity{}, fmt.Errorf("%sMASTER_PORT=%q: want a port number", pre, port)
+		}
+		id.Coordinators = net.JoinHostPort(addr, port)
+		break
+	}
+
+	if v := get("PET_NNODES"); v != "" {
+		lo, hi, ok := strings.Cut(v, ":")
+		if !ok {
+			hi = lo
+		}
+		minN, err1 := strconv.Atoi(lo)
+		maxN, err2 := strconv.Atoi(hi)
+		if err1 != nil || err2 != nil || minN < 1 || maxN < minN {
+			return identity{}, fmt.Errorf("PET_NNODES=%q: want N or MIN:MAX with 1 <= MIN <= MAX", v)
+		}
+		id.MinWorkers, id.MaxWorkers = minN, maxN
+	} else if v := get("WORLD_SIZE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return identity{}, fmt.Errorf("WORLD_SIZE=%q: want a positive integer", v)
+		}
+		id.MinWorkers, id.MaxWorkers = n, n
+	}
+	return id, nil
+}
+
+// nameOrdinal returns the number after the last dash of a StatefulSet-style name.
+func nameOrdinal(name string) (int, bool) {
+	i := strings.LastIndexByte(name, '-')
+	if i < 0 || i == len(name)-1 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(name[i+1:])
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+// apply sets the flags of cmd that the user left alone (on the command line and in
+// RINGTRAIN_<FLAG>): --id from Name on the worker and coordinator commands,
+// --coordinators from Coordinators, and submit's --min-workers/--max-workers from
+// the world size. Flags that cmd does not have are skipped.
+func (id identity) apply(cmd *cobra.Command) error {
+	fs := cmd.Flags()
+	set := func(name, value string) error {
+		f := fs.Lookup(name)
+		if f == nil || f.Changed || value == "" {
+			return nil
+		}
+		if err := fs.Set(name, value); err != nil {
+			return fmt.Errorf("--%s %q from the environment: %w", name, value, err)
+		}
+		return nil
+	}
+	if cmd.Name() == "worker" || cmd.Name() == "coordinator" {
+		if err := set("id", id.Name); err != nil {
+			return err
+		}
+	}
+	if err := set("coordinators", id.Coordinators); err != nil {
+		return err
+	}
+	if id.MinWorkers > 0 {
+		if err := set("min-workers", strconv.Itoa(id.MinWorkers)); err != nil {
+			return err
+		}
+		if err := set("max-workers", strconv.Itoa(id.MaxWorkers)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
