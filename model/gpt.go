@@ -37,7 +37,7 @@ type activations struct {
 	ln1Rstd   []float32 // (L,B,T)
 	qkv       []float32 // (L,B,T,3C)
 	atty      []float32 // (L,B,T,C)
-	att       []float32 // (L,B,H,T,T)
+	lse       []float32 // (L,B,H,T) attention log-sum-exp per query row
 	residual2 []float32 // (L,B,T,C)
 	ln2       []float32 // (L,B,T,C)
 	ln2Mean   []float32 // (L,B,T)
@@ -69,7 +69,7 @@ func newActivations(c Config, B, T int) *activations {
 		inputs: make([]int32, BT), targets: make([]int32, BT),
 		encoded: f(BT * C),
 		ln1:     f(L * BT * C), ln1Mean: f(L * BT), ln1Rstd: f(L * BT),
-		qkv: f(L * BT * 3 * C), atty: f(L * BT * C), att: f(L * B * H * T * T),
+		qkv: f(L * BT * 3 * C), atty: f(L * BT * C), lse: f(L * B * H * T),
 		residual2: f(L * BT * C),
 		ln2:       f(L * BT * C), ln2Mean: f(L * BT), ln2Rstd: f(L * BT),
 		fch: f(L * BT * 4 * C), fchGelu: f(L * BT * 4 * C),
@@ -204,7 +204,7 @@ func (m *GPT) Forward(inputs, targets []int32, B, T int, causal bool) (lossSum f
 		ln1, ln1Mean, ln1Rstd := a.ln1[l*BT*C:(l+1)*BT*C], a.ln1Mean[l*BT:(l+1)*BT], a.ln1Rstd[l*BT:(l+1)*BT]
 		qkv := a.qkv[l*BT*3*C : (l+1)*BT*3*C]
 		atty := a.atty[l*BT*C : (l+1)*BT*C]
-		att := a.att[l*B*H*T*T : (l+1)*B*H*T*T]
+		lse := a.lse[l*B*H*T : (l+1)*B*H*T]
 		res2 := a.residual2[l*BT*C : (l+1)*BT*C]
 		ln2, ln2Mean, ln2Rstd := a.ln2[l*BT*C:(l+1)*BT*C], a.ln2Mean[l*BT:(l+1)*BT], a.ln2Rstd[l*BT:(l+1)*BT]
 		fch, fchGelu := a.fch[l*BT*4*C:(l+1)*BT*4*C], a.fchGelu[l*BT*4*C:(l+1)*BT*4*C]
@@ -212,7 +212,7 @@ func (m *GPT) Forward(inputs, targets []int32, B, T int, causal bool) (lossSum f
 
 		be.LayerNormForward(ln1, ln1Mean, ln1Rstd, residual, w.Ln1W, w.Ln1B, BT, C)
 		be.MatmulForward(qkv, ln1, w.QKVW, w.QKVB, BT, C, 3*C)
-		be.AttentionForward(atty, att, qkv, B, T, C, H, causal)
+		be.AttentionForward(atty, lse, qkv, B, T, C, H, causal)
 		be.MatmulForward(a.proj, atty, w.AttnProjW, w.AttnProjB, BT, C, C)
 		be.ResidualForward(res2, residual, a.proj)
 		be.LayerNormForward(ln2, ln2Mean, ln2Rstd, res2, w.Ln2W, w.Ln2B, BT, C)
@@ -297,7 +297,7 @@ func (m *GPT) Backward(scale float32, ready func(lo, hi int)) error {
 		ln1, ln1Mean, ln1Rstd := a.ln1[l*BT*C:(l+1)*BT*C], a.ln1Mean[l*BT:(l+1)*BT], a.ln1Rstd[l*BT:(l+1)*BT]
 		qkv := a.qkv[l*BT*3*C : (l+1)*BT*3*C]
 		atty := a.atty[l*BT*C : (l+1)*BT*C]
-		att := a.att[l*B*H*T*T : (l+1)*B*H*T*T]
+		lse := a.lse[l*B*H*T : (l+1)*B*H*T]
 		res2 := a.residual2[l*BT*C : (l+1)*BT*C]
 		ln2, ln2Mean, ln2Rstd := a.ln2[l*BT*C:(l+1)*BT*C], a.ln2Mean[l*BT:(l+1)*BT], a.ln2Rstd[l*BT:(l+1)*BT]
 		fch, fchGelu := a.fch[l*BT*4*C:(l+1)*BT*4*C], a.fchGelu[l*BT*4*C:(l+1)*BT*4*C]
@@ -314,7 +314,7 @@ func (m *GPT) Backward(scale float32, ready func(lo, hi int)) error {
 		clear(a.dbuf)
 		be.MatmulBackward(a.dbuf, dw.AttnProjW, dw.AttnProjB, a.dres, atty, w.AttnProjW, BT, C, C)
 		clear(a.dqkv)
-		be.AttentionBackward(a.dqkv, a.dbuf, qkv, att, B, T, C, H, m.causal)
+		be.AttentionBackward(a.dqkv, a.dbuf, qkv, atty, lse, B, T, C, H, m.causal)
 		clear(a.dbuf)
 		be.MatmulBackward(a.dbuf, dw.QKVW, dw.QKVB, a.dqkv, ln1, w.QKVW, BT, C, 3*C)
 		be.LayerNormBackward(a.dres, dw.Ln1W, dw.Ln1B, a.dbuf, residual, w.Ln1W, ln1Mean, ln1Rstd, BT, C)

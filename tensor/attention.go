@@ -2,29 +2,46 @@ package tensor
 
 import "math"
 
-// The attention kernels run one goroutine per (batch, head) pair and express the work
-// of a head as matrix products (gemmSerial) over blocks of attnBlock query rows: with
-// the causal mask a block only meets the keys up to its last row, so about half of the
-// T×T work is skipped. Softmax and its backward run row by row in between. att keeps
-// the (T,T) probabilities of each head for backward, zero above the diagonal when
-// causal.
+// The attention kernels never hold a (T,T) matrix: they walk a head's scores in tiles
+// of attnBlock query rows by attnKeyBlock keys, and keep only a tile of scores at a
+// time, in scratch owned by the goroutine.
+//
+// Forward runs an online softmax over the key tiles of each query tile: a row's running
+// maximum m and sum l of exp(s - m) are updated tile by tile, the output rows
+// accumulated so far are rescaled by exp(m_old - m_new) when the maximum grows, and
+// out = acc / l at the end. Only the log-sum-exp m + log l of each row is kept for
+// backward, (B,H,T) instead of the (B,H,T,T) probabilities.
+//
+// Backward recomputes each tile of probabilities, P = exp(s - lse), from q, k and the
+// saved log-sum-exp, and uses D = rowsum(dout ⊙ out), which equals rowsum(P ⊙ dP), for
+// the softmax backward: dS = P ⊙ (dP - D)·scale.
+//
+// Both run one goroutine per (batch, head) pair, and a head's tiles in a fixed order on
+// that goroutine; the tile products are gemmSerial calls. With the causal mask a query
+// tile meets only the keys up to its last row, so tiles wholly above the diagonal are
+// skipped and the last tile it meets is cut at its last row.
 
-// attnBlock is the number of query rows handled at a time. It is a constant (a multiple
-// of both vector kernels' tile heights), so the shapes of the products, and with them
-// the bits, depend on neither the micro-kernel nor the thread count.
-const attnBlock = 42
+// attnBlock is the number of query rows of a tile and attnKeyBlock the number of keys.
+// They are constants (attnBlock a multiple of both vector kernels' tile heights,
+// attnKeyBlock of their widths), so the shapes of the products, and with them the bits,
+// depend on neither the micro-kernel nor the thread count. A query tile meets all the
+// keys of a sequence of up to attnKeyBlock positions in one tile.
+const (
+	attnBlock    = 42
+	attnKeyBlock = 256
+)
 
 // AttentionForward implements Backend.
-func (CPU) AttentionForward(out, att, qkv []float32, B, T, C, H int, causal bool) {
+func (CPU) AttentionForward(out, lse, qkv []float32, B, T, C, H int, causal bool) {
 	k := attnPool.get()
-	k.out, k.att, k.qkv, k.T, k.C, k.H, k.causal = out, att, qkv, T, C, H, causal
+	k.out, k.lse, k.qkv, k.T, k.C, k.H, k.causal = out, lse, qkv, T, C, H, causal
 	parallelRange(B*H, 1, (*attnFwd)(k))
 	attnPool.put(k)
 }
 
 type attn struct {
-	out, att, qkv []float32 // (B,T,C) (dout in backward), (B,H,T,T), (B,T,3C)
-	dqkv          []float32 // (B,T,3C), backward only
+	out, lse, qkv []float32 // (B,T,C), (B,H,T), (B,T,3C)
+	dout, dqkv    []float32 // (B,T,C), (B,T,3C); backward only
 	T, C, H       int
 	causal        bool
 }
@@ -38,166 +55,235 @@ type (
 var attnPool kernelPool[attn]
 
 func (k *attnFwd) do(lo, hi int) {
+	// One tile of scores, then each tile row's running maximum and sum.
+	buf := getScratch(attnBlock*attnKeyBlock + 2*attnBlock)
 	for bh := lo; bh < hi; bh++ {
-		attentionForwardHead(k.out, k.att, k.qkv, bh/k.H, bh%k.H, k.T, k.C, k.H, k.causal)
+		attentionForwardHead(k.out, k.lse, k.qkv, buf, bh/k.H, bh%k.H, k.T, k.C, k.H, k.causal)
 	}
+	putScratch(buf)
 }
 
-// attentionForwardHead computes head h of batch row b: scores S = scale·Q·Kᵀ, P =
-// softmax(S) over the visible keys into att, and out = P·V.
-func attentionForwardHead(out, att, qkv []float32, b, h, T, C, H int, causal bool) {
+// attentionForwardHead computes head h of batch row b: out = softmax(scale·Q·Kᵀ)·V and
+// the log-sum-exp of each row of scale·Q·Kᵀ (over the visible keys) into lse. buf is
+// scratch of attnBlock·(attnKeyBlock+2) floats.
+func attentionForwardHead(out, lse, qkv, buf []float32, b, h, T, C, H int, causal bool) {
 	hs, C3 := C/H, 3*C
 	scale := float32(1 / math.Sqrt(float64(hs)))
 	base := b*T*C3 + h*hs
 	q, k, v := qkv[base:], qkv[base+C:], qkv[base+2*C:] // (T,hs), row stride 3C
-	p := att[(b*H+h)*T*T : (b*H+h+1)*T*T]               // (T,T)
 	o := out[b*T*C+h*hs:]                               // (T,hs), row stride C
+	l := lse[(b*H+h)*T : (b*H+h+1)*T]                   // (T)
+	s := buf[:attnBlock*attnKeyBlock]                   // (rows,w) scores, then probabilities
+	rowMax := buf[attnBlock*attnKeyBlock : attnBlock*attnKeyBlock+attnBlock]
+	rowTotal := buf[attnBlock*attnKeyBlock+attnBlock : attnBlock*attnKeyBlock+2*attnBlock]
 	for i0 := 0; i0 < T; i0 += attnBlock {
 		i1 := min(i0+attnBlock, T)
+		rows := i1 - i0
 		keys := T
 		if causal {
 			keys = i1
 		}
-		gemmSerial(false, true, i1-i0, keys, hs, scale, q[i0*C3:], C3, k, C3, 0, p[i0*T:], T)
-		for t := i0; t < i1; t++ {
-			row := p[t*T : t*T+T]
-			last := T
-			if causal {
-				last = t + 1
+		for j0 := 0; j0 < keys; j0 += attnKeyBlock {
+			w := min(attnKeyBlock, keys-j0)
+			gemmSerial(false, true, rows, w, hs, scale, q[i0*C3:], C3, k[j0*C3:], C3, 0, s, w)
+			for r := range rows {
+				row := s[r*w : r*w+w]
+				vis := w // keys of the tile row r sees
+				if causal {
+					vis = min(w, i0+r+1-j0)
+				}
+				if vis <= 0 {
+					clear(row)
+					continue
+				}
+				m := rowMaxOf(row[:vis])
+				if j0 > 0 {
+					m = max(m, rowMax[r])
+				}
+				// exp over whole vectors where the tile allows, then the masked
+				// keys back to zero.
+				vp := min(w, roundUp(vis, 8))
+				expShift(row[:vp], m)
+				clear(row[vis:])
+				sum := rowSum(row[:vp])
+				if j0 == 0 {
+					rowMax[r], rowTotal[r] = m, sum
+					continue
+				}
+				if m != rowMax[r] {
+					c := expf(rowMax[r] - m)
+					rowTotal[r] *= c
+					scaleRow(o[(i0+r)*C:(i0+r)*C+hs], c)
+				}
+				rowMax[r], rowTotal[r] = m, rowTotal[r]+sum
 			}
-			softmaxInPlace(row[:last])
-			clear(row[last:])
+			beta := float32(1)
+			if j0 == 0 {
+				beta = 0
+			}
+			gemmSerial(false, false, rows, hs, w, 1, s, w, v[j0*C3:], C3, beta, o[i0*C:], C)
 		}
-		gemmSerial(false, false, i1-i0, hs, keys, 1, p[i0*T:], T, v, C3, 0, o[i0*C:], C)
+		for r := range rows {
+			scaleRow(o[(i0+r)*C:(i0+r)*C+hs], 1/rowTotal[r])
+			l[i0+r] = rowMax[r] + float32(math.Log(float64(rowTotal[r])))
+		}
 	}
 }
 
-// softmaxInPlace replaces x by softmax(x), summing in order.
-func softmaxInPlace(x []float32) {
-	maxv := float32(math.Inf(-1))
-	for _, v := range x {
-		maxv = max(maxv, v)
+// expShift replaces x by exp(x - shift).
+func expShift(x []float32, shift float32) {
+	for i := expShiftVec(x, x, shift); i < len(x); i++ {
+		x[i] = expf(x[i] - shift)
 	}
-	for i := expShiftVec(x, x, maxv); i < len(x); i++ {
-		x[i] = expf(x[i] - maxv)
+}
+
+// scaleRow sets x *= c.
+func scaleRow(x []float32, c float32) {
+	for i := scaleVec(x, c); i < len(x); i++ {
+		x[i] *= c
 	}
-	var sum float32
-	for _, e := range x {
-		sum += e
+}
+
+// rowMaxOf returns the largest element of x (not empty).
+func rowMaxOf(x []float32) float32 {
+	m, n := maxVec(x)
+	if n == 0 {
+		m = x[0]
 	}
-	inv := 1 / sum
-	for i := range x {
-		x[i] *= inv
+	for _, v := range x[n:] {
+		m = max(m, v)
+	}
+	return m
+}
+
+// rowSum returns sum8(x), in vector registers where it can.
+func rowSum(x []float32) float32 {
+	n := len(x) &^ 7
+	if !haveAVX2 || n == 0 {
+		return sum8(x)
+	}
+	s := sum8AVX2(&x[0], n)
+	for _, v := range x[n:] {
+		s += v
+	}
+	return s
+}
+
+// dot8 returns Σ a ⊙ b in sum8's order, each product rounded to float32 before it is
+// added, in vector registers where it can.
+func dot8(a, b []float32) float32 {
+	n := len(a) &^ 7
+	var t float32
+	switch {
+	case n == 0:
+	case haveAVX2:
+		t = dot8AVX2(&a[0], &b[0], n)
+	default:
+		var s [8]float32
+		for i := 0; i < n; i += 8 {
+			x, y := (*[8]float32)(a[i:]), (*[8]float32)(b[i:])
+			for j := range s {
+				s[j] += float32(x[j] * y[j])
+			}
+		}
+		t = ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]))
+	}
+	for i := n; i < len(a); i++ {
+		t += float32(a[i] * b[i])
+	}
+	return t
+}
+
+// softmaxGrad sets ds = p ⊙ (ds − d)·scale: the gradient of a softmax row's inputs
+// from that of its outputs (ds on entry) and probabilities p, d = Σ p ⊙ ds.
+func softmaxGrad(ds, p []float32, d, scale float32) {
+	for i := softmaxGradVec(ds, p, d, scale); i < len(ds); i++ {
+		ds[i] = p[i] * (ds[i] - d) * scale
 	}
 }
 
 // AttentionBackward implements Backend. Each (batch, head) pair writes only its own
 // slices of dqkv, so the pairs run in parallel without changing any summation order.
-func (CPU) AttentionBackward(dqkv, dout, qkv, att []float32, B, T, C, H int, causal bool) {
+func (CPU) AttentionBackward(dqkv, dout, qkv, out, lse []float32, B, T, C, H int, causal bool) {
 	k := attnPool.get()
-	k.dqkv, k.out, k.qkv, k.att, k.T, k.C, k.H, k.causal = dqkv, dout, qkv, att, T, C, H, causal
+	k.dqkv, k.dout, k.qkv, k.out, k.lse, k.T, k.C, k.H, k.causal = dqkv, dout, qkv, out, lse, T, C, H, causal
 	parallelRange(B*H, 1, (*attnBwd)(k))
 	attnPool.put(k)
 }
 
 func (k *attnBwd) do(lo, hi int) {
-	ds := getScratch(k.T * k.T)
+	// Tiles of probabilities and of their gradients, then each tile row's D.
+	buf := getScratch(2*attnBlock*attnKeyBlock + attnBlock)
 	for bh := lo; bh < hi; bh++ {
-		attentionBackwardHead(k.dqkv, k.out, k.qkv, k.att, ds, bh/k.H, bh%k.H, k.T, k.C, k.H, k.causal)
+		attentionBackwardHead(k.dqkv, k.dout, k.qkv, k.out, k.lse, buf, bh/k.H, bh%k.H, k.T, k.C, k.H, k.causal)
 	}
-	putScratch(ds)
+	putScratch(buf)
 }
 
-// attentionBackwardHead adds head h of batch row b's gradients into dqkv; ds is (T,T)
-// scratch. With dP = dO·Vᵀ and dS = P ⊙ (dP − rowsum(P ⊙ dP))·scale:
+// attentionBackwardHead adds head h of batch row b's gradients into dqkv; buf is scratch
+// of attnBlock·(2·attnKeyBlock+1) floats. Tile by tile, with P = exp(scale·Q·Kᵀ − lse),
+// dP = dO·Vᵀ and dS = P ⊙ (dP − D)·scale where D = rowsum(dO ⊙ O):
 // dV += Pᵀ·dO, dQ += dS·K, dK += dSᵀ·Q.
-func attentionBackwardHead(dqkv, dout, qkv, att, ds []float32, b, h, T, C, H int, causal bool) {
+func attentionBackwardHead(dqkv, dout, qkv, out, lse, buf []float32, b, h, T, C, H int, causal bool) {
 	hs, C3 := C/H, 3*C
 	scale := float32(1 / math.Sqrt(float64(hs)))
 	base := b*T*C3 + h*hs
-	q, k, v := qkv[base:], qkv[base+C:], qkv[base+2*C:]
+	q, k, v := qkv[base:], qkv[base+C:], qkv[base+2*C:] // (T,hs), row stride 3C
 	dq, dk, dv := dqkv[base:], dqkv[base+C:], dqkv[base+2*C:]
-	p := att[(b*H+h)*T*T : (b*H+h+1)*T*T]
-	do := dout[b*T*C+h*hs:] // (T,hs), row stride C
-	ds = ds[:T*T]
+	o, do := out[b*T*C+h*hs:], dout[b*T*C+h*hs:] // (T,hs), row stride C
+	l := lse[(b*H+h)*T : (b*H+h+1)*T]            // (T)
+	p := buf[:attnBlock*attnKeyBlock]            // (rows,w) probabilities
+	ds := buf[attnBlock*attnKeyBlock : 2*attnBlock*attnKeyBlock]
+	d := buf[2*attnBlock*attnKeyBlock : 2*attnBlock*attnKeyBlock+attnBlock] // (rows)
 	for i0 := 0; i0 < T; i0 += attnBlock {
 		i1 := min(i0+attnBlock, T)
+		rows := i1 - i0
 		keys := T
 		if causal {
 			keys = i1
 		}
-		gemmSerial(false, true, i1-i0, keys, hs, 1, do[i0*C:], C, v, C3, 0, ds[i0*T:], T)
-		for t := i0; t < i1; t++ {
-			last := T
-			if causal {
-				last = t + 1
-			}
-			pr, dr := p[t*T:t*T+last], ds[t*T:t*T+last]
-			var dot float32
-			for j, pv := range pr {
-				dot += pv * dr[j]
-			}
-			for j, pv := range pr {
-				dr[j] = pv * (dr[j] - dot) * scale
-			}
-			clear(ds[t*T+last : t*T+keys])
+		for r := range rows {
+			t := i0 + r
+			d[r] = dot8(do[t*C:t*C+hs], o[t*C:t*C+hs])
 		}
-		gemmSerial(false, false, i1-i0, hs, keys, 1, ds[i0*T:], T, k, C3, 1, dq[i0*C3:], C3)
-	}
-	// Keys block by block: under the mask, keys [j0,j1) are seen by queries j0 onwards
-	// (the entries of a diagonal block above the diagonal are zero in P and dS).
-	for j0 := 0; j0 < T; j0 += attnBlock {
-		j1 := min(j0+attnBlock, T)
-		q0 := 0
-		if causal {
-			q0 = j0
+		for j0 := 0; j0 < keys; j0 += attnKeyBlock {
+			w := min(attnKeyBlock, keys-j0)
+			gemmSerial(false, true, rows, w, hs, scale, q[i0*C3:], C3, k[j0*C3:], C3, 0, p, w)
+			for r := range rows {
+				row := p[r*w : r*w+w]
+				vis := w
+				if causal {
+					vis = max(0, min(w, i0+r+1-j0))
+				}
+				expShift(row[:min(w, roundUp(vis, 8))], l[i0+r])
+				clear(row[vis:])
+			}
+			gemmSerial(true, false, w, hs, rows, 1, p, w, do[i0*C:], C, 1, dv[j0*C3:], C3)
+			gemmSerial(false, true, rows, w, hs, 1, do[i0*C:], C, v[j0*C3:], C3, 0, ds, w)
+			for r := range rows {
+				softmaxGrad(ds[r*w:r*w+w], p[r*w:r*w+w], d[r], scale)
+			}
+			gemmSerial(false, false, rows, hs, w, 1, ds, w, k[j0*C3:], C3, 1, dq[i0*C3:], C3)
+			gemmSerial(true, false, w, hs, rows, 1, ds, w, q[i0*C3:], C3, 1, dk[j0*C3:], C3)
 		}
-		gemmSerial(true, false, j1-j0, hs, T-q0, 1, p[q0*T+j0:], T, do[q0*C:], C, 1, dv[j0*C3:], C3)
-		gemmSerial(true, false, j1-j0, hs, T-q0, 1, ds[q0*T+j0:], T, q[q0*C3:], C3, 1, dk[j0*C3:], C3)
 	}
 }
 
 // NaiveAttentionForward is the reference for CPU.AttentionForward: one query row at a
-// time, dot products in order.
-func NaiveAttentionForward(out, att, qkv []float32, B, T, C, H int, causal bool) {
+// time, the whole row of scores at once, dot products in order. It writes out (B,T,C)
+// and lse (B,H,T).
+func NaiveAttentionForward(out, lse, qkv []float32, B, T, C, H int, causal bool) {
 	hs := C / H
-	scale := float32(1 / math.Sqrt(float64(hs)))
 	C3 := 3 * C
+	row := make([]float32, T) // (T) probabilities of one query row
 	for bh := 0; bh < B*H; bh++ {
 		b, h := bh/H, bh%H
 		for t := 0; t < T; t++ {
-			q := qkv[(b*T+t)*C3+h*hs : (b*T+t)*C3+h*hs+hs]
-			row := att[(bh*T+t)*T : (bh*T+t)*T+T] // (T)
 			last := T
 			if causal {
 				last = t + 1
 			}
-			maxv := float32(math.Inf(-1))
-			for t2 := 0; t2 < last; t2++ {
-				k := qkv[(b*T+t2)*C3+C+h*hs : (b*T+t2)*C3+C+h*hs+hs]
-				var s float32
-				for i, qv := range q {
-					s += qv * k[i]
-				}
-				s *= scale
-				row[t2] = s
-				if s > maxv {
-					maxv = s
-				}
-			}
-			var sum float32
-			for t2 := 0; t2 < last; t2++ {
-				e := float32(math.Exp(float64(row[t2] - maxv)))
-				row[t2] = e
-				sum += e
-			}
-			inv := 1 / sum
-			for t2 := 0; t2 < last; t2++ {
-				row[t2] *= inv
-			}
-			for t2 := last; t2 < T; t2++ {
-				row[t2] = 0
-			}
+			lse[bh*T+t] = naiveSoftmaxRow(row[:last], qkv, b, h, t, T, C, H)
 			o := out[(b*T+t)*C+h*hs : (b*T+t)*C+h*hs+hs]
 			clear(o)
 			for t2 := 0; t2 < last; t2++ {
@@ -211,20 +297,53 @@ func NaiveAttentionForward(out, att, qkv []float32, B, T, C, H int, causal bool)
 	}
 }
 
-// NaiveAttentionBackward is the reference for CPU.AttentionBackward.
-func NaiveAttentionBackward(dqkv, dout, qkv, att []float32, B, T, C, H int, causal bool) {
+// naiveSoftmaxRow sets row (len(row) visible keys) to the softmax of the scaled scores
+// of query t in head h of batch row b, and returns their log-sum-exp.
+func naiveSoftmaxRow(row, qkv []float32, b, h, t, T, C, H int) float32 {
 	hs := C / H
 	scale := float32(1 / math.Sqrt(float64(hs)))
 	C3 := 3 * C
-	datt := make([]float32, T) // (T) scratch for one query row
+	q := qkv[(b*T+t)*C3+h*hs : (b*T+t)*C3+h*hs+hs]
+	maxv := float32(math.Inf(-1))
+	for t2 := range row {
+		k := qkv[(b*T+t2)*C3+C+h*hs : (b*T+t2)*C3+C+h*hs+hs]
+		var s float32
+		for i, qv := range q {
+			s += qv * k[i]
+		}
+		s *= scale
+		row[t2] = s
+		maxv = max(maxv, s)
+	}
+	var sum float32
+	for t2, s := range row {
+		e := float32(math.Exp(float64(s - maxv)))
+		row[t2] = e
+		sum += e
+	}
+	inv := 1 / sum
+	for t2 := range row {
+		row[t2] *= inv
+	}
+	return maxv + float32(math.Log(float64(sum)))
+}
+
+// NaiveAttentionBackward is the reference for CPU.AttentionBackward: it adds into dqkv
+// (B,T,3C) given dout (B,T,C), recomputing each row of probabilities from qkv as
+// NaiveAttentionForward does (it needs neither out nor the log-sum-exp).
+func NaiveAttentionBackward(dqkv, dout, qkv []float32, B, T, C, H int, causal bool) {
+	hs := C / H
+	scale := float32(1 / math.Sqrt(float64(hs)))
+	C3 := 3 * C
+	row, datt := make([]float32, T), make([]float32, T) // (T) scratch for one query row
 	for bh := 0; bh < B*H; bh++ {
 		b, h := bh/H, bh%H
 		for t := 0; t < T; t++ {
-			row := att[(bh*T+t)*T : (bh*T+t)*T+T]
 			last := T
 			if causal {
 				last = t + 1
 			}
+			naiveSoftmaxRow(row[:last], qkv, b, h, t, T, C, H)
 			do := dout[(b*T+t)*C+h*hs : (b*T+t)*C+h*hs+hs]
 			// out = sum_t2 att[t2] v[t2]: gradients into datt and dv.
 			for t2 := 0; t2 < last; t2++ {

@@ -24,11 +24,13 @@ type Backend interface {
 	// MatmulBackward adds into dinp (N,C), dw (OC,C) and dbias (OC) (nil to skip).
 	MatmulBackward(dinp, dw, dbias, dout, inp, w []float32, N, C, OC int)
 
-	// AttentionForward: qkv (B,T,3C) holds q, k, v; out (B,T,C); att (B,H,T,T) saves the
-	// softmax probabilities for backward. causal masks future positions.
-	AttentionForward(out, att, qkv []float32, B, T, C, H int, causal bool)
-	// AttentionBackward adds into dqkv (B,T,3C) given dout (B,T,C).
-	AttentionBackward(dqkv, dout, qkv, att []float32, B, T, C, H int, causal bool)
+	// AttentionForward: qkv (B,T,3C) holds q, k, v; out (B,T,C) = softmax(q·kᵀ/√hs)·v per
+	// head (hs = C/H); lse (B,H,T) saves each query row's log-sum-exp of its scaled
+	// scores for backward. causal masks future positions. No (T,T) matrix is stored.
+	AttentionForward(out, lse, qkv []float32, B, T, C, H int, causal bool)
+	// AttentionBackward adds into dqkv (B,T,3C) given dout (B,T,C), and the qkv, out and
+	// lse of the forward; it recomputes the probabilities from them.
+	AttentionBackward(dqkv, dout, qkv, out, lse []float32, B, T, C, H int, causal bool)
 
 	// GeluForward: out (N) = gelu_tanh(inp).
 	GeluForward(out, inp []float32)

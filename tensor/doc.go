@@ -44,6 +44,15 @@
 // active micro-kernel on cache-resident data: the peak that model FLOP utilisation is
 // reported against.
 //
+// # Attention
+//
+// Attention never stores a (T,T) matrix. The forward walks each head's scores in tiles
+// (attnBlock query rows by attnKeyBlock keys) with an online softmax and keeps only each
+// query row's log-sum-exp, (B,H,T), for backward; the backward recomputes each tile of
+// probabilities from q, k and that log-sum-exp, with D = rowsum(dout ⊙ out) for the
+// softmax gradient. Under the causal mask, tiles wholly above the diagonal are skipped.
+// A head's tiles run in a fixed order on one goroutine, heads in parallel.
+//
 // # Threads and allocation
 //
 // Parallel kernels run on the calling goroutine and on helper goroutines started on

@@ -103,14 +103,14 @@ func TestAttentionGradients(t *testing.T) {
 			t.Run(fmt.Sprintf("B%d_T%d_C%d_H%d_causal=%v", B, T, C, H, causal), func(t *testing.T) {
 				qkv := randSlice(r, B*T*3*C, 1)
 				probe := randSlice(r, B*T*C, 1)
-				out, att := make([]float32, B*T*C), make([]float32, B*H*T*T)
+				out, lse := make([]float32, B*T*C), make([]float32, B*H*T)
 				eval := func() float64 {
-					be.AttentionForward(out, att, qkv, B, T, C, H, causal)
+					be.AttentionForward(out, lse, qkv, B, T, C, H, causal)
 					return dot(out, probe)
 				}
 				eval()
 				dqkv := make([]float32, len(qkv))
-				be.AttentionBackward(dqkv, probe, qkv, att, B, T, C, H, causal)
+				be.AttentionBackward(dqkv, probe, qkv, out, lse, B, T, C, H, causal)
 				fdCheck(t, "dqkv", qkv, dqkv, eval)
 			})
 		}
@@ -123,12 +123,12 @@ func TestAttentionCausalMask(t *testing.T) {
 	be := NewCPU()
 	B, T, C, H := 1, 6, 8, 2
 	qkv := randSlice(r, B*T*3*C, 1)
-	out1, out2, att := make([]float32, B*T*C), make([]float32, B*T*C), make([]float32, B*H*T*T)
-	be.AttentionForward(out1, att, qkv, B, T, C, H, true)
+	out1, out2, lse := make([]float32, B*T*C), make([]float32, B*T*C), make([]float32, B*H*T)
+	be.AttentionForward(out1, lse, qkv, B, T, C, H, true)
 	for i := C; i < 3*C; i++ { // key and value of the last position
 		qkv[(T-1)*3*C+i] += 1
 	}
-	be.AttentionForward(out2, att, qkv, B, T, C, H, true)
+	be.AttentionForward(out2, lse, qkv, B, T, C, H, true)
 	for i := 0; i < (T-1)*C; i++ {
 		if out1[i] != out2[i] {
 			t.Fatalf("output %d changed when only the last position changed", i)
@@ -213,7 +213,7 @@ func TestKernelsAllocateNothing(t *testing.T) {
 	x, y, w, bias := f(N*C), f(N*C), f(4*C*C), f(4*C)
 	wte, wpe := f(V*C), f(T*C)
 	mean, rstd := f(N), f(N)
-	qkv, att, h, logits, losses := f(N*3*C), f(B*H*T*T), f(N*4*C), f(N*V), f(N)
+	qkv, lse, h, logits, losses := f(N*3*C), f(B*H*T), f(N*4*C), f(N*V), f(N)
 	dx, dw, db, dqkv, dh := f(N*C), f(4*C*C), f(4*C), f(N*3*C), f(N*4*C)
 	for name, run := range map[string]func(){
 		"encoder": func() {
@@ -229,8 +229,8 @@ func TestKernelsAllocateNothing(t *testing.T) {
 			be.MatmulBackward(dx, dw, db, h, x, w, N, C, 4*C)
 		},
 		"attention": func() {
-			be.AttentionForward(y, att, qkv, B, T, C, H, true)
-			be.AttentionBackward(dqkv, y, qkv, att, B, T, C, H, true)
+			be.AttentionForward(y, lse, qkv, B, T, C, H, true)
+			be.AttentionBackward(dqkv, x, qkv, y, lse, B, T, C, H, true)
 		},
 		"gelu": func() {
 			be.GeluForward(dh, h)

@@ -40,6 +40,26 @@ func adamwAVX2(p, grad, m, v *float32, n int, c *[8]float32)
 //go:noescape
 func expShiftAVX2(dst, src *float32, n int, shift float32)
 
+// maxAVX2 returns the largest of n floats (n a positive multiple of 8).
+//
+//go:noescape
+func maxAVX2(x *float32, n int) float32
+
+// dot8AVX2 returns dot8 of n floats of a and b (n a multiple of 8).
+//
+//go:noescape
+func dot8AVX2(a, b *float32, n int) float32
+
+// scaleAVX2 sets x[i] *= c for i < n, n a multiple of 8.
+//
+//go:noescape
+func scaleAVX2(x *float32, n int, c float32)
+
+// softmaxGradAVX2 sets ds[i] = p[i] * (ds[i] - d) * scale for i < n, n a multiple of 8.
+//
+//go:noescape
+func softmaxGradAVX2(ds, p *float32, n int, d, scale float32)
+
 // The LayerNorm row helpers of layernorm.go, for n a multiple of 8.
 
 //go:noescape
@@ -71,6 +91,38 @@ func expShiftVec(dst, src []float32, shift float32) int {
 	}
 	_, _ = dst[n-1], src[n-1]
 	expShiftAVX2(&dst[0], &src[0], n, shift)
+	return n
+}
+
+// maxVec returns the largest element of the longest prefix of x it can do in vector
+// registers, and the prefix's length (0: none, and m is meaningless).
+func maxVec(x []float32) (m float32, n int) {
+	n = len(x) &^ 7
+	if !haveAVX2 || n == 0 {
+		return 0, 0
+	}
+	return maxAVX2(&x[0], n), n
+}
+
+// scaleVec does x *= c over the longest prefix it can and returns its length.
+func scaleVec(x []float32, c float32) int {
+	n := len(x) &^ 7
+	if !haveAVX2 || n == 0 {
+		return 0
+	}
+	scaleAVX2(&x[0], n, c)
+	return n
+}
+
+// softmaxGradVec does ds = p ⊙ (ds − d)·scale over the longest prefix it can and returns
+// its length.
+func softmaxGradVec(ds, p []float32, d, scale float32) int {
+	n := len(ds) &^ 7
+	if !haveAVX2 || n == 0 {
+		return 0
+	}
+	_ = p[n-1]
+	softmaxGradAVX2(&ds[0], &p[0], n, d, scale)
 	return n
 }
 

@@ -528,3 +528,104 @@ lbloop:
 	JNZ     lbloop
 	VZEROUPPER
 	RET
+
+// func maxAVX2(x *float32, n int) float32
+// The largest of n floats, n a positive multiple of 8 (a maximum is the same in any
+// order).
+TEXT ·maxAVX2(SB), NOSPLIT, $0-20
+	MOVQ    x+0(FP), SI
+	MOVQ    n+8(FP), CX
+	SHRQ    $3, CX
+	VMOVUPS (SI), Y0
+	ADDQ    $32, SI
+	DECQ    CX
+	JZ      mxdone
+
+mxloop:
+	VMAXPS (SI), Y0, Y0
+	ADDQ   $32, SI
+	DECQ   CX
+	JNZ    mxloop
+
+mxdone:
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS       X1, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VMAXPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VMAXSS       X1, X0, X0
+	MOVSS        X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func scaleAVX2(x *float32, n int, c float32)
+// x[i] *= c for i < n, n a multiple of 8.
+TEXT ·scaleAVX2(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), DI
+	MOVQ n+8(FP), CX
+	SHRQ $3, CX
+	JZ   scdone
+	VBROADCASTSS c+16(FP), Y1
+
+scloop:
+	VMULPS  (DI), Y1, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, DI
+	DECQ    CX
+	JNZ     scloop
+
+scdone:
+	VZEROUPPER
+	RET
+
+// func softmaxGradAVX2(ds, p *float32, n int, d, scale float32)
+// ds[i] = p[i] * (ds[i] - d) * scale for i < n, n a multiple of 8.
+TEXT ·softmaxGradAVX2(SB), NOSPLIT, $0-32
+	MOVQ ds+0(FP), DI
+	MOVQ p+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $3, CX
+	JZ   sgdone
+	VBROADCASTSS d+24(FP), Y2
+	VBROADCASTSS scale+28(FP), Y3
+
+sgloop:
+	VMOVUPS (DI), Y0
+	VSUBPS  Y2, Y0, Y0
+	VMULPS  (SI), Y0, Y0
+	VMULPS  Y3, Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	DECQ    CX
+	JNZ     sgloop
+
+sgdone:
+	VZEROUPPER
+	RET
+
+// func dot8AVX2(a, b *float32, n int) float32
+// dot8 of n floats, n a multiple of 8: eight running sums of the products, each
+// product rounded before it is added, combined as HSUM does.
+TEXT ·dot8AVX2(SB), NOSPLIT, $0-28
+	MOVQ   a+0(FP), SI
+	MOVQ   b+8(FP), DX
+	MOVQ   n+16(FP), CX
+	SHRQ   $3, CX
+	VXORPS Y0, Y0, Y0
+	JZ     d8done
+
+d8loop:
+	VMOVUPS (SI), Y1
+	VMULPS  (DX), Y1, Y1
+	VADDPS  Y1, Y0, Y0
+	ADDQ    $32, SI
+	ADDQ    $32, DX
+	DECQ    CX
+	JNZ     d8loop
+
+d8done:
+	HSUM
+	MOVSS X0, ret+24(FP)
+	VZEROUPPER
+	RET
