@@ -1,0 +1,817 @@
+package main
+
+// The deployment files under deploy/ checked against the binary they run: the
+// Kubernetes manifests (rendered with kustomize, decoded strictly into the API types),
+// the compose file and the image build script.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/trainer"
+)
+
+const (
+	deployDir = "../../deploy"
+	// imageName is the image every deployment file runs.
+	imageName = "ringtrain:dev"
+)
+
+// decodeStrict decodes one YAML document into out, rejecting unknown fields.
+func decodeStrict(doc []byte, out any) error {
+	js, err := sigsyaml.YAMLToJSON(doc)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	return dec.Decode(out)
+}
+
+// typed returns an empty object of the API type of kind.
+func typed(kind string) (any, error) {
+	switch kind {
+	case "Namespace":
+		return &corev1.Namespace{}, nil
+	case "Service":
+		return &corev1.Service{}, nil
+	case "ConfigMap":
+		return &corev1.ConfigMap{}, nil
+	case "PersistentVolumeClaim":
+		return &corev1.PersistentVolumeClaim{}, nil
+	case "StatefulSet":
+		return &appsv1.StatefulSet{}, nil
+	case "Job":
+		return &batchv1.Job{}, nil
+	case "PodDisruptionBudget":
+		return &policyv1.PodDisruptionBudget{}, nil
+	}
+	return nil, fmt.Errorf("kind %q: not one ringtrain deploys", kind)
+}
+
+// decodeObject decodes a manifest document into its API type by its kind.
+func decodeObject(doc []byte) (any, error) {
+	var head struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+	}
+	if err := sigsyaml.Unmarshal(doc, &head); err != nil {
+		return nil, err
+	}
+	obj, err := typed(head.Kind)
+	if err != nil {
+		return nil, err
+	}
+	if err := decodeStrict(doc, obj); err != nil {
+		return nil, fmt.Errorf("%s: %w", head.Kind, err)
+	}
+	want := map[string]string{"StatefulSet": "apps/v1", "Job": "batch/v1", "PodDisruptionBudget": "policy/v1"}[head.Kind]
+	if want == "" {
+		want = "v1"
+	}
+	if head.APIVersion != want {
+		return nil, fmt.Errorf("%s: apiVersion %q, want %q", head.Kind, head.APIVersion, want)
+	}
+	return obj, nil
+}
+
+// splitYAML splits a multi-document YAML stream.
+func splitYAML(b []byte) [][]byte {
+	var docs [][]byte
+	for d := range strings.SplitSeq(string(b), "\n---") {
+		if strings.TrimSpace(strings.TrimPrefix(d, "---")) != "" {
+			docs = append(docs, []byte(d))
+		}
+	}
+	return docs
+}
+
+// rendered is what one kustomization renders, by kind.
+type rendered struct {
+	dir          string
+	namespaces   []*corev1.Namespace
+	services     []*corev1.Service
+	configMaps   []*corev1.ConfigMap
+	pvcs         []*corev1.PersistentVolumeClaim
+	statefulSets []*appsv1.StatefulSet
+	jobs         []*batchv1.Job
+	pdbs         []*policyv1.PodDisruptionBudget
+}
+
+func render(t *testing.T, dir string) *rendered {
+	t.Helper()
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	m, err := k.Run(filesys.MakeFsOnDisk(), abs)
+	if err != nil {
+		t.Fatalf("kustomize build %s: %v", dir, err)
+	}
+	out, err := m.AsYaml()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rendered{dir: dir}
+	for _, doc := range splitYAML(out) {
+		obj, err := decodeObject(doc)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", dir, err, doc)
+		}
+		switch o := obj.(type) {
+		case *corev1.Namespace:
+			r.namespaces = append(r.namespaces, o)
+		case *corev1.Service:
+			r.services = append(r.services, o)
+		case *corev1.ConfigMap:
+			r.configMaps = append(r.configMaps, o)
+		case *corev1.PersistentVolumeClaim:
+			r.pvcs = append(r.pvcs, o)
+		case *appsv1.StatefulSet:
+			r.statefulSets = append(r.statefulSets, o)
+		case *batchv1.Job:
+			r.jobs = append(r.jobs, o)
+		case *policyv1.PodDisruptionBudget:
+			r.pdbs = append(r.pdbs, o)
+		}
+	}
+	return r
+}
+
+func (r *rendered) statefulSet(t *testing.T, component string) *appsv1.StatefulSet {
+	t.Helper()
+	for _, s := range r.statefulSets {
+		if s.Spec.Template.Labels["app.kubernetes.io/component"] == component {
+			return s
+		}
+	}
+	t.Fatalf("%s: no StatefulSet of component %s", r.dir, component)
+	return nil
+}
+
+func (r *rendered) service(name string) *corev1.Service {
+	for _, s := range r.services {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// parsedCmd is a container's command line parsed by the binary's own flag set.
+type parsedCmd struct {
+	cmd  *cobra.Command
+	args []string // positional arguments
+}
+
+func (p parsedCmd) flag(name string) string {
+	if f := p.cmd.Flags().Lookup(name); f != nil {
+		return f.Value.String()
+	}
+	return ""
+}
+
+// parseArgs parses a container's arguments and RINGTRAIN_* environment with the
+// real command (flags first, then the environment where no flag was given, as
+// applyEnv does), failing on anything the binary would refuse.
+func parseArgs(t *testing.T, where string, args []string, env map[string]string) parsedCmd {
+	t.Helper()
+	root := newRoot()
+	cmd, rest, err := root.Find(args)
+	if err != nil || cmd == root {
+		t.Fatalf("%s: args %q name no ringtrain command (%v)", where, args, err)
+	}
+	if err := cmd.ParseFlags(rest); err != nil {
+		t.Fatalf("%s: args %q: %v", where, args, err)
+	}
+	pos := cmd.Flags().Args()
+	if err := cmd.ValidateArgs(pos); err != nil {
+		t.Fatalf("%s: args %q: %v", where, args, err)
+	}
+	for k, v := range env {
+		name, ok := strings.CutPrefix(k, "RINGTRAIN_")
+		if !ok {
+			continue
+		}
+		flag := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+		f := cmd.Flags().Lookup(flag)
+		if f == nil {
+			t.Errorf("%s: %s names no flag of %q", where, k, cmd.CommandPath())
+			continue
+		}
+		if f.Changed {
+			t.Errorf("%s: %s and --%s both given", where, k, flag)
+			continue
+		}
+		if err := cmd.Flags().Set(flag, v); err != nil {
+			t.Errorf("%s: %s=%q: %v", where, k, v, err)
+		}
+	}
+	return parsedCmd{cmd: cmd, args: pos}
+}
+
+// port returns the port of a listen address such as ":7001".
+func port(t *testing.T, where, addr string) int32 {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("%s: address %q: %v", where, addr, err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatalf("%s: address %q: %v", where, addr, err)
+	}
+	return int32(n)
+}
+
+// servedPorts returns the ports the command listens on: gRPC servers and the
+// metrics server.
+func servedPorts(t *testing.T, where string, p parsedCmd) (grpcPorts []int32, metrics int32, all []int32) {
+	t.Helper()
+	switch p.cmd.Name() {
+	case "coordinator":
+		grpcPorts = []int32{port(t, where, p.flag("grpc-addr"))}
+		all = append(all, port(t, where, p.flag("raft-addr")))
+	case "worker":
+		grpcPorts = []int32{port(t, where, p.flag("listen"))}
+	}
+	all = append(all, grpcPorts...)
+	if m := p.flag("metrics-addr"); m != "" {
+		metrics = port(t, where, m)
+		all = append(all, metrics)
+	}
+	return grpcPorts, metrics, all
+}
+
+func envMap(env []corev1.EnvVar) map[string]string {
+	m := map[string]string{}
+	for _, e := range env {
+		m[e.Name] = e.Value
+	}
+	return m
+}
+
+// checkPod checks a pod template's ringtrain containers against the binary and
+// the platform's security conventions. It returns the parsed command of each
+// container, by container name.
+func checkPod(t *testing.T, where string, tmpl corev1.PodTemplateSpec, wantImage string) map[string]parsedCmd {
+	t.Helper()
+	spec := tmpl.Spec
+	psc := spec.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0 {
+		t.Errorf("%s: pod securityContext must set runAsNonRoot and a non-zero runAsUser", where)
+	}
+	if psc != nil && (psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault) {
+		t.Errorf("%s: pod securityContext must use the RuntimeDefault seccomp profile", where)
+	}
+	if spec.EnableServiceLinks == nil || *spec.EnableServiceLinks {
+		t.Errorf("%s: enableServiceLinks must be false (service links put RINGTRAIN_* variables in the environment)", where)
+	}
+	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+		t.Errorf("%s: automountServiceAccountToken must be false (ringtrain does not call the API server)", where)
+	}
+	volumes := map[string]bool{}
+	for _, v := range spec.Volumes {
+		volumes[v.Name] = true
+	}
+	out := map[string]parsedCmd{}
+	for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+		cw := where + " container " + c.Name
+		if c.Image != wantImage {
+			t.Errorf("%s: image %q, want %q", cw, c.Image, wantImage)
+		}
+		sc := c.SecurityContext
+		switch {
+		case sc == nil:
+			t.Errorf("%s: no securityContext", cw)
+		case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
+			t.Errorf("%s: allowPrivilegeEscalation must be false", cw)
+		case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
+			t.Errorf("%s: readOnlyRootFilesystem must be true", cw)
+		case sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) > 0:
+			t.Errorf("%s: capabilities must drop ALL and add none", cw)
+		case sc.Privileged != nil && *sc.Privileged:
+			t.Errorf("%s: privileged", cw)
+		}
+		if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+			t.Errorf("%s: resources must request cpu and memory and limit memory", cw)
+		}
+		mounts := map[string]bool{}
+		for _, m := range c.VolumeMounts {
+			if !volumes[m.Name] {
+				t.Errorf("%s: mount %s: no such volume", cw, m.Name)
+			}
+			mounts[m.MountPath] = true
+		}
+		if len(c.Command) > 0 {
+			t.Errorf("%s: command %q replaces the image's entrypoint; give args only", cw, c.Command)
+		}
+		p := parseArgs(t, cw, c.Args, envMap(c.Env))
+		out[c.Name] = p
+
+		// Every directory the command writes is a mounted volume (the root is read-only).
+		for _, dir := range []string{p.flag("data-dir"), p.flag("out")} {
+			if dir != "" && !underAny(dir, mounts) {
+				t.Errorf("%s: %s is not on a mounted volume", cw, dir)
+			}
+		}
+
+		grpcPorts, metrics, served := servedPorts(t, cw, p)
+		declared := map[int32]bool{}
+		for _, cp := range c.Ports {
+			declared[cp.ContainerPort] = true
+			if !slices.Contains(served, cp.ContainerPort) {
+				t.Errorf("%s: containerPort %s/%d is not served by %q", cw, cp.Name, cp.ContainerPort, c.Args)
+			}
+		}
+		for _, sp := range served {
+			if !declared[sp] {
+				t.Errorf("%s: serves port %d, which is not a containerPort", cw, sp)
+			}
+		}
+		for name, probe := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+			if len(grpcPorts) == 0 {
+				if probe != nil {
+					t.Errorf("%s: %s probe on a command without a server", cw, name)
+				}
+				continue
+			}
+			if probe == nil || probe.GRPC == nil {
+				t.Errorf("%s: needs a gRPC %s probe", cw, name)
+				continue
+			}
+			if !slices.Contains(grpcPorts, probe.GRPC.Port) {
+				t.Errorf("%s: %s probe on port %d, gRPC is served on %v", cw, name, probe.GRPC.Port, grpcPorts)
+			}
+			// The worker's health server reports the server as a whole (""); the
+			// coordinator's also reports its service by name.
+			if svc := probe.GRPC.Service; svc != nil && *svc != "" && (p.cmd.Name() != "coordinator" || *svc != "ringtrain.v1.Coordinator") {
+				t.Errorf("%s: %s probe asks about service %q, which the %s does not report", cw, name, *svc, p.cmd.Name())
+			}
+		}
+		if len(grpcPorts) > 0 {
+			a := tmpl.Annotations
+			if a["prometheus.io/scrape"] != "true" || a["prometheus.io/path"] != "/metrics" || a["prometheus.io/port"] != strconv.Itoa(int(metrics)) {
+				t.Errorf("%s: prometheus.io annotations %v do not match --metrics-addr %q", cw, a, p.flag("metrics-addr"))
+			}
+		}
+	}
+	return out
+}
+
+func underAny(dir string, mounts map[string]bool) bool {
+	for m := range mounts {
+		if dir == m || strings.HasPrefix(dir, strings.TrimSuffix(m, "/")+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// selects reports whether a label selector selects the labels of a pod template.
+func selects(sel map[string]string, podLabels map[string]string) bool {
+	return len(sel) > 0 && labels.SelectorFromSet(sel).Matches(labels.Set(podLabels))
+}
+
+func TestKubernetesManifests(t *testing.T) {
+	dirs := []string{filepath.Join(deployDir, "k8s/base")}
+	overlays, err := filepath.Glob(filepath.Join(deployDir, "k8s/overlays/*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs = append(dirs, overlays...)
+	if len(overlays) == 0 {
+		t.Errorf("no overlay under deploy/k8s/overlays")
+	}
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) { checkRendered(t, render(t, dir)) })
+	}
+}
+
+// TestKubernetesFilesStrict decodes every manifest file and patch as written (not
+// rendered), so a misspelt field in a patch is caught too.
+func TestKubernetesFilesStrict(t *testing.T) {
+	n := 0
+	err := filepath.WalkDir(filepath.Join(deployDir, "k8s"), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || filepath.Ext(path) != ".yaml" {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		switch filepath.Base(path) {
+		case "kustomization.yaml":
+			return nil
+		case "job.yaml":
+			if _, err := trainer.LoadSpec(path); err != nil {
+				t.Errorf("%s: %v", path, err)
+			}
+			return nil
+		}
+		for i, doc := range splitYAML(b) {
+			if _, err := decodeObject(doc); err != nil {
+				t.Errorf("%s document %d: %v", path, i, err)
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 8 {
+		t.Errorf("decoded %d manifests, expected the whole base and overlay", n)
+	}
+}
+
+func checkRendered(t *testing.T, r *rendered) {
+	// One namespace, and every object in it.
+	if len(r.namespaces) != 1 {
+		t.Fatalf("%d Namespaces, want 1", len(r.namespaces))
+	}
+	ns := r.namespaces[0].Name
+	for _, s := range r.statefulSets {
+		if s.Namespace != ns {
+			t.Errorf("StatefulSet %s in namespace %q, want %q", s.Name, s.Namespace, ns)
+		}
+	}
+
+	// The image: one name, the one build.sh builds (an overlay may rename it, but
+	// then every container must agree).
+	image := imageName
+	if filepath.Base(r.dir) != "base" {
+		image = r.statefulSet(t, "coordinator").Spec.Template.Spec.Containers[0].Image
+	}
+
+	// Coordinators: an odd number of Raft voters behind a headless Service that
+	// publishes not-ready addresses; --peers names exactly the pods.
+	co := r.statefulSet(t, "coordinator")
+	replicas := int(*co.Spec.Replicas)
+	if replicas < 3 || replicas%2 == 0 {
+		t.Errorf("coordinator replicas %d: want an odd number >= 3", replicas)
+	}
+	if co.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
+		t.Errorf("coordinator podManagementPolicy %q, want Parallel (the replicas must start together to elect)", co.Spec.PodManagementPolicy)
+	}
+	headless := checkHeadless(t, r, co)
+	if len(co.Spec.VolumeClaimTemplates) != 1 {
+		t.Errorf("coordinator: want one volumeClaimTemplate (the Raft data), have %d", len(co.Spec.VolumeClaimTemplates))
+	}
+	coCmds := checkPod(t, "coordinator", withClaims(co), image)
+	cp, ok := coCmds["coordinator"]
+	if !ok || cp.cmd.Name() != "coordinator" {
+		t.Fatalf("coordinator StatefulSet: no container running `ringtrain coordinator`")
+	}
+	raftPort := port(t, "coordinator", cp.flag("raft-addr"))
+	grpcPort := port(t, "coordinator", cp.flag("grpc-addr"))
+	peers, err := coordinator.ParsePeers(cp.flag("peers"))
+	if err != nil {
+		t.Fatalf("coordinator --peers: %v", err)
+	}
+	if len(peers) != replicas {
+		t.Errorf("coordinator --peers has %d replicas, the StatefulSet %d", len(peers), replicas)
+	}
+	for i := range replicas {
+		pod := fmt.Sprintf("%s-%d", co.Name, i)
+		want := net.JoinHostPort(pod+"."+headless.Name, strconv.Itoa(int(raftPort)))
+		if !slices.ContainsFunc(peers, func(p coordinator.Peer) bool { return p.ID == pod && p.Addr == want }) {
+			t.Errorf("coordinator --peers %v: want %s=%s (the pod name is its --id)", peers, pod, want)
+		}
+	}
+	if !hasFieldEnv(co.Spec.Template.Spec.Containers[0].Env, "POD_NAME", "metadata.name") {
+		t.Errorf("coordinator: POD_NAME must come from metadata.name (it is the Raft server id)")
+	}
+	if !servicePorts(headless, raftPort, grpcPort) {
+		t.Errorf("coordinator headless Service ports %v, want %d and %d", headless.Spec.Ports, raftPort, grpcPort)
+	}
+
+	// The PDB keeps a quorum: it selects the coordinator pods and nothing else.
+	if len(r.pdbs) != 1 {
+		t.Fatalf("%d PodDisruptionBudgets, want 1", len(r.pdbs))
+	}
+	pdb := r.pdbs[0]
+	if pdb.Spec.Selector == nil || !selects(pdb.Spec.Selector.MatchLabels, co.Spec.Template.Labels) || len(pdb.Spec.Selector.MatchExpressions) > 0 {
+		t.Errorf("PDB %s selector %v does not select the coordinator pods %v", pdb.Name, pdb.Spec.Selector, co.Spec.Template.Labels)
+	}
+	if pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 || pdb.Spec.MinAvailable != nil {
+		t.Errorf("PDB %s: want maxUnavailable 1", pdb.Name)
+	}
+	wk := r.statefulSet(t, "worker")
+	if pdb.Spec.Selector != nil && selects(pdb.Spec.Selector.MatchLabels, wk.Spec.Template.Labels) {
+		t.Errorf("PDB %s also selects the workers", pdb.Name)
+	}
+
+	// The client Service reaches the coordinators' gRPC port.
+	var client *corev1.Service
+	for _, s := range r.services {
+		if s.Spec.ClusterIP != corev1.ClusterIPNone && selects(s.Spec.Selector, co.Spec.Template.Labels) {
+			client = s
+		}
+	}
+	if client == nil || !servicePorts(client, grpcPort) {
+		t.Fatalf("no client Service with the coordinators' gRPC port %d", grpcPort)
+	}
+	coordAddrs := map[string]bool{net.JoinHostPort(client.Name, strconv.Itoa(int(grpcPort))): true}
+	for i := range replicas {
+		coordAddrs[net.JoinHostPort(fmt.Sprintf("%s-%d.%s", co.Name, i, headless.Name), strconv.Itoa(int(grpcPort)))] = true
+	}
+	checkCoordinators := func(where string, p parsedCmd) {
+		addrs := splitList([]string{strings.Trim(p.flag("coordinators"), "[]")})
+		if len(addrs) == 0 {
+			t.Errorf("%s: no --coordinators", where)
+		}
+		for _, a := range addrs {
+			if !coordAddrs[a] {
+				t.Errorf("%s: --coordinators %s is not a coordinator gRPC address (%v)", where, a, coordAddrs)
+			}
+		}
+	}
+
+	// Workers: a headless Service, stable names advertised on the peer port, a
+	// grace period that covers a step and the leave.
+	whs := checkHeadless(t, r, wk)
+	wCmds := checkPod(t, "worker", wk.Spec.Template, image)
+	wp, ok := wCmds["worker"]
+	if !ok || wp.cmd.Name() != "worker" {
+		t.Fatalf("worker StatefulSet: no container running `ringtrain worker`")
+	}
+	checkCoordinators("worker", wp)
+	listen := port(t, "worker", wp.flag("listen"))
+	wantAdv := fmt.Sprintf("$(POD_NAME).%s.$(POD_NAMESPACE).svc:%d", whs.Name, listen)
+	if got := wp.flag("advertise"); got != wantAdv {
+		t.Errorf("worker advertises %q, want %q (the pod's stable DNS name)", got, wantAdv)
+	}
+	env := wk.Spec.Template.Spec.Containers[0].Env
+	if !hasFieldEnv(env, "POD_NAME", "metadata.name") || !hasFieldEnv(env, "POD_NAMESPACE", "metadata.namespace") {
+		t.Errorf("worker: POD_NAME and POD_NAMESPACE must come from the downward API")
+	}
+	// $(VAR) is expanded only from variables defined earlier in the list.
+	if i := slices.IndexFunc(env, func(e corev1.EnvVar) bool { return e.Name == "RINGTRAIN_ADVERTISE" }); i >= 0 &&
+		slices.IndexFunc(env[:i], func(e corev1.EnvVar) bool { return e.Name == "POD_NAMESPACE" }) < 0 {
+		t.Errorf("worker: RINGTRAIN_ADVERTISE is defined before POD_NAMESPACE, so $(POD_NAMESPACE) would not expand")
+	}
+	if !servicePorts(whs, listen) {
+		t.Errorf("worker headless Service ports %v, want %d", whs.Spec.Ports, listen)
+	}
+	if g := wk.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g < 15 {
+		t.Errorf("worker terminationGracePeriodSeconds %v: want at least 15 s (a step plus a 5 s leave)", g)
+	}
+
+	// The shared data volume: the workers and the prepare step mount it, and the job
+	// spec's data and run directories are on it.
+	spec := jobSpec(t, r)
+	dataMount := ""
+	for _, m := range wk.Spec.Template.Spec.Containers[0].VolumeMounts {
+		for _, v := range wk.Spec.Template.Spec.Volumes {
+			if v.Name == m.Name && v.PersistentVolumeClaim != nil {
+				dataMount = m.MountPath
+				if !slices.ContainsFunc(r.pvcs, func(p *corev1.PersistentVolumeClaim) bool { return p.Name == v.PersistentVolumeClaim.ClaimName }) {
+					t.Errorf("worker volume %s: no PersistentVolumeClaim %s", v.Name, v.PersistentVolumeClaim.ClaimName)
+				}
+			}
+		}
+	}
+	for _, d := range []string{spec.Data, spec.Out} {
+		if dataMount == "" || !underAny(d, map[string]bool{dataMount: true}) {
+			t.Errorf("job spec path %s is not on the workers' data volume (%q)", d, dataMount)
+		}
+	}
+
+	// The Job prepares the shards where the job spec reads them, then submits it.
+	if len(r.jobs) != 1 {
+		t.Fatalf("%d Jobs, want 1", len(r.jobs))
+	}
+	job := r.jobs[0]
+	jCmds := checkPod(t, "Job "+job.Name, job.Spec.Template, image)
+	var prepared, submitted bool
+	for _, p := range jCmds {
+		switch p.cmd.Name() {
+		case "prepare":
+			prepared = p.flag("out") == spec.Data
+			if !prepared {
+				t.Errorf("Job %s prepares %s, the job spec reads %s", job.Name, p.flag("out"), spec.Data)
+			}
+		case "submit":
+			submitted = true
+			checkCoordinators("Job "+job.Name, p)
+			if n, _ := strconv.Atoi(p.flag("min-workers")); n > int(*wk.Spec.Replicas) {
+				t.Errorf("submit --min-workers %d but only %d worker replicas", n, *wk.Spec.Replicas)
+			}
+		}
+	}
+	if !prepared || !submitted {
+		t.Errorf("Job %s: want `ringtrain prepare` then `ringtrain submit`", job.Name)
+	}
+	for _, c := range job.Spec.Template.Spec.InitContainers {
+		if jCmds[c.Name].cmd.Name() != "prepare" {
+			t.Errorf("Job %s: init container %s should prepare the shards", job.Name, c.Name)
+		}
+	}
+}
+
+// withClaims returns a StatefulSet's pod template with its volumeClaimTemplates as
+// volumes, as the controller adds them.
+func withClaims(s *appsv1.StatefulSet) corev1.PodTemplateSpec {
+	tmpl := *s.Spec.Template.DeepCopy()
+	for _, c := range s.Spec.VolumeClaimTemplates {
+		tmpl.Spec.Volumes = append(tmpl.Spec.Volumes, corev1.Volume{Name: c.Name,
+			VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: c.Name}}})
+	}
+	return tmpl
+}
+
+// checkHeadless returns the StatefulSet's governing Service, checking that it is
+// headless, publishes not-ready addresses and selects the pods.
+func checkHeadless(t *testing.T, r *rendered, s *appsv1.StatefulSet) *corev1.Service {
+	t.Helper()
+	svc := r.service(s.Spec.ServiceName)
+	if svc == nil {
+		t.Fatalf("StatefulSet %s: serviceName %q names no Service", s.Name, s.Spec.ServiceName)
+	}
+	if svc.Spec.ClusterIP != corev1.ClusterIPNone {
+		t.Errorf("Service %s: clusterIP %q, want None (headless)", svc.Name, svc.Spec.ClusterIP)
+	}
+	if !svc.Spec.PublishNotReadyAddresses {
+		t.Errorf("Service %s: publishNotReadyAddresses must be true", svc.Name)
+	}
+	if !selects(svc.Spec.Selector, s.Spec.Template.Labels) {
+		t.Errorf("Service %s selector %v does not select %s's pods", svc.Name, svc.Spec.Selector, s.Name)
+	}
+	if !selects(s.Spec.Selector.MatchLabels, s.Spec.Template.Labels) {
+		t.Errorf("StatefulSet %s: selector does not select its own template", s.Name)
+	}
+	return svc
+}
+
+func servicePorts(s *corev1.Service, ports ...int32) bool {
+	for _, p := range ports {
+		if !slices.ContainsFunc(s.Spec.Ports, func(sp corev1.ServicePort) bool {
+			return sp.Port == p && (sp.TargetPort.IntValue() == int(p) || sp.TargetPort.StrVal != "")
+		}) {
+			return false
+		}
+	}
+	return true
+}
+
+func hasFieldEnv(env []corev1.EnvVar, name, field string) bool {
+	return slices.ContainsFunc(env, func(e corev1.EnvVar) bool {
+		return e.Name == name && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == field
+	})
+}
+
+// jobSpec returns the job spec of the rendered ConfigMap, loaded as `ringtrain
+// submit` loads it.
+func jobSpec(t *testing.T, r *rendered) trainer.Spec {
+	t.Helper()
+	for _, cm := range r.configMaps {
+		if y, ok := cm.Data["job.yaml"]; ok {
+			path := filepath.Join(t.TempDir(), "job.yaml")
+			if err := os.WriteFile(path, []byte(y), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			spec, err := trainer.LoadSpec(path)
+			if err != nil {
+				t.Fatalf("ConfigMap %s job.yaml: %v", cm.Name, err)
+			}
+			if _, err := coordinator.JobFromSpec(spec, 1, 0); err != nil {
+				t.Fatalf("ConfigMap %s job.yaml: %v", cm.Name, err)
+			}
+			return spec
+		}
+	}
+	t.Fatalf("no ConfigMap with job.yaml")
+	return trainer.Spec{}
+}
+
+// TestComposeFile checks deploy/docker/compose.yaml against the binary: an odd
+// number of coordinators whose --peers name exactly them, every command and
+// RINGTRAIN_* variable accepted by the real command, workers that advertise their
+// own service name, and the image build.sh builds.
+func TestComposeFile(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(deployDir, "docker/compose.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Services map[string]struct {
+			Image       string            `yaml:"image"`
+			Command     []string          `yaml:"command"`
+			Environment map[string]string `yaml:"environment"`
+			User        string            `yaml:"user"`
+			ReadOnly    bool              `yaml:"read_only"`
+			CapDrop     []string          `yaml:"cap_drop"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatalf("compose.yaml: %v", err)
+	}
+	var coords, workers []string
+	cmds := map[string]parsedCmd{}
+	for name, s := range f.Services {
+		if s.Image != "${RINGTRAIN_IMAGE:-"+imageName+"}" {
+			t.Errorf("service %s: image %q, want %s (overridable with RINGTRAIN_IMAGE)", name, s.Image, imageName)
+		}
+		if s.User == "" || strings.HasPrefix(s.User, "0") || !s.ReadOnly || !slices.Equal(s.CapDrop, []string{"ALL"}) {
+			t.Errorf("service %s: want a non-root user, read_only and cap_drop [ALL]", name)
+		}
+		p := parseArgs(t, "service "+name, s.Command, s.Environment)
+		cmds[name] = p
+		switch p.cmd.Name() {
+		case "coordinator":
+			coords = append(coords, name)
+			if p.flag("id") != name {
+				t.Errorf("service %s: --id %q, want the service name", name, p.flag("id"))
+			}
+		case "worker":
+			workers = append(workers, name)
+			if want := net.JoinHostPort(name, strconv.Itoa(int(port(t, name, p.flag("listen"))))); p.flag("advertise") != want {
+				t.Errorf("service %s: --advertise %q, want %q", name, p.flag("advertise"), want)
+			}
+		}
+	}
+	slices.Sort(coords)
+	if len(coords) < 3 || len(coords)%2 == 0 {
+		t.Errorf("%d coordinators %v: want an odd number >= 3", len(coords), coords)
+	}
+	if len(workers) < 2 {
+		t.Errorf("%d workers: want at least 2", len(workers))
+	}
+	var grpcAddrs []string
+	for _, name := range coords {
+		p := cmds[name]
+		peers, err := coordinator.ParsePeers(p.flag("peers"))
+		if err != nil {
+			t.Fatalf("service %s --peers: %v", name, err)
+		}
+		var ids []string
+		for _, pe := range peers {
+			ids = append(ids, pe.ID)
+			if want := net.JoinHostPort(pe.ID, strconv.Itoa(int(port(t, name, p.flag("raft-addr"))))); pe.Addr != want {
+				t.Errorf("service %s: peer %s at %s, want %s", name, pe.ID, pe.Addr, want)
+			}
+		}
+		slices.Sort(ids)
+		if !slices.Equal(ids, coords) {
+			t.Errorf("service %s: --peers %v, want exactly the coordinator services %v", name, ids, coords)
+		}
+		grpcAddrs = append(grpcAddrs, net.JoinHostPort(name, strconv.Itoa(int(port(t, name, p.flag("grpc-addr"))))))
+	}
+	for name, p := range cmds {
+		if p.cmd.Flags().Lookup("coordinators") == nil {
+			continue
+		}
+		got := splitList([]string{strings.Trim(p.flag("coordinators"), "[]")})
+		slices.Sort(got)
+		if !slices.Equal(got, grpcAddrs) {
+			t.Errorf("service %s: --coordinators %v, want %v", name, got, grpcAddrs)
+		}
+	}
+	if _, err := trainer.LoadSpec(filepath.Join(deployDir, "docker/job.yaml")); err != nil {
+		t.Errorf("docker/job.yaml: %v", err)
+	}
+}
+
+// TestImageNameAgrees checks that the build script builds the image the compose
+// file and the Kubernetes base run.
+func TestImageNameAgrees(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(deployDir, "docker/build.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`image="\$\{RINGTRAIN_IMAGE:-([^}]+)\}"`).FindSubmatch(b)
+	if m == nil || string(m[1]) != imageName {
+		t.Errorf("build.sh builds %q by default, want %s", m, imageName)
+	}
+	k, err := os.ReadFile(filepath.Join(deployDir, "k8s/base/kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, tag, _ := strings.Cut(imageName, ":")
+	if !bytes.Contains(k, []byte("newName: "+name+"\n")) || !bytes.Contains(k, []byte("newTag: "+tag+"\n")) {
+		t.Errorf("k8s/base/kustomization.yaml does not pin the image to %s", imageName)
+	}
+}
