@@ -1,22 +1,20 @@
 package model
 
-import "math"
+import (
+	"math"
+
+	"github.com/ringtrain/ringtrain/tensor"
+)
 
 // normChunk fixes the partition of the gradient-norm reduction, so that the norm has
 // the same bits whatever the number of threads or ranks.
 const normChunk = 1 << 16
 
-// GradNorm returns the L2 norm of g, summed in float64 over fixed chunks in order.
+// GradNorm returns the L2 norm of g: the squares summed in float64 over fixed chunks of
+// normChunk elements, the chunks in parallel and their sums added in order
+// (tensor.SumSquares), so the same bits whatever the number of threads.
 func GradNorm(g []float32) float64 {
-	var total float64
-	for lo := 0; lo < len(g); lo += normChunk {
-		var s float64
-		for _, v := range g[lo:min(lo+normChunk, len(g))] {
-			s += float64(v) * float64(v)
-		}
-		total += s
-	}
-	return math.Sqrt(total)
+	return math.Sqrt(tensor.SumSquares(g, normChunk))
 }
 
 // ClipGradNorm scales g so that its norm is at most maxNorm (torch.nn.utils.
@@ -28,10 +26,7 @@ func ClipGradNorm(g []float32, maxNorm float64) float64 {
 		return norm
 	}
 	if coef := maxNorm / (norm + 1e-6); coef < 1 {
-		c := float32(coef)
-		for i := range g {
-			g[i] *= c
-		}
+		tensor.Scale(g, float32(coef))
 	}
 	return norm
 }

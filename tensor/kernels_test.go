@@ -240,6 +240,10 @@ func TestKernelsAllocateNothing(t *testing.T) {
 			be.ResidualForward(y, x, dx)
 			be.Accumulate(y, x)
 		},
+		"sumsquares": func() {
+			SumSquares(h, 1024)
+			Scale(h, 1)
+		},
 		"crossentropy": func() {
 			be.SoftmaxCrossEntropy(losses, logits, targets, N, V)
 			be.CrossEntropyBackward(logits, targets, 0.5, N, V)

@@ -50,6 +50,11 @@ func maxAVX2(x *float32, n int) float32
 //go:noescape
 func dot8AVX2(a, b *float32, n int) float32
 
+// sumSq8AVX2 returns sumSq8 of n floats (n a multiple of 8).
+//
+//go:noescape
+func sumSq8AVX2(x *float32, n int) float64
+
 // scaleAVX2 sets x[i] *= c for i < n, n a multiple of 8.
 //
 //go:noescape

@@ -629,3 +629,35 @@ d8done:
 	MOVSS X0, ret+24(FP)
 	VZEROUPPER
 	RET
+
+// func sumSq8AVX2(x *float32, n int) float64
+// sumSq8 of n floats, n a multiple of 8: the squares in float64 (exact), eight running
+// sums in Y0 (lanes 0-3) and Y1 (lanes 4-7), combined in sumSq8's order.
+TEXT ·sumSq8AVX2(SB), NOSPLIT, $0-24
+	MOVQ   x+0(FP), SI
+	MOVQ   n+8(FP), CX
+	SHRQ   $3, CX
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	JZ     ssdone
+
+ssloop:
+	VCVTPS2PD (SI), Y2
+	VCVTPS2PD 16(SI), Y3
+	VMULPD    Y2, Y2, Y2
+	VMULPD    Y3, Y3, Y3
+	VADDPD    Y2, Y0, Y0
+	VADDPD    Y3, Y1, Y1
+	ADDQ      $32, SI
+	DECQ      CX
+	JNZ       ssloop
+
+ssdone:
+	VADDPD       Y1, Y0, Y0 // s_j + s_{j+4}
+	VEXTRACTF128 $1, Y0, X1
+	VADDPD       X1, X0, X0 // (s0+s4)+(s2+s6), (s1+s5)+(s3+s7)
+	VUNPCKHPD    X0, X0, X1
+	VADDSD       X1, X0, X0
+	MOVSD        X0, ret+16(FP)
+	VZEROUPPER
+	RET

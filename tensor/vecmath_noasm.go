@@ -26,6 +26,7 @@ func lnVec(n int) bool { return false }
 
 func sum8AVX2(x *float32, n int) float32                 { panic("unreachable") }
 func dot8AVX2(a, b *float32, n int) float32              { panic("unreachable") }
+func sumSq8AVX2(x *float32, n int) float64               { panic("unreachable") }
 func sumSqDev8AVX2(x *float32, n int, m float32) float32 { panic("unreachable") }
 func lnApplyAVX2(o, x, w, b *float32, n int, m, s float32) {
 	panic("unreachable")
