@@ -22,8 +22,10 @@ type Worker struct {
 	loss              prometheus.Gauge
 	tokens            prometheus.Counter
 	stepDuration      prometheus.Histogram
+	stepPhase         *prometheus.HistogramVec
 	allReduceBytes    prometheus.Counter
 	allReduceDuration prometheus.Histogram
+	evalDuration      prometheus.Histogram
 	generation        prometheus.Gauge
 	worldSize         prometheus.Gauge
 }
@@ -38,23 +40,29 @@ func NewWorker(reg prometheus.Registerer, id string) (*Worker, error) {
 	c := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels})
 	}
+	// 0.25 ms to 8 s: a phase of a small model's step is well under a millisecond.
+	buckets := prometheus.ExponentialBuckets(0.00025, 2, 16)
 	h := func(name, help string) prometheus.Histogram {
-		return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, ConstLabels: labels,
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)})
+		return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, ConstLabels: labels, Buckets: buckets})
 	}
 	w := &Worker{
-		step:              g("ringtrain_step", "Training steps applied by this worker."),
-		loss:              g("ringtrain_train_loss", "Mean training loss of the last step (all ranks)."),
-		tokens:            c("ringtrain_tokens_total", "Training tokens this worker computed gradients for."),
-		stepDuration:      h("ringtrain_step_duration_seconds", "Wall time of one training step: compute, all-reduce and optimizer."),
+		step:         g("ringtrain_step", "Training steps applied by this worker."),
+		loss:         g("ringtrain_train_loss", "Mean training loss of the last step (all ranks)."),
+		tokens:       c("ringtrain_tokens_total", "Training tokens this worker computed gradients for."),
+		stepDuration: h("ringtrain_step_duration_seconds", "Wall time of one training step: the sum of its phases."),
+		stepPhase: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ringtrain_step_phase_seconds",
+			Help: "Wall time of one phase of a training step: compute (forward and backward), allreduce (blocked " +
+				"on the reductions after backward), optimizer (clipping and AdamW), waiting (data, state sync, other).",
+			ConstLabels: labels, Buckets: buckets}, []string{"phase"}),
 		allReduceBytes:    c("ringtrain_allreduce_bytes_total", "Payload bytes this worker reduced over the ring (gradients and loss)."),
-		allReduceDuration: h("ringtrain_allreduce_duration_seconds", "Wall time of a step's gradient all-reduce."),
+		allReduceDuration: h("ringtrain_allreduce_duration_seconds", "Time the ring was busy reducing one step's gradient buckets and loss, overlapping backward."),
+		evalDuration:      h("ringtrain_eval_duration_seconds", "Wall time of one validation evaluation (rank 0)."),
 		generation: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ringtrain_generation", Help: generationHelp,
 			ConstLabels: prometheus.Labels{"worker": id, "replica": ""}}),
 		worldSize: g("ringtrain_world_size", "Ring members of the current generation."),
 	}
-	for _, col := range []prometheus.Collector{w.step, w.loss, w.tokens, w.stepDuration,
-		w.allReduceBytes, w.allReduceDuration, w.generation, w.worldSize} {
+	for _, col := range []prometheus.Collector{w.step, w.loss, w.tokens, w.stepDuration, w.stepPhase,
+		w.allReduceBytes, w.allReduceDuration, w.evalDuration, w.generation, w.worldSize} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}
@@ -79,17 +87,29 @@ func (w *Worker) SetStep(step int64) {
 	w.step.Set(float64(step))
 }
 
-// StepDone records one applied step.
-func (w *Worker) StepDone(step int64, loss float64, tokens int64, dur time.Duration, arBytes int64, arDur time.Duration) {
+// StepDone records one applied step: the step reached, its mean loss, the tokens
+// this worker computed, its time split and the bytes it all-reduced.
+func (w *Worker) StepDone(step int64, loss float64, tokens int64, t StepTimes, arBytes int64) {
 	if w == nil {
 		return
 	}
 	w.step.Set(float64(step))
 	w.loss.Set(loss)
 	w.tokens.Add(float64(tokens))
-	w.stepDuration.Observe(dur.Seconds())
+	w.stepDuration.Observe(t.Total().Seconds())
+	for _, p := range t.phases() {
+		w.stepPhase.WithLabelValues(p.name).Observe(p.d.Seconds())
+	}
 	w.allReduceBytes.Add(float64(arBytes))
-	w.allReduceDuration.Observe(arDur.Seconds())
+	w.allReduceDuration.Observe(t.RingBusy.Seconds())
+}
+
+// EvalDone records one validation evaluation.
+func (w *Worker) EvalDone(d time.Duration) {
+	if w == nil {
+		return
+	}
+	w.evalDuration.Observe(d.Seconds())
 }
 
 // ringtrain_generation is exported by workers and coordinator replicas, which may

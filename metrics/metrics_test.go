@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -36,7 +37,8 @@ func TestSharedRegistry(t *testing.T) {
 			t.Fatal(err)
 		}
 		w.SetGeneration(3, 2)
-		w.StepDone(7, 1.5, 64, 0, 400, 0)
+		w.StepDone(7, 1.5, 64, StepTimes{Compute: 3 * time.Millisecond, AllReduce: time.Millisecond}, 400)
+		w.EvalDone(time.Second)
 	}
 	err := RegisterCoordinator(reg, "c0", func() CoordinatorValues {
 		return CoordinatorValues{RaftState: "Leader", Term: 2, CommitIndex: 40, Generation: 3, Workers: 2, CommittedStep: 7}
@@ -45,7 +47,8 @@ func TestSharedRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	var nilWorker *Worker
-	nilWorker.StepDone(1, 1, 1, 0, 1, 0) // records nothing, does not panic
+	nilWorker.StepDone(1, 1, 1, StepTimes{}, 1) // records nothing, does not panic
+	nilWorker.EvalDone(time.Second)
 	body := scrape(t, reg)
 	for _, want := range []string{
 		`ringtrain_step{worker="w1"} 7`,
@@ -54,6 +57,11 @@ func TestSharedRegistry(t *testing.T) {
 		`ringtrain_allreduce_bytes_total{worker="w1"} 400`,
 		`ringtrain_step_duration_seconds_count{worker="w0"} 1`,
 		`ringtrain_allreduce_duration_seconds_count{worker="w0"} 1`,
+		`ringtrain_step_duration_seconds_sum{worker="w0"} 0.004`,
+		`ringtrain_step_phase_seconds_sum{phase="compute",worker="w0"} 0.003`,
+		`ringtrain_step_phase_seconds_sum{phase="allreduce",worker="w1"} 0.001`,
+		`ringtrain_step_phase_seconds_count{phase="waiting",worker="w1"} 1`,
+		`ringtrain_eval_duration_seconds_count{worker="w0"} 1`,
 		`ringtrain_world_size{worker="w0"} 2`,
 		`ringtrain_generation{replica="",worker="w0"} 3`,
 		`ringtrain_generation{replica="c0",worker=""} 3`,
@@ -67,5 +75,24 @@ func TestSharedRegistry(t *testing.T) {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("missing %q in\n%s", want, body)
 		}
+	}
+}
+
+func TestSplitString(t *testing.T) {
+	var s Split
+	if got := s.String(); got != "step time: no steps" {
+		t.Errorf("empty split: %q", got)
+	}
+	s.Add(StepTimes{Compute: 16 * time.Millisecond, AllReduce: 2 * time.Millisecond, Optimizer: time.Millisecond,
+		Waiting: time.Millisecond, RingBusy: 5 * time.Millisecond})
+	s.Add(StepTimes{Compute: 20 * time.Millisecond, AllReduce: 2 * time.Millisecond, Optimizer: 3 * time.Millisecond,
+		Waiting: 5 * time.Millisecond, RingBusy: 7 * time.Millisecond})
+	if m := s.Mean(); m.Total() != 25*time.Millisecond || m.RingBusy != 6*time.Millisecond {
+		t.Errorf("mean %+v, total %v", m, m.Total())
+	}
+	want := "step time 25.0 ms over 2 steps: compute 18.0 ms (72%), all-reduce 2.00 ms (8%; ring busy 6.00 ms), " +
+		"optimizer 2.00 ms (8%), waiting 3.00 ms (12%)"
+	if got := s.String(); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
 	}
 }

@@ -12,14 +12,17 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/model"
+	"github.com/ringtrain/ringtrain/progress"
 	"github.com/ringtrain/ringtrain/shard"
 	"github.com/ringtrain/ringtrain/tokenizer"
 )
 
 // RunOptions are the knobs of a single-process training run that are not part of the job.
 type RunOptions struct {
-	Logger   *slog.Logger // structured logs; nil discards them
-	Progress io.Writer    // one human-readable line per log interval; nil for none
+	Logger *slog.Logger // structured logs; nil discards them
+	// Progress receives one human-readable line per log interval, or a live bar
+	// when it is a terminal (see package progress); nil for none.
+	Progress io.Writer
 	// NoResume refuses to resume: a run directory that holds checkpoints is an error
 	// instead of a place to continue from.
 	NoResume bool
@@ -149,6 +152,9 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 	tokensPerStep := int64(spec.GlobalBatch() * spec.SeqLen)
 	start, startStep := time.Now(), tr.Step
 	intervalStart, intervalStep := start, tr.Step
+	prog := progress.New(opts.Progress, progress.Options{Steps: spec.Steps, StartStep: startStep,
+		TokensPerStep: tokensPerStep, Every: spec.LogInterval})
+	defer prog.Finish()
 	lastSaved := tr.Step
 	save := func() error {
 		if tr.Step == lastSaved || tr.Step == 0 {
@@ -190,20 +196,16 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 			res.TrainLoss = lossSum / float64(n)
 		}
 		rec := map[string]any{"step": tr.Step, "loss": res.TrainLoss, "lr": lr, "grad_norm": norm,
-			"tokens": tr.Step * tokensPerStep, "time": time.Now().UTC().Format(time.RFC3339Nano)}
+			"tokens": tr.Step * tokensPerStep, "elapsed_s": time.Since(start).Seconds(),
+			"time": time.Now().UTC().Format(time.RFC3339Nano)}
 		if tr.Step%spec.LogInterval == 0 || tr.Step == spec.Steps {
 			now := time.Now()
 			tps := float64((tr.Step-intervalStep)*tokensPerStep) / now.Sub(intervalStart).Seconds()
 			intervalStart, intervalStep = now, tr.Step
 			rec["tokens_per_sec"] = tps
-			elapsed := now.Sub(start)
-			eta := time.Duration(float64(elapsed) / float64(tr.Step-startStep) * float64(spec.Steps-tr.Step))
-			if opts.Progress != nil {
-				fmt.Fprintf(opts.Progress, "step %*d/%d  loss %.4f  lr %.2e  norm %.3f  %6.0f tok/s  elapsed %s  eta %s\n",
-					digits(spec.Steps), tr.Step, spec.Steps, res.TrainLoss, lr, norm, tps, elapsed.Round(time.Second), eta.Round(time.Second))
-			}
 			log.Debug("step", "step", tr.Step, "loss", res.TrainLoss, "lr", lr, "grad_norm", norm, "tokens_per_sec", tps)
 		}
+		prog.Update(progress.Status{Step: tr.Step, Loss: res.TrainLoss, LR: lr, GradNorm: norm})
 		if p.Val != nil && ((spec.EvalInterval > 0 && tr.Step%spec.EvalInterval == 0) || tr.Step == spec.Steps) {
 			vl, err := tr.Evaluate(ctx, p.Val)
 			if err != nil && ctx.Err() == nil {
@@ -211,10 +213,8 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 			}
 			if err == nil {
 				res.ValLoss = vl
-				rec["val_loss"] = vl
-				if opts.Progress != nil {
-					fmt.Fprintf(opts.Progress, "step %*d/%d  val loss %.4f\n", digits(spec.Steps), tr.Step, spec.Steps, vl)
-				}
+				rec["val_loss"], rec["elapsed_s"] = vl, time.Since(start).Seconds()
+				prog.Println(fmt.Sprintf("step %*d/%d  val loss %.4f", digits(spec.Steps), tr.Step, spec.Steps, vl))
 				log.Info("eval", "step", tr.Step, "val_loss", vl)
 			}
 		}

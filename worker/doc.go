@@ -29,10 +29,11 @@
 // For each plan generation in which it is a member, the worker builds the ring over
 // the plan's ordered members and synchronises state (below), then steps: the
 // gradient of its streams' micro-batches (coordinator.StreamsOf; each scaled by the
-// global target count, so the ring's SUM is the global mean gradient), an
-// all-reduce of the gradient slab and, as a second one-element operation, of the
-// local loss sum, then clipping and AdamW (trainer.Apply). Rank 0 reports progress,
-// prints the progress lines, writes metrics.jsonl, evaluates, and every
+// global target count, so the ring's SUM is the global mean gradient), all-reduced
+// bucket by bucket while backward runs, and the local loss sum as a last
+// one-element operation; then clipping and AdamW (trainer.Apply). Rank 0 reports
+// progress, prints the progress lines (or bar), writes metrics.jsonl, evaluates,
+// and every
 // checkpoint_interval steps writes a checkpoint with the trainer's writer and
 // commits its digest (model.CheckpointDigest) through the coordinator. At every
 // checkpoint interval and at the end all ranks compare a 64-bit checksum of their
@@ -62,8 +63,32 @@
 //
 // The first version always broadcasts the whole state at a new generation, even
 // when every rank is at the same step; for the models ringtrain trains on CPUs this
-// is a fraction of a second on loopback. Gradient buckets are not yet overlapped
-// with the backward pass: the whole slab is reduced after it.
+// is a fraction of a second on loopback.
+//
+// # Gradient buckets
+//
+// The gradient slab is cut into buckets of at least Config.BucketBytes, along the
+// ranges that model.GPT.Backward reports final, in the order it finishes them (the
+// last layers first); see planBuckets. The cut depends only on the model's shape, so
+// every rank starts the same ring operations in the same order, and each bucket is
+// summed in the ring's fixed order: the bits do not depend on timing. A step's
+// gradient is the sum over the rank's micro-batches, so only the last micro-batch's
+// backward reports ranges (trainer.Trainer.Gradients): once it has added into a
+// range, the range is final, and its bucket starts while backward works on the
+// layers below. Buckets not started when backward returns (a rank with no streams
+// reports none) start then; the loss sum follows; the step waits for all of them
+// before clipping.
+//
+// # Time split
+//
+// Each step's wall time is split into compute (forward and backward, less the time
+// reading batches), all-reduce (blocked on the reductions after backward ended),
+// optimizer (clipping and AdamW) and waiting (reading batches, the ring and state
+// sync of a new generation, bookkeeping); the time the ring was busy, which
+// overlaps compute, is kept beside them. Rank 0's evaluations are outside every
+// step (a peer waits for them in its next all-reduce). The split goes to the
+// Prometheus instruments (metrics.Worker), to metrics.jsonl, and summed into
+// Result.Split.
 //
 // When the job's last step is done, rank 0 writes the final checkpoint and records
 // the step and checkpoint synchronously, all ranks meet at a barrier, and each

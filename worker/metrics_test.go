@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -53,18 +54,26 @@ func TestMetrics(t *testing.T) {
 	for _, id := range []string{"w0", "w1"} {
 		lbl := `{worker="` + id + `"}`
 		want := map[string]func(float64) bool{
-			"ringtrain_step":                             func(v float64) bool { return v == float64(spec.Steps) },
-			"ringtrain_train_loss":                       func(v float64) bool { return v > 0 && v < 10 },
-			"ringtrain_tokens_total":                     func(v float64) bool { return v == tokensPerWorker },
-			"ringtrain_step_duration_seconds_count":      func(v float64) bool { return v == float64(spec.Steps) },
-			"ringtrain_step_duration_seconds_sum":        func(v float64) bool { return v > 0 },
-			"ringtrain_allreduce_bytes_total":            func(v float64) bool { return v >= float64(spec.Steps*4*1000) },
-			"ringtrain_allreduce_duration_seconds_count": func(v float64) bool { return v == float64(spec.Steps) },
-			"ringtrain_generation":                       func(v float64) bool { return v == float64(res[0].Generation) },
-			"ringtrain_world_size":                       func(v float64) bool { return v == 2 },
+			"ringtrain_step":                                        func(v float64) bool { return v == float64(spec.Steps) },
+			"ringtrain_train_loss":                                  func(v float64) bool { return v > 0 && v < 10 },
+			"ringtrain_tokens_total":                                func(v float64) bool { return v == tokensPerWorker },
+			"ringtrain_step_duration_seconds_count":                 func(v float64) bool { return v == float64(spec.Steps) },
+			"ringtrain_step_duration_seconds_sum":                   func(v float64) bool { return v > 0 },
+			"ringtrain_allreduce_bytes_total":                       func(v float64) bool { return v >= float64(spec.Steps*4*1000) },
+			"ringtrain_allreduce_duration_seconds_count":            func(v float64) bool { return v == float64(spec.Steps) },
+			`ringtrain_step_phase_seconds_count{phase="compute",`:   func(v float64) bool { return v == float64(spec.Steps) },
+			`ringtrain_step_phase_seconds_sum{phase="compute",`:     func(v float64) bool { return v > 0 },
+			`ringtrain_step_phase_seconds_count{phase="allreduce",`: func(v float64) bool { return v == float64(spec.Steps) },
+			`ringtrain_step_phase_seconds_count{phase="optimizer",`: func(v float64) bool { return v == float64(spec.Steps) },
+			`ringtrain_step_phase_seconds_count{phase="waiting",`:   func(v float64) bool { return v == float64(spec.Steps) },
+			"ringtrain_generation":                                  func(v float64) bool { return v == float64(res[0].Generation) },
+			"ringtrain_world_size":                                  func(v float64) bool { return v == 2 },
 		}
 		for name, ok := range want {
 			key := name + lbl
+			if strings.HasSuffix(name, ",") {
+				key = name + `worker="` + id + `"}`
+			}
 			if name == "ringtrain_generation" {
 				key = name + `{replica="",worker="` + id + `"}`
 			}
@@ -76,6 +85,11 @@ func TestMetrics(t *testing.T) {
 			if !ok(v) {
 				t.Errorf("%s = %v: implausible", key, v)
 			}
+		}
+	}
+	for r, x := range res {
+		if m := x.Split.Mean(); x.Split.Steps != spec.Steps || m.Compute <= 0 || m.RingBusy <= 0 {
+			t.Errorf("rank %d: time split %+v over %d steps", r, m, x.Split.Steps)
 		}
 	}
 	if v := samples[`ringtrain_train_loss{worker="w0"}`]; v != res[0].Loss {
@@ -94,12 +108,23 @@ func TestMetrics(t *testing.T) {
 			Step       int64   `json:"step"`
 			Generation *uint64 `json:"generation"`
 			WorldSize  *int    `json:"world_size"`
+			StepS      float64 `json:"step_s"`
+			ComputeS   float64 `json:"compute_s"`
+			AllReduceS float64 `json:"allreduce_s"`
+			BusyS      float64 `json:"allreduce_busy_s"`
+			OptimizerS float64 `json:"optimizer_s"`
+			WaitingS   float64 `json:"waiting_s"`
+			ElapsedS   float64 `json:"elapsed_s"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
 			t.Fatal(err)
 		}
 		if rec.Generation == nil || rec.WorldSize == nil || *rec.WorldSize != 2 {
 			t.Errorf("record of step %d lacks the generation or world size 2: %s", rec.Step, sc.Text())
+		}
+		sum := rec.ComputeS + rec.AllReduceS + rec.OptimizerS + rec.WaitingS
+		if rec.ComputeS <= 0 || rec.BusyS <= 0 || rec.ElapsedS <= 0 || math.Abs(sum-rec.StepS) > 1e-6 {
+			t.Errorf("record of step %d: implausible time split: %s", rec.Step, sc.Text())
 		}
 		lines++
 	}

@@ -12,7 +12,9 @@ import (
 
 	"github.com/ringtrain/ringtrain/allreduce"
 	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/metrics"
 	"github.com/ringtrain/ringtrain/model"
+	"github.com/ringtrain/ringtrain/progress"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
 	"github.com/ringtrain/ringtrain/trainer"
 )
@@ -22,14 +24,39 @@ import (
 type jobState struct {
 	p         *trainer.Prepared
 	tr        *trainer.Trainer
-	lastSaved int64 // step of the newest checkpoint written or restored
+	data      *timedSource // the trainer's data, timed
+	lastSaved int64        // step of the newest checkpoint written or restored
 	lastCkpt  string
 	loss      float64 // mean loss of the last step
 	valLoss   float64
 	start     time.Time
 	startStep int64
+	split     metrics.Split     // where the step time went
+	progress  *progress.Printer // rank 0's progress output, made at its first step
 	metrics   *json.Encoder
 	metricsF  *os.File
+}
+
+// timedSource is a trainer.BatchSource that adds up the time spent reading
+// batches, which the time split counts as waiting rather than compute. It is
+// used from the training loop's goroutine only.
+type timedSource struct {
+	src  trainer.BatchSource
+	took time.Duration
+}
+
+func (s *timedSource) Batch(ctx context.Context, stream int, step int64, inputs, targets []int32) error {
+	t := time.Now()
+	err := s.src.Batch(ctx, stream, step, inputs, targets)
+	s.took += time.Since(t)
+	return err
+}
+
+// lap returns the time spent reading since the last lap.
+func (s *timedSource) lap() time.Duration {
+	d := s.took
+	s.took = 0
+	return d
 }
 
 // loadJob reads the job from the coordinator, prepares its data and model, and
@@ -56,11 +83,12 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 	if err != nil {
 		return nil, fatal(err)
 	}
-	tr, err := trainer.New(p.Spec, m, model.NewAdamW(p.Spec.Model), p.Loader, int32(p.Tokenizer.Mask()))
+	data := &timedSource{src: p.Loader}
+	tr, err := trainer.New(p.Spec, m, model.NewAdamW(p.Spec.Model), data, int32(p.Tokenizer.Mask()))
 	if err != nil {
 		return nil, fatal(err)
 	}
-	js := &jobState{p: p, tr: tr, loss: nan(), valLoss: nan()}
+	js := &jobState{p: p, tr: tr, data: data, loss: nan(), valLoss: nan()}
 	cks := st.GetState().GetCheckpoints()
 	if len(cks) == 0 {
 		// Nothing committed: resume from the run directory's newest checkpoint, as the
@@ -97,6 +125,8 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 // runGeneration trains the job as a member of plan until it is done (nil error and
 // the result) or the generation fails. ctx ends when a newer plan arrives.
 func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan, svc *allreduce.Service, rep *reporter) (*Result, error) {
+	// Building the ring and the state sync count as waiting in the first step.
+	stepEnd := time.Now()
 	gen := plan.GetGeneration()
 	rank := coordinator.RankOf(plan, w.cfg.ID)
 	streams := coordinator.StreamsOf(plan, w.cfg.ID)
@@ -147,53 +177,73 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 	// Tokens and all-reduce payload of one step on this worker.
 	localTokens := int64(len(streams) * spec.MicroBatch * spec.SeqLen)
 	arBytes := int64(4 * (len(tr.Model.Grads.Slab) + len(lossBuf)))
+	buckets := newBucketRun(ring, tr.Model.Grads.Slab, planBuckets(tr.Model.Grads, max(w.cfg.BucketBytes/4, 1)))
 	intervalStart, intervalStep := time.Now(), tr.Step
+	if rank == 0 && js.progress == nil {
+		js.progress = progress.New(w.cfg.Progress, progress.Options{Steps: spec.Steps, StartStep: js.startStep,
+			TokensPerStep: tokensPerStep, Every: spec.LogInterval})
+	}
+	js.data.lap()
 	for tr.Step < spec.Steps {
 		step := tr.Step
 		w.curStep.Store(step)
+		// The gradient buckets are reduced while backward runs, each as soon as
+		// backward has finished it (trainer.Gradients hands the callback to the
+		// last micro-batch, after which a range is final); the loss follows once
+		// the micro-batches are done. All are waited for before clipping.
 		t0 := time.Now()
-		lossSum, err := tr.Gradients(ctx, step, streams, nil)
+		buckets.begin(ctx)
+		lossSum, err := tr.Gradients(ctx, step, streams, buckets.ready)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("step %d aborted: %w", step, context.Cause(ctx))
 			}
 			return nil, fatal(err)
 		}
+		buckets.flush()
 		t1 := time.Now()
 		lossBuf[0] = float32(lossSum)
-		hg := ring.Start(ctx, tr.Model.Grads.Slab)
 		hl := ring.Start(ctx, lossBuf)
-		if err := errors.Join(hg.Wait(), hl.Wait()); err != nil {
+		busy, err := buckets.wait()
+		if err := errors.Join(err, hl.Wait()); err != nil {
 			return nil, fmt.Errorf("step %d: all-reduce: %w", step, err)
 		}
+		busy += hl.Busy()
 		t2 := time.Now()
 		norm, lr, err := tr.Apply()
 		if err != nil {
 			return nil, fatal(err)
 		}
 		t3 := time.Now()
+		reading := js.data.lap()
+		times := metrics.StepTimes{Compute: t1.Sub(t0) - reading, AllReduce: t2.Sub(t1), Optimizer: t3.Sub(t2),
+			Waiting: t0.Sub(stepEnd) + reading, RingBusy: busy}
+		stepEnd = t3
+		js.split.Add(times)
 		js.loss = 0
 		if n := tr.GlobalTargets(step); n > 0 {
 			js.loss = float64(lossBuf[0]) / float64(n)
 		}
-		w.cfg.Metrics.StepDone(tr.Step, js.loss, localTokens, t3.Sub(t0), arBytes, t2.Sub(t1))
+		w.cfg.Metrics.StepDone(tr.Step, js.loss, localTokens, times, arBytes)
 		stepLog := log.With("step", tr.Step)
-		stepLog.Debug("step", "loss", js.loss, "lr", lr, "grad_norm", norm,
-			"compute", t1.Sub(t0), "allreduce", t2.Sub(t1), "optimizer", t3.Sub(t2))
+		stepLog.Debug("step", "loss", js.loss, "lr", lr, "grad_norm", norm, "compute", times.Compute,
+			"allreduce", times.AllReduce, "ring_busy", times.RingBusy, "optimizer", times.Optimizer, "waiting", times.Waiting)
 		if rank == 0 {
 			rep.report(&pb.ReportProgressRequest{WorkerId: w.cfg.ID, Generation: gen, Step: tr.Step, Loss: js.loss, Tokens: tr.Step * tokensPerStep})
 			rec := map[string]any{"step": tr.Step, "loss": js.loss, "lr": lr, "grad_norm": norm,
 				"tokens": tr.Step * tokensPerStep, "generation": gen, "world_size": world,
-				"compute_s": t1.Sub(t0).Seconds(), "allreduce_s": t2.Sub(t1).Seconds(), "optimizer_s": t3.Sub(t2).Seconds(),
-				"time": time.Now().UTC().Format(time.RFC3339Nano)}
+				"step_s": times.Total().Seconds(), "compute_s": times.Compute.Seconds(), "allreduce_s": times.AllReduce.Seconds(),
+				"allreduce_busy_s": times.RingBusy.Seconds(), "optimizer_s": times.Optimizer.Seconds(), "waiting_s": times.Waiting.Seconds(),
+				"elapsed_s": time.Since(js.start).Seconds(), "time": time.Now().UTC().Format(time.RFC3339Nano)}
 			if tr.Step%spec.LogInterval == 0 || tr.Step == spec.Steps {
 				now := time.Now()
 				tps := float64((tr.Step-intervalStep)*tokensPerStep) / now.Sub(intervalStart).Seconds()
 				intervalStart, intervalStep = now, tr.Step
 				rec["tokens_per_sec"] = tps
-				w.printProgress(js, tps, world)
 			}
+			js.progress.Update(progress.Status{Step: tr.Step, Loss: js.loss, Workers: world})
 			if js.p.Val != nil && ((spec.EvalInterval > 0 && tr.Step%spec.EvalInterval == 0) || tr.Step == spec.Steps) {
+				te := time.Now()
 				vl, err := tr.Evaluate(ctx, js.p.Val)
 				if err != nil {
 					if ctx.Err() != nil {
@@ -201,11 +251,14 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 					}
 					return nil, fatal(err)
 				}
+				// Evaluation is not part of any step's time.
+				took := time.Since(te)
+				stepEnd = stepEnd.Add(took)
+				w.cfg.Metrics.EvalDone(took)
 				js.valLoss = vl
-				rec["val_loss"] = vl
-				if w.cfg.Progress != nil {
-					fmt.Fprintf(w.cfg.Progress, "step %*d/%d  val loss %.4f\n", digits(spec.Steps), tr.Step, spec.Steps, vl)
-				}
+				rec["val_loss"], rec["eval_s"] = vl, took.Seconds()
+				rec["elapsed_s"] = time.Since(js.start).Seconds()
+				js.progress.Println(fmt.Sprintf("step %*d/%d  val loss %.4f", digits(spec.Steps), tr.Step, spec.Steps, vl))
 				stepLog.Info("eval", "val_loss", vl)
 			}
 			w.writeMetrics(js, rec)
@@ -256,9 +309,9 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 		// not make this rank wait for a plan that will never come.
 		log.Warn("final barrier failed after the last step; finishing", "err", err)
 	}
-	log.Info("job finished", "step", tr.Step, "loss", js.loss)
+	log.Info("job finished", "step", tr.Step, "loss", js.loss, "time_split", js.split.String())
 	res := &Result{Step: tr.Step, Loss: js.loss, ValLoss: js.valLoss, Generation: gen, Rank: rank,
-		Params: append([]float32(nil), tr.Model.Params.Slab...), Elapsed: time.Since(js.start)}
+		Params: append([]float32(nil), tr.Model.Params.Slab...), Elapsed: time.Since(js.start), Split: js.split}
 	if rank == 0 {
 		res.Checkpoint = js.lastCkpt
 	}
@@ -288,20 +341,6 @@ func (w *Worker) saveCheckpoint(js *jobState, gen uint64, log *slog.Logger) (*pb
 	return &pb.CommitCheckpointRequest{WorkerId: w.cfg.ID, Generation: gen, Step: tr.Step, Location: dir, Sha256: digest}, nil
 }
 
-func (w *Worker) printProgress(js *jobState, tps float64, world int) {
-	if w.cfg.Progress == nil {
-		return
-	}
-	tr, spec := js.tr, js.tr.Spec
-	elapsed := time.Since(js.start)
-	var eta time.Duration
-	if done := tr.Step - js.startStep; done > 0 {
-		eta = time.Duration(float64(elapsed) / float64(done) * float64(spec.Steps-tr.Step))
-	}
-	fmt.Fprintf(w.cfg.Progress, "step %*d/%d  loss %.4f  %6.0f tok/s  workers %d  elapsed %s  eta %s\n",
-		digits(spec.Steps), tr.Step, spec.Steps, js.loss, tps, world, elapsed.Round(time.Second), eta.Round(time.Second))
-}
-
 // writeMetrics appends one JSON line to <out>/metrics.jsonl (rank 0). A failure to
 // write metrics is logged, never fatal.
 func (w *Worker) writeMetrics(js *jobState, rec map[string]any) {
@@ -323,7 +362,9 @@ func (w *Worker) writeMetrics(js *jobState, rec map[string]any) {
 	}
 }
 
+// closeMetrics ends the progress output and closes the metrics file.
 func (w *Worker) closeMetrics(js *jobState) {
+	js.progress.Finish()
 	if js.metricsF != nil {
 		js.metricsF.Close()
 		js.metricsF, js.metrics = nil, nil

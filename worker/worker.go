@@ -54,6 +54,10 @@ type Config struct {
 	// Metrics receives the worker's Prometheus instruments (metrics.NewWorker); nil
 	// records none.
 	Metrics *metrics.Worker
+	// BucketBytes is the size from which gradients are reduced as a bucket of
+	// their own while backward runs (default DefaultBucketBytes). Every worker of a
+	// job must use the same value: the ring refuses operations that differ.
+	BucketBytes int
 }
 
 // Result is what a finished Run reports.
@@ -66,6 +70,7 @@ type Result struct {
 	Rank       int       // rank in that generation
 	Params     []float32 // final parameter slab, owned by the caller
 	Elapsed    time.Duration
+	Split      metrics.Split // where this worker's step time went, summed over its steps
 }
 
 // Worker is one training process of a cluster: build it with New, run it with Run
@@ -100,6 +105,9 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.RetryDelay <= 0 {
 		cfg.RetryDelay = time.Second
+	}
+	if cfg.BucketBytes <= 0 {
+		cfg.BucketBytes = DefaultBucketBytes
 	}
 	log := cfg.Logger
 	if log == nil {

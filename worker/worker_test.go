@@ -117,7 +117,9 @@ func runClusterMetrics(t *testing.T, spec trainer.Spec, n int, reg *prometheus.R
 				t.Fatal(err)
 			}
 		}
-		w, err := New(Config{ID: id, Coordinators: c.Client(), Logger: log, RetryDelay: 200 * time.Millisecond, Metrics: m})
+		// Small buckets, so that the tiny model's gradients travel in several.
+		w, err := New(Config{ID: id, Coordinators: c.Client(), Logger: log, RetryDelay: 200 * time.Millisecond, Metrics: m,
+			BucketBytes: 16 << 10})
 		if err != nil {
 			t.Fatal(err)
 		}

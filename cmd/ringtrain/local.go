@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -254,11 +255,11 @@ func runLocalCluster(cmd *cobra.Command, g *globals, log *slog.Logger, spec trai
 	if err := errors.Join(errs...); err != nil {
 		return "", err
 	}
-	for _, r := range results {
-		if r.Rank == 0 {
-			printDone(cmd, r)
-			return r.Checkpoint, nil
-		}
+	// Rank 0's summary, then the other ranks' time splits.
+	slices.SortFunc(results, func(a, b *worker.Result) int { return a.Rank - b.Rank })
+	printDone(cmd, results[0])
+	for _, r := range results[1:] {
+		fmt.Fprintf(cmd.OutOrStdout(), "rank %d %s\n", r.Rank, r.Split)
 	}
-	return "", nil
+	return results[0].Checkpoint, nil
 }

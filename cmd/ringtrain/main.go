@@ -4,6 +4,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/ringtrain/ringtrain/progress"
 )
 
 func main() {
@@ -128,10 +131,20 @@ func (g *globals) logger() (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level}
 	switch g.logFormat {
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewTextHandler(logOutput(), opts)), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewJSONHandler(logOutput(), opts)), nil
 	default:
 		return nil, fmt.Errorf("--log-format %q: want text or json", g.logFormat)
 	}
+}
+
+// logOutput is where logs go: standard error, through a writer that first erases
+// the current line when standard output and error are both terminals, so that a log
+// line replaces the progress bar rather than running on after it.
+func logOutput() io.Writer {
+	if progress.IsTerminal(os.Stdout) && progress.IsTerminal(os.Stderr) {
+		return progress.ClearingWriter(os.Stderr)
+	}
+	return os.Stderr
 }

@@ -316,7 +316,8 @@ func TestLocalOnPreparedData(t *testing.T) {
 	out := mustRun(t, "local", "--data", data, "--dir", dir, "--steps", "3", "--sample-tokens", "10",
 		"--layers", "1", "--heads", "2", "--embd", "16", "--seq", "16", "--batch", "2", "--eval-batches", "1")
 	run := filepath.Join(dir, "run")
-	for _, want := range []string{"training 1-layer 16-wide GPT for 3 steps on " + data, "done: step 3,", ckptDir(run, 3), "--- sample ---\nROMEO:"} {
+	for _, want := range []string{"training 1-layer 16-wide GPT for 3 steps on " + data, "done: step 3,", ckptDir(run, 3),
+		"rank 0 step time ", "rank 1 step time ", "over 3 steps: compute ", "--- sample ---\nROMEO:"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("local output lacks %q:\n%s", want, out)
 		}

@@ -146,11 +146,13 @@ refused unless --replace (which starts it from scratch).`,
 	return cmd
 }
 
-// printDone prints the summary line of a finished distributed run. The weights
-// digest is the same on every rank of a healthy run.
+// printDone prints the summary line of a finished distributed run, then where this
+// worker's step time went. The weights digest is the same on every rank of a
+// healthy run.
 func printDone(cmd *cobra.Command, res *worker.Result) {
 	fmt.Fprintf(cmd.OutOrStdout(), "done: step %d, train loss %.4f, val loss %.4f, rank %d of generation %d in %s; weights %s; checkpoint %s\n",
 		res.Step, res.Loss, res.ValLoss, res.Rank, res.Generation, res.Elapsed.Round(time.Second), weightsDigest(res.Params), orNone(res.Checkpoint))
+	fmt.Fprintf(cmd.OutOrStdout(), "rank %d %s\n", res.Rank, res.Split)
 }
 
 // weightsDigest is the first 16 hex digits of the sha256 of a parameter slab's bits
