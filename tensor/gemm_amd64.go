@@ -22,6 +22,12 @@ func gemmKernelAVX512x8(kc int, a *float32, ars, aks int, b *float32, bks int, c
 //go:noescape
 func gemmKernelAVX2(kc int, a *float32, ars, aks int, b *float32, bks int, c *float32, ldc int, alpha float32, bias *float32)
 
+// gemmKernelAVX2x8 is a kernelFunc for a (6,8) tile, the AVX2 kernel's tail for a last
+// column sliver of at most 8 columns.
+//
+//go:noescape
+func gemmKernelAVX2x8(kc int, a *float32, ars, aks int, b *float32, bks int, c *float32, ldc int, alpha float32, bias *float32)
+
 func vectorKernels() []*gemmKernel {
 	var ks []*gemmKernel
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL {
@@ -29,7 +35,8 @@ func vectorKernels() []*gemmKernel {
 			tail: &gemmKernel{name: "avx512x8", mr: 14, nr: 8, fn: gemmKernelAVX512x8}})
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		ks = append(ks, &gemmKernel{name: "avx2", mr: 6, nr: 16, nc: 512, fn: gemmKernelAVX2})
+		ks = append(ks, &gemmKernel{name: "avx2", mr: 6, nr: 16, nc: 512, fn: gemmKernelAVX2,
+			tail: &gemmKernel{name: "avx2x8", mr: 6, nr: 8, fn: gemmKernelAVX2x8}})
 	}
 	return ks
 }

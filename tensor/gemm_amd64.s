@@ -386,3 +386,74 @@ set256:
 	SET_ROW256(Y10, Y11)
 	VZEROUPPER
 	RET
+
+// One row of the (6,8) tile: broadcast A(row) into y, then acc += Y12 * y.
+#define FMA_ROW6x8(addr, y, acc) \
+	VBROADCASTSS addr, y; \
+	VFMADD231PS  Y12, y, acc
+
+// func gemmKernelAVX2x8(kc int, a *float32, ars, aks int, b *float32, bks int, c *float32, ldc int, alpha float32, bias *float32)
+// The (6,8) tile: the AVX2 kernel narrowed to one accumulator per row, for a last
+// column sliver of at most 8 columns, at half the full tile's cost. Same arithmetic per
+// element as gemmKernelAVX2 (and so as gemmKernelAVX512). The six broadcasts go to six
+// registers so that the rows' fused multiply-adds do not wait on one another.
+TEXT ·gemmKernelAVX2x8(SB), NOSPLIT, $0-80
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), R8
+	MOVQ ars+16(FP), R9
+	SHLQ $2, R9
+	MOVQ aks+24(FP), DX
+	SHLQ $2, DX
+	MOVQ b+32(FP), BX
+	MOVQ bks+40(FP), AX
+	SHLQ $2, AX
+	LEAQ (R8)(R9*2), R10
+	ADDQ R9, R10
+
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+
+loop6x8:
+	VMOVUPS (BX), Y12
+	FMA_ROW6x8((R8), Y6, Y0)
+	FMA_ROW6x8((R8)(R9*1), Y7, Y1)
+	FMA_ROW6x8((R8)(R9*2), Y8, Y2)
+	FMA_ROW6x8((R10), Y9, Y3)
+	FMA_ROW6x8((R10)(R9*1), Y10, Y4)
+	FMA_ROW6x8((R10)(R9*2), Y11, Y5)
+	ADDQ AX, BX
+	ADDQ DX, R8
+	ADDQ DX, R10
+	DECQ CX
+	JNZ  loop6x8
+
+	MOVQ         c+48(FP), DI
+	MOVQ         ldc+56(FP), SI
+	SHLQ         $2, SI
+	VBROADCASTSS alpha+64(FP), Y15
+	MOVQ         bias+72(FP), AX
+	TESTQ        AX, AX
+	JNZ          set6x8
+	ACC_ROW8(Y0)
+	ACC_ROW8(Y1)
+	ACC_ROW8(Y2)
+	ACC_ROW8(Y3)
+	ACC_ROW8(Y4)
+	ACC_ROW8(Y5)
+	VZEROUPPER
+	RET
+
+set6x8:
+	VMOVUPS (AX), Y14
+	SET_ROW8(Y0)
+	SET_ROW8(Y1)
+	SET_ROW8(Y2)
+	SET_ROW8(Y3)
+	SET_ROW8(Y4)
+	SET_ROW8(Y5)
+	VZEROUPPER
+	RET

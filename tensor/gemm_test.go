@@ -444,3 +444,96 @@ func TestTransposeInto(t *testing.T) {
 		}
 	}
 }
+
+// TestGemmTailKernels checks each narrow tail kernel against its full kernel on the
+// same tile: random k, A read in place (row stride) or packed (k-major), B with the full
+// kernel's sliver stride, accumulating into C or writing alpha·acc + bias. The tail's
+// columns must have the full kernel's bits, and the columns past them must be
+// untouched.
+func TestGemmTailKernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(25, 26))
+	for _, k := range gemmKernels {
+		if k.tail == nil {
+			continue
+		}
+		t.Run(k.tail.name, func(t *testing.T) {
+			mr, nr, tnr := k.mr, k.nr, k.tail.nr
+			for range 200 {
+				kc := 1 + r.IntN(300)
+				packed := r.IntN(2) == 0
+				ars, aks := kc+r.IntN(5), 1 // rows of A in place
+				if packed {
+					ars, aks = 1, mr
+				}
+				a := randSlice(r, (mr-1)*ars+(kc-1)*aks+1, 1)
+				b := randSlice(r, kc*nr, 1)
+				alpha := []float32{1, 0.5, -2}[r.IntN(3)]
+				var bias []float32
+				if r.IntN(2) == 0 {
+					bias = randSlice(r, nr, 1)
+				}
+				ldc := nr + r.IntN(4)
+				c0 := randSlice(r, mr*ldc, 1)
+				full, tail := append([]float32(nil), c0...), append([]float32(nil), c0...)
+				var bp *float32
+				if bias != nil {
+					bp = &bias[0]
+				}
+				k.fn(kc, &a[0], ars, aks, &b[0], nr, &full[0], ldc, alpha, bp)
+				k.tail.fn(kc, &a[0], ars, aks, &b[0], nr, &tail[0], ldc, alpha, bp)
+				for i := range mr {
+					for j := range ldc {
+						want := full[i*ldc+j]
+						if j >= tnr {
+							want = c0[i*ldc+j]
+						}
+						if got := tail[i*ldc+j]; math.Float32bits(got) != math.Float32bits(want) {
+							t.Fatalf("kc=%d packed=%v bias=%v: c[%d,%d] = %g, want %g", kc, packed, bias != nil, i, j, got, want)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestGemmNarrowEdges compares Gemm with NaiveGemm, and the vector kernels with each
+// other, on shapes whose last column sliver is narrow (n mod 16 in 1..8, n mod 32 in
+// 1..8), where the tail kernels run.
+func TestGemmNarrowEdges(t *testing.T) {
+	r := rand.New(rand.NewPCG(27, 28))
+	var cases []gemmCase
+	for range 40 {
+		n := 16*r.IntN(12) + 1 + r.IntN(8)
+		if r.IntN(2) == 0 {
+			n = 32*r.IntN(6) + 1 + r.IntN(8)
+		}
+		cases = append(cases, randomCase(r, 1+r.IntN(100), n, 1+r.IntN(600), 3))
+	}
+	forEachKernel(t, func(t *testing.T) {
+		for _, g := range cases {
+			checkCase(t, r, g, false)
+		}
+	})
+	saved := activeKernel
+	defer func() { activeKernel = saved }()
+	for _, g := range cases {
+		ar, ac, br, bc := g.stored()
+		a, b, c0 := matrix(r, ar, ac, g.lda, false), matrix(r, br, bc, g.ldb, false), matrix(r, g.m, g.n, g.ldc, false)
+		var first []float32
+		var firstName string
+		for _, k := range gemmKernels {
+			if k == genericKernel {
+				continue
+			}
+			activeKernel = k
+			c := append([]float32(nil), c0...)
+			Gemm(g.transA, g.transB, g.m, g.n, g.k, g.alpha, a, g.lda, b, g.ldb, g.beta, c, g.ldc)
+			if first == nil {
+				first, firstName = c, k.name
+			} else if i := firstDiff(first, c); i >= 0 {
+				t.Fatalf("%v: %s and %s differ first at %d: %g vs %g", g, firstName, k.name, i, first[i], c[i])
+			}
+		}
+	}
+}
