@@ -637,6 +637,8 @@ func (t *GRPCTransport) dial(ctx context.Context, gen uint64, self, right string
 	}
 	dopts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// No service config from DNS TXT records (see coordinator.Client).
+		grpc.WithDisableServiceConfig(),
 		grpc.WithInitialWindowSize(streamWindowBytes),
 		grpc.WithInitialConnWindowSize(connWindowBytes),
 		grpc.WithReadBufferSize(grpcIOBufferBytes),

@@ -133,6 +133,9 @@ func (c *Client) target() (string, pb.CoordinatorClient, error) {
 	if !ok {
 		dopts := append([]grpc.DialOption{
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			// No service config from DNS TXT records: resolvers that drop TXT queries
+			// (Docker's embedded DNS on an internal network) stall every dial 10 s.
+			grpc.WithDisableServiceConfig(),
 			grpc.WithConnectParams(grpc.ConnectParams{
 				Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 				MinConnectTimeout: time.Second,
@@ -414,7 +417,7 @@ func (c *Client) WatchPlan(ctx context.Context, workerID string, afterGeneration
 // service and returns its answer ("SERVING", "NOT_SERVING", ...) or "UNREACHABLE:
 // <error>" when none came within ctx.
 func ProbeHealth(ctx context.Context, addr string) string {
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDisableServiceConfig())
 	if err != nil {
 		return "UNREACHABLE: " + err.Error()
 	}
