@@ -282,6 +282,15 @@ func (c *Client) Leave(ctx context.Context, req *pb.LeaveRequest) error {
 	})
 }
 
+// ReportPeerLost reports a member of the current generation this worker cannot
+// reach; see coordinator.proto.
+func (c *Client) ReportPeerLost(ctx context.Context, req *pb.ReportPeerLostRequest) error {
+	return c.do(ctx, "report peer lost", func(ctx context.Context, cl pb.CoordinatorClient) error {
+		_, err := cl.ReportPeerLost(ctx, req)
+		return err
+	})
+}
+
 // ReportProgress records a completed step.
 func (c *Client) ReportProgress(ctx context.Context, req *pb.ReportProgressRequest) (*pb.ReportProgressResponse, error) {
 	req = proto.CloneOf(req)

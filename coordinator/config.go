@@ -86,6 +86,13 @@ type Config struct {
 	// Settle is how long the leader gathers membership changes into one new
 	// generation; default 500 ms.
 	Settle time.Duration
+	// VerdictWindow is how long the leader gathers the peer-lost reports of a
+	// generation before it removes the members they point at; default 300 ms.
+	VerdictWindow time.Duration
+	// HoldOff is how long a worker removed on its peers' reports may not register
+	// again, doubling with each removal up to MaxHoldOff; defaults 2 s and 60 s.
+	HoldOff    time.Duration
+	MaxHoldOff time.Duration
 	// ApplyTimeout bounds how long a write waits to enter the Raft pipeline; default 5 s.
 	ApplyTimeout time.Duration
 	// Raft timing; zero fields keep Raft's defaults.
@@ -119,6 +126,15 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if out.Settle <= 0 {
 		out.Settle = 500 * time.Millisecond
+	}
+	if out.VerdictWindow <= 0 {
+		out.VerdictWindow = 300 * time.Millisecond
+	}
+	if out.HoldOff <= 0 {
+		out.HoldOff = 2 * time.Second
+	}
+	if out.MaxHoldOff < out.HoldOff {
+		out.MaxHoldOff = max(60*time.Second, out.HoldOff)
 	}
 	if out.ApplyTimeout <= 0 {
 		out.ApplyTimeout = 5 * time.Second

@@ -28,6 +28,9 @@ var (
 	// ErrConflict: the request contradicts committed state (another job, another
 	// digest for a committed checkpoint step).
 	ErrConflict = errors.New("coordinator: conflicts with committed state")
+	// ErrHeldOff: the worker was removed after other members reported it lost and
+	// may not register again yet (the message says for how long).
+	ErrHeldOff = errors.New("coordinator: worker held off after being reported lost")
 	// ErrClosed: the node or client has been closed.
 	ErrClosed = errors.New("coordinator: closed")
 )

@@ -26,6 +26,7 @@ var sentinelReasons = []struct {
 	{ErrNotMember, "NOT_MEMBER", codes.FailedPrecondition},
 	{ErrNoJob, "NO_JOB", codes.FailedPrecondition},
 	{ErrConflict, "CONFLICT", codes.AlreadyExists},
+	{ErrHeldOff, "HELD_OFF", codes.FailedPrecondition},
 	{ErrClosed, "CLOSED", codes.Unavailable},
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
@@ -25,6 +26,9 @@ func (s *service) write(ctx context.Context, rid *pb.RequestID, c *pb.Command) (
 }
 
 func (s *service) Register(ctx context.Context, req *pb.RegisterRequest) (*pb.RegisterResponse, error) {
+	if left := s.n.duties.heldOff(req.GetWorkerId()); left > 0 {
+		return nil, toStatus(fmt.Errorf("register %q: %w: %s more", req.GetWorkerId(), ErrHeldOff, left.Round(time.Millisecond)))
+	}
 	res, err := s.write(ctx, req.GetRid(), &pb.Command{Op: &pb.Command_Register{Register: &pb.RegisterOp{
 		WorkerId: req.GetWorkerId(), Address: req.GetAddress(), Device: req.GetDevice(),
 	}}})

@@ -22,6 +22,9 @@ type duties struct {
 	mu     sync.Mutex
 	term   *leaderTerm // nil when not leading
 	leases map[string]lease
+	book   *reportBook        // peer-lost reports of the newest generation (verdict.go)
+	holds  map[string]holdOff // workers removed on reports
+	kick   chan struct{}      // wakes run when a report window opens
 }
 
 type leaderTerm struct {
@@ -35,7 +38,9 @@ type lease struct {
 	joinedAt uint64 // the incarnation the lease belongs to
 }
 
-func newDuties(n *Node) *duties { return &duties{n: n} }
+func newDuties(n *Node) *duties {
+	return &duties{n: n, holds: map[string]holdOff{}, kick: make(chan struct{}, 1)}
+}
 
 func (d *duties) startTerm() {
 	d.mu.Lock()
@@ -61,6 +66,10 @@ func (d *duties) stopTerm() {
 		d.term.cancel()
 		d.term = nil
 		d.leases = nil
+		if d.book != nil && d.book.timer != nil {
+			d.book.timer.Stop()
+		}
+		d.book = nil
 	}
 }
 
@@ -217,6 +226,11 @@ func (d *duties) run(t *leaderTerm) {
 		case <-t.ctx.Done():
 			return
 		case <-changes:
+		case <-d.kick:
+		case <-d.verdictTimer(t):
+			if b := d.takeReports(t); b != nil {
+				d.judge(t, b)
+			}
 		case <-tick.C:
 			for _, e := range d.expired(t) {
 				log.Info("worker lease expired: proposing removal", "worker", e.id)

@@ -101,7 +101,7 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 			}
 			js.lastSaved, js.lastCkpt = tr.Step, dir
 			w.log.Info("job loaded: resumed from the run directory", "step", tr.Step, "dir", dir)
-			return js, nil
+			return js, w.auditLoad(tr, dir)
 		case !errors.Is(err, model.ErrNoCheckpoint):
 			return nil, fatal(fmt.Errorf("worker %s: resume from the run directory: %w", w.cfg.ID, err))
 		}
@@ -109,7 +109,7 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 			return nil, fatal(err)
 		}
 		w.log.Info("job loaded: fresh weights", "params", len(m.Params.Slab))
-		return js, nil
+		return js, w.auditLoad(tr, "init")
 	}
 	ck := cks[len(cks)-1]
 	if err := trainer.RestoreCheckpoint(tr, p, ck.GetLocation()); err != nil {
@@ -119,7 +119,7 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 	}
 	js.lastSaved, js.lastCkpt = tr.Step, ck.GetLocation()
 	w.log.Info("job loaded: restored the committed checkpoint", "step", tr.Step, "dir", ck.GetLocation())
-	return js, nil
+	return js, w.auditLoad(tr, ck.GetLocation())
 }
 
 // runGeneration trains the job as a member of plan until it is done (nil error and
@@ -166,6 +166,14 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 		return nil, err
 	}
 	w.cfg.Metrics.SetStep(js.tr.Step)
+	sum := int64(0)
+	if w.audit.enabled() {
+		sum = checksum(js.tr.Model.Params.Slab)
+		if err := w.audit.record(AuditRecord{Event: "state", Worker: w.cfg.ID, Generation: gen, Rank: rank, World: world,
+			Step: js.tr.Step, Checksum: sum, Source: fmt.Sprint(root)}); err != nil {
+			return nil, fatal(err)
+		}
+	}
 	log.Info("generation started", "world", world, "streams", streams, "step", newest, "state_from_rank", root)
 
 	tr, spec := js.tr, js.tr.Spec
@@ -192,6 +200,12 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 		// last micro-batch, after which a range is final); the loss follows once
 		// the micro-batches are done. All are waited for before clipping.
 		t0 := time.Now()
+		// Recorded before any bucket can start: from here on, this rank's streams
+		// may be part of the step's sum.
+		if err := w.audit.record(AuditRecord{Event: "contribute", Worker: w.cfg.ID, Generation: gen, Rank: rank, World: world,
+			Step: step, Streams: streams}); err != nil {
+			return nil, fatal(err)
+		}
 		buckets.begin(ctx)
 		lossSum, err := tr.Gradients(ctx, step, streams, buckets.ready)
 		if err != nil {
@@ -220,6 +234,14 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 			Waiting: t0.Sub(stepEnd) + reading, RingBusy: busy}
 		stepEnd = t3
 		js.split.Add(times)
+		if w.audit.enabled() {
+			before := sum
+			sum = checksum(tr.Model.Params.Slab)
+			if err := w.audit.record(AuditRecord{Event: "apply", Worker: w.cfg.ID, Generation: gen, Rank: rank, World: world,
+				Step: step, Before: before, Checksum: sum}); err != nil {
+				return nil, fatal(err)
+			}
+		}
 		js.loss = 0
 		if n := tr.GlobalTargets(step); n > 0 {
 			js.loss = float64(lossBuf[0]) / float64(n)
@@ -309,6 +331,10 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 		// not make this rank wait for a plan that will never come.
 		log.Warn("final barrier failed after the last step; finishing", "err", err)
 	}
+	if err := w.audit.record(AuditRecord{Event: "done", Worker: w.cfg.ID, Generation: gen, Rank: rank, World: world,
+		Step: tr.Step, Checksum: checksum(tr.Model.Params.Slab)}); err != nil {
+		return nil, fatal(err)
+	}
 	log.Info("job finished", "step", tr.Step, "loss", js.loss, "time_split", js.split.String())
 	res := &Result{Step: tr.Step, Loss: js.loss, ValLoss: js.valLoss, Generation: gen, Rank: rank,
 		Params: append([]float32(nil), tr.Model.Params.Slab...), Elapsed: time.Since(js.start), Split: js.split}
@@ -316,6 +342,15 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 		res.Checkpoint = js.lastCkpt
 	}
 	return res, nil
+}
+
+// auditLoad records the state a job was loaded with.
+func (w *Worker) auditLoad(tr *trainer.Trainer, source string) error {
+	if !w.audit.enabled() {
+		return nil
+	}
+	return fatal(w.audit.record(AuditRecord{Event: "load", Worker: w.cfg.ID, Step: tr.Step,
+		Checksum: checksum(tr.Model.Params.Slab), Source: source}))
 }
 
 // saveCheckpoint writes the checkpoint of the current step unless it exists, and

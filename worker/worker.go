@@ -58,6 +58,13 @@ type Config struct {
 	// their own while backward runs (default DefaultBucketBytes). Every worker of a
 	// job must use the same value: the ring refuses operations that differ.
 	BucketBytes int
+	// Audit, when set, receives the audit log (audit.go): one JSON line per loaded
+	// state, generation, contribution and applied update, for VerifyAudit. It costs
+	// a checksum of the weights per step.
+	Audit io.Writer
+	// ProbeTimeout bounds the health check of each peer after a ring failure
+	// (default 1 s); peers that do not answer are reported to the coordinator.
+	ProbeTimeout time.Duration
 }
 
 // Result is what a finished Run reports.
@@ -83,6 +90,7 @@ type Worker struct {
 
 	curGen  atomic.Uint64 // generation being trained, for heartbeats
 	curStep atomic.Int64
+	audit   *auditLog // nil unless Config.Audit is set
 }
 
 // New validates cfg and binds the peer server's listener (so Addr is known before
@@ -109,6 +117,9 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.BucketBytes <= 0 {
 		cfg.BucketBytes = DefaultBucketBytes
 	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = time.Second
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -129,7 +140,7 @@ func New(cfg Config) (*Worker, error) {
 		}
 		addr = net.JoinHostPort(host, port)
 	}
-	return &Worker{cfg: cfg, log: log.With("worker", cfg.ID), lis: lis, addr: addr}, nil
+	return &Worker{cfg: cfg, log: log.With("worker", cfg.ID), lis: lis, addr: addr, audit: newAuditLog(cfg.Audit)}, nil
 }
 
 // Addr returns the peer address the worker advertises.
@@ -226,6 +237,7 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 			continue
 		}
 		log.Warn("generation failed; retrying unless a new plan arrives", "step", job.tr.Step, "err", err, "retry_in", w.cfg.RetryDelay)
+		w.reportUnreachable(ctx, plan)
 		if plans.waitNewer(ctx, plan.GetGeneration(), w.cfg.RetryDelay) {
 			continue
 		}

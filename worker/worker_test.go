@@ -226,9 +226,11 @@ func TestJoinMidRun(t *testing.T) {
 	log := newTestLogger(t)
 	var results [2]*Result
 	var errs [2]error
+	var audits [2]lockedBuffer
 	var wg sync.WaitGroup
 	startWorker := func(i int) {
-		w, err := New(Config{ID: fmt.Sprintf("w%d", i), Coordinators: c.Client(), Logger: log, RetryDelay: 200 * time.Millisecond})
+		w, err := New(Config{ID: fmt.Sprintf("w%d", i), Coordinators: c.Client(), Logger: log, RetryDelay: 200 * time.Millisecond,
+			Audit: &audits[i]})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -255,6 +257,26 @@ func TestJoinMidRun(t *testing.T) {
 		t.Errorf("final loss %v, single process %v", results[0].Loss, ref.TrainLoss)
 	}
 	t.Logf("relative L2 to the single process after %d steps: %.3g", spec.Steps, relL2(results[0].Params, ck.Params))
+	var recs []AuditRecord
+	for i := range audits {
+		path := filepath.Join(t.TempDir(), "audit.jsonl")
+		if err := os.WriteFile(path, audits[i].Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r, err := ReadAudit(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r...)
+	}
+	rep, err := VerifyAudit(recs, spec.Streams)
+	if err != nil {
+		t.Fatalf("audit: %v (%+v)", err, rep)
+	}
+	if rep.Steps != spec.Steps || rep.Workers != 2 || rep.Generations < 2 || rep.Final != checksum(results[0].Params) {
+		t.Fatalf("audit report %+v", rep)
+	}
+	t.Logf("audit: %+v", rep)
 	for i, r := range results {
 		for j, v := range r.Params {
 			if math.Float32bits(v) != math.Float32bits(results[0].Params[j]) {

@@ -74,6 +74,7 @@ func newRoot() *cobra.Command {
 		newStatusCmd(g),
 		newWorkerCmd(g),
 		newSubmitCmd(g),
+		newAuditCmd(),
 		newPlotCmd(g),
 	)
 	return root

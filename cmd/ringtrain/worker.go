@@ -28,6 +28,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		device             string
 		ringTimeout        time.Duration
 		metricsAddr        string
+		auditPath          string
 	)
 	host, _ := os.Hostname()
 	cmd := &cobra.Command{
@@ -68,8 +69,17 @@ PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 				return err
 			}
 			defer stop()
-			w, err := worker.New(worker.Config{ID: id, Listen: listen, Advertise: advert, Coordinators: cl,
-				Device: device, Logger: log, Progress: cmd.OutOrStdout(), RingTimeout: ringTimeout, Metrics: wm})
+			cfg := worker.Config{ID: id, Listen: listen, Advertise: advert, Coordinators: cl,
+				Device: device, Logger: log, Progress: cmd.OutOrStdout(), RingTimeout: ringTimeout, Metrics: wm}
+			if auditPath != "" {
+				f, err := os.OpenFile(auditPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+				if err != nil {
+					return fmt.Errorf("--audit-log: %w", err)
+				}
+				defer f.Close()
+				cfg.Audit = f
+			}
+			w, err := worker.New(cfg)
 			if err != nil {
 				return err
 			}
@@ -93,6 +103,41 @@ PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 	f.StringVar(&device, "device", "cpu", "compute device reported to the coordinator")
 	f.DurationVar(&ringTimeout, "ring-timeout", 0, "how long a ring operation waits for a silent neighbour (0: 5s)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", metricsAddrHelp)
+	f.StringVar(&auditPath, "audit-log", "", "append an audit of every contribution and applied update to this file (check with 'ringtrain audit')")
+	return cmd
+}
+
+func newAuditCmd() *cobra.Command {
+	var streams int
+	cmd := &cobra.Command{
+		Use:   "audit --streams M LOG...",
+		Short: "Check that a run's audit logs prove exactly-once training",
+		Long: `Read the audit logs the workers of one job wrote with --audit-log (all of them, across
+restarts) and check that every worker finished with the same weights, that those weights
+descend from the initial ones through one applied update per step, and that every update
+summed the gradient of each of the job's M streams exactly once. Prints the steps,
+generations, recomputed steps and lost or repeated samples; exits non-zero on a violation.`,
+		Example: `  ringtrain audit --streams 12 run/audit/*.jsonl`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if streams <= 0 {
+				return fmt.Errorf("--streams: must be the job's stream count (> 0), got %d", streams)
+			}
+			recs, err := worker.ReadAudit(args...)
+			if err != nil {
+				return err
+			}
+			rep, err := worker.VerifyAudit(recs, streams)
+			fmt.Fprintf(cmd.OutOrStdout(), "steps %d  generations %d  workers finished %d  recomputed %d  lost %d  repeated %d  final checksum %016x\n",
+				rep.Steps, rep.Generations, rep.Workers, rep.Recomputed, rep.Lost, rep.Repeated, rep.Final)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "audit: ok")
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&streams, "streams", 0, "the job's number of data streams")
 	return cmd
 }
 

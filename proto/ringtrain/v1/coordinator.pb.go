@@ -12,8 +12,8 @@
 // detail with domain "ringtrain.coordinator", reason "NOT_LEADER" and metadata
 // "leader_id" and "leader_addr" (the leader's gRPC address, empty when unknown); the
 // Go client follows it. Other ErrorInfo reasons: BAD_REQUEST (INVALID_ARGUMENT),
-// UNKNOWN_WORKER (NOT_FOUND), STALE_GENERATION, NOT_MEMBER, NO_JOB (FAILED_PRECONDITION),
-// CONFLICT (ALREADY_EXISTS).
+// UNKNOWN_WORKER (NOT_FOUND), STALE_GENERATION, NOT_MEMBER, NO_JOB, HELD_OFF
+// (FAILED_PRECONDITION), CONFLICT (ALREADY_EXISTS).
 //
 // Idempotency. Every write carries a RequestID (client_id, request_id). The state
 // machine remembers the result of recent requests per client and answers a repeated
@@ -1002,6 +1002,110 @@ func (*LeaveResponse) Descriptor() ([]byte, []int) {
 	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{12}
 }
 
+type ReportPeerLostRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"` // the reporting member
+	Generation    uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`            // the generation whose ring failed
+	PeerId        string                 `protobuf:"bytes,3,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`       // the member it could not reach
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`                       // what the probe saw, for logs
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportPeerLostRequest) Reset() {
+	*x = ReportPeerLostRequest{}
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportPeerLostRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportPeerLostRequest) ProtoMessage() {}
+
+func (x *ReportPeerLostRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportPeerLostRequest.ProtoReflect.Descriptor instead.
+func (*ReportPeerLostRequest) Descriptor() ([]byte, []int) {
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ReportPeerLostRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *ReportPeerLostRequest) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *ReportPeerLostRequest) GetPeerId() string {
+	if x != nil {
+		return x.PeerId
+	}
+	return ""
+}
+
+func (x *ReportPeerLostRequest) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type ReportPeerLostResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportPeerLostResponse) Reset() {
+	*x = ReportPeerLostResponse{}
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportPeerLostResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportPeerLostResponse) ProtoMessage() {}
+
+func (x *ReportPeerLostResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportPeerLostResponse.ProtoReflect.Descriptor instead.
+func (*ReportPeerLostResponse) Descriptor() ([]byte, []int) {
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{14}
+}
+
 type WatchPlanRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId        string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`                       // optional, for logs
@@ -1012,7 +1116,7 @@ type WatchPlanRequest struct {
 
 func (x *WatchPlanRequest) Reset() {
 	*x = WatchPlanRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[13]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1024,7 +1128,7 @@ func (x *WatchPlanRequest) String() string {
 func (*WatchPlanRequest) ProtoMessage() {}
 
 func (x *WatchPlanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[13]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1037,7 +1141,7 @@ func (x *WatchPlanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchPlanRequest.ProtoReflect.Descriptor instead.
 func (*WatchPlanRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{13}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WatchPlanRequest) GetWorkerId() string {
@@ -1068,7 +1172,7 @@ type ReportProgressRequest struct {
 
 func (x *ReportProgressRequest) Reset() {
 	*x = ReportProgressRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[14]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1184,7 @@ func (x *ReportProgressRequest) String() string {
 func (*ReportProgressRequest) ProtoMessage() {}
 
 func (x *ReportProgressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[14]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1197,7 @@ func (x *ReportProgressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportProgressRequest.ProtoReflect.Descriptor instead.
 func (*ReportProgressRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{14}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReportProgressRequest) GetRid() *RequestID {
@@ -1147,7 +1251,7 @@ type ReportProgressResponse struct {
 
 func (x *ReportProgressResponse) Reset() {
 	*x = ReportProgressResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[15]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1263,7 @@ func (x *ReportProgressResponse) String() string {
 func (*ReportProgressResponse) ProtoMessage() {}
 
 func (x *ReportProgressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[15]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1276,7 @@ func (x *ReportProgressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportProgressResponse.ProtoReflect.Descriptor instead.
 func (*ReportProgressResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{15}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReportProgressResponse) GetProgress() *Progress {
@@ -1196,7 +1300,7 @@ type CommitCheckpointRequest struct {
 
 func (x *CommitCheckpointRequest) Reset() {
 	*x = CommitCheckpointRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[16]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1208,7 +1312,7 @@ func (x *CommitCheckpointRequest) String() string {
 func (*CommitCheckpointRequest) ProtoMessage() {}
 
 func (x *CommitCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[16]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1221,7 +1325,7 @@ func (x *CommitCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CommitCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{16}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CommitCheckpointRequest) GetRid() *RequestID {
@@ -1275,7 +1379,7 @@ type CommitCheckpointResponse struct {
 
 func (x *CommitCheckpointResponse) Reset() {
 	*x = CommitCheckpointResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[17]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +1391,7 @@ func (x *CommitCheckpointResponse) String() string {
 func (*CommitCheckpointResponse) ProtoMessage() {}
 
 func (x *CommitCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[17]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +1404,7 @@ func (x *CommitCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CommitCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{17}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CommitCheckpointResponse) GetCheckpoint() *Checkpoint {
@@ -1321,7 +1425,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[18]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1333,7 +1437,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[18]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1346,7 +1450,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{18}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SubmitJobRequest) GetRid() *RequestID {
@@ -1378,7 +1482,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[19]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1494,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[19]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1507,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{19}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{21}
 }
 
 type StatusRequest struct {
@@ -1415,7 +1519,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[20]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1531,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[20]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1544,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{20}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StatusRequest) GetStale() bool {
@@ -1463,7 +1567,7 @@ type ReplicaStatus struct {
 
 func (x *ReplicaStatus) Reset() {
 	*x = ReplicaStatus{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[21]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1579,7 @@ func (x *ReplicaStatus) String() string {
 func (*ReplicaStatus) ProtoMessage() {}
 
 func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[21]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1592,7 @@ func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{21}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReplicaStatus) GetId() string {
@@ -1543,7 +1647,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[22]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1555,7 +1659,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[22]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1568,7 +1672,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{22}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StatusResponse) GetReplicaId() string {
@@ -1646,7 +1750,7 @@ type AddVoterRequest struct {
 
 func (x *AddVoterRequest) Reset() {
 	*x = AddVoterRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[23]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +1762,7 @@ func (x *AddVoterRequest) String() string {
 func (*AddVoterRequest) ProtoMessage() {}
 
 func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[23]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +1775,7 @@ func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVoterRequest.ProtoReflect.Descriptor instead.
 func (*AddVoterRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{23}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AddVoterRequest) GetId() string {
@@ -1710,7 +1814,7 @@ type AddVoterResponse struct {
 
 func (x *AddVoterResponse) Reset() {
 	*x = AddVoterResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[24]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +1826,7 @@ func (x *AddVoterResponse) String() string {
 func (*AddVoterResponse) ProtoMessage() {}
 
 func (x *AddVoterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[24]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +1839,7 @@ func (x *AddVoterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVoterResponse.ProtoReflect.Descriptor instead.
 func (*AddVoterResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{24}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{26}
 }
 
 type RemoveServerRequest struct {
@@ -1747,7 +1851,7 @@ type RemoveServerRequest struct {
 
 func (x *RemoveServerRequest) Reset() {
 	*x = RemoveServerRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[25]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +1863,7 @@ func (x *RemoveServerRequest) String() string {
 func (*RemoveServerRequest) ProtoMessage() {}
 
 func (x *RemoveServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[25]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +1876,7 @@ func (x *RemoveServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServerRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{25}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RemoveServerRequest) GetId() string {
@@ -1790,7 +1894,7 @@ type RemoveServerResponse struct {
 
 func (x *RemoveServerResponse) Reset() {
 	*x = RemoveServerResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[26]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +1906,7 @@ func (x *RemoveServerResponse) String() string {
 func (*RemoveServerResponse) ProtoMessage() {}
 
 func (x *RemoveServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[26]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1815,7 +1919,7 @@ func (x *RemoveServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServerResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{26}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{28}
 }
 
 type LeaderRequest struct {
@@ -1826,7 +1930,7 @@ type LeaderRequest struct {
 
 func (x *LeaderRequest) Reset() {
 	*x = LeaderRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[27]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1838,7 +1942,7 @@ func (x *LeaderRequest) String() string {
 func (*LeaderRequest) ProtoMessage() {}
 
 func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[27]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1851,7 +1955,7 @@ func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRequest.ProtoReflect.Descriptor instead.
 func (*LeaderRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{27}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{29}
 }
 
 type LeaderResponse struct {
@@ -1865,7 +1969,7 @@ type LeaderResponse struct {
 
 func (x *LeaderResponse) Reset() {
 	*x = LeaderResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[28]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1877,7 +1981,7 @@ func (x *LeaderResponse) String() string {
 func (*LeaderResponse) ProtoMessage() {}
 
 func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[28]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1890,7 +1994,7 @@ func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderResponse.ProtoReflect.Descriptor instead.
 func (*LeaderResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{28}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LeaderResponse) GetId() string {
@@ -1938,7 +2042,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[29]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1950,7 +2054,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[29]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1963,7 +2067,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{29}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Command) GetVersion() uint32 {
@@ -2121,7 +2225,7 @@ type SubmitJobOp struct {
 
 func (x *SubmitJobOp) Reset() {
 	*x = SubmitJobOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[30]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2133,7 +2237,7 @@ func (x *SubmitJobOp) String() string {
 func (*SubmitJobOp) ProtoMessage() {}
 
 func (x *SubmitJobOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[30]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2146,7 +2250,7 @@ func (x *SubmitJobOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobOp.ProtoReflect.Descriptor instead.
 func (*SubmitJobOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{30}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SubmitJobOp) GetJob() *JobSpec {
@@ -2174,7 +2278,7 @@ type RegisterOp struct {
 
 func (x *RegisterOp) Reset() {
 	*x = RegisterOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[31]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2186,7 +2290,7 @@ func (x *RegisterOp) String() string {
 func (*RegisterOp) ProtoMessage() {}
 
 func (x *RegisterOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[31]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2199,7 +2303,7 @@ func (x *RegisterOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterOp.ProtoReflect.Descriptor instead.
 func (*RegisterOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{31}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RegisterOp) GetWorkerId() string {
@@ -2238,7 +2342,7 @@ type RemoveWorkerOp struct {
 
 func (x *RemoveWorkerOp) Reset() {
 	*x = RemoveWorkerOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[32]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2250,7 +2354,7 @@ func (x *RemoveWorkerOp) String() string {
 func (*RemoveWorkerOp) ProtoMessage() {}
 
 func (x *RemoveWorkerOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[32]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2263,7 +2367,7 @@ func (x *RemoveWorkerOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveWorkerOp.ProtoReflect.Descriptor instead.
 func (*RemoveWorkerOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{32}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RemoveWorkerOp) GetWorkerId() string {
@@ -2303,7 +2407,7 @@ type ReplanOp struct {
 
 func (x *ReplanOp) Reset() {
 	*x = ReplanOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[33]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2419,7 @@ func (x *ReplanOp) String() string {
 func (*ReplanOp) ProtoMessage() {}
 
 func (x *ReplanOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[33]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2432,7 @@ func (x *ReplanOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplanOp.ProtoReflect.Descriptor instead.
 func (*ReplanOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{33}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{35}
 }
 
 type ReportProgressOp struct {
@@ -2344,7 +2448,7 @@ type ReportProgressOp struct {
 
 func (x *ReportProgressOp) Reset() {
 	*x = ReportProgressOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[34]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2356,7 +2460,7 @@ func (x *ReportProgressOp) String() string {
 func (*ReportProgressOp) ProtoMessage() {}
 
 func (x *ReportProgressOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[34]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2369,7 +2473,7 @@ func (x *ReportProgressOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportProgressOp.ProtoReflect.Descriptor instead.
 func (*ReportProgressOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{34}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ReportProgressOp) GetWorkerId() string {
@@ -2420,7 +2524,7 @@ type CommitCheckpointOp struct {
 
 func (x *CommitCheckpointOp) Reset() {
 	*x = CommitCheckpointOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[35]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2432,7 +2536,7 @@ func (x *CommitCheckpointOp) String() string {
 func (*CommitCheckpointOp) ProtoMessage() {}
 
 func (x *CommitCheckpointOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[35]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2445,7 +2549,7 @@ func (x *CommitCheckpointOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitCheckpointOp.ProtoReflect.Descriptor instead.
 func (*CommitCheckpointOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{35}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CommitCheckpointOp) GetWorkerId() string {
@@ -2493,7 +2597,7 @@ type SetReplicaOp struct {
 
 func (x *SetReplicaOp) Reset() {
 	*x = SetReplicaOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[36]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2609,7 @@ func (x *SetReplicaOp) String() string {
 func (*SetReplicaOp) ProtoMessage() {}
 
 func (x *SetReplicaOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[36]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2622,7 @@ func (x *SetReplicaOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetReplicaOp.ProtoReflect.Descriptor instead.
 func (*SetReplicaOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{36}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SetReplicaOp) GetId() string {
@@ -2544,7 +2648,7 @@ type RemoveReplicaOp struct {
 
 func (x *RemoveReplicaOp) Reset() {
 	*x = RemoveReplicaOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[37]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2556,7 +2660,7 @@ func (x *RemoveReplicaOp) String() string {
 func (*RemoveReplicaOp) ProtoMessage() {}
 
 func (x *RemoveReplicaOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[37]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2569,7 +2673,7 @@ func (x *RemoveReplicaOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveReplicaOp.ProtoReflect.Descriptor instead.
 func (*RemoveReplicaOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{37}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RemoveReplicaOp) GetId() string {
@@ -2595,7 +2699,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[38]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2607,7 +2711,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[38]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2620,7 +2724,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{38}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Result) GetCode() ErrorCode {
@@ -2675,7 +2779,7 @@ type SessionEntry struct {
 
 func (x *SessionEntry) Reset() {
 	*x = SessionEntry{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[39]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2687,7 +2791,7 @@ func (x *SessionEntry) String() string {
 func (*SessionEntry) ProtoMessage() {}
 
 func (x *SessionEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[39]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2700,7 +2804,7 @@ func (x *SessionEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEntry.ProtoReflect.Descriptor instead.
 func (*SessionEntry) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{39}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SessionEntry) GetRequestId() uint64 {
@@ -2729,7 +2833,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[40]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2741,7 +2845,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[40]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2754,7 +2858,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{40}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Session) GetClientId() string {
@@ -2797,7 +2901,7 @@ type CoordinatorState struct {
 
 func (x *CoordinatorState) Reset() {
 	*x = CoordinatorState{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[41]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2809,7 +2913,7 @@ func (x *CoordinatorState) String() string {
 func (*CoordinatorState) ProtoMessage() {}
 
 func (x *CoordinatorState) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[41]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2822,7 +2926,7 @@ func (x *CoordinatorState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordinatorState.ProtoReflect.Descriptor instead.
 func (*CoordinatorState) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{41}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CoordinatorState) GetVersion() uint32 {
@@ -2973,7 +3077,15 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\fLeaveRequest\x12)\n" +
 	"\x03rid\x18\x01 \x01(\v2\x17.ringtrain.v1.RequestIDR\x03rid\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\"\x0f\n" +
-	"\rLeaveResponse\"Z\n" +
+	"\rLeaveResponse\"\x83\x01\n" +
+	"\x15ReportPeerLostRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12\x17\n" +
+	"\apeer_id\x18\x03 \x01(\tR\x06peerId\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\x18\n" +
+	"\x16ReportPeerLostResponse\"Z\n" +
 	"\x10WatchPlanRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12)\n" +
 	"\x10after_generation\x18\x02 \x01(\x04R\x0fafterGeneration\"\xbf\x01\n" +
@@ -3135,11 +3247,12 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\x1bERROR_CODE_STALE_GENERATION\x10\x03\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_MEMBER\x10\x04\x12\x15\n" +
 	"\x11ERROR_CODE_NO_JOB\x10\x05\x12\x17\n" +
-	"\x13ERROR_CODE_CONFLICT\x10\x062\xe5\x06\n" +
+	"\x13ERROR_CODE_CONFLICT\x10\x062\xc2\a\n" +
 	"\vCoordinator\x12I\n" +
 	"\bRegister\x12\x1d.ringtrain.v1.RegisterRequest\x1a\x1e.ringtrain.v1.RegisterResponse\x12L\n" +
 	"\tHeartbeat\x12\x1e.ringtrain.v1.HeartbeatRequest\x1a\x1f.ringtrain.v1.HeartbeatResponse\x12@\n" +
-	"\x05Leave\x12\x1a.ringtrain.v1.LeaveRequest\x1a\x1b.ringtrain.v1.LeaveResponse\x12A\n" +
+	"\x05Leave\x12\x1a.ringtrain.v1.LeaveRequest\x1a\x1b.ringtrain.v1.LeaveResponse\x12[\n" +
+	"\x0eReportPeerLost\x12#.ringtrain.v1.ReportPeerLostRequest\x1a$.ringtrain.v1.ReportPeerLostResponse\x12A\n" +
 	"\tWatchPlan\x12\x1e.ringtrain.v1.WatchPlanRequest\x1a\x12.ringtrain.v1.Plan0\x01\x12[\n" +
 	"\x0eReportProgress\x12#.ringtrain.v1.ReportProgressRequest\x1a$.ringtrain.v1.ReportProgressResponse\x12a\n" +
 	"\x10CommitCheckpoint\x12%.ringtrain.v1.CommitCheckpointRequest\x1a&.ringtrain.v1.CommitCheckpointResponse\x12L\n" +
@@ -3162,7 +3275,7 @@ func file_ringtrain_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_ringtrain_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_ringtrain_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_ringtrain_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_ringtrain_v1_coordinator_proto_goTypes = []any{
 	(PlanState)(0),                   // 0: ringtrain.v1.PlanState
 	(ErrorCode)(0),                   // 1: ringtrain.v1.ErrorCode
@@ -3179,35 +3292,37 @@ var file_ringtrain_v1_coordinator_proto_goTypes = []any{
 	(*HeartbeatResponse)(nil),        // 12: ringtrain.v1.HeartbeatResponse
 	(*LeaveRequest)(nil),             // 13: ringtrain.v1.LeaveRequest
 	(*LeaveResponse)(nil),            // 14: ringtrain.v1.LeaveResponse
-	(*WatchPlanRequest)(nil),         // 15: ringtrain.v1.WatchPlanRequest
-	(*ReportProgressRequest)(nil),    // 16: ringtrain.v1.ReportProgressRequest
-	(*ReportProgressResponse)(nil),   // 17: ringtrain.v1.ReportProgressResponse
-	(*CommitCheckpointRequest)(nil),  // 18: ringtrain.v1.CommitCheckpointRequest
-	(*CommitCheckpointResponse)(nil), // 19: ringtrain.v1.CommitCheckpointResponse
-	(*SubmitJobRequest)(nil),         // 20: ringtrain.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),        // 21: ringtrain.v1.SubmitJobResponse
-	(*StatusRequest)(nil),            // 22: ringtrain.v1.StatusRequest
-	(*ReplicaStatus)(nil),            // 23: ringtrain.v1.ReplicaStatus
-	(*StatusResponse)(nil),           // 24: ringtrain.v1.StatusResponse
-	(*AddVoterRequest)(nil),          // 25: ringtrain.v1.AddVoterRequest
-	(*AddVoterResponse)(nil),         // 26: ringtrain.v1.AddVoterResponse
-	(*RemoveServerRequest)(nil),      // 27: ringtrain.v1.RemoveServerRequest
-	(*RemoveServerResponse)(nil),     // 28: ringtrain.v1.RemoveServerResponse
-	(*LeaderRequest)(nil),            // 29: ringtrain.v1.LeaderRequest
-	(*LeaderResponse)(nil),           // 30: ringtrain.v1.LeaderResponse
-	(*Command)(nil),                  // 31: ringtrain.v1.Command
-	(*SubmitJobOp)(nil),              // 32: ringtrain.v1.SubmitJobOp
-	(*RegisterOp)(nil),               // 33: ringtrain.v1.RegisterOp
-	(*RemoveWorkerOp)(nil),           // 34: ringtrain.v1.RemoveWorkerOp
-	(*ReplanOp)(nil),                 // 35: ringtrain.v1.ReplanOp
-	(*ReportProgressOp)(nil),         // 36: ringtrain.v1.ReportProgressOp
-	(*CommitCheckpointOp)(nil),       // 37: ringtrain.v1.CommitCheckpointOp
-	(*SetReplicaOp)(nil),             // 38: ringtrain.v1.SetReplicaOp
-	(*RemoveReplicaOp)(nil),          // 39: ringtrain.v1.RemoveReplicaOp
-	(*Result)(nil),                   // 40: ringtrain.v1.Result
-	(*SessionEntry)(nil),             // 41: ringtrain.v1.SessionEntry
-	(*Session)(nil),                  // 42: ringtrain.v1.Session
-	(*CoordinatorState)(nil),         // 43: ringtrain.v1.CoordinatorState
+	(*ReportPeerLostRequest)(nil),    // 15: ringtrain.v1.ReportPeerLostRequest
+	(*ReportPeerLostResponse)(nil),   // 16: ringtrain.v1.ReportPeerLostResponse
+	(*WatchPlanRequest)(nil),         // 17: ringtrain.v1.WatchPlanRequest
+	(*ReportProgressRequest)(nil),    // 18: ringtrain.v1.ReportProgressRequest
+	(*ReportProgressResponse)(nil),   // 19: ringtrain.v1.ReportProgressResponse
+	(*CommitCheckpointRequest)(nil),  // 20: ringtrain.v1.CommitCheckpointRequest
+	(*CommitCheckpointResponse)(nil), // 21: ringtrain.v1.CommitCheckpointResponse
+	(*SubmitJobRequest)(nil),         // 22: ringtrain.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),        // 23: ringtrain.v1.SubmitJobResponse
+	(*StatusRequest)(nil),            // 24: ringtrain.v1.StatusRequest
+	(*ReplicaStatus)(nil),            // 25: ringtrain.v1.ReplicaStatus
+	(*StatusResponse)(nil),           // 26: ringtrain.v1.StatusResponse
+	(*AddVoterRequest)(nil),          // 27: ringtrain.v1.AddVoterRequest
+	(*AddVoterResponse)(nil),         // 28: ringtrain.v1.AddVoterResponse
+	(*RemoveServerRequest)(nil),      // 29: ringtrain.v1.RemoveServerRequest
+	(*RemoveServerResponse)(nil),     // 30: ringtrain.v1.RemoveServerResponse
+	(*LeaderRequest)(nil),            // 31: ringtrain.v1.LeaderRequest
+	(*LeaderResponse)(nil),           // 32: ringtrain.v1.LeaderResponse
+	(*Command)(nil),                  // 33: ringtrain.v1.Command
+	(*SubmitJobOp)(nil),              // 34: ringtrain.v1.SubmitJobOp
+	(*RegisterOp)(nil),               // 35: ringtrain.v1.RegisterOp
+	(*RemoveWorkerOp)(nil),           // 36: ringtrain.v1.RemoveWorkerOp
+	(*ReplanOp)(nil),                 // 37: ringtrain.v1.ReplanOp
+	(*ReportProgressOp)(nil),         // 38: ringtrain.v1.ReportProgressOp
+	(*CommitCheckpointOp)(nil),       // 39: ringtrain.v1.CommitCheckpointOp
+	(*SetReplicaOp)(nil),             // 40: ringtrain.v1.SetReplicaOp
+	(*RemoveReplicaOp)(nil),          // 41: ringtrain.v1.RemoveReplicaOp
+	(*Result)(nil),                   // 42: ringtrain.v1.Result
+	(*SessionEntry)(nil),             // 43: ringtrain.v1.SessionEntry
+	(*Session)(nil),                  // 44: ringtrain.v1.Session
+	(*CoordinatorState)(nil),         // 45: ringtrain.v1.CoordinatorState
 }
 var file_ringtrain_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: ringtrain.v1.Plan.state:type_name -> ringtrain.v1.PlanState
@@ -3221,56 +3336,58 @@ var file_ringtrain_v1_coordinator_proto_depIdxs = []int32{
 	7,  // 8: ringtrain.v1.CommitCheckpointResponse.checkpoint:type_name -> ringtrain.v1.Checkpoint
 	2,  // 9: ringtrain.v1.SubmitJobRequest.rid:type_name -> ringtrain.v1.RequestID
 	3,  // 10: ringtrain.v1.SubmitJobRequest.job:type_name -> ringtrain.v1.JobSpec
-	23, // 11: ringtrain.v1.StatusResponse.replicas:type_name -> ringtrain.v1.ReplicaStatus
-	43, // 12: ringtrain.v1.StatusResponse.state:type_name -> ringtrain.v1.CoordinatorState
+	25, // 11: ringtrain.v1.StatusResponse.replicas:type_name -> ringtrain.v1.ReplicaStatus
+	45, // 12: ringtrain.v1.StatusResponse.state:type_name -> ringtrain.v1.CoordinatorState
 	2,  // 13: ringtrain.v1.Command.rid:type_name -> ringtrain.v1.RequestID
-	32, // 14: ringtrain.v1.Command.submit_job:type_name -> ringtrain.v1.SubmitJobOp
-	33, // 15: ringtrain.v1.Command.register:type_name -> ringtrain.v1.RegisterOp
-	34, // 16: ringtrain.v1.Command.remove_worker:type_name -> ringtrain.v1.RemoveWorkerOp
-	35, // 17: ringtrain.v1.Command.replan:type_name -> ringtrain.v1.ReplanOp
-	36, // 18: ringtrain.v1.Command.report_progress:type_name -> ringtrain.v1.ReportProgressOp
-	37, // 19: ringtrain.v1.Command.commit_checkpoint:type_name -> ringtrain.v1.CommitCheckpointOp
-	38, // 20: ringtrain.v1.Command.set_replica:type_name -> ringtrain.v1.SetReplicaOp
-	39, // 21: ringtrain.v1.Command.remove_replica:type_name -> ringtrain.v1.RemoveReplicaOp
+	34, // 14: ringtrain.v1.Command.submit_job:type_name -> ringtrain.v1.SubmitJobOp
+	35, // 15: ringtrain.v1.Command.register:type_name -> ringtrain.v1.RegisterOp
+	36, // 16: ringtrain.v1.Command.remove_worker:type_name -> ringtrain.v1.RemoveWorkerOp
+	37, // 17: ringtrain.v1.Command.replan:type_name -> ringtrain.v1.ReplanOp
+	38, // 18: ringtrain.v1.Command.report_progress:type_name -> ringtrain.v1.ReportProgressOp
+	39, // 19: ringtrain.v1.Command.commit_checkpoint:type_name -> ringtrain.v1.CommitCheckpointOp
+	40, // 20: ringtrain.v1.Command.set_replica:type_name -> ringtrain.v1.SetReplicaOp
+	41, // 21: ringtrain.v1.Command.remove_replica:type_name -> ringtrain.v1.RemoveReplicaOp
 	3,  // 22: ringtrain.v1.SubmitJobOp.job:type_name -> ringtrain.v1.JobSpec
 	1,  // 23: ringtrain.v1.Result.code:type_name -> ringtrain.v1.ErrorCode
 	4,  // 24: ringtrain.v1.Result.worker:type_name -> ringtrain.v1.Worker
 	5,  // 25: ringtrain.v1.Result.plan:type_name -> ringtrain.v1.Plan
 	6,  // 26: ringtrain.v1.Result.progress:type_name -> ringtrain.v1.Progress
 	7,  // 27: ringtrain.v1.Result.checkpoint:type_name -> ringtrain.v1.Checkpoint
-	40, // 28: ringtrain.v1.SessionEntry.result:type_name -> ringtrain.v1.Result
-	41, // 29: ringtrain.v1.Session.entries:type_name -> ringtrain.v1.SessionEntry
+	42, // 28: ringtrain.v1.SessionEntry.result:type_name -> ringtrain.v1.Result
+	43, // 29: ringtrain.v1.Session.entries:type_name -> ringtrain.v1.SessionEntry
 	3,  // 30: ringtrain.v1.CoordinatorState.job:type_name -> ringtrain.v1.JobSpec
 	4,  // 31: ringtrain.v1.CoordinatorState.workers:type_name -> ringtrain.v1.Worker
 	5,  // 32: ringtrain.v1.CoordinatorState.plan:type_name -> ringtrain.v1.Plan
 	6,  // 33: ringtrain.v1.CoordinatorState.progress:type_name -> ringtrain.v1.Progress
 	7,  // 34: ringtrain.v1.CoordinatorState.checkpoints:type_name -> ringtrain.v1.Checkpoint
 	8,  // 35: ringtrain.v1.CoordinatorState.replicas:type_name -> ringtrain.v1.Replica
-	42, // 36: ringtrain.v1.CoordinatorState.sessions:type_name -> ringtrain.v1.Session
+	44, // 36: ringtrain.v1.CoordinatorState.sessions:type_name -> ringtrain.v1.Session
 	9,  // 37: ringtrain.v1.Coordinator.Register:input_type -> ringtrain.v1.RegisterRequest
 	11, // 38: ringtrain.v1.Coordinator.Heartbeat:input_type -> ringtrain.v1.HeartbeatRequest
 	13, // 39: ringtrain.v1.Coordinator.Leave:input_type -> ringtrain.v1.LeaveRequest
-	15, // 40: ringtrain.v1.Coordinator.WatchPlan:input_type -> ringtrain.v1.WatchPlanRequest
-	16, // 41: ringtrain.v1.Coordinator.ReportProgress:input_type -> ringtrain.v1.ReportProgressRequest
-	18, // 42: ringtrain.v1.Coordinator.CommitCheckpoint:input_type -> ringtrain.v1.CommitCheckpointRequest
-	20, // 43: ringtrain.v1.Coordinator.SubmitJob:input_type -> ringtrain.v1.SubmitJobRequest
-	22, // 44: ringtrain.v1.Coordinator.Status:input_type -> ringtrain.v1.StatusRequest
-	25, // 45: ringtrain.v1.Coordinator.AddVoter:input_type -> ringtrain.v1.AddVoterRequest
-	27, // 46: ringtrain.v1.Coordinator.RemoveServer:input_type -> ringtrain.v1.RemoveServerRequest
-	29, // 47: ringtrain.v1.Coordinator.Leader:input_type -> ringtrain.v1.LeaderRequest
-	10, // 48: ringtrain.v1.Coordinator.Register:output_type -> ringtrain.v1.RegisterResponse
-	12, // 49: ringtrain.v1.Coordinator.Heartbeat:output_type -> ringtrain.v1.HeartbeatResponse
-	14, // 50: ringtrain.v1.Coordinator.Leave:output_type -> ringtrain.v1.LeaveResponse
-	5,  // 51: ringtrain.v1.Coordinator.WatchPlan:output_type -> ringtrain.v1.Plan
-	17, // 52: ringtrain.v1.Coordinator.ReportProgress:output_type -> ringtrain.v1.ReportProgressResponse
-	19, // 53: ringtrain.v1.Coordinator.CommitCheckpoint:output_type -> ringtrain.v1.CommitCheckpointResponse
-	21, // 54: ringtrain.v1.Coordinator.SubmitJob:output_type -> ringtrain.v1.SubmitJobResponse
-	24, // 55: ringtrain.v1.Coordinator.Status:output_type -> ringtrain.v1.StatusResponse
-	26, // 56: ringtrain.v1.Coordinator.AddVoter:output_type -> ringtrain.v1.AddVoterResponse
-	28, // 57: ringtrain.v1.Coordinator.RemoveServer:output_type -> ringtrain.v1.RemoveServerResponse
-	30, // 58: ringtrain.v1.Coordinator.Leader:output_type -> ringtrain.v1.LeaderResponse
-	48, // [48:59] is the sub-list for method output_type
-	37, // [37:48] is the sub-list for method input_type
+	15, // 40: ringtrain.v1.Coordinator.ReportPeerLost:input_type -> ringtrain.v1.ReportPeerLostRequest
+	17, // 41: ringtrain.v1.Coordinator.WatchPlan:input_type -> ringtrain.v1.WatchPlanRequest
+	18, // 42: ringtrain.v1.Coordinator.ReportProgress:input_type -> ringtrain.v1.ReportProgressRequest
+	20, // 43: ringtrain.v1.Coordinator.CommitCheckpoint:input_type -> ringtrain.v1.CommitCheckpointRequest
+	22, // 44: ringtrain.v1.Coordinator.SubmitJob:input_type -> ringtrain.v1.SubmitJobRequest
+	24, // 45: ringtrain.v1.Coordinator.Status:input_type -> ringtrain.v1.StatusRequest
+	27, // 46: ringtrain.v1.Coordinator.AddVoter:input_type -> ringtrain.v1.AddVoterRequest
+	29, // 47: ringtrain.v1.Coordinator.RemoveServer:input_type -> ringtrain.v1.RemoveServerRequest
+	31, // 48: ringtrain.v1.Coordinator.Leader:input_type -> ringtrain.v1.LeaderRequest
+	10, // 49: ringtrain.v1.Coordinator.Register:output_type -> ringtrain.v1.RegisterResponse
+	12, // 50: ringtrain.v1.Coordinator.Heartbeat:output_type -> ringtrain.v1.HeartbeatResponse
+	14, // 51: ringtrain.v1.Coordinator.Leave:output_type -> ringtrain.v1.LeaveResponse
+	16, // 52: ringtrain.v1.Coordinator.ReportPeerLost:output_type -> ringtrain.v1.ReportPeerLostResponse
+	5,  // 53: ringtrain.v1.Coordinator.WatchPlan:output_type -> ringtrain.v1.Plan
+	19, // 54: ringtrain.v1.Coordinator.ReportProgress:output_type -> ringtrain.v1.ReportProgressResponse
+	21, // 55: ringtrain.v1.Coordinator.CommitCheckpoint:output_type -> ringtrain.v1.CommitCheckpointResponse
+	23, // 56: ringtrain.v1.Coordinator.SubmitJob:output_type -> ringtrain.v1.SubmitJobResponse
+	26, // 57: ringtrain.v1.Coordinator.Status:output_type -> ringtrain.v1.StatusResponse
+	28, // 58: ringtrain.v1.Coordinator.AddVoter:output_type -> ringtrain.v1.AddVoterResponse
+	30, // 59: ringtrain.v1.Coordinator.RemoveServer:output_type -> ringtrain.v1.RemoveServerResponse
+	32, // 60: ringtrain.v1.Coordinator.Leader:output_type -> ringtrain.v1.LeaderResponse
+	49, // [49:61] is the sub-list for method output_type
+	37, // [37:49] is the sub-list for method input_type
 	37, // [37:37] is the sub-list for extension type_name
 	37, // [37:37] is the sub-list for extension extendee
 	0,  // [0:37] is the sub-list for field type_name
@@ -3281,7 +3398,7 @@ func file_ringtrain_v1_coordinator_proto_init() {
 	if File_ringtrain_v1_coordinator_proto != nil {
 		return
 	}
-	file_ringtrain_v1_coordinator_proto_msgTypes[29].OneofWrappers = []any{
+	file_ringtrain_v1_coordinator_proto_msgTypes[31].OneofWrappers = []any{
 		(*Command_SubmitJob)(nil),
 		(*Command_Register)(nil),
 		(*Command_RemoveWorker)(nil),
@@ -3297,7 +3414,7 @@ func file_ringtrain_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ringtrain_v1_coordinator_proto_rawDesc), len(file_ringtrain_v1_coordinator_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   42,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -12,8 +12,8 @@
 // detail with domain "ringtrain.coordinator", reason "NOT_LEADER" and metadata
 // "leader_id" and "leader_addr" (the leader's gRPC address, empty when unknown); the
 // Go client follows it. Other ErrorInfo reasons: BAD_REQUEST (INVALID_ARGUMENT),
-// UNKNOWN_WORKER (NOT_FOUND), STALE_GENERATION, NOT_MEMBER, NO_JOB (FAILED_PRECONDITION),
-// CONFLICT (ALREADY_EXISTS).
+// UNKNOWN_WORKER (NOT_FOUND), STALE_GENERATION, NOT_MEMBER, NO_JOB, HELD_OFF
+// (FAILED_PRECONDITION), CONFLICT (ALREADY_EXISTS).
 //
 // Idempotency. Every write carries a RequestID (client_id, request_id). The state
 // machine remembers the result of recent requests per client and answers a repeated
@@ -44,6 +44,7 @@ const (
 	Coordinator_Register_FullMethodName         = "/ringtrain.v1.Coordinator/Register"
 	Coordinator_Heartbeat_FullMethodName        = "/ringtrain.v1.Coordinator/Heartbeat"
 	Coordinator_Leave_FullMethodName            = "/ringtrain.v1.Coordinator/Leave"
+	Coordinator_ReportPeerLost_FullMethodName   = "/ringtrain.v1.Coordinator/ReportPeerLost"
 	Coordinator_WatchPlan_FullMethodName        = "/ringtrain.v1.Coordinator/WatchPlan"
 	Coordinator_ReportProgress_FullMethodName   = "/ringtrain.v1.Coordinator/ReportProgress"
 	Coordinator_CommitCheckpoint_FullMethodName = "/ringtrain.v1.Coordinator/CommitCheckpoint"
@@ -74,6 +75,14 @@ type CoordinatorClient interface {
 	// Leave removes a worker at once (graceful shutdown) without waiting for its lease
 	// to expire. Unary write, leader only, idempotent by request id.
 	Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error)
+	// ReportPeerLost tells the leader that a member of the current generation could
+	// not reach another member after its ring failed. Unary, leader only, not
+	// replicated. The leader gathers the reports of a generation for a short window,
+	// then removes the member the reports point at (every member that was reported and
+	// reported no one; otherwise the one reported by the most members) and holds it off:
+	// its Register is refused with HELD_OFF for a time that doubles with every removal.
+	// A report for an older generation fails with STALE_GENERATION.
+	ReportPeerLost(ctx context.Context, in *ReportPeerLostRequest, opts ...grpc.CallOption) (*ReportPeerLostResponse, error)
 	// WatchPlan is a server stream: it sends the current plan first (when one exists),
 	// then every new plan as it is committed, in generation order. Plans are sent by the
 	// leader only; the stream ends with the NOT_LEADER error when the replica loses
@@ -143,6 +152,16 @@ func (c *coordinatorClient) Leave(ctx context.Context, in *LeaveRequest, opts ..
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(LeaveResponse)
 	err := c.cc.Invoke(ctx, Coordinator_Leave_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) ReportPeerLost(ctx context.Context, in *ReportPeerLostRequest, opts ...grpc.CallOption) (*ReportPeerLostResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportPeerLostResponse)
+	err := c.cc.Invoke(ctx, Coordinator_ReportPeerLost_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -258,6 +277,14 @@ type CoordinatorServer interface {
 	// Leave removes a worker at once (graceful shutdown) without waiting for its lease
 	// to expire. Unary write, leader only, idempotent by request id.
 	Leave(context.Context, *LeaveRequest) (*LeaveResponse, error)
+	// ReportPeerLost tells the leader that a member of the current generation could
+	// not reach another member after its ring failed. Unary, leader only, not
+	// replicated. The leader gathers the reports of a generation for a short window,
+	// then removes the member the reports point at (every member that was reported and
+	// reported no one; otherwise the one reported by the most members) and holds it off:
+	// its Register is refused with HELD_OFF for a time that doubles with every removal.
+	// A report for an older generation fails with STALE_GENERATION.
+	ReportPeerLost(context.Context, *ReportPeerLostRequest) (*ReportPeerLostResponse, error)
 	// WatchPlan is a server stream: it sends the current plan first (when one exists),
 	// then every new plan as it is committed, in generation order. Plans are sent by the
 	// leader only; the stream ends with the NOT_LEADER error when the replica loses
@@ -311,6 +338,9 @@ func (UnimplementedCoordinatorServer) Heartbeat(context.Context, *HeartbeatReque
 }
 func (UnimplementedCoordinatorServer) Leave(context.Context, *LeaveRequest) (*LeaveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Leave not implemented")
+}
+func (UnimplementedCoordinatorServer) ReportPeerLost(context.Context, *ReportPeerLostRequest) (*ReportPeerLostResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportPeerLost not implemented")
 }
 func (UnimplementedCoordinatorServer) WatchPlan(*WatchPlanRequest, grpc.ServerStreamingServer[Plan]) error {
 	return status.Error(codes.Unimplemented, "method WatchPlan not implemented")
@@ -407,6 +437,24 @@ func _Coordinator_Leave_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(CoordinatorServer).Leave(ctx, req.(*LeaveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_ReportPeerLost_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportPeerLostRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).ReportPeerLost(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_ReportPeerLost_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).ReportPeerLost(ctx, req.(*ReportPeerLostRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -566,6 +614,10 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Leave",
 			Handler:    _Coordinator_Leave_Handler,
+		},
+		{
+			MethodName: "ReportPeerLost",
+			Handler:    _Coordinator_ReportPeerLost_Handler,
 		},
 		{
 			MethodName: "ReportProgress",
