@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -32,13 +33,34 @@ func freeAddr(t *testing.T) string {
 
 // proc is a child process whose output goes to a log file shown when the test fails.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan error
-	log  string
+	name   string
+	cmd    *exec.Cmd
+	done   chan error
+	log    string
+	killed atomic.Bool // the test SIGKILLed it on purpose
+}
+
+func (p *proc) markKilled() { p.killed.Store(true) }
+
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return true
+	default:
+		return false
+	}
 }
 
 func start(t *testing.T, bin, dir, name string, args ...string) *proc {
+	t.Helper()
+	return startEnv(t, bin, dir, name, nil, args...)
+}
+
+// startEnv starts bin with args and extra environment variables; its output goes
+// to dir/name.log. The process is stopped when the test ends.
+func startEnv(t *testing.T, bin, dir, name string, env []string, args ...string) *proc {
 	t.Helper()
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.Create(logPath)
@@ -46,6 +68,7 @@ func start(t *testing.T, bin, dir, name string, args ...string) *proc {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)

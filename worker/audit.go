@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"time"
 )
 
 // The audit log proves exactly-once data under faults. With Config.Audit set, a
@@ -38,6 +39,7 @@ type AuditRecord struct {
 	Before     int64  `json:"before"`            // apply: weight checksum before the update
 	Checksum   int64  `json:"checksum"`          // load, state, done: weight checksum; apply: after the update
 	Source     string `json:"source,omitempty"`  // load: "init" or the checkpoint directory; state: the source rank
+	Time       int64  `json:"t"`                 // wall clock, Unix nanoseconds, when it was recorded
 }
 
 // auditLog appends records to a writer; a nil *auditLog records nothing.
@@ -61,6 +63,9 @@ func (a *auditLog) enabled() bool { return a != nil }
 func (a *auditLog) record(r AuditRecord) error {
 	if a == nil {
 		return nil
+	}
+	if r.Time == 0 {
+		r.Time = time.Now().UnixNano()
 	}
 	b, err := json.Marshal(r)
 	if err != nil {

@@ -248,12 +248,27 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 	}
 }
 
+// register registers the worker. A worker held off after its peers reported it lost
+// (a restarted process, or one cut off from its peers) waits and tries again.
 func (w *Worker) register(ctx context.Context) (time.Duration, error) {
-	resp, err := w.cfg.Coordinators.Register(ctx, &pb.RegisterRequest{WorkerId: w.cfg.ID, Address: w.addr, Device: w.cfg.Device})
-	if err != nil {
-		return 0, fmt.Errorf("worker %s: register: %w", w.cfg.ID, err)
+	for {
+		resp, err := w.cfg.Coordinators.Register(ctx, &pb.RegisterRequest{WorkerId: w.cfg.ID, Address: w.addr, Device: w.cfg.Device})
+		if errors.Is(err, coordinator.ErrHeldOff) {
+			w.log.Info("held off by the coordinator: registering again soon", "err", err)
+			t := time.NewTimer(500 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return 0, fmt.Errorf("worker %s: register: %w", w.cfg.ID, ctx.Err())
+			case <-t.C:
+			}
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("worker %s: register: %w", w.cfg.ID, err)
+		}
+		return time.Duration(resp.GetLeaseMs()) * time.Millisecond, nil
 	}
-	return time.Duration(resp.GetLeaseMs()) * time.Millisecond, nil
 }
 
 // leave removes the worker from the cluster at once, so its peers need not wait for

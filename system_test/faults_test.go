@@ -1,0 +1,288 @@
+package system_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The fault-injection suite: each scenario runs the suite's job on real coordinator
+// and worker processes on loopback, injects its faults while the job trains, and
+// checks the outcome against a fault-free run of three workers (cluster.check and
+// compare). Each logs a line "fault <scenario>: ..." with its measurements.
+//
+//	go test ./system_test -run TestFaults -v                       # every scenario once
+//	RINGTRAIN_FAULT_RUNS=5 go test ./system_test -run TestFaults/kill-worker -v
+//	RINGTRAIN_FAULT_SEEDS=1,2,3,4,5 go test ./system_test -run TestFaults/random -v
+
+// runs is how many times each scenario runs (RINGTRAIN_FAULT_RUNS, default 1).
+func runs() int {
+	if n, err := strconv.Atoi(os.Getenv("RINGTRAIN_FAULT_RUNS")); err == nil && n > 0 {
+		return n
+	}
+	return 1
+}
+
+// measurement is what one run of a scenario measured.
+type measurement struct {
+	scenario   string
+	recovery   time.Duration // fault to the first update of a newer generation
+	maxGap     time.Duration // longest time between two updates after the fault
+	step       time.Duration // median time between updates
+	recomputed int64
+	lost       int64
+	repeated   int64
+}
+
+func (m measurement) String() string {
+	rec := "none (the generation never changed)"
+	if m.recovery > 0 {
+		rec = m.recovery.Round(time.Millisecond).String()
+	}
+	return fmt.Sprintf("fault %s: fault to first step of a new generation %s, longest gap between steps after the fault %v (median step %v), steps recomputed %d, samples lost %d, samples repeated %d",
+		m.scenario, rec, m.maxGap.Round(time.Millisecond), m.step.Round(time.Microsecond), m.recomputed, m.lost, m.repeated)
+}
+
+func measure(name string, o *outcome, at time.Time) measurement {
+	rec, gap := recovery(o.records, at)
+	return measurement{scenario: name, recovery: rec, maxGap: gap, step: medianStep(o.records),
+		recomputed: o.audit.Recomputed, lost: o.audit.Lost, repeated: o.audit.Repeated}
+}
+
+func startWorkers(c *cluster, n int) {
+	for i := range n {
+		c.startWorker(fmt.Sprintf("w%d", i))
+	}
+}
+
+func TestFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process fault suite: skipped with -short")
+	}
+	type scenario struct {
+		name         string
+		worldChanged bool
+		run          func(t *testing.T) (*cluster, time.Time)
+	}
+	scenarios := []scenario{
+		{"kill-worker", true, func(t *testing.T) (*cluster, time.Time) {
+			// SIGKILL one of three workers; it comes back two seconds later and rejoins.
+			c := newCluster(t, 1, 2, 3)
+			startWorkers(c, 3)
+			c.waitStep(faultSteps/3, time.Minute)
+			at := time.Now()
+			c.kill("w1")
+			time.Sleep(2 * time.Second)
+			c.startWorker("w1")
+			c.finish(3 * time.Minute)
+			return c, at
+		}},
+		{"pause-worker", false, func(t *testing.T) (*cluster, time.Time) {
+			// SIGSTOP a worker for less than the ring's progress timeout: the ring waits.
+			c := newCluster(t, 1, 2, 3)
+			startWorkers(c, 3)
+			c.waitStep(faultSteps/3, time.Minute)
+			at := time.Now()
+			c.signal("w2", syscall.SIGSTOP)
+			time.Sleep(2 * time.Second)
+			c.signal("w2", syscall.SIGCONT)
+			c.finish(3 * time.Minute)
+			return c, at
+		}},
+		{"hang-worker", true, func(t *testing.T) (*cluster, time.Time) {
+			// SIGSTOP a worker for longer than the progress timeout: it is removed, and
+			// rejoins when it continues.
+			c := newCluster(t, 1, 2, 3)
+			startWorkers(c, 3)
+			c.waitStep(faultSteps/3, time.Minute)
+			at := time.Now()
+			c.signal("w2", syscall.SIGSTOP)
+			time.Sleep(8 * time.Second)
+			c.signal("w2", syscall.SIGCONT)
+			c.finish(3 * time.Minute)
+			return c, at
+		}},
+		{"kill-leader", false, func(t *testing.T) (*cluster, time.Time) {
+			// SIGKILL the coordinator leader of three; workers must not stall.
+			c := newCluster(t, 3, 3, 3)
+			startWorkers(c, 3)
+			c.waitStep(faultSteps/3, time.Minute)
+			l := c.leader()
+			at := time.Now()
+			c.killCoordinator(l)
+			time.Sleep(time.Second)
+			c.leader()
+			c.restartCoordinator(l)
+			c.finish(3 * time.Minute)
+			return c, at
+		}},
+		{"kill-during-checkpoint", true, func(t *testing.T) (*cluster, time.Time) {
+			// SIGKILL rank 0, the checkpoint writer, while it writes a checkpoint.
+			c := newCluster(t, 1, 2, 3)
+			startWorkers(c, 3)
+			c.waitStep(2*faultCkpt-10, time.Minute)
+			victim := c.rank0()
+			seen := c.waitCheckpointWrite(2*faultCkpt, 30*time.Second)
+			at := time.Now()
+			c.kill(victim)
+			t.Logf("killed %s %s", victim, map[bool]string{true: "while its checkpoint's temporary directory existed", false: "after the checkpoint step (the write was too quick to catch)"}[seen])
+			c.finish(3 * time.Minute)
+			return c, at
+		}},
+		{"restart-all", false, func(t *testing.T) (*cluster, time.Time) {
+			// SIGKILL every process; restart them: training resumes from the newest
+			// committed checkpoint.
+			c := newCluster(t, 1, 3, 3)
+			startWorkers(c, 3)
+			c.waitStep(faultSteps/2, time.Minute)
+			at := time.Now()
+			for i := range 3 {
+				c.kill(fmt.Sprintf("w%d", i))
+			}
+			c.killCoordinator(0)
+			c.restartCoordinator(0)
+			startWorkers(c, 3)
+			c.finish(3 * time.Minute)
+			return c, at
+		}},
+		{"scale", true, func(t *testing.T) (*cluster, time.Time) {
+			// Add a fourth worker, then SIGTERM one (a graceful leave).
+			c := newCluster(t, 1, 2, 4)
+			startWorkers(c, 3)
+			c.waitStep(faultSteps/4, time.Minute)
+			at := time.Now()
+			c.startWorker("w3")
+			c.waitStep(faultSteps/2, time.Minute)
+			c.signal("w0", syscall.SIGTERM)
+			c.finish(3 * time.Minute)
+			return c, at
+		}},
+	}
+	ref := reference(t)
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			for i := range runs() {
+				c, at := sc.run(t)
+				got := c.check()
+				compare(t, got, ref, sc.worldChanged)
+				t.Logf("run %d: %v", i+1, measure(sc.name, got, at))
+			}
+		})
+	}
+	t.Run("random", func(t *testing.T) {
+		seeds := []uint64{1, 2}
+		if s := os.Getenv("RINGTRAIN_FAULT_SEEDS"); s != "" {
+			seeds = nil
+			for _, f := range splitComma(s) {
+				n, err := strconv.ParseUint(f, 10, 64)
+				if err != nil {
+					t.Fatalf("RINGTRAIN_FAULT_SEEDS: %q: %v", f, err)
+				}
+				seeds = append(seeds, n)
+			}
+		}
+		for _, seed := range seeds {
+			t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+				randomFaults(t, seed, ref)
+			})
+		}
+	})
+}
+
+// randomFaults injects three faults at random steps, chosen from a seeded source:
+// a worker killed and restarted, a worker paused briefly, the coordinator leader
+// killed and restarted.
+func randomFaults(t *testing.T, seed uint64, ref *outcome) {
+	t.Logf("seed %d (rerun with RINGTRAIN_FAULT_SEEDS=%d)", seed, seed)
+	r := rand.New(rand.NewPCG(seed, 0x5eed))
+	c := newCluster(t, 3, 2, 3)
+	startWorkers(c, 3)
+	var changed bool
+	var at time.Time
+	step := int64(faultSteps / 6)
+	for i := range 3 {
+		step += int64(r.IntN(faultSteps / 6))
+		c.waitStep(step, time.Minute)
+		if i == 0 {
+			at = time.Now()
+		}
+		victim := fmt.Sprintf("w%d", r.IntN(3))
+		switch kind := r.IntN(3); kind {
+		case 0:
+			t.Logf("step %d: kill %s, restart it 2s later", step, victim)
+			c.kill(victim)
+			time.Sleep(2 * time.Second)
+			c.startWorker(victim)
+			changed = true
+		case 1:
+			d := time.Duration(500+r.IntN(1500)) * time.Millisecond
+			t.Logf("step %d: pause %s for %v", step, victim, d)
+			c.signal(victim, syscall.SIGSTOP)
+			time.Sleep(d)
+			c.signal(victim, syscall.SIGCONT)
+		case 2:
+			l := c.leader()
+			t.Logf("step %d: kill coordinator leader c%d, restart it 1s later", step, l)
+			c.killCoordinator(l)
+			time.Sleep(time.Second)
+			c.restartCoordinator(l)
+		}
+	}
+	c.finish(3 * time.Minute)
+	got := c.check()
+	compare(t, got, ref, changed)
+	t.Log(measure(fmt.Sprint("random seed ", seed), got, at))
+}
+
+func splitComma(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == ',' {
+			if i > start {
+				out = append(out, s[start:i])
+			}
+			start = i + 1
+		}
+	}
+	return out
+}
+
+// waitCheckpointWrite polls the run's checkpoint directory until the temporary
+// directory of step's checkpoint appears (true), or progress passes step (false).
+func (c *cluster) waitCheckpointWrite(step int64, d time.Duration) bool {
+	c.t.Helper()
+	prefix := fmt.Sprintf(".step-%06d.tmp-", step)
+	root := filepath.Join(c.dir, "run", "ckpt")
+	deadline := time.Now().Add(d)
+	for i := 0; time.Now().Before(deadline); i++ {
+		entries, _ := os.ReadDir(root)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), prefix) {
+				return true
+			}
+		}
+		if i%200 == 0 && c.status().GetProgress().GetStep() > step {
+			return false
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	c.t.Fatalf("no checkpoint of step %d within %v", step, d)
+	return false
+}
+
+// rank0 returns the worker that is rank 0 of the current plan.
+func (c *cluster) rank0() string {
+	c.t.Helper()
+	members := c.status().GetPlan().GetMembers()
+	if len(members) == 0 {
+		c.t.Fatal("no plan")
+	}
+	return members[0]
+}

@@ -1,0 +1,460 @@
+package system_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/examples"
+	"github.com/ringtrain/ringtrain/model"
+	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+	"github.com/ringtrain/ringtrain/shard"
+	"github.com/ringtrain/ringtrain/worker"
+)
+
+// The fault suite's job: 6 streams (so 1, 2, 3 and 6 workers split them evenly), a
+// small model, and enough steps that faults land in the middle of training.
+const (
+	faultStreams = 6
+	faultSteps   = 300
+	faultCkpt    = 50
+)
+
+var (
+	sharedOnce sync.Once
+	sharedDir  string // binary and data shared by every test of the package
+	sharedErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if sharedDir != "" {
+		os.RemoveAll(sharedDir)
+	}
+	os.Exit(code)
+}
+
+// shared builds the binary and prepares the data once per test binary.
+func shared(t *testing.T) (bin, data string) {
+	t.Helper()
+	sharedOnce.Do(func() {
+		if sharedDir, sharedErr = os.MkdirTemp("", "ringtrain-system-"); sharedErr != nil {
+			return
+		}
+		bin := filepath.Join(sharedDir, "ringtrain")
+		if out, err := exec.Command("go", "build", "-o", bin, "../cmd/ringtrain").CombinedOutput(); err != nil {
+			sharedErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		text := filepath.Join(sharedDir, "input.txt")
+		if sharedErr = os.WriteFile(text, []byte(examples.TinyShakespeare[:120_000]), 0o644); sharedErr != nil {
+			return
+		}
+		_, sharedErr = shard.PrepareText(context.Background(), "char", shard.PrepareOptions{
+			Inputs: []string{text}, OutDir: filepath.Join(sharedDir, "data"), MinShards: faultStreams})
+	})
+	if sharedErr != nil {
+		t.Fatal(sharedErr)
+	}
+	return filepath.Join(sharedDir, "ringtrain"), filepath.Join(sharedDir, "data")
+}
+
+// cluster is a coordinator cluster and workers run as separate processes on
+// loopback, with the test's fault injection: kill, stop and continue, restart.
+type cluster struct {
+	t        *testing.T
+	bin, dir string
+	coords   []*coordProc
+	workers  map[string]*workerProc
+	auditDir string
+	cl       *coordinator.Client
+	mu       sync.Mutex
+}
+
+type coordProc struct {
+	id, raftAddr, grpcAddr, dataDir string
+	args                            []string
+	p                               *proc
+	restarts                        int
+}
+
+type workerProc struct {
+	id, addr string
+	p        *proc
+	restarts int
+}
+
+// newCluster starts n coordinator replicas (a static Raft cluster) and submits the
+// suite's job for at most maxWorkers workers.
+func newCluster(t *testing.T, n, minWorkers, maxWorkers int) *cluster {
+	t.Helper()
+	bin, data := shared(t)
+	c := &cluster{t: t, bin: bin, dir: t.TempDir(), workers: map[string]*workerProc{}}
+	c.auditDir = filepath.Join(c.dir, "audit")
+	if err := os.MkdirAll(c.auditDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var peers []string
+	for i := range n {
+		cp := &coordProc{id: fmt.Sprintf("c%d", i), raftAddr: freeAddr(t), grpcAddr: freeAddr(t)}
+		cp.dataDir = filepath.Join(c.dir, cp.id)
+		peers = append(peers, cp.id+"="+cp.raftAddr)
+		c.coords = append(c.coords, cp)
+	}
+	for _, cp := range c.coords {
+		cp.args = []string{"coordinator", "--id", cp.id, "--data-dir", cp.dataDir,
+			"--raft-addr", cp.raftAddr, "--grpc-addr", cp.grpcAddr, "--log-level", "info"}
+		if n > 1 {
+			cp.args = append(cp.args, "--peers", strings.Join(peers, ","))
+		}
+		cp.p = start(t, bin, c.dir, cp.id, cp.args...)
+	}
+	cl, err := coordinator.NewClient(c.grpcAddrs(), coordinator.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	c.cl = cl
+
+	job := filepath.Join(c.dir, "job.yaml")
+	spec := fmt.Sprintf(`model: {layers: 2, heads: 4, embd: 96}
+data: %s
+out: %s
+seq_len: 64
+micro_batch: 2
+streams: %d
+steps: %d
+seed: 11
+lr: 0.003
+min_lr: 0.0003
+warmup_steps: 20
+log_interval: 50
+eval_interval: 0
+eval_batches: 0
+checkpoint_interval: %d
+`, data, filepath.Join(c.dir, "run"), faultStreams, faultSteps, faultCkpt)
+	if err := os.WriteFile(job, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	submit := exec.Command(bin, "submit", job, "--coordinators", strings.Join(c.grpcAddrs(), ","),
+		"--min-workers", fmt.Sprint(minWorkers), "--max-workers", fmt.Sprint(maxWorkers), "--timeout", "60s")
+	if out, err := submit.CombinedOutput(); err != nil {
+		t.Fatalf("submit: %v\n%s", err, out)
+	}
+	return c
+}
+
+func (c *cluster) grpcAddrs() []string {
+	var out []string
+	for _, cp := range c.coords {
+		out = append(out, cp.grpcAddr)
+	}
+	return out
+}
+
+// startWorker starts (or restarts, with the same id, address and audit log) worker id.
+func (c *cluster) startWorker(id string) {
+	c.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	wp := c.workers[id]
+	if wp == nil {
+		wp = &workerProc{id: id, addr: freeAddr(c.t)}
+		c.workers[id] = wp
+	} else {
+		wp.restarts++
+	}
+	name := fmt.Sprintf("%s.%d", id, wp.restarts)
+	wp.p = startEnv(c.t, c.bin, c.dir, name, []string{"GOMAXPROCS=1"}, "worker", "--id", id,
+		"--coordinators", strings.Join(c.grpcAddrs(), ","), "--listen", wp.addr,
+		"--audit-log", filepath.Join(c.auditDir, id+".jsonl"), "--log-level", "info")
+}
+
+func (c *cluster) worker(id string) *workerProc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.workers[id]
+}
+
+// signal sends sig to worker id's process.
+func (c *cluster) signal(id string, sig syscall.Signal) {
+	c.t.Helper()
+	p := c.worker(id).p
+	if sig == syscall.SIGKILL {
+		p.markKilled()
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		c.t.Fatalf("signal %v to %s: %v", sig, id, err)
+	}
+}
+
+// kill SIGKILLs worker id and waits for it to be gone.
+func (c *cluster) kill(id string) {
+	c.t.Helper()
+	c.signal(id, syscall.SIGKILL)
+	c.worker(id).p.wait(c.t, 10*time.Second)
+}
+
+// status reads the replicated state (from any replica).
+func (c *cluster) status() *pb.CoordinatorState {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := c.cl.Status(ctx, true)
+	if err != nil {
+		return nil
+	}
+	return st.GetState()
+}
+
+// waitStep waits until the committed progress reaches step.
+func (c *cluster) waitStep(step int64, d time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if c.status().GetProgress().GetStep() >= step {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatalf("progress did not reach step %d within %v (at %d)", step, d, c.status().GetProgress().GetStep())
+}
+
+// leader returns the index of the replica that leads.
+func (c *cluster) leader() int {
+	c.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		for i, cp := range c.coords {
+			if cp.p == nil || cp.p.exited() {
+				continue
+			}
+			cl, err := coordinator.NewClient([]string{cp.grpcAddr}, coordinator.ClientOptions{})
+			if err != nil {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			st, err := cl.Status(ctx, true)
+			cancel()
+			cl.Close()
+			if err == nil && st.GetRaftState() == "Leader" {
+				return i
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatal("no coordinator leads")
+	return -1
+}
+
+// killCoordinator SIGKILLs replica i; restartCoordinator starts it again on its data.
+func (c *cluster) killCoordinator(i int) {
+	c.t.Helper()
+	cp := c.coords[i]
+	cp.p.markKilled()
+	cp.p.cmd.Process.Kill()
+	cp.p.wait(c.t, 10*time.Second)
+}
+
+func (c *cluster) restartCoordinator(i int) {
+	c.t.Helper()
+	cp := c.coords[i]
+	cp.restarts++
+	cp.p = start(c.t, c.bin, c.dir, fmt.Sprintf("%s.%d", cp.id, cp.restarts), cp.args...)
+}
+
+// finish waits for every running worker to exit successfully.
+func (c *cluster) finish(d time.Duration) {
+	c.t.Helper()
+	c.mu.Lock()
+	var ws []*workerProc
+	for _, w := range c.workers {
+		ws = append(ws, w)
+	}
+	c.mu.Unlock()
+	for _, w := range ws {
+		if err := w.p.wait(c.t, d); err != nil && !w.p.killed.Load() {
+			c.t.Fatalf("%s exited with %v", w.id, err)
+		}
+	}
+}
+
+// outcome is what a finished run left behind.
+type outcome struct {
+	params  []float32
+	loss    float64
+	audit   *worker.AuditReport
+	records []worker.AuditRecord
+}
+
+// check verifies a finished run: the committed progress and checkpoint are at the
+// last step, every checkpoint committed verifies, and the audit logs prove that all
+// ranks finished identical and every sample was used exactly once.
+func (c *cluster) check() *outcome {
+	c.t.Helper()
+	st := c.status()
+	if got := st.GetProgress().GetStep(); got != faultSteps {
+		c.t.Fatalf("committed step %d, want %d", got, faultSteps)
+	}
+	cks := st.GetCheckpoints()
+	if len(cks) == 0 || cks[len(cks)-1].GetStep() != faultSteps {
+		c.t.Fatalf("committed checkpoints %v, want the last at step %d", cks, faultSteps)
+	}
+	for _, ck := range cks {
+		digest, err := model.CheckpointDigest(ck.GetLocation())
+		if err != nil || digest != ck.GetSha256() {
+			c.t.Fatalf("committed checkpoint %s (step %d) does not verify: %v", ck.GetLocation(), ck.GetStep(), err)
+		}
+	}
+	last, err := model.LoadCheckpoint(cks[len(cks)-1].GetLocation())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	paths, _ := filepath.Glob(filepath.Join(c.auditDir, "*.jsonl"))
+	recs, err := worker.ReadAudit(paths...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	rep, err := worker.VerifyAudit(recs, faultStreams)
+	if err != nil {
+		c.t.Fatalf("audit: %v (%+v)", err, rep)
+	}
+	if rep.Steps != faultSteps {
+		c.t.Fatalf("audit lineage has %d steps, want %d", rep.Steps, faultSteps)
+	}
+	return &outcome{params: last.Params, loss: last.Trainer.Loss, audit: rep, records: recs}
+}
+
+var (
+	refOnce sync.Once
+	refOut  *outcome
+)
+
+// reference is the fault-free run of three workers every scenario compares with.
+func reference(t *testing.T) *outcome {
+	t.Helper()
+	refOnce.Do(func() {
+		c := newCluster(t, 1, 3, 3)
+		for i := range 3 {
+			c.startWorker(fmt.Sprintf("w%d", i))
+		}
+		c.finish(3 * time.Minute)
+		refOut = c.check()
+	})
+	if refOut == nil {
+		t.Fatal("the fault-free reference run failed")
+	}
+	return refOut
+}
+
+func relL2(got, want []float32) float64 {
+	var d, n float64
+	for i := range want {
+		e := float64(got[i]) - float64(want[i])
+		d += e * e
+		n += float64(want[i]) * float64(want[i])
+	}
+	return math.Sqrt(d / n)
+}
+
+// compare checks a run against the fault-free one: bit-identical when the world
+// size never changed, otherwise within 1e-3 relative L2 with the same loss to 3
+// decimals.
+func compare(t *testing.T, got, ref *outcome, worldChanged bool) {
+	t.Helper()
+	if !worldChanged {
+		for i := range ref.params {
+			if math.Float32bits(got.params[i]) != math.Float32bits(ref.params[i]) {
+				t.Fatalf("final weights differ from the fault-free run at parameter %d: %v vs %v", i, got.params[i], ref.params[i])
+			}
+		}
+		return
+	}
+	rel := relL2(got.params, ref.params)
+	t.Logf("relative L2 to the fault-free run %.3g, loss %.5f vs %.5f", rel, got.loss, ref.loss)
+	if rel > 1e-3 {
+		t.Errorf("final weights %.3g relative L2 from the fault-free run (limit 1e-3)", rel)
+	}
+	if math.Abs(got.loss-ref.loss) >= 5e-4 {
+		t.Errorf("final loss %.5f, fault-free %.5f: not the same to 3 decimals", got.loss, ref.loss)
+	}
+}
+
+// recovery measures a fault at time at from the audit records: the time to the
+// first update applied in a generation newer than the one training at the fault
+// (zero when the generation never changed), and the longest gap between
+// consecutive updates after the fault.
+func recovery(recs []worker.AuditRecord, at time.Time) (toNewGen, maxGap time.Duration) {
+	var genAt uint64
+	applied := map[int64]int64{} // step -> first time it was applied
+	for _, r := range recs {
+		if r.Event != "apply" {
+			continue
+		}
+		if r.Time <= at.UnixNano() {
+			genAt = max(genAt, r.Generation)
+		}
+		if t, ok := applied[r.Step]; !ok || r.Time < t {
+			applied[r.Step] = r.Time
+		}
+	}
+	first := int64(math.MaxInt64)
+	for _, r := range recs {
+		if r.Event == "apply" && r.Generation > genAt && r.Time > at.UnixNano() {
+			first = min(first, r.Time)
+		}
+	}
+	if first != math.MaxInt64 {
+		toNewGen = time.Duration(first - at.UnixNano())
+	}
+	var times []int64
+	for _, t := range applied {
+		times = append(times, t)
+	}
+	slices.Sort(times)
+	prev := at.UnixNano()
+	for _, t := range times {
+		if t <= prev {
+			continue
+		}
+		maxGap = max(maxGap, time.Duration(t-prev))
+		prev = t
+	}
+	return toNewGen, maxGap
+}
+
+// medianStep is the median time between consecutive updates of a run.
+func medianStep(recs []worker.AuditRecord) time.Duration {
+	applied := map[int64]int64{}
+	for _, r := range recs {
+		if r.Event == "apply" {
+			if t, ok := applied[r.Step]; !ok || r.Time < t {
+				applied[r.Step] = r.Time
+			}
+		}
+	}
+	var times []int64
+	for _, t := range applied {
+		times = append(times, t)
+	}
+	slices.Sort(times)
+	var gaps []float64
+	for i := 1; i < len(times); i++ {
+		gaps = append(gaps, float64(times[i]-times[i-1]))
+	}
+	if len(gaps) == 0 {
+		return 0
+	}
+	sort.Float64s(gaps)
+	return time.Duration(gaps[len(gaps)/2])
+}
