@@ -34,6 +34,7 @@ type measurement struct {
 	scenario   string
 	recovery   time.Duration // fault to the first update of a newer generation
 	maxGap     time.Duration // longest time between two updates after the fault
+	gapAt      time.Duration // when that gap began, from the fault
 	step       time.Duration // median time between updates
 	recomputed int64
 	lost       int64
@@ -45,13 +46,13 @@ func (m measurement) String() string {
 	if m.recovery > 0 {
 		rec = m.recovery.Round(time.Millisecond).String()
 	}
-	return fmt.Sprintf("fault %s: fault to first step of a new generation %s, longest gap between steps after the fault %v (median step %v), steps recomputed %d, samples lost %d, samples repeated %d",
-		m.scenario, rec, m.maxGap.Round(time.Millisecond), m.step.Round(time.Microsecond), m.recomputed, m.lost, m.repeated)
+	return fmt.Sprintf("fault %s: fault to first step of a new generation %s, longest gap between steps after the fault %v (from +%v; median step %v), steps recomputed %d, samples lost %d, samples repeated %d",
+		m.scenario, rec, m.maxGap.Round(time.Millisecond), m.gapAt.Round(time.Millisecond), m.step.Round(time.Microsecond), m.recomputed, m.lost, m.repeated)
 }
 
 func measure(name string, o *outcome, at time.Time) measurement {
-	rec, gap := recovery(o.records, at)
-	return measurement{scenario: name, recovery: rec, maxGap: gap, step: medianStep(o.records),
+	rec, gap, gapAt := recovery(o.records, at)
+	return measurement{scenario: name, recovery: rec, maxGap: gap, gapAt: gapAt, step: medianStep(o.records),
 		recomputed: o.audit.Recomputed, lost: o.audit.Lost, repeated: o.audit.Repeated}
 }
 

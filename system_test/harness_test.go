@@ -79,6 +79,8 @@ type cluster struct {
 	workers  map[string]*workerProc
 	auditDir string
 	cl       *coordinator.Client
+	lab      *netLab // nil: every process on loopback
+	extra    []string // extra coordinator flags
 	mu       sync.Mutex
 }
 
@@ -99,8 +101,15 @@ type workerProc struct {
 // suite's job for at most maxWorkers workers.
 func newCluster(t *testing.T, n, minWorkers, maxWorkers int) *cluster {
 	t.Helper()
+	return newClusterIn(t, nil, n, minWorkers, maxWorkers)
+}
+
+// newClusterIn is newCluster with every process in its own network namespace of
+// lab (on loopback when lab is nil).
+func newClusterIn(t *testing.T, lab *netLab, n, minWorkers, maxWorkers int, coordFlags ...string) *cluster {
+	t.Helper()
 	bin, data := shared(t)
-	c := &cluster{t: t, bin: bin, dir: t.TempDir(), workers: map[string]*workerProc{}}
+	c := &cluster{t: t, bin: bin, dir: t.TempDir(), workers: map[string]*workerProc{}, lab: lab, extra: coordFlags}
 	c.auditDir = filepath.Join(c.dir, "audit")
 	if err := os.MkdirAll(c.auditDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -108,6 +117,10 @@ func newCluster(t *testing.T, n, minWorkers, maxWorkers int) *cluster {
 	var peers []string
 	for i := range n {
 		cp := &coordProc{id: fmt.Sprintf("c%d", i), raftAddr: freeAddr(t), grpcAddr: freeAddr(t)}
+		if lab != nil {
+			ip := lab.host(cp.id).ip
+			cp.raftAddr, cp.grpcAddr = ip+":7000", ip+":7001"
+		}
 		cp.dataDir = filepath.Join(c.dir, cp.id)
 		peers = append(peers, cp.id+"="+cp.raftAddr)
 		c.coords = append(c.coords, cp)
@@ -115,10 +128,11 @@ func newCluster(t *testing.T, n, minWorkers, maxWorkers int) *cluster {
 	for _, cp := range c.coords {
 		cp.args = []string{"coordinator", "--id", cp.id, "--data-dir", cp.dataDir,
 			"--raft-addr", cp.raftAddr, "--grpc-addr", cp.grpcAddr, "--log-level", "info"}
+		cp.args = append(cp.args, c.extra...)
 		if n > 1 {
 			cp.args = append(cp.args, "--peers", strings.Join(peers, ","))
 		}
-		cp.p = start(t, bin, c.dir, cp.id, cp.args...)
+		cp.p = c.launch(cp.id, cp.id, nil, cp.args)
 	}
 	cl, err := coordinator.NewClient(c.grpcAddrs(), coordinator.ClientOptions{})
 	if err != nil {
@@ -171,14 +185,28 @@ func (c *cluster) startWorker(id string) {
 	wp := c.workers[id]
 	if wp == nil {
 		wp = &workerProc{id: id, addr: freeAddr(c.t)}
+		if c.lab != nil {
+			wp.addr = c.lab.host(id).ip + ":7100"
+		}
 		c.workers[id] = wp
 	} else {
 		wp.restarts++
 	}
 	name := fmt.Sprintf("%s.%d", id, wp.restarts)
-	wp.p = startEnv(c.t, c.bin, c.dir, name, []string{"GOMAXPROCS=1"}, "worker", "--id", id,
+	wp.p = c.launch(id, name, []string{"GOMAXPROCS=1"}, []string{"worker", "--id", id,
 		"--coordinators", strings.Join(c.grpcAddrs(), ","), "--listen", wp.addr,
-		"--audit-log", filepath.Join(c.auditDir, id+".jsonl"), "--log-level", "info")
+		"--audit-log", filepath.Join(c.auditDir, id+".jsonl"), "--log-level", "info"})
+}
+
+// launch starts the binary with args as process name, in host's namespace when the
+// cluster runs in a lab.
+func (c *cluster) launch(host, name string, env, args []string) *proc {
+	c.t.Helper()
+	if c.lab == nil {
+		return startEnv(c.t, c.bin, c.dir, name, env, args...)
+	}
+	bin, args := c.lab.host(host).wrap(c.bin, args)
+	return startEnv(c.t, bin, c.dir, name, env, args...)
 }
 
 func (c *cluster) worker(id string) *workerProc {
@@ -270,7 +298,7 @@ func (c *cluster) restartCoordinator(i int) {
 	c.t.Helper()
 	cp := c.coords[i]
 	cp.restarts++
-	cp.p = start(c.t, c.bin, c.dir, fmt.Sprintf("%s.%d", cp.id, cp.restarts), cp.args...)
+	cp.p = c.launch(cp.id, fmt.Sprintf("%s.%d", cp.id, cp.restarts), nil, cp.args)
 }
 
 // finish waits for every running worker to exit successfully.
@@ -394,7 +422,7 @@ func compare(t *testing.T, got, ref *outcome, worldChanged bool) {
 // first update applied in a generation newer than the one training at the fault
 // (zero when the generation never changed), and the longest gap between
 // consecutive updates after the fault.
-func recovery(recs []worker.AuditRecord, at time.Time) (toNewGen, maxGap time.Duration) {
+func recovery(recs []worker.AuditRecord, at time.Time) (toNewGen, maxGap, gapAt time.Duration) {
 	var genAt uint64
 	applied := map[int64]int64{} // step -> first time it was applied
 	for _, r := range recs {
@@ -427,10 +455,12 @@ func recovery(recs []worker.AuditRecord, at time.Time) (toNewGen, maxGap time.Du
 		if t <= prev {
 			continue
 		}
-		maxGap = max(maxGap, time.Duration(t-prev))
+		if d := time.Duration(t - prev); d > maxGap {
+			maxGap, gapAt = d, time.Duration(prev-at.UnixNano())
+		}
 		prev = t
 	}
-	return toNewGen, maxGap
+	return toNewGen, maxGap, gapAt
 }
 
 // medianStep is the median time between consecutive updates of a run.

@@ -60,3 +60,29 @@ func probe(ctx context.Context, addr string, timeout time.Duration) error {
 	}
 	return nil
 }
+
+// canReachPeers reports whether some other member of the newest plan answers a
+// health check (true when no plan with other members is known).
+func (w *Worker) canReachPeers(ctx context.Context) bool {
+	plan, _ := w.plans.get()
+	var peers []*pb.Worker
+	for _, p := range plan.GetWorkers() {
+		if p.GetId() != w.cfg.ID {
+			peers = append(peers, p)
+		}
+	}
+	if len(peers) == 0 {
+		return true
+	}
+	var wg sync.WaitGroup
+	ok := make(chan struct{}, len(peers))
+	for _, p := range peers {
+		wg.Go(func() {
+			if probe(ctx, p.GetAddress(), w.cfg.ProbeTimeout) == nil {
+				ok <- struct{}{}
+			}
+		})
+	}
+	wg.Wait()
+	return len(ok) > 0
+}

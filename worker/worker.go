@@ -46,7 +46,7 @@ type Config struct {
 	Progress io.Writer
 	// RingTimeout is the ring's progress timeout (default allreduce's, 5 s).
 	RingTimeout time.Duration
-	// ConnectTimeout bounds building the ring of a generation (default 30 s).
+	// ConnectTimeout bounds building the ring of a generation (default 10 s).
 	ConnectTimeout time.Duration
 	// RetryDelay is how long a worker whose ring failed waits for a newer plan
 	// before it rebuilds the ring of the same generation (default 1 s).
@@ -91,6 +91,7 @@ type Worker struct {
 	curGen  atomic.Uint64 // generation being trained, for heartbeats
 	curStep atomic.Int64
 	audit   *auditLog // nil unless Config.Audit is set
+	plans   *planBox  // the newest plan, once Run watches them
 }
 
 // New validates cfg and binds the peer server's listener (so Addr is known before
@@ -109,7 +110,7 @@ func New(cfg Config) (*Worker, error) {
 		cfg.Listen = "127.0.0.1:0"
 	}
 	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = 30 * time.Second
+		cfg.ConnectTimeout = 10 * time.Second
 	}
 	if cfg.RetryDelay <= 0 {
 		cfg.RetryDelay = time.Second
@@ -173,6 +174,7 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 		wg.Wait()
 	}()
 
+	w.plans = newPlanBox()
 	lease, err := w.register(ctx)
 	if err != nil {
 		return nil, err
@@ -180,7 +182,7 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 	defer w.leave(ctx)
 	w.log.Info("registered", "addr", w.addr, "lease", lease)
 
-	plans := newPlanBox()
+	plans := w.plans
 	rep := &reporter{cl: w.cfg.Coordinators, log: w.log, wake: make(chan struct{}, 1)}
 	wg.Go(func() { w.heartbeat(ctx, lease) })
 	wg.Go(func() { rep.run(ctx) })
@@ -249,25 +251,36 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 }
 
 // register registers the worker. A worker held off after its peers reported it lost
-// (a restarted process, or one cut off from its peers) waits and tries again.
+// (a restarted process, or one cut off from its peers) waits and tries again, and
+// once held off it registers only when it can reach a member of the newest plan,
+// so that a worker cut off from its peers does not rejoin only to break the next
+// ring.
 func (w *Worker) register(ctx context.Context) (time.Duration, error) {
+	heldOff := false
 	for {
-		resp, err := w.cfg.Coordinators.Register(ctx, &pb.RegisterRequest{WorkerId: w.cfg.ID, Address: w.addr, Device: w.cfg.Device})
-		if errors.Is(err, coordinator.ErrHeldOff) {
-			w.log.Info("held off by the coordinator: registering again soon", "err", err)
-			t := time.NewTimer(500 * time.Millisecond)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return 0, fmt.Errorf("worker %s: register: %w", w.cfg.ID, ctx.Err())
-			case <-t.C:
+		if heldOff && !w.canReachPeers(ctx) {
+			w.log.Info("held off and no member of the plan answers: waiting before registering again")
+		} else {
+			resp, err := w.cfg.Coordinators.Register(ctx, &pb.RegisterRequest{WorkerId: w.cfg.ID, Address: w.addr, Device: w.cfg.Device})
+			switch {
+			case errors.Is(err, coordinator.ErrHeldOff):
+				if !heldOff {
+					w.log.Info("held off by the coordinator: registering again later", "err", err)
+				}
+				heldOff = true
+			case err != nil:
+				return 0, fmt.Errorf("worker %s: register: %w", w.cfg.ID, err)
+			default:
+				return time.Duration(resp.GetLeaseMs()) * time.Millisecond, nil
 			}
-			continue
 		}
-		if err != nil {
-			return 0, fmt.Errorf("worker %s: register: %w", w.cfg.ID, err)
+		t := time.NewTimer(500 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, fmt.Errorf("worker %s: register: %w", w.cfg.ID, ctx.Err())
+		case <-t.C:
 		}
-		return time.Duration(resp.GetLeaseMs()) * time.Millisecond, nil
 	}
 }
 
