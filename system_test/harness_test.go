@@ -79,7 +79,7 @@ type cluster struct {
 	workers  map[string]*workerProc
 	auditDir string
 	cl       *coordinator.Client
-	lab      *netLab // nil: every process on loopback
+	lab      *netLab  // nil: every process on loopback
 	extra    []string // extra coordinator flags
 	mu       sync.Mutex
 }
