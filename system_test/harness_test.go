@@ -79,7 +79,7 @@ type cluster struct {
 	workers  map[string]*workerProc
 	auditDir string
 	cl       *coordinator.Client
-	lab      *netLab  // nil: every process on loopback
+	lab      network  // nil: every process on loopback
 	extra    []string // extra coordinator flags
 	mu       sync.Mutex
 }
@@ -106,7 +106,7 @@ func newCluster(t *testing.T, n, minWorkers, maxWorkers int) *cluster {
 
 // newClusterIn is newCluster with every process in its own network namespace of
 // lab (on loopback when lab is nil).
-func newClusterIn(t *testing.T, lab *netLab, n, minWorkers, maxWorkers int, coordFlags ...string) *cluster {
+func newClusterIn(t *testing.T, lab network, n, minWorkers, maxWorkers int, coordFlags ...string) *cluster {
 	t.Helper()
 	bin, data := shared(t)
 	c := &cluster{t: t, bin: bin, dir: t.TempDir(), workers: map[string]*workerProc{}, lab: lab, extra: coordFlags}
@@ -118,7 +118,7 @@ func newClusterIn(t *testing.T, lab *netLab, n, minWorkers, maxWorkers int, coor
 	for i := range n {
 		cp := &coordProc{id: fmt.Sprintf("c%d", i), raftAddr: freeAddr(t), grpcAddr: freeAddr(t)}
 		if lab != nil {
-			ip := lab.host(cp.id).ip
+			ip := lab.controlIP(cp.id)
 			cp.raftAddr, cp.grpcAddr = ip+":7000", ip+":7001"
 		}
 		cp.dataDir = filepath.Join(c.dir, cp.id)
@@ -183,18 +183,23 @@ func (c *cluster) startWorker(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	wp := c.workers[id]
+	listen := ""
 	if wp == nil {
 		wp = &workerProc{id: id, addr: freeAddr(c.t)}
 		if c.lab != nil {
-			wp.addr = c.lab.host(id).ip + ":7100"
+			wp.addr = c.lab.ringIP(id) + ":7100"
 		}
 		c.workers[id] = wp
 	} else {
 		wp.restarts++
 	}
+	listen = wp.addr
+	if c.lab != nil {
+		listen = ":7100"
+	}
 	name := fmt.Sprintf("%s.%d", id, wp.restarts)
 	wp.p = c.launch(id, name, []string{"GOMAXPROCS=1"}, []string{"worker", "--id", id,
-		"--coordinators", strings.Join(c.grpcAddrs(), ","), "--listen", wp.addr,
+		"--coordinators", strings.Join(c.grpcAddrs(), ","), "--listen", listen, "--advertise", wp.addr,
 		"--audit-log", filepath.Join(c.auditDir, id+".jsonl"), "--log-level", "info"})
 }
 
@@ -205,8 +210,22 @@ func (c *cluster) launch(host, name string, env, args []string) *proc {
 	if c.lab == nil {
 		return startEnv(c.t, c.bin, c.dir, name, env, args...)
 	}
-	bin, args := c.lab.host(host).wrap(c.bin, args)
-	return startEnv(c.t, bin, c.dir, name, env, args...)
+	return c.lab.launch(c, host, name, env, args)
+}
+
+// network is where a cluster's processes run when not all on loopback: each in its
+// own network namespace (netLab) or container (dockerLab), so that links between
+// them can be cut.
+type network interface {
+	// controlIP is the address host is reached at by the coordinators and the test.
+	controlIP(host string) string
+	// ringIP is the address host's peers dial for the ring.
+	ringIP(host string) string
+	// launch starts the binary with env and args as process name on host.
+	launch(c *cluster, host, name string, env, args []string) *proc
+	// signal delivers sig to the process on host (SIGSTOP and SIGCONT may freeze
+	// and thaw it by other means).
+	signal(host string, p *proc, sig syscall.Signal) error
 }
 
 func (c *cluster) worker(id string) *workerProc {
@@ -222,7 +241,11 @@ func (c *cluster) signal(id string, sig syscall.Signal) {
 	if sig == syscall.SIGKILL {
 		p.markKilled()
 	}
-	if err := p.cmd.Process.Signal(sig); err != nil {
+	send := func() error { return p.cmd.Process.Signal(sig) }
+	if c.lab != nil {
+		send = func() error { return c.lab.signal(id, p, sig) }
+	}
+	if err := send(); err != nil {
 		c.t.Fatalf("signal %v to %s: %v", sig, id, err)
 	}
 }
@@ -290,7 +313,13 @@ func (c *cluster) killCoordinator(i int) {
 	c.t.Helper()
 	cp := c.coords[i]
 	cp.p.markKilled()
-	cp.p.cmd.Process.Kill()
+	if c.lab != nil {
+		if err := c.lab.signal(cp.id, cp.p, syscall.SIGKILL); err != nil {
+			c.t.Fatal(err)
+		}
+	} else {
+		cp.p.cmd.Process.Kill()
+	}
 	cp.p.wait(c.t, 10*time.Second)
 }
 

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -136,7 +137,16 @@ func (l *netLab) close() {
 	run("iptables", "-D", "FORWARD", "-i", l.bridge, "-o", l.bridge, "-j", "ACCEPT")
 }
 
-// wrap returns the command line that runs bin with args in host's namespace.
-func (h *netHost) wrap(bin string, args []string) (string, []string) {
-	return "ip", append([]string{"netns", "exec", h.ns, bin}, args...)
+func (l *netLab) controlIP(host string) string { return l.host(host).ip }
+func (l *netLab) ringIP(host string) string    { return l.host(host).ip }
+
+// launch runs the binary in host's namespace (ip netns exec execs it, so the
+// process is the binary itself).
+func (l *netLab) launch(c *cluster, host, name string, env, args []string) *proc {
+	l.t.Helper()
+	return startEnv(l.t, "ip", c.dir, name, env, append([]string{"netns", "exec", l.host(host).ns, c.bin}, args...)...)
+}
+
+func (l *netLab) signal(_ string, p *proc, sig syscall.Signal) error {
+	return p.cmd.Process.Signal(sig)
 }

@@ -192,11 +192,16 @@ func VerifyAudit(recs []AuditRecord, streams int) (*AuditReport, error) {
 			if a.Checksum != cur {
 				continue
 			}
-			if upd == nil {
+			switch {
+			case upd == nil:
 				upd = &applies[s][i]
-			} else if a.Before != upd.Before || a.Generation != upd.Generation {
+			case a.Before != upd.Before:
 				return rep, fmt.Errorf("%w: step %d reached checksum %016x twice, from %016x in generation %d and from %016x in generation %d",
 					ErrAudit, s, cur, upd.Before, upd.Generation, a.Before, a.Generation)
+			case a.Generation > upd.Generation:
+				// The same update from the same weights, recomputed after a restart
+				// from a checkpoint: the newer one is the lineage's.
+				upd = &applies[s][i]
 			}
 		}
 		if upd == nil {

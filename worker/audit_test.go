@@ -60,6 +60,19 @@ func TestVerifyAudit(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 
+	// A full restart from the checkpoint of step 1 recomputes step 1 and 2 in
+	// generation 3 with the same bits: sound, and counted as recomputed.
+	restart := append(auditRun(),
+		AuditRecord{Event: "load", Worker: "w1", Step: 1, Checksum: 11, Source: "ckpt"},
+		AuditRecord{Event: "contribute", Worker: "w1", Generation: 3, Rank: 0, World: 1, Step: 1, Streams: []int{0, 1, 2, 3}},
+		AuditRecord{Event: "apply", Worker: "w1", Generation: 3, Rank: 0, World: 1, Step: 1, Before: 11, Checksum: 12},
+		AuditRecord{Event: "contribute", Worker: "w1", Generation: 3, Rank: 0, World: 1, Step: 2, Streams: []int{0, 1, 2, 3}},
+		AuditRecord{Event: "apply", Worker: "w1", Generation: 3, Rank: 0, World: 1, Step: 2, Before: 12, Checksum: 13},
+		AuditRecord{Event: "done", Worker: "w1", Generation: 3, Rank: 0, World: 1, Step: 3, Checksum: 13})
+	if rep, err := VerifyAudit(restart, 4); err != nil || rep.Recomputed != 3 || rep.Generations != 2 {
+		t.Fatalf("a run restarted from a checkpoint: %v, %+v", err, rep)
+	}
+
 	for _, tc := range []struct {
 		name   string
 		mutate func([]AuditRecord) []AuditRecord

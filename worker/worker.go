@@ -74,8 +74,8 @@ type Result struct {
 	ValLoss    float64   // last validation loss (rank 0 only; NaN if never evaluated)
 	Checkpoint string    // last checkpoint written (rank 0 only)
 	Generation uint64    // generation the job finished in
-	Rank       int       // rank in that generation
-	Params     []float32 // final parameter slab, owned by the caller
+	Rank       int       // rank in that generation; -1 when the job had finished before this worker trained
+	Params     []float32 // final parameter slab, owned by the caller (nil when Rank is -1)
 	Elapsed    time.Duration
 	Split      metrics.Split // where this worker's step time went, summed over its steps
 }
@@ -212,6 +212,10 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 		log := w.log.With("generation", plan.GetGeneration())
 		rank := coordinator.RankOf(plan, w.cfg.ID)
 		if plan.GetState() != pb.PlanState_PLAN_STATE_ACTIVE || rank < 0 {
+			if res := w.finishedJob(ctx); res != nil {
+				log.Info("the job has already finished: nothing to do", "step", res.Step, "checkpoint", res.Checkpoint)
+				return res, nil
+			}
 			log.Info("not a member of this plan: waiting", "state", plan.GetState(), "reason", plan.GetReason())
 			continue
 		}
@@ -255,6 +259,28 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 // once held off it registers only when it can reach a member of the newest plan,
 // so that a worker cut off from its peers does not rejoin only to break the next
 // ring.
+// finishedJob returns the result of a job the coordinator records as finished (its
+// committed progress at the job's last step), or nil. A worker that joins after the
+// end, or that was held off while its peers finished, thus returns instead of
+// waiting for a plan that will never come.
+func (w *Worker) finishedJob(ctx context.Context) *Result {
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := w.cfg.Coordinators.Status(sctx, false)
+	if err != nil {
+		return nil
+	}
+	job, prog := st.GetState().GetJob(), st.GetState().GetProgress()
+	if job == nil || job.GetSteps() <= 0 || prog.GetStep() < job.GetSteps() {
+		return nil
+	}
+	res := &Result{Step: prog.GetStep(), Loss: prog.GetLoss(), ValLoss: math.NaN(), Rank: -1, Generation: w.curGen.Load()}
+	if cks := st.GetState().GetCheckpoints(); len(cks) > 0 {
+		res.Checkpoint = cks[len(cks)-1].GetLocation()
+	}
+	return res
+}
+
 func (w *Worker) register(ctx context.Context) (time.Duration, error) {
 	heldOff := false
 	for {

@@ -195,6 +195,10 @@ refused unless --replace (which starts it from scratch).`,
 // worker's step time went. The weights digest is the same on every rank of a
 // healthy run.
 func printDone(cmd *cobra.Command, res *worker.Result) {
+	if res.Rank < 0 {
+		fmt.Fprintf(cmd.OutOrStdout(), "done: the job had already finished at step %d; checkpoint %s\n", res.Step, orNone(res.Checkpoint))
+		return
+	}
 	fmt.Fprintf(cmd.OutOrStdout(), "done: step %d, train loss %.4f, val loss %.4f, rank %d of generation %d in %s; weights %s; checkpoint %s\n",
 		res.Step, res.Loss, res.ValLoss, res.Rank, res.Generation, res.Elapsed.Round(time.Second), weightsDigest(res.Params), orNone(res.Checkpoint))
 	fmt.Fprintf(cmd.OutOrStdout(), "rank %d %s\n", res.Rank, res.Split)
