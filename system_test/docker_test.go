@@ -35,7 +35,7 @@ var (
 
 const faultImage = "ringtrain:faults"
 
-func docker(args ...string) (string, error) {
+func dockerCmd(args ...string) (string, error) {
 	out, err := exec.Command("docker", args...).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
@@ -50,7 +50,7 @@ func newDockerLab(t *testing.T) *dockerLab {
 	if _, err := exec.LookPath("docker"); err != nil {
 		t.Skip("container scenarios need docker: not installed")
 	}
-	if _, err := docker("info", "--format", "{{.ServerVersion}}"); err != nil {
+	if _, err := dockerCmd("info", "--format", "{{.ServerVersion}}"); err != nil {
 		t.Skipf("container scenarios need a Docker daemon: %v", err)
 	}
 	imageOnce.Do(func() {
@@ -71,12 +71,12 @@ func newDockerLab(t *testing.T) *dockerLab {
 		rand.Read(b)
 		l.controlNet = fmt.Sprintf("10.%d.%d.", 150+int(b[0])%50, int(b[1])%250)
 		l.ringNet = fmt.Sprintf("10.%d.%d.", 200+int(b[2])%50, int(b[3])%250)
-		_, err1 := docker("network", "create", "--subnet", l.controlNet+"0/24", l.control)
-		_, err2 := docker("network", "create", "--subnet", l.ringNet+"0/24", l.ring)
+		_, err1 := dockerCmd("network", "create", "--subnet", l.controlNet+"0/24", l.control)
+		_, err2 := dockerCmd("network", "create", "--subnet", l.ringNet+"0/24", l.ring)
 		if err1 == nil && err2 == nil {
 			break
 		}
-		docker("network", "rm", l.control, l.ring)
+		dockerCmd("network", "rm", l.control, l.ring)
 		if try == 5 {
 			t.Fatalf("create the networks: %v; %v", err1, err2)
 		}
@@ -109,7 +109,7 @@ func (l *dockerLab) ringIP(host string) string {
 func (l *dockerLab) launch(c *cluster, host, name string, env, args []string) *proc {
 	l.t.Helper()
 	ctr := l.container(host)
-	docker("rm", "-f", ctr)
+	dockerCmd("rm", "-f", ctr)
 	create := []string{"create", "--name", ctr, "--hostname", host, "--network", l.control, "--ip", l.controlIP(host),
 		"--user", "0:0", "-v", c.dir + ":" + c.dir, "-v", sharedDir + ":" + sharedDir}
 	for _, e := range env {
@@ -117,11 +117,11 @@ func (l *dockerLab) launch(c *cluster, host, name string, env, args []string) *p
 	}
 	create = append(create, l.image)
 	create = append(create, args...)
-	if _, err := docker(create...); err != nil {
+	if _, err := dockerCmd(create...); err != nil {
 		l.t.Fatal(err)
 	}
 	if strings.HasPrefix(host, "w") {
-		if _, err := docker("network", "connect", "--ip", l.ringIP(host), l.ring, ctr); err != nil {
+		if _, err := dockerCmd("network", "connect", "--ip", l.ringIP(host), l.ring, ctr); err != nil {
 			l.t.Fatal(err)
 		}
 	}
@@ -135,11 +135,11 @@ func (l *dockerLab) signal(host string, _ *proc, sig syscall.Signal) error {
 	var err error
 	switch sig {
 	case syscall.SIGSTOP:
-		_, err = docker("pause", ctr)
+		_, err = dockerCmd("pause", ctr)
 	case syscall.SIGCONT:
-		_, err = docker("unpause", ctr)
+		_, err = dockerCmd("unpause", ctr)
 	default:
-		_, err = docker("kill", "--signal", fmt.Sprint(int(sig)), ctr)
+		_, err = dockerCmd("kill", "--signal", fmt.Sprint(int(sig)), ctr)
 	}
 	return err
 }
@@ -148,7 +148,7 @@ func (l *dockerLab) signal(host string, _ *proc, sig syscall.Signal) error {
 // connect puts it back at its address.
 func (l *dockerLab) disconnect(host, network string) {
 	l.t.Helper()
-	if _, err := docker("network", "disconnect", network, l.container(host)); err != nil {
+	if _, err := dockerCmd("network", "disconnect", network, l.container(host)); err != nil {
 		l.t.Fatal(err)
 	}
 }
@@ -159,7 +159,7 @@ func (l *dockerLab) connect(host, network string) {
 	if network == l.ring {
 		ip = l.ringIP(host)
 	}
-	if _, err := docker("network", "connect", "--ip", ip, network, l.container(host)); err != nil {
+	if _, err := dockerCmd("network", "connect", "--ip", ip, network, l.container(host)); err != nil {
 		l.t.Fatal(err)
 	}
 }
@@ -167,12 +167,12 @@ func (l *dockerLab) connect(host, network string) {
 // close removes every container of the lab and its networks, and checks that
 // nothing is left behind.
 func (l *dockerLab) close() {
-	out, _ := docker("ps", "-aq", "--filter", "name="+l.tag)
+	out, _ := dockerCmd("ps", "-aq", "--filter", "name="+l.tag)
 	if ids := strings.Fields(out); len(ids) > 0 {
-		docker(append([]string{"rm", "-f"}, ids...)...)
+		dockerCmd(append([]string{"rm", "-f"}, ids...)...)
 	}
-	docker("network", "rm", l.control, l.ring)
-	if out, _ := docker("ps", "-aq", "--filter", "name="+l.tag); strings.TrimSpace(out) != "" {
+	dockerCmd("network", "rm", l.control, l.ring)
+	if out, _ := dockerCmd("ps", "-aq", "--filter", "name="+l.tag); strings.TrimSpace(out) != "" {
 		l.t.Errorf("containers left behind: %s", out)
 	}
 }
