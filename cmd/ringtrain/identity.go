@@ -134,9 +134,10 @@ func nameOrdinal(name string) (int, bool) {
 }
 
 // apply sets the flags of cmd that the user left alone (on the command line and in
-// RINGTRAIN_<FLAG>): --id from Name on the worker and coordinator commands,
-// --coordinators from Coordinators, and submit's --min-workers/--max-workers from
-// the world size. Flags that cmd does not have are skipped.
+// RINGTRAIN_<FLAG>): --id from Name on worker and coordinator, --coordinators from
+// Coordinators on worker, submit and status, and submit's --min-workers and
+// --max-workers from the world size. Other commands are left alone (`local` has a
+// --coordinators of its own that counts replicas).
 func (id identity) apply(cmd *cobra.Command) error {
 	fs := cmd.Flags()
 	set := func(name, value string) error {
@@ -149,19 +150,22 @@ func (id identity) apply(cmd *cobra.Command) error {
 		}
 		return nil
 	}
-	if cmd.Name() == "worker" || cmd.Name() == "coordinator" {
-		if err := set("id", id.Name); err != nil {
-			return err
+	var sets [][2]string
+	switch cmd.Name() {
+	case "coordinator":
+		sets = [][2]string{{"id", id.Name}}
+	case "worker":
+		sets = [][2]string{{"id", id.Name}, {"coordinators", id.Coordinators}}
+	case "status":
+		sets = [][2]string{{"coordinators", id.Coordinators}}
+	case "submit":
+		sets = [][2]string{{"coordinators", id.Coordinators}}
+		if id.MinWorkers > 0 {
+			sets = append(sets, [2]string{"min-workers", strconv.Itoa(id.MinWorkers)}, [2]string{"max-workers", strconv.Itoa(id.MaxWorkers)})
 		}
 	}
-	if err := set("coordinators", id.Coordinators); err != nil {
-		return err
-	}
-	if id.MinWorkers > 0 {
-		if err := set("min-workers", strconv.Itoa(id.MinWorkers)); err != nil {
-			return err
-		}
-		if err := set("max-workers", strconv.Itoa(id.MaxWorkers)); err != nil {
+	for _, kv := range sets {
+		if err := set(kv[0], kv[1]); err != nil {
 			return err
 		}
 	}

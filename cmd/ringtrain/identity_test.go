@@ -118,6 +118,10 @@ func TestIdentityPrecedence(t *testing.T) {
 	if _, coords, minW, maxW := flagsAfter(t, "submit", job); coords != "[master:7001]" || minW != "3" || maxW != "3" {
 		t.Errorf("submit: coordinators %s, min %s, max %s", coords, minW, maxW)
 	}
+	// `local --coordinators` counts embedded replicas: the environment leaves it alone.
+	if _, coords, _, _ := flagsAfter(t, "local"); coords != "1" {
+		t.Errorf("local --coordinators %q, want its default 1", coords)
+	}
 	t.Setenv("RINGTRAIN_ID", "env-id")
 	t.Setenv("RINGTRAIN_COORDINATORS", "a:1,b:2")
 	if id, coords, _, _ := flagsAfter(t, "worker"); id != "env-id" || coords != "[a:1,b:2]" {
