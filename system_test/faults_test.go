@@ -152,6 +152,30 @@ func TestFaults(t *testing.T) {
 			c.finish(3 * time.Minute)
 			return c, at
 		}},
+		{"stop-all", false, func(t *testing.T) (*cluster, time.Time) {
+			// SIGTERM every worker (each leaves) and then the coordinator; start them
+			// again: the job resumes from the newest committed checkpoint.
+			c := newCluster(t, 1, 3, 3)
+			startWorkers(c, 3)
+			c.waitStep(faultSteps/2, time.Minute)
+			at := time.Now()
+			for i := range 3 {
+				c.signal(fmt.Sprintf("w%d", i), syscall.SIGTERM)
+			}
+			for i := range 3 {
+				if err := c.worker(fmt.Sprintf("w%d", i)).p.wait(t, 30*time.Second); err != nil {
+					t.Fatalf("w%d did not stop cleanly: %v", i, err)
+				}
+			}
+			c.coords[0].p.cmd.Process.Signal(syscall.SIGTERM)
+			if err := c.coords[0].p.wait(t, 30*time.Second); err != nil {
+				t.Fatalf("the coordinator did not stop cleanly: %v", err)
+			}
+			c.restartCoordinator(0)
+			startWorkers(c, 3)
+			c.finish(3 * time.Minute)
+			return c, at
+		}},
 		{"scale", true, func(t *testing.T) (*cluster, time.Time) {
 			// Add a fourth worker, then SIGTERM one (a graceful leave).
 			c := newCluster(t, 1, 2, 4)

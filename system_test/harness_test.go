@@ -407,6 +407,15 @@ func reference(t *testing.T) *outcome {
 		}
 		c.finish(3 * time.Minute)
 		refOut = c.check()
+		first := int64(math.MaxInt64)
+		for _, r := range refOut.records {
+			if r.Event == "apply" {
+				first = min(first, r.Time)
+			}
+		}
+		_, gap, _ := recovery(refOut.records, time.Unix(0, first))
+		t.Logf("fault-free run of 3 workers: median step %v, longest gap between steps %v (checkpoints are written every %d steps)",
+			medianStep(refOut.records).Round(time.Microsecond), gap.Round(time.Millisecond), faultCkpt)
 	})
 	if refOut == nil {
 		t.Fatal("the fault-free reference run failed")
