@@ -312,11 +312,11 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 			return nil, fatal(err)
 		}
 		if err := sendReport(ctx, w.cfg.Coordinators, log, &pb.ReportProgressRequest{WorkerId: w.cfg.ID, Generation: gen,
-			Step: tr.Step, Loss: finite(js.loss), Tokens: tr.Step * tokensPerStep}); err != nil {
+			Step: tr.Step, Loss: finite(js.loss), Tokens: tr.Step * tokensPerStep}, callPatience); err != nil {
 			return nil, fmt.Errorf("report the final step: %w", err)
 		}
 		if c != nil {
-			if err := sendCommit(ctx, w.cfg.Coordinators, log, c); err != nil {
+			if err := sendCommit(ctx, w.cfg.Coordinators, log, c, callPatience); err != nil {
 				return nil, fmt.Errorf("commit the final checkpoint: %w", err)
 			}
 		}

@@ -183,7 +183,7 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 	w.log.Info("registered", "addr", w.addr, "lease", lease)
 
 	plans := w.plans
-	rep := &reporter{cl: w.cfg.Coordinators, log: w.log, wake: make(chan struct{}, 1)}
+	rep := newReporter(w.cfg.Coordinators, w.log)
 	wg.Go(func() { w.heartbeat(ctx, lease) })
 	wg.Go(func() { rep.run(ctx) })
 	wg.Go(func() {
@@ -462,13 +462,26 @@ func (b *planBox) scope(ctx context.Context, gen uint64) (context.Context, func(
 // goroutine, so that a slow or failing-over coordinator never blocks a step. Only
 // the newest progress is kept; checkpoint commits are queued.
 type reporter struct {
-	cl   *coordinator.Client
-	log  *slog.Logger
-	wake chan struct{}
+	cl       *coordinator.Client
+	log      *slog.Logger
+	wake     chan struct{}
+	patience time.Duration // per call
+	pause    time.Duration // before retrying commits that failed
 
 	mu       sync.Mutex
 	progress *pb.ReportProgressRequest
 	commits  []*pb.CommitCheckpointRequest
+}
+
+// callPatience is how long one report or commit keeps retrying before the reporter
+// sets it aside; commitPause is how long a commit set aside waits for its next try.
+const (
+	callPatience = 10 * time.Second
+	commitPause  = time.Second
+)
+
+func newReporter(cl *coordinator.Client, log *slog.Logger) *reporter {
+	return &reporter{cl: cl, log: log, wake: make(chan struct{}, 1), patience: callPatience, pause: commitPause}
 }
 
 func (r *reporter) poke() {
@@ -508,17 +521,47 @@ func (r *reporter) run(ctx context.Context) {
 				break
 			}
 			if p != nil {
-				sendReport(ctx, r.cl, r.log, p)
+				sendReport(ctx, r.cl, r.log, p, r.patience)
 			}
+			var retry []*pb.CommitCheckpointRequest
 			for _, c := range cs {
-				sendCommit(ctx, r.cl, r.log, c)
+				if err := sendCommit(ctx, r.cl, r.log, c, r.patience); err != nil && ctx.Err() == nil && !permanent(err) {
+					retry = append(retry, c)
+				}
+			}
+			if len(retry) > 0 {
+				// The coordinator is unreachable for longer than a call's patience (a
+				// partitioned leader, an election): keep the commits, in order, and try
+				// again shortly. Training does not wait for them.
+				r.mu.Lock()
+				r.commits = append(retry, r.commits...)
+				r.mu.Unlock()
+				t := time.NewTimer(r.pause)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
 			}
 		}
 	}
 }
 
-func sendReport(ctx context.Context, cl *coordinator.Client, log *slog.Logger, p *pb.ReportProgressRequest) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+// permanent reports a coordinator error that retrying cannot fix: the request is
+// invalid, contradicts committed state, or belongs to a generation that has passed.
+func permanent(err error) bool {
+	for _, e := range []error{coordinator.ErrBadCommand, coordinator.ErrConflict, coordinator.ErrStaleGeneration,
+		coordinator.ErrNotMember, coordinator.ErrUnknownWorker, coordinator.ErrNoJob} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func sendReport(ctx context.Context, cl *coordinator.Client, log *slog.Logger, p *pb.ReportProgressRequest, patience time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, patience)
 	defer cancel()
 	_, err := cl.ReportProgress(ctx, p)
 	if err != nil && ctx.Err() == nil {
@@ -527,8 +570,8 @@ func sendReport(ctx context.Context, cl *coordinator.Client, log *slog.Logger, p
 	return err
 }
 
-func sendCommit(ctx context.Context, cl *coordinator.Client, log *slog.Logger, c *pb.CommitCheckpointRequest) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+func sendCommit(ctx context.Context, cl *coordinator.Client, log *slog.Logger, c *pb.CommitCheckpointRequest, patience time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, patience)
 	defer cancel()
 	_, err := cl.CommitCheckpoint(ctx, c)
 	if err != nil {
