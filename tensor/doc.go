@@ -33,10 +33,11 @@
 // micro-kernels are Go assembly: 14x32 with 28 zmm accumulators on AVX-512 (A elements
 // broadcast from memory into the fused multiply-adds; a 14x8 variant takes a last column
 // sliver of at most 8 columns, such as the LM head's odd vocabulary) and 6x16 on
-// AVX2+FMA; a 4x4 Go kernel serves other CPUs. The best kernel the CPU supports (golang.org/x/sys/cpu) is
-// chosen at start-up; RINGTRAIN_GEMM_KERNEL=avx512|avx2|generic pins one (a mixed
-// cluster that wants identical bits everywhere pins generic, or runs on vector CPUs
-// only), and SetGemmKernel switches it for benchmarks and tests.
+// AVX2+FMA (with a 6x8 variant for such slivers); a 4x4 Go kernel serves other CPUs.
+// The best kernel the CPU supports (golang.org/x/sys/cpu) is chosen at start-up;
+// RINGTRAIN_GEMM_KERNEL=avx512|avx2|generic pins one (a mixed cluster that wants
+// identical bits everywhere pins generic, or runs on vector CPUs only), and
+// SetGemmKernel switches it for benchmarks and tests.
 //
 // The k dimension is summed in blocks whose bounds depend on k alone, each block in
 // order with fused multiply-adds from zero, so the arithmetic of an element never

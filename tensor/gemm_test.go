@@ -537,3 +537,41 @@ func TestGemmNarrowEdges(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkGemmNarrowEdge measures the LM head's forward products (the odd vocabulary
+// leaves a last column sliver of 1 or 3 columns) with each vector kernel, with its
+// tail kernel and with the full kernel on a padded tile instead ("padded").
+func BenchmarkGemmNarrowEdge(b *testing.B) {
+	for _, s := range []struct {
+		name    string
+		m, n, k int
+	}{
+		{"tiny_768x67x128", 768, 67, 128},
+		{"nanogpt_2048x65x384", 2048, 65, 384},
+	} {
+		for _, kern := range gemmKernels {
+			if kern.tail == nil {
+				continue
+			}
+			padded := *kern
+			padded.tail = nil
+			for _, k := range []*gemmKernel{kern, &padded} {
+				name := s.name + "/" + kern.name + "/" + kern.tail.name
+				if k.tail == nil {
+					name = s.name + "/" + kern.name + "/padded"
+				}
+				b.Run(name, func(b *testing.B) {
+					saved := activeKernel
+					defer func() { activeKernel = saved }()
+					activeKernel = k
+					r := rand.New(rand.NewPCG(1, 1))
+					a, bm, c := randSlice(r, s.m*s.k, 1), randSlice(r, s.k*s.n, 1), make([]float32, s.m*s.n)
+					for b.Loop() {
+						Gemm(false, true, s.m, s.n, s.k, 1, a, s.k, bm, s.k, 0, c, s.n)
+					}
+					b.ReportMetric(2*float64(s.m*s.n*s.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+			}
+		}
+	}
+}
