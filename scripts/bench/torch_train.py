@@ -19,6 +19,14 @@ distinct characters plus two unused ids, EOT and mask, as ringtrain's char token
 In --data mode the schedule is linear warmup over --lr-warmup steps to --lr, then cosine
 decay to --min-lr at --steps. --warmup is always the number of first steps left out of
 the timing.
+
+Time to a validation loss, as ringtrain's metrics.jsonl gives it (elapsed_s of the first
+record whose val_loss is at or below the target; wall time from the first step,
+evaluations included):
+
+    /usr/bin/python3 scripts/bench/torch_train.py --layers 4 --heads 4 --embd 128 \
+        --seq 64 --batch 12 --steps 2000 --data /work/shared/data/tinyshakespeare.txt \
+        --eval-interval 100 --eval-iters 100 --target-val-loss 1.95
 """
 
 import argparse
@@ -149,6 +157,8 @@ def main():
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--eval-interval", type=int, default=250, help="--data mode; 0 = only at the end")
     ap.add_argument("--eval-iters", type=int, default=200, help="val batches per evaluation")
+    ap.add_argument("--target-val-loss", type=float, default=0.0,
+                    help="--data mode: stop at the first evaluation at or below this loss and print the wall time to it")
     args = ap.parse_args()
     if args.embd % args.heads:
         sys.exit("embd must be a multiple of heads")
@@ -204,6 +214,8 @@ def main():
 
     t0 = None
     eval_time = 0.0  # evaluations are left out of the timing
+    start = time.perf_counter()  # time to target counts from here, evaluations included
+    reached = None
     for step in range(args.steps):
         if step == args.warmup:
             t0 = time.perf_counter()
@@ -219,14 +231,24 @@ def main():
         if args.data:
             if step % 50 == 0 or step == args.steps - 1:
                 print("step %5d  loss %.4f  norm %.3f  lr %.2e" % (step, loss.item(), float(norm), lr))
-            if args.eval_interval and step > 0 and step % args.eval_interval == 0:
+            # After step+1 updates, as ringtrain counts steps.
+            if args.eval_interval and (step + 1) % args.eval_interval == 0:
                 te = time.perf_counter()
                 vl = evaluate()
                 if t0 is not None:
                     eval_time += time.perf_counter() - te
-                print("step %5d  val loss %.4f" % (step, vl))
+                print("step %5d  val loss %.4f  elapsed %.1f s" % (step + 1, vl, time.perf_counter() - start))
+                if args.target_val_loss and vl <= args.target_val_loss:
+                    reached = (step + 1, vl, time.perf_counter() - start)
+                    print("reached val loss %.4f <= %.4f at step %d after %.1f s (evaluations included)" % (
+                        vl, args.target_val_loss, step + 1, reached[2]))
+                    break
         elif step == 0 or step == args.steps - 1:
             print("step %5d  loss %.4f" % (step, loss.item()))
+    if reached is not None:
+        return 0
+    if args.target_val_loss:
+        print("did not reach val loss %.4f in %d steps" % (args.target_val_loss, args.steps))
     elapsed = time.perf_counter() - t0 - eval_time
     timed = args.steps - args.warmup
     toks = timed * args.batch * args.seq
