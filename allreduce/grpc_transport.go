@@ -236,6 +236,9 @@ type serverLink struct {
 	token  string
 	ready  chan struct{} // closed when every lane has arrived
 	nReady int
+	// welcomed is closed once the welcome is sent: until then the handler owns
+	// the stream's sending side, and nothing else may be sent before it.
+	welcomed chan struct{}
 
 	once    sync.Once
 	done    chan struct{} // closed to end the handler, and so the stream
@@ -285,11 +288,12 @@ func (ls linkServer) Open(stream ringv1.RingLink_OpenServer) error {
 		return status.Errorf(codes.NotFound, "this is member %q, not %q", s.opts.Member, hello.To)
 	}
 	l := &serverLink{
-		key:     linkKey{gen: hello.Generation, from: hello.From, to: hello.To},
-		stream:  stream,
-		ready:   make(chan struct{}),
-		done:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		key:      linkKey{gen: hello.Generation, from: hello.From, to: hello.To},
+		stream:   stream,
+		ready:    make(chan struct{}),
+		welcomed: make(chan struct{}),
+		done:     make(chan struct{}),
+		stopped:  make(chan struct{}),
 	}
 	defer close(l.stopped)
 	welcome := &ringv1.RingWelcome{}
@@ -329,8 +333,10 @@ func (ls linkServer) Open(stream ringv1.RingLink_OpenServer) error {
 	defer s.forget(l)
 
 	if err := stream.SendMsg(welcome); err != nil {
+		l.end(err)
 		return err
 	}
+	close(l.welcomed)
 	select {
 	case <-l.done:
 		return l.endErr
@@ -420,15 +426,19 @@ func (s *Service) take(ctx context.Context, key linkKey) (*serverLink, error) {
 		delete(s.slots, key)
 	}
 	s.mu.Unlock()
-	select {
-	case <-l.ready:
-		return l, nil
-	case <-l.done:
-		return nil, fmt.Errorf("%w: link from left neighbour %q ended before its TCP lanes arrived", ErrPeerLost, key.from)
-	case <-ctx.Done():
-		l.end(status.Error(codes.DeadlineExceeded, "TCP lanes did not arrive in time"))
-		return nil, fmt.Errorf("waiting for the TCP lanes of left neighbour %q: %w", key.from, context.Cause(ctx))
+	// The handler publishes the link before it sends the welcome: wait for both
+	// the lanes and the welcome, so that no frame overtakes the welcome.
+	for _, ch := range []chan struct{}{l.ready, l.welcomed} {
+		select {
+		case <-ch:
+		case <-l.done:
+			return nil, fmt.Errorf("%w: link from left neighbour %q ended before it was ready", ErrPeerLost, key.from)
+		case <-ctx.Done():
+			l.end(status.Error(codes.DeadlineExceeded, "TCP lanes did not arrive in time"))
+			return nil, fmt.Errorf("waiting for the TCP lanes of left neighbour %q: %w", key.from, context.Cause(ctx))
+		}
 	}
+	return l, nil
 }
 
 // laneAddress returns the address TCP lanes of a link on ctx's connection
