@@ -157,16 +157,22 @@ func (c *compose) waitFor(what string, d time.Duration, skip string, cond func(c
 	deadline := time.Now().Add(d)
 	var last clusterStatus
 	var lastErr error
+	failed := 0
 	for time.Now().Before(deadline) {
 		st, err := c.status(skip)
 		if err == nil {
 			last = st
 			if cond(st) {
 				c.t.Logf("%s: step %s, generation %s, leader %s", what, st.Progress.Step, st.Plan.Generation, st.Leader)
+				if failed > 0 {
+					c.t.Logf("%d status calls failed on the way, the last with: %v", failed, lastErr)
+				}
 				return st
 			}
+		} else {
+			failed++
+			lastErr = err
 		}
-		lastErr = err
 		time.Sleep(500 * time.Millisecond)
 	}
 	c.t.Fatalf("%s: not within %v (last status %+v, last error %v)", what, d, last, lastErr)
@@ -174,9 +180,10 @@ func (c *compose) waitFor(what string, d time.Duration, skip string, cond func(c
 }
 
 // TestComposeCluster builds the image with deploy/docker/build.sh, runs the compose
-// cluster (3 coordinators, 3 workers) on a short job, kills a worker container and
-// the leader's coordinator container while it trains, brings both back, and checks
-// that the job completes with every rank holding the same weights.
+// cluster (3 coordinators, 3 workers) on a short job, stops one worker gracefully and
+// starts it again, kills another worker container and the leader's coordinator
+// container while it trains, brings both back, and checks that the job completes
+// with every rank holding the same weights.
 func TestComposeCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("container test: skipped with -short")
@@ -195,7 +202,7 @@ func TestComposeCluster(t *testing.T) {
 
 	// The job: short, but long enough to kill things while it trains. The file is
 	// bind-mounted into the submit container, whose user must be able to read it.
-	const steps = 1500
+	const steps = 2000
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -253,11 +260,31 @@ checkpoint_interval: 200
 		return num(st.Progress.Step) >= 100 && len(st.Plan.Workers) == 3
 	})
 
+	// SIGTERM (docker stop, as the kubelet stops a pod) is a graceful leave: the
+	// worker tells the coordinator it is gone and exits 0, and the other two go on.
+	// It then comes back and is given the state of its peers.
+	t.Log("stopping worker-1 (SIGTERM)")
+	docker(t, time.Minute, "stop", "--time", "20", ids["worker-1"])
+	if code := docker(t, time.Minute, "inspect", "--format", "{{.State.ExitCode}}", ids["worker-1"]); code != "0" {
+		t.Errorf("worker-1 exited with %s after SIGTERM, want 0", code)
+	}
+	if logs := docker(t, time.Minute, "logs", ids["worker-1"]); !strings.Contains(logs, "left the cluster") {
+		t.Errorf("worker-1 did not leave the cluster on SIGTERM")
+	}
+	gen := num(st.Plan.Generation)
+	st = c.waitFor("training on without worker-1", 2*time.Minute, "", func(s clusterStatus) bool {
+		return num(s.Plan.Generation) > gen && len(s.Plan.Workers) == 2 && num(s.Progress.Step) >= num(st.Progress.Step)+30
+	})
+	docker(t, time.Minute, "start", ids["worker-1"])
+	st = c.waitFor("worker-1 back", 2*time.Minute, "", func(s clusterStatus) bool {
+		return len(s.Plan.Workers) == 3 && num(s.Progress.Step) >= num(st.Progress.Step)+30
+	})
+
 	// A worker dies: the other two go on in a new generation.
 	t.Log("killing worker-2")
 	w2 := ids["worker-2"]
 	docker(t, time.Minute, "kill", w2)
-	gen := num(st.Plan.Generation)
+	gen = num(st.Plan.Generation)
 	st = c.waitFor("training on without worker-2", 2*time.Minute, "", func(s clusterStatus) bool {
 		return num(s.Plan.Generation) > gen && len(s.Plan.Workers) == 2 && num(s.Progress.Step) >= num(st.Progress.Step)+50
 	})
