@@ -23,7 +23,9 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	sigsyaml "sigs.k8s.io/yaml"
@@ -140,6 +142,7 @@ func render(t *testing.T, dir string) *rendered {
 		if err != nil {
 			t.Fatalf("%s: %v\n%s", dir, err, doc)
 		}
+		checkNames(t, dir, obj)
 		switch o := obj.(type) {
 		case *corev1.Namespace:
 			r.namespaces = append(r.namespaces, o)
@@ -158,6 +161,58 @@ func render(t *testing.T, dir string) *rendered {
 		}
 	}
 	return r
+}
+
+// checkNames applies the API server's rules for names, labels, port names and
+// environment variable names, which a strict decode does not check.
+func checkNames(t *testing.T, dir string, obj any) {
+	t.Helper()
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		t.Fatalf("%s: %T has no metadata", dir, obj)
+	}
+	where := fmt.Sprintf("%s: %T %s", dir, obj, m.GetName())
+	bad := func(what string, errs []string) {
+		if len(errs) > 0 {
+			t.Errorf("%s: %s: %s", where, what, strings.Join(errs, "; "))
+		}
+	}
+	bad("name", validation.IsDNS1123Subdomain(m.GetName()))
+	checkLabels := func(l map[string]string) {
+		for k, v := range l {
+			bad("label key "+k, validation.IsQualifiedName(k))
+			bad("label value "+v, validation.IsValidLabelValue(v))
+		}
+	}
+	checkLabels(m.GetLabels())
+	var tmpl *corev1.PodTemplateSpec
+	switch o := obj.(type) {
+	case *corev1.Service:
+		// A Service's name is a DNS label (RFC 1035): its host name.
+		bad("Service name", validation.IsDNS1035Label(o.Name))
+		for _, p := range o.Spec.Ports {
+			bad("service port name", validation.IsValidPortName(p.Name))
+		}
+	case *appsv1.StatefulSet:
+		// Pod names are <name>-<ordinal> and must stay DNS labels.
+		bad("StatefulSet name", validation.IsDNS1123Label(o.Name+"-99"))
+		tmpl = &o.Spec.Template
+	case *batchv1.Job:
+		tmpl = &o.Spec.Template
+	}
+	if tmpl == nil {
+		return
+	}
+	checkLabels(tmpl.Labels)
+	for _, c := range append(slices.Clone(tmpl.Spec.InitContainers), tmpl.Spec.Containers...) {
+		bad("container name", validation.IsDNS1123Label(c.Name))
+		for _, p := range c.Ports {
+			bad("container port name", validation.IsValidPortName(p.Name))
+		}
+		for _, e := range c.Env {
+			bad("env name", validation.IsEnvVarName(e.Name))
+		}
+	}
 }
 
 func (r *rendered) statefulSet(t *testing.T, component string) *appsv1.StatefulSet {
