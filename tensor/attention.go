@@ -70,12 +70,12 @@ func attentionForwardHead(out, lse, qkv, buf []float32, b, h, T, C, H int, causa
 	hs, C3 := C/H, 3*C
 	scale := float32(1 / math.Sqrt(float64(hs)))
 	base := b*T*C3 + h*hs
-	q, k, v := qkv[base:], qkv[base+C:], qkv[base+2*C:] // (T,hs), row stride 3C
-	o := out[b*T*C+h*hs:]                               // (T,hs), row stride C
-	l := lse[(b*H+h)*T : (b*H+h+1)*T]                   // (T)
-	s := buf[:attnBlock*attnKeyBlock]                   // (rows,w) scores, then probabilities
-	rowMax := buf[attnBlock*attnKeyBlock : attnBlock*attnKeyBlock+attnBlock]
-	rowTotal := buf[attnBlock*attnKeyBlock+attnBlock : attnBlock*attnKeyBlock+2*attnBlock]
+	q, k, v := qkv[base:], qkv[base+C:], qkv[base+2*C:]                                    // (T,hs), row stride 3C
+	o := out[b*T*C+h*hs:]                                                                  // (T,hs), row stride C
+	l := lse[(b*H+h)*T : (b*H+h+1)*T]                                                      // (T)
+	s := buf[:attnBlock*attnKeyBlock]                                                      // (rows,w) scores, then probabilities
+	rowMax := buf[attnBlock*attnKeyBlock : attnBlock*attnKeyBlock+attnBlock]               // (rows) running maximum m
+	rowTotal := buf[attnBlock*attnKeyBlock+attnBlock : attnBlock*attnKeyBlock+2*attnBlock] // (rows) running Σ exp(s - m)
 	for i0 := 0; i0 < T; i0 += attnBlock {
 		i1 := min(i0+attnBlock, T)
 		rows := i1 - i0

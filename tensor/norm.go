@@ -30,7 +30,7 @@ func SumSquares(x []float32, chunk int) float64 {
 }
 
 type sumSq struct {
-	x       []float32
+	x       []float32 // (N)
 	chunk   int
 	partial []float64 // (chunks) the sum of each chunk
 }
@@ -81,7 +81,7 @@ func Scale(x []float32, c float32) {
 }
 
 type scaleKernel struct {
-	x []float32
+	x []float32 // (N)
 	c float32
 }
 
