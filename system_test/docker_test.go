@@ -109,7 +109,7 @@ func (l *dockerLab) ringIP(host string) string {
 func (l *dockerLab) launch(c *cluster, host, name string, env, args []string) *proc {
 	l.t.Helper()
 	ctr := l.container(host)
-	dockerCmd("rm", "-f", ctr)
+	dockerCmd("rm", "-f", "-v", ctr)
 	create := []string{"create", "--name", ctr, "--hostname", host, "--network", l.control, "--ip", l.controlIP(host),
 		"--user", "0:0", "-v", c.dir + ":" + c.dir, "-v", sharedDir + ":" + sharedDir}
 	for _, e := range env {
@@ -169,7 +169,7 @@ func (l *dockerLab) connect(host, network string) {
 func (l *dockerLab) close() {
 	out, _ := dockerCmd("ps", "-aq", "--filter", "name="+l.tag)
 	if ids := strings.Fields(out); len(ids) > 0 {
-		dockerCmd(append([]string{"rm", "-f"}, ids...)...)
+		dockerCmd(append([]string{"rm", "-f", "-v"}, ids...)...)
 	}
 	dockerCmd("network", "rm", l.control, l.ring)
 	if out, _ := dockerCmd("ps", "-aq", "--filter", "name="+l.tag); strings.TrimSpace(out) != "" {
