@@ -46,8 +46,14 @@
 // a newer plan arrives, the context of the current generation is cancelled: the
 // gradient computation stops between micro-batches, the ring operation in flight
 // aborts within milliseconds, and the loop takes the new plan. A ring that fails
-// without a new plan (a neighbour died, its lease has not expired yet) is retried
-// on the same generation after Config.RetryDelay unless the new plan comes first.
+// without a new plan (a neighbour died, its lease has not expired yet) makes the
+// worker health-check the other members and report those that do not answer
+// (coordinator ReportPeerLost), so that the leader removes a dead, stopped or
+// cut-off member within about a second instead of a lease; the ring is retried on
+// the same generation after Config.RetryDelay unless the new plan comes first. A
+// worker the leader removed this way is held off for a while and registers again
+// only when it can reach a member of the plan. With Config.Audit set, the worker
+// writes the audit log that VerifyAudit (and `ringtrain audit`) checks.
 //
 // Every generation begins with a state sync. The ranks exchange their applied
 // steps (an all-reduce in which each rank fills its own slot with the step as
@@ -61,8 +67,10 @@
 // checkpoint committed in the coordinator (or, when none is committed, the run
 // directory's newest, as the single-process trainer does).
 //
-// The first version always broadcasts the whole state at a new generation, even
-// when every rank is at the same step; for the models ringtrain trains on CPUs this
+// The exchange carries each rank's weight checksum beside its step, and when all
+// ranks hold the same step and weights nothing is broadcast; otherwise the whole
+// state goes from the source to every rank (the broadcast is the ring's, carried
+// over the peer service's links), which for the models ringtrain trains on CPUs
 // is a fraction of a second on loopback.
 //
 // # Gradient buckets

@@ -77,22 +77,30 @@ func unpackState(tr *trainer.Trainer, buf []float32) {
 }
 
 // syncState makes every rank's state that of the rank at the newest applied step
-// (the lowest such rank), which it returns. The others' states are replaced.
+// (the lowest such rank), which it returns with that step. The ranks first exchange
+// their steps and weight checksums; when every rank already holds the same step and
+// weights (a generation that only added a coordinator fail-over, or ranks that all
+// finished the same step), nothing more is sent. Otherwise the source broadcasts its
+// parameters, moments and steps, and the others' states are replaced.
 func syncState(ctx context.Context, ring *allreduce.Ring, tr *trainer.Trainer) (root int, newest int64, err error) {
-	steps, err := gatherInt64(ctx, ring, []int64{tr.Step})
+	steps, err := gatherInt64(ctx, ring, []int64{tr.Step, checksum(tr.Model.Params.Slab)})
 	if err != nil {
 		return 0, 0, fmt.Errorf("exchange steps: %w", err)
 	}
 	root, newest = 0, int64(noState)
+	same := true
 	for r, s := range steps {
 		if s[0] > newest {
 			root, newest = r, s[0]
+		}
+		if s[0] != steps[0][0] || s[1] != steps[0][1] {
+			same = false
 		}
 	}
 	if newest == noState {
 		return 0, 0, fatal(fmt.Errorf("%w: no member has the job's state (the committed checkpoint could not be read by any of them)", ErrNoState))
 	}
-	if ring.World() == 1 {
+	if ring.World() == 1 || same {
 		return root, newest, nil
 	}
 	var buf []float32
