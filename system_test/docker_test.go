@@ -184,91 +184,29 @@ func TestContainerFaults(t *testing.T) {
 		t.Skip("container fault suite: skipped with -short")
 	}
 	ref := reference(t)
-	for _, sc := range []struct {
-		name         string
-		worldChanged bool
-		run          func(t *testing.T, lab *dockerLab) (*cluster, time.Time)
-	}{
-		{"kill-worker", true, func(t *testing.T, lab *dockerLab) (*cluster, time.Time) {
+	inContainers := func(t *testing.T, n, minWorkers, maxWorkers int, coordFlags ...string) *cluster {
+		return newClusterIn(t, newDockerLab(t), n, minWorkers, maxWorkers, coordFlags...)
+	}
+	runScenarios(t, "container ", ref, append(commonScenarios(inContainers), []scenario{
+		{"worker-from-ring", true, func(t *testing.T) (*cluster, time.Time) {
+			lab := newDockerLab(t)
 			c := newClusterIn(t, lab, 1, 2, 3)
-			startWorkers(c, 3)
-			c.waitStep(faultSteps/3, 2*time.Minute)
-			at := time.Now()
-			c.kill("w1")
-			time.Sleep(2 * time.Second)
-			c.startWorker("w1")
-			c.finish(3 * time.Minute)
-			return c, at
-		}},
-		{"pause-worker", false, func(t *testing.T, lab *dockerLab) (*cluster, time.Time) {
-			c := newClusterIn(t, lab, 1, 3, 3)
-			startWorkers(c, 3)
-			c.waitStep(faultSteps/3, 2*time.Minute)
-			at := time.Now()
-			c.signal("w2", syscall.SIGSTOP)
-			time.Sleep(2 * time.Second)
-			c.signal("w2", syscall.SIGCONT)
-			c.finish(3 * time.Minute)
-			return c, at
-		}},
-		{"kill-leader", false, func(t *testing.T, lab *dockerLab) (*cluster, time.Time) {
-			c := newClusterIn(t, lab, 3, 3, 3)
-			startWorkers(c, 3)
-			c.waitStep(faultSteps/3, 2*time.Minute)
-			l := c.leader()
-			at := time.Now()
-			c.killCoordinator(l)
-			time.Sleep(time.Second)
-			c.leader()
-			c.restartCoordinator(l)
-			c.finish(3 * time.Minute)
-			return c, at
-		}},
-		{"worker-from-ring", true, func(t *testing.T, lab *dockerLab) (*cluster, time.Time) {
-			c := newClusterIn(t, lab, 1, 2, 3)
-			startWorkers(c, 3)
-			c.waitStep(faultSteps/4, 2*time.Minute)
-			at := time.Now()
+			at := c.trainUntil(3, faultSteps/4)
 			lab.disconnect("w1", lab.ring)
 			c.waitStep(faultSteps/2, 2*time.Minute)
 			lab.connect("w1", lab.ring)
 			c.finish(3 * time.Minute)
 			return c, at
 		}},
-		{"worker-from-coordinator", true, func(t *testing.T, lab *dockerLab) (*cluster, time.Time) {
+		{"worker-from-coordinator", true, func(t *testing.T) (*cluster, time.Time) {
+			lab := newDockerLab(t)
 			c := newClusterIn(t, lab, 1, 2, 3, "--lease", "3s")
-			startWorkers(c, 3)
-			c.waitStep(faultSteps/4, 2*time.Minute)
-			at := time.Now()
+			at := c.trainUntil(3, faultSteps/4)
 			lab.disconnect("w1", lab.control)
 			c.waitStep(faultSteps*3/4, 2*time.Minute)
 			lab.connect("w1", lab.control)
 			c.finish(3 * time.Minute)
 			return c, at
 		}},
-		{"restart-all", false, func(t *testing.T, lab *dockerLab) (*cluster, time.Time) {
-			c := newClusterIn(t, lab, 1, 3, 3)
-			startWorkers(c, 3)
-			c.waitStep(faultSteps/2, 2*time.Minute)
-			at := time.Now()
-			for i := range 3 {
-				c.kill(fmt.Sprintf("w%d", i))
-			}
-			c.killCoordinator(0)
-			c.restartCoordinator(0)
-			startWorkers(c, 3)
-			c.finish(3 * time.Minute)
-			return c, at
-		}},
-	} {
-		t.Run(sc.name, func(t *testing.T) {
-			for i := range runs() {
-				lab := newDockerLab(t)
-				c, at := sc.run(t, lab)
-				got := c.check()
-				compare(t, got, ref, sc.worldChanged)
-				t.Logf("run %d: %v", i+1, measure("container "+sc.name, got, at))
-			}
-		})
-	}
+	}...))
 }

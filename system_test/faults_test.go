@@ -62,22 +62,49 @@ func startWorkers(c *cluster, n int) {
 	}
 }
 
-func TestFaults(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process fault suite: skipped with -short")
+// trainUntil starts workers w0..w(n-1), waits until the job's committed progress
+// reaches step, and returns the time: the moment the scenario's fault begins.
+func (c *cluster) trainUntil(n int, step int64) time.Time {
+	c.t.Helper()
+	startWorkers(c, n)
+	c.waitStep(step, 2*time.Minute)
+	return time.Now()
+}
+
+// scenario is one fault scenario: run builds a cluster, trains, injects the fault
+// (returning when it began) and waits for the job to finish.
+type scenario struct {
+	name         string
+	worldChanged bool // whether the world size changes (else: bit-identical to the fault-free run)
+	run          func(t *testing.T) (*cluster, time.Time)
+}
+
+// runScenarios runs each scenario runs() times as a subtest, checks each run and
+// logs its measurements.
+func runScenarios(t *testing.T, family string, ref *outcome, scenarios []scenario) {
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			for i := range runs() {
+				c, at := sc.run(t)
+				got := c.check()
+				compare(t, got, ref, sc.worldChanged)
+				t.Logf("run %d: %v", i+1, measure(family+sc.name, got, at))
+			}
+		})
 	}
-	type scenario struct {
-		name         string
-		worldChanged bool
-		run          func(t *testing.T) (*cluster, time.Time)
-	}
-	scenarios := []scenario{
+}
+
+// mkCluster builds a cluster of n coordinator replicas for a job of minWorkers to
+// maxWorkers workers: on loopback, in network namespaces or in containers.
+type mkCluster func(t *testing.T, n, minWorkers, maxWorkers int, coordFlags ...string) *cluster
+
+// commonScenarios are the scenarios every family runs, on the clusters mk builds.
+func commonScenarios(mk mkCluster) []scenario {
+	return []scenario{
 		{"kill-worker", true, func(t *testing.T) (*cluster, time.Time) {
 			// SIGKILL one of three workers; it comes back two seconds later and rejoins.
-			c := newCluster(t, 1, 2, 3)
-			startWorkers(c, 3)
-			c.waitStep(faultSteps/3, time.Minute)
-			at := time.Now()
+			c := mk(t, 1, 2, 3)
+			at := c.trainUntil(3, faultSteps/3)
 			c.kill("w1")
 			time.Sleep(2 * time.Second)
 			c.startWorker("w1")
@@ -85,35 +112,20 @@ func TestFaults(t *testing.T) {
 			return c, at
 		}},
 		{"pause-worker", false, func(t *testing.T) (*cluster, time.Time) {
-			// SIGSTOP a worker for less than the ring's progress timeout: the ring waits.
-			c := newCluster(t, 1, 2, 3)
-			startWorkers(c, 3)
-			c.waitStep(faultSteps/3, time.Minute)
-			at := time.Now()
+			// Stop a worker for less than the ring's progress timeout: the ring waits.
+			c := mk(t, 1, 3, 3)
+			at := c.trainUntil(3, faultSteps/3)
 			c.signal("w2", syscall.SIGSTOP)
 			time.Sleep(2 * time.Second)
 			c.signal("w2", syscall.SIGCONT)
 			c.finish(3 * time.Minute)
 			return c, at
 		}},
-		{"hang-worker", true, func(t *testing.T) (*cluster, time.Time) {
-			// SIGSTOP a worker for longer than the progress timeout: it is removed, and
-			// rejoins when it continues.
-			c := newCluster(t, 1, 2, 3)
-			startWorkers(c, 3)
-			c.waitStep(faultSteps/3, time.Minute)
-			at := time.Now()
-			c.signal("w2", syscall.SIGSTOP)
-			time.Sleep(8 * time.Second)
-			c.signal("w2", syscall.SIGCONT)
-			c.finish(3 * time.Minute)
-			return c, at
-		}},
 		{"kill-leader", false, func(t *testing.T) (*cluster, time.Time) {
-			// SIGKILL the coordinator leader of three; workers must not stall.
-			c := newCluster(t, 3, 3, 3)
-			startWorkers(c, 3)
-			c.waitStep(faultSteps/3, time.Minute)
+			// SIGKILL the coordinator leader of three, restart it a second later;
+			// workers must not stall.
+			c := mk(t, 3, 3, 3)
+			c.trainUntil(3, faultSteps/3)
 			l := c.leader()
 			at := time.Now()
 			c.killCoordinator(l)
@@ -123,26 +135,11 @@ func TestFaults(t *testing.T) {
 			c.finish(3 * time.Minute)
 			return c, at
 		}},
-		{"kill-during-checkpoint", true, func(t *testing.T) (*cluster, time.Time) {
-			// SIGKILL rank 0, the checkpoint writer, while it writes a checkpoint.
-			c := newCluster(t, 1, 2, 3)
-			startWorkers(c, 3)
-			c.waitStep(2*faultCkpt-10, time.Minute)
-			victim := c.rank0()
-			seen := c.waitCheckpointWrite(2*faultCkpt, 30*time.Second)
-			at := time.Now()
-			c.kill(victim)
-			t.Logf("killed %s %s", victim, map[bool]string{true: "while its checkpoint's temporary directory existed", false: "after the checkpoint step (the write was too quick to catch)"}[seen])
-			c.finish(3 * time.Minute)
-			return c, at
-		}},
 		{"restart-all", false, func(t *testing.T) (*cluster, time.Time) {
 			// SIGKILL every process; restart them: training resumes from the newest
 			// committed checkpoint.
-			c := newCluster(t, 1, 3, 3)
-			startWorkers(c, 3)
-			c.waitStep(faultSteps/2, time.Minute)
-			at := time.Now()
+			c := mk(t, 1, 3, 3)
+			at := c.trainUntil(3, faultSteps/2)
 			for i := range 3 {
 				c.kill(fmt.Sprintf("w%d", i))
 			}
@@ -152,13 +149,43 @@ func TestFaults(t *testing.T) {
 			c.finish(3 * time.Minute)
 			return c, at
 		}},
+	}
+}
+
+func TestFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process fault suite: skipped with -short")
+	}
+	ref := reference(t)
+	runScenarios(t, "", ref, append(commonScenarios(newCluster), []scenario{
+		{"hang-worker", true, func(t *testing.T) (*cluster, time.Time) {
+			// SIGSTOP a worker for longer than the progress timeout: it is removed, and
+			// rejoins when it continues.
+			c := newCluster(t, 1, 2, 3)
+			at := c.trainUntil(3, faultSteps/3)
+			c.signal("w2", syscall.SIGSTOP)
+			time.Sleep(8 * time.Second)
+			c.signal("w2", syscall.SIGCONT)
+			c.finish(3 * time.Minute)
+			return c, at
+		}},
+		{"kill-during-checkpoint", true, func(t *testing.T) (*cluster, time.Time) {
+			// SIGKILL rank 0, the checkpoint writer, while it writes a checkpoint.
+			c := newCluster(t, 1, 2, 3)
+			c.trainUntil(3, 2*faultCkpt-10)
+			victim := c.rank0()
+			seen := c.waitCheckpointWrite(2*faultCkpt, 30*time.Second)
+			at := time.Now()
+			c.kill(victim)
+			t.Logf("killed %s %s", victim, map[bool]string{true: "while its checkpoint's temporary directory existed", false: "after the checkpoint step (the write was too quick to catch)"}[seen])
+			c.finish(3 * time.Minute)
+			return c, at
+		}},
 		{"stop-all", false, func(t *testing.T) (*cluster, time.Time) {
 			// SIGTERM every worker (each leaves) and then the coordinator; start them
 			// again: the job resumes from the newest committed checkpoint.
 			c := newCluster(t, 1, 3, 3)
-			startWorkers(c, 3)
-			c.waitStep(faultSteps/2, time.Minute)
-			at := time.Now()
+			at := c.trainUntil(3, faultSteps/2)
 			for i := range 3 {
 				c.signal(fmt.Sprintf("w%d", i), syscall.SIGTERM)
 			}
@@ -179,27 +206,14 @@ func TestFaults(t *testing.T) {
 		{"scale", true, func(t *testing.T) (*cluster, time.Time) {
 			// Add a fourth worker, then SIGTERM one (a graceful leave).
 			c := newCluster(t, 1, 2, 4)
-			startWorkers(c, 3)
-			c.waitStep(faultSteps/4, time.Minute)
-			at := time.Now()
+			at := c.trainUntil(3, faultSteps/4)
 			c.startWorker("w3")
 			c.waitStep(faultSteps/2, time.Minute)
 			c.signal("w0", syscall.SIGTERM)
 			c.finish(3 * time.Minute)
 			return c, at
 		}},
-	}
-	ref := reference(t)
-	for _, sc := range scenarios {
-		t.Run(sc.name, func(t *testing.T) {
-			for i := range runs() {
-				c, at := sc.run(t)
-				got := c.check()
-				compare(t, got, ref, sc.worldChanged)
-				t.Logf("run %d: %v", i+1, measure(sc.name, got, at))
-			}
-		})
-	}
+	}...))
 	t.Run("random", func(t *testing.T) {
 		seeds := []uint64{1, 2}
 		if s := os.Getenv("RINGTRAIN_FAULT_SEEDS"); s != "" {
@@ -220,38 +234,42 @@ func TestFaults(t *testing.T) {
 	})
 }
 
-// randomFaults injects three faults at random steps, chosen from a seeded source:
-// a worker killed and restarted, a worker paused briefly, the coordinator leader
-// killed and restarted.
+// randomFaults injects up to three faults at random times, chosen from a seeded
+// source: a worker killed and started again at once (its rejoin waits for the
+// coordinator's hold-off), a worker paused briefly, the coordinator leader killed
+// and restarted a second later. The first comes at a random step in the first
+// third of the job, each next one a random 0.2-1.2 s after the previous ended;
+// none is injected in the job's last 30 steps.
 func randomFaults(t *testing.T, seed uint64, ref *outcome) {
 	t.Logf("seed %d (rerun with RINGTRAIN_FAULT_SEEDS=%d)", seed, seed)
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
 	c := newCluster(t, 3, 2, 3)
-	startWorkers(c, 3)
+	at := c.trainUntil(3, int64(faultSteps/6+r.IntN(faultSteps/6)))
 	var changed bool
-	var at time.Time
-	step := int64(faultSteps / 6)
 	for i := range 3 {
-		step += int64(r.IntN(faultSteps / 6))
-		c.waitStep(step, time.Minute)
-		if i == 0 {
-			at = time.Now()
+		if i > 0 {
+			time.Sleep(time.Duration(200+r.IntN(1000)) * time.Millisecond)
 		}
+		step := c.status().GetProgress().GetStep()
 		victim := fmt.Sprintf("w%d", r.IntN(3))
-		switch kind := r.IntN(3); kind {
-		case 0:
-			t.Logf("step %d: kill %s, restart it 2s later", step, victim)
+		kind := r.IntN(3)
+		switch {
+		case step >= faultSteps-30:
+			t.Logf("step %d: too close to the end for another fault", step)
+		case kind < 2 && c.worker(victim).p.exited():
+			t.Logf("step %d: %s has already exited; no fault", step, victim)
+		case kind == 0:
+			t.Logf("step %d: kill %s and start it again", step, victim)
 			c.kill(victim)
-			time.Sleep(2 * time.Second)
 			c.startWorker(victim)
 			changed = true
-		case 1:
-			d := time.Duration(500+r.IntN(1500)) * time.Millisecond
+		case kind == 1:
+			d := time.Duration(300+r.IntN(1200)) * time.Millisecond
 			t.Logf("step %d: pause %s for %v", step, victim, d)
 			c.signal(victim, syscall.SIGSTOP)
 			time.Sleep(d)
 			c.signal(victim, syscall.SIGCONT)
-		case 2:
+		default:
 			l := c.leader()
 			t.Logf("step %d: kill coordinator leader c%d, restart it 1s later", step, l)
 			c.killCoordinator(l)

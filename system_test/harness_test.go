@@ -99,9 +99,9 @@ type workerProc struct {
 
 // newCluster starts n coordinator replicas (a static Raft cluster) and submits the
 // suite's job for at most maxWorkers workers.
-func newCluster(t *testing.T, n, minWorkers, maxWorkers int) *cluster {
+func newCluster(t *testing.T, n, minWorkers, maxWorkers int, coordFlags ...string) *cluster {
 	t.Helper()
-	return newClusterIn(t, nil, n, minWorkers, maxWorkers)
+	return newClusterIn(t, nil, n, minWorkers, maxWorkers, coordFlags...)
 }
 
 // newClusterIn is newCluster with every process in its own network namespace of

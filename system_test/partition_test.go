@@ -16,18 +16,13 @@ func TestPartitions(t *testing.T) {
 		t.Skip("multi-process fault suite: skipped with -short")
 	}
 	ref := reference(t)
-	for _, sc := range []struct {
-		name         string
-		worldChanged bool
-		run          func(t *testing.T, lab *netLab) (*cluster, time.Time)
-	}{
-		{"worker-from-ring", true, func(t *testing.T, lab *netLab) (*cluster, time.Time) {
+	runScenarios(t, "partition ", ref, []scenario{
+		{"worker-from-ring", true, func(t *testing.T) (*cluster, time.Time) {
+			lab := newNetLab(t)
 			// w1 loses w0 and w2 but still reaches the coordinator: the peers report it,
 			// it is removed and held off, and rejoins once the links heal.
 			c := newClusterIn(t, lab, 1, 2, 3)
-			startWorkers(c, 3)
-			c.waitStep(faultSteps/4, time.Minute)
-			at := time.Now()
+			at := c.trainUntil(3, faultSteps/4)
 			lab.cut("w1", "w0")
 			lab.cut("w1", "w2")
 			c.waitStep(faultSteps/2, time.Minute)
@@ -35,21 +30,21 @@ func TestPartitions(t *testing.T) {
 			c.finish(3 * time.Minute)
 			return c, at
 		}},
-		{"worker-from-coordinator", true, func(t *testing.T, lab *netLab) (*cluster, time.Time) {
+		{"worker-from-coordinator", true, func(t *testing.T) (*cluster, time.Time) {
+			lab := newNetLab(t)
 			// w1 loses the coordinator but not its peers: it trains on until its lease
 			// expires (3 s here, so that it does before the job ends), then the others
 			// go on without it; it rejoins once healed.
 			c := newClusterIn(t, lab, 1, 2, 3, "--lease", "3s")
-			startWorkers(c, 3)
-			c.waitStep(faultSteps/4, time.Minute)
-			at := time.Now()
+			at := c.trainUntil(3, faultSteps/4)
 			lab.cut("w1", "c0")
 			c.waitStep(faultSteps*3/4, time.Minute)
 			lab.heal()
 			c.finish(3 * time.Minute)
 			return c, at
 		}},
-		{"leader", false, func(t *testing.T, lab *netLab) (*cluster, time.Time) {
+		{"leader", false, func(t *testing.T) (*cluster, time.Time) {
+			lab := newNetLab(t)
 			// The coordinator leader loses the other replicas and every worker for 5 s:
 			// the others elect a new leader, the workers never stop stepping.
 			c := newClusterIn(t, lab, 3, 3, 3)
@@ -67,15 +62,5 @@ func TestPartitions(t *testing.T) {
 			c.finish(3 * time.Minute)
 			return c, at
 		}},
-	} {
-		t.Run(sc.name, func(t *testing.T) {
-			for i := range runs() {
-				lab := newNetLab(t)
-				c, at := sc.run(t, lab)
-				got := c.check()
-				compare(t, got, ref, sc.worldChanged)
-				t.Logf("run %d: %v", i+1, measure("partition "+sc.name, got, at))
-			}
-		})
-	}
+	})
 }
