@@ -44,7 +44,7 @@ const (
 	connWindowBytes     = 32 << 20 // and of a connection
 	grpcIOBufferBytes   = 1 << 20  // gRPC's socket read and write buffers
 	maxGRPCMessageBytes = MaxPayload + headerSize
-	defaultTCPLanes     = 1
+	defaultTCPLanes     = 2
 	laneTokenBytes      = 16
 	maxLanes            = 16
 )
@@ -531,7 +531,7 @@ type LinkOptions struct {
 	// generations. Required for rings of more than one member.
 	Resolve func(ctx context.Context, member string) (string, error)
 	// Lanes is the number of dedicated TCP connections that carry the data
-	// frames of the link to the right neighbour: 0 means one, a negative
+	// frames of the link to the right neighbour: 0 means two, a negative
 	// number keeps them on the gRPC stream. The right neighbour may refuse
 	// lanes, and then frames stay on the stream.
 	Lanes int

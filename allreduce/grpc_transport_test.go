@@ -118,7 +118,7 @@ func TestGRPCAllReduce(t *testing.T) {
 		opts  ServiceOptions
 	}{
 		{"tcp", 0, 4096, ServiceOptions{}},
-		{"tcp2lanes", 2, 4096, ServiceOptions{}},
+		{"tcp1lane", 1, 4096, ServiceOptions{}},
 		{"tcpBigSegments", 0, 0, ServiceOptions{}},
 		{"tcp3lanesBigSegments", 3, 0, ServiceOptions{}},
 		{"stream", -1, 4096, ServiceOptions{}},
@@ -131,7 +131,10 @@ func TestGRPCAllReduce(t *testing.T) {
 			rings := ps.connect(t, Config{Generation: 3, SegmentBytes: tc.seg, ProgressTimeout: 2 * time.Second}, LinkOptions{Lanes: tc.lanes})
 			tr := rings[0].t.(*GRPCTransport)
 			out, in := tr.Lanes()
-			wantLanes := max(tc.lanes, 1)
+			wantLanes := tc.lanes
+			if wantLanes == 0 {
+				wantLanes = defaultTCPLanes
+			}
 			if tc.lanes < 0 || tc.opts.NoLanes {
 				wantLanes = 0
 			}
@@ -141,7 +144,7 @@ func TestGRPCAllReduce(t *testing.T) {
 			ctx := ctxTimeout(t, 20*time.Second)
 			sizes := []int{0, 1, world + 1, 100003}
 			if tc.seg == 0 {
-				sizes = append(sizes, 3<<20+1)
+				sizes = append(sizes, 3<<20+1, 9<<20+3)
 			}
 			for _, n := range sizes {
 				in := randomInputs(rng, world, n)

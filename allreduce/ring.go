@@ -17,7 +17,7 @@ import (
 const (
 	// DefaultSegmentBytes is the default largest frame payload: chunks are cut
 	// into segments of at most this many bytes of float32 data.
-	DefaultSegmentBytes = 1 << 20
+	DefaultSegmentBytes = 4 << 20
 	// DefaultProgressTimeout is the default time a rank waits for anything from
 	// its left neighbour before it gives up with ErrTimeout.
 	DefaultProgressTimeout = 5 * time.Second
