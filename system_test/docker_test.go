@@ -193,6 +193,7 @@ func TestContainerFaults(t *testing.T) {
 			c := newClusterIn(t, lab, 1, 2, 3)
 			at := c.trainUntil(3, faultSteps/4)
 			lab.disconnect("w1", lab.ring)
+			c.waitRemoved("w1", 30*time.Second)
 			c.waitStep(faultSteps/2, 2*time.Minute)
 			lab.connect("w1", lab.ring)
 			c.finish(3 * time.Minute)
@@ -200,10 +201,10 @@ func TestContainerFaults(t *testing.T) {
 		}},
 		{"worker-from-coordinator", true, func(t *testing.T) (*cluster, time.Time) {
 			lab := newDockerLab(t)
-			c := newClusterIn(t, lab, 1, 2, 3, "--lease", "3s")
-			at := c.trainUntil(3, faultSteps/4)
+			c := newClusterIn(t, lab, 1, 2, 3, "--lease", "1s")
+			at := c.trainUntil(3, faultSteps/8)
 			lab.disconnect("w1", lab.control)
-			c.waitStep(faultSteps*3/4, 2*time.Minute)
+			c.waitRemoved("w1", 30*time.Second)
 			lab.connect("w1", lab.control)
 			c.finish(3 * time.Minute)
 			return c, at

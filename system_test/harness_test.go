@@ -281,6 +281,25 @@ func (c *cluster) waitStep(step int64, d time.Duration) {
 	c.t.Fatalf("progress did not reach step %d within %v (at %d)", step, d, c.status().GetProgress().GetStep())
 }
 
+// waitRemoved waits until the current plan no longer has worker id as a member,
+// failing the test if the job ends first: a scenario that means to remove a worker
+// must not pass without doing so.
+func (c *cluster) waitRemoved(id string, d time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		st := c.status()
+		if st != nil && !slices.Contains(st.GetPlan().GetMembers(), id) {
+			if st.GetProgress().GetStep() >= faultSteps {
+				c.t.Fatalf("the job finished before %s was removed", id)
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatalf("%s was not removed within %v", id, d)
+}
+
 // leader returns the index of the replica that leads.
 func (c *cluster) leader() int {
 	c.t.Helper()

@@ -25,6 +25,7 @@ func TestPartitions(t *testing.T) {
 			at := c.trainUntil(3, faultSteps/4)
 			lab.cut("w1", "w0")
 			lab.cut("w1", "w2")
+			c.waitRemoved("w1", 30*time.Second)
 			c.waitStep(faultSteps/2, time.Minute)
 			lab.heal()
 			c.finish(3 * time.Minute)
@@ -33,12 +34,12 @@ func TestPartitions(t *testing.T) {
 		{"worker-from-coordinator", true, func(t *testing.T) (*cluster, time.Time) {
 			lab := newNetLab(t)
 			// w1 loses the coordinator but not its peers: it trains on until its lease
-			// expires (3 s here, so that it does before the job ends), then the others
-			// go on without it; it rejoins once healed.
-			c := newClusterIn(t, lab, 1, 2, 3, "--lease", "3s")
-			at := c.trainUntil(3, faultSteps/4)
+			// expires (1 s here, so that it does well before the job ends), then the
+			// others go on without it; it rejoins once healed.
+			c := newClusterIn(t, lab, 1, 2, 3, "--lease", "1s")
+			at := c.trainUntil(3, faultSteps/8)
 			lab.cut("w1", "c0")
-			c.waitStep(faultSteps*3/4, time.Minute)
+			c.waitRemoved("w1", 30*time.Second)
 			lab.heal()
 			c.finish(3 * time.Minute)
 			return c, at
