@@ -257,13 +257,27 @@ func (c *cluster) kill(id string) {
 	c.worker(id).p.wait(c.t, 10*time.Second)
 }
 
-// status reads the replicated state (from any replica).
+// status reads the replicated state from any replica (possibly stale: a replica
+// that was cut off may not have caught up yet).
 func (c *cluster) status() *pb.CoordinatorState {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	st, err := c.cl.Status(ctx, true)
 	if err != nil {
 		return nil
+	}
+	return st.GetState()
+}
+
+// committed reads the replicated state from the leader, after it confirmed its
+// leadership with a quorum: every committed record is in it.
+func (c *cluster) committed() *pb.CoordinatorState {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := c.cl.Status(ctx, false)
+	if err != nil {
+		c.t.Fatalf("status from the leader: %v", err)
 	}
 	return st.GetState()
 }
@@ -378,7 +392,7 @@ type outcome struct {
 // ranks finished identical and every sample was used exactly once.
 func (c *cluster) check() *outcome {
 	c.t.Helper()
-	st := c.status()
+	st := c.committed()
 	if got := st.GetProgress().GetStep(); got != faultSteps {
 		c.t.Fatalf("committed step %d, want %d", got, faultSteps)
 	}
