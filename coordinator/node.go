@@ -85,9 +85,16 @@ func Start(cfg Config) (*Node, error) {
 		return fail(err)
 	}
 	hlog := newSlogHCLog(n.log, hclog.Info)
-	addrs := peerAddresses{}
-	for _, p := range cfg.Peers {
-		addrs[raft.ServerID(p.ID)] = raft.ServerAddress(p.Addr)
+	// A static cluster dials its peers at their --peers addresses; otherwise (a
+	// replica alone, or one that joined) the Raft configuration's addresses are
+	// used as they are, without a provider that would only log a fallback per dial.
+	var addrs raft.ServerAddressProvider
+	if len(cfg.Peers) > 0 {
+		static := peerAddresses{}
+		for _, p := range cfg.Peers {
+			static[raft.ServerID(p.ID)] = raft.ServerAddress(p.Addr)
+		}
+		addrs = static
 	}
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		ServerAddressProvider: addrs,
