@@ -20,16 +20,12 @@ import (
 // answers is not reported: the ring is then rebuilt with it.
 func (w *Worker) reportUnreachable(ctx context.Context, plan *pb.Plan) {
 	var wg sync.WaitGroup
-	for _, peer := range plan.GetWorkers() {
-		if peer.GetId() == w.cfg.ID {
+	for peer, err := range w.probePeers(ctx, plan) {
+		if err == nil || ctx.Err() != nil {
 			continue
 		}
+		w.log.Warn("peer unreachable: reporting it", "peer", peer.GetId(), "addr", peer.GetAddress(), "generation", plan.GetGeneration(), "err", err)
 		wg.Go(func() {
-			err := probe(ctx, peer.GetAddress(), w.cfg.ProbeTimeout)
-			if err == nil || ctx.Err() != nil {
-				return
-			}
-			w.log.Warn("peer unreachable: reporting it", "peer", peer.GetId(), "addr", peer.GetAddress(), "generation", plan.GetGeneration(), "err", err)
 			rctx, cancel := context.WithTimeout(ctx, 5*w.cfg.ProbeTimeout)
 			defer cancel()
 			if err := w.cfg.Coordinators.ReportPeerLost(rctx, &pb.ReportPeerLostRequest{
@@ -42,11 +38,52 @@ func (w *Worker) reportUnreachable(ctx context.Context, plan *pb.Plan) {
 	wg.Wait()
 }
 
-// probe checks the gRPC health service of the peer server at addr.
+// canReachPeers reports whether some other member of the newest plan answers a
+// health check (true when no plan with other members is known).
+func (w *Worker) canReachPeers(ctx context.Context) bool {
+	plan, _ := w.plans.get()
+	results := w.probePeers(ctx, plan)
+	if len(results) == 0 {
+		return true
+	}
+	for _, err := range results {
+		if err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// probePeers health-checks every member of plan but this worker, all at once, each
+// within ProbeTimeout, and returns what each check gave (nil: serving).
+func (w *Worker) probePeers(ctx context.Context, plan *pb.Plan) map[*pb.Worker]error {
+	var (
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		out = map[*pb.Worker]error{}
+	)
+	for _, peer := range plan.GetWorkers() {
+		if peer.GetId() == w.cfg.ID {
+			continue
+		}
+		wg.Go(func() {
+			err := probe(ctx, peer.GetAddress(), w.cfg.ProbeTimeout)
+			mu.Lock()
+			out[peer] = err
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// probe checks the gRPC health service of the peer server at addr. Like every
+// ringtrain client it takes no service config from DNS, whose TXT lookup stalls
+// for seconds on resolvers that drop it (Docker's embedded DNS).
 func probe(ctx context.Context, addr string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDisableServiceConfig())
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", addr, err)
 	}
@@ -59,30 +96,4 @@ func probe(ctx context.Context, addr string, timeout time.Duration) error {
 		return fmt.Errorf("health check %s: %s", addr, resp.GetStatus())
 	}
 	return nil
-}
-
-// canReachPeers reports whether some other member of the newest plan answers a
-// health check (true when no plan with other members is known).
-func (w *Worker) canReachPeers(ctx context.Context) bool {
-	plan, _ := w.plans.get()
-	var peers []*pb.Worker
-	for _, p := range plan.GetWorkers() {
-		if p.GetId() != w.cfg.ID {
-			peers = append(peers, p)
-		}
-	}
-	if len(peers) == 0 {
-		return true
-	}
-	var wg sync.WaitGroup
-	ok := make(chan struct{}, len(peers))
-	for _, p := range peers {
-		wg.Go(func() {
-			if probe(ctx, p.GetAddress(), w.cfg.ProbeTimeout) == nil {
-				ok <- struct{}{}
-			}
-		})
-	}
-	wg.Wait()
-	return len(ok) > 0
 }
