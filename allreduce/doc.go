@@ -134,4 +134,26 @@
 // Service can refuse lanes (ServiceOptions.NoLanes), which keeps frames on
 // the gRPC stream. Addresses are resolved when a link is dialled, so members
 // may move between generations.
+//
+// # Files
+//
+//	errors.go           the sentinel errors
+//	frame.go            the frame header: kinds, payload encodings, wire layout
+//	schedule.go         the pure ring schedule: which chunk and segment moves at each step
+//	add.go              the float32 and bfloat16 kernels: add, encode, decode, round
+//	ring.go             Config and Ring: building, closing and failing a rank's ring
+//	ring_ops.go         the operation queue: AllReduce, Start, Broadcast, Barrier, Handle
+//	ring_exchange.go    what an operation sends and receives, in order, built from the schedule
+//	ring_pipeline.go    runs an exchange: a sender and a receiver goroutine, overlapped
+//	ring_accept.go      receiving one frame: header checks, heartbeats, the progress timeout
+//	ring_liveness.go    the heartbeats both ways and the watch on the right neighbour
+//	transport.go        the Transport interface and its contract
+//	inmem_transport.go  InmemNetwork: in-memory transports with fault hooks
+//	testing.go          NewInmemRings, for tests of the ring and its callers
+//	grpc_transport.go   GRPCTransport and Service.Connect, which builds it
+//	grpc_service.go     Service: the server half, where incoming links wait for Connect
+//	grpc_link.go        the RingLink handler: a link's hello, welcome and lifetime
+//	grpc_dial.go        LinkOptions and the dial of the link to the right neighbour
+//	grpc_codec.go       the codec that passes frames through gRPC as raw bytes
+//	tcp_lanes*.go       TCP lanes: granting, accepting, writing and reading them
 package allreduce

@@ -2,12 +2,15 @@ package allreduce
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc/peer"
 )
 
 // TCP lanes carry a link's frames outside gRPC, as gloo and NCCL use their own
@@ -162,4 +165,98 @@ func (r *laneReader) close() {
 	for _, c := range r.conns {
 		c.Close()
 	}
+}
+
+// laneHandshakeTimeout bounds how long a new TCP lane may take to name its link.
+const laneHandshakeTimeout = 10 * time.Second
+
+// Lanes of a link: how many a dialler asks for by default and at most, and the
+// length of the one-time token that ties a lane to its link.
+const (
+	defaultTCPLanes = 2
+	laneTokenBytes  = 16
+	maxLanes        = 16
+)
+
+// laneAddress returns the address TCP lanes of a link on ctx's connection
+// connect to, starting a listener if needed. s.mu must be held.
+func (s *Service) laneAddress(ctx context.Context) (string, error) {
+	addr := s.opts.DataAddress
+	if addr == "" {
+		p, ok := peer.FromContext(ctx)
+		if !ok || p.LocalAddr == nil {
+			return "", errors.New("the gRPC connection has no local address")
+		}
+		tcp, ok := p.LocalAddr.(*net.TCPAddr)
+		if !ok {
+			return "", fmt.Errorf("the gRPC connection is not TCP (%s)", p.LocalAddr.Network())
+		}
+		addr = net.JoinHostPort(tcp.IP.String(), "0")
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	if lis, ok := s.listeners[host]; ok {
+		return lis.Addr().String(), nil
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	s.listeners[host] = lis
+	s.wg.Add(1)
+	go s.acceptLanes(lis)
+	return lis.Addr().String(), nil
+}
+
+// acceptLanes accepts TCP lanes until the listener is closed.
+func (s *Service) acceptLanes(lis net.Listener) {
+	defer s.wg.Done()
+	for {
+		c, err := lis.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				s.log.Warn("ring lane listener failed", "addr", lis.Addr().String(), "err", err)
+			}
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.attachLane(c); err != nil {
+				s.log.Warn("refused a TCP lane", "remote", c.RemoteAddr().String(), "err", err)
+				c.Close()
+			}
+		}()
+	}
+}
+
+// attachLane reads a new lane's token and lane number and gives the
+// connection to its link.
+func (s *Service) attachLane(c net.Conn) error {
+	var hs [laneTokenBytes + 1]byte
+	c.SetReadDeadline(deadlineIn(laneHandshakeTimeout))
+	if _, err := io.ReadFull(c, hs[:]); err != nil {
+		return fmt.Errorf("reading the lane handshake: %w", err)
+	}
+	c.SetReadDeadline(noDeadline)
+	tuneLane(c)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.tokens[string(hs[:laneTokenBytes])]
+	lane := int(hs[laneTokenBytes])
+	if !ok || s.closed {
+		return errors.New("unknown link token")
+	}
+	if lane >= len(l.lanes) || l.lanes[lane] != nil {
+		return fmt.Errorf("lane %d of %d is not expected", lane, len(l.lanes))
+	}
+	l.lanes[lane] = c
+	l.nReady++
+	if l.nReady == len(l.lanes) {
+		delete(s.tokens, l.token)
+		close(l.ready)
+	}
+	return nil
 }

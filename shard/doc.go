@@ -7,9 +7,9 @@
 //   - `ringtrain prepare` calls Prepare to tokenize text files into a dataset
 //     directory: llm.c token shards (.bin), tokenizer.json and manifest.json.
 //   - The trainer (coordinator side) calls Open, Dataset.CheckTokenizer and
-//     NewPlan to validate a job before it starts: the corpus must have at least M
+//     NewSampler to validate a job before it starts: the corpus must have at least M
 //     train shards and every stream at least b rows of T+1 tokens.
-//   - Each worker calls Open, NewPlan with the job's (seed, M, b, T) and
+//   - Each worker calls Open, NewSampler with the job's (seed, M, b, T) and
 //     NewLoader, then Loader.Batch for each stream it is assigned at each step,
 //     and Loader.Val for evaluation.
 //
@@ -32,8 +32,8 @@
 //
 //	ds, err := shard.Open("prep/")
 //	err = ds.CheckTokenizer(shard.SHA256Hex(tokJSON), tok.VocabSize())
-//	plan, err := shard.NewPlan(ds.Manifest().TrainTokens(), seed, M, b, T)
-//	ld, err := shard.NewLoader(ds, plan, shard.LoaderOptions{})
+//	sampler, err := shard.NewSampler(ds.Manifest().TrainTokens(), seed, M, b, T)
+//	ld, err := shard.NewLoader(ds, sampler, shard.LoaderOptions{})
 //	inputs, targets := make([]int32, b*T), make([]int32, b*T) // (b, T)
 //	for _, stream := range myStreams {
 //		err = ld.Batch(ctx, stream, step, inputs, targets)
@@ -60,7 +60,7 @@
 // from the step number and reads the same tokens. No row is skipped or read
 // twice because of a failure, so each stream's rows are used exactly once per
 // epoch (less those left over so that all streams have the same number of
-// steps, and each shard's tail shorter than a row; see StreamPlan).
+// steps, and each shard's tail shorter than a row; see Sampler).
 //
 // The rows of a step are scattered over the stream's shards rather than b
 // consecutive windows of one text: batches of contiguous text, read in order,
@@ -75,7 +75,7 @@
 // workers do useful work) and the corpus must be prepared with at least M train
 // shards, which is why Prepare writes at least MinShards (default 16).
 //
-// The core (NewPlan, StreamPlan.Windows, NewValPlan) does no I/O and is tested
+// The core (NewSampler, Sampler.Windows, NewValSampler) does no I/O and is tested
 // exhaustively; Loader is the thin part that verifies shard files once and reads
 // rows from them.
 package shard

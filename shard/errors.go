@@ -42,7 +42,7 @@ var (
 	// without enough tokens for one step, or a corpus too small to fill the
 	// requested number of shards.
 	ErrTooFewTokens = errors.New("shard: too few tokens")
-	// ErrPlanMismatch reports a StreamPlan built for other shard token counts than
+	// ErrSamplerMismatch reports a Sampler built for other shard token counts than
 	// those of the dataset it is used with.
-	ErrPlanMismatch = errors.New("shard: stream plan does not match dataset")
+	ErrSamplerMismatch = errors.New("shard: sampler does not match dataset")
 )

@@ -28,7 +28,7 @@ type LoaderOptions struct {
 	MaxOpenFiles int
 }
 
-// Loader fills batches from a Dataset according to a StreamPlan. It reads each
+// Loader fills batches from a Dataset according to a Sampler. It reads each
 // row straight from its shard file (one positioned read of T+1 tokens), keeping
 // recently used files open, and holds no tokens in memory between calls. Before
 // a shard's first use it verifies the whole file once: its structure against its
@@ -41,7 +41,7 @@ type LoaderOptions struct {
 // worker owns, say) may call Batch at once.
 type Loader struct {
 	ds       *Dataset
-	plan     *StreamPlan
+	sampler  *Sampler
 	maxOpen  int
 	train    []*shardFile
 	val      []*shardFile
@@ -76,13 +76,13 @@ type verifyAttempt struct {
 	err  error
 }
 
-// NewLoader returns a loader for the train split of ds laid out by plan, and for
-// its validation split (see Val). The plan must have been built from ds's train
-// shard token counts (Manifest.TrainTokens), else ErrPlanMismatch. NewLoader
-// opens no file.
-func NewLoader(ds *Dataset, plan *StreamPlan, opts LoaderOptions) (*Loader, error) {
-	if ds == nil || plan == nil {
-		return nil, fmt.Errorf("%w: NewLoader needs a dataset and a plan", ErrBadOptions)
+// NewLoader returns a loader for the train split of ds, read as sampler says,
+// and for its validation split (see Val). The sampler must have been built from
+// ds's train shard token counts (Manifest.TrainTokens), else
+// ErrSamplerMismatch. NewLoader opens no file.
+func NewLoader(ds *Dataset, sampler *Sampler, opts LoaderOptions) (*Loader, error) {
+	if ds == nil || sampler == nil {
+		return nil, fmt.Errorf("%w: NewLoader needs a dataset and a sampler", ErrBadOptions)
 	}
 	if opts.MaxOpenFiles < 0 {
 		return nil, fmt.Errorf("%w: MaxOpenFiles=%d must be >= 0", ErrBadOptions, opts.MaxOpenFiles)
@@ -91,15 +91,15 @@ func NewLoader(ds *Dataset, plan *StreamPlan, opts LoaderOptions) (*Loader, erro
 		opts.MaxOpenFiles = DefaultMaxOpenFiles
 	}
 	want := ds.Manifest().TrainTokens()
-	if len(want) != len(plan.shardTokens) {
-		return nil, fmt.Errorf("%w: plan has %d train shards, dataset %s has %d", ErrPlanMismatch, len(plan.shardTokens), ds.Dir(), len(want))
+	if len(want) != len(sampler.shardTokens) {
+		return nil, fmt.Errorf("%w: sampler has %d train shards, dataset %s has %d", ErrSamplerMismatch, len(sampler.shardTokens), ds.Dir(), len(want))
 	}
 	for i, n := range want {
-		if plan.shardTokens[i] != n {
-			return nil, fmt.Errorf("%w: plan says train shard %d has %d tokens, dataset %s says %d", ErrPlanMismatch, i, plan.shardTokens[i], ds.Dir(), n)
+		if sampler.shardTokens[i] != n {
+			return nil, fmt.Errorf("%w: sampler says train shard %d has %d tokens, dataset %s says %d", ErrSamplerMismatch, i, sampler.shardTokens[i], ds.Dir(), n)
 		}
 	}
-	l := &Loader{ds: ds, plan: plan, maxOpen: opts.MaxOpenFiles}
+	l := &Loader{ds: ds, sampler: sampler, maxOpen: opts.MaxOpenFiles}
 	for _, split := range []struct {
 		infos []ShardInfo
 		dst   *[]*shardFile
@@ -124,17 +124,17 @@ func NewLoader(ds *Dataset, plan *StreamPlan, opts LoaderOptions) (*Loader, erro
 	return l, nil
 }
 
-// Plan returns the loader's stream plan.
-func (l *Loader) Plan() *StreamPlan { return l.plan }
+// Sampler returns the loader's sampler.
+func (l *Loader) Sampler() *Sampler { return l.sampler }
 
 // Batch fills inputs and targets, each of length b*T laid out (b, T) row-major,
 // with stream's micro-batch at job step step: targets are inputs shifted by one
 // token. The buffers are the caller's; Batch writes every element and keeps no
-// reference. The result is a pure function of (dataset, plan, stream, step).
+// reference. The result is a pure function of (dataset, sampler, stream, step).
 // Batch blocks while shards are verified and returns ctx's error if ctx ends
 // first; on any error the buffers' contents are unspecified.
 func (l *Loader) Batch(ctx context.Context, stream int, step int64, inputs, targets []int32) error {
-	p := l.plan
+	p := l.sampler
 	if stream < 0 || stream >= p.m {
 		return fmt.Errorf("%w: stream=%d not in [0, %d)", ErrBadOptions, stream, p.m)
 	}
@@ -425,46 +425,46 @@ func (l *Loader) Close() error {
 	return nil
 }
 
-// Val returns an iterator over the validation split in batches of the plan's
-// (b, T), at most maxBatches of them (0: all that fit); see ValPlan. The
+// Val returns an iterator over the validation split in batches of the sampler's
+// (b, T), at most maxBatches of them (0: all that fit); see ValSampler. The
 // iterator reads through the loader, sharing its open files and verifications.
 func (l *Loader) Val(maxBatches int) (*ValIterator, error) {
-	vp, err := NewValPlan(l.ds.Manifest().ValTokens(), l.plan.b, l.plan.t, maxBatches)
+	vs, err := NewValSampler(l.ds.Manifest().ValTokens(), l.sampler.b, l.sampler.t, maxBatches)
 	if err != nil {
 		return nil, err
 	}
-	return &ValIterator{l: l, plan: vp}, nil
+	return &ValIterator{l: l, sampler: vs}, nil
 }
 
 // ValIterator reads validation batches. Batch may be called from several
 // goroutines at once (to spread evaluation over workers or threads); Next and
 // Reset keep a cursor and must be called from one goroutine at a time.
 type ValIterator struct {
-	l    *Loader
-	plan *ValPlan
-	next int
+	l       *Loader
+	sampler *ValSampler
+	next    int
 }
 
 // Len returns the number of validation batches.
-func (v *ValIterator) Len() int { return v.plan.Batches() }
+func (v *ValIterator) Len() int { return v.sampler.Batches() }
 
 // Batch fills inputs and targets (each b*T, row-major (b, T), caller-owned) with
 // validation batch i in [0, Len()). Like Loader.Batch it blocks while shards
 // are verified and honours ctx.
 func (v *ValIterator) Batch(ctx context.Context, i int, inputs, targets []int32) error {
-	if i < 0 || i >= v.plan.Batches() {
-		return fmt.Errorf("%w: val batch %d not in [0, %d)", ErrBadOptions, i, v.plan.Batches())
+	if i < 0 || i >= v.sampler.Batches() {
+		return fmt.Errorf("%w: val batch %d not in [0, %d)", ErrBadOptions, i, v.sampler.Batches())
 	}
-	if err := checkBuffers(v.plan.b, v.plan.t, inputs, targets); err != nil {
+	if err := checkBuffers(v.sampler.b, v.sampler.t, inputs, targets); err != nil {
 		return err
 	}
-	return v.l.fill(ctx, v.l.val, v.plan.Windows(i), v.plan.t, inputs, targets)
+	return v.l.fill(ctx, v.l.val, v.sampler.Windows(i), v.sampler.t, inputs, targets)
 }
 
 // Next fills the buffers with the next batch and reports true, or reports false
 // (and leaves them alone) when all Len() batches have been read.
 func (v *ValIterator) Next(ctx context.Context, inputs, targets []int32) (bool, error) {
-	if v.next >= v.plan.Batches() {
+	if v.next >= v.sampler.Batches() {
 		return false, nil
 	}
 	if err := v.Batch(ctx, v.next, inputs, targets); err != nil {

@@ -53,7 +53,7 @@ func labelled(t *testing.T, train, val []int64) *Dataset {
 // referenceBatch builds a labelled dataset's batch straight from the definition:
 // batch row i of local step k is row perm[k*b+i] of the stream's rows numbered
 // shard-major, and row j of shard s is tokens [j*T, j*T+T+1).
-func referenceBatch(p *StreamPlan, tokens []int64, m int, step int64) (in, tg []int32) {
+func referenceBatch(p *Sampler, tokens []int64, m int, step int64) (in, tg []int32) {
 	epoch, k := p.Epoch(step)
 	b, T := p.MicroBatch(), p.SeqLen()
 	rows := defRows(tokens, p.Streams(), T, m)
@@ -69,7 +69,7 @@ func referenceBatch(p *StreamPlan, tokens []int64, m int, step int64) (in, tg []
 	return in, tg
 }
 
-func newLoader(t *testing.T, ds *Dataset, p *StreamPlan, opts LoaderOptions) *Loader {
+func newLoader(t *testing.T, ds *Dataset, p *Sampler, opts LoaderOptions) *Loader {
 	t.Helper()
 	ld, err := NewLoader(ds, p, opts)
 	if err != nil {
@@ -82,7 +82,7 @@ func newLoader(t *testing.T, ds *Dataset, p *StreamPlan, opts LoaderOptions) *Lo
 func TestLoaderBatchMatchesDefinition(t *testing.T) {
 	tokens := []int64{50, 7, 0, 33, 61, 20, 45, 3, 90}
 	ds := labelled(t, tokens, []int64{40})
-	p, err := NewPlan(ds.Manifest().TrainTokens(), 99, 3, 2, 5)
+	p, err := NewSampler(ds.Manifest().TrainTokens(), 99, 3, 2, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestLoaderBatchMatchesDefinition(t *testing.T) {
 
 // checkDirect compares a loader's batches with the shards read whole by
 // LoadShard (ReadShard), for every stream and step of two epochs.
-func checkDirect(t *testing.T, ds *Dataset, p *StreamPlan) {
+func checkDirect(t *testing.T, ds *Dataset, p *Sampler) {
 	t.Helper()
 	ld := newLoader(t, ds, p, LoaderOptions{})
 	var whole []Tokens
@@ -140,7 +140,7 @@ func TestLoaderMatchesDirectRead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := NewPlan(ds.Manifest().TrainTokens(), 3, 2, 3, 7)
+		p, err := NewSampler(ds.Manifest().TrainTokens(), 3, 2, 3, 7)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +158,7 @@ func TestLoaderMatchesDirectRead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := NewPlan(ds.Manifest().TrainTokens(), 8, 1, 4, 16)
+		p, err := NewSampler(ds.Manifest().TrainTokens(), 8, 1, 4, 16)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +169,7 @@ func TestLoaderMatchesDirectRead(t *testing.T) {
 func TestLoaderOpenFilesBound(t *testing.T) {
 	tokens := []int64{100, 100, 100, 100, 100, 100}
 	ds := labelled(t, tokens, nil)
-	p, _ := NewPlan(tokens, 1, 2, 2, 8)
+	p, _ := NewSampler(tokens, 1, 2, 2, 8)
 	ld := newLoader(t, ds, p, LoaderOptions{MaxOpenFiles: 2})
 	in, tg := make([]int32, 16), make([]int32, 16)
 	for step := range 4 * p.StepsPerEpoch() {
@@ -202,7 +202,7 @@ func TestLoaderConcurrent(t *testing.T) {
 	tokens := []int64{300, 280, 310, 290, 305, 299, 301, 288}
 	val := []int64{200, 150}
 	ds := labelled(t, tokens, val)
-	p, _ := NewPlan(tokens, 5, 4, 3, 7)
+	p, _ := NewSampler(tokens, 5, 4, 3, 7)
 	ld := newLoader(t, ds, p, LoaderOptions{MaxOpenFiles: 3})
 	it, err := ld.Val(0)
 	if err != nil {
@@ -272,7 +272,7 @@ func TestLoaderCorruptShard(t *testing.T) {
 			}
 			b[c.at(len(b))] ^= 0x01
 			writeRaw(t, path, b)
-			p, _ := NewPlan(tokens, 1, 2, 2, 8)
+			p, _ := NewSampler(tokens, 1, 2, 2, 8)
 			ld := newLoader(t, ds, p, LoaderOptions{})
 			in, tg := make([]int32, 16), make([]int32, 16)
 			if err := ld.Batch(t.Context(), 0, 0, in, tg); err != nil {
@@ -309,7 +309,7 @@ func TestLoaderBadToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, _ := NewPlan(ds.Manifest().TrainTokens(), 1, 1, 2, 4)
+	p, _ := NewSampler(ds.Manifest().TrainTokens(), 1, 1, 2, 4)
 	ld := newLoader(t, ds, p, LoaderOptions{})
 	in, tg := make([]int32, 8), make([]int32, 8)
 	bad := 0
@@ -334,7 +334,7 @@ func TestLoaderBadToken(t *testing.T) {
 func TestLoaderErrors(t *testing.T) {
 	tokens := []int64{100, 100}
 	ds := labelled(t, tokens, nil)
-	p, _ := NewPlan(tokens, 1, 2, 2, 8)
+	p, _ := NewSampler(tokens, 1, 2, 2, 8)
 	ld := newLoader(t, ds, p, LoaderOptions{})
 	in, tg := make([]int32, 16), make([]int32, 16)
 	wantErr(t, ld.Batch(t.Context(), 2, 0, in, tg), ErrBadOptions, "stream=2")
@@ -356,12 +356,12 @@ func TestLoaderErrors(t *testing.T) {
 	writeRaw(t, path, b[:len(b)-4])
 	wantErr(t, ld.Batch(t.Context(), 0, 0, in, tg), ErrTruncated, path)
 
-	other, _ := NewPlan([]int64{100, 99}, 1, 2, 2, 8)
+	other, _ := NewSampler([]int64{100, 99}, 1, 2, 2, 8)
 	_, err := NewLoader(ds, other, LoaderOptions{})
-	wantErr(t, err, ErrPlanMismatch, ds.Dir())
-	three, _ := NewPlan([]int64{100, 100, 5}, 1, 2, 2, 8)
+	wantErr(t, err, ErrSamplerMismatch, ds.Dir())
+	three, _ := NewSampler([]int64{100, 100, 5}, 1, 2, 2, 8)
 	_, err = NewLoader(ds, three, LoaderOptions{})
-	wantErr(t, err, ErrPlanMismatch)
+	wantErr(t, err, ErrSamplerMismatch)
 	_, err = NewLoader(ds, p, LoaderOptions{MaxOpenFiles: -1})
 	wantErr(t, err, ErrBadOptions, "MaxOpenFiles")
 }
@@ -369,7 +369,7 @@ func TestLoaderErrors(t *testing.T) {
 func TestValIterator(t *testing.T) {
 	val := []int64{30, 0, 25}
 	ds := labelled(t, []int64{100, 100}, val)
-	p, _ := NewPlan(ds.Manifest().TrainTokens(), 1, 2, 2, 6)
+	p, _ := NewSampler(ds.Manifest().TrainTokens(), 1, 2, 2, 6)
 	ld := newLoader(t, ds, p, LoaderOptions{})
 	var concat []int32
 	for s, n := range val {
@@ -421,7 +421,7 @@ func TestLoaderOnPreparedData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewPlan(ds.Manifest().TrainTokens(), 3, 4, 2, 16)
+	p, err := NewSampler(ds.Manifest().TrainTokens(), 3, 4, 2, 16)
 	if err != nil {
 		t.Fatal(err)
 	}

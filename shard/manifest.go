@@ -76,11 +76,11 @@ type ShardInfo struct {
 }
 
 // TrainTokens returns the token count of each train shard, in manifest order; the
-// caller owns the slice. It is what NewPlan takes.
+// caller owns the slice. It is what NewSampler takes.
 func (m *Manifest) TrainTokens() []int64 { return shardTokens(m.Train) }
 
 // ValTokens returns the token count of each validation shard, in manifest order;
-// the caller owns the slice. It is what NewValPlan takes.
+// the caller owns the slice. It is what NewValSampler takes.
 func (m *Manifest) ValTokens() []int64 { return shardTokens(m.Val) }
 
 func shardTokens(s []ShardInfo) []int64 {

@@ -29,8 +29,10 @@ type Window struct {
 // Len returns the number of tokens in the window.
 func (w Window) Len() int { return int(w.End - w.Start) }
 
-// StreamPlan maps (stream, step) to the tokens of that stream's micro-batch. It
-// is a pure function of the train shards' token counts, the seed, the number of
+// Sampler decides which rows of the train shards make up each stream's
+// micro-batch at each step (PyTorch calls what picks a batch's indices a
+// sampler): it maps (stream, step) to the windows of that micro-batch. It is a
+// pure function of the train shards' token counts, the seed, the number of
 // streams M, the micro-batch b and the sequence length T: it does no I/O and
 // keeps no cursor. It is safe for concurrent use; its only mutable state is a
 // cache of row orders (below), which never changes a result.
@@ -68,7 +70,7 @@ func (w Window) Len() int { return int(w.End - w.Start) }
 // each stream are kept. A permutation takes 4 bytes a row (8 for a stream of
 // 2^32 rows or more): 10B tokens at T = 1024 are about 9.8M rows, 40 MB per
 // epoch, 80 MB when two epochs are cached.
-type StreamPlan struct {
+type Sampler struct {
 	shardTokens   []int64
 	seed          uint64
 	m, b, t       int
@@ -95,7 +97,7 @@ type epochOrder struct {
 
 // rowOrder is a permutation of a stream's row ids, held as uint32 when every id
 // fits and as uint64 otherwise. Exactly one of the slices is set (both are nil
-// for a stream without rows, which NewPlan rejects).
+// for a stream without rows, which NewSampler rejects).
 type rowOrder struct {
 	u32 []uint32
 	u64 []uint64
@@ -109,13 +111,13 @@ func (o rowOrder) at(i int64) int64 {
 	return int64(o.u32[i])
 }
 
-// NewPlan builds the plan for the given train shard token counts (in manifest
-// order; see Manifest.TrainTokens), job seed, M streams, micro-batch b and
-// sequence length T. It fails with ErrTooFewShards if there are fewer shards than
+// NewSampler builds the sampler for the given train shard token counts (in
+// manifest order; see Manifest.TrainTokens), job seed, M streams, micro-batch b
+// and sequence length T. It fails with ErrTooFewShards if there are fewer shards than
 // streams, with ErrTooFewTokens if some stream holds fewer than b rows of T+1
 // tokens (counting each shard's rows separately), and with ErrBadOptions for
 // non-positive M, b, T or a negative token count. shardTokens is copied.
-func NewPlan(shardTokens []int64, seed uint64, M, b, T int) (*StreamPlan, error) {
+func NewSampler(shardTokens []int64, seed uint64, M, b, T int) (*Sampler, error) {
 	switch {
 	case M < 1:
 		return nil, fmt.Errorf("%w: streams=%d must be >= 1", ErrBadOptions, M)
@@ -126,7 +128,7 @@ func NewPlan(shardTokens []int64, seed uint64, M, b, T int) (*StreamPlan, error)
 	case len(shardTokens) < M:
 		return nil, fmt.Errorf("%w: %d train shards for %d streams; each stream needs at least one shard (prepare with more shards or use fewer streams)", ErrTooFewShards, len(shardTokens), M)
 	}
-	p := &StreamPlan{
+	p := &Sampler{
 		shardTokens:  slices.Clone(shardTokens),
 		seed:         seed,
 		m:            M,
@@ -176,35 +178,36 @@ func shardRows(n int64, T int) int64 {
 }
 
 // Streams returns M.
-func (p *StreamPlan) Streams() int { return p.m }
+func (p *Sampler) Streams() int { return p.m }
 
 // MicroBatch returns b, the rows per stream per step.
-func (p *StreamPlan) MicroBatch() int { return p.b }
+func (p *Sampler) MicroBatch() int { return p.b }
 
 // SeqLen returns T.
-func (p *StreamPlan) SeqLen() int { return p.t }
+func (p *Sampler) SeqLen() int { return p.t }
 
-// Seed returns the job seed the plan was built with.
-func (p *StreamPlan) Seed() uint64 { return p.seed }
+// Seed returns the job seed the sampler was built with.
+func (p *Sampler) Seed() uint64 { return p.seed }
 
-// ShardTokens returns a copy of the shard token counts the plan was built from.
-func (p *StreamPlan) ShardTokens() []int64 { return slices.Clone(p.shardTokens) }
+// ShardTokens returns a copy of the shard token counts the sampler was built
+// from.
+func (p *Sampler) ShardTokens() []int64 { return slices.Clone(p.shardTokens) }
 
 // StepsPerEpoch returns the number of steps in an epoch (>= 1).
-func (p *StreamPlan) StepsPerEpoch() int64 { return p.stepsPerEpoch }
+func (p *Sampler) StepsPerEpoch() int64 { return p.stepsPerEpoch }
 
 // StreamTokens returns the tokens owned by stream m.
-func (p *StreamPlan) StreamTokens(m int) int64 { return p.streamTokens[m] }
+func (p *Sampler) StreamTokens(m int) int64 { return p.streamTokens[m] }
 
 // StreamRows returns R_m, the rows of T+1 tokens in stream m's shards.
-func (p *StreamPlan) StreamRows(m int) int64 { return p.rowOff[m][len(p.rowOff[m])-1] }
+func (p *Sampler) StreamRows(m int) int64 { return p.rowOff[m][len(p.rowOff[m])-1] }
 
 // OwnedShards returns the shards of stream m in ascending order; the caller owns
 // the slice.
-func (p *StreamPlan) OwnedShards(m int) []int { return slices.Clone(p.owned[m]) }
+func (p *Sampler) OwnedShards(m int) []int { return slices.Clone(p.owned[m]) }
 
 // Epoch splits a job step into its epoch and the local step within the epoch.
-func (p *StreamPlan) Epoch(step int64) (epoch, local int64) {
+func (p *Sampler) Epoch(step int64) (epoch, local int64) {
 	return step / p.stepsPerEpoch, step % p.stepsPerEpoch
 }
 
@@ -212,9 +215,9 @@ func (p *StreamPlan) Epoch(step int64) (epoch, local int64) {
 // row and in row order (Pos 0, End = Start + T + 1); the caller owns the slice.
 // It panics if m is not in [0, M) or step < 0 (Loader.Batch checks both and
 // returns an error instead). The first call for an epoch of a stream computes
-// that epoch's row order (see StreamPlan); calls for the same stream and epoch
+// that epoch's row order (see Sampler); calls for the same stream and epoch
 // wait for it.
-func (p *StreamPlan) Windows(m int, step int64) []Window {
+func (p *Sampler) Windows(m int, step int64) []Window {
 	if m < 0 || m >= p.m || step < 0 {
 		panic(fmt.Sprintf("shard: Windows(stream=%d, step=%d) out of range (M=%d)", m, step, p.m))
 	}
@@ -230,7 +233,7 @@ func (p *StreamPlan) Windows(m int, step int64) []Window {
 }
 
 // locateRow maps row id of stream m to its shard and its row within the shard.
-func (p *StreamPlan) locateRow(m int, id int64) (shard int, row int64) {
+func (p *Sampler) locateRow(m int, id int64) (shard int, row int64) {
 	off := p.rowOff[m]
 	// The first owned shard whose rows end after id; shards without rows have
 	// off[j] == off[j+1] and are skipped.
@@ -240,7 +243,7 @@ func (p *StreamPlan) locateRow(m int, id int64) (shard int, row int64) {
 
 // epochRows returns the permutation of stream m's rows in epoch e, from the
 // cache or computed now. The result must not be modified.
-func (p *StreamPlan) epochRows(m int, epoch int64) rowOrder {
+func (p *Sampler) epochRows(m int, epoch int64) rowOrder {
 	c := &p.cache[m]
 	c.mu.Lock()
 	e := c.recent[0]
@@ -341,27 +344,28 @@ func uniform(r *rand.PCG, n uint64) uint64 {
 	}
 }
 
-// ValPlan maps a validation batch index to its windows: the validation shards
-// are read in manifest order as one sequence, and row r of batch i is the T+1
-// tokens starting at i*b*T + r*T of that sequence (a row may span shards).
+// ValSampler decides the rows of each validation batch: it maps a validation
+// batch index to its windows. The validation shards are read in manifest order
+// as one sequence, and row r of batch i is the T+1 tokens starting at
+// i*b*T + r*T of that sequence (a row may span shards).
 // Unlike train rows, validation rows are read in order, not shuffled: every
 // batch is evaluated, so the order does not matter, and the first maxBatches
 // are the same whatever the job. Batches do not overlap (except for the one
 // shared token between consecutive rows), are the same on every call, and the
-// tail that does not fill a batch is not evaluated. A ValPlan is pure,
+// tail that does not fill a batch is not evaluated. A ValSampler is pure,
 // immutable and safe for concurrent use.
-type ValPlan struct {
+type ValSampler struct {
 	order   []int
 	off     []int64
 	b, t    int
 	batches int
 }
 
-// NewValPlan builds the validation plan for the given val shard token counts (see
-// Manifest.ValTokens), micro-batch b and sequence length T. maxBatches > 0 caps
+// NewValSampler builds the validation sampler for the given val shard token
+// counts (see Manifest.ValTokens), micro-batch b and sequence length T. maxBatches > 0 caps
 // the number of batches; 0 means all that fit. A split too small for one batch
-// (or empty) gives a plan with zero batches, not an error.
-func NewValPlan(valTokens []int64, b, T, maxBatches int) (*ValPlan, error) {
+// (or empty) gives a sampler with zero batches, not an error.
+func NewValSampler(valTokens []int64, b, T, maxBatches int) (*ValSampler, error) {
 	switch {
 	case b < 1:
 		return nil, fmt.Errorf("%w: micro_batch=%d must be >= 1", ErrBadOptions, b)
@@ -377,7 +381,7 @@ func NewValPlan(valTokens []int64, b, T, maxBatches int) (*ValPlan, error) {
 		}
 		order[i] = i
 	}
-	v := &ValPlan{order: order, off: prefixOffsets(order, valTokens), b: b, t: T}
+	v := &ValSampler{order: order, off: prefixOffsets(order, valTokens), b: b, t: T}
 	if total := v.off[len(order)]; total > 1 {
 		n := (total - 1) / (int64(b) * int64(T))
 		if maxBatches > 0 && n > int64(maxBatches) {
@@ -389,11 +393,11 @@ func NewValPlan(valTokens []int64, b, T, maxBatches int) (*ValPlan, error) {
 }
 
 // Batches returns the number of validation batches.
-func (v *ValPlan) Batches() int { return v.batches }
+func (v *ValSampler) Batches() int { return v.batches }
 
 // Windows returns the windows of validation batch i, ordered by row and then
 // position; the caller owns the slice. It panics if i is not in [0, Batches()).
-func (v *ValPlan) Windows(i int) []Window {
+func (v *ValSampler) Windows(i int) []Window {
 	if i < 0 || i >= v.batches {
 		panic(fmt.Sprintf("shard: val batch %d out of range [0, %d)", i, v.batches))
 	}

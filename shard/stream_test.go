@@ -31,8 +31,8 @@ func defRows(shardTokens []int64, M, T, m int) []defRow {
 	return rows
 }
 
-// permOf returns the plan's permutation of stream m's rows in epoch e as ints.
-func permOf(p *StreamPlan, m int, epoch int64) []int64 {
+// permOf returns the sampler's permutation of stream m's rows in epoch e as ints.
+func permOf(p *Sampler, m int, epoch int64) []int64 {
 	o := p.epochRows(m, epoch)
 	out := make([]int64, p.StreamRows(m))
 	for i := range out {
@@ -41,13 +41,13 @@ func permOf(p *StreamPlan, m int, epoch int64) []int64 {
 	return out
 }
 
-// checkEpoch verifies the StreamPlan contract for every stream and local step of
+// checkEpoch verifies the Sampler contract for every stream and local step of
 // one epoch: the epoch's row order is a permutation of the stream's rows as the
 // definition enumerates them, batch row i of local step k is row perm[k*b+i],
 // every window is a whole row of an owned shard, no row is read twice in the
 // epoch, and over the whole permutation every token of a shard's rows is an
 // input exactly once and a target exactly once.
-func checkEpoch(t *testing.T, p *StreamPlan, shardTokens []int64, epoch int64) {
+func checkEpoch(t *testing.T, p *Sampler, shardTokens []int64, epoch int64) {
 	t.Helper()
 	M, b, T := p.Streams(), p.MicroBatch(), p.SeqLen()
 	spe := p.StepsPerEpoch()
@@ -60,7 +60,7 @@ func checkEpoch(t *testing.T, p *StreamPlan, shardTokens []int64, epoch int64) {
 		}
 		rows := defRows(shardTokens, M, T, m)
 		if int64(len(rows)) != p.StreamRows(m) {
-			t.Fatalf("stream %d: %d rows by the definition, plan says %d", m, len(rows), p.StreamRows(m))
+			t.Fatalf("stream %d: %d rows by the definition, sampler says %d", m, len(rows), p.StreamRows(m))
 		}
 		perm := permOf(p, m, epoch)
 		if !slices.Equal(slices.Sorted(slices.Values(perm)), seq(int64(len(rows)))) {
@@ -132,7 +132,7 @@ func b2i(b bool) int {
 	return 0
 }
 
-func TestPlanProperty(t *testing.T) {
+func TestSamplerProperty(t *testing.T) {
 	seed := uint64(20240520)
 	t.Logf("property seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 1))
@@ -149,7 +149,7 @@ func TestPlanProperty(t *testing.T) {
 			}
 		}
 		jobSeed := r.Uint64()
-		p, err := NewPlan(tokens, jobSeed, M, b, T)
+		p, err := NewSampler(tokens, jobSeed, M, b, T)
 		if err != nil {
 			if !errors.Is(err, ErrTooFewTokens) {
 				t.Fatalf("iter %d: %v", iter, err)
@@ -186,18 +186,18 @@ func TestPlanProperty(t *testing.T) {
 		checked++
 	}
 	if checked < 100 {
-		t.Fatalf("only %d plans checked", checked)
+		t.Fatalf("only %d samplers checked", checked)
 	}
 }
 
-func TestPlanDeterministic(t *testing.T) {
+func TestSamplerDeterministic(t *testing.T) {
 	tokens := []int64{100, 37, 250, 0, 81, 64, 99, 120, 13}
-	a, err := NewPlan(tokens, 7, 3, 2, 8)
+	a, err := NewSampler(tokens, 7, 3, 2, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := NewPlan(slices.Clone(tokens), 7, 3, 2, 8)
-	c, _ := NewPlan(tokens, 8, 3, 2, 8)
+	b, _ := NewSampler(slices.Clone(tokens), 7, 3, 2, 8)
+	c, _ := NewSampler(tokens, 8, 3, 2, 8)
 	differ := false
 	for m := range 3 {
 		for s := range int64(40) {
@@ -213,9 +213,9 @@ func TestPlanDeterministic(t *testing.T) {
 	if !differ {
 		t.Fatal("a different seed gave the same data")
 	}
-	tokens[0] = 1 // the plan copied its input
+	tokens[0] = 1 // the sampler copied its input
 	if !slices.Equal(a.Windows(0, 0), b.Windows(0, 0)) {
-		t.Fatal("plan aliases the caller's slice")
+		t.Fatal("sampler aliases the caller's slice")
 	}
 	// Going back to an epoch that has left the cache gives the same rows.
 	spe := a.StepsPerEpoch()
@@ -228,16 +228,16 @@ func TestPlanDeterministic(t *testing.T) {
 	}
 }
 
-// TestPlanConcurrent reads windows of many (stream, step) pairs across epochs
+// TestSamplerConcurrent reads windows of many (stream, step) pairs across epochs
 // from many goroutines at once, so that row orders are computed, shared and
-// evicted concurrently, and compares them with a plan used from one goroutine.
-func TestPlanConcurrent(t *testing.T) {
+// evicted concurrently, and compares them with a sampler used from one goroutine.
+func TestSamplerConcurrent(t *testing.T) {
 	tokens := []int64{400, 370, 250, 310, 181, 264, 199, 320}
-	shared, err := NewPlan(tokens, 11, 2, 3, 5)
+	shared, err := NewSampler(tokens, 11, 2, 3, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, _ := NewPlan(tokens, 11, 2, 3, 5)
+	ref, _ := NewSampler(tokens, 11, 2, 3, 5)
 	steps := 6 * shared.StepsPerEpoch()
 	want := make([][][]Window, 2)
 	for m := range 2 {
@@ -272,7 +272,7 @@ func TestPlanConcurrent(t *testing.T) {
 // one (adjacent text) has probability about 2/R.
 func TestRowsScattered(t *testing.T) {
 	const R = 125000
-	p, err := NewPlan([]int64{R*8 + 1}, 3, 1, 16, 8)
+	p, err := NewSampler([]int64{R*8 + 1}, 3, 1, 16, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +308,7 @@ func TestRowsScattered(t *testing.T) {
 
 	// With several shards a step mixes them: consecutive rows are in the same
 	// shard about once in four for four equal shards.
-	p, err = NewPlan([]int64{4001, 4001, 4001, 4001, 4001, 4001, 4001, 4001}, 3, 2, 10, 8)
+	p, err = NewSampler([]int64{4001, 4001, 4001, 4001, 4001, 4001, 4001, 4001}, 3, 2, 10, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +332,7 @@ func TestRowOrderChangesPerEpoch(t *testing.T) {
 	for i := range tokens {
 		tokens[i] = 1000
 	}
-	p, err := NewPlan(tokens, 1, 4, 1, 16)
+	p, err := NewSampler(tokens, 1, 4, 1, 16)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +370,7 @@ func TestRowOrderGolden(t *testing.T) {
 	// Stream 0 owns shards 0 (4 rows) and 2 (4 rows); stream 1 owns shards 1
 	// (4 rows) and 3 (8 rows).
 	tokens := []int64{20, 20, 17, 33}
-	p, err := NewPlan(tokens, 42, 2, 2, 4)
+	p, err := NewSampler(tokens, 42, 2, 2, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,30 +417,30 @@ func TestUniformIsUnbiased(t *testing.T) {
 	}
 }
 
-func TestNewPlanErrors(t *testing.T) {
-	_, err := NewPlan([]int64{100, 100}, 0, 3, 1, 4)
+func TestNewSamplerErrors(t *testing.T) {
+	_, err := NewSampler([]int64{100, 100}, 0, 3, 1, 4)
 	wantErr(t, err, ErrTooFewShards, "2 train shards", "3 streams")
-	_, err = NewPlan([]int64{100, 4}, 0, 2, 1, 4)
+	_, err = NewSampler([]int64{100, 4}, 0, 2, 1, 4)
 	wantErr(t, err, ErrTooFewTokens, "stream 1")
-	_, err = NewPlan([]int64{100, 5}, 0, 2, 1, 4) // exactly T+1 tokens make a row
+	_, err = NewSampler([]int64{100, 5}, 0, 2, 1, 4) // exactly T+1 tokens make a row
 	if err != nil {
 		t.Fatal(err)
 	}
 	// 16 tokens would hold 3 rows of 5 read as one sequence, but rows do not
 	// span shards and each shard of 4 has none.
-	_, err = NewPlan([]int64{4, 4, 4, 4}, 0, 1, 2, 4)
+	_, err = NewSampler([]int64{4, 4, 4, 4}, 0, 1, 2, 4)
 	wantErr(t, err, ErrTooFewTokens, "stream 0", "0 rows")
 	for _, c := range [][3]int{{0, 1, 1}, {1, 0, 1}, {1, 1, 0}} {
-		_, err = NewPlan([]int64{100}, 0, c[0], c[1], c[2])
+		_, err = NewSampler([]int64{100}, 0, c[0], c[1], c[2])
 		wantErr(t, err, ErrBadOptions)
 	}
-	_, err = NewPlan([]int64{100, -1}, 0, 1, 1, 1)
+	_, err = NewSampler([]int64{100, -1}, 0, 1, 1, 1)
 	wantErr(t, err, ErrBadOptions)
 }
 
-func TestValPlan(t *testing.T) {
+func TestValSampler(t *testing.T) {
 	tokens := []int64{10, 0, 7, 30}
-	v, err := NewValPlan(tokens, 2, 4, 0)
+	v, err := NewValSampler(tokens, 2, 4, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,15 +456,15 @@ func TestValPlan(t *testing.T) {
 			}
 		}
 	}
-	if v, _ := NewValPlan(tokens, 2, 4, 3); v.Batches() != 3 {
+	if v, _ := NewValSampler(tokens, 2, 4, 3); v.Batches() != 3 {
 		t.Fatalf("max batches not applied: %d", v.Batches())
 	}
-	if v, _ := NewValPlan(nil, 2, 4, 0); v.Batches() != 0 {
+	if v, _ := NewValSampler(nil, 2, 4, 0); v.Batches() != 0 {
 		t.Fatal("empty val split has batches")
 	}
-	if v, _ := NewValPlan([]int64{8}, 2, 4, 0); v.Batches() != 0 {
+	if v, _ := NewValSampler([]int64{8}, 2, 4, 0); v.Batches() != 0 {
 		t.Fatal("b*T tokens make a batch; b*T+1 are needed")
 	}
-	_, err = NewValPlan(tokens, 0, 4, 0)
+	_, err = NewValSampler(tokens, 0, 4, 0)
 	wantErr(t, err, ErrBadOptions)
 }

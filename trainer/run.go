@@ -86,11 +86,11 @@ func Prepare(ctx context.Context, spec Spec) (*Prepared, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	plan, err := shard.NewPlan(ds.Manifest().TrainTokens(), spec.Seed, spec.Streams, spec.MicroBatch, spec.SeqLen)
+	sampler, err := shard.NewSampler(ds.Manifest().TrainTokens(), spec.Seed, spec.Streams, spec.MicroBatch, spec.SeqLen)
 	if err != nil {
 		return nil, fmt.Errorf("dataset %s: %w", spec.Data, err)
 	}
-	loader, err := shard.NewLoader(ds, plan, shard.LoaderOptions{})
+	loader, err := shard.NewLoader(ds, sampler, shard.LoaderOptions{})
 	if err != nil {
 		return nil, err
 	}
