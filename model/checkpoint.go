@@ -3,6 +3,7 @@ package model
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -17,8 +18,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 
+	"github.com/ringtrain/ringtrain/internal/durable"
 	"github.com/ringtrain/ringtrain/safetensors"
 )
 
@@ -443,96 +444,40 @@ func LatestCheckpoint(root string) (string, error) {
 	return best, nil
 }
 
-// writeDirAtomic creates dir by running fill on a fresh temporary directory next to it
-// and renaming that into place: fill's files, the temporary directory and, after the
-// rename, the parent are fsynced. It refuses an existing dir with ErrExists and removes
-// the temporary directory on failure.
-func writeDirAtomic(dir string, fill func(tmp string) error) (err error) {
-	dir = filepath.Clean(dir)
-	parent, base := filepath.Dir(dir), filepath.Base(dir)
-	if base == "." || base == ".." || base == string(filepath.Separator) {
-		return fmt.Errorf("%w: %q is not a directory name to create", ErrFormat, dir)
-	}
-	if _, err := os.Lstat(dir); err == nil {
-		return fmt.Errorf("%w: %s", ErrExists, dir)
-	} else if !errors.Is(err, fs.ErrNotExist) {
+// writeDirAtomic creates dir with durable.WriteDir: fill writes into a fresh temporary
+// directory next to dir, which is fsynced, renamed into place and its parent fsynced.
+// It refuses an existing dir with ErrExists and a path that names no directory with
+// ErrFormat, and removes the temporary directory on failure.
+func writeDirAtomic(dir string, fill func(tmp string) error) error {
+	err := durable.WriteDir(context.Background(), dir, fill)
+	switch {
+	case errors.Is(err, durable.ErrExists):
+		return fmt.Errorf("%w: %s", ErrExists, filepath.Clean(dir))
+	case errors.Is(err, durable.ErrBadPath):
+		return fmt.Errorf("%w: %q is not a directory name to create", ErrFormat, filepath.Clean(dir))
+	case err != nil:
 		return fmt.Errorf("model: %w", err)
-	}
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return fmt.Errorf("model: %w", err)
-	}
-	tmp, err := os.MkdirTemp(parent, "."+base+".tmp-")
-	if err != nil {
-		return fmt.Errorf("model: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(tmp)
-		}
-	}()
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return fmt.Errorf("model: %w", err)
-	}
-	if err := fill(tmp); err != nil {
-		return err
-	}
-	if err := syncDir(tmp); err != nil {
-		return err
-	}
-	if _, err := os.Lstat(dir); err == nil {
-		return fmt.Errorf("%w: %s", ErrExists, dir)
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("%w: %s", ErrExists, dir)
-		}
-		return fmt.Errorf("model: %w", err)
-	}
-	return syncDir(parent)
-}
-
-// writeSynced creates dir/name, writes it with fn through a buffer, fsyncs and closes
-// it. When sums is non-nil it records the SHA-256 of the bytes written under name.
-func writeSynced(dir, name string, sums map[string][]byte, fn func(w io.Writer) error) error {
-	path := filepath.Join(dir, name)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return fmt.Errorf("model: %w", err)
-	}
-	h := sha256.New()
-	bw := bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20)
-	err = fn(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("model: write %s: %w", path, err)
-	}
-	if sums != nil {
-		sums[name] = h.Sum(nil)
 	}
 	return nil
 }
 
-// syncDir fsyncs a directory so that entries created or renamed in it are durable.
-// File systems that cannot sync directories (EINVAL) are tolerated.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// writeSynced creates dir/name (durable.CreateFile, mode 0644), writes it with fn
+// through a buffer, fsyncs and closes it. When sums is non-nil it records the SHA-256
+// of the bytes written under name.
+func writeSynced(dir, name string, sums map[string][]byte, fn func(w io.Writer) error) error {
+	h := sha256.New()
+	err := durable.CreateFile(filepath.Join(dir, name), 0o644, func(f io.Writer) error {
+		bw := bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20)
+		if err := fn(bw); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
 	if err != nil {
 		return fmt.Errorf("model: %w", err)
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil && !errors.Is(err, syscall.EINVAL) {
-		return fmt.Errorf("model: sync %s: %w", dir, err)
+	if sums != nil {
+		sums[name] = h.Sum(nil)
 	}
 	return nil
 }

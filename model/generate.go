@@ -8,7 +8,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"sync"
 )
 
 // Sentinel errors of text generation.
@@ -25,14 +24,11 @@ var (
 // bounds the decoder's scratch memory while keeping prompt processing batched.
 const prefillChunk = 64
 
-// parallelAttentionWork is the amount of attention work (query rows × attended
-// positions × channels) above which the heads of one layer run on separate goroutines.
-// Below it, single-token decoding stays on the calling goroutine.
-const parallelAttentionWork = 1 << 16
-
 // Decoder runs a GPT incrementally over a key/value cache: each new position attends to
 // the keys and values cached for the positions before it, so decoding one token costs
-// O(T) instead of the O(T²) of re-running Forward over the whole sequence.
+// O(T) instead of the O(T²) of re-running Forward over the whole sequence. Each chunk of
+// positions runs through the same blockForward as Forward, with the backend's
+// AttentionDecodeForward over the cache in place of AttentionForward.
 //
 // A Decoder has its own cache and scratch buffers, separate from the model's training
 // activations: decoding does not disturb a Forward/Backward pair around it. It reads
@@ -48,7 +44,7 @@ type Decoder struct {
 	n    int       // positions held in the cache
 	k, v []float32 // (L, maxT, C) keys and values of positions 0..n-1
 
-	// scratch for one chunk of up to `chunk` positions
+	// scratch for one chunk of up to `chunk` positions, served to the blocks by views
 	chunk        int
 	res, res2    []float32 // (chunk, C) residual stream
 	ln           []float32 // (chunk, C)
@@ -57,7 +53,6 @@ type Decoder struct {
 	atty         []float32 // (chunk, C)
 	proj         []float32 // (chunk, C)
 	fch, fchGelu []float32 // (chunk, 4C)
-	scores       []float32 // (H, maxT) one attention row per head
 	lastT        int       // rows of res filled by the last chunk
 
 	lnf              []float32 // (C)
@@ -69,7 +64,7 @@ type Decoder struct {
 // and scratch for prefillChunk positions.
 func (m *GPT) NewDecoder() *Decoder {
 	c := m.Config
-	L, C, H, V, maxT := c.Layers, c.Embd, c.Heads, c.VocabSize, c.MaxSeqLen
+	L, C, V, maxT := c.Layers, c.Embd, c.VocabSize, c.MaxSeqLen
 	ch := min(maxT, prefillChunk)
 	f := func(n int) []float32 { return make([]float32, n) }
 	return &Decoder{
@@ -79,8 +74,7 @@ func (m *GPT) NewDecoder() *Decoder {
 		res:   f(ch * C), res2: f(ch * C), ln: f(ch * C), mean: f(ch), rstd: f(ch),
 		qkv: f(ch * 3 * C), atty: f(ch * C), proj: f(ch * C),
 		fch: f(ch * 4 * C), fchGelu: f(ch * 4 * C),
-		scores: f(H * maxT),
-		lnf:    f(C), lnfMean: f(1), lnfRstd: f(1),
+		lnf: f(C), lnfMean: f(1), lnfRstd: f(1),
 		logits: f(V),
 	}
 }
@@ -144,47 +138,37 @@ func (d *Decoder) Prefill(ctx context.Context, tokens []int32) ([]float32, error
 	return d.logits, nil
 }
 
+// views returns the block activations of a chunk of T positions over the decoder's
+// scratch, for every layer in turn. Generation keeps nothing for backward, so buffers
+// are shared where blockForward has finished with one before it writes the other:
+// ln_1 and ln_2 (and their statistics) share ln, mean and rstd, and the block's output
+// res3 is res, its input.
+func (d *Decoder) views(T int) blockActs {
+	C := d.m.Config.Embd
+	return blockActs{
+		ln1: d.ln[:T*C], ln1Mean: d.mean[:T], ln1Rstd: d.rstd[:T],
+		qkv: d.qkv[:T*3*C], atty: d.atty[:T*C],
+		proj: d.proj[:T*C], res2: d.res2[:T*C],
+		ln2: d.ln[:T*C], ln2Mean: d.mean[:T], ln2Rstd: d.rstd[:T],
+		fch: d.fch[:T*4*C], fchGelu: d.fchGelu[:T*4*C],
+		res3: d.res[:T*C],
+	}
+}
+
 // forwardChunk runs tokens (T ≤ chunk, already validated) at positions n..n+T-1 through
 // the layers, storing their keys and values in the cache, and leaves the final residual
 // stream (T, C) in res.
 func (d *Decoder) forwardChunk(tokens []int32) {
 	c, be, p := d.m.Config, d.m.be, d.m.Params
-	L, C, H, maxT := c.Layers, c.Embd, c.Heads, d.maxT
+	C, H, maxT := c.Embd, c.Heads, d.maxT
 	T, pos0 := len(tokens), d.n
 
-	res, res2 := d.res[:T*C], d.res2[:T*C]
-	ln, mean, rstd := d.ln[:T*C], d.mean[:T], d.rstd[:T]
-	qkv, atty, proj := d.qkv[:T*3*C], d.atty[:T*C], d.proj[:T*C]
-	fch, fchGelu := d.fch[:T*4*C], d.fchGelu[:T*4*C]
-
-	for t, tok := range tokens {
-		o := res[t*C : (t+1)*C]
-		we := p.Wte[int(tok)*C : int(tok)*C+C]
-		pe := p.Wpe[(pos0+t)*C : (pos0+t)*C+C]
-		for i := range o {
-			o[i] = we[i] + pe[i]
-		}
-	}
-	for l := 0; l < L; l++ {
-		w := &p.Blocks[l]
-		kc := d.k[l*maxT*C : (l+1)*maxT*C] // (maxT, C)
-		vc := d.v[l*maxT*C : (l+1)*maxT*C] // (maxT, C)
-
-		be.LayerNormForward(ln, mean, rstd, res, w.Ln1W, w.Ln1B, T, C)
-		be.MatmulForward(qkv, ln, w.QKVW, w.QKVB, T, C, 3*C)
-		for t := 0; t < T; t++ {
-			row := qkv[t*3*C : (t+1)*3*C]
-			copy(kc[(pos0+t)*C:(pos0+t+1)*C], row[C:2*C])
-			copy(vc[(pos0+t)*C:(pos0+t+1)*C], row[2*C:])
-		}
-		attendCached(atty, qkv, kc, vc, d.scores, T, pos0, C, H)
-		be.MatmulForward(proj, atty, w.AttnProjW, w.AttnProjB, T, C, C)
-		be.ResidualForward(res2, res, proj)
-		be.LayerNormForward(ln, mean, rstd, res2, w.Ln2W, w.Ln2B, T, C)
-		be.MatmulForward(fch, ln, w.FcW, w.FcB, T, C, 4*C)
-		be.GeluForward(fchGelu, fch)
-		be.MatmulForward(proj, fchGelu, w.FcProjW, w.FcProjB, T, 4*C, C)
-		be.ResidualForward(res, res2, proj)
+	a := d.views(T)
+	res := d.res[:T*C]                                             // (T, C)
+	be.EncoderForward(res, tokens, p.Wte, p.Wpe[pos0*C:], 1, T, C) // positions pos0..pos0+T-1
+	for l := range p.Blocks {
+		kv := kvCache{k: d.k[l*maxT*C : (l+1)*maxT*C], v: d.v[l*maxT*C : (l+1)*maxT*C], pos0: pos0}
+		blockForward(be, &p.Blocks[l], &a, res, 1, T, C, H, true, &kv)
 	}
 	d.n += T
 	d.lastT = T
@@ -198,81 +182,6 @@ func (d *Decoder) head() {
 	last := d.res[(d.lastT-1)*C : d.lastT*C] // (1, C)
 	be.LayerNormForward(d.lnf, d.lnfMean, d.lnfRstd, last, p.LnfW, p.LnfB, 1, C)
 	be.MatmulForward(d.logits, d.lnf, p.Wte, nil, 1, C, V)
-}
-
-// attendCached is causal multi-head attention for T query rows at positions
-// pos0..pos0+T-1 over cached keys and values, with scale 1/sqrt(C/H).
-//
-// out (T, C); qkv (T, 3C), of which only the queries are read; kc, vc (maxT, C) hold the
-// keys and values of positions 0..pos0+T-1; scores (H, maxT) is scratch, one row per
-// head. Each head writes only its own columns of out, so heads may run in parallel
-// without changing any result.
-func attendCached(out, qkv, kc, vc, scores []float32, T, pos0, C, H int) {
-	hs := C / H
-	scale := float32(1 / math.Sqrt(float64(hs)))
-	maxT := len(scores) / H
-	head := func(h int) {
-		row := scores[h*maxT : (h+1)*maxT] // (maxT)
-		for t := 0; t < T; t++ {
-			q := qkv[t*3*C+h*hs : t*3*C+h*hs+hs]
-			last := pos0 + t + 1
-			maxv := float32(math.Inf(-1))
-			for p := 0; p < last; p++ {
-				s := dot(q, kc[p*C+h*hs:p*C+h*hs+hs]) * scale
-				row[p] = s
-				if s > maxv {
-					maxv = s
-				}
-			}
-			var sum float32
-			for p := 0; p < last; p++ {
-				e := float32(math.Exp(float64(row[p] - maxv)))
-				row[p] = e
-				sum += e
-			}
-			inv := 1 / sum
-			o := out[t*C+h*hs : t*C+h*hs+hs]
-			clear(o)
-			for p := 0; p < last; p++ {
-				a := row[p] * inv
-				v := vc[p*C+h*hs : p*C+h*hs+hs]
-				v = v[:len(o)]
-				for i := range o {
-					o[i] += a * v[i]
-				}
-			}
-		}
-	}
-	if H == 1 || T*(pos0+T)*C < parallelAttentionWork {
-		for h := 0; h < H; h++ {
-			head(h)
-		}
-		return
-	}
-	var wg sync.WaitGroup
-	for h := 1; h < H; h++ {
-		wg.Go(func() { head(h) })
-	}
-	head(0)
-	wg.Wait()
-}
-
-// dot returns the dot product of a and b (len(b) >= len(a)), summed in four interleaved
-// partial sums so that the multiply-adds do not wait on each other.
-func dot(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return (s0 + s1) + (s2 + s3)
 }
 
 // GenerateOptions controls Generate. The zero value is not valid: MaxTokens must be set.

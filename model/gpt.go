@@ -28,56 +28,71 @@ type GPT struct {
 
 // activations holds everything forward saves for backward, sized for one (B,T).
 type activations struct {
-	B, T      int
-	inputs    []int32   // (B,T)
-	targets   []int32   // (B,T), -1 = ignored
-	encoded   []float32 // (B,T,C)
-	ln1       []float32 // (L,B,T,C)
-	ln1Mean   []float32 // (L,B,T)
-	ln1Rstd   []float32 // (L,B,T)
-	qkv       []float32 // (L,B,T,3C)
-	atty      []float32 // (L,B,T,C)
-	lse       []float32 // (L,B,H,T) attention log-sum-exp per query row
-	residual2 []float32 // (L,B,T,C)
-	ln2       []float32 // (L,B,T,C)
-	ln2Mean   []float32 // (L,B,T)
-	ln2Rstd   []float32 // (L,B,T)
-	fch       []float32 // (L,B,T,4C)
-	fchGelu   []float32 // (L,B,T,4C)
-	residual3 []float32 // (L,B,T,C)
-	lnf       []float32 // (B,T,C)
-	lnfMean   []float32 // (B,T)
-	lnfRstd   []float32 // (B,T)
-	logits    []float32 // (B,T,V): logits, then probabilities, then dlogits
-	losses    []float32 // (B,T)
-	proj      []float32 // (B,T,C) scratch for projection outputs
-
-	// backward scratch
-	dres  []float32 // (B,T,C) gradient of the residual stream
-	dbuf  []float32 // (B,T,C)
-	dfch  []float32 // (B,T,4C)
-	dfchG []float32 // (B,T,4C)
-	dqkv  []float32 // (B,T,3C)
+	B, T    int
+	inputs  []int32     // (B,T)
+	targets []int32     // (B,T), -1 = ignored
+	encoded []float32   // (B,T,C)
+	layers  []blockActs // (L) views into one (L,B,T,·) slab per kind of buffer
+	lnf     []float32   // (B,T,C)
+	lnfMean []float32   // (B,T)
+	lnfRstd []float32   // (B,T)
+	logits  []float32   // (B,T,V): logits, then probabilities, then dlogits
+	losses  []float32   // (B,T)
+	grads   blockGrads  // backward scratch, shared by the head and every block
 }
 
 func newActivations(c Config, B, T int) *activations {
 	L, C, H, V := c.Layers, c.Embd, c.Heads, c.VocabSize
-	BT := B * T
+	N := B * T
 	f := func(n int) []float32 { return make([]float32, n) }
+	ln1, ln1Mean, ln1Rstd := f(L*N*C), f(L*N), f(L*N)
+	qkv, atty, lse := f(L*N*3*C), f(L*N*C), f(L*B*H*T)
+	res2 := f(L * N * C)
+	ln2, ln2Mean, ln2Rstd := f(L*N*C), f(L*N), f(L*N)
+	fch, fchGelu := f(L*N*4*C), f(L*N*4*C)
+	res3 := f(L * N * C)
+	proj := f(N * C)
+	layers := make([]blockActs, L)
+	for l := range layers {
+		// view returns layer l's share of a slab of n floats per layer.
+		view := func(slab []float32, n int) []float32 { return slab[l*n : (l+1)*n] }
+		layers[l] = blockActs{
+			ln1: view(ln1, N*C), ln1Mean: view(ln1Mean, N), ln1Rstd: view(ln1Rstd, N),
+			qkv: view(qkv, N*3*C), atty: view(atty, N*C), lse: view(lse, B*H*T),
+			proj: proj, res2: view(res2, N*C),
+			ln2: view(ln2, N*C), ln2Mean: view(ln2Mean, N), ln2Rstd: view(ln2Rstd, N),
+			fch: view(fch, N*4*C), fchGelu: view(fchGelu, N*4*C),
+			res3: view(res3, N*C),
+		}
+	}
 	return &activations{
 		B: B, T: T,
-		inputs: make([]int32, BT), targets: make([]int32, BT),
-		encoded: f(BT * C),
-		ln1:     f(L * BT * C), ln1Mean: f(L * BT), ln1Rstd: f(L * BT),
-		qkv: f(L * BT * 3 * C), atty: f(L * BT * C), lse: f(L * B * H * T),
-		residual2: f(L * BT * C),
-		ln2:       f(L * BT * C), ln2Mean: f(L * BT), ln2Rstd: f(L * BT),
-		fch: f(L * BT * 4 * C), fchGelu: f(L * BT * 4 * C),
-		residual3: f(L * BT * C),
-		lnf:       f(BT * C), lnfMean: f(BT), lnfRstd: f(BT),
-		logits: f(BT * V), losses: f(BT), proj: f(BT * C),
-		dres: f(BT * C), dbuf: f(BT * C), dfch: f(BT * 4 * C), dfchG: f(BT * 4 * C), dqkv: f(BT * 3 * C),
+		inputs: make([]int32, N), targets: make([]int32, N),
+		encoded: f(N * C),
+		layers:  layers,
+		lnf:     f(N * C), lnfMean: f(N), lnfRstd: f(N),
+		logits: f(N * V), losses: f(N),
+		grads: blockGrads{
+			dres: f(N * C), dbuf: f(N * C), dfch: f(N * 4 * C), dfchG: f(N * 4 * C), dqkv: f(N * 3 * C),
+		},
 	}
+}
+
+// residualOut returns the residual stream leaving the last block, (B,T,C): the
+// embeddings when there are no blocks.
+func (a *activations) residualOut() []float32 {
+	if len(a.layers) == 0 {
+		return a.encoded
+	}
+	return a.layers[len(a.layers)-1].res3
+}
+
+// residualIn returns the residual stream entering block l, (B,T,C).
+func (a *activations) residualIn(l int) []float32 {
+	if l == 0 {
+		return a.encoded
+	}
+	return a.layers[l-1].res3
 }
 
 // New builds a model of shape c with zeroed parameters on backend be (nil: the CPU).
@@ -195,34 +210,13 @@ func (m *GPT) Forward(inputs, targets []int32, B, T int, causal bool) (lossSum f
 	m.haveLoss = false
 
 	be, p := m.be, m.Params
-	L, C, H, V := c.Layers, c.Embd, c.Heads, c.VocabSize
+	C, H, V := c.Embd, c.Heads, c.VocabSize
 	BT := B * T
 	be.EncoderForward(a.encoded, inputs, p.Wte, p.Wpe, B, T, C)
-	residual := a.encoded
-	for l := 0; l < L; l++ {
-		w := &p.Blocks[l]
-		ln1, ln1Mean, ln1Rstd := a.ln1[l*BT*C:(l+1)*BT*C], a.ln1Mean[l*BT:(l+1)*BT], a.ln1Rstd[l*BT:(l+1)*BT]
-		qkv := a.qkv[l*BT*3*C : (l+1)*BT*3*C]
-		atty := a.atty[l*BT*C : (l+1)*BT*C]
-		lse := a.lse[l*B*H*T : (l+1)*B*H*T]
-		res2 := a.residual2[l*BT*C : (l+1)*BT*C]
-		ln2, ln2Mean, ln2Rstd := a.ln2[l*BT*C:(l+1)*BT*C], a.ln2Mean[l*BT:(l+1)*BT], a.ln2Rstd[l*BT:(l+1)*BT]
-		fch, fchGelu := a.fch[l*BT*4*C:(l+1)*BT*4*C], a.fchGelu[l*BT*4*C:(l+1)*BT*4*C]
-		res3 := a.residual3[l*BT*C : (l+1)*BT*C]
-
-		be.LayerNormForward(ln1, ln1Mean, ln1Rstd, residual, w.Ln1W, w.Ln1B, BT, C)
-		be.MatmulForward(qkv, ln1, w.QKVW, w.QKVB, BT, C, 3*C)
-		be.AttentionForward(atty, lse, qkv, B, T, C, H, causal)
-		be.MatmulForward(a.proj, atty, w.AttnProjW, w.AttnProjB, BT, C, C)
-		be.ResidualForward(res2, residual, a.proj)
-		be.LayerNormForward(ln2, ln2Mean, ln2Rstd, res2, w.Ln2W, w.Ln2B, BT, C)
-		be.MatmulForward(fch, ln2, w.FcW, w.FcB, BT, C, 4*C)
-		be.GeluForward(fchGelu, fch)
-		be.MatmulForward(a.proj, fchGelu, w.FcProjW, w.FcProjB, BT, 4*C, C)
-		be.ResidualForward(res3, res2, a.proj)
-		residual = res3
+	for l := range a.layers {
+		blockForward(be, &p.Blocks[l], &a.layers[l], a.residualIn(l), B, T, C, H, causal, nil)
 	}
-	be.LayerNormForward(a.lnf, a.lnfMean, a.lnfRstd, residual, p.LnfW, p.LnfB, BT, C)
+	be.LayerNormForward(a.lnf, a.lnfMean, a.lnfRstd, a.residualOut(), p.LnfW, p.LnfB, BT, C)
 	be.MatmulForward(a.logits, a.lnf, p.Wte, nil, BT, C, V)
 	if targets == nil {
 		return 0, 0, nil
@@ -277,50 +271,20 @@ func (m *GPT) Backward(scale float32, ready func(lo, hi int)) error {
 		ready = func(int, int) {}
 	}
 
+	d := &a.grads
 	be.CrossEntropyBackward(a.logits, a.targets, scale, BT, V)
-	clear(a.dbuf)
-	be.MatmulBackward(a.dbuf, g.Wte, nil, a.logits, a.lnf, p.Wte, BT, C, V)
-	clear(a.dres)
-	lastRes := a.encoded
-	if L > 0 {
-		lastRes = a.residual3[(L-1)*BT*C : L*BT*C]
-	}
-	be.LayerNormBackward(a.dres, g.LnfW, g.LnfB, a.dbuf, lastRes, p.LnfW, a.lnfMean, a.lnfRstd, BT, C)
+	clear(d.dbuf)
+	be.MatmulBackward(d.dbuf, g.Wte, nil, a.logits, a.lnf, p.Wte, BT, C, V)
+	clear(d.dres)
+	be.LayerNormBackward(d.dres, g.LnfW, g.LnfB, d.dbuf, a.residualOut(), p.LnfW, a.lnfMean, a.lnfRstd, BT, C)
 	ready(len(g.Slab)-len(g.LnfW)-len(g.LnfB), len(g.Slab)) // ln_f weight and bias close the slab
 
 	for l := L - 1; l >= 0; l-- {
-		w, dw := &p.Blocks[l], &g.Blocks[l]
-		residual := a.encoded
-		if l > 0 {
-			residual = a.residual3[(l-1)*BT*C : l*BT*C]
-		}
-		ln1, ln1Mean, ln1Rstd := a.ln1[l*BT*C:(l+1)*BT*C], a.ln1Mean[l*BT:(l+1)*BT], a.ln1Rstd[l*BT:(l+1)*BT]
-		qkv := a.qkv[l*BT*3*C : (l+1)*BT*3*C]
-		atty := a.atty[l*BT*C : (l+1)*BT*C]
-		lse := a.lse[l*B*H*T : (l+1)*B*H*T]
-		res2 := a.residual2[l*BT*C : (l+1)*BT*C]
-		ln2, ln2Mean, ln2Rstd := a.ln2[l*BT*C:(l+1)*BT*C], a.ln2Mean[l*BT:(l+1)*BT], a.ln2Rstd[l*BT:(l+1)*BT]
-		fch, fchGelu := a.fch[l*BT*4*C:(l+1)*BT*4*C], a.fchGelu[l*BT*4*C:(l+1)*BT*4*C]
-
-		// res3 = res2 + fcproj(gelu(fc(ln2(res2)))): dres holds d res3.
-		clear(a.dfchG)
-		be.MatmulBackward(a.dfchG, dw.FcProjW, dw.FcProjB, a.dres, fchGelu, w.FcProjW, BT, 4*C, C)
-		clear(a.dfch)
-		be.GeluBackward(a.dfch, fch, a.dfchG)
-		clear(a.dbuf)
-		be.MatmulBackward(a.dbuf, dw.FcW, dw.FcB, a.dfch, ln2, w.FcW, BT, C, 4*C)
-		be.LayerNormBackward(a.dres, dw.Ln2W, dw.Ln2B, a.dbuf, res2, w.Ln2W, ln2Mean, ln2Rstd, BT, C)
-		// res2 = residual + attproj(attn(qkv(ln1(residual)))): dres now holds d res2.
-		clear(a.dbuf)
-		be.MatmulBackward(a.dbuf, dw.AttnProjW, dw.AttnProjB, a.dres, atty, w.AttnProjW, BT, C, C)
-		clear(a.dqkv)
-		be.AttentionBackward(a.dqkv, a.dbuf, qkv, atty, lse, B, T, C, H, m.causal)
-		clear(a.dbuf)
-		be.MatmulBackward(a.dbuf, dw.QKVW, dw.QKVB, a.dqkv, ln1, w.QKVW, BT, C, 3*C)
-		be.LayerNormBackward(a.dres, dw.Ln1W, dw.Ln1B, a.dbuf, residual, w.Ln1W, ln1Mean, ln1Rstd, BT, C)
+		dw := &g.Blocks[l]
+		blockBackward(be, &p.Blocks[l], dw, &a.layers[l], a.residualIn(l), d, B, T, C, H, m.causal)
 		ready(dw.Range())
 	}
-	be.EncoderBackward(g.Wte, g.Wpe, a.dres, a.inputs, B, T, C)
+	be.EncoderBackward(g.Wte, g.Wpe, d.dres, a.inputs, B, T, C)
 	ready(0, len(g.Wte)+len(g.Wpe))
 	return nil
 }

@@ -6,68 +6,26 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+
+	"github.com/ringtrain/ringtrain/internal/durable"
 )
 
-// writeFileAtomic creates path with the bytes fill writes: it writes a temporary
-// file in the same directory, fsyncs it, renames it over path and fsyncs the
-// directory, so a reader sees either the old file or the whole new one. It
-// returns the hex sha256 of the bytes written. On error the temporary file is
-// removed and path is untouched. fill should check ctx if it runs long.
+// fileMode is the mode of every file shard writes: shards, tokenizer.json and
+// manifest.json are readable and writable by their owner only.
+const fileMode = 0o600
+
+// writeFileAtomic replaces path with the bytes fill writes, atomically and durably
+// (durable.WriteFile: temporary file in the same directory, fsync, rename, fsync of
+// the directory), and returns the hex sha256 of the bytes written. On error path is
+// untouched and no temporary file is left. fill should check ctx if it runs long.
 func writeFileAtomic(ctx context.Context, path string, fill func(w io.Writer) error) (string, error) {
-	if err := ctx.Err(); err != nil {
-		return "", err
-	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return "", fmt.Errorf("shard: %w", err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
 	h := sha256.New()
-	if err := fill(io.MultiWriter(tmp, h)); err != nil {
-		return "", fmt.Errorf("shard: writing %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
+	if err := durable.WriteFile(ctx, path, fileMode, func(w io.Writer) error {
+		return fill(io.MultiWriter(w, h))
+	}); err != nil {
 		return "", fmt.Errorf("shard: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("shard: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return "", fmt.Errorf("shard: %w", err)
-	}
-	ok = true
-	if err := syncDir(dir); err != nil {
-		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// syncDir fsyncs a directory so a rename in it is durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("shard: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("shard: sync %s: %w", dir, err)
-	}
-	return nil
 }
 
 // ctxReader fails reads once ctx is done, so long copies honour cancellation.

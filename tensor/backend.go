@@ -31,6 +31,13 @@ type Backend interface {
 	// AttentionBackward adds into dqkv (B,T,3C) given dout (B,T,C), and the qkv, out and
 	// lse of the forward; it recomputes the probabilities from them.
 	AttentionBackward(dqkv, dout, qkv, out, lse []float32, B, T, C, H int, causal bool)
+	// AttentionDecodeForward is causal attention for T new positions pos0..pos0+T-1 of
+	// one sequence over a key/value cache, the step of incremental generation: qkv
+	// (T,3C) holds their q, k, v; their k and v are written to rows pos0..pos0+T-1 of
+	// kcache and vcache (maxT,C), whose rows 0..pos0-1 hold the earlier positions'; out
+	// (T,C) = softmax(q·kᵀ/√hs)·v per head over positions 0..pos0+t for query t. It has
+	// no backward (decoding does not train) and saves nothing.
+	AttentionDecodeForward(out, kcache, vcache, qkv []float32, T, pos0, C, H int)
 
 	// GeluForward: out (N) = gelu_tanh(inp).
 	GeluForward(out, inp []float32)

@@ -4,8 +4,8 @@
 // interface so that model code does not depend on where the kernels run, plus the
 // AdamW update as a kernel (AdamW).
 //
-// The model package is the only caller on the training path; benchmarks and tests call
-// the kernels directly.
+// The model package is the only caller, for training and for generation; benchmarks
+// and tests call the kernels directly.
 //
 // # Determinism
 //
@@ -54,6 +54,11 @@
 // softmax gradient. Under the causal mask, tiles wholly above the diagonal are skipped.
 // A head's tiles run in a fixed order on one goroutine, heads in parallel.
 //
+// Generation uses AttentionDecodeForward instead: a few new positions of one sequence
+// append their keys and values to a per-layer cache and attend over every cached
+// position. A query row is at most MaxSeqLen scores, so it is kept whole and softmaxed
+// in two passes; the heads run in parallel once a call has enough work.
+//
 // # Threads and allocation
 //
 // Parallel kernels run on the calling goroutine and on helper goroutines started on
@@ -65,8 +70,8 @@
 // # Reference kernels
 //
 // The naive versions of the optimised kernels (NaiveGemm, NaiveAttentionForward and
-// NaiveAttentionBackward, NaiveGeluForward and NaiveGeluBackward) stay in the package
-// as the references the tests compare against.
+// NaiveAttentionBackward, NaiveAttentionDecodeForward, NaiveGeluForward and
+// NaiveGeluBackward) stay in the package as the references the tests compare against.
 //
 // Usage:
 //

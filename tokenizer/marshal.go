@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -9,8 +10,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"unicode/utf8"
+
+	"github.com/ringtrain/ringtrain/internal/durable"
 )
 
 // formatVersion is the version of the JSON form written by Marshal.
@@ -191,53 +193,20 @@ func Hash(t Tokenizer) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// Save writes Marshal(t) to path atomically: it writes a temporary file in the same
-// directory, syncs it, renames it over path and syncs the directory, so a crash leaves
-// either the old file or the new one, never a partial one. Errors name the path.
+// Save writes Marshal(t) to path (mode 0644) atomically with durable.WriteFile: it
+// writes a temporary file in the same directory, syncs it, renames it over path and
+// syncs the directory, so a crash leaves either the old file or the new one, never a
+// partial one. Errors name the path.
 func Save(t Tokenizer, path string) error {
 	data, err := Marshal(t)
 	if err != nil {
 		return fmt.Errorf("tokenizer: save %s: %w", path, err)
 	}
-	if err := writeFileAtomic(path, data); err != nil {
+	if err := durable.WriteFile(context.Background(), path, 0o644, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	}); err != nil {
 		return fmt.Errorf("tokenizer: save %s: %w", path, err)
-	}
-	return nil
-}
-
-// writeFileAtomic writes data to a temporary file next to path, syncs it and renames
-// it over path, then syncs the directory so the rename itself is durable.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	err = f.Chmod(0o644)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory %s to sync it: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil
 }
