@@ -1,6 +1,3 @@
-// Package metrics holds the Prometheus instruments of ringtrain's processes. Every
-// instrument is registered on a registry the caller passes in; nothing here touches
-// the global default registry.
 package metrics
 
 import (
