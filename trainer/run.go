@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/ringtrain/ringtrain/model"
-	"github.com/ringtrain/ringtrain/progress"
 	"github.com/ringtrain/ringtrain/shard"
 	"github.com/ringtrain/ringtrain/tokenizer"
 )
@@ -136,25 +136,15 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(spec.Out, 0o755); err != nil {
-		return nil, fmt.Errorf("run directory: %w", err)
-	}
-	metrics, err := os.OpenFile(filepath.Join(spec.Out, "metrics.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("metrics file: %w", err)
-	}
-	defer metrics.Close()
-	enc := json.NewEncoder(metrics)
-
 	// A resumed step already has its checkpoint: never write it again.
-	res := &Result{Step: tr.Step, ValLoss: nan(), Checkpoint: resumed}
+	res := &Result{Step: tr.Step, ValLoss: math.NaN(), Checkpoint: resumed}
 	streams := spec.AllStreams()
-	tokensPerStep := int64(spec.GlobalBatch() * spec.SeqLen)
 	start, startStep := time.Now(), tr.Step
-	intervalStart, intervalStep := start, tr.Step
-	prog := progress.New(opts.Progress, progress.Options{Steps: spec.Steps, StartStep: startStep,
-		TokensPerStep: tokensPerStep, Every: spec.LogInterval})
-	defer prog.Finish()
+	books := NewBookkeeper(spec, p.Cadence(), BookkeeperOptions{Progress: opts.Progress, Start: start, StartStep: startStep, Logger: log})
+	defer books.Close()
+	if err := books.Open(); err != nil {
+		return nil, err
+	}
 	lastSaved := tr.Step
 	save := func() error {
 		if tr.Step == lastSaved || tr.Step == 0 {
@@ -188,40 +178,25 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 		if err != nil {
 			return res, err
 		}
-		res.Step = tr.Step
-		// A masked step may choose no position: its loss (and gradient) is zero, not
-		// NaN, which neither metrics.jsonl nor a checkpoint can hold.
-		res.TrainLoss = 0
-		if n := tr.GlobalTargets(step); n > 0 {
-			res.TrainLoss = lossSum / float64(n)
-		}
-		rec := map[string]any{"step": tr.Step, "loss": res.TrainLoss, "lr": lr, "grad_norm": norm,
-			"tokens": tr.Step * tokensPerStep, "elapsed_s": time.Since(start).Seconds(),
-			"time": time.Now().UTC().Format(time.RFC3339Nano)}
-		if tr.Step%spec.LogInterval == 0 || tr.Step == spec.Steps {
-			now := time.Now()
-			tps := float64((tr.Step-intervalStep)*tokensPerStep) / now.Sub(intervalStart).Seconds()
-			intervalStart, intervalStep = now, tr.Step
-			rec["tokens_per_sec"] = tps
-			log.Debug("step", "step", tr.Step, "loss", res.TrainLoss, "lr", lr, "grad_norm", norm, "tokens_per_sec", tps)
-		}
-		prog.Update(progress.Status{Step: tr.Step, Loss: res.TrainLoss, LR: lr, GradNorm: norm})
-		if p.Val != nil && ((spec.EvalInterval > 0 && tr.Step%spec.EvalInterval == 0) || tr.Step == spec.Steps) {
+		res.Step, res.TrainLoss = tr.Step, tr.MeanLoss(step, lossSum)
+		rec := books.Step(StepDone{Step: tr.Step, Loss: res.TrainLoss, LR: lr, GradNorm: norm})
+		if books.Cadence().Evaluate(tr.Step) {
+			// An evaluation cut short by ctx is left out: the run stops at the top
+			// of the loop.
 			vl, err := tr.Evaluate(ctx, p.Val)
 			if err != nil && ctx.Err() == nil {
 				return res, err
 			}
 			if err == nil {
 				res.ValLoss = vl
-				rec["val_loss"], rec["elapsed_s"] = vl, time.Since(start).Seconds()
-				prog.Println(fmt.Sprintf("step %*d/%d  val loss %.4f", digits(spec.Steps), tr.Step, spec.Steps, vl))
+				books.Evaluated(rec, tr.Step, vl)
 				log.Info("eval", "step", tr.Step, "val_loss", vl)
 			}
 		}
-		if err := enc.Encode(rec); err != nil {
-			return res, fmt.Errorf("metrics file: %w", err)
+		if err := books.Write(rec); err != nil {
+			return res, err
 		}
-		if spec.CheckpointInterval > 0 && tr.Step%spec.CheckpointInterval == 0 {
+		if books.Cadence().Checkpoint(tr.Step) {
 			if err := save(); err != nil {
 				return res, err
 			}
@@ -233,16 +208,10 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 	res.Step = tr.Step
 	res.Elapsed = time.Since(start)
 	if s := res.Elapsed.Seconds(); s > 0 {
-		res.TokensPerSec = float64((tr.Step-startStep)*tokensPerStep) / s
+		res.TokensPerSec = float64((tr.Step-startStep)*int64(spec.GlobalBatch()*spec.SeqLen)) / s
 	}
 	return res, nil
 }
-
-func nan() float64 { return float64(0) / zero }
-
-var zero float64
-
-func digits(n int64) int { return len(fmt.Sprint(n)) }
 
 // initState loads the newest checkpoint of the run directory, or spec.InitFrom, or
 // draws a fresh initialisation. It returns the checkpoint resumed from, if any.

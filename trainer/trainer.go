@@ -68,6 +68,16 @@ func (t *Trainer) GlobalTargets(step int64) int {
 	return n
 }
 
+// MeanLoss returns the mean loss of step's global batch from the sum of its token
+// losses over all streams. A masked step may choose no position: its loss (and
+// gradient) is zero, not NaN, which neither metrics.jsonl nor a checkpoint can hold.
+func (t *Trainer) MeanLoss(step int64, lossSum float64) float64 {
+	if n := t.GlobalTargets(step); n > 0 {
+		return lossSum / float64(n)
+	}
+	return 0
+}
+
 // Gradients zeroes the gradients and adds those of the given streams' micro-batches at
 // step, each scaled by 1/GlobalTargets(step), so that the sum over all streams (over
 // all ranks) is the gradient of the global mean loss. It returns the sum of the token

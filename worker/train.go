@@ -2,19 +2,17 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/ringtrain/ringtrain/allreduce"
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/metrics"
 	"github.com/ringtrain/ringtrain/model"
-	"github.com/ringtrain/ringtrain/progress"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
 	"github.com/ringtrain/ringtrain/trainer"
 )
@@ -31,10 +29,8 @@ type jobState struct {
 	valLoss   float64
 	start     time.Time
 	startStep int64
-	split     metrics.Split     // where the step time went
-	progress  *progress.Printer // rank 0's progress output, made at its first step
-	metrics   *json.Encoder
-	metricsF  *os.File
+	split     metrics.Split       // where the step time went
+	books     *trainer.Bookkeeper // rank 0's metrics.jsonl and progress output, made at its first generation as rank 0
 }
 
 // timedSource is a trainer.BatchSource that adds up the time spent reading
@@ -88,7 +84,7 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 	if err != nil {
 		return nil, fatal(err)
 	}
-	js := &jobState{p: p, tr: tr, data: data, loss: nan(), valLoss: nan()}
+	js := &jobState{p: p, tr: tr, data: data, loss: math.NaN(), valLoss: math.NaN()}
 	cks := st.GetState().GetCheckpoints()
 	if len(cks) == 0 {
 		// Nothing committed: resume from the run directory's newest checkpoint, as the
@@ -125,26 +121,77 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 // runGeneration trains the job as a member of plan until it is done (nil error and
 // the result) or the generation fails. ctx ends when a newer plan arrives.
 func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan, svc *allreduce.Service, rep *reporter) (*Result, error) {
-	// Building the ring and the state sync count as waiting in the first step.
-	stepEnd := time.Now()
-	gen := plan.GetGeneration()
-	rank := coordinator.RankOf(plan, w.cfg.ID)
-	streams := coordinator.StreamsOf(plan, w.cfg.ID)
-	world := len(plan.GetMembers())
-	log := w.log.With("generation", gen, "rank", rank)
-	w.curGen.Store(gen)
-	w.cfg.Metrics.SetGeneration(gen, world)
+	g, err := w.connect(ctx, plan, svc)
+	if err != nil {
+		return nil, err
+	}
+	defer g.ring.Close()
+	if err := w.syncReplicas(ctx, js, g); err != nil {
+		return nil, err
+	}
+	w.startSteps(js, g)
+	for js.tr.Step < js.tr.Spec.Steps {
+		times, norm, lr, err := w.step(ctx, js, g)
+		if err != nil {
+			return nil, err
+		}
+		if g.rank == 0 {
+			if err := w.keepBooks(ctx, js, g, rep, times, norm, lr); err != nil {
+				return nil, err
+			}
+		}
+		if g.cadence.Checkpoint(js.tr.Step) {
+			if err := w.checkpoint(ctx, js, g, rep); err != nil {
+				return nil, err
+			}
+		}
+	}
+	w.curStep.Store(js.tr.Step)
+	return w.finishJob(ctx, js, g)
+}
+
+// generation is a worker's part in one plan generation: its place in the plan, the
+// ring over the plan's members, and the state of its step loop. It is used from the
+// training loop's goroutine only.
+type generation struct {
+	gen     uint64
+	rank    int
+	world   int   // ring members
+	streams []int // this rank's streams
+	log     *slog.Logger
+	ring    *allreduce.Ring
+	cadence trainer.Cadence
+
+	buckets       *bucketRun
+	lossBuf       []float32 // the step's loss sum, reduced after the gradient buckets
+	tokensPerStep int64     // tokens of the global batch
+	localTokens   int64     // tokens of this rank's streams in one step
+	arBytes       int64     // all-reduce payload of one step
+	// stepEnd is when the last step ended, its evaluation excluded: the next
+	// step's waiting starts there. Before the first step it is when the generation
+	// began, so that building the ring and the state sync count as waiting.
+	stepEnd time.Time
+	sum     int64 // the weights' checksum after the last step (audit only)
+}
+
+// connect builds the ring of plan's generation.
+func (w *Worker) connect(ctx context.Context, plan *pb.Plan, svc *allreduce.Service) (*generation, error) {
+	g := &generation{stepEnd: time.Now(), gen: plan.GetGeneration(), rank: coordinator.RankOf(plan, w.cfg.ID),
+		streams: coordinator.StreamsOf(plan, w.cfg.ID), world: len(plan.GetMembers())}
+	g.log = w.log.With("generation", g.gen, "rank", g.rank)
+	w.curGen.Store(g.gen)
+	w.cfg.Metrics.SetGeneration(g.gen, g.world)
 
 	addrs := map[string]string{}
 	for _, wk := range plan.GetWorkers() {
 		addrs[wk.GetId()] = wk.GetAddress()
 	}
-	cfg := allreduce.Config{Generation: gen, Members: plan.GetMembers(), Rank: rank, ProgressTimeout: w.cfg.RingTimeout, Logger: log}
+	cfg := allreduce.Config{Generation: g.gen, Members: plan.GetMembers(), Rank: g.rank, ProgressTimeout: w.cfg.RingTimeout, Logger: g.log}
 	cctx, cancel := context.WithTimeout(ctx, w.cfg.ConnectTimeout)
 	t, err := svc.Connect(cctx, cfg, allreduce.LinkOptions{Resolve: func(_ context.Context, member string) (string, error) {
 		a, ok := addrs[member]
 		if !ok || a == "" {
-			return "", fmt.Errorf("worker: plan %d has no address for member %q", gen, member)
+			return "", fmt.Errorf("worker: plan %d has no address for member %q", g.gen, member)
 		}
 		return a, nil
 	}})
@@ -152,167 +199,198 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 	if err != nil {
 		return nil, fmt.Errorf("connect ring: %w", err)
 	}
-	ring, err := allreduce.NewRing(cfg, t)
-	if err != nil {
+	if g.ring, err = allreduce.NewRing(cfg, t); err != nil {
 		return nil, fmt.Errorf("build ring: %w", err)
 	}
-	defer ring.Close()
+	return g, nil
+}
 
-	root, newest, err := syncState(ctx, ring, js.tr)
+// syncReplicas gives every rank of g the newest state (syncState), checks that the
+// replicas agree, and records the state in the audit log.
+func (w *Worker) syncReplicas(ctx context.Context, js *jobState, g *generation) error {
+	root, newest, err := syncState(ctx, g.ring, js.tr)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := checkReplicas(ctx, ring, js.tr); err != nil {
-		return nil, err
+	if err := checkReplicas(ctx, g.ring, js.tr); err != nil {
+		return err
 	}
 	w.cfg.Metrics.SetStep(js.tr.Step)
-	sum := int64(0)
 	if w.audit.enabled() {
-		sum = checksum(js.tr.Model.Params.Slab)
-		if err := w.audit.record(AuditRecord{Event: "state", Worker: w.cfg.ID, Generation: gen, Rank: rank, World: world,
-			Step: js.tr.Step, Checksum: sum, Source: fmt.Sprint(root)}); err != nil {
-			return nil, fatal(err)
+		g.sum = checksum(js.tr.Model.Params.Slab)
+		if err := w.audit.record(AuditRecord{Event: "state", Worker: w.cfg.ID, Generation: g.gen, Rank: g.rank, World: g.world,
+			Step: js.tr.Step, Checksum: g.sum, Source: fmt.Sprint(root)}); err != nil {
+			return fatal(err)
 		}
 	}
-	log.Info("generation started", "world", world, "streams", streams, "step", newest, "state_from_rank", root)
+	g.log.Info("generation started", "world", g.world, "streams", g.streams, "step", newest, "state_from_rank", root)
+	return nil
+}
 
+// startSteps readies g's step loop: the job's clock (at its first generation), the
+// gradient buckets and, on rank 0, the books (made at its first generation as rank
+// 0, kept across generations), whose tokens/s window starts afresh.
+func (w *Worker) startSteps(js *jobState, g *generation) {
 	tr, spec := js.tr, js.tr.Spec
 	if js.start.IsZero() {
 		js.start, js.startStep = time.Now(), tr.Step
 	}
-	tokensPerStep := int64(spec.GlobalBatch() * spec.SeqLen)
-	lossBuf := make([]float32, 1)
-	// Tokens and all-reduce payload of one step on this worker.
-	localTokens := int64(len(streams) * spec.MicroBatch * spec.SeqLen)
-	arBytes := int64(4 * (len(tr.Model.Grads.Slab) + len(lossBuf)))
-	buckets := newBucketRun(ring, tr.Model.Grads.Slab, planBuckets(tr.Model.Grads, max(w.cfg.BucketBytes/4, 1)))
-	intervalStart, intervalStep := time.Now(), tr.Step
-	if rank == 0 && js.progress == nil {
-		js.progress = progress.New(w.cfg.Progress, progress.Options{Steps: spec.Steps, StartStep: js.startStep,
-			TokensPerStep: tokensPerStep, Every: spec.LogInterval})
+	g.cadence = js.p.Cadence()
+	g.tokensPerStep = int64(spec.GlobalBatch() * spec.SeqLen)
+	g.lossBuf = make([]float32, 1)
+	g.localTokens = int64(len(g.streams) * spec.MicroBatch * spec.SeqLen)
+	g.arBytes = int64(4 * (len(tr.Model.Grads.Slab) + len(g.lossBuf)))
+	g.buckets = newBucketRun(g.ring, tr.Model.Grads.Slab, planBuckets(tr.Model.Grads, max(w.cfg.BucketBytes/4, 1)))
+	if g.rank == 0 {
+		if js.books == nil {
+			js.books = trainer.NewBookkeeper(spec, g.cadence, trainer.BookkeeperOptions{Progress: w.cfg.Progress,
+				Start: js.start, StartStep: js.startStep})
+		}
+		js.books.StartWindow(tr.Step)
 	}
 	js.data.lap()
-	for tr.Step < spec.Steps {
-		step := tr.Step
-		w.curStep.Store(step)
-		// The gradient buckets are reduced while backward runs, each as soon as
-		// backward has finished it (trainer.Gradients hands the callback to the
-		// last micro-batch, after which a range is final); the loss follows once
-		// the micro-batches are done. All are waited for before clipping.
-		t0 := time.Now()
-		// Recorded before any bucket can start: from here on, this rank's streams
-		// may be part of the step's sum.
-		if err := w.audit.record(AuditRecord{Event: "contribute", Worker: w.cfg.ID, Generation: gen, Rank: rank, World: world,
-			Step: step, Streams: streams}); err != nil {
-			return nil, fatal(err)
+}
+
+// step runs the step js.tr is at as a member of g: the gradients of this rank's
+// streams, summed over the ring, then the optimizer. It returns the step's time
+// split, the gradient norm before clipping and the learning rate.
+func (w *Worker) step(ctx context.Context, js *jobState, g *generation) (times metrics.StepTimes, norm, lr float64, err error) {
+	tr := js.tr
+	step := tr.Step
+	w.curStep.Store(step)
+	t0 := time.Now()
+	// Recorded before any bucket can start: from here on, this rank's streams
+	// may be part of the step's sum.
+	if err := w.audit.record(AuditRecord{Event: "contribute", Worker: w.cfg.ID, Generation: g.gen, Rank: g.rank, World: g.world,
+		Step: step, Streams: g.streams}); err != nil {
+		return times, 0, 0, fatal(err)
+	}
+	t1, busy, err := g.gradients(ctx, tr, step)
+	if err != nil {
+		return times, 0, 0, err
+	}
+	t2 := time.Now()
+	if norm, lr, err = tr.Apply(); err != nil {
+		return times, 0, 0, fatal(err)
+	}
+	t3 := time.Now()
+	reading := js.data.lap()
+	times = metrics.StepTimes{Compute: t1.Sub(t0) - reading, AllReduce: t2.Sub(t1), Optimizer: t3.Sub(t2),
+		Waiting: t0.Sub(g.stepEnd) + reading, RingBusy: busy}
+	g.stepEnd = t3
+	js.split.Add(times)
+	if w.audit.enabled() {
+		before := g.sum
+		g.sum = checksum(tr.Model.Params.Slab)
+		if err := w.audit.record(AuditRecord{Event: "apply", Worker: w.cfg.ID, Generation: g.gen, Rank: g.rank, World: g.world,
+			Step: step, Before: before, Checksum: g.sum}); err != nil {
+			return times, 0, 0, fatal(err)
 		}
-		buckets.begin(ctx)
-		lossSum, err := tr.Gradients(ctx, step, streams, buckets.ready)
+	}
+	js.loss = tr.MeanLoss(step, float64(g.lossBuf[0]))
+	w.cfg.Metrics.StepDone(tr.Step, js.loss, g.localTokens, times, g.arBytes)
+	g.log.Debug("step", "step", tr.Step, "loss", js.loss, "lr", lr, "grad_norm", norm, "compute", times.Compute,
+		"allreduce", times.AllReduce, "ring_busy", times.RingBusy, "optimizer", times.Optimizer, "waiting", times.Waiting)
+	return times, norm, lr, nil
+}
+
+// gradients computes the gradients of this rank's streams at step and sums them,
+// and the loss sum (into lossBuf), over the ring. The gradient buckets are reduced
+// while backward runs, each as soon as backward has finished it (trainer.Gradients
+// hands the callback to the last micro-batch, after which a range is final); the
+// loss follows once the micro-batches are done. All are waited for before it
+// returns when backward ended and how long the ring was busy.
+func (g *generation) gradients(ctx context.Context, tr *trainer.Trainer, step int64) (backwardEnd time.Time, busy time.Duration, err error) {
+	g.buckets.begin(ctx)
+	lossSum, err := tr.Gradients(ctx, step, g.streams, g.buckets.ready)
+	if err != nil {
+		if ctx.Err() != nil {
+			return backwardEnd, 0, fmt.Errorf("step %d aborted: %w", step, context.Cause(ctx))
+		}
+		return backwardEnd, 0, fatal(err)
+	}
+	g.buckets.flush()
+	backwardEnd = time.Now()
+	g.lossBuf[0] = float32(lossSum)
+	hl := g.ring.Start(ctx, g.lossBuf)
+	busy, err = g.buckets.wait()
+	if err := errors.Join(err, hl.Wait()); err != nil {
+		return backwardEnd, 0, fmt.Errorf("step %d: all-reduce: %w", step, err)
+	}
+	return backwardEnd, busy + hl.Busy(), nil
+}
+
+// keepBooks is rank 0's bookkeeping after a step: the progress report to the
+// coordinator, the step's metrics record with the cluster's fields, the progress
+// output and, when the cadence says so, an evaluation. A metrics file that cannot be
+// written is logged, never fatal.
+func (w *Worker) keepBooks(ctx context.Context, js *jobState, g *generation, rep *reporter, times metrics.StepTimes, norm, lr float64) error {
+	tr := js.tr
+	rep.report(&pb.ReportProgressRequest{WorkerId: w.cfg.ID, Generation: g.gen, Step: tr.Step, Loss: js.loss, Tokens: tr.Step * g.tokensPerStep})
+	rec := js.books.Step(trainer.StepDone{Step: tr.Step, Loss: js.loss, LR: lr, GradNorm: norm, Workers: g.world})
+	rec["generation"], rec["world_size"] = g.gen, g.world
+	rec["step_s"], rec["compute_s"], rec["allreduce_s"] = times.Total().Seconds(), times.Compute.Seconds(), times.AllReduce.Seconds()
+	rec["allreduce_busy_s"], rec["optimizer_s"], rec["waiting_s"] = times.RingBusy.Seconds(), times.Optimizer.Seconds(), times.Waiting.Seconds()
+	if g.cadence.Evaluate(tr.Step) {
+		te := time.Now()
+		vl, err := tr.Evaluate(ctx, js.p.Val)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("step %d aborted: %w", step, context.Cause(ctx))
+				return fmt.Errorf("step %d: eval aborted: %w", tr.Step, context.Cause(ctx))
 			}
-			return nil, fatal(err)
+			return fatal(err)
 		}
-		buckets.flush()
-		t1 := time.Now()
-		lossBuf[0] = float32(lossSum)
-		hl := ring.Start(ctx, lossBuf)
-		busy, err := buckets.wait()
-		if err := errors.Join(err, hl.Wait()); err != nil {
-			return nil, fmt.Errorf("step %d: all-reduce: %w", step, err)
-		}
-		busy += hl.Busy()
-		t2 := time.Now()
-		norm, lr, err := tr.Apply()
-		if err != nil {
-			return nil, fatal(err)
-		}
-		t3 := time.Now()
-		reading := js.data.lap()
-		times := metrics.StepTimes{Compute: t1.Sub(t0) - reading, AllReduce: t2.Sub(t1), Optimizer: t3.Sub(t2),
-			Waiting: t0.Sub(stepEnd) + reading, RingBusy: busy}
-		stepEnd = t3
-		js.split.Add(times)
-		if w.audit.enabled() {
-			before := sum
-			sum = checksum(tr.Model.Params.Slab)
-			if err := w.audit.record(AuditRecord{Event: "apply", Worker: w.cfg.ID, Generation: gen, Rank: rank, World: world,
-				Step: step, Before: before, Checksum: sum}); err != nil {
-				return nil, fatal(err)
-			}
-		}
-		js.loss = 0
-		if n := tr.GlobalTargets(step); n > 0 {
-			js.loss = float64(lossBuf[0]) / float64(n)
-		}
-		w.cfg.Metrics.StepDone(tr.Step, js.loss, localTokens, times, arBytes)
-		stepLog := log.With("step", tr.Step)
-		stepLog.Debug("step", "loss", js.loss, "lr", lr, "grad_norm", norm, "compute", times.Compute,
-			"allreduce", times.AllReduce, "ring_busy", times.RingBusy, "optimizer", times.Optimizer, "waiting", times.Waiting)
-		if rank == 0 {
-			rep.report(&pb.ReportProgressRequest{WorkerId: w.cfg.ID, Generation: gen, Step: tr.Step, Loss: js.loss, Tokens: tr.Step * tokensPerStep})
-			rec := map[string]any{"step": tr.Step, "loss": js.loss, "lr": lr, "grad_norm": norm,
-				"tokens": tr.Step * tokensPerStep, "generation": gen, "world_size": world,
-				"step_s": times.Total().Seconds(), "compute_s": times.Compute.Seconds(), "allreduce_s": times.AllReduce.Seconds(),
-				"allreduce_busy_s": times.RingBusy.Seconds(), "optimizer_s": times.Optimizer.Seconds(), "waiting_s": times.Waiting.Seconds(),
-				"elapsed_s": time.Since(js.start).Seconds(), "time": time.Now().UTC().Format(time.RFC3339Nano)}
-			if tr.Step%spec.LogInterval == 0 || tr.Step == spec.Steps {
-				now := time.Now()
-				tps := float64((tr.Step-intervalStep)*tokensPerStep) / now.Sub(intervalStart).Seconds()
-				intervalStart, intervalStep = now, tr.Step
-				rec["tokens_per_sec"] = tps
-			}
-			js.progress.Update(progress.Status{Step: tr.Step, Loss: js.loss, Workers: world})
-			if js.p.Val != nil && ((spec.EvalInterval > 0 && tr.Step%spec.EvalInterval == 0) || tr.Step == spec.Steps) {
-				te := time.Now()
-				vl, err := tr.Evaluate(ctx, js.p.Val)
-				if err != nil {
-					if ctx.Err() != nil {
-						return nil, fmt.Errorf("step %d: eval aborted: %w", tr.Step, context.Cause(ctx))
-					}
-					return nil, fatal(err)
-				}
-				// Evaluation is not part of any step's time.
-				took := time.Since(te)
-				stepEnd = stepEnd.Add(took)
-				w.cfg.Metrics.EvalDone(took)
-				js.valLoss = vl
-				rec["val_loss"], rec["eval_s"] = vl, took.Seconds()
-				rec["elapsed_s"] = time.Since(js.start).Seconds()
-				js.progress.Println(fmt.Sprintf("step %*d/%d  val loss %.4f", digits(spec.Steps), tr.Step, spec.Steps, vl))
-				stepLog.Info("eval", "val_loss", vl)
-			}
-			w.writeMetrics(js, rec)
-		}
-		if spec.CheckpointInterval > 0 && tr.Step%spec.CheckpointInterval == 0 && tr.Step < spec.Steps {
-			if err := checkReplicas(ctx, ring, tr); err != nil {
-				return nil, err
-			}
-			if rank == 0 {
-				if c, err := w.saveCheckpoint(js, gen, stepLog); err != nil {
-					return nil, fatal(err)
-				} else if c != nil {
-					rep.commit(c)
-				}
-			}
-		}
+		// Evaluation is not part of any step's time.
+		took := time.Since(te)
+		g.stepEnd = g.stepEnd.Add(took)
+		w.cfg.Metrics.EvalDone(took)
+		js.valLoss = vl
+		rec["eval_s"] = took.Seconds()
+		js.books.Evaluated(rec, tr.Step, vl)
+		g.log.Info("eval", "step", tr.Step, "val_loss", vl)
 	}
-	w.curStep.Store(tr.Step)
+	if err := js.books.Write(rec); err != nil {
+		w.log.Warn("metrics file", "err", err)
+	}
+	return nil
+}
 
-	// The job is done: compare the replicas once more, let rank 0 record the final
-	// step and checkpoint (synchronously, so that the job reads as finished before
-	// anyone leaves), then meet at a barrier.
-	if err := checkReplicas(ctx, ring, tr); err != nil {
+// checkpoint is the interval checkpoint after the step js.tr has applied: every rank
+// compares its replica, and rank 0 writes the checkpoint and hands its commit to the
+// reporter.
+func (w *Worker) checkpoint(ctx context.Context, js *jobState, g *generation, rep *reporter) error {
+	if err := checkReplicas(ctx, g.ring, js.tr); err != nil {
+		return err
+	}
+	if g.rank != 0 {
+		return nil
+	}
+	c, err := w.saveCheckpoint(js, g.gen, g.log.With("step", js.tr.Step))
+	if err != nil {
+		return fatal(err)
+	}
+	if c != nil {
+		rep.commit(c)
+	}
+	return nil
+}
+
+// finishJob ends the job after its last step: it compares the replicas once more,
+// lets rank 0 record the final step and checkpoint (synchronously, so that the job
+// reads as finished before anyone leaves), then meets the other ranks at a barrier
+// and returns this worker's result.
+func (w *Worker) finishJob(ctx context.Context, js *jobState, g *generation) (*Result, error) {
+	tr, log := js.tr, g.log
+	if err := checkReplicas(ctx, g.ring, tr); err != nil {
 		return nil, err
 	}
-	if rank == 0 {
-		c, err := w.saveCheckpoint(js, gen, log)
+	if g.rank == 0 {
+		c, err := w.saveCheckpoint(js, g.gen, log)
 		if err != nil {
 			return nil, fatal(err)
 		}
-		if err := sendReport(ctx, w.cfg.Coordinators, log, &pb.ReportProgressRequest{WorkerId: w.cfg.ID, Generation: gen,
-			Step: tr.Step, Loss: finite(js.loss), Tokens: tr.Step * tokensPerStep}, callPatience); err != nil {
+		if err := sendReport(ctx, w.cfg.Coordinators, log, &pb.ReportProgressRequest{WorkerId: w.cfg.ID, Generation: g.gen,
+			Step: tr.Step, Loss: finite(js.loss), Tokens: tr.Step * g.tokensPerStep}, callPatience); err != nil {
 			return nil, fmt.Errorf("report the final step: %w", err)
 		}
 		if c != nil {
@@ -322,7 +400,7 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 		}
 		w.closeMetrics(js)
 	}
-	if err := ring.Barrier(ctx); err != nil {
+	if err := g.ring.Barrier(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("final barrier: %w", err)
 		}
@@ -331,14 +409,14 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 		// not make this rank wait for a plan that will never come.
 		log.Warn("final barrier failed after the last step; finishing", "err", err)
 	}
-	if err := w.audit.record(AuditRecord{Event: "done", Worker: w.cfg.ID, Generation: gen, Rank: rank, World: world,
+	if err := w.audit.record(AuditRecord{Event: "done", Worker: w.cfg.ID, Generation: g.gen, Rank: g.rank, World: g.world,
 		Step: tr.Step, Checksum: checksum(tr.Model.Params.Slab)}); err != nil {
 		return nil, fatal(err)
 	}
 	log.Info("job finished", "step", tr.Step, "loss", js.loss, "time_split", js.split.String())
-	res := &Result{Step: tr.Step, Loss: js.loss, ValLoss: js.valLoss, Generation: gen, Rank: rank,
+	res := &Result{Step: tr.Step, Loss: js.loss, ValLoss: js.valLoss, Generation: g.gen, Rank: g.rank,
 		Params: append([]float32(nil), tr.Model.Params.Slab...), Elapsed: time.Since(js.start), Split: js.split}
-	if rank == 0 {
+	if g.rank == 0 {
 		res.Checkpoint = js.lastCkpt
 	}
 	return res, nil
@@ -376,37 +454,13 @@ func (w *Worker) saveCheckpoint(js *jobState, gen uint64, log *slog.Logger) (*pb
 	return &pb.CommitCheckpointRequest{WorkerId: w.cfg.ID, Generation: gen, Step: tr.Step, Location: dir, Sha256: digest}, nil
 }
 
-// writeMetrics appends one JSON line to <out>/metrics.jsonl (rank 0). A failure to
-// write metrics is logged, never fatal.
-func (w *Worker) writeMetrics(js *jobState, rec map[string]any) {
-	if js.metrics == nil {
-		out := js.tr.Spec.Out
-		if err := os.MkdirAll(out, 0o755); err != nil {
-			w.log.Warn("metrics file", "err", err)
-			return
-		}
-		f, err := os.OpenFile(filepath.Join(out, "metrics.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			w.log.Warn("metrics file", "err", err)
-			return
-		}
-		js.metricsF, js.metrics = f, json.NewEncoder(f)
-	}
-	if err := js.metrics.Encode(rec); err != nil {
-		w.log.Warn("metrics file", "err", err)
-	}
-}
-
-// closeMetrics ends the progress output and closes the metrics file.
+// closeMetrics ends rank 0's progress output and closes its metrics file, if this
+// worker has been rank 0.
 func (w *Worker) closeMetrics(js *jobState) {
-	js.progress.Finish()
-	if js.metricsF != nil {
-		js.metricsF.Close()
-		js.metricsF, js.metrics = nil, nil
+	if js.books != nil {
+		js.books.Close()
 	}
 }
-
-func digits(n int64) int { return len(fmt.Sprint(n)) }
 
 // finite maps NaN (no step run yet) to 0, which JSON and the coordinator accept.
 func finite(v float64) float64 {

@@ -581,5 +581,3 @@ func sendCommit(ctx context.Context, cl *coordinator.Client, log *slog.Logger, c
 	}
 	return err
 }
-
-func nan() float64 { return math.NaN() }

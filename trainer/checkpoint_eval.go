@@ -19,7 +19,8 @@ type EvalOptions struct {
 
 // EvaluateCheckpoint loads a checkpoint (ringtrain's or a Hugging Face GPT-2 directory)
 // and returns its mean loss per target token on the dataset's validation split and the
-// number of batches evaluated.
+// number of batches evaluated. It is what `ringtrain eval` runs; a training run
+// evaluates its own model with Trainer.Evaluate.
 func EvaluateCheckpoint(ctx context.Context, dir string, o EvalOptions) (loss float64, batches int, err error) {
 	ck, err := model.LoadCheckpoint(dir)
 	if err != nil {
