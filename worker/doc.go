@@ -77,7 +77,7 @@
 //
 // The gradient slab is cut into buckets of at least Config.BucketBytes, along the
 // ranges that model.GPT.Backward reports final, in the order it finishes them (the
-// last layers first); see planBuckets. The cut depends only on the model's shape, so
+// last layers first); see cutBuckets. The cut depends only on the model's shape, so
 // every rank starts the same ring operations in the same order, and each bucket is
 // summed in the ring's fixed order: the bits do not depend on timing. A step's
 // gradient is the sum over the rank's micro-batches, so only the last micro-batch's

@@ -9,15 +9,19 @@ import (
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
 )
 
-// planBox holds the newest plan the watcher delivered and the contexts of the
-// generations being trained, which a newer plan cancels.
-type planBox struct {
+// planWatch is the worker's view of the coordinator's plans: Run's watcher
+// goroutine sets each plan it receives, and the training loop waits on it for the
+// next generation (next, waitNewer) and trains each generation under a context
+// (scope) that the arrival of a newer plan cancels. Its methods are safe for
+// concurrent use.
+type planWatch struct {
 	mu      sync.Mutex
 	plan    *pb.Plan
 	changed chan struct{} // closed and replaced when a plan arrives
 	scopes  map[*genScope]struct{}
 }
 
+// genScope is the context of one generation being trained.
 type genScope struct {
 	gen    uint64
 	cancel context.CancelCauseFunc
@@ -26,39 +30,44 @@ type genScope struct {
 // errSuperseded is the cause of a generation's context when a newer plan arrives.
 var errSuperseded = errors.New("worker: superseded by a newer plan")
 
-func newPlanBox() *planBox {
-	return &planBox{changed: make(chan struct{}), scopes: map[*genScope]struct{}{}}
+func newPlanWatch() *planWatch {
+	return &planWatch{changed: make(chan struct{}), scopes: map[*genScope]struct{}{}}
 }
 
-func (b *planBox) set(p *pb.Plan) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.plan = p
-	close(b.changed)
-	b.changed = make(chan struct{})
-	for s := range b.scopes {
+// set records p as the newest plan, wakes the waiters and cancels the scopes of
+// older generations. The watcher delivers plans in generation order.
+func (pw *planWatch) set(p *pb.Plan) {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	pw.plan = p
+	close(pw.changed)
+	pw.changed = make(chan struct{})
+	for s := range pw.scopes {
 		if s.gen < p.GetGeneration() {
 			s.cancel(errSuperseded)
-			delete(b.scopes, s)
+			delete(pw.scopes, s)
 		}
 	}
 }
 
-func (b *planBox) get() (*pb.Plan, <-chan struct{}) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.plan, b.changed
+// get returns the newest plan (nil before the first) and a channel closed when the
+// next one arrives.
+func (pw *planWatch) get() (*pb.Plan, <-chan struct{}) {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	return pw.plan, pw.changed
 }
 
-func (b *planBox) newer(gen uint64) bool {
-	p, _ := b.get()
+// newer reports whether a plan newer than generation gen has arrived.
+func (pw *planWatch) newer(gen uint64) bool {
+	p, _ := pw.get()
 	return p.GetGeneration() > gen
 }
 
 // next blocks until a plan newer than generation after is known, and returns it.
-func (b *planBox) next(ctx context.Context, after uint64) (*pb.Plan, error) {
+func (pw *planWatch) next(ctx context.Context, after uint64) (*pb.Plan, error) {
 	for {
-		p, ch := b.get()
+		p, ch := pw.get()
 		if p != nil && p.GetGeneration() > after {
 			return p, nil
 		}
@@ -71,11 +80,11 @@ func (b *planBox) next(ctx context.Context, after uint64) (*pb.Plan, error) {
 }
 
 // waitNewer waits up to d for a plan newer than gen and reports whether one came.
-func (b *planBox) waitNewer(ctx context.Context, gen uint64, d time.Duration) bool {
+func (pw *planWatch) waitNewer(ctx context.Context, gen uint64, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	for {
-		p, ch := b.get()
+		p, ch := pw.get()
 		if p.GetGeneration() > gen {
 			return true
 		}
@@ -91,20 +100,20 @@ func (b *planBox) waitNewer(ctx context.Context, gen uint64, d time.Duration) bo
 
 // scope returns a context for training generation gen: it ends with ctx, or as soon
 // as a newer plan arrives (cause errSuperseded).
-func (b *planBox) scope(ctx context.Context, gen uint64) (context.Context, func()) {
+func (pw *planWatch) scope(ctx context.Context, gen uint64) (context.Context, func()) {
 	gctx, cancel := context.WithCancelCause(ctx)
 	s := &genScope{gen: gen, cancel: cancel}
-	b.mu.Lock()
-	if b.plan.GetGeneration() > gen {
+	pw.mu.Lock()
+	if pw.plan.GetGeneration() > gen {
 		cancel(errSuperseded)
 	} else {
-		b.scopes[s] = struct{}{}
+		pw.scopes[s] = struct{}{}
 	}
-	b.mu.Unlock()
+	pw.mu.Unlock()
 	return gctx, func() {
-		b.mu.Lock()
-		delete(b.scopes, s)
-		b.mu.Unlock()
+		pw.mu.Lock()
+		delete(pw.scopes, s)
+		pw.mu.Unlock()
 		cancel(nil)
 	}
 }

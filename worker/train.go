@@ -185,7 +185,7 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 	// Tokens and all-reduce payload of one step on this worker.
 	localTokens := int64(len(streams) * spec.MicroBatch * spec.SeqLen)
 	arBytes := int64(4 * (len(tr.Model.Grads.Slab) + len(lossBuf)))
-	buckets := newBucketRun(ring, tr.Model.Grads.Slab, planBuckets(tr.Model.Grads, max(w.cfg.BucketBytes/4, 1)))
+	buckets := newBucketRun(ring, tr.Model.Grads.Slab, cutBuckets(tr.Model.Grads, max(w.cfg.BucketBytes/4, 1)))
 	intervalStart, intervalStep := time.Now(), tr.Step
 	if rank == 0 && js.progress == nil {
 		js.progress = progress.New(w.cfg.Progress, progress.Options{Steps: spec.Steps, StartStep: js.startStep,

@@ -89,8 +89,8 @@ type Worker struct {
 
 	curGen  atomic.Uint64 // generation being trained, for heartbeats
 	curStep atomic.Int64
-	audit   *auditLog // nil unless Config.Audit is set
-	plans   *planBox  // the newest plan, once Run watches them
+	audit   *auditLog  // nil unless Config.Audit is set
+	plans   *planWatch // the newest plan, once Run watches them
 }
 
 // New validates cfg and binds the peer server's listener (so Addr is known before
@@ -173,7 +173,7 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 		wg.Wait()
 	}()
 
-	w.plans = newPlanBox()
+	w.plans = newPlanWatch()
 	lease, err := w.register(ctx)
 	if err != nil {
 		return nil, err
