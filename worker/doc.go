@@ -6,7 +6,10 @@
 //
 // `ringtrain worker` runs one Worker per process; `ringtrain local` runs several in
 // one process beside an embedded coordinator; tests run them against
-// coordinator.MakeCluster. Nothing else in ringtrain depends on it.
+// coordinator.MakeCluster, or against coordinator.Inmem (the coordinator's state
+// machine without Raft) when the test is not about the cluster. Nothing else in
+// ringtrain depends on it. A worker sees the coordinator only through the
+// Coordinator interface (coordinator.go), which states each call's contract.
 //
 // # Usage
 //

@@ -15,7 +15,7 @@ import (
 // goroutine, so that a slow or failing-over coordinator never blocks a step. Only
 // the newest progress is kept; checkpoint commits are queued.
 type reporter struct {
-	cl       *coordinator.Client
+	cl       Coordinator
 	log      *slog.Logger
 	wake     chan struct{}
 	patience time.Duration // per call
@@ -33,7 +33,7 @@ const (
 	commitPause  = time.Second
 )
 
-func newReporter(cl *coordinator.Client, log *slog.Logger) *reporter {
+func newReporter(cl Coordinator, log *slog.Logger) *reporter {
 	return &reporter{cl: cl, log: log, wake: make(chan struct{}, 1), patience: callPatience, pause: commitPause}
 }
 
@@ -113,7 +113,7 @@ func permanent(err error) bool {
 	return false
 }
 
-func sendReport(ctx context.Context, cl *coordinator.Client, log *slog.Logger, p *pb.ReportProgressRequest, patience time.Duration) error {
+func sendReport(ctx context.Context, cl Coordinator, log *slog.Logger, p *pb.ReportProgressRequest, patience time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, patience)
 	defer cancel()
 	_, err := cl.ReportProgress(ctx, p)
@@ -123,7 +123,7 @@ func sendReport(ctx context.Context, cl *coordinator.Client, log *slog.Logger, p
 	return err
 }
 
-func sendCommit(ctx context.Context, cl *coordinator.Client, log *slog.Logger, c *pb.CommitCheckpointRequest, patience time.Duration) error {
+func sendCommit(ctx context.Context, cl Coordinator, log *slog.Logger, c *pb.CommitCheckpointRequest, patience time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, patience)
 	defer cancel()
 	_, err := cl.CommitCheckpoint(ctx, c)

@@ -33,9 +33,9 @@ type Config struct {
 	// Advertise is the host:port other workers dial. Default: the bound address
 	// when it names a host.
 	Advertise string
-	// Coordinators is the client of the coordinator cluster (required). The
-	// worker does not close it.
-	Coordinators *coordinator.Client
+	// Coordinators is the coordinator cluster (required): a *coordinator.Client,
+	// or a *coordinator.Inmem in tests. The worker does not close it.
+	Coordinators Coordinator
 	// Device names the compute device reported to the coordinator (default "cpu").
 	Device string
 	// Logger receives structured logs; nil discards them.
