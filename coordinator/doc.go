@@ -14,6 +14,10 @@
 //     SIGTERM.
 //   - Tests of this package and of the worker use the in-process Cluster harness
 //     (testing.go: MakeCluster, Leader, Kill, Restart, Partition, Heal, WaitFor).
+//     Worker tests that are not about the cluster use Inmem
+//     (inmem_coordinator.go): one Machine and NextPlan behind Client's worker
+//     calls, without Raft, with the leader's timing simplified (no settle window,
+//     leases that expire only on Expire, peer-lost reports judged at once).
 //
 // # Usage
 //

@@ -16,14 +16,14 @@ const DefaultBucketBytes = 1 << 20
 // span is a range [lo, hi) of the gradient slab.
 type span struct{ lo, hi int }
 
-// planBuckets cuts the gradient slab into the buckets a step reduces, in the order
-// model.GPT.Backward finishes them: the final LayerNorm, the blocks from the last to
-// the first, then the embeddings. Each of these units lies just below the one
-// before it in the slab, and consecutive units are merged until a bucket holds at
-// least maxElems values. The plan depends only on the model's shape and maxElems,
-// so every rank starts the same operations in the same order. Should the units not
-// tile the slab, the whole slab is one bucket.
-func planBuckets(g *model.Params, maxElems int) []span {
+// cutBuckets cuts the gradient slab into the buckets a step reduces (the bucket
+// layout), in the order model.GPT.Backward finishes them: the final LayerNorm, the
+// blocks from the last to the first, then the embeddings. Each of these units lies
+// just below the one before it in the slab, and consecutive units are merged until
+// a bucket holds at least maxElems values. The layout depends only on the model's
+// shape and maxElems, so every rank starts the same operations in the same order.
+// Should the units not tile the slab, the whole slab is one bucket.
+func cutBuckets(g *model.Params, maxElems int) []span {
 	n := len(g.Slab)
 	units := []span{{n - len(g.LnfW) - len(g.LnfB), n}}
 	for l := len(g.Blocks) - 1; l >= 0; l-- {
@@ -56,21 +56,21 @@ func planBuckets(g *model.Params, maxElems int) []span {
 // is the callback for model.GPT.Backward (through trainer.Trainer.Gradients, which
 // passes it to the last micro-batch only: its ranges are final once the last
 // micro-batch has added into them). A bucket is started when all of it has been
-// reported and every bucket before it in the plan has been started, so the
+// reported and every bucket before it in the layout has been started, so the
 // operations on the ring are the same, in the same order, on every rank, whatever
 // the timing. It is used from the training loop's goroutine only.
 type bucketRun struct {
 	ctx     context.Context
 	ring    *allreduce.Ring
 	grads   []float32
-	plan    []span
-	final   []int // values of each bucket reported final
-	next    int   // first bucket not started
+	spans   []span // the bucket layout (cutBuckets)
+	final   []int  // values of each bucket reported final
+	next    int    // first bucket not started
 	handles []*allreduce.Handle
 }
 
-func newBucketRun(ring *allreduce.Ring, grads []float32, plan []span) *bucketRun {
-	return &bucketRun{ring: ring, grads: grads, plan: plan, final: make([]int, len(plan))}
+func newBucketRun(ring *allreduce.Ring, grads []float32, spans []span) *bucketRun {
+	return &bucketRun{ring: ring, grads: grads, spans: spans, final: make([]int, len(spans))}
 }
 
 // begin prepares a step whose operations ctx bounds.
@@ -82,18 +82,18 @@ func (b *bucketRun) begin(ctx context.Context) {
 // ready records that [lo, hi) is final and starts the buckets that have become
 // complete.
 func (b *bucketRun) ready(lo, hi int) {
-	for i := b.next; i < len(b.plan); i++ {
-		if o := min(hi, b.plan[i].hi) - max(lo, b.plan[i].lo); o > 0 {
+	for i := b.next; i < len(b.spans); i++ {
+		if o := min(hi, b.spans[i].hi) - max(lo, b.spans[i].lo); o > 0 {
 			b.final[i] += o
 		}
 	}
-	for b.next < len(b.plan) && b.final[b.next] >= b.plan[b.next].hi-b.plan[b.next].lo {
+	for b.next < len(b.spans) && b.final[b.next] >= b.spans[b.next].hi-b.spans[b.next].lo {
 		b.start()
 	}
 }
 
 func (b *bucketRun) start() {
-	s := b.plan[b.next]
+	s := b.spans[b.next]
 	b.handles = append(b.handles, b.ring.Start(b.ctx, b.grads[s.lo:s.hi]))
 	b.next++
 }
@@ -101,7 +101,7 @@ func (b *bucketRun) start() {
 // flush starts every bucket not started yet: after backward, all are final (and a
 // rank without streams reports none).
 func (b *bucketRun) flush() {
-	for b.next < len(b.plan) {
+	for b.next < len(b.spans) {
 		b.start()
 	}
 }

@@ -12,10 +12,10 @@ import (
 	"github.com/ringtrain/ringtrain/model"
 )
 
-// TestPlanBuckets: the buckets tile the slab from the top down, each at least the
+// TestCutBuckets: the buckets tile the slab from the top down, each at least the
 // size asked for except the last, and break only between the units backward
 // reports.
-func TestPlanBuckets(t *testing.T) {
+func TestCutBuckets(t *testing.T) {
 	c := model.Config{Layers: 4, Heads: 4, Embd: 128, VocabSize: 67, MaxSeqLen: 64}
 	g := model.NewParams(c)
 	n := len(g.Slab)
@@ -33,16 +33,16 @@ func TestPlanBuckets(t *testing.T) {
 		{n, 1},
 		{10 * n, 1},
 	} {
-		plan := planBuckets(g, c.maxElems)
-		if len(plan) != c.want {
-			t.Errorf("maxElems %d: %d buckets %v, want %d", c.maxElems, len(plan), plan, c.want)
+		spans := cutBuckets(g, c.maxElems)
+		if len(spans) != c.want {
+			t.Errorf("maxElems %d: %d buckets %v, want %d", c.maxElems, len(spans), spans, c.want)
 		}
 		hi := n
-		for i, s := range plan {
+		for i, s := range spans {
 			if s.hi != hi || s.lo >= s.hi || !cuts[s.lo] {
 				t.Fatalf("maxElems %d: bucket %d is %v after %d", c.maxElems, i, s, hi)
 			}
-			if i < len(plan)-1 && s.hi-s.lo < c.maxElems {
+			if i < len(spans)-1 && s.hi-s.lo < c.maxElems {
 				t.Errorf("maxElems %d: bucket %d %v is smaller than asked", c.maxElems, i, s)
 			}
 			hi = s.lo
@@ -53,7 +53,7 @@ func TestPlanBuckets(t *testing.T) {
 	}
 }
 
-// TestBucketRun: buckets start as backward reports their ranges, in plan order,
+// TestBucketRun: buckets start as backward reports their ranges, in layout order,
 // and the sums are those of a plain all-reduce of the slab (up to summation order)
 // and bit-identical on every rank; a rank that reports nothing (no streams) starts
 // the same operations at flush.
@@ -87,16 +87,16 @@ func TestBucketRun(t *testing.T) {
 		want = append(want, s)
 	}
 	lo, hi := grads[0].Blocks[0].Range()
-	plan := planBuckets(grads[0], (hi-lo)/2)
-	if len(plan) != c.Layers+1 {
-		t.Fatalf("plan %v: want ln_f with the last block, one bucket per other block and the embeddings", plan)
+	spans := cutBuckets(grads[0], (hi-lo)/2)
+	if len(spans) != c.Layers+1 {
+		t.Fatalf("layout %v: want ln_f with the last block, one bucket per other block and the embeddings", spans)
 	}
 	var wg sync.WaitGroup
 	started := make([][]int, world)
 	for r := range world {
 		wg.Go(func() {
 			g := grads[r]
-			b := newBucketRun(rings[r], g.Slab, plan)
+			b := newBucketRun(rings[r], g.Slab, spans)
 			b.begin(ctx)
 			if r != world-1 { // the last rank has no streams: it reports nothing
 				n := len(g.Slab)

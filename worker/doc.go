@@ -6,7 +6,10 @@
 //
 // `ringtrain worker` runs one Worker per process; `ringtrain local` runs several in
 // one process beside an embedded coordinator; tests run them against
-// coordinator.MakeCluster. Nothing else in ringtrain depends on it.
+// coordinator.MakeCluster, or against coordinator.Inmem (the coordinator's state
+// machine without Raft) when the test is not about the cluster. Nothing else in
+// ringtrain depends on it. A worker sees the coordinator only through the
+// Coordinator interface (coordinator.go), which states each call's contract.
 //
 // # Usage
 //
@@ -78,7 +81,7 @@
 //
 // The gradient slab is cut into buckets of at least Config.BucketBytes, along the
 // ranges that model.GPT.Backward reports final, in the order it finishes them (the
-// last layers first); see planBuckets. The cut depends only on the model's shape, so
+// last layers first); see cutBuckets. The cut depends only on the model's shape, so
 // every rank starts the same ring operations in the same order, and each bucket is
 // summed in the ring's fixed order: the bits do not depend on timing. A step's
 // gradient is the sum over the rank's micro-batches, so only the last micro-batch's

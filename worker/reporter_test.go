@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -48,4 +49,56 @@ func TestReporterRetriesCommits(t *testing.T) {
 		st := c.Node(0).State()
 		return len(st.GetCheckpoints()) == 1 && st.GetCheckpoints()[0].GetStep() == 2
 	})
+}
+
+// TestReporterInmem: the reporter records progress and commits checkpoints, in
+// order; a commit the coordinator refuses for good (a generation that has passed)
+// is dropped, not kept for another try.
+func TestReporterInmem(t *testing.T) {
+	co := coordinator.NewInmem(coordinator.InmemOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	job, err := coordinator.JobFromSpec(tinySpec(t.TempDir(), t.TempDir()), 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := co.SubmitJob(ctx, &pb.SubmitJobRequest{Job: job}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := co.Register(ctx, &pb.RegisterRequest{WorkerId: "w0", Address: "127.0.0.1:1", Device: "cpu"}); err != nil {
+		t.Fatal(err)
+	}
+	gen := co.State().GetPlan().GetGeneration()
+	const digest = "ab0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd"
+	commit := func(gen uint64, step int64) *pb.CommitCheckpointRequest {
+		return &pb.CommitCheckpointRequest{WorkerId: "w0", Generation: gen, Step: step,
+			Location: fmt.Sprintf("run/ckpt/step-%06d", step), Sha256: digest}
+	}
+	if _, err := co.CommitCheckpoint(ctx, commit(gen-1, 2)); !permanent(err) {
+		t.Fatalf("commit of a passed generation: %v, want a permanent error", err)
+	}
+
+	rep := newReporter(co, slog.New(slog.DiscardHandler))
+	rep.patience, rep.pause = 300*time.Millisecond, 50*time.Millisecond
+	rctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { rep.run(rctx) })
+	rep.report(&pb.ReportProgressRequest{WorkerId: "w0", Generation: gen, Step: 3, Loss: 2.5})
+	rep.commit(commit(gen-1, 2))
+	rep.commit(commit(gen, 2))
+	rep.commit(commit(gen, 4))
+	waitFor(t, "the commits to land", func() bool {
+		st := co.State()
+		return st.GetProgress().GetStep() == 3 && len(st.GetCheckpoints()) == 2 && st.GetCheckpoints()[1].GetStep() == 4
+	})
+	stop()
+	wg.Wait()
+	if cks := co.State().GetCheckpoints(); cks[0].GetStep() != 2 || cks[0].GetGeneration() != gen {
+		t.Errorf("checkpoints %v, want steps 2 and 4 of generation %d", cks, gen)
+	}
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	if len(rep.commits) != 0 {
+		t.Errorf("commits %v kept for another try, want none", rep.commits)
+	}
 }

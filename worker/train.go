@@ -240,7 +240,7 @@ func (w *Worker) startSteps(js *jobState, g *generation) {
 	g.lossBuf = make([]float32, 1)
 	g.localTokens = int64(len(g.streams) * spec.MicroBatch * spec.SeqLen)
 	g.arBytes = int64(4 * (len(tr.Model.Grads.Slab) + len(g.lossBuf)))
-	g.buckets = newBucketRun(g.ring, tr.Model.Grads.Slab, planBuckets(tr.Model.Grads, max(w.cfg.BucketBytes/4, 1)))
+	g.buckets = newBucketRun(g.ring, tr.Model.Grads.Slab, cutBuckets(tr.Model.Grads, max(w.cfg.BucketBytes/4, 1)))
 	if g.rank == 0 {
 		if js.books == nil {
 			js.books = trainer.NewBookkeeper(spec, g.cadence, trainer.BookkeeperOptions{Progress: w.cfg.Progress,

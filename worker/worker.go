@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,9 +33,9 @@ type Config struct {
 	// Advertise is the host:port other workers dial. Default: the bound address
 	// when it names a host.
 	Advertise string
-	// Coordinators is the client of the coordinator cluster (required). The
-	// worker does not close it.
-	Coordinators *coordinator.Client
+	// Coordinators is the coordinator cluster (required): a *coordinator.Client,
+	// or a *coordinator.Inmem in tests. The worker does not close it.
+	Coordinators Coordinator
 	// Device names the compute device reported to the coordinator (default "cpu").
 	Device string
 	// Logger receives structured logs; nil discards them.
@@ -90,8 +89,8 @@ type Worker struct {
 
 	curGen  atomic.Uint64 // generation being trained, for heartbeats
 	curStep atomic.Int64
-	audit   *auditLog // nil unless Config.Audit is set
-	plans   *planBox  // the newest plan, once Run watches them
+	audit   *auditLog  // nil unless Config.Audit is set
+	plans   *planWatch // the newest plan, once Run watches them
 }
 
 // New validates cfg and binds the peer server's listener (so Addr is known before
@@ -174,7 +173,7 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 		wg.Wait()
 	}()
 
-	w.plans = newPlanBox()
+	w.plans = newPlanWatch()
 	lease, err := w.register(ctx)
 	if err != nil {
 		return nil, err
@@ -254,11 +253,6 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 	}
 }
 
-// register registers the worker. A worker held off after its peers reported it lost
-// (a restarted process, or one cut off from its peers) waits and tries again, and
-// once held off it registers only when it can reach a member of the newest plan,
-// so that a worker cut off from its peers does not rejoin only to break the next
-// ring.
 // finishedJob returns the result of a job the coordinator records as finished (its
 // committed progress at the job's last step), or nil. A worker that joins after the
 // end, or that was held off while its peers finished, thus returns instead of
@@ -279,305 +273,4 @@ func (w *Worker) finishedJob(ctx context.Context) *Result {
 		res.Checkpoint = cks[len(cks)-1].GetLocation()
 	}
 	return res
-}
-
-func (w *Worker) register(ctx context.Context) (time.Duration, error) {
-	heldOff := false
-	for {
-		if heldOff && !w.canReachPeers(ctx) {
-			w.log.Info("held off and no member of the plan answers: waiting before registering again")
-		} else {
-			resp, err := w.cfg.Coordinators.Register(ctx, &pb.RegisterRequest{WorkerId: w.cfg.ID, Address: w.addr, Device: w.cfg.Device})
-			switch {
-			case errors.Is(err, coordinator.ErrHeldOff):
-				if !heldOff {
-					w.log.Info("held off by the coordinator: registering again later", "err", err)
-				}
-				heldOff = true
-			case err != nil:
-				return 0, fmt.Errorf("worker %s: register: %w", w.cfg.ID, err)
-			default:
-				return time.Duration(resp.GetLeaseMs()) * time.Millisecond, nil
-			}
-		}
-		t := time.NewTimer(500 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return 0, fmt.Errorf("worker %s: register: %w", w.cfg.ID, ctx.Err())
-		case <-t.C:
-		}
-	}
-}
-
-// leave removes the worker from the cluster at once, so its peers need not wait for
-// its lease to expire. It runs even when ctx has ended.
-func (w *Worker) leave(ctx context.Context) {
-	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := w.cfg.Coordinators.Leave(lctx, &pb.LeaveRequest{WorkerId: w.cfg.ID}); err != nil {
-		w.log.Warn("leave", "err", err)
-		return
-	}
-	w.log.Info("left the cluster")
-}
-
-// heartbeat renews the lease every third of it until ctx ends, registering again if
-// the coordinator has forgotten the worker.
-func (w *Worker) heartbeat(ctx context.Context, lease time.Duration) {
-	for {
-		interval := max(lease/3, 50*time.Millisecond)
-		t := time.NewTimer(interval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		hctx, cancel := context.WithTimeout(ctx, lease)
-		resp, err := w.cfg.Coordinators.Heartbeat(hctx, &pb.HeartbeatRequest{
-			WorkerId: w.cfg.ID, Generation: w.curGen.Load(), Step: w.curStep.Load()})
-		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return
-		case errors.Is(err, coordinator.ErrUnknownWorker):
-			w.log.Warn("lease lost: registering again")
-			if l, err := w.register(ctx); err == nil {
-				lease = l
-			} else if ctx.Err() == nil {
-				w.log.Warn("register again", "err", err)
-			}
-		case err != nil:
-			w.log.Warn("heartbeat", "err", err)
-		default:
-			if l := time.Duration(resp.GetLeaseMs()) * time.Millisecond; l > 0 {
-				lease = l
-			}
-		}
-	}
-}
-
-// planBox holds the newest plan the watcher delivered and the contexts of the
-// generations being trained, which a newer plan cancels.
-type planBox struct {
-	mu      sync.Mutex
-	plan    *pb.Plan
-	changed chan struct{} // closed and replaced when a plan arrives
-	scopes  map[*genScope]struct{}
-}
-
-type genScope struct {
-	gen    uint64
-	cancel context.CancelCauseFunc
-}
-
-// errSuperseded is the cause of a generation's context when a newer plan arrives.
-var errSuperseded = errors.New("worker: superseded by a newer plan")
-
-func newPlanBox() *planBox {
-	return &planBox{changed: make(chan struct{}), scopes: map[*genScope]struct{}{}}
-}
-
-func (b *planBox) set(p *pb.Plan) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.plan = p
-	close(b.changed)
-	b.changed = make(chan struct{})
-	for s := range b.scopes {
-		if s.gen < p.GetGeneration() {
-			s.cancel(errSuperseded)
-			delete(b.scopes, s)
-		}
-	}
-}
-
-func (b *planBox) get() (*pb.Plan, <-chan struct{}) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.plan, b.changed
-}
-
-func (b *planBox) newer(gen uint64) bool {
-	p, _ := b.get()
-	return p.GetGeneration() > gen
-}
-
-// next blocks until a plan newer than generation after is known, and returns it.
-func (b *planBox) next(ctx context.Context, after uint64) (*pb.Plan, error) {
-	for {
-		p, ch := b.get()
-		if p != nil && p.GetGeneration() > after {
-			return p, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-ch:
-		}
-	}
-}
-
-// waitNewer waits up to d for a plan newer than gen and reports whether one came.
-func (b *planBox) waitNewer(ctx context.Context, gen uint64, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	for {
-		p, ch := b.get()
-		if p.GetGeneration() > gen {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-			return false
-		case <-ch:
-		}
-	}
-}
-
-// scope returns a context for training generation gen: it ends with ctx, or as soon
-// as a newer plan arrives (cause errSuperseded).
-func (b *planBox) scope(ctx context.Context, gen uint64) (context.Context, func()) {
-	gctx, cancel := context.WithCancelCause(ctx)
-	s := &genScope{gen: gen, cancel: cancel}
-	b.mu.Lock()
-	if b.plan.GetGeneration() > gen {
-		cancel(errSuperseded)
-	} else {
-		b.scopes[s] = struct{}{}
-	}
-	b.mu.Unlock()
-	return gctx, func() {
-		b.mu.Lock()
-		delete(b.scopes, s)
-		b.mu.Unlock()
-		cancel(nil)
-	}
-}
-
-// reporter sends progress and checkpoint records to the coordinator from its own
-// goroutine, so that a slow or failing-over coordinator never blocks a step. Only
-// the newest progress is kept; checkpoint commits are queued.
-type reporter struct {
-	cl       *coordinator.Client
-	log      *slog.Logger
-	wake     chan struct{}
-	patience time.Duration // per call
-	pause    time.Duration // before retrying commits that failed
-
-	mu       sync.Mutex
-	progress *pb.ReportProgressRequest
-	commits  []*pb.CommitCheckpointRequest
-}
-
-// callPatience is how long one report or commit keeps retrying before the reporter
-// sets it aside; commitPause is how long a commit set aside waits for its next try.
-const (
-	callPatience = 10 * time.Second
-	commitPause  = time.Second
-)
-
-func newReporter(cl *coordinator.Client, log *slog.Logger) *reporter {
-	return &reporter{cl: cl, log: log, wake: make(chan struct{}, 1), patience: callPatience, pause: commitPause}
-}
-
-func (r *reporter) poke() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (r *reporter) report(p *pb.ReportProgressRequest) {
-	r.mu.Lock()
-	r.progress = p
-	r.mu.Unlock()
-	r.poke()
-}
-
-func (r *reporter) commit(c *pb.CommitCheckpointRequest) {
-	r.mu.Lock()
-	r.commits = append(r.commits, c)
-	r.mu.Unlock()
-	r.poke()
-}
-
-func (r *reporter) run(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-r.wake:
-		}
-		for {
-			r.mu.Lock()
-			p, cs := r.progress, r.commits
-			r.progress, r.commits = nil, nil
-			r.mu.Unlock()
-			if p == nil && len(cs) == 0 {
-				break
-			}
-			if p != nil {
-				sendReport(ctx, r.cl, r.log, p, r.patience)
-			}
-			var retry []*pb.CommitCheckpointRequest
-			for _, c := range cs {
-				if err := sendCommit(ctx, r.cl, r.log, c, r.patience); err != nil && ctx.Err() == nil && !permanent(err) {
-					retry = append(retry, c)
-				}
-			}
-			if len(retry) > 0 {
-				// The coordinator is unreachable for longer than a call's patience (a
-				// partitioned leader, an election): keep the commits, in order, and try
-				// again shortly. Training does not wait for them.
-				r.mu.Lock()
-				r.commits = append(retry, r.commits...)
-				r.mu.Unlock()
-				t := time.NewTimer(r.pause)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return
-				case <-t.C:
-				}
-			}
-		}
-	}
-}
-
-// permanent reports a coordinator error that retrying cannot fix: the request is
-// invalid, contradicts committed state, or belongs to a generation that has passed.
-func permanent(err error) bool {
-	for _, e := range []error{coordinator.ErrBadCommand, coordinator.ErrConflict, coordinator.ErrStaleGeneration,
-		coordinator.ErrNotMember, coordinator.ErrUnknownWorker, coordinator.ErrNoJob} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
-
-func sendReport(ctx context.Context, cl *coordinator.Client, log *slog.Logger, p *pb.ReportProgressRequest, patience time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, patience)
-	defer cancel()
-	_, err := cl.ReportProgress(ctx, p)
-	if err != nil && ctx.Err() == nil {
-		log.Warn("report progress", "step", p.GetStep(), "generation", p.GetGeneration(), "err", err)
-	}
-	return err
-}
-
-func sendCommit(ctx context.Context, cl *coordinator.Client, log *slog.Logger, c *pb.CommitCheckpointRequest, patience time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, patience)
-	defer cancel()
-	_, err := cl.CommitCheckpoint(ctx, c)
-	if err != nil {
-		log.Warn("commit checkpoint", "step", c.GetStep(), "generation", c.GetGeneration(), "err", err)
-	} else {
-		log.Info("checkpoint committed", "step", c.GetStep(), "dir", c.GetLocation())
-	}
-	return err
 }

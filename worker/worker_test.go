@@ -96,13 +96,30 @@ func runClusterMetrics(t *testing.T, spec trainer.Spec, n int, reg *prometheus.R
 	t.Helper()
 	c := coordinator.MakeCluster(t, 1)
 	c.Leader()
+	byRank := runWorkers(t, c.Client(), spec, n, reg)
+	checkFinished(t, c.WaitConverged(), spec)
+	return byRank
+}
+
+// jobCoordinator is a Coordinator that takes a job too: *coordinator.Client and
+// *coordinator.Inmem.
+type jobCoordinator interface {
+	Coordinator
+	SubmitJob(ctx context.Context, req *pb.SubmitJobRequest) error
+}
+
+// runWorkers submits spec for exactly n workers to co, runs n workers against it to
+// the end of the job, each with its instruments registered on reg (none when reg is
+// nil), and returns their results by rank.
+func runWorkers(t *testing.T, co jobCoordinator, spec trainer.Spec, n int, reg *prometheus.Registry) []*Result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	job, err := coordinator.JobFromSpec(spec, n, n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Client().SubmitJob(ctx, &pb.SubmitJobRequest{Job: job}); err != nil {
+	if err := co.SubmitJob(ctx, &pb.SubmitJobRequest{Job: job}); err != nil {
 		t.Fatalf("submit: %v", err)
 	}
 	log := newTestLogger(t)
@@ -118,7 +135,7 @@ func runClusterMetrics(t *testing.T, spec trainer.Spec, n int, reg *prometheus.R
 			}
 		}
 		// Small buckets, so that the tiny model's gradients travel in several.
-		w, err := New(Config{ID: id, Coordinators: c.Client(), Logger: log, RetryDelay: 200 * time.Millisecond, Metrics: m,
+		w, err := New(Config{ID: id, Coordinators: co, Logger: log, RetryDelay: 200 * time.Millisecond, Metrics: m,
 			BucketBytes: 16 << 10})
 		if err != nil {
 			t.Fatal(err)
@@ -140,14 +157,19 @@ func runClusterMetrics(t *testing.T, spec trainer.Spec, n int, reg *prometheus.R
 		}
 		byRank[r.Rank] = r
 	}
-	st := c.WaitConverged()
+	return byRank
+}
+
+// checkFinished checks that st records the job's last step as its progress and
+// its newest checkpoint.
+func checkFinished(t *testing.T, st *pb.CoordinatorState, spec trainer.Spec) {
+	t.Helper()
 	if got := st.GetProgress().GetStep(); got != spec.Steps {
 		t.Errorf("committed progress is step %d, want %d", got, spec.Steps)
 	}
 	if cks := st.GetCheckpoints(); len(cks) == 0 || cks[len(cks)-1].GetStep() != spec.Steps {
 		t.Errorf("committed checkpoints %v, want the last at step %d", cks, spec.Steps)
 	}
-	return byRank
 }
 
 func relL2(got, want []float32) float64 {
@@ -176,21 +198,29 @@ func TestDataParallelEquivalence(t *testing.T) {
 		t.Run(fmt.Sprintf("workers=%d", n), func(t *testing.T) {
 			start := time.Now()
 			res := runCluster(t, tinySpec(data, t.TempDir()), n)
-			for r, got := range res {
-				if rel := relL2(got.Params, ck.Params); rel > 1e-5 {
-					t.Errorf("rank %d: weights differ from the single process by %.3g relative L2", r, rel)
-				}
-				for i, v := range got.Params {
-					if math.Float32bits(v) != math.Float32bits(res[0].Params[i]) {
-						t.Fatalf("rank %d differs from rank 0 at parameter %d: %v vs %v", r, i, v, res[0].Params[i])
-					}
-				}
-			}
-			if math.Abs(res[0].Loss-ref.TrainLoss) > 1e-4*math.Abs(ref.TrainLoss) {
-				t.Errorf("final loss %v, single process %v", res[0].Loss, ref.TrainLoss)
-			}
+			checkEquivalent(t, res, ck.Params, ref.TrainLoss)
 			t.Logf("%d workers: %v", n, time.Since(start))
 		})
+	}
+}
+
+// checkEquivalent checks that every rank of res holds the single process's weights
+// want (up to summation order) and the same bits as rank 0, and that rank 0's loss
+// is the single process's.
+func checkEquivalent(t *testing.T, res []*Result, want []float32, wantLoss float64) {
+	t.Helper()
+	for r, got := range res {
+		if rel := relL2(got.Params, want); rel > 1e-5 {
+			t.Errorf("rank %d: weights differ from the single process by %.3g relative L2", r, rel)
+		}
+		for i, v := range got.Params {
+			if math.Float32bits(v) != math.Float32bits(res[0].Params[i]) {
+				t.Fatalf("rank %d differs from rank 0 at parameter %d: %v vs %v", r, i, v, res[0].Params[i])
+			}
+		}
+	}
+	if math.Abs(res[0].Loss-wantLoss) > 1e-4*math.Abs(wantLoss) {
+		t.Errorf("final loss %v, single process %v", res[0].Loss, wantLoss)
 	}
 }
 
