@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/jobspec"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
 )
 
@@ -19,7 +20,7 @@ func TestReporterRetriesCommits(t *testing.T) {
 	ctx := c.Ctx(30 * time.Second)
 	cl := c.Client()
 	spec := tinySpec(t.TempDir(), t.TempDir())
-	job, err := coordinator.JobFromSpec(spec, 1, 1)
+	job, err := jobspec.Encode(spec, 1, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/allreduce"
 	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/jobspec"
 	"github.com/ringtrain/ringtrain/metrics"
 	"github.com/ringtrain/ringtrain/model"
 	"github.com/ringtrain/ringtrain/progress"
@@ -71,7 +72,7 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 	if st.GetState().GetJob() == nil {
 		return nil, fmt.Errorf("worker %s: %w", w.cfg.ID, coordinator.ErrNoJob)
 	}
-	spec, err := coordinator.SpecFromJob(st.GetState().GetJob())
+	spec, err := jobspec.Decode(st.GetState().GetJob())
 	if err != nil {
 		return nil, fatal(err)
 	}

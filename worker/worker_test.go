@@ -17,6 +17,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/examples"
+	"github.com/ringtrain/ringtrain/jobspec"
 	"github.com/ringtrain/ringtrain/metrics"
 	"github.com/ringtrain/ringtrain/model"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
@@ -98,7 +99,7 @@ func runClusterMetrics(t *testing.T, spec trainer.Spec, n int, reg *prometheus.R
 	c.Leader()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	job, err := coordinator.JobFromSpec(spec, n, n)
+	job, err := jobspec.Encode(spec, n, n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +217,7 @@ func TestJoinMidRun(t *testing.T) {
 	c.Leader()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	job, err := coordinator.JobFromSpec(spec, 1, 2)
+	job, err := jobspec.Encode(spec, 1, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/examples"
+	"github.com/ringtrain/ringtrain/jobspec"
 	"github.com/ringtrain/ringtrain/metrics"
 	"github.com/ringtrain/ringtrain/model"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
@@ -219,7 +220,7 @@ func runLocalCluster(cmd *cobra.Command, g *globals, log *slog.Logger, spec trai
 		return "", err
 	}
 	defer cl.Close()
-	job, err := coordinator.JobFromSpec(spec, n, n)
+	job, err := jobspec.Encode(spec, n, n)
 	if err != nil {
 		return "", err
 	}
