@@ -4,9 +4,10 @@
 //
 // # Who calls it
 //
-// `ringtrain worker` runs one Worker per process; `ringtrain local` runs several in
-// one process beside an embedded coordinator; tests run them against
-// coordinator.MakeCluster. Nothing else in ringtrain depends on it.
+// `ringtrain worker` runs one Worker per process; localcluster (`ringtrain local`,
+// and the cluster tests here) runs several in one process beside an embedded
+// coordinator; the other tests run them against coordinator.MakeCluster. Nothing
+// else in ringtrain depends on it.
 //
 // # Usage
 //

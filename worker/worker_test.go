@@ -12,13 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/examples"
 	"github.com/ringtrain/ringtrain/jobspec"
-	"github.com/ringtrain/ringtrain/metrics"
 	"github.com/ringtrain/ringtrain/model"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
 	"github.com/ringtrain/ringtrain/shard"
@@ -84,73 +82,6 @@ func (l *testLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// runCluster starts a one-replica coordinator, submits spec for exactly n workers,
-// runs n workers to the end of the job and returns their results by rank.
-func runCluster(t *testing.T, spec trainer.Spec, n int) []*Result {
-	t.Helper()
-	return runClusterMetrics(t, spec, n, nil)
-}
-
-// runClusterMetrics is runCluster with each worker's instruments registered on reg
-// (none when reg is nil).
-func runClusterMetrics(t *testing.T, spec trainer.Spec, n int, reg *prometheus.Registry) []*Result {
-	t.Helper()
-	c := coordinator.MakeCluster(t, 1)
-	c.Leader()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	job, err := jobspec.Encode(spec, n, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Client().SubmitJob(ctx, &pb.SubmitJobRequest{Job: job}); err != nil {
-		t.Fatalf("submit: %v", err)
-	}
-	log := newTestLogger(t)
-	results := make([]*Result, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		id := fmt.Sprintf("w%d", i)
-		var m *metrics.Worker
-		if reg != nil {
-			if m, err = metrics.NewWorker(reg, id); err != nil {
-				t.Fatal(err)
-			}
-		}
-		// Small buckets, so that the tiny model's gradients travel in several.
-		w, err := New(Config{ID: id, Coordinators: c.Client(), Logger: log, RetryDelay: 200 * time.Millisecond, Metrics: m,
-			BucketBytes: 16 << 10})
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Go(func() { results[i], errs[i] = w.Run(ctx) })
-	}
-	wg.Wait()
-	byRank := make([]*Result, n)
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("worker w%d: %v", i, err)
-		}
-		r := results[i]
-		if r.Step != spec.Steps {
-			t.Fatalf("worker w%d finished at step %d, want %d", i, r.Step, spec.Steps)
-		}
-		if byRank[r.Rank] != nil {
-			t.Fatalf("two workers finished as rank %d", r.Rank)
-		}
-		byRank[r.Rank] = r
-	}
-	st := c.WaitConverged()
-	if got := st.GetProgress().GetStep(); got != spec.Steps {
-		t.Errorf("committed progress is step %d, want %d", got, spec.Steps)
-	}
-	if cks := st.GetCheckpoints(); len(cks) == 0 || cks[len(cks)-1].GetStep() != spec.Steps {
-		t.Errorf("committed checkpoints %v, want the last at step %d", cks, spec.Steps)
-	}
-	return byRank
-}
-
 func relL2(got, want []float32) float64 {
 	var d, n float64
 	for i := range want {
@@ -159,40 +90,6 @@ func relL2(got, want []float32) float64 {
 		n += float64(want[i]) * float64(want[i])
 	}
 	return math.Sqrt(d / n)
-}
-
-// TestDataParallelEquivalence: W = 1..4 workers train the same weights as the
-// single-process trainer (up to summation order), and every rank holds the same bits.
-func TestDataParallelEquivalence(t *testing.T) {
-	data := prepareData(t)
-	ref, err := trainer.Run(context.Background(), tinySpec(data, t.TempDir()), trainer.RunOptions{})
-	if err != nil {
-		t.Fatalf("reference run: %v", err)
-	}
-	ck, err := model.LoadCheckpoint(ref.Checkpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []int{1, 2, 3, 4} {
-		t.Run(fmt.Sprintf("workers=%d", n), func(t *testing.T) {
-			start := time.Now()
-			res := runCluster(t, tinySpec(data, t.TempDir()), n)
-			for r, got := range res {
-				if rel := relL2(got.Params, ck.Params); rel > 1e-5 {
-					t.Errorf("rank %d: weights differ from the single process by %.3g relative L2", r, rel)
-				}
-				for i, v := range got.Params {
-					if math.Float32bits(v) != math.Float32bits(res[0].Params[i]) {
-						t.Fatalf("rank %d differs from rank 0 at parameter %d: %v vs %v", r, i, v, res[0].Params[i])
-					}
-				}
-			}
-			if math.Abs(res[0].Loss-ref.TrainLoss) > 1e-4*math.Abs(ref.TrainLoss) {
-				t.Errorf("final loss %v, single process %v", res[0].Loss, ref.TrainLoss)
-			}
-			t.Logf("%d workers: %v", n, time.Since(start))
-		})
-	}
 }
 
 // TestJoinMidRun: a second worker joins a running job; the step in flight is
