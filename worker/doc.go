@@ -4,12 +4,13 @@
 //
 // # Who calls it
 //
-// `ringtrain worker` runs one Worker per process; `ringtrain local` runs several in
-// one process beside an embedded coordinator; tests run them against
-// coordinator.MakeCluster, or against coordinator.Inmem (the coordinator's state
-// machine without Raft) when the test is not about the cluster. Nothing else in
-// ringtrain depends on it. A worker sees the coordinator only through the
-// Coordinator interface (coordinator.go), which states each call's contract.
+// `ringtrain worker` runs one Worker per process; localcluster (`ringtrain local`,
+// and the cluster tests here) runs several in one process beside an embedded
+// coordinator; the other tests run them against coordinator.MakeCluster, or against
+// coordinator.Inmem (the coordinator's state machine without Raft) when the test is
+// not about the cluster. Nothing else in ringtrain depends on it. A worker sees the
+// coordinator only through the Coordinator interface (coordinator.go), which states
+// each call's contract.
 //
 // # Usage
 //

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/jobspec"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
 )
 
@@ -20,7 +21,7 @@ func TestReporterRetriesCommits(t *testing.T) {
 	ctx := c.Ctx(30 * time.Second)
 	cl := c.Client()
 	spec := tinySpec(t.TempDir(), t.TempDir())
-	job, err := coordinator.JobFromSpec(spec, 1, 1)
+	job, err := jobspec.Encode(spec, 1, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func TestReporterInmem(t *testing.T) {
 	co := coordinator.NewInmem(coordinator.InmemOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	job, err := coordinator.JobFromSpec(tinySpec(t.TempDir(), t.TempDir()), 1, 1)
+	job, err := jobspec.Encode(tinySpec(t.TempDir(), t.TempDir()), 1, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

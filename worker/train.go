@@ -11,6 +11,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/allreduce"
 	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/jobspec"
 	"github.com/ringtrain/ringtrain/metrics"
 	"github.com/ringtrain/ringtrain/model"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
@@ -67,7 +68,7 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 	if st.GetState().GetJob() == nil {
 		return nil, fmt.Errorf("worker %s: %w", w.cfg.ID, coordinator.ErrNoJob)
 	}
-	spec, err := coordinator.SpecFromJob(st.GetState().GetJob())
+	spec, err := jobspec.Decode(st.GetState().GetJob())
 	if err != nil {
 		return nil, fatal(err)
 	}

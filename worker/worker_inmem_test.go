@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/jobspec"
 	"github.com/ringtrain/ringtrain/model"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
 	"github.com/ringtrain/ringtrain/trainer"
@@ -72,7 +73,7 @@ func TestInmemLeave(t *testing.T) {
 	co := coordinator.NewInmem(coordinator.InmemOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	job, err := coordinator.JobFromSpec(spec, 1, 2)
+	job, err := jobspec.Encode(spec, 1, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ func TestInmemLifecycle(t *testing.T) {
 	co := coordinator.NewInmem(coordinator.InmemOptions{Lease: 150 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	job, err := coordinator.JobFromSpec(tinySpec(t.TempDir(), t.TempDir()), 2, 2)
+	job, err := jobspec.Encode(tinySpec(t.TempDir(), t.TempDir()), 2, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

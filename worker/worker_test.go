@@ -17,6 +17,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/examples"
+	"github.com/ringtrain/ringtrain/jobspec"
 	"github.com/ringtrain/ringtrain/metrics"
 	"github.com/ringtrain/ringtrain/model"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
@@ -83,24 +84,6 @@ func (l *testLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// runCluster starts a one-replica coordinator, submits spec for exactly n workers,
-// runs n workers to the end of the job and returns their results by rank.
-func runCluster(t *testing.T, spec trainer.Spec, n int) []*Result {
-	t.Helper()
-	return runClusterMetrics(t, spec, n, nil)
-}
-
-// runClusterMetrics is runCluster with each worker's instruments registered on reg
-// (none when reg is nil).
-func runClusterMetrics(t *testing.T, spec trainer.Spec, n int, reg *prometheus.Registry) []*Result {
-	t.Helper()
-	c := coordinator.MakeCluster(t, 1)
-	c.Leader()
-	byRank := runWorkers(t, c.Client(), spec, n, reg)
-	checkFinished(t, c.WaitConverged(), spec)
-	return byRank
-}
-
 // jobCoordinator is a Coordinator that takes a job too: *coordinator.Client and
 // *coordinator.Inmem.
 type jobCoordinator interface {
@@ -115,7 +98,7 @@ func runWorkers(t *testing.T, co jobCoordinator, spec trainer.Spec, n int, reg *
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	job, err := coordinator.JobFromSpec(spec, n, n)
+	job, err := jobspec.Encode(spec, n, n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,28 +165,6 @@ func relL2(got, want []float32) float64 {
 	return math.Sqrt(d / n)
 }
 
-// TestDataParallelEquivalence: W = 1..4 workers train the same weights as the
-// single-process trainer (up to summation order), and every rank holds the same bits.
-func TestDataParallelEquivalence(t *testing.T) {
-	data := prepareData(t)
-	ref, err := trainer.Run(context.Background(), tinySpec(data, t.TempDir()), trainer.RunOptions{})
-	if err != nil {
-		t.Fatalf("reference run: %v", err)
-	}
-	ck, err := model.LoadCheckpoint(ref.Checkpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []int{1, 2, 3, 4} {
-		t.Run(fmt.Sprintf("workers=%d", n), func(t *testing.T) {
-			start := time.Now()
-			res := runCluster(t, tinySpec(data, t.TempDir()), n)
-			checkEquivalent(t, res, ck.Params, ref.TrainLoss)
-			t.Logf("%d workers: %v", n, time.Since(start))
-		})
-	}
-}
-
 // checkEquivalent checks that every rank of res holds the single process's weights
 // want (up to summation order) and the same bits as rank 0, and that rank 0's loss
 // is the single process's.
@@ -246,7 +207,7 @@ func TestJoinMidRun(t *testing.T) {
 	c.Leader()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	job, err := coordinator.JobFromSpec(spec, 1, 2)
+	job, err := jobspec.Encode(spec, 1, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

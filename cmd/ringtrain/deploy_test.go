@@ -31,6 +31,7 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/jobspec"
 	"github.com/ringtrain/ringtrain/trainer"
 )
 
@@ -752,7 +753,7 @@ func jobSpec(t *testing.T, r *rendered) trainer.Spec {
 			if err != nil {
 				t.Fatalf("ConfigMap %s job.yaml: %v", cm.Name, err)
 			}
-			if _, err := coordinator.JobFromSpec(spec, 1, 0); err != nil {
+			if _, err := jobspec.Encode(spec, 1, 0); err != nil {
 				t.Fatalf("ConfigMap %s job.yaml: %v", cm.Name, err)
 			}
 			return spec

@@ -1,25 +1,20 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/examples"
-	"github.com/ringtrain/ringtrain/metrics"
+	"github.com/ringtrain/ringtrain/localcluster"
 	"github.com/ringtrain/ringtrain/model"
-	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
 	"github.com/ringtrain/ringtrain/shard"
 	"github.com/ringtrain/ringtrain/trainer"
 	"github.com/ringtrain/ringtrain/worker"
@@ -159,107 +154,33 @@ func prepareShipped(cmd *cobra.Command, dir, data string) error {
 // defaultLocalWorkers is the number of workers 'ringtrain local' starts by default.
 const defaultLocalWorkers = 2
 
-// runLocalCluster runs spec on an embedded cluster: coordinators Raft replicas with
-// their state in a fresh directory under dir (removed at the end), and n workers,
-// all on loopback. It returns the last checkpoint rank 0 wrote. With metricsAddr set,
+// runLocalCluster runs spec on an embedded cluster (localcluster.Run): coordinators
+// Raft replicas with their state in a fresh directory under dir (removed at the end),
+// and n workers, all on loopback. It prints rank 0's summary and every other rank's
+// time split, and returns the last checkpoint rank 0 wrote. With metricsAddr set,
 // every replica's and worker's metrics are served there from one registry.
 func runLocalCluster(cmd *cobra.Command, g *globals, log *slog.Logger, spec trainer.Spec, dir string, n, coordinators int, metricsAddr string) (string, error) {
-	ctx := cmd.Context()
 	reg := newRegistry()
 	stop, err := serveMetrics(cmd, metricsAddr, reg, log)
 	if err != nil {
 		return "", err
 	}
 	defer stop()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	stateDir, err := os.MkdirTemp(dir, "coordinator-")
-	if err != nil {
-		return "", fmt.Errorf("coordinator data: %w", err)
-	}
-	defer os.RemoveAll(stateDir)
 	quiet := quietLogger(g)
-
-	// Static peers need their Raft ports before any replica starts: reserve them.
-	var peers []coordinator.Peer
-	if coordinators > 1 {
-		for i := range coordinators {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				return "", err
-			}
-			peers = append(peers, coordinator.Peer{ID: fmt.Sprintf("c%d", i), Addr: l.Addr().String()})
-			l.Close()
-		}
-	}
-	var addrs []string
-	for i := range coordinators {
-		cfg := coordinator.Config{ID: fmt.Sprintf("c%d", i), DataDir: filepath.Join(stateDir, fmt.Sprintf("c%d", i)),
-			RaftAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", Peers: peers, Logger: quiet.With("replica", i),
-			Settle: 100 * time.Millisecond}
-		if peers != nil {
-			cfg.RaftAddr = peers[i].Addr
-		}
-		node, err := coordinator.Start(cfg)
-		if err != nil {
-			return "", fmt.Errorf("coordinator replica %d: %w", i, err)
-		}
-		defer node.Close()
-		if err := registerNode(reg, node); err != nil {
-			return "", err
-		}
-		addrs = append(addrs, node.GRPCAddr())
-	}
-	newClient := func() (*coordinator.Client, error) {
-		return coordinator.NewClient(addrs, coordinator.ClientOptions{Logger: quiet})
-	}
-	cl, err := newClient()
+	res, err := localcluster.Run(cmd.Context(), localcluster.Options{
+		Spec: spec, Workers: n, Coordinators: coordinators, Dir: dir,
+		Replica:  coordinator.Config{Logger: quiet, Settle: 100 * time.Millisecond},
+		Client:   coordinator.ClientOptions{Logger: quiet},
+		Worker:   worker.Config{Logger: log, Progress: cmd.OutOrStdout()},
+		Registry: reg,
+	})
 	if err != nil {
-		return "", err
-	}
-	defer cl.Close()
-	job, err := coordinator.JobFromSpec(spec, n, n)
-	if err != nil {
-		return "", err
-	}
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = cl.SubmitJob(sctx, &pb.SubmitJobRequest{Job: job})
-	cancel()
-	if err != nil {
-		return "", err
-	}
-
-	results := make([]*worker.Result, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wcl, err := newClient()
-		if err != nil {
-			return "", err
-		}
-		defer wcl.Close()
-		id := fmt.Sprintf("w%d", i)
-		wm, err := metrics.NewWorker(reg, id)
-		if err != nil {
-			return "", err
-		}
-		w, err := worker.New(worker.Config{ID: id, Coordinators: wcl, Logger: log,
-			Progress: cmd.OutOrStdout(), Metrics: wm})
-		if err != nil {
-			return "", err
-		}
-		wg.Go(func() { results[i], errs[i] = w.Run(ctx) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
 		return "", err
 	}
 	// Rank 0's summary, then the other ranks' time splits.
-	slices.SortFunc(results, func(a, b *worker.Result) int { return a.Rank - b.Rank })
-	printDone(cmd, results[0])
-	for _, r := range results[1:] {
+	printDone(cmd, res.Workers[0])
+	for _, r := range res.Workers[1:] {
 		fmt.Fprintf(cmd.OutOrStdout(), "rank %d %s\n", r.Rank, r.Split)
 	}
-	return results[0].Checkpoint, nil
+	return res.Workers[0].Checkpoint, nil
 }

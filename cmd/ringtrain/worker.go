@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/jobspec"
 	"github.com/ringtrain/ringtrain/metrics"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
 	"github.com/ringtrain/ringtrain/trainer"
@@ -164,7 +165,7 @@ refused unless --replace (which starts it from scratch).`,
 			if err != nil {
 				return err
 			}
-			job, err := coordinator.JobFromSpec(spec, minWorkers, maxWorkers)
+			job, err := jobspec.Encode(spec, minWorkers, maxWorkers)
 			if err != nil {
 				return err
 			}

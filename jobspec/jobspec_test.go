@@ -1,32 +1,33 @@
-package coordinator
+package jobspec
 
 import (
 	"errors"
 	"reflect"
 	"testing"
 
+	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/trainer"
 )
 
-func TestJobFromSpecRoundTrip(t *testing.T) {
+func TestEncodeDecodeRoundTrip(t *testing.T) {
 	spec := trainer.DefaultSpec()
 	spec.Streams = 8
-	job, err := JobFromSpec(spec, 2, 4)
+	job, err := Encode(spec, 2, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if job.GetStreams() != 8 || job.GetMinWorkers() != 2 || job.GetMaxWorkers() != 4 || job.GetSteps() != spec.Steps {
 		t.Fatalf("job %v", job)
 	}
-	back, err := SpecFromJob(job)
+	back, err := Decode(job)
 	if err != nil || !reflect.DeepEqual(back, spec) {
 		t.Fatalf("round trip: %v\n%+v\n%+v", err, back, spec)
 	}
-	if _, err := JobFromSpec(spec, 9, 0); !errors.Is(err, ErrBadCommand) {
+	if _, err := Encode(spec, 9, 0); !errors.Is(err, coordinator.ErrBadCommand) {
 		t.Fatalf("min_workers above streams: %v", err)
 	}
 	job.Streams = 3
-	if _, err := SpecFromJob(job); !errors.Is(err, ErrBadCommand) {
+	if _, err := Decode(job); !errors.Is(err, coordinator.ErrBadCommand) {
 		t.Fatalf("disagreeing job: %v", err)
 	}
 }

@@ -1,0 +1,217 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+)
+
+// AllReduceOptions configure AllReduce and each of its rank processes.
+type AllReduceOptions struct {
+	World       int    // ranks, each a process: 1..64
+	Sizes       []int  // message sizes in bytes, each a multiple of 4 and at most 16 GiB
+	Iters       int    // timed all-reduces per size (>= 1)
+	Warmup      int    // untimed all-reduces per size before timing (>= 1); the first is checked
+	Lanes       int    // TCP lanes per link: 0 the default, negative frames on the gRPC stream
+	Segment     int    // segment (frame payload) bytes; 0 allreduce's default
+	Compression string // wire compression: "none" or "bf16"
+}
+
+// Validate checks the options and names the first bad field.
+func (o AllReduceOptions) Validate() error {
+	switch {
+	case o.World < 1 || o.World > 64:
+		return fmt.Errorf("%w: World %d: want 1..64", ErrBadOptions, o.World)
+	case len(o.Sizes) == 0:
+		return fmt.Errorf("%w: Sizes: want at least one", ErrBadOptions)
+	case o.Iters < 1 || o.Warmup < 1:
+		return fmt.Errorf("%w: Iters %d, Warmup %d: want at least 1 each", ErrBadOptions, o.Iters, o.Warmup)
+	case o.Compression != "none" && o.Compression != "bf16":
+		return fmt.Errorf("%w: Compression %q: want none or bf16", ErrBadOptions, o.Compression)
+	}
+	for _, s := range o.Sizes {
+		if s < 0 || s%4 != 0 || s > 1<<34 {
+			return fmt.Errorf("%w: Sizes: %d bytes is not a whole number of float32s (or is over 16 GiB)", ErrBadOptions, s)
+		}
+	}
+	return nil
+}
+
+// WireOptions configure the raw TCP measurement AllReduce makes beside the ring: the
+// wire's ceiling on loopback.
+type WireOptions struct {
+	Skip    bool    // no raw TCP measurement
+	Seconds float64 // how long each direction's measurement streams
+}
+
+// AllReduceRow is one message size's result: the slowest rank's mean time per
+// all-reduce, the algorithm bandwidth size/time and the bus bandwidth
+// algbw * 2(W-1)/W, which is what each link carries and compares across world sizes.
+type AllReduceRow struct {
+	Bytes     int     `json:"bytes"`
+	Count     int     `json:"count"`
+	TimeUS    float64 `json:"time_us"`
+	AlgBWGBps float64 `json:"algbw_gbps"`
+	BusBWGBps float64 `json:"busbw_gbps"`
+}
+
+// AllReduceReport is what AllReduce measured.
+type AllReduceReport struct {
+	Options AllReduceOptions
+	Rows    []AllReduceRow // one per size, in the order of Options.Sizes
+	Lanes   int            // TCP lanes per link the ranks used; 0: frames on the gRPC streams
+	// Wire is whether the raw TCP measurement ran; OneWayGBps and DuplexGBps are its
+	// bandwidths of one direction, alone and with the other direction at once.
+	Wire                   bool
+	OneWayGBps, DuplexGBps float64
+}
+
+// AllReduce measures ring all-reduce bandwidth between processes on 127.0.0.1: it
+// starts o.World rank processes through sp, hands them each other's addresses, and
+// collects their timings of every size; then, unless wire.Skip, it measures raw TCP
+// between two processes, one way and both ways at once (a ring sends and receives at
+// the same time). It blocks until the last helper has exited; when ctx ends, every
+// helper is killed.
+func AllReduce(ctx context.Context, o AllReduceOptions, wire WireOptions, sp Spawner) (*AllReduceReport, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	rows, lanes, err := ringBandwidth(ctx, o, sp)
+	if err != nil {
+		return nil, err
+	}
+	rep := &AllReduceReport{Options: o, Rows: rows, Lanes: lanes, Wire: !wire.Skip}
+	if wire.Skip {
+		return rep, nil
+	}
+	msg := min(max(maxSize(o.Sizes), 1<<20), 64<<20)
+	if rep.OneWayGBps, err = tcpBandwidth(ctx, sp, msg, wire.Seconds, false); err != nil {
+		return nil, err
+	}
+	if rep.DuplexGBps, err = tcpBandwidth(ctx, sp, msg, wire.Seconds, true); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+func maxSize(sizes []int) int {
+	biggest := 0
+	for _, s := range sizes {
+		biggest = max(biggest, s)
+	}
+	return biggest
+}
+
+// WriteTable writes the report as nccl-tests does: a header naming the setup, one
+// line per size, and the wire's ceiling.
+func (r *AllReduceReport) WriteTable(w io.Writer) error {
+	o := r.Options
+	var b strings.Builder
+	path := fmt.Sprintf("%d TCP lane(s)", r.Lanes)
+	if r.Lanes == 0 {
+		path = "frames on the gRPC streams"
+	}
+	fmt.Fprintf(&b, "# ringtrain all-reduce: %d ranks as processes on 127.0.0.1, gRPC links, %s, segment %d bytes, compression %s\n",
+		o.World, path, o.Segment, o.Compression)
+	fmt.Fprintf(&b, "# %12s %12s %6s %6s %12s %12s %12s\n", "size(B)", "count", "type", "iters", "time(us)", "algbw(GB/s)", "busbw(GB/s)")
+	for _, row := range r.Rows {
+		fmt.Fprintf(&b, "  %12d %12d %6s %6d %12.1f %12.3f %12.3f\n", row.Bytes, row.Count, "float", o.Iters, row.TimeUS, row.AlgBWGBps, row.BusBWGBps)
+	}
+	if r.Wire {
+		fmt.Fprintf(&b, "# wire ceiling, raw TCP between two processes on 127.0.0.1: one way %.3f GB/s, both ways at once %.3f GB/s each way\n", r.OneWayGBps, r.DuplexGBps)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteJSON writes the report as one JSON object; without the wire measurement its
+// bandwidths are 0.
+func (r *AllReduceReport) WriteJSON(w io.Writer) error {
+	o := r.Options
+	return json.NewEncoder(w).Encode(map[string]any{
+		"world": o.World, "lanes": r.Lanes, "segment_bytes": o.Segment, "compression": o.Compression,
+		"iters": o.Iters, "results": r.Rows, "tcp_one_way_gbps": r.OneWayGBps, "tcp_duplex_gbps": r.DuplexGBps,
+	})
+}
+
+// ringBandwidth starts the rank processes, hands them each other's addresses and
+// collects their timings.
+func ringBandwidth(ctx context.Context, o AllReduceOptions, sp Spawner) ([]AllReduceRow, int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // kills every rank still running on any error
+	ranks := make([]*helper, 0, o.World)
+	defer func() {
+		for _, h := range ranks {
+			h.in.Close()
+			_ = h.cmd.Wait()
+		}
+	}()
+	addrs := make([]string, o.World)
+	for r := range o.World {
+		h, err := startHelper(sp.AllReduceRank(ctx, o, r))
+		if err != nil {
+			return nil, 0, err
+		}
+		ranks = append(ranks, h)
+		var m helperMsg
+		if err := h.next(&m); err != nil || m.Addr == "" {
+			return nil, 0, fmt.Errorf("rank %d did not report its address: %v %s", r, err, m.Error)
+		}
+		addrs[r] = m.Addr
+	}
+	line, _ := json.Marshal(addrs)
+	for _, h := range ranks {
+		if _, err := fmt.Fprintf(h.in, "%s\n", line); err != nil {
+			return nil, 0, err
+		}
+	}
+	// Every rank reports each size in turn; the slowest rank's time counts.
+	times := make([][]float64, o.World)
+	lanes := make([]int, o.World)
+	errs := make([]error, o.World)
+	var wg sync.WaitGroup
+	for r, h := range ranks {
+		wg.Go(func() {
+			for range o.Sizes {
+				var m helperMsg
+				if err := h.next(&m); err != nil || m.Error != "" {
+					errs[r] = fmt.Errorf("rank %d: %v%s", r, err, m.Error)
+					cancel()
+					return
+				}
+				times[r] = append(times[r], m.Seconds)
+				lanes[r] = m.Lanes
+			}
+			var m helperMsg
+			if err := h.next(&m); err != nil || !m.Done {
+				errs[r] = fmt.Errorf("rank %d did not finish: %v%s", r, err, m.Error)
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, 0, err
+	}
+	for r, h := range ranks {
+		if err := h.stop(); err != nil {
+			return nil, 0, fmt.Errorf("rank %d: %w", r, err)
+		}
+	}
+	ranks = nil
+	rows := make([]AllReduceRow, len(o.Sizes))
+	for i, size := range o.Sizes {
+		t := 0.0
+		for r := range o.World {
+			t = max(t, times[r][i])
+		}
+		alg := float64(size) / t / 1e9
+		rows[i] = AllReduceRow{Bytes: size, Count: size / 4, TimeUS: t * 1e6, AlgBWGBps: alg,
+			BusBWGBps: alg * 2 * float64(o.World-1) / float64(o.World)}
+	}
+	return rows, lanes[0], nil
+}

@@ -1,0 +1,152 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/ringtrain/ringtrain/allreduce"
+)
+
+// AllReduceRank is one rank process of AllReduce, called by the helper process a
+// Spawner starts, with that process's stdin and stdout. It serves the ring's peer
+// service on 127.0.0.1, reports its address on stdout, reads every rank's address
+// from stdin (one JSON array line), links into the ring as workers do, runs o's
+// all-reduces and reports each size's mean time on stdout, then waits for stdin to
+// close (or ctx to end) before it returns. A failure is reported on stdout too, and
+// returned.
+func AllReduceRank(ctx context.Context, o AllReduceOptions, rank int, stdin io.Reader, stdout io.Writer, log *slog.Logger) error {
+	enc := json.NewEncoder(stdout)
+	err := allReduceRank(ctx, o, rank, stdin, enc, log)
+	if err != nil {
+		enc.Encode(helperMsg{Error: err.Error()})
+	}
+	return err
+}
+
+func allReduceRank(ctx context.Context, o AllReduceOptions, rank int, stdin io.Reader, enc *json.Encoder, log *slog.Logger) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	if rank < 0 || rank >= o.World {
+		return fmt.Errorf("%w: rank %d: want 0..%d", ErrBadOptions, rank, o.World-1)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	in := bufio.NewReader(stdin)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	svc := allreduce.NewService(allreduce.ServiceOptions{Member: "rank" + strconv.Itoa(rank), Logger: log})
+	defer svc.Close()
+	srv := grpc.NewServer(allreduce.ServerOptions()...)
+	svc.Register(srv)
+	go srv.Serve(lis)
+	defer srv.Stop()
+	if err := enc.Encode(helperMsg{Addr: lis.Addr().String()}); err != nil {
+		return err
+	}
+	line, err := in.ReadBytes('\n')
+	if err != nil {
+		return fmt.Errorf("reading the member addresses: %w", err)
+	}
+	var addrs []string
+	if err := json.Unmarshal(line, &addrs); err != nil || len(addrs) != o.World {
+		return fmt.Errorf("bad member addresses %q", line)
+	}
+	go func() { // the parent closing stdin (or dying) ends this process's work
+		io.Copy(io.Discard, in)
+		cancel()
+	}()
+	members := make([]string, o.World)
+	for i := range members {
+		members[i] = "rank" + strconv.Itoa(i)
+	}
+	cfg := allreduce.Config{Generation: 1, Members: members, Rank: rank, SegmentBytes: o.Segment, Logger: log}
+	if o.Compression == "bf16" {
+		cfg.Compression = allreduce.CompressBF16
+	}
+	cctx, ccancel := context.WithTimeout(ctx, time.Minute)
+	defer ccancel()
+	t, err := svc.Connect(cctx, cfg, allreduce.LinkOptions{
+		Lanes: o.Lanes,
+		Resolve: func(_ context.Context, m string) (string, error) {
+			i, err := strconv.Atoi(strings.TrimPrefix(m, "rank"))
+			if err != nil || i < 0 || i >= len(addrs) {
+				return "", fmt.Errorf("unknown member %q", m)
+			}
+			return addrs[i], nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	lanes := 0
+	if gt, ok := t.(*allreduce.GRPCTransport); ok {
+		lanes, _ = gt.Lanes()
+	}
+	ring, err := allreduce.NewRing(cfg, t)
+	if err != nil {
+		return err
+	}
+	defer ring.Close()
+	for _, size := range o.Sizes {
+		buf := make([]float32, size/4)
+		for i := range buf {
+			buf[i] = float32(rank + 1)
+		}
+		for i := range o.Warmup {
+			if err := ring.AllReduce(ctx, buf); err != nil {
+				return err
+			}
+			if i == 0 {
+				if err := checkSum(buf, o.World); err != nil {
+					return err
+				}
+			}
+		}
+		if err := ring.Barrier(ctx); err != nil {
+			return err
+		}
+		began := time.Now()
+		for range o.Iters {
+			if err := ring.AllReduce(ctx, buf); err != nil {
+				return err
+			}
+		}
+		secs := time.Since(began).Seconds() / float64(o.Iters)
+		if err := enc.Encode(helperMsg{Bytes: size, Seconds: secs, Lanes: lanes}); err != nil {
+			return err
+		}
+	}
+	// Leave together, so no rank closes its links while another still reduces.
+	if err := ring.Barrier(ctx); err != nil {
+		return err
+	}
+	if err := enc.Encode(helperMsg{Done: true}); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// checkSum checks the first all-reduce of buffers filled with rank+1.
+func checkSum(buf []float32, world int) error {
+	want := float32(world * (world + 1) / 2)
+	for i, v := range buf {
+		if v != want {
+			return fmt.Errorf("all-reduce result element %d is %v, want %v", i, v, want)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,100 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestAllReduce runs the all-reduce benchmark between two helper processes at two
+// small sizes, with the raw TCP measurement, and checks the report's numbers and
+// both of its forms.
+func TestAllReduce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	o := AllReduceOptions{World: 2, Sizes: []int{4096, 256 << 10}, Iters: 2, Warmup: 1, Segment: 64 << 10, Compression: "none"}
+	rep, err := AllReduce(ctx, o, WireOptions{Seconds: 0.05}, testSpawner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) != len(o.Sizes) {
+		t.Fatalf("%d rows, want %d", len(rep.Rows), len(o.Sizes))
+	}
+	for i, r := range rep.Rows {
+		if r.Bytes != o.Sizes[i] || r.Count != o.Sizes[i]/4 || r.TimeUS <= 0 || r.AlgBWGBps <= 0 || r.BusBWGBps != r.AlgBWGBps {
+			t.Errorf("row %d: %+v (at W=2 busbw is algbw)", i, r)
+		}
+	}
+	if !rep.Wire || rep.OneWayGBps <= 0 || rep.DuplexGBps <= 0 {
+		t.Errorf("wire: %v, one way %v GB/s, duplex %v GB/s", rep.Wire, rep.OneWayGBps, rep.DuplexGBps)
+	}
+
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", table.String())
+	lines := strings.Split(strings.TrimSuffix(table.String(), "\n"), "\n")
+	if len(lines) != 2+len(o.Sizes)+1 || !strings.HasPrefix(lines[0], "# ringtrain all-reduce: 2 ranks") ||
+		!strings.Contains(lines[0], "segment 65536 bytes, compression none") || !strings.HasPrefix(lines[len(lines)-1], "# wire ceiling") {
+		t.Errorf("table:\n%s", table.String())
+	}
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		World   int            `json:"world"`
+		Results []AllReduceRow `json:"results"`
+		OneWay  float64        `json:"tcp_one_way_gbps"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &got); err != nil || got.World != 2 || len(got.Results) != 2 || got.OneWay != rep.OneWayGBps {
+		t.Errorf("json %s: %v", js.String(), err)
+	}
+}
+
+// TestAllReduceWithoutWire: a compressed run of one rank with no raw TCP
+// measurement prints no wire line.
+func TestAllReduceWithoutWire(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := AllReduceOptions{World: 1, Sizes: []int{1024}, Iters: 1, Warmup: 1, Compression: "bf16"}
+	rep, err := AllReduce(ctx, o, WireOptions{Skip: true}, testSpawner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Wire || strings.Contains(table.String(), "wire ceiling") {
+		t.Errorf("wire measured with Skip:\n%s", table.String())
+	}
+}
+
+func TestAllReduceOptionsValidate(t *testing.T) {
+	ok := AllReduceOptions{World: 2, Sizes: []int{4096}, Iters: 1, Warmup: 1, Compression: "none"}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, edit := range map[string]func(*AllReduceOptions){
+		"world 0":       func(o *AllReduceOptions) { o.World = 0 },
+		"world 65":      func(o *AllReduceOptions) { o.World = 65 },
+		"no sizes":      func(o *AllReduceOptions) { o.Sizes = nil },
+		"odd size":      func(o *AllReduceOptions) { o.Sizes = []int{6} },
+		"no iters":      func(o *AllReduceOptions) { o.Iters = 0 },
+		"no warmup":     func(o *AllReduceOptions) { o.Warmup = 0 },
+		"unknown codec": func(o *AllReduceOptions) { o.Compression = "zstd" },
+	} {
+		o := ok
+		o.Sizes = append([]int(nil), ok.Sizes...)
+		edit(&o)
+		if err := o.Validate(); !errors.Is(err, ErrBadOptions) {
+			t.Errorf("%s: %v, want ErrBadOptions", name, err)
+		}
+	}
+}

@@ -1,0 +1,9 @@
+package a
+
+import (
+	"fmt"
+
+	"example.com/m/b"
+)
+
+var _ = fmt.Sprint(b.B)

@@ -1,0 +1,5 @@
+package a
+
+import "example.com/m/d"
+
+var _ = d.D

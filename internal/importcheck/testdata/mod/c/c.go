@@ -1,0 +1,4 @@
+package c
+
+// C is c.
+const C = 1

@@ -1,0 +1,4 @@
+package d
+
+// D is d.
+const D = 1
