@@ -3,16 +3,16 @@ package allreduce
 import (
 	"math"
 
-	"github.com/ringtrain/ringtrain/tensor"
+	"github.com/ringtrain/ringtrain/internal/vec"
 )
 
 // addTo adds src into dst element by element: dst[i] += src[i]. The slices
-// must have the same length. It runs the tensor package's vector add on the
+// must have the same length. It runs the kernels' vector add (package vec) on the
 // calling goroutine; each element is still one float32 addition, so the
 // result is the same bits as addToNaive's (NaN payloads aside when both
 // operands are NaN).
 func addTo(dst, src []float32) {
-	tensor.AddTo(dst, src[:len(dst)])
+	vec.AddTo(dst, src[:len(dst)])
 }
 
 // addToNaive is the reference addTo is tested against.

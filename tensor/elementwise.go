@@ -1,26 +1,19 @@
 package tensor
 
-import "math"
+import (
+	"math"
+
+	"github.com/ringtrain/ringtrain/internal/vec"
+)
 
 var geluScale = float32(math.Sqrt(2 / math.Pi))
 
 // elemGrain is the smallest piece of an element-wise kernel worth a goroutine.
 const elemGrain = 4096
 
-// addTo sets dst[i] += src[i] for i < len(src).
-func addTo(dst, src []float32) {
-	dst = dst[:len(src)]
-	for i := addToVec(dst, src); i < len(src); i++ {
-		dst[i] += src[i]
-	}
-}
-
-// AddTo sets dst[i] += src[i] for i < len(src) on the calling goroutine,
-// using vector registers where the CPU has them; dst must be at least as long
-// as src. Every element is a single float32 addition, so the result has the
-// same bits as the plain loop's for all inputs except when both operands of
-// an addition are NaNs, whose payloads may then be taken from either side.
-func AddTo(dst, src []float32) { addTo(dst, src) }
+// addTo sets dst[i] += src[i] for i < len(src), with vec.AddTo (the loop the ring's
+// sums share).
+func addTo(dst, src []float32) { vec.AddTo(dst, src) }
 
 // GeluForward implements Backend.
 func (CPU) GeluForward(out, inp []float32) {

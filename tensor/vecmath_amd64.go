@@ -20,11 +20,6 @@ func geluBackwardAVX2(dinp, inp, dout *float32, n int)
 //go:noescape
 func transpose8AVX2(dst *float32, ld int, src *float32, lds int, n int)
 
-// addToAVX2 sets dst[i] += src[i] for i < n, n a multiple of 8.
-//
-//go:noescape
-func addToAVX2(dst, src *float32, n int)
-
 // addAVX2 sets out[i] = a[i] + b[i] for i < n, n a multiple of 8.
 //
 //go:noescape
@@ -140,18 +135,6 @@ func adamwVec(p, g, m, v []float32, c *[8]float32) int {
 	}
 	_, _, _, _ = p[n-1], g[n-1], m[n-1], v[n-1]
 	adamwAVX2(&p[0], &g[0], &m[0], &v[0], n, c)
-	return n
-}
-
-// addToVec does dst += src over the longest prefix it can in vector registers and
-// returns its length.
-func addToVec(dst, src []float32) int {
-	n := len(src) &^ 7
-	if !haveAVX2 || n == 0 {
-		return 0
-	}
-	_, _ = dst[n-1], src[n-1]
-	addToAVX2(&dst[0], &src[0], n)
 	return n
 }
 

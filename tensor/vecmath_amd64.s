@@ -250,28 +250,6 @@ tdone:
 	VZEROUPPER
 	RET
 
-// func addToAVX2(dst, src *float32, n int)
-// dst[i] += src[i] for i < n, n a multiple of 8.
-TEXT ·addToAVX2(SB), NOSPLIT, $0-24
-	MOVQ dst+0(FP), DI
-	MOVQ src+8(FP), SI
-	MOVQ n+16(FP), CX
-	SHRQ $3, CX
-	JZ   adone
-
-aloop:
-	VMOVUPS (SI), Y0
-	VADDPS  (DI), Y0, Y0
-	VMOVUPS Y0, (DI)
-	ADDQ    $32, SI
-	ADDQ    $32, DI
-	DECQ    CX
-	JNZ     aloop
-
-adone:
-	VZEROUPPER
-	RET
-
 // func addAVX2(out, a, b *float32, n int)
 // out[i] = a[i] + b[i] for i < n, n a multiple of 8.
 TEXT ·addAVX2(SB), NOSPLIT, $0-32

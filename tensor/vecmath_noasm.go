@@ -11,8 +11,7 @@ func transposeVec(dst []float32, ld int, src []float32, lds, rows, cols int) (r,
 	return 0, 0
 }
 
-func addToVec(dst, src []float32) int { return 0 }
-func addVec(out, a, b []float32) int  { return 0 }
+func addVec(out, a, b []float32) int { return 0 }
 
 func adamwVec(p, g, m, v []float32, c *[8]float32) int { return 0 }
 

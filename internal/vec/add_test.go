@@ -1,4 +1,4 @@
-package tensor
+package vec
 
 import (
 	"math"
@@ -6,7 +6,21 @@ import (
 	"testing"
 )
 
+// TestAddToMatchesLoop: AddTo gives the plain loop's bits over lengths 0..99 with
+// special values mixed in, with vector registers and without.
 func TestAddToMatchesLoop(t *testing.T) {
+	for _, vector := range []bool{true, false} {
+		if vector && !haveAVX2 {
+			continue
+		}
+		saved := haveAVX2
+		haveAVX2 = vector
+		testAddToMatchesLoop(t)
+		haveAVX2 = saved
+	}
+}
+
+func testAddToMatchesLoop(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	specials := []float32{
 		0, float32(math.Copysign(0, -1)), float32(math.Inf(1)), float32(math.Inf(-1)),
