@@ -10,7 +10,6 @@ import (
 
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/localcluster"
-	"github.com/ringtrain/ringtrain/model"
 	"github.com/ringtrain/ringtrain/trainer"
 	"github.com/ringtrain/ringtrain/worker"
 )
@@ -19,6 +18,7 @@ var (
 	prepareData     = worker.PrepareData
 	tinySpec        = worker.TinySpec
 	checkEquivalent = worker.CheckEquivalent
+	referenceRun    = worker.ReferenceRun
 )
 
 // runCluster runs spec on an in-process cluster (localcluster) of one coordinator
@@ -82,19 +82,12 @@ func ranks(res []*worker.Result) []int {
 // single-process trainer (up to summation order), and every rank holds the same bits.
 func TestDataParallelEquivalence(t *testing.T) {
 	data := prepareData(t)
-	ref, err := trainer.Run(context.Background(), tinySpec(data, t.TempDir()), trainer.RunOptions{})
-	if err != nil {
-		t.Fatalf("reference run: %v", err)
-	}
-	ck, err := model.LoadCheckpoint(ref.Checkpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
+	wantParams, wantLoss := referenceRun(t, data)
 	for _, n := range []int{1, 2, 3, 4} {
 		t.Run(fmt.Sprintf("workers=%d", n), func(t *testing.T) {
 			start := time.Now()
 			res := runCluster(t, tinySpec(data, t.TempDir()), n)
-			checkEquivalent(t, res, ck.Params, ref.TrainLoss)
+			checkEquivalent(t, res, wantParams, wantLoss)
 			t.Logf("%d workers: %v", n, time.Since(start))
 		})
 	}

@@ -8,4 +8,5 @@ var (
 	TinySpec        = tinySpec
 	NewTestLogger   = newTestLogger
 	CheckEquivalent = checkEquivalent
+	ReferenceRun    = referenceRun
 )

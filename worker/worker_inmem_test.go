@@ -4,17 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/jobspec"
-	"github.com/ringtrain/ringtrain/model"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
-	"github.com/ringtrain/ringtrain/trainer"
 )
 
 // The tests in this file run workers against coordinator.Inmem: the coordinator's
@@ -40,20 +36,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // coordinator records the last step and checkpoint, and every worker has left.
 func TestInmemRun(t *testing.T) {
 	data := prepareData(t)
-	ref, err := trainer.Run(context.Background(), tinySpec(data, t.TempDir()), trainer.RunOptions{})
-	if err != nil {
-		t.Fatalf("reference run: %v", err)
-	}
-	ck, err := model.LoadCheckpoint(ref.Checkpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
+	wantParams, wantLoss := referenceRun(t, data)
 	for _, n := range []int{1, 2} {
 		t.Run(fmt.Sprintf("workers=%d", n), func(t *testing.T) {
 			co := coordinator.NewInmem(coordinator.InmemOptions{})
 			spec := tinySpec(data, t.TempDir())
 			res := runWorkers(t, co, spec, n, nil)
-			checkEquivalent(t, res, ck.Params, ref.TrainLoss)
+			checkEquivalent(t, res, wantParams, wantLoss)
 			st := co.State()
 			checkFinished(t, st, spec)
 			if len(st.GetWorkers()) != 0 {
@@ -125,22 +114,7 @@ func TestInmemLeave(t *testing.T) {
 	if len(st.GetWorkers()) != 0 {
 		t.Errorf("workers %v still registered after the job", st.GetWorkers())
 	}
-	var recs []AuditRecord
-	for i := range audits {
-		path := filepath.Join(t.TempDir(), "audit.jsonl")
-		if err := os.WriteFile(path, audits[i].Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		r, err := ReadAudit(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, r...)
-	}
-	rep, err := VerifyAudit(recs, spec.Streams)
-	if err != nil {
-		t.Fatalf("audit: %v (%+v)", err, rep)
-	}
+	rep := verifyAudits(t, audits[:], spec.Streams)
 	if rep.Steps != spec.Steps || rep.Workers != 1 || rep.Generations < 2 || rep.Final != checksum(results[0].Params) {
 		t.Fatalf("audit report %+v", rep)
 	}

@@ -248,6 +248,24 @@ func TestJoinMidRun(t *testing.T) {
 		t.Errorf("final loss %v, single process %v", results[0].Loss, ref.TrainLoss)
 	}
 	t.Logf("relative L2 to the single process after %d steps: %.3g", spec.Steps, relL2(results[0].Params, ck.Params))
+	rep := verifyAudits(t, audits[:], spec.Streams)
+	if rep.Steps != spec.Steps || rep.Workers != 2 || rep.Generations < 2 || rep.Final != checksum(results[0].Params) {
+		t.Fatalf("audit report %+v", rep)
+	}
+	t.Logf("audit: %+v", rep)
+	for i, r := range results {
+		for j, v := range r.Params {
+			if math.Float32bits(v) != math.Float32bits(results[0].Params[j]) {
+				t.Fatalf("w%d differs from w0 at parameter %d", i, j)
+			}
+		}
+	}
+}
+
+// verifyAudits reads the workers' audit logs, as files, and checks them together
+// with VerifyAudit over streams streams.
+func verifyAudits(t *testing.T, audits []lockedBuffer, streams int) *AuditReport {
+	t.Helper()
 	var recs []AuditRecord
 	for i := range audits {
 		path := filepath.Join(t.TempDir(), "audit.jsonl")
@@ -260,19 +278,24 @@ func TestJoinMidRun(t *testing.T) {
 		}
 		recs = append(recs, r...)
 	}
-	rep, err := VerifyAudit(recs, spec.Streams)
+	rep, err := VerifyAudit(recs, streams)
 	if err != nil {
 		t.Fatalf("audit: %v (%+v)", err, rep)
 	}
-	if rep.Steps != spec.Steps || rep.Workers != 2 || rep.Generations < 2 || rep.Final != checksum(results[0].Params) {
-		t.Fatalf("audit report %+v", rep)
+	return rep
+}
+
+// referenceRun trains tinySpec on data in a single process and returns its final
+// weights and training loss, what a cluster's run of the same job must match.
+func referenceRun(t *testing.T, data string) ([]float32, float64) {
+	t.Helper()
+	ref, err := trainer.Run(context.Background(), tinySpec(data, t.TempDir()), trainer.RunOptions{})
+	if err != nil {
+		t.Fatalf("reference run: %v", err)
 	}
-	t.Logf("audit: %+v", rep)
-	for i, r := range results {
-		for j, v := range r.Params {
-			if math.Float32bits(v) != math.Float32bits(results[0].Params[j]) {
-				t.Fatalf("w%d differs from w0 at parameter %d", i, j)
-			}
-		}
+	ck, err := model.LoadCheckpoint(ref.Checkpoint)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return ck.Params, ref.TrainLoss
 }
