@@ -144,7 +144,13 @@ func TestGRPCAllReduce(t *testing.T) {
 			ctx := ctxTimeout(t, 20*time.Second)
 			sizes := []int{0, 1, world + 1, 100003}
 			if tc.seg == 0 {
-				sizes = append(sizes, 3<<20+1, 9<<20+3)
+				// Several default (4 MiB) segments per chunk. The largest size is
+				// left to the full run: under the race detector (CI runs it with
+				// -short) a 36 MB sum over loopback takes most of the deadline.
+				sizes = append(sizes, 3<<20+1)
+				if !testing.Short() {
+					sizes = append(sizes, 9<<20+3)
+				}
 			}
 			for _, n := range sizes {
 				in := randomInputs(rng, world, n)
