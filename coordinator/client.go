@@ -388,6 +388,19 @@ func (c *Client) SubmitJob(ctx context.Context, req *pb.SubmitJobRequest) error 
 	})
 }
 
+// FailJob ends the running job as FAILED with the worker's reason; see
+// coordinator.proto. The response carries the job's status after the report.
+func (c *Client) FailJob(ctx context.Context, req *pb.FailJobRequest) (*pb.FailJobResponse, error) {
+	req = proto.CloneOf(req)
+	c.fillRID(&req.Rid)
+	var resp *pb.FailJobResponse
+	err := c.do(ctx, "fail job", func(ctx context.Context, cl pb.CoordinatorClient) (err error) {
+		resp, err = cl.FailJob(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
 // Status returns the cluster's state: linearizable from the leader, or with stale
 // set from whichever replica answers first.
 func (c *Client) Status(ctx context.Context, stale bool) (*pb.StatusResponse, error) {
