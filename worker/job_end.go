@@ -66,7 +66,7 @@ func (w *Worker) reportFailure(ctx context.Context, gen uint64, step int64, err 
 	rctx, cancel := context.WithTimeout(ctx, callPatience)
 	defer cancel()
 	resp, ferr := w.cfg.Coordinators.FailJob(rctx, &pb.FailJobRequest{WorkerId: w.cfg.ID, Generation: gen,
-		Step: max(step, 0), Reason: truncateReason(fmt.Sprintf("worker %s: %v", w.cfg.ID, err))})
+		Step: max(step, 0), Reason: truncateReason(err.Error())})
 	if ferr != nil {
 		w.log.Warn("reporting the job's failure", "err", ferr)
 		return

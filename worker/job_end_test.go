@@ -36,7 +36,7 @@ func checkJobFinished(t *testing.T, st *pb.CoordinatorState, spec trainer.Spec, 
 
 // runOne runs a worker named id against co until it returns, and reports how long
 // that took.
-func runOne(t *testing.T, co Coordinator, id string) (*Result, error, time.Duration) {
+func runOne(t *testing.T, co Coordinator, id string) (*Result, time.Duration, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -46,7 +46,7 @@ func runOne(t *testing.T, co Coordinator, id string) (*Result, error, time.Durat
 	}
 	start := time.Now()
 	res, err := w.Run(ctx)
-	return res, err, time.Since(start)
+	return res, time.Since(start), err
 }
 
 // TestFinishedJobStaysDown: after a run the coordinator records the job FINISHED
@@ -65,7 +65,7 @@ func TestFinishedJobStaysDown(t *testing.T) {
 	before := co.State()
 	checkJobFinished(t, before, spec, final)
 
-	late, err, took := runOne(t, co, "w9")
+	late, took, err := runOne(t, co, "w9")
 	if err != nil {
 		t.Fatalf("a worker started after the end: %v, want success", err)
 	}
@@ -97,7 +97,7 @@ func TestFatalErrorFailsJob(t *testing.T) {
 	if err := co.SubmitJob(context.Background(), &pb.SubmitJobRequest{Job: job}); err != nil {
 		t.Fatal(err)
 	}
-	_, err, _ = runOne(t, co, "w0")
+	_, _, err = runOne(t, co, "w0")
 	if err == nil || !strings.Contains(err.Error(), "no-such-dataset") {
 		t.Fatalf("worker on a missing dataset: %v, want an error naming it", err)
 	}
@@ -108,7 +108,7 @@ func TestFatalErrorFailsJob(t *testing.T) {
 	if p := co.State().GetPlan(); p.GetState() != pb.PlanState_PLAN_STATE_ENDED {
 		t.Errorf("plan %v, want ENDED", p)
 	}
-	_, err, took := runOne(t, co, "w1")
+	_, took, err := runOne(t, co, "w1")
 	if !errors.Is(err, ErrJobFailed) || !strings.Contains(err.Error(), "no-such-dataset") || !strings.Contains(err.Error(), "w0") {
 		t.Fatalf("a worker started after the failure: %v, want ErrJobFailed with the reason and the reporter", err)
 	}
