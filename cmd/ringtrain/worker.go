@@ -37,10 +37,12 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		Short: "Run one training worker of a cluster",
 		Long: `Run one worker: it registers with the coordinator cluster, serves its peers (the ring
 all-reduce) on --listen, and trains its share of the submitted job in every plan
-generation it is a member of. It leaves the cluster and exits when the job is done,
-or on SIGINT/SIGTERM (a graceful leave: the step in flight is abandoned, the worker
-tells the coordinator it is gone so the others continue at once in a new generation,
-and it exits 0). The job's dataset directory must be readable at the same path on
+generation it is a member of. It leaves the cluster and exits 0 when the job has
+finished (at once, without registering, when it starts after the end), non-zero
+with the reason when the job failed (it reports an error no retry can cure itself,
+which fails the job for every worker), or on SIGINT/SIGTERM (a graceful leave: the
+step in flight is abandoned, the worker tells the coordinator it is gone so the
+others continue at once in a new generation, and it exits 0). The job's dataset directory must be readable at the same path on
 every worker; checkpoints are written by rank 0 under the job's run directory.
 
 Every flag can also be given as RINGTRAIN_<FLAG> in the environment; flags win. In a
