@@ -265,7 +265,7 @@ func TestSubmitWaitAndStatus(t *testing.T) {
 }
 
 // followRE matches submit --follow's progress lines.
-var followRE = regexp.MustCompile(`^step \d+/40  loss (-|\d+\.\d{4})  (no plan yet|workers 2  generation \d+|(waiting|ended): .+ \(generation \d+\))$`)
+var followRE = regexp.MustCompile(`^step \d+/40  loss (-|\d+\.\d{4})  (forming the next plan|workers 2  generation \d+|(waiting|ended): .+ \(generation \d+\))$`)
 
 // TestFollowLine: --follow's line for each kind of state.
 func TestFollowLine(t *testing.T) {
@@ -274,7 +274,9 @@ func TestFollowLine(t *testing.T) {
 		st   *pb.CoordinatorState
 		want string
 	}{
-		{&pb.CoordinatorState{Job: job}, "step 0/600  loss -  no plan yet"},
+		{&pb.CoordinatorState{Job: job}, "step 0/600  loss -  forming the next plan"},
+		{&pb.CoordinatorState{Job: job, MembershipEpoch: 2, Plan: &pb.Plan{Generation: 1, MembershipEpoch: 1, State: pb.PlanState_PLAN_STATE_WAITING, Reason: "no job submitted"}},
+			"step 0/600  loss -  forming the next plan"},
 		{&pb.CoordinatorState{Job: job, Plan: &pb.Plan{Generation: 1, State: pb.PlanState_PLAN_STATE_WAITING, Reason: "waiting for workers: 1 registered, min_workers 3"}},
 			"step 0/600  loss -  waiting: waiting for workers: 1 registered, min_workers 3 (generation 1)"},
 		{&pb.CoordinatorState{Job: job, Progress: &pb.Progress{Step: 120, Loss: 2.34567},

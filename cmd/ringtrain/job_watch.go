@@ -91,7 +91,8 @@ func finishedLine(st *pb.CoordinatorState) string {
 
 // followLine is --follow's line for the state: the committed step and loss, then
 // the ring's size and generation while the plan is active, or the plan's state
-// and reason.
+// and reason, or that the next plan is forming (the plan does not yet reflect a
+// change: a submission, a worker that came or went).
 func followLine(st *pb.CoordinatorState) string {
 	p, pr := st.GetPlan(), st.GetProgress()
 	loss := "-"
@@ -100,8 +101,8 @@ func followLine(st *pb.CoordinatorState) string {
 	}
 	line := fmt.Sprintf("step %d/%d  loss %s  ", pr.GetStep(), st.GetJob().GetSteps(), loss)
 	switch {
-	case p == nil:
-		return line + "no plan yet"
+	case p == nil || p.GetMembershipEpoch() != st.GetMembershipEpoch():
+		return line + "forming the next plan"
 	case p.GetState() == pb.PlanState_PLAN_STATE_ACTIVE:
 		return line + fmt.Sprintf("workers %d  generation %d", len(p.GetMembers()), p.GetGeneration())
 	}
@@ -130,7 +131,7 @@ func waitJob(ctx context.Context, p poller, job *pb.JobSpec, out io.Writer, foll
 			return false, nil
 		}
 		if err := jobOutcome(st); err != nil {
-			return true, fmt.Errorf("%w (submit it with --replace to run it again from its last checkpoint)", err)
+			return true, fmt.Errorf("%w (submit it with --replace to run it again)", err)
 		}
 		fmt.Fprintln(out, finishedLine(st))
 		return true, nil
