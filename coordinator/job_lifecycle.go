@@ -94,9 +94,10 @@ func finishedStatus(st *pb.CoordinatorState, c *pb.Checkpoint) *pb.JobStatus {
 		Step: st.GetJob().GetSteps(), Generation: st.GetProgress().GetGeneration()}
 }
 
-// running reports whether a job is submitted and RUNNING.
+// running reports whether a job is submitted and RUNNING (a job without a status,
+// which Restore and SubmitJob never leave, counts as RUNNING).
 func (m *Machine) running() bool {
-	return m.st.Job != nil && m.st.GetJobStatus().GetState() == pb.JobState_JOB_STATE_RUNNING
+	return m.st.Job != nil && (m.st.JobStatus == nil || m.st.JobStatus.GetState() == pb.JobState_JOB_STATE_RUNNING)
 }
 
 // maybeFinish makes a RUNNING job FINISHED when its last step and that step's
