@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -191,10 +192,12 @@ func retryable(err error) bool {
 }
 
 // do runs fn against the preferred replica until it succeeds, fails for good, or ctx
-// ends.
+// ends. When ctx ends first, the error wraps ctx's and says what each replica tried
+// last answered (attempts.summary), e.g. that its connection was refused.
 func (c *Client) do(ctx context.Context, name string, fn func(ctx context.Context, cl pb.CoordinatorClient) error) error {
 	wait := c.opts.MinBackoff
 	hops := 0
+	var tried attempts
 	for {
 		addr, cl, err := c.target()
 		if err != nil {
@@ -207,8 +210,10 @@ func (c *Client) do(ctx context.Context, name string, fn func(ctx context.Contex
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("coordinator: %s: %w (last error from %s: %w)", name, ctx.Err(), addr, err)
+			tried.note(addr, err, true)
+			return fmt.Errorf("coordinator: %s: %w (%s)", name, ctx.Err(), tried.summary())
 		}
+		tried.note(addr, err, false)
 		if !retryable(err) {
 			return fmt.Errorf("coordinator: %s: %w", name, err)
 		}
@@ -222,11 +227,69 @@ func (c *Client) do(ctx context.Context, name string, fn func(ctx context.Contex
 		c.rotate(addr)
 		hops = 0
 		c.log.Debug("coordinator call failed, retrying", "call", name, "replica", addr, "err", err, "backoff", wait)
-		if err := sleep(ctx, jitter(wait)); err != nil {
-			return fmt.Errorf("coordinator: %s: %w (last error from %s: %w)", name, err, addr, fromStatus(err))
+		if serr := sleep(ctx, jitter(wait)); serr != nil {
+			return fmt.Errorf("coordinator: %s: %w (%s)", name, serr, tried.summary())
 		}
 		wait = min(2*wait, c.opts.MaxBackoff)
 	}
+}
+
+// attempts is the last error of each replica a call tried, in the order first
+// tried, so that a call that runs out of time can say why each replica failed
+// ("connection refused") rather than only that time ran out.
+type attempts struct {
+	addrs []string
+	errs  map[string]error
+}
+
+// note records err as addr's last answer. An error that only says the call's own
+// context ended (final) does not replace a more telling earlier one.
+func (a *attempts) note(addr string, err error, final bool) {
+	if a.errs == nil {
+		a.errs = map[string]error{}
+	}
+	prev, seen := a.errs[addr]
+	if !seen {
+		a.addrs = append(a.addrs, addr)
+	}
+	if final && prev != nil && !contextOnly(prev) {
+		return
+	}
+	a.errs[addr] = err
+}
+
+// contextOnly reports whether err says no more than that a deadline passed or a
+// context was cancelled.
+func contextOnly(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.DeadlineExceeded, codes.Canceled:
+		return true
+	}
+	return false
+}
+
+// summary is "addr: error; addr: error" over the replicas tried, with gRPC's
+// status errors reduced to their message; "no replica answered" when none was.
+func (a *attempts) summary() string {
+	if len(a.addrs) == 0 {
+		return "no replica answered"
+	}
+	parts := make([]string, 0, len(a.addrs))
+	for _, addr := range a.addrs {
+		err := a.errs[addr]
+		msg := err.Error()
+		if st, ok := status.FromError(err); ok {
+			msg = dialCause(st.Message())
+		}
+		if contextOnly(err) {
+			msg = "no answer in time"
+		}
+		parts = append(parts, addr+": "+msg)
+	}
+	return strings.Join(parts, "; ")
 }
 
 func jitter(d time.Duration) time.Duration {
@@ -323,6 +386,19 @@ func (c *Client) SubmitJob(ctx context.Context, req *pb.SubmitJobRequest) error 
 		_, err := cl.SubmitJob(ctx, req)
 		return err
 	})
+}
+
+// FailJob ends the running job as FAILED with the worker's reason; see
+// coordinator.proto. The response carries the job's status after the report.
+func (c *Client) FailJob(ctx context.Context, req *pb.FailJobRequest) (*pb.FailJobResponse, error) {
+	req = proto.CloneOf(req)
+	c.fillRID(&req.Rid)
+	var resp *pb.FailJobResponse
+	err := c.do(ctx, "fail job", func(ctx context.Context, cl pb.CoordinatorClient) (err error) {
+		resp, err = cl.FailJob(ctx, req)
+		return err
+	})
+	return resp, err
 }
 
 // Status returns the cluster's state: linearizable from the leader, or with stale
@@ -436,4 +512,15 @@ func ProbeHealth(ctx context.Context, addr string) string {
 		return "UNREACHABLE: " + status.Convert(err).Message()
 	}
 	return resp.GetStatus().String()
+}
+
+// dialCause strips gRPC's wrapping from a connection error's message, leaving the
+// dialer's own ("dial tcp 10.0.0.1:7001: connect: connection refused").
+func dialCause(msg string) string {
+	if rest, ok := strings.CutPrefix(msg, `connection error: desc = "`); ok {
+		msg = strings.TrimSuffix(rest, `"`)
+		msg = strings.TrimPrefix(msg, "transport: Error while dialing: ")
+		msg = strings.TrimPrefix(msg, "transport: ")
+	}
+	return msg
 }

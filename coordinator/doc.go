@@ -11,7 +11,7 @@
 //     (ProbeHealth).
 //   - Workers use Client: Register, then Heartbeat every lease/3, WatchPlan to learn
 //     each new generation, ReportProgress and CommitCheckpoint while training, Leave on
-//     SIGTERM.
+//     SIGTERM, FailJob when they stop on an error no retry can cure.
 //   - Tests of this package and of the worker use the in-process Cluster harness
 //     (testing.go: MakeCluster, Leader, Kill, Restart, Partition, Heal, WaitFor).
 //     Worker tests that are not about the cluster use Inmem
@@ -81,7 +81,10 @@
 // generation fails with ErrStaleGeneration. Below min_workers the plan is a WAITING
 // generation with no members and a reason; above max_workers the extra workers are
 // standby, promoted when a member goes. Streams are spread evenly and moved as
-// little as possible, and surviving members keep their relative rank order.
+// little as possible, and surviving members keep their relative rank order. Once
+// the job has ended (job_lifecycle.go: FINISHED when its last step and that step's
+// checkpoint are committed, FAILED on a worker's FailJob) every plan is ENDED: no
+// members, every worker on standby, the reason saying how the job ended.
 //
 // # Storage and addressing
 //

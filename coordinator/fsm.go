@@ -13,10 +13,16 @@ import (
 )
 
 // Versions of the replicated formats. A replica refuses a command or a snapshot whose
-// version it does not know rather than guess.
+// version it does not know rather than guess. Version 2 of both added the job's
+// lifecycle (job_lifecycle.go): FailJobOp and CoordinatorState.job_status. Commands
+// of version 1 (an older log) are applied by the same rules, and a state of version 1
+// (an older snapshot) is restored with its job status derived.
 const (
-	CommandVersion = 1
-	StateVersion   = 1
+	CommandVersion = 2
+	StateVersion   = 2
+
+	minCommandVersion = 1
+	minStateVersion   = 1
 )
 
 // Bounds on the replicated state. They keep a snapshot small whatever the clients do.
@@ -67,7 +73,7 @@ func (m *Machine) Restore(st *pb.CoordinatorState) error {
 	if err := checkState(st); err != nil {
 		return err
 	}
-	m.st = proto.CloneOf(st)
+	m.st = upgradeState(proto.CloneOf(st))
 	return nil
 }
 
@@ -90,8 +96,8 @@ func (m *Machine) Apply(index uint64, data []byte) *pb.Result {
 	if err := proto.Unmarshal(data, &c); err != nil {
 		return failure(pb.ErrorCode_ERROR_CODE_BAD_COMMAND, "decode command: %v", err)
 	}
-	if c.GetVersion() != CommandVersion {
-		return failure(pb.ErrorCode_ERROR_CODE_BAD_COMMAND, "command version %d, want %d", c.GetVersion(), CommandVersion)
+	if c.GetVersion() < minCommandVersion || c.GetVersion() > CommandVersion {
+		return failure(pb.ErrorCode_ERROR_CODE_BAD_COMMAND, "command version %d, want %d..%d", c.GetVersion(), minCommandVersion, CommandVersion)
 	}
 	rid := c.GetRid()
 	if rid.GetRequestId() != 0 {
@@ -127,6 +133,8 @@ func (m *Machine) dispatch(index uint64, c *pb.Command) *pb.Result {
 		return m.setReplica(op.SetReplica)
 	case *pb.Command_RemoveReplica:
 		return m.removeReplica(op.RemoveReplica)
+	case *pb.Command_FailJob:
+		return m.failJob(op.FailJob)
 	default:
 		return failure(pb.ErrorCode_ERROR_CODE_BAD_COMMAND, "command has no operation")
 	}
@@ -189,6 +197,13 @@ func (m *Machine) submitJob(op *pb.SubmitJobOp) *pb.Result {
 	}
 	if m.st.Job != nil {
 		if proto.Equal(m.st.Job, op.GetJob()) {
+			if op.GetReplace() && m.st.GetJobStatus().GetState() == pb.JobState_JOB_STATE_FAILED {
+				// The same job again: it resumes from its committed progress (and is
+				// FINISHED at once if that progress already holds its end).
+				m.st.JobStatus = &pb.JobStatus{State: pb.JobState_JOB_STATE_RUNNING}
+				m.maybeFinish()
+				m.st.MembershipEpoch++
+			}
 			return ok()
 		}
 		if !op.GetReplace() {
@@ -199,6 +214,7 @@ func (m *Machine) submitJob(op *pb.SubmitJobOp) *pb.Result {
 		m.st.Checkpoints = nil
 	}
 	m.st.Job = proto.CloneOf(op.GetJob())
+	m.st.JobStatus = &pb.JobStatus{State: pb.JobState_JOB_STATE_RUNNING}
 	m.st.MembershipEpoch++
 	return ok()
 }
@@ -256,7 +272,12 @@ func (m *Machine) removeWorker(op *pb.RemoveWorkerOp) *pb.Result {
 
 func (m *Machine) replan() *pb.Result {
 	prev := m.st.Plan
-	next := NextPlan(m.st.Job, m.st.Workers, prev)
+	var next *pb.Plan
+	if m.st.Job != nil && !m.running() {
+		next = endedPlan(m.st.JobStatus, m.st.Workers)
+	} else {
+		next = NextPlan(m.st.Job, m.st.Workers, prev)
+	}
 	if prev != nil && samePlan(prev, next) {
 		prev.MembershipEpoch = m.st.MembershipEpoch
 		return &pb.Result{Plan: proto.CloneOf(prev)}
@@ -310,6 +331,7 @@ func (m *Machine) reportProgress(op *pb.ReportProgressOp) *pb.Result {
 		Step: op.GetStep(), Loss: op.GetLoss(), Tokens: op.GetTokens(),
 		Generation: op.GetGeneration(), WorkerId: op.GetWorkerId(),
 	}
+	m.maybeFinish()
 	return &pb.Result{Progress: proto.CloneOf(m.st.Progress)}
 }
 
@@ -344,6 +366,7 @@ func (m *Machine) commitCheckpoint(op *pb.CommitCheckpointOp) *pb.Result {
 		if c.GetSha256() != op.GetSha256() {
 			return failure(pb.ErrorCode_ERROR_CODE_CONFLICT, "step %d is committed with sha256 %s", op.GetStep(), c.GetSha256())
 		}
+		m.maybeFinish()
 		return &pb.Result{Checkpoint: proto.CloneOf(c)}
 	}
 	if len(m.st.Checkpoints) >= MaxCheckpoints && i == 0 {
@@ -357,6 +380,7 @@ func (m *Machine) commitCheckpoint(op *pb.CommitCheckpointOp) *pb.Result {
 	if n := len(m.st.Checkpoints); n > MaxCheckpoints {
 		m.st.Checkpoints = slices.Delete(m.st.Checkpoints, 0, n-MaxCheckpoints)
 	}
+	m.maybeFinish()
 	return &pb.Result{Checkpoint: proto.CloneOf(c)}
 }
 
@@ -442,13 +466,16 @@ func checkState(st *pb.CoordinatorState) error {
 	if st == nil {
 		return bad("missing")
 	}
-	if st.GetVersion() != StateVersion {
-		return bad("version %d, want %d", st.GetVersion(), StateVersion)
+	if st.GetVersion() < minStateVersion || st.GetVersion() > StateVersion {
+		return bad("version %d, want %d..%d", st.GetVersion(), minStateVersion, StateVersion)
 	}
 	if st.Job != nil {
 		if r := checkJob(st.Job); r != nil {
 			return bad("job: %s", r.GetMessage())
 		}
+	}
+	if err := checkJobStatus(st); err != nil {
+		return bad("%v", err)
 	}
 	for i := 1; i < len(st.GetWorkers()); i++ {
 		if st.Workers[i-1].GetId() >= st.Workers[i].GetId() {

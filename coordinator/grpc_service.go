@@ -135,6 +135,17 @@ func (s *service) SubmitJob(ctx context.Context, req *pb.SubmitJobRequest) (*pb.
 	return &pb.SubmitJobResponse{}, nil
 }
 
+func (s *service) FailJob(ctx context.Context, req *pb.FailJobRequest) (*pb.FailJobResponse, error) {
+	res, err := s.write(ctx, req.GetRid(), &pb.Command{Op: &pb.Command_FailJob{FailJob: &pb.FailJobOp{
+		WorkerId: req.GetWorkerId(), Generation: req.GetGeneration(), Step: req.GetStep(), Reason: req.GetReason(),
+	}}})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.n.log.Warn("job failed", "worker", req.GetWorkerId(), "step", req.GetStep(), "reason", res.GetJobStatus().GetReason())
+	return &pb.FailJobResponse{Status: res.GetJobStatus()}, nil
+}
+
 func (s *service) Status(ctx context.Context, req *pb.StatusRequest) (*pb.StatusResponse, error) {
 	if !req.GetStale() {
 		if err := s.n.barrier(ctx); err != nil {

@@ -237,6 +237,17 @@ func (c *Inmem) CommitCheckpoint(ctx context.Context, req *pb.CommitCheckpointRe
 	return &pb.CommitCheckpointResponse{Checkpoint: res.GetCheckpoint()}, nil
 }
 
+// FailJob ends the running job as FAILED; see Client.FailJob.
+func (c *Inmem) FailJob(ctx context.Context, req *pb.FailJobRequest) (*pb.FailJobResponse, error) {
+	res, err := c.write(ctx, "fail job", req.GetRid(), &pb.Command{Op: &pb.Command_FailJob{FailJob: &pb.FailJobOp{
+		WorkerId: req.GetWorkerId(), Generation: req.GetGeneration(), Step: req.GetStep(), Reason: req.GetReason(),
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.FailJobResponse{Status: res.GetJobStatus()}, nil
+}
+
 // Status returns the state as the leader of a one-replica cluster reports it; see
 // Client.Status.
 func (c *Inmem) Status(ctx context.Context, stale bool) (*pb.StatusResponse, error) {

@@ -500,6 +500,7 @@ type Gauges struct {
 	Generation    uint64 // generation of the current plan
 	Workers       int    // registered workers
 	CommittedStep int64  // step of the newest progress in the replicated state
+	JobState      string // the job's state (JobStateName): running, finished, failed; "none" without a job
 }
 
 // Gauges reads the replica's Raft state and the replicated job's progress. It
@@ -512,6 +513,7 @@ func (n *Node) Gauges() Gauges {
 		g.Generation = st.GetPlan().GetGeneration()
 		g.Workers = len(st.GetWorkers())
 		g.CommittedStep = st.GetProgress().GetStep()
+		g.JobState = JobStateName(JobStatusOf(st).GetState())
 	})
 	return g
 }

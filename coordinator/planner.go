@@ -33,10 +33,7 @@ import (
 //     surplus of members above their share) move, lowest first, to members below
 //     their share, in rank order.
 func NextPlan(job *pb.JobSpec, workers []*pb.Worker, prev *pb.Plan) *pb.Plan {
-	byJoin := slices.Clone(workers)
-	slices.SortFunc(byJoin, func(a, b *pb.Worker) int {
-		return cmp.Or(cmp.Compare(a.GetJoinedAt(), b.GetJoinedAt()), cmp.Compare(a.GetId(), b.GetId()))
-	})
+	byJoin := byJoinOrder(workers)
 	if job == nil {
 		return waitingPlan("no job submitted", byJoin)
 	}
@@ -138,6 +135,16 @@ func assignStreams(streams int, members []string, prevOwner []string) []string {
 		target[r]--
 	}
 	return owner
+}
+
+// byJoinOrder returns a copy of workers (the slice, not the records) sorted by
+// joined_at, then id.
+func byJoinOrder(workers []*pb.Worker) []*pb.Worker {
+	byJoin := slices.Clone(workers)
+	slices.SortFunc(byJoin, func(a, b *pb.Worker) int {
+		return cmp.Or(cmp.Compare(a.GetJoinedAt(), b.GetJoinedAt()), cmp.Compare(a.GetId(), b.GetId()))
+	})
+	return byJoin
 }
 
 func waitingPlan(reason string, byJoin []*pb.Worker) *pb.Plan {

@@ -6,7 +6,8 @@
 //
 // The worker records each step on a Worker (a nil *Worker records nothing) and sums
 // StepTimes into a Split it prints at the end of a run; the coordinator's command
-// registers a replica's values with RegisterCoordinator; cmd/ringtrain serves a
+// registers a replica's values with RegisterCoordinator (Raft, plan, progress and
+// the job's lifecycle as ringtrain_job_state); cmd/ringtrain serves a
 // registry with Serve at --metrics-addr.
 //
 // # Usage

@@ -122,14 +122,19 @@ type CoordinatorValues struct {
 	Generation    uint64 // generation of the current plan
 	Workers       int    // registered workers
 	CommittedStep int64  // step of the newest progress recorded in the replicated state
+	JobState      string // the job's state, one of JobStates; any other value (no job) sets none
 }
 
 // RaftStates are the values of the state label of ringtrain_raft_state.
 var RaftStates = []string{"Follower", "Candidate", "Leader", "Shutdown"}
 
+// JobStates are the values of the state label of ringtrain_job_state: the job's
+// lifecycle as coordinator.JobStateName writes it.
+var JobStates = []string{"running", "finished", "failed"}
+
 type coordinatorCollector struct {
-	read                                                  func() CoordinatorValues
-	state, term, commit, generation, workers, committedAt *prometheus.Desc
+	read                                                            func() CoordinatorValues
+	state, term, commit, generation, workers, committedAt, jobState *prometheus.Desc
 }
 
 // RegisterCoordinator registers on reg the gauges of a coordinator replica named id,
@@ -147,11 +152,13 @@ func RegisterCoordinator(reg prometheus.Registerer, id string, read func() Coord
 		generation:  prometheus.NewDesc("ringtrain_generation", generationHelp, nil, prometheus.Labels{"replica": id, "worker": ""}),
 		workers:     d("ringtrain_workers", "Registered workers."),
 		committedAt: d("ringtrain_committed_step", "Newest training step recorded in the replicated state."),
+		jobState: d("ringtrain_job_state", "1 for the job's current state in the replicated state (running, finished, failed), "+
+			"0 for the others; all 0 when no job is submitted.", "state"),
 	})
 }
 
 func (c *coordinatorCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.state, c.term, c.commit, c.generation, c.workers, c.committedAt} {
+	for _, d := range []*prometheus.Desc{c.state, c.term, c.commit, c.generation, c.workers, c.committedAt, c.jobState} {
 		ch <- d
 	}
 }
@@ -170,6 +177,13 @@ func (c *coordinatorCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.generation, prometheus.GaugeValue, float64(v.Generation))
 	ch <- prometheus.MustNewConstMetric(c.workers, prometheus.GaugeValue, float64(v.Workers))
 	ch <- prometheus.MustNewConstMetric(c.committedAt, prometheus.GaugeValue, float64(v.CommittedStep))
+	for _, s := range JobStates {
+		val := 0.0
+		if s == v.JobState {
+			val = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.jobState, prometheus.GaugeValue, val, s)
+	}
 }
 
 // Handler serves reg's metrics in the Prometheus exposition format.

@@ -96,3 +96,33 @@ func TestSplitString(t *testing.T) {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
 }
+
+// TestJobStateGauge: ringtrain_job_state has one series per state, 1 for the
+// job's current one and 0 for the others, all 0 without a job (as
+// kube-state-metrics exposes a pod's phase).
+func TestJobStateGauge(t *testing.T) {
+	for _, current := range []string{"running", "finished", "failed", "none"} {
+		t.Run(current, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			if err := RegisterCoordinator(reg, "c1", func() CoordinatorValues {
+				return CoordinatorValues{RaftState: "Follower", JobState: current}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			body := scrape(t, reg)
+			if !strings.Contains(body, "# TYPE ringtrain_job_state gauge\n") {
+				t.Errorf("ringtrain_job_state is not a gauge:\n%s", body)
+			}
+			for _, s := range JobStates {
+				want := "0"
+				if s == current {
+					want = "1"
+				}
+				line := `ringtrain_job_state{replica="c1",state="` + s + `"} ` + want + "\n"
+				if !strings.Contains(body, line) {
+					t.Errorf("missing %q in\n%s", line, body)
+				}
+			}
+		})
+	}
+}

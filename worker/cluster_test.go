@@ -67,6 +67,7 @@ func runClusterMetrics(t *testing.T, spec trainer.Spec, n int, reg *prometheus.R
 	if cks := st.GetCheckpoints(); len(cks) == 0 || cks[len(cks)-1].GetStep() != spec.Steps {
 		t.Errorf("committed checkpoints %v, want the last at step %d", cks, spec.Steps)
 	}
+	worker.CheckJobFinished(t, st, spec, res.Workers[0].Checkpoint)
 	return res.Workers
 }
 

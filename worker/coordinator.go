@@ -10,8 +10,9 @@ import (
 // Coordinator is what a worker needs of the coordinator cluster, and all it calls:
 // its lifecycle (Register, Heartbeat, Leave, lifecycle.go), the plan watch
 // (WatchPlan), the job and the committed state (Status), the reporter
-// (ReportProgress, CommitCheckpoint, reporter.go) and peer-lost reports
-// (ReportPeerLost, probe.go). The semantics of each call are those of the
+// (ReportProgress, CommitCheckpoint, reporter.go), peer-lost reports
+// (ReportPeerLost, probe.go) and the report of a fatal error (FailJob,
+// job_end.go). The semantics of each call are those of the
 // Coordinator service in coordinator.proto.
 //
 // *coordinator.Client implements it over gRPC against a Raft-replicated cluster;
@@ -69,6 +70,12 @@ type Coordinator interface {
 	// ErrStaleGeneration: the plan has moved on; ErrNotMember: the reporter is not
 	// a member of that generation.
 	ReportPeerLost(ctx context.Context, req *pb.ReportPeerLostRequest) error
+
+	// FailJob ends the running job as FAILED with the worker's reason, so that
+	// every member stops (the next plan is ENDED). A job that has already failed
+	// keeps its first reason; ErrConflict: the job has finished; ErrUnknownWorker:
+	// the worker is not registered.
+	FailJob(ctx context.Context, req *pb.FailJobRequest) (*pb.FailJobResponse, error)
 }
 
 var (

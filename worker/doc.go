@@ -104,6 +104,10 @@
 // Result.Split.
 //
 // When the job's last step is done, rank 0 writes the final checkpoint and records
-// the step and checkpoint synchronously, all ranks meet at a barrier, and each
-// worker leaves the cluster and returns its Result.
+// the step and checkpoint synchronously (the job then reads FINISHED), all ranks
+// meet at a barrier, and each worker leaves the cluster and returns its Result. A
+// worker that finds the job FINISHED, before registering or when a plan gives it no
+// work, returns at once with success; one that finds it FAILED returns
+// ErrJobFailed; one that stops on a fatal error reports it first, so the job fails
+// as a whole (job_end.go).
 package worker

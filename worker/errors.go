@@ -14,6 +14,9 @@ var (
 	ErrDiverged = errors.New("worker: replicas diverged")
 	// ErrNoState reports a generation in which no member holds the job's state.
 	ErrNoState = errors.New("worker: no member has the job's state")
+	// ErrJobFailed reports a job the coordinator records as FAILED (the message
+	// has the reason and the worker that reported it): Run returns it at once.
+	ErrJobFailed = errors.New("worker: the job failed")
 )
 
 // fatalError marks an error that no new generation can cure (a bad job, diverged

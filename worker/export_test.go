@@ -4,9 +4,10 @@ package worker
 // own. Those tests run workers through localcluster, which imports worker, so they
 // cannot be in package worker.
 var (
-	PrepareData     = prepareData
-	TinySpec        = tinySpec
-	NewTestLogger   = newTestLogger
-	CheckEquivalent = checkEquivalent
-	ReferenceRun    = referenceRun
+	PrepareData      = prepareData
+	TinySpec         = tinySpec
+	NewTestLogger    = newTestLogger
+	CheckEquivalent  = checkEquivalent
+	ReferenceRun     = referenceRun
+	CheckJobFinished = checkJobFinished
 )

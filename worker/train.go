@@ -390,6 +390,14 @@ func (w *Worker) finishJob(ctx context.Context, js *jobState, g *generation) (*R
 		if err != nil {
 			return nil, fatal(err)
 		}
+		if c == nil {
+			// The last step's checkpoint was written before (restored, or written
+			// by a rank 0 before a fail-over): commit it again, which is accepted
+			// for the same digest, so that the job reads FINISHED.
+			if c, err = w.recommit(js, g.gen); err != nil {
+				return nil, fatal(err)
+			}
+		}
 		if err := sendReport(ctx, w.cfg.Coordinators, log, &pb.ReportProgressRequest{WorkerId: w.cfg.ID, Generation: g.gen,
 			Step: tr.Step, Loss: finite(js.loss), Tokens: tr.Step * g.tokensPerStep}, callPatience); err != nil {
 			return nil, fmt.Errorf("report the final step: %w", err)
@@ -453,6 +461,19 @@ func (w *Worker) saveCheckpoint(js *jobState, gen uint64, log *slog.Logger) (*pb
 	js.lastSaved, js.lastCkpt = tr.Step, dir
 	log.Info("checkpoint written", "dir", dir)
 	return &pb.CommitCheckpointRequest{WorkerId: w.cfg.ID, Generation: gen, Step: tr.Step, Location: dir, Sha256: digest}, nil
+}
+
+// recommit returns the commit request of the checkpoint js last wrote or restored
+// when it is of the current step (nil otherwise), for a checkpoint already on disk.
+func (w *Worker) recommit(js *jobState, gen uint64) (*pb.CommitCheckpointRequest, error) {
+	if js.lastCkpt == "" || js.lastSaved != js.tr.Step {
+		return nil, nil
+	}
+	digest, err := model.CheckpointDigest(js.lastCkpt)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint digest: %w", err)
+	}
+	return &pb.CommitCheckpointRequest{WorkerId: w.cfg.ID, Generation: gen, Step: js.tr.Step, Location: js.lastCkpt, Sha256: digest}, nil
 }
 
 // closeMetrics ends rank 0's progress output and closes its metrics file, if this

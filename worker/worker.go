@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -152,7 +151,10 @@ func (w *Worker) Close() error { return w.lis.Close() }
 // Run registers the worker, serves its peers, follows the coordinator's plans and
 // trains until the job is done (it then leaves the cluster and returns the result),
 // ctx ends (it leaves and returns ctx's error), or a fatal error (a bad job,
-// diverged replicas). It blocks; every goroutine it starts has ended when it returns.
+// diverged replicas: it reports the job FAILED, leaves and returns the error). A
+// job that has already ended (job_end.go) makes it return at once without
+// registering: a FINISHED job with a rank -1 Result, a FAILED one with
+// ErrJobFailed. It blocks; every goroutine it starts has ended when it returns.
 func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -173,6 +175,12 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 		wg.Wait()
 	}()
 
+	if res, err := w.endedJob(ctx, true); res != nil || err != nil {
+		if res != nil {
+			w.log.Info("the job has already finished: nothing to do", "step", res.Step, "checkpoint", res.Checkpoint)
+		}
+		return res, err
+	}
 	w.plans = newPlanWatch()
 	lease, err := w.register(ctx)
 	if err != nil {
@@ -211,9 +219,16 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 		log := w.log.With("generation", plan.GetGeneration())
 		rank := coordinator.RankOf(plan, w.cfg.ID)
 		if plan.GetState() != pb.PlanState_PLAN_STATE_ACTIVE || rank < 0 {
-			if res := w.finishedJob(ctx); res != nil {
+			sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+			res, err := w.endedJob(sctx, false)
+			scancel()
+			switch {
+			case res != nil:
 				log.Info("the job has already finished: nothing to do", "step", res.Step, "checkpoint", res.Checkpoint)
 				return res, nil
+			case err != nil:
+				log.Error("the job has failed: stopping", "err", err)
+				return nil, err
 			}
 			log.Info("not a member of this plan: waiting", "state", plan.GetState(), "reason", plan.GetReason())
 			continue
@@ -222,6 +237,10 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 			if job, err = w.loadJob(ctx); err != nil {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
+				}
+				if isFatal(err) {
+					log.Error("stopping", "err", err)
+					w.reportFailure(ctx, plan.GetGeneration(), plan.GetStartStep(), err)
 				}
 				return nil, err
 			}
@@ -236,6 +255,7 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 			return nil, ctx.Err()
 		case isFatal(err):
 			log.Error("stopping", "err", err)
+			w.reportFailure(ctx, plan.GetGeneration(), job.tr.Step, err)
 			return nil, err
 		case plans.newer(plan.GetGeneration()):
 			log.Info("generation superseded", "step", job.tr.Step, "err", err)
@@ -251,26 +271,4 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 		}
 		after = plan.GetGeneration() - 1 // rebuild the ring of the same generation
 	}
-}
-
-// finishedJob returns the result of a job the coordinator records as finished (its
-// committed progress at the job's last step), or nil. A worker that joins after the
-// end, or that was held off while its peers finished, thus returns instead of
-// waiting for a plan that will never come.
-func (w *Worker) finishedJob(ctx context.Context) *Result {
-	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	st, err := w.cfg.Coordinators.Status(sctx, false)
-	if err != nil {
-		return nil
-	}
-	job, prog := st.GetState().GetJob(), st.GetState().GetProgress()
-	if job == nil || job.GetSteps() <= 0 || prog.GetStep() < job.GetSteps() {
-		return nil
-	}
-	res := &Result{Step: prog.GetStep(), Loss: prog.GetLoss(), ValLoss: math.NaN(), Rank: -1, Generation: w.curGen.Load()}
-	if cks := st.GetState().GetCheckpoints(); len(cks) > 0 {
-		res.Checkpoint = cks[len(cks)-1].GetLocation()
-	}
-	return res
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -11,8 +10,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/ringtrain/ringtrain/coordinator"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
@@ -98,55 +95,83 @@ default --id is POD_NAME (see docs/kubernetes.md).`,
 // newStatusCmd is "status": the cluster's state as the leader sees it.
 func newStatusCmd(_ *globals) *cobra.Command {
 	var (
-		addrs   []string
-		asJSON  bool
-		stale   bool
-		timeout time.Duration
+		addrs    []string
+		asJSON   bool
+		stale    bool
+		watch    bool
+		interval time.Duration
+		timeout  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the coordinator cluster: leader, replicas and their health, job, plan, progress",
-		Long: `Show the leader, its term and commit index, every replica with its health, the job,
-the current generation with its members and their streams, the committed step and
-loss, and the last checkpoint. The state is read from the leader (linearizable)
-unless --stale. --json prints the same as one JSON object.`,
+		Long: `Show the leader, its term and commit index, every replica with its health, the job
+and its state (running; finished, with its final checkpoint; failed, with the
+reason), the current generation with its members and their streams, the committed
+step and loss, and the last checkpoint. The state is read from the leader
+(linearizable) unless --stale. --json prints the same as one JSON object: the job's
+spec decoded, integers as numbers, states in lower case (job "running",
+"finished", "failed"; plan "active", "waiting", "ended").
+
+--watch reads the state every --interval and shows it again whenever it changed
+(redrawn in place on a terminal), until the job ends or the command is
+interrupted (exit status 130); --timeout then bounds each read.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			addrs = splitList(addrs)
 			if len(addrs) == 0 {
 				return fmt.Errorf("--coordinators: give at least one coordinator gRPC address")
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
+			if interval <= 0 {
+				return fmt.Errorf("--interval %v: must be positive", interval)
+			}
 			cl, err := coordinator.NewClient(addrs, coordinator.ClientOptions{AttemptTimeout: min(timeout, 2*time.Second)})
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
+			render := func(ctx context.Context, w io.Writer, st *pb.StatusResponse) error {
+				health := probeReplicas(ctx, st)
+				if asJSON {
+					return printStatusJSON(w, st, health)
+				}
+				printStatus(w, st, health)
+				return nil
+			}
+			if watch {
+				p := poller{cl: cl, interval: interval, timeout: timeout, stale: stale, warn: cmd.ErrOrStderr()}
+				return watchStatus(cmd.Context(), p, cmd.OutOrStdout(), render)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
 			st, err := cl.Status(ctx, stale)
 			if err != nil {
 				return err
 			}
-			health := map[string]string{}
-			for _, r := range st.GetReplicas() {
-				if r.GetGrpcAddr() != "" {
-					hctx, hcancel := context.WithTimeout(ctx, time.Second)
-					health[r.GetId()] = coordinator.ProbeHealth(hctx, r.GetGrpcAddr())
-					hcancel()
-				}
-			}
-			if asJSON {
-				return printStatusJSON(cmd.OutOrStdout(), st, health)
-			}
-			printStatus(cmd.OutOrStdout(), st, health)
-			return nil
+			return render(ctx, cmd.OutOrStdout(), st)
 		},
 	}
 	cmd.Flags().StringSliceVar(&addrs, "coordinators", nil, "coordinator gRPC addresses, comma separated")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().BoolVar(&stale, "stale", false, "accept any replica's local (possibly stale) state")
-	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long")
+	cmd.Flags().BoolVar(&watch, "watch", false, "show the state again whenever it changes, until the job ends")
+	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "with --watch: how often to read the state")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long (with --watch: on each read)")
 	return cmd
+}
+
+// probeReplicas asks every replica of st with a known gRPC address for its health
+// (one second each), by replica id.
+func probeReplicas(ctx context.Context, st *pb.StatusResponse) map[string]string {
+	health := map[string]string{}
+	for _, r := range st.GetReplicas() {
+		if r.GetGrpcAddr() != "" {
+			hctx, hcancel := context.WithTimeout(ctx, time.Second)
+			health[r.GetId()] = coordinator.ProbeHealth(hctx, r.GetGrpcAddr())
+			hcancel()
+		}
+	}
+	return health
 }
 
 func splitList(items []string) []string {
@@ -178,6 +203,7 @@ func printStatus(w io.Writer, st *pb.StatusResponse, health map[string]string) {
 	if j := s.GetJob(); j != nil {
 		fmt.Fprintf(tw, "job\tstreams %d\tworkers %d..%d\tsteps %d\tcheckpoint every %d\n",
 			j.GetStreams(), max(j.GetMinWorkers(), 1), maxWorkers(j), j.GetSteps(), j.GetCheckpointInterval())
+		fmt.Fprintf(tw, "state\t%s\n", jobStateLine(s))
 	} else {
 		fmt.Fprintln(tw, "job\tnone submitted")
 	}
@@ -219,57 +245,4 @@ func orNone(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func printStatusJSON(w io.Writer, st *pb.StatusResponse, health map[string]string) error {
-	raw := func(m proto.Message) json.RawMessage {
-		if m == nil {
-			return json.RawMessage("null")
-		}
-		b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
-		if err != nil {
-			return json.RawMessage("null")
-		}
-		return b
-	}
-	type replica struct {
-		ID       string `json:"id"`
-		RaftAddr string `json:"raft_addr"`
-		GRPCAddr string `json:"grpc_addr"`
-		Suffrage string `json:"suffrage"`
-		Leader   bool   `json:"leader"`
-		Health   string `json:"health"`
-	}
-	s := st.GetState()
-	out := struct {
-		AnsweredBy     string            `json:"answered_by"`
-		Leader         string            `json:"leader"`
-		LeaderAddr     string            `json:"leader_addr"`
-		Term           uint64            `json:"term"`
-		CommitIndex    uint64            `json:"commit_index"`
-		AppliedIndex   uint64            `json:"applied_index"`
-		Replicas       []replica         `json:"replicas"`
-		Job            json.RawMessage   `json:"job"`
-		Plan           json.RawMessage   `json:"plan"`
-		Workers        []json.RawMessage `json:"workers"`
-		Progress       json.RawMessage   `json:"progress"`
-		LastCheckpoint json.RawMessage   `json:"last_checkpoint"`
-	}{
-		AnsweredBy: st.GetReplicaId(), Leader: st.GetLeaderId(), LeaderAddr: st.GetLeaderAddr(),
-		Term: st.GetTerm(), CommitIndex: st.GetCommitIndex(), AppliedIndex: st.GetAppliedIndex(),
-		Job: raw(s.GetJob()), Plan: raw(s.GetPlan()), Progress: raw(s.GetProgress()),
-		LastCheckpoint: json.RawMessage("null"), Workers: []json.RawMessage{}, Replicas: []replica{},
-	}
-	for _, r := range st.GetReplicas() {
-		out.Replicas = append(out.Replicas, replica{r.GetId(), r.GetRaftAddr(), r.GetGrpcAddr(), r.GetSuffrage(), r.GetLeader(), health[r.GetId()]})
-	}
-	for _, wk := range s.GetWorkers() {
-		out.Workers = append(out.Workers, raw(wk))
-	}
-	if cks := s.GetCheckpoints(); len(cks) > 0 {
-		out.LastCheckpoint = raw(cks[len(cks)-1])
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
 }

@@ -23,7 +23,7 @@ func main() {
 	defer stop()
 	if err := newRoot().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "ringtrain:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 

@@ -37,10 +37,12 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		Short: "Run one training worker of a cluster",
 		Long: `Run one worker: it registers with the coordinator cluster, serves its peers (the ring
 all-reduce) on --listen, and trains its share of the submitted job in every plan
-generation it is a member of. It leaves the cluster and exits when the job is done,
-or on SIGINT/SIGTERM (a graceful leave: the step in flight is abandoned, the worker
-tells the coordinator it is gone so the others continue at once in a new generation,
-and it exits 0). The job's dataset directory must be readable at the same path on
+generation it is a member of. It leaves the cluster and exits 0 when the job has
+finished (at once, without registering, when it starts after the end), non-zero
+with the reason when the job failed (it reports an error no retry can cure itself,
+which fails the job for every worker), or on SIGINT/SIGTERM (a graceful leave: the
+step in flight is abandoned, the worker tells the coordinator it is gone so the
+others continue at once in a new generation, and it exits 0). The job's dataset directory must be readable at the same path on
 every worker; checkpoints are written by rank 0 under the job's run directory.
 
 Every flag can also be given as RINGTRAIN_<FLAG> in the environment; flags win. In a
@@ -147,16 +149,29 @@ func newSubmitCmd(g *globals) *cobra.Command {
 		addrs                  []string
 		minWorkers, maxWorkers int
 		replace                bool
+		wait, follow           bool
+		interval               time.Duration
 		timeout                time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "submit JOB.yaml",
 		Short: "Submit a training job to a running coordinator cluster",
 		Long: `Read a job spec YAML (the format of 'ringtrain train --config') and install it on the
-coordinator cluster. Submitting the same job again is accepted; a different one is
-refused unless --replace (which starts it from scratch).`,
-		Args: cobra.ExactArgs(1),
+coordinator cluster. Submitting the same job again is accepted and changes nothing;
+a different one is refused unless --replace (which starts it from scratch). The
+same job with --replace runs again a job that failed, from its last committed
+checkpoint.
+
+--wait blocks until the job ends: exit status 0 when it finished (the final
+checkpoint is printed), 1 with the reason when it failed, 130 when interrupted
+(the job goes on). --follow waits too, printing a line (step, loss, workers) at
+every change. --timeout bounds the submission and each status read.`,
+		Example: `  ringtrain submit job.yaml --coordinators host0:7001,host1:7001,host2:7001 --min-workers 3 --follow`,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if interval <= 0 {
+				return fmt.Errorf("--interval %v: must be positive", interval)
+			}
 			log, err := g.logger()
 			if err != nil {
 				return err
@@ -177,18 +192,28 @@ refused unless --replace (which starts it from scratch).`,
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			if err := cl.SubmitJob(ctx, &pb.SubmitJobRequest{Job: job, Replace: replace}); err != nil {
+				if cmd.Context().Err() != nil {
+					return interrupted()
+				}
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "submitted %s: %d steps over %d streams\n", args[0], spec.Steps, spec.Streams)
-			return nil
+			if !wait && !follow {
+				return nil
+			}
+			p := poller{cl: cl, interval: interval, timeout: timeout, warn: cmd.ErrOrStderr()}
+			return waitJob(cmd.Context(), p, job, cmd.OutOrStdout(), follow)
 		},
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&addrs, "coordinators", nil, "coordinator gRPC addresses, comma separated")
 	f.IntVar(&minWorkers, "min-workers", 1, "the job waits until this many workers are registered")
 	f.IntVar(&maxWorkers, "max-workers", 0, "at most this many workers train (0: one per stream)")
-	f.BoolVar(&replace, "replace", false, "replace a different job already submitted (its progress is dropped)")
-	f.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long")
+	f.BoolVar(&replace, "replace", false, "replace a different job already submitted (its progress is dropped), or run this failed job again")
+	f.BoolVar(&wait, "wait", false, "wait until the job ends: exit 0 when it finished, non-zero with the reason when it failed")
+	f.BoolVar(&follow, "follow", false, "wait, printing the step, loss and workers as the job goes")
+	f.DurationVar(&interval, "interval", time.Second, "with --wait or --follow: how often to read the job's state")
+	f.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long (with --wait: on the submission and each status read)")
 	return cmd
 }
 

@@ -15,6 +15,11 @@
 // UNKNOWN_WORKER (NOT_FOUND), STALE_GENERATION, NOT_MEMBER, NO_JOB, HELD_OFF
 // (FAILED_PRECONDITION), CONFLICT (ALREADY_EXISTS).
 //
+// The job's lifecycle (JobStatus in the replicated state): a submitted job is
+// RUNNING; it becomes FINISHED once its last step and the checkpoint of that step
+// are committed, and FAILED when a worker reports an error that no retry can cure
+// (FailJob). Both are final: only SubmitJob with replace starts the job again.
+//
 // Idempotency. Every write carries a RequestID (client_id, request_id). The state
 // machine remembers the result of recent requests per client and answers a repeated
 // id with the first result without applying it again, so a client may retry a write
@@ -49,6 +54,7 @@ const (
 	PlanState_PLAN_STATE_UNSPECIFIED PlanState = 0
 	PlanState_PLAN_STATE_ACTIVE      PlanState = 1 // members train
 	PlanState_PLAN_STATE_WAITING     PlanState = 2 // fewer workers than min_workers (or no job): nobody trains
+	PlanState_PLAN_STATE_ENDED       PlanState = 3 // the job has finished or failed: nobody trains
 )
 
 // Enum value maps for PlanState.
@@ -57,11 +63,13 @@ var (
 		0: "PLAN_STATE_UNSPECIFIED",
 		1: "PLAN_STATE_ACTIVE",
 		2: "PLAN_STATE_WAITING",
+		3: "PLAN_STATE_ENDED",
 	}
 	PlanState_value = map[string]int32{
 		"PLAN_STATE_UNSPECIFIED": 0,
 		"PLAN_STATE_ACTIVE":      1,
 		"PLAN_STATE_WAITING":     2,
+		"PLAN_STATE_ENDED":       3,
 	}
 )
 
@@ -90,6 +98,59 @@ func (x PlanState) Number() protoreflect.EnumNumber {
 // Deprecated: Use PlanState.Descriptor instead.
 func (PlanState) EnumDescriptor() ([]byte, []int) {
 	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{0}
+}
+
+// JobState is where the submitted job is in its lifecycle.
+type JobState int32
+
+const (
+	JobState_JOB_STATE_UNSPECIFIED JobState = 0 // no job submitted
+	JobState_JOB_STATE_RUNNING     JobState = 1 // submitted and not ended: workers train it, or wait for enough workers
+	JobState_JOB_STATE_FINISHED    JobState = 2 // the last step and its checkpoint are committed
+	JobState_JOB_STATE_FAILED      JobState = 3 // a worker reported an error no retry can cure (FailJob)
+)
+
+// Enum value maps for JobState.
+var (
+	JobState_name = map[int32]string{
+		0: "JOB_STATE_UNSPECIFIED",
+		1: "JOB_STATE_RUNNING",
+		2: "JOB_STATE_FINISHED",
+		3: "JOB_STATE_FAILED",
+	}
+	JobState_value = map[string]int32{
+		"JOB_STATE_UNSPECIFIED": 0,
+		"JOB_STATE_RUNNING":     1,
+		"JOB_STATE_FINISHED":    2,
+		"JOB_STATE_FAILED":      3,
+	}
+)
+
+func (x JobState) Enum() *JobState {
+	p := new(JobState)
+	*p = x
+	return p
+}
+
+func (x JobState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (JobState) Descriptor() protoreflect.EnumDescriptor {
+	return file_ringtrain_v1_coordinator_proto_enumTypes[1].Descriptor()
+}
+
+func (JobState) Type() protoreflect.EnumType {
+	return &file_ringtrain_v1_coordinator_proto_enumTypes[1]
+}
+
+func (x JobState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use JobState.Descriptor instead.
+func (JobState) EnumDescriptor() ([]byte, []int) {
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{1}
 }
 
 type ErrorCode int32
@@ -137,11 +198,11 @@ func (x ErrorCode) String() string {
 }
 
 func (ErrorCode) Descriptor() protoreflect.EnumDescriptor {
-	return file_ringtrain_v1_coordinator_proto_enumTypes[1].Descriptor()
+	return file_ringtrain_v1_coordinator_proto_enumTypes[2].Descriptor()
 }
 
 func (ErrorCode) Type() protoreflect.EnumType {
-	return &file_ringtrain_v1_coordinator_proto_enumTypes[1]
+	return &file_ringtrain_v1_coordinator_proto_enumTypes[2]
 }
 
 func (x ErrorCode) Number() protoreflect.EnumNumber {
@@ -150,7 +211,7 @@ func (x ErrorCode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorCode.Descriptor instead.
 func (ErrorCode) EnumDescriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{1}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{2}
 }
 
 // RequestID makes a write idempotent. client_id names one client (a random string it
@@ -369,7 +430,7 @@ type Plan struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Generation      uint64                 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"` // increases by one with every new plan
 	State           PlanState              `protobuf:"varint,2,opt,name=state,proto3,enum=ringtrain.v1.PlanState" json:"state,omitempty"`
-	Reason          string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`                                           // why the plan is WAITING; empty when ACTIVE
+	Reason          string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`                                           // why the plan is WAITING or ENDED; empty when ACTIVE
 	Members         []string               `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`                                         // ordered: members[r] has rank r
 	StreamOwner     []string               `protobuf:"bytes,5,rep,name=stream_owner,json=streamOwner,proto3" json:"stream_owner,omitempty"`              // stream_owner[m] is the member that owns stream m
 	StartStep       int64                  `protobuf:"varint,6,opt,name=start_step,json=startStep,proto3" json:"start_step,omitempty"`                   // committed progress step when the plan formed
@@ -627,6 +688,91 @@ func (x *Checkpoint) GetWorkerId() string {
 	return ""
 }
 
+// JobStatus is the lifecycle of the submitted job (CoordinatorState.job_status).
+type JobStatus struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	State           JobState               `protobuf:"varint,1,opt,name=state,proto3,enum=ringtrain.v1.JobState" json:"state,omitempty"`
+	FinalCheckpoint *Checkpoint            `protobuf:"bytes,2,opt,name=final_checkpoint,json=finalCheckpoint,proto3" json:"final_checkpoint,omitempty"` // FINISHED: the committed checkpoint of the job's last step
+	Reason          string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`                                          // FAILED: the error the worker reported
+	WorkerId        string                 `protobuf:"bytes,4,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`                      // FAILED: the worker that reported it
+	Step            int64                  `protobuf:"varint,5,opt,name=step,proto3" json:"step,omitempty"`                                             // FINISHED: the last step; FAILED: the step the worker was at
+	Generation      uint64                 `protobuf:"varint,6,opt,name=generation,proto3" json:"generation,omitempty"`                                 // FINISHED, FAILED: the generation the job ended in
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *JobStatus) Reset() {
+	*x = JobStatus{}
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobStatus) ProtoMessage() {}
+
+func (x *JobStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobStatus.ProtoReflect.Descriptor instead.
+func (*JobStatus) Descriptor() ([]byte, []int) {
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *JobStatus) GetState() JobState {
+	if x != nil {
+		return x.State
+	}
+	return JobState_JOB_STATE_UNSPECIFIED
+}
+
+func (x *JobStatus) GetFinalCheckpoint() *Checkpoint {
+	if x != nil {
+		return x.FinalCheckpoint
+	}
+	return nil
+}
+
+func (x *JobStatus) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *JobStatus) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *JobStatus) GetStep() int64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *JobStatus) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
 // Replica is a coordinator replica as recorded in the state machine: the Raft
 // configuration knows its id and Raft address, this adds the gRPC address used in
 // leader hints.
@@ -640,7 +786,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[6]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -652,7 +798,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[6]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -665,7 +811,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{6}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Replica) GetId() string {
@@ -694,7 +840,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[7]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +852,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[7]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +865,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{7}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RegisterRequest) GetRid() *RequestID {
@@ -760,7 +906,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[8]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +918,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[8]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +931,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{8}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RegisterResponse) GetWorker() *Worker {
@@ -813,7 +959,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[9]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +971,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[9]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +984,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{9}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() string {
@@ -872,7 +1018,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[10]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +1030,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[10]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +1043,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{10}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HeartbeatResponse) GetGeneration() uint64 {
@@ -924,7 +1070,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[11]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1082,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[11]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1095,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{11}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LeaveRequest) GetRid() *RequestID {
@@ -974,7 +1120,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[12]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -986,7 +1132,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[12]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -999,7 +1145,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{12}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{13}
 }
 
 type ReportPeerLostRequest struct {
@@ -1014,7 +1160,7 @@ type ReportPeerLostRequest struct {
 
 func (x *ReportPeerLostRequest) Reset() {
 	*x = ReportPeerLostRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[13]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1026,7 +1172,7 @@ func (x *ReportPeerLostRequest) String() string {
 func (*ReportPeerLostRequest) ProtoMessage() {}
 
 func (x *ReportPeerLostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[13]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1039,7 +1185,7 @@ func (x *ReportPeerLostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportPeerLostRequest.ProtoReflect.Descriptor instead.
 func (*ReportPeerLostRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{13}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReportPeerLostRequest) GetWorkerId() string {
@@ -1078,7 +1224,7 @@ type ReportPeerLostResponse struct {
 
 func (x *ReportPeerLostResponse) Reset() {
 	*x = ReportPeerLostResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[14]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1236,7 @@ func (x *ReportPeerLostResponse) String() string {
 func (*ReportPeerLostResponse) ProtoMessage() {}
 
 func (x *ReportPeerLostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[14]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1249,7 @@ func (x *ReportPeerLostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportPeerLostResponse.ProtoReflect.Descriptor instead.
 func (*ReportPeerLostResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{14}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{15}
 }
 
 type WatchPlanRequest struct {
@@ -1116,7 +1262,7 @@ type WatchPlanRequest struct {
 
 func (x *WatchPlanRequest) Reset() {
 	*x = WatchPlanRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[15]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1274,7 @@ func (x *WatchPlanRequest) String() string {
 func (*WatchPlanRequest) ProtoMessage() {}
 
 func (x *WatchPlanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[15]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1287,7 @@ func (x *WatchPlanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchPlanRequest.ProtoReflect.Descriptor instead.
 func (*WatchPlanRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{15}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchPlanRequest) GetWorkerId() string {
@@ -1172,7 +1318,7 @@ type ReportProgressRequest struct {
 
 func (x *ReportProgressRequest) Reset() {
 	*x = ReportProgressRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[16]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1330,7 @@ func (x *ReportProgressRequest) String() string {
 func (*ReportProgressRequest) ProtoMessage() {}
 
 func (x *ReportProgressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[16]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1343,7 @@ func (x *ReportProgressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportProgressRequest.ProtoReflect.Descriptor instead.
 func (*ReportProgressRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{16}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReportProgressRequest) GetRid() *RequestID {
@@ -1251,7 +1397,7 @@ type ReportProgressResponse struct {
 
 func (x *ReportProgressResponse) Reset() {
 	*x = ReportProgressResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[17]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1263,7 +1409,7 @@ func (x *ReportProgressResponse) String() string {
 func (*ReportProgressResponse) ProtoMessage() {}
 
 func (x *ReportProgressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[17]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1276,7 +1422,7 @@ func (x *ReportProgressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportProgressResponse.ProtoReflect.Descriptor instead.
 func (*ReportProgressResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{17}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReportProgressResponse) GetProgress() *Progress {
@@ -1300,7 +1446,7 @@ type CommitCheckpointRequest struct {
 
 func (x *CommitCheckpointRequest) Reset() {
 	*x = CommitCheckpointRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[18]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1458,7 @@ func (x *CommitCheckpointRequest) String() string {
 func (*CommitCheckpointRequest) ProtoMessage() {}
 
 func (x *CommitCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[18]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1471,7 @@ func (x *CommitCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CommitCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{18}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CommitCheckpointRequest) GetRid() *RequestID {
@@ -1379,7 +1525,7 @@ type CommitCheckpointResponse struct {
 
 func (x *CommitCheckpointResponse) Reset() {
 	*x = CommitCheckpointResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[19]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1537,7 @@ func (x *CommitCheckpointResponse) String() string {
 func (*CommitCheckpointResponse) ProtoMessage() {}
 
 func (x *CommitCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[19]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1550,7 @@ func (x *CommitCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CommitCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{19}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CommitCheckpointResponse) GetCheckpoint() *Checkpoint {
@@ -1425,7 +1571,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[20]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1437,7 +1583,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[20]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1450,7 +1596,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{20}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SubmitJobRequest) GetRid() *RequestID {
@@ -1482,7 +1628,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[21]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1640,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[21]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1653,127 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{21}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{22}
+}
+
+type FailJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rid           *RequestID             `protobuf:"bytes,1,opt,name=rid,proto3" json:"rid,omitempty"`
+	WorkerId      string                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"` // the reporting worker (registered)
+	Generation    uint64                 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`            // the generation it was in (0: none)
+	Step          int64                  `protobuf:"varint,4,opt,name=step,proto3" json:"step,omitempty"`                        // the step it was at
+	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`                     // the error, at most 4096 bytes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailJobRequest) Reset() {
+	*x = FailJobRequest{}
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailJobRequest) ProtoMessage() {}
+
+func (x *FailJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailJobRequest.ProtoReflect.Descriptor instead.
+func (*FailJobRequest) Descriptor() ([]byte, []int) {
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *FailJobRequest) GetRid() *RequestID {
+	if x != nil {
+		return x.Rid
+	}
+	return nil
+}
+
+func (x *FailJobRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *FailJobRequest) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *FailJobRequest) GetStep() int64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *FailJobRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type FailJobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        *JobStatus             `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"` // the job's status after the report
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailJobResponse) Reset() {
+	*x = FailJobResponse{}
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailJobResponse) ProtoMessage() {}
+
+func (x *FailJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailJobResponse.ProtoReflect.Descriptor instead.
+func (*FailJobResponse) Descriptor() ([]byte, []int) {
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *FailJobResponse) GetStatus() *JobStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
 }
 
 type StatusRequest struct {
@@ -1519,7 +1785,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[22]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1531,7 +1797,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[22]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1544,7 +1810,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{22}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StatusRequest) GetStale() bool {
@@ -1567,7 +1833,7 @@ type ReplicaStatus struct {
 
 func (x *ReplicaStatus) Reset() {
 	*x = ReplicaStatus{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[23]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1579,7 +1845,7 @@ func (x *ReplicaStatus) String() string {
 func (*ReplicaStatus) ProtoMessage() {}
 
 func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[23]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +1858,7 @@ func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{23}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReplicaStatus) GetId() string {
@@ -1647,7 +1913,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[24]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1659,7 +1925,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[24]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1672,7 +1938,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{24}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StatusResponse) GetReplicaId() string {
@@ -1750,7 +2016,7 @@ type AddVoterRequest struct {
 
 func (x *AddVoterRequest) Reset() {
 	*x = AddVoterRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[25]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1762,7 +2028,7 @@ func (x *AddVoterRequest) String() string {
 func (*AddVoterRequest) ProtoMessage() {}
 
 func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[25]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1775,7 +2041,7 @@ func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVoterRequest.ProtoReflect.Descriptor instead.
 func (*AddVoterRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{25}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AddVoterRequest) GetId() string {
@@ -1814,7 +2080,7 @@ type AddVoterResponse struct {
 
 func (x *AddVoterResponse) Reset() {
 	*x = AddVoterResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[26]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1826,7 +2092,7 @@ func (x *AddVoterResponse) String() string {
 func (*AddVoterResponse) ProtoMessage() {}
 
 func (x *AddVoterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[26]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1839,7 +2105,7 @@ func (x *AddVoterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVoterResponse.ProtoReflect.Descriptor instead.
 func (*AddVoterResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{26}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{29}
 }
 
 type RemoveServerRequest struct {
@@ -1851,7 +2117,7 @@ type RemoveServerRequest struct {
 
 func (x *RemoveServerRequest) Reset() {
 	*x = RemoveServerRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[27]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1863,7 +2129,7 @@ func (x *RemoveServerRequest) String() string {
 func (*RemoveServerRequest) ProtoMessage() {}
 
 func (x *RemoveServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[27]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1876,7 +2142,7 @@ func (x *RemoveServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServerRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{27}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RemoveServerRequest) GetId() string {
@@ -1894,7 +2160,7 @@ type RemoveServerResponse struct {
 
 func (x *RemoveServerResponse) Reset() {
 	*x = RemoveServerResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[28]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1906,7 +2172,7 @@ func (x *RemoveServerResponse) String() string {
 func (*RemoveServerResponse) ProtoMessage() {}
 
 func (x *RemoveServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[28]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1919,7 +2185,7 @@ func (x *RemoveServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServerResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{28}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{31}
 }
 
 type LeaderRequest struct {
@@ -1930,7 +2196,7 @@ type LeaderRequest struct {
 
 func (x *LeaderRequest) Reset() {
 	*x = LeaderRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[29]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1942,7 +2208,7 @@ func (x *LeaderRequest) String() string {
 func (*LeaderRequest) ProtoMessage() {}
 
 func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[29]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1955,7 +2221,7 @@ func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRequest.ProtoReflect.Descriptor instead.
 func (*LeaderRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{29}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{32}
 }
 
 type LeaderResponse struct {
@@ -1969,7 +2235,7 @@ type LeaderResponse struct {
 
 func (x *LeaderResponse) Reset() {
 	*x = LeaderResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[30]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1981,7 +2247,7 @@ func (x *LeaderResponse) String() string {
 func (*LeaderResponse) ProtoMessage() {}
 
 func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[30]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1994,7 +2260,7 @@ func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderResponse.ProtoReflect.Descriptor instead.
 func (*LeaderResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{30}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LeaderResponse) GetId() string {
@@ -2019,8 +2285,9 @@ func (x *LeaderResponse) GetGrpcAddr() string {
 }
 
 // Command is the envelope of every Raft log entry the coordinator writes. version is
-// CommandVersion (1); a replica refuses versions it does not know, so a mixed-version
-// cluster fails loudly instead of diverging.
+// CommandVersion (2); a replica refuses versions it does not know, so a mixed-version
+// cluster fails loudly instead of diverging. Version 2 added FailJobOp and the job's
+// lifecycle; entries of version 1 (older logs) are applied by the same rules.
 type Command struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -2035,6 +2302,7 @@ type Command struct {
 	//	*Command_CommitCheckpoint
 	//	*Command_SetReplica
 	//	*Command_RemoveReplica
+	//	*Command_FailJob
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2042,7 +2310,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[31]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2054,7 +2322,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[31]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2067,7 +2335,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{31}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Command) GetVersion() uint32 {
@@ -2163,6 +2431,15 @@ func (x *Command) GetRemoveReplica() *RemoveReplicaOp {
 	return nil
 }
 
+func (x *Command) GetFailJob() *FailJobOp {
+	if x != nil {
+		if x, ok := x.Op.(*Command_FailJob); ok {
+			return x.FailJob
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -2199,6 +2476,10 @@ type Command_RemoveReplica struct {
 	RemoveReplica *RemoveReplicaOp `protobuf:"bytes,17,opt,name=remove_replica,json=removeReplica,proto3,oneof"`
 }
 
+type Command_FailJob struct {
+	FailJob *FailJobOp `protobuf:"bytes,18,opt,name=fail_job,json=failJob,proto3,oneof"`
+}
+
 func (*Command_SubmitJob) isCommand_Op() {}
 
 func (*Command_Register) isCommand_Op() {}
@@ -2215,6 +2496,8 @@ func (*Command_SetReplica) isCommand_Op() {}
 
 func (*Command_RemoveReplica) isCommand_Op() {}
 
+func (*Command_FailJob) isCommand_Op() {}
+
 type SubmitJobOp struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Job           *JobSpec               `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
@@ -2225,7 +2508,7 @@ type SubmitJobOp struct {
 
 func (x *SubmitJobOp) Reset() {
 	*x = SubmitJobOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[32]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2237,7 +2520,7 @@ func (x *SubmitJobOp) String() string {
 func (*SubmitJobOp) ProtoMessage() {}
 
 func (x *SubmitJobOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[32]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2250,7 +2533,7 @@ func (x *SubmitJobOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobOp.ProtoReflect.Descriptor instead.
 func (*SubmitJobOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{32}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SubmitJobOp) GetJob() *JobSpec {
@@ -2278,7 +2561,7 @@ type RegisterOp struct {
 
 func (x *RegisterOp) Reset() {
 	*x = RegisterOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[33]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2290,7 +2573,7 @@ func (x *RegisterOp) String() string {
 func (*RegisterOp) ProtoMessage() {}
 
 func (x *RegisterOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[33]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2303,7 +2586,7 @@ func (x *RegisterOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterOp.ProtoReflect.Descriptor instead.
 func (*RegisterOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{33}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RegisterOp) GetWorkerId() string {
@@ -2342,7 +2625,7 @@ type RemoveWorkerOp struct {
 
 func (x *RemoveWorkerOp) Reset() {
 	*x = RemoveWorkerOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[34]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2354,7 +2637,7 @@ func (x *RemoveWorkerOp) String() string {
 func (*RemoveWorkerOp) ProtoMessage() {}
 
 func (x *RemoveWorkerOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[34]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2367,7 +2650,7 @@ func (x *RemoveWorkerOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveWorkerOp.ProtoReflect.Descriptor instead.
 func (*RemoveWorkerOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{34}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RemoveWorkerOp) GetWorkerId() string {
@@ -2407,7 +2690,7 @@ type ReplanOp struct {
 
 func (x *ReplanOp) Reset() {
 	*x = ReplanOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[35]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2419,7 +2702,7 @@ func (x *ReplanOp) String() string {
 func (*ReplanOp) ProtoMessage() {}
 
 func (x *ReplanOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[35]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2432,7 +2715,7 @@ func (x *ReplanOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplanOp.ProtoReflect.Descriptor instead.
 func (*ReplanOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{35}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{38}
 }
 
 type ReportProgressOp struct {
@@ -2448,7 +2731,7 @@ type ReportProgressOp struct {
 
 func (x *ReportProgressOp) Reset() {
 	*x = ReportProgressOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[36]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2460,7 +2743,7 @@ func (x *ReportProgressOp) String() string {
 func (*ReportProgressOp) ProtoMessage() {}
 
 func (x *ReportProgressOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[36]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2473,7 +2756,7 @@ func (x *ReportProgressOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportProgressOp.ProtoReflect.Descriptor instead.
 func (*ReportProgressOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{36}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReportProgressOp) GetWorkerId() string {
@@ -2524,7 +2807,7 @@ type CommitCheckpointOp struct {
 
 func (x *CommitCheckpointOp) Reset() {
 	*x = CommitCheckpointOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[37]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2536,7 +2819,7 @@ func (x *CommitCheckpointOp) String() string {
 func (*CommitCheckpointOp) ProtoMessage() {}
 
 func (x *CommitCheckpointOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[37]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2549,7 +2832,7 @@ func (x *CommitCheckpointOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitCheckpointOp.ProtoReflect.Descriptor instead.
 func (*CommitCheckpointOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{37}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CommitCheckpointOp) GetWorkerId() string {
@@ -2597,7 +2880,7 @@ type SetReplicaOp struct {
 
 func (x *SetReplicaOp) Reset() {
 	*x = SetReplicaOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[38]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2609,7 +2892,7 @@ func (x *SetReplicaOp) String() string {
 func (*SetReplicaOp) ProtoMessage() {}
 
 func (x *SetReplicaOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[38]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2622,7 +2905,7 @@ func (x *SetReplicaOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetReplicaOp.ProtoReflect.Descriptor instead.
 func (*SetReplicaOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{38}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SetReplicaOp) GetId() string {
@@ -2648,7 +2931,7 @@ type RemoveReplicaOp struct {
 
 func (x *RemoveReplicaOp) Reset() {
 	*x = RemoveReplicaOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[39]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2660,7 +2943,7 @@ func (x *RemoveReplicaOp) String() string {
 func (*RemoveReplicaOp) ProtoMessage() {}
 
 func (x *RemoveReplicaOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[39]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2673,12 +2956,81 @@ func (x *RemoveReplicaOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveReplicaOp.ProtoReflect.Descriptor instead.
 func (*RemoveReplicaOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{39}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RemoveReplicaOp) GetId() string {
 	if x != nil {
 		return x.Id
+	}
+	return ""
+}
+
+// FailJobOp ends the running job as FAILED (see FailJob).
+type FailJobOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Generation    uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Step          int64                  `protobuf:"varint,3,opt,name=step,proto3" json:"step,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailJobOp) Reset() {
+	*x = FailJobOp{}
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailJobOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailJobOp) ProtoMessage() {}
+
+func (x *FailJobOp) ProtoReflect() protoreflect.Message {
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailJobOp.ProtoReflect.Descriptor instead.
+func (*FailJobOp) Descriptor() ([]byte, []int) {
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *FailJobOp) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *FailJobOp) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *FailJobOp) GetStep() int64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *FailJobOp) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -2693,13 +3045,14 @@ type Result struct {
 	Plan          *Plan                  `protobuf:"bytes,4,opt,name=plan,proto3" json:"plan,omitempty"`
 	Progress      *Progress              `protobuf:"bytes,5,opt,name=progress,proto3" json:"progress,omitempty"`
 	Checkpoint    *Checkpoint            `protobuf:"bytes,6,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	JobStatus     *JobStatus             `protobuf:"bytes,7,opt,name=job_status,json=jobStatus,proto3" json:"job_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[40]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2711,7 +3064,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[40]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2724,7 +3077,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{40}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Result) GetCode() ErrorCode {
@@ -2769,6 +3122,13 @@ func (x *Result) GetCheckpoint() *Checkpoint {
 	return nil
 }
 
+func (x *Result) GetJobStatus() *JobStatus {
+	if x != nil {
+		return x.JobStatus
+	}
+	return nil
+}
+
 type SessionEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RequestId     uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -2779,7 +3139,7 @@ type SessionEntry struct {
 
 func (x *SessionEntry) Reset() {
 	*x = SessionEntry{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[41]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2791,7 +3151,7 @@ func (x *SessionEntry) String() string {
 func (*SessionEntry) ProtoMessage() {}
 
 func (x *SessionEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[41]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2804,7 +3164,7 @@ func (x *SessionEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEntry.ProtoReflect.Descriptor instead.
 func (*SessionEntry) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{41}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SessionEntry) GetRequestId() uint64 {
@@ -2833,7 +3193,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[42]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2845,7 +3205,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[42]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2858,7 +3218,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{42}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Session) GetClientId() string {
@@ -2885,7 +3245,7 @@ func (x *Session) GetEntries() []*SessionEntry {
 // CoordinatorState is the whole replicated state; a snapshot is its encoding.
 type CoordinatorState struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
-	Version         uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"` // StateVersion (1)
+	Version         uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"` // StateVersion (2); version 1 had no job_status
 	Job             *JobSpec               `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
 	Workers         []*Worker              `protobuf:"bytes,3,rep,name=workers,proto3" json:"workers,omitempty"` // sorted by id
 	Plan            *Plan                  `protobuf:"bytes,4,opt,name=plan,proto3" json:"plan,omitempty"`       // current plan; absent before the first
@@ -2895,13 +3255,14 @@ type CoordinatorState struct {
 	Replicas        []*Replica             `protobuf:"bytes,8,rep,name=replicas,proto3" json:"replicas,omitempty"`                                       // sorted by id
 	Sessions        []*Session             `protobuf:"bytes,9,rep,name=sessions,proto3" json:"sessions,omitempty"`                                       // sorted by client_id
 	AppliedIndex    uint64                 `protobuf:"varint,10,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`         // Raft index of the last applied command
+	JobStatus       *JobStatus             `protobuf:"bytes,11,opt,name=job_status,json=jobStatus,proto3" json:"job_status,omitempty"`                   // present exactly when job is; derived when a version 1 state is restored
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CoordinatorState) Reset() {
 	*x = CoordinatorState{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[43]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2913,7 +3274,7 @@ func (x *CoordinatorState) String() string {
 func (*CoordinatorState) ProtoMessage() {}
 
 func (x *CoordinatorState) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[43]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2926,7 +3287,7 @@ func (x *CoordinatorState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordinatorState.ProtoReflect.Descriptor instead.
 func (*CoordinatorState) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{43}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CoordinatorState) GetVersion() uint32 {
@@ -2999,6 +3360,13 @@ func (x *CoordinatorState) GetAppliedIndex() uint64 {
 	return 0
 }
 
+func (x *CoordinatorState) GetJobStatus() *JobStatus {
+	if x != nil {
+		return x.JobStatus
+	}
+	return nil
+}
+
 var File_ringtrain_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
@@ -3051,7 +3419,16 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x04 \x01(\x04R\n" +
 	"generation\x12\x1b\n" +
-	"\tworker_id\x18\x05 \x01(\tR\bworkerId\"6\n" +
+	"\tworker_id\x18\x05 \x01(\tR\bworkerId\"\xe7\x01\n" +
+	"\tJobStatus\x12,\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x16.ringtrain.v1.JobStateR\x05state\x12C\n" +
+	"\x10final_checkpoint\x18\x02 \x01(\v2\x18.ringtrain.v1.CheckpointR\x0ffinalCheckpoint\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1b\n" +
+	"\tworker_id\x18\x04 \x01(\tR\bworkerId\x12\x12\n" +
+	"\x04step\x18\x05 \x01(\x03R\x04step\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x06 \x01(\x04R\n" +
+	"generation\"6\n" +
 	"\aReplica\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tgrpc_addr\x18\x02 \x01(\tR\bgrpcAddr\"\x8b\x01\n" +
@@ -3117,7 +3494,17 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\x03rid\x18\x01 \x01(\v2\x17.ringtrain.v1.RequestIDR\x03rid\x12'\n" +
 	"\x03job\x18\x02 \x01(\v2\x15.ringtrain.v1.JobSpecR\x03job\x12\x18\n" +
 	"\areplace\x18\x03 \x01(\bR\areplace\"\x13\n" +
-	"\x11SubmitJobResponse\"%\n" +
+	"\x11SubmitJobResponse\"\xa4\x01\n" +
+	"\x0eFailJobRequest\x12)\n" +
+	"\x03rid\x18\x01 \x01(\v2\x17.ringtrain.v1.RequestIDR\x03rid\x12\x1b\n" +
+	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x04R\n" +
+	"generation\x12\x12\n" +
+	"\x04step\x18\x04 \x01(\x03R\x04step\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"B\n" +
+	"\x0fFailJobResponse\x12/\n" +
+	"\x06status\x18\x01 \x01(\v2\x17.ringtrain.v1.JobStatusR\x06status\"%\n" +
 	"\rStatusRequest\x12\x14\n" +
 	"\x05stale\x18\x01 \x01(\bR\x05stale\"\x8d\x01\n" +
 	"\rReplicaStatus\x12\x0e\n" +
@@ -3153,7 +3540,7 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\x0eLeaderResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
-	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\"\xe2\x04\n" +
+	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\"\x98\x05\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12)\n" +
 	"\x03rid\x18\x02 \x01(\v2\x17.ringtrain.v1.RequestIDR\x03rid\x12:\n" +
@@ -3167,7 +3554,8 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\x11commit_checkpoint\x18\x0f \x01(\v2 .ringtrain.v1.CommitCheckpointOpH\x00R\x10commitCheckpoint\x12=\n" +
 	"\vset_replica\x18\x10 \x01(\v2\x1a.ringtrain.v1.SetReplicaOpH\x00R\n" +
 	"setReplica\x12F\n" +
-	"\x0eremove_replica\x18\x11 \x01(\v2\x1d.ringtrain.v1.RemoveReplicaOpH\x00R\rremoveReplicaB\x04\n" +
+	"\x0eremove_replica\x18\x11 \x01(\v2\x1d.ringtrain.v1.RemoveReplicaOpH\x00R\rremoveReplica\x124\n" +
+	"\bfail_job\x18\x12 \x01(\v2\x17.ringtrain.v1.FailJobOpH\x00R\afailJobB\x04\n" +
 	"\x02op\"P\n" +
 	"\vSubmitJobOp\x12'\n" +
 	"\x03job\x18\x01 \x01(\v2\x15.ringtrain.v1.JobSpecR\x03job\x12\x18\n" +
@@ -3205,7 +3593,14 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tgrpc_addr\x18\x02 \x01(\tR\bgrpcAddr\"!\n" +
 	"\x0fRemoveReplicaOp\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x93\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"t\n" +
+	"\tFailJobOp\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12\x12\n" +
+	"\x04step\x18\x03 \x01(\x03R\x04step\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xcb\x02\n" +
 	"\x06Result\x12+\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x17.ringtrain.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12,\n" +
@@ -3214,7 +3609,9 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\bprogress\x18\x05 \x01(\v2\x16.ringtrain.v1.ProgressR\bprogress\x128\n" +
 	"\n" +
 	"checkpoint\x18\x06 \x01(\v2\x18.ringtrain.v1.CheckpointR\n" +
-	"checkpoint\"[\n" +
+	"checkpoint\x126\n" +
+	"\n" +
+	"job_status\x18\a \x01(\v2\x17.ringtrain.v1.JobStatusR\tjobStatus\"[\n" +
 	"\fSessionEntry\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12,\n" +
@@ -3223,7 +3620,7 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1d\n" +
 	"\n" +
 	"last_index\x18\x02 \x01(\x04R\tlastIndex\x124\n" +
-	"\aentries\x18\x03 \x03(\v2\x1a.ringtrain.v1.SessionEntryR\aentries\"\xd3\x03\n" +
+	"\aentries\x18\x03 \x03(\v2\x1a.ringtrain.v1.SessionEntryR\aentries\"\x8b\x04\n" +
 	"\x10CoordinatorState\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12'\n" +
 	"\x03job\x18\x02 \x01(\v2\x15.ringtrain.v1.JobSpecR\x03job\x12.\n" +
@@ -3235,11 +3632,19 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\breplicas\x18\b \x03(\v2\x15.ringtrain.v1.ReplicaR\breplicas\x121\n" +
 	"\bsessions\x18\t \x03(\v2\x15.ringtrain.v1.SessionR\bsessions\x12#\n" +
 	"\rapplied_index\x18\n" +
-	" \x01(\x04R\fappliedIndex*V\n" +
+	" \x01(\x04R\fappliedIndex\x126\n" +
+	"\n" +
+	"job_status\x18\v \x01(\v2\x17.ringtrain.v1.JobStatusR\tjobStatus*l\n" +
 	"\tPlanState\x12\x1a\n" +
 	"\x16PLAN_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11PLAN_STATE_ACTIVE\x10\x01\x12\x16\n" +
-	"\x12PLAN_STATE_WAITING\x10\x02*\xc5\x01\n" +
+	"\x12PLAN_STATE_WAITING\x10\x02\x12\x14\n" +
+	"\x10PLAN_STATE_ENDED\x10\x03*j\n" +
+	"\bJobState\x12\x19\n" +
+	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11JOB_STATE_RUNNING\x10\x01\x12\x16\n" +
+	"\x12JOB_STATE_FINISHED\x10\x02\x12\x14\n" +
+	"\x10JOB_STATE_FAILED\x10\x03*\xc5\x01\n" +
 	"\tErrorCode\x12\x11\n" +
 	"\rERROR_CODE_OK\x10\x00\x12\x1a\n" +
 	"\x16ERROR_CODE_BAD_COMMAND\x10\x01\x12\x1d\n" +
@@ -3247,7 +3652,7 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\x1bERROR_CODE_STALE_GENERATION\x10\x03\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_MEMBER\x10\x04\x12\x15\n" +
 	"\x11ERROR_CODE_NO_JOB\x10\x05\x12\x17\n" +
-	"\x13ERROR_CODE_CONFLICT\x10\x062\xc2\a\n" +
+	"\x13ERROR_CODE_CONFLICT\x10\x062\x8a\b\n" +
 	"\vCoordinator\x12I\n" +
 	"\bRegister\x12\x1d.ringtrain.v1.RegisterRequest\x1a\x1e.ringtrain.v1.RegisterResponse\x12L\n" +
 	"\tHeartbeat\x12\x1e.ringtrain.v1.HeartbeatRequest\x1a\x1f.ringtrain.v1.HeartbeatResponse\x12@\n" +
@@ -3256,7 +3661,8 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\tWatchPlan\x12\x1e.ringtrain.v1.WatchPlanRequest\x1a\x12.ringtrain.v1.Plan0\x01\x12[\n" +
 	"\x0eReportProgress\x12#.ringtrain.v1.ReportProgressRequest\x1a$.ringtrain.v1.ReportProgressResponse\x12a\n" +
 	"\x10CommitCheckpoint\x12%.ringtrain.v1.CommitCheckpointRequest\x1a&.ringtrain.v1.CommitCheckpointResponse\x12L\n" +
-	"\tSubmitJob\x12\x1e.ringtrain.v1.SubmitJobRequest\x1a\x1f.ringtrain.v1.SubmitJobResponse\x12C\n" +
+	"\tSubmitJob\x12\x1e.ringtrain.v1.SubmitJobRequest\x1a\x1f.ringtrain.v1.SubmitJobResponse\x12F\n" +
+	"\aFailJob\x12\x1c.ringtrain.v1.FailJobRequest\x1a\x1d.ringtrain.v1.FailJobResponse\x12C\n" +
 	"\x06Status\x12\x1b.ringtrain.v1.StatusRequest\x1a\x1c.ringtrain.v1.StatusResponse\x12I\n" +
 	"\bAddVoter\x12\x1d.ringtrain.v1.AddVoterRequest\x1a\x1e.ringtrain.v1.AddVoterResponse\x12U\n" +
 	"\fRemoveServer\x12!.ringtrain.v1.RemoveServerRequest\x1a\".ringtrain.v1.RemoveServerResponse\x12C\n" +
@@ -3274,123 +3680,137 @@ func file_ringtrain_v1_coordinator_proto_rawDescGZIP() []byte {
 	return file_ringtrain_v1_coordinator_proto_rawDescData
 }
 
-var file_ringtrain_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_ringtrain_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_ringtrain_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_ringtrain_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_ringtrain_v1_coordinator_proto_goTypes = []any{
 	(PlanState)(0),                   // 0: ringtrain.v1.PlanState
-	(ErrorCode)(0),                   // 1: ringtrain.v1.ErrorCode
-	(*RequestID)(nil),                // 2: ringtrain.v1.RequestID
-	(*JobSpec)(nil),                  // 3: ringtrain.v1.JobSpec
-	(*Worker)(nil),                   // 4: ringtrain.v1.Worker
-	(*Plan)(nil),                     // 5: ringtrain.v1.Plan
-	(*Progress)(nil),                 // 6: ringtrain.v1.Progress
-	(*Checkpoint)(nil),               // 7: ringtrain.v1.Checkpoint
-	(*Replica)(nil),                  // 8: ringtrain.v1.Replica
-	(*RegisterRequest)(nil),          // 9: ringtrain.v1.RegisterRequest
-	(*RegisterResponse)(nil),         // 10: ringtrain.v1.RegisterResponse
-	(*HeartbeatRequest)(nil),         // 11: ringtrain.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 12: ringtrain.v1.HeartbeatResponse
-	(*LeaveRequest)(nil),             // 13: ringtrain.v1.LeaveRequest
-	(*LeaveResponse)(nil),            // 14: ringtrain.v1.LeaveResponse
-	(*ReportPeerLostRequest)(nil),    // 15: ringtrain.v1.ReportPeerLostRequest
-	(*ReportPeerLostResponse)(nil),   // 16: ringtrain.v1.ReportPeerLostResponse
-	(*WatchPlanRequest)(nil),         // 17: ringtrain.v1.WatchPlanRequest
-	(*ReportProgressRequest)(nil),    // 18: ringtrain.v1.ReportProgressRequest
-	(*ReportProgressResponse)(nil),   // 19: ringtrain.v1.ReportProgressResponse
-	(*CommitCheckpointRequest)(nil),  // 20: ringtrain.v1.CommitCheckpointRequest
-	(*CommitCheckpointResponse)(nil), // 21: ringtrain.v1.CommitCheckpointResponse
-	(*SubmitJobRequest)(nil),         // 22: ringtrain.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),        // 23: ringtrain.v1.SubmitJobResponse
-	(*StatusRequest)(nil),            // 24: ringtrain.v1.StatusRequest
-	(*ReplicaStatus)(nil),            // 25: ringtrain.v1.ReplicaStatus
-	(*StatusResponse)(nil),           // 26: ringtrain.v1.StatusResponse
-	(*AddVoterRequest)(nil),          // 27: ringtrain.v1.AddVoterRequest
-	(*AddVoterResponse)(nil),         // 28: ringtrain.v1.AddVoterResponse
-	(*RemoveServerRequest)(nil),      // 29: ringtrain.v1.RemoveServerRequest
-	(*RemoveServerResponse)(nil),     // 30: ringtrain.v1.RemoveServerResponse
-	(*LeaderRequest)(nil),            // 31: ringtrain.v1.LeaderRequest
-	(*LeaderResponse)(nil),           // 32: ringtrain.v1.LeaderResponse
-	(*Command)(nil),                  // 33: ringtrain.v1.Command
-	(*SubmitJobOp)(nil),              // 34: ringtrain.v1.SubmitJobOp
-	(*RegisterOp)(nil),               // 35: ringtrain.v1.RegisterOp
-	(*RemoveWorkerOp)(nil),           // 36: ringtrain.v1.RemoveWorkerOp
-	(*ReplanOp)(nil),                 // 37: ringtrain.v1.ReplanOp
-	(*ReportProgressOp)(nil),         // 38: ringtrain.v1.ReportProgressOp
-	(*CommitCheckpointOp)(nil),       // 39: ringtrain.v1.CommitCheckpointOp
-	(*SetReplicaOp)(nil),             // 40: ringtrain.v1.SetReplicaOp
-	(*RemoveReplicaOp)(nil),          // 41: ringtrain.v1.RemoveReplicaOp
-	(*Result)(nil),                   // 42: ringtrain.v1.Result
-	(*SessionEntry)(nil),             // 43: ringtrain.v1.SessionEntry
-	(*Session)(nil),                  // 44: ringtrain.v1.Session
-	(*CoordinatorState)(nil),         // 45: ringtrain.v1.CoordinatorState
+	(JobState)(0),                    // 1: ringtrain.v1.JobState
+	(ErrorCode)(0),                   // 2: ringtrain.v1.ErrorCode
+	(*RequestID)(nil),                // 3: ringtrain.v1.RequestID
+	(*JobSpec)(nil),                  // 4: ringtrain.v1.JobSpec
+	(*Worker)(nil),                   // 5: ringtrain.v1.Worker
+	(*Plan)(nil),                     // 6: ringtrain.v1.Plan
+	(*Progress)(nil),                 // 7: ringtrain.v1.Progress
+	(*Checkpoint)(nil),               // 8: ringtrain.v1.Checkpoint
+	(*JobStatus)(nil),                // 9: ringtrain.v1.JobStatus
+	(*Replica)(nil),                  // 10: ringtrain.v1.Replica
+	(*RegisterRequest)(nil),          // 11: ringtrain.v1.RegisterRequest
+	(*RegisterResponse)(nil),         // 12: ringtrain.v1.RegisterResponse
+	(*HeartbeatRequest)(nil),         // 13: ringtrain.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 14: ringtrain.v1.HeartbeatResponse
+	(*LeaveRequest)(nil),             // 15: ringtrain.v1.LeaveRequest
+	(*LeaveResponse)(nil),            // 16: ringtrain.v1.LeaveResponse
+	(*ReportPeerLostRequest)(nil),    // 17: ringtrain.v1.ReportPeerLostRequest
+	(*ReportPeerLostResponse)(nil),   // 18: ringtrain.v1.ReportPeerLostResponse
+	(*WatchPlanRequest)(nil),         // 19: ringtrain.v1.WatchPlanRequest
+	(*ReportProgressRequest)(nil),    // 20: ringtrain.v1.ReportProgressRequest
+	(*ReportProgressResponse)(nil),   // 21: ringtrain.v1.ReportProgressResponse
+	(*CommitCheckpointRequest)(nil),  // 22: ringtrain.v1.CommitCheckpointRequest
+	(*CommitCheckpointResponse)(nil), // 23: ringtrain.v1.CommitCheckpointResponse
+	(*SubmitJobRequest)(nil),         // 24: ringtrain.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),        // 25: ringtrain.v1.SubmitJobResponse
+	(*FailJobRequest)(nil),           // 26: ringtrain.v1.FailJobRequest
+	(*FailJobResponse)(nil),          // 27: ringtrain.v1.FailJobResponse
+	(*StatusRequest)(nil),            // 28: ringtrain.v1.StatusRequest
+	(*ReplicaStatus)(nil),            // 29: ringtrain.v1.ReplicaStatus
+	(*StatusResponse)(nil),           // 30: ringtrain.v1.StatusResponse
+	(*AddVoterRequest)(nil),          // 31: ringtrain.v1.AddVoterRequest
+	(*AddVoterResponse)(nil),         // 32: ringtrain.v1.AddVoterResponse
+	(*RemoveServerRequest)(nil),      // 33: ringtrain.v1.RemoveServerRequest
+	(*RemoveServerResponse)(nil),     // 34: ringtrain.v1.RemoveServerResponse
+	(*LeaderRequest)(nil),            // 35: ringtrain.v1.LeaderRequest
+	(*LeaderResponse)(nil),           // 36: ringtrain.v1.LeaderResponse
+	(*Command)(nil),                  // 37: ringtrain.v1.Command
+	(*SubmitJobOp)(nil),              // 38: ringtrain.v1.SubmitJobOp
+	(*RegisterOp)(nil),               // 39: ringtrain.v1.RegisterOp
+	(*RemoveWorkerOp)(nil),           // 40: ringtrain.v1.RemoveWorkerOp
+	(*ReplanOp)(nil),                 // 41: ringtrain.v1.ReplanOp
+	(*ReportProgressOp)(nil),         // 42: ringtrain.v1.ReportProgressOp
+	(*CommitCheckpointOp)(nil),       // 43: ringtrain.v1.CommitCheckpointOp
+	(*SetReplicaOp)(nil),             // 44: ringtrain.v1.SetReplicaOp
+	(*RemoveReplicaOp)(nil),          // 45: ringtrain.v1.RemoveReplicaOp
+	(*FailJobOp)(nil),                // 46: ringtrain.v1.FailJobOp
+	(*Result)(nil),                   // 47: ringtrain.v1.Result
+	(*SessionEntry)(nil),             // 48: ringtrain.v1.SessionEntry
+	(*Session)(nil),                  // 49: ringtrain.v1.Session
+	(*CoordinatorState)(nil),         // 50: ringtrain.v1.CoordinatorState
 }
 var file_ringtrain_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: ringtrain.v1.Plan.state:type_name -> ringtrain.v1.PlanState
-	4,  // 1: ringtrain.v1.Plan.workers:type_name -> ringtrain.v1.Worker
-	2,  // 2: ringtrain.v1.RegisterRequest.rid:type_name -> ringtrain.v1.RequestID
-	4,  // 3: ringtrain.v1.RegisterResponse.worker:type_name -> ringtrain.v1.Worker
-	2,  // 4: ringtrain.v1.LeaveRequest.rid:type_name -> ringtrain.v1.RequestID
-	2,  // 5: ringtrain.v1.ReportProgressRequest.rid:type_name -> ringtrain.v1.RequestID
-	6,  // 6: ringtrain.v1.ReportProgressResponse.progress:type_name -> ringtrain.v1.Progress
-	2,  // 7: ringtrain.v1.CommitCheckpointRequest.rid:type_name -> ringtrain.v1.RequestID
-	7,  // 8: ringtrain.v1.CommitCheckpointResponse.checkpoint:type_name -> ringtrain.v1.Checkpoint
-	2,  // 9: ringtrain.v1.SubmitJobRequest.rid:type_name -> ringtrain.v1.RequestID
-	3,  // 10: ringtrain.v1.SubmitJobRequest.job:type_name -> ringtrain.v1.JobSpec
-	25, // 11: ringtrain.v1.StatusResponse.replicas:type_name -> ringtrain.v1.ReplicaStatus
-	45, // 12: ringtrain.v1.StatusResponse.state:type_name -> ringtrain.v1.CoordinatorState
-	2,  // 13: ringtrain.v1.Command.rid:type_name -> ringtrain.v1.RequestID
-	34, // 14: ringtrain.v1.Command.submit_job:type_name -> ringtrain.v1.SubmitJobOp
-	35, // 15: ringtrain.v1.Command.register:type_name -> ringtrain.v1.RegisterOp
-	36, // 16: ringtrain.v1.Command.remove_worker:type_name -> ringtrain.v1.RemoveWorkerOp
-	37, // 17: ringtrain.v1.Command.replan:type_name -> ringtrain.v1.ReplanOp
-	38, // 18: ringtrain.v1.Command.report_progress:type_name -> ringtrain.v1.ReportProgressOp
-	39, // 19: ringtrain.v1.Command.commit_checkpoint:type_name -> ringtrain.v1.CommitCheckpointOp
-	40, // 20: ringtrain.v1.Command.set_replica:type_name -> ringtrain.v1.SetReplicaOp
-	41, // 21: ringtrain.v1.Command.remove_replica:type_name -> ringtrain.v1.RemoveReplicaOp
-	3,  // 22: ringtrain.v1.SubmitJobOp.job:type_name -> ringtrain.v1.JobSpec
-	1,  // 23: ringtrain.v1.Result.code:type_name -> ringtrain.v1.ErrorCode
-	4,  // 24: ringtrain.v1.Result.worker:type_name -> ringtrain.v1.Worker
-	5,  // 25: ringtrain.v1.Result.plan:type_name -> ringtrain.v1.Plan
-	6,  // 26: ringtrain.v1.Result.progress:type_name -> ringtrain.v1.Progress
-	7,  // 27: ringtrain.v1.Result.checkpoint:type_name -> ringtrain.v1.Checkpoint
-	42, // 28: ringtrain.v1.SessionEntry.result:type_name -> ringtrain.v1.Result
-	43, // 29: ringtrain.v1.Session.entries:type_name -> ringtrain.v1.SessionEntry
-	3,  // 30: ringtrain.v1.CoordinatorState.job:type_name -> ringtrain.v1.JobSpec
-	4,  // 31: ringtrain.v1.CoordinatorState.workers:type_name -> ringtrain.v1.Worker
-	5,  // 32: ringtrain.v1.CoordinatorState.plan:type_name -> ringtrain.v1.Plan
-	6,  // 33: ringtrain.v1.CoordinatorState.progress:type_name -> ringtrain.v1.Progress
-	7,  // 34: ringtrain.v1.CoordinatorState.checkpoints:type_name -> ringtrain.v1.Checkpoint
-	8,  // 35: ringtrain.v1.CoordinatorState.replicas:type_name -> ringtrain.v1.Replica
-	44, // 36: ringtrain.v1.CoordinatorState.sessions:type_name -> ringtrain.v1.Session
-	9,  // 37: ringtrain.v1.Coordinator.Register:input_type -> ringtrain.v1.RegisterRequest
-	11, // 38: ringtrain.v1.Coordinator.Heartbeat:input_type -> ringtrain.v1.HeartbeatRequest
-	13, // 39: ringtrain.v1.Coordinator.Leave:input_type -> ringtrain.v1.LeaveRequest
-	15, // 40: ringtrain.v1.Coordinator.ReportPeerLost:input_type -> ringtrain.v1.ReportPeerLostRequest
-	17, // 41: ringtrain.v1.Coordinator.WatchPlan:input_type -> ringtrain.v1.WatchPlanRequest
-	18, // 42: ringtrain.v1.Coordinator.ReportProgress:input_type -> ringtrain.v1.ReportProgressRequest
-	20, // 43: ringtrain.v1.Coordinator.CommitCheckpoint:input_type -> ringtrain.v1.CommitCheckpointRequest
-	22, // 44: ringtrain.v1.Coordinator.SubmitJob:input_type -> ringtrain.v1.SubmitJobRequest
-	24, // 45: ringtrain.v1.Coordinator.Status:input_type -> ringtrain.v1.StatusRequest
-	27, // 46: ringtrain.v1.Coordinator.AddVoter:input_type -> ringtrain.v1.AddVoterRequest
-	29, // 47: ringtrain.v1.Coordinator.RemoveServer:input_type -> ringtrain.v1.RemoveServerRequest
-	31, // 48: ringtrain.v1.Coordinator.Leader:input_type -> ringtrain.v1.LeaderRequest
-	10, // 49: ringtrain.v1.Coordinator.Register:output_type -> ringtrain.v1.RegisterResponse
-	12, // 50: ringtrain.v1.Coordinator.Heartbeat:output_type -> ringtrain.v1.HeartbeatResponse
-	14, // 51: ringtrain.v1.Coordinator.Leave:output_type -> ringtrain.v1.LeaveResponse
-	16, // 52: ringtrain.v1.Coordinator.ReportPeerLost:output_type -> ringtrain.v1.ReportPeerLostResponse
-	5,  // 53: ringtrain.v1.Coordinator.WatchPlan:output_type -> ringtrain.v1.Plan
-	19, // 54: ringtrain.v1.Coordinator.ReportProgress:output_type -> ringtrain.v1.ReportProgressResponse
-	21, // 55: ringtrain.v1.Coordinator.CommitCheckpoint:output_type -> ringtrain.v1.CommitCheckpointResponse
-	23, // 56: ringtrain.v1.Coordinator.SubmitJob:output_type -> ringtrain.v1.SubmitJobResponse
-	26, // 57: ringtrain.v1.Coordinator.Status:output_type -> ringtrain.v1.StatusResponse
-	28, // 58: ringtrain.v1.Coordinator.AddVoter:output_type -> ringtrain.v1.AddVoterResponse
-	30, // 59: ringtrain.v1.Coordinator.RemoveServer:output_type -> ringtrain.v1.RemoveServerResponse
-	32, // 60: ringtrain.v1.Coordinator.Leader:output_type -> ringtrain.v1.LeaderResponse
-	49, // [49:61] is the sub-list for method output_type
-	37, // [37:49] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	5,  // 1: ringtrain.v1.Plan.workers:type_name -> ringtrain.v1.Worker
+	1,  // 2: ringtrain.v1.JobStatus.state:type_name -> ringtrain.v1.JobState
+	8,  // 3: ringtrain.v1.JobStatus.final_checkpoint:type_name -> ringtrain.v1.Checkpoint
+	3,  // 4: ringtrain.v1.RegisterRequest.rid:type_name -> ringtrain.v1.RequestID
+	5,  // 5: ringtrain.v1.RegisterResponse.worker:type_name -> ringtrain.v1.Worker
+	3,  // 6: ringtrain.v1.LeaveRequest.rid:type_name -> ringtrain.v1.RequestID
+	3,  // 7: ringtrain.v1.ReportProgressRequest.rid:type_name -> ringtrain.v1.RequestID
+	7,  // 8: ringtrain.v1.ReportProgressResponse.progress:type_name -> ringtrain.v1.Progress
+	3,  // 9: ringtrain.v1.CommitCheckpointRequest.rid:type_name -> ringtrain.v1.RequestID
+	8,  // 10: ringtrain.v1.CommitCheckpointResponse.checkpoint:type_name -> ringtrain.v1.Checkpoint
+	3,  // 11: ringtrain.v1.SubmitJobRequest.rid:type_name -> ringtrain.v1.RequestID
+	4,  // 12: ringtrain.v1.SubmitJobRequest.job:type_name -> ringtrain.v1.JobSpec
+	3,  // 13: ringtrain.v1.FailJobRequest.rid:type_name -> ringtrain.v1.RequestID
+	9,  // 14: ringtrain.v1.FailJobResponse.status:type_name -> ringtrain.v1.JobStatus
+	29, // 15: ringtrain.v1.StatusResponse.replicas:type_name -> ringtrain.v1.ReplicaStatus
+	50, // 16: ringtrain.v1.StatusResponse.state:type_name -> ringtrain.v1.CoordinatorState
+	3,  // 17: ringtrain.v1.Command.rid:type_name -> ringtrain.v1.RequestID
+	38, // 18: ringtrain.v1.Command.submit_job:type_name -> ringtrain.v1.SubmitJobOp
+	39, // 19: ringtrain.v1.Command.register:type_name -> ringtrain.v1.RegisterOp
+	40, // 20: ringtrain.v1.Command.remove_worker:type_name -> ringtrain.v1.RemoveWorkerOp
+	41, // 21: ringtrain.v1.Command.replan:type_name -> ringtrain.v1.ReplanOp
+	42, // 22: ringtrain.v1.Command.report_progress:type_name -> ringtrain.v1.ReportProgressOp
+	43, // 23: ringtrain.v1.Command.commit_checkpoint:type_name -> ringtrain.v1.CommitCheckpointOp
+	44, // 24: ringtrain.v1.Command.set_replica:type_name -> ringtrain.v1.SetReplicaOp
+	45, // 25: ringtrain.v1.Command.remove_replica:type_name -> ringtrain.v1.RemoveReplicaOp
+	46, // 26: ringtrain.v1.Command.fail_job:type_name -> ringtrain.v1.FailJobOp
+	4,  // 27: ringtrain.v1.SubmitJobOp.job:type_name -> ringtrain.v1.JobSpec
+	2,  // 28: ringtrain.v1.Result.code:type_name -> ringtrain.v1.ErrorCode
+	5,  // 29: ringtrain.v1.Result.worker:type_name -> ringtrain.v1.Worker
+	6,  // 30: ringtrain.v1.Result.plan:type_name -> ringtrain.v1.Plan
+	7,  // 31: ringtrain.v1.Result.progress:type_name -> ringtrain.v1.Progress
+	8,  // 32: ringtrain.v1.Result.checkpoint:type_name -> ringtrain.v1.Checkpoint
+	9,  // 33: ringtrain.v1.Result.job_status:type_name -> ringtrain.v1.JobStatus
+	47, // 34: ringtrain.v1.SessionEntry.result:type_name -> ringtrain.v1.Result
+	48, // 35: ringtrain.v1.Session.entries:type_name -> ringtrain.v1.SessionEntry
+	4,  // 36: ringtrain.v1.CoordinatorState.job:type_name -> ringtrain.v1.JobSpec
+	5,  // 37: ringtrain.v1.CoordinatorState.workers:type_name -> ringtrain.v1.Worker
+	6,  // 38: ringtrain.v1.CoordinatorState.plan:type_name -> ringtrain.v1.Plan
+	7,  // 39: ringtrain.v1.CoordinatorState.progress:type_name -> ringtrain.v1.Progress
+	8,  // 40: ringtrain.v1.CoordinatorState.checkpoints:type_name -> ringtrain.v1.Checkpoint
+	10, // 41: ringtrain.v1.CoordinatorState.replicas:type_name -> ringtrain.v1.Replica
+	49, // 42: ringtrain.v1.CoordinatorState.sessions:type_name -> ringtrain.v1.Session
+	9,  // 43: ringtrain.v1.CoordinatorState.job_status:type_name -> ringtrain.v1.JobStatus
+	11, // 44: ringtrain.v1.Coordinator.Register:input_type -> ringtrain.v1.RegisterRequest
+	13, // 45: ringtrain.v1.Coordinator.Heartbeat:input_type -> ringtrain.v1.HeartbeatRequest
+	15, // 46: ringtrain.v1.Coordinator.Leave:input_type -> ringtrain.v1.LeaveRequest
+	17, // 47: ringtrain.v1.Coordinator.ReportPeerLost:input_type -> ringtrain.v1.ReportPeerLostRequest
+	19, // 48: ringtrain.v1.Coordinator.WatchPlan:input_type -> ringtrain.v1.WatchPlanRequest
+	20, // 49: ringtrain.v1.Coordinator.ReportProgress:input_type -> ringtrain.v1.ReportProgressRequest
+	22, // 50: ringtrain.v1.Coordinator.CommitCheckpoint:input_type -> ringtrain.v1.CommitCheckpointRequest
+	24, // 51: ringtrain.v1.Coordinator.SubmitJob:input_type -> ringtrain.v1.SubmitJobRequest
+	26, // 52: ringtrain.v1.Coordinator.FailJob:input_type -> ringtrain.v1.FailJobRequest
+	28, // 53: ringtrain.v1.Coordinator.Status:input_type -> ringtrain.v1.StatusRequest
+	31, // 54: ringtrain.v1.Coordinator.AddVoter:input_type -> ringtrain.v1.AddVoterRequest
+	33, // 55: ringtrain.v1.Coordinator.RemoveServer:input_type -> ringtrain.v1.RemoveServerRequest
+	35, // 56: ringtrain.v1.Coordinator.Leader:input_type -> ringtrain.v1.LeaderRequest
+	12, // 57: ringtrain.v1.Coordinator.Register:output_type -> ringtrain.v1.RegisterResponse
+	14, // 58: ringtrain.v1.Coordinator.Heartbeat:output_type -> ringtrain.v1.HeartbeatResponse
+	16, // 59: ringtrain.v1.Coordinator.Leave:output_type -> ringtrain.v1.LeaveResponse
+	18, // 60: ringtrain.v1.Coordinator.ReportPeerLost:output_type -> ringtrain.v1.ReportPeerLostResponse
+	6,  // 61: ringtrain.v1.Coordinator.WatchPlan:output_type -> ringtrain.v1.Plan
+	21, // 62: ringtrain.v1.Coordinator.ReportProgress:output_type -> ringtrain.v1.ReportProgressResponse
+	23, // 63: ringtrain.v1.Coordinator.CommitCheckpoint:output_type -> ringtrain.v1.CommitCheckpointResponse
+	25, // 64: ringtrain.v1.Coordinator.SubmitJob:output_type -> ringtrain.v1.SubmitJobResponse
+	27, // 65: ringtrain.v1.Coordinator.FailJob:output_type -> ringtrain.v1.FailJobResponse
+	30, // 66: ringtrain.v1.Coordinator.Status:output_type -> ringtrain.v1.StatusResponse
+	32, // 67: ringtrain.v1.Coordinator.AddVoter:output_type -> ringtrain.v1.AddVoterResponse
+	34, // 68: ringtrain.v1.Coordinator.RemoveServer:output_type -> ringtrain.v1.RemoveServerResponse
+	36, // 69: ringtrain.v1.Coordinator.Leader:output_type -> ringtrain.v1.LeaderResponse
+	57, // [57:70] is the sub-list for method output_type
+	44, // [44:57] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_ringtrain_v1_coordinator_proto_init() }
@@ -3398,7 +3818,7 @@ func file_ringtrain_v1_coordinator_proto_init() {
 	if File_ringtrain_v1_coordinator_proto != nil {
 		return
 	}
-	file_ringtrain_v1_coordinator_proto_msgTypes[31].OneofWrappers = []any{
+	file_ringtrain_v1_coordinator_proto_msgTypes[34].OneofWrappers = []any{
 		(*Command_SubmitJob)(nil),
 		(*Command_Register)(nil),
 		(*Command_RemoveWorker)(nil),
@@ -3407,14 +3827,15 @@ func file_ringtrain_v1_coordinator_proto_init() {
 		(*Command_CommitCheckpoint)(nil),
 		(*Command_SetReplica)(nil),
 		(*Command_RemoveReplica)(nil),
+		(*Command_FailJob)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ringtrain_v1_coordinator_proto_rawDesc), len(file_ringtrain_v1_coordinator_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   44,
+			NumEnums:      3,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

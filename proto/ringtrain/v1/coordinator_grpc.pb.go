@@ -15,6 +15,11 @@
 // UNKNOWN_WORKER (NOT_FOUND), STALE_GENERATION, NOT_MEMBER, NO_JOB, HELD_OFF
 // (FAILED_PRECONDITION), CONFLICT (ALREADY_EXISTS).
 //
+// The job's lifecycle (JobStatus in the replicated state): a submitted job is
+// RUNNING; it becomes FINISHED once its last step and the checkpoint of that step
+// are committed, and FAILED when a worker reports an error that no retry can cure
+// (FailJob). Both are final: only SubmitJob with replace starts the job again.
+//
 // Idempotency. Every write carries a RequestID (client_id, request_id). The state
 // machine remembers the result of recent requests per client and answers a repeated
 // id with the first result without applying it again, so a client may retry a write
@@ -49,6 +54,7 @@ const (
 	Coordinator_ReportProgress_FullMethodName   = "/ringtrain.v1.Coordinator/ReportProgress"
 	Coordinator_CommitCheckpoint_FullMethodName = "/ringtrain.v1.Coordinator/CommitCheckpoint"
 	Coordinator_SubmitJob_FullMethodName        = "/ringtrain.v1.Coordinator/SubmitJob"
+	Coordinator_FailJob_FullMethodName          = "/ringtrain.v1.Coordinator/FailJob"
 	Coordinator_Status_FullMethodName           = "/ringtrain.v1.Coordinator/Status"
 	Coordinator_AddVoter_FullMethodName         = "/ringtrain.v1.Coordinator/AddVoter"
 	Coordinator_RemoveServer_FullMethodName     = "/ringtrain.v1.Coordinator/RemoveServer"
@@ -98,10 +104,19 @@ type CoordinatorClient interface {
 	// leader only, idempotent. The same (step, sha256) again is accepted; a different
 	// digest for an already committed step fails with CONFLICT.
 	CommitCheckpoint(ctx context.Context, in *CommitCheckpointRequest, opts ...grpc.CallOption) (*CommitCheckpointResponse, error)
-	// SubmitJob installs the job. Unary write, leader only, idempotent. Submitting the
-	// same job again is accepted; a different job fails with CONFLICT unless replace
-	// is set.
+	// SubmitJob installs the job, RUNNING. Unary write, leader only, idempotent.
+	// Submitting the same job again is accepted and changes nothing; a different job
+	// fails with CONFLICT unless replace is set (it then starts from scratch). With
+	// replace, the same job that FAILED runs again from its committed progress and
+	// checkpoints; a FINISHED one stays FINISHED.
 	SubmitJob(ctx context.Context, in *SubmitJobRequest, opts ...grpc.CallOption) (*SubmitJobResponse, error)
+	// FailJob ends the RUNNING job as FAILED: a registered worker reports an error
+	// that no retry or new generation can cure (replicas diverged, a corrupt shard,
+	// a job it cannot decode). Unary write, leader only, idempotent: a job that has
+	// already failed keeps the first reason; a FINISHED job fails with CONFLICT; an
+	// unregistered worker with UNKNOWN_WORKER. The next plan is ENDED, so every
+	// member stops.
+	FailJob(ctx context.Context, in *FailJobRequest, opts ...grpc.CallOption) (*FailJobResponse, error)
 	// Status returns the whole replicated state plus the replica's Raft view. Unary read.
 	// By default it is linearizable (leader only, after confirming leadership with a
 	// quorum); with stale set, any replica answers from its local state.
@@ -217,6 +232,16 @@ func (c *coordinatorClient) SubmitJob(ctx context.Context, in *SubmitJobRequest,
 	return out, nil
 }
 
+func (c *coordinatorClient) FailJob(ctx context.Context, in *FailJobRequest, opts ...grpc.CallOption) (*FailJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FailJobResponse)
+	err := c.cc.Invoke(ctx, Coordinator_FailJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *coordinatorClient) Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(StatusResponse)
@@ -300,10 +325,19 @@ type CoordinatorServer interface {
 	// leader only, idempotent. The same (step, sha256) again is accepted; a different
 	// digest for an already committed step fails with CONFLICT.
 	CommitCheckpoint(context.Context, *CommitCheckpointRequest) (*CommitCheckpointResponse, error)
-	// SubmitJob installs the job. Unary write, leader only, idempotent. Submitting the
-	// same job again is accepted; a different job fails with CONFLICT unless replace
-	// is set.
+	// SubmitJob installs the job, RUNNING. Unary write, leader only, idempotent.
+	// Submitting the same job again is accepted and changes nothing; a different job
+	// fails with CONFLICT unless replace is set (it then starts from scratch). With
+	// replace, the same job that FAILED runs again from its committed progress and
+	// checkpoints; a FINISHED one stays FINISHED.
 	SubmitJob(context.Context, *SubmitJobRequest) (*SubmitJobResponse, error)
+	// FailJob ends the RUNNING job as FAILED: a registered worker reports an error
+	// that no retry or new generation can cure (replicas diverged, a corrupt shard,
+	// a job it cannot decode). Unary write, leader only, idempotent: a job that has
+	// already failed keeps the first reason; a FINISHED job fails with CONFLICT; an
+	// unregistered worker with UNKNOWN_WORKER. The next plan is ENDED, so every
+	// member stops.
+	FailJob(context.Context, *FailJobRequest) (*FailJobResponse, error)
 	// Status returns the whole replicated state plus the replica's Raft view. Unary read.
 	// By default it is linearizable (leader only, after confirming leadership with a
 	// quorum); with stale set, any replica answers from its local state.
@@ -353,6 +387,9 @@ func (UnimplementedCoordinatorServer) CommitCheckpoint(context.Context, *CommitC
 }
 func (UnimplementedCoordinatorServer) SubmitJob(context.Context, *SubmitJobRequest) (*SubmitJobResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SubmitJob not implemented")
+}
+func (UnimplementedCoordinatorServer) FailJob(context.Context, *FailJobRequest) (*FailJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FailJob not implemented")
 }
 func (UnimplementedCoordinatorServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
@@ -524,6 +561,24 @@ func _Coordinator_SubmitJob_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Coordinator_FailJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FailJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).FailJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_FailJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).FailJob(ctx, req.(*FailJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Coordinator_Status_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(StatusRequest)
 	if err := dec(in); err != nil {
@@ -630,6 +685,10 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SubmitJob",
 			Handler:    _Coordinator_SubmitJob_Handler,
+		},
+		{
+			MethodName: "FailJob",
+			Handler:    _Coordinator_FailJob_Handler,
 		},
 		{
 			MethodName: "Status",
