@@ -28,6 +28,7 @@ type jobState struct {
 	lastCkpt  string
 	loss      float64 // mean loss of the last step
 	valLoss   float64
+	valStep   int64 // step of valLoss, which the checkpoint of that step records
 	start     time.Time
 	startStep int64
 	split     metrics.Split       // where the step time went
@@ -85,7 +86,7 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 	if err != nil {
 		return nil, fatal(err)
 	}
-	js := &jobState{p: p, tr: tr, data: data, loss: math.NaN(), valLoss: math.NaN()}
+	js := &jobState{p: p, tr: tr, data: data, loss: math.NaN(), valLoss: math.NaN(), valStep: -1}
 	cks := st.GetState().GetCheckpoints()
 	if len(cks) == 0 {
 		// Nothing committed: resume from the run directory's newest checkpoint, as the
@@ -345,7 +346,7 @@ func (w *Worker) keepBooks(ctx context.Context, js *jobState, g *generation, rep
 		took := time.Since(te)
 		g.stepEnd = g.stepEnd.Add(took)
 		w.cfg.Metrics.EvalDone(took)
-		js.valLoss = vl
+		js.valLoss, js.valStep = vl, tr.Step
 		rec["eval_s"] = took.Seconds()
 		js.books.Evaluated(rec, tr.Step, vl)
 		g.log.Info("eval", "step", tr.Step, "val_loss", vl)
@@ -440,10 +441,14 @@ func (w *Worker) saveCheckpoint(js *jobState, gen uint64, log *slog.Logger) (*pb
 		return nil, nil
 	}
 	dir := model.CheckpointDir(trainer.CheckpointRoot(tr.Spec.Out), tr.Step)
+	valLoss := math.NaN()
+	if js.valStep == tr.Step {
+		valLoss = js.valLoss
+	}
 	if _, err := os.Stat(dir); err == nil {
 		// Written before a fail-over by this or another rank 0 with the same bits.
 		log.Info("checkpoint already on disk", "dir", dir)
-	} else if dir, err = trainer.SaveCheckpoint(tr, js.p, finite(js.loss)); err != nil {
+	} else if dir, err = trainer.SaveCheckpoint(tr, js.p, finite(js.loss), valLoss); err != nil {
 		return nil, fmt.Errorf("write checkpoint: %w", err)
 	}
 	digest, err := model.CheckpointDigest(dir)
