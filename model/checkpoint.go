@@ -3,6 +3,7 @@ package model
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -66,6 +67,10 @@ type TrainerState struct {
 	TokensSeen int64 `json:"tokens_seen"`
 	// Loss is the loss of the last step. It must be finite (JSON has no NaN).
 	Loss float64 `json:"loss"`
+	// ValLoss is the validation loss measured at Step, or nil when the run did not
+	// evaluate at Step. It must be finite. Checkpoint retention keeps the checkpoint
+	// with the lowest.
+	ValLoss *float64 `json:"val_loss,omitempty"`
 	// AdamWStep is the optimizer's bias-correction step. SaveCheckpoint sets it from
 	// Checkpoint.Opt when that is non-nil.
 	AdamWStep int64 `json:"adamw_step"`
@@ -189,6 +194,9 @@ func checkCheckpoint(ck *Checkpoint) error {
 	if l := ck.Trainer.Loss; math.IsNaN(l) || math.IsInf(l, 0) {
 		return fmt.Errorf("%w: trainer loss %v is not finite and cannot be stored in JSON", ErrFormat, l)
 	}
+	if v := ck.Trainer.ValLoss; v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0)) {
+		return fmt.Errorf("%w: trainer val_loss %v is not finite and cannot be stored in JSON", ErrFormat, *v)
+	}
 	return nil
 }
 
@@ -278,6 +286,13 @@ func LoadCheckpoint(dir string) (*Checkpoint, error) {
 		ck.Opt = opt
 	}
 	return ck, nil
+}
+
+// ReadTrainerState reads the trainer_state.json of the ringtrain checkpoint in dir
+// without the weights and without verifying SHA256SUMS (LoadCheckpoint does both): a
+// cheap look at a checkpoint's step and losses.
+func ReadTrainerState(dir string) (TrainerState, error) {
+	return readTrainerState(filepath.Join(dir, trainerStateFile))
 }
 
 func readTrainerState(path string) (TrainerState, error) {
@@ -442,6 +457,43 @@ func LatestCheckpoint(root string) (string, error) {
 		return "", fmt.Errorf("%w under %s", ErrNoCheckpoint, root)
 	}
 	return best, nil
+}
+
+// CheckpointRef names a checkpoint directory under a checkpoint root and its step.
+type CheckpointRef struct {
+	Dir  string
+	Step int64
+}
+
+// ListCheckpoints returns the complete checkpoints directly under root, as
+// LatestCheckpoint counts them (directories named step-<N> that contain SHA256SUMS),
+// in increasing step order. It reads only directory listings. A missing root holds
+// none.
+func ListCheckpoints(root string) ([]CheckpointRef, error) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	var refs []CheckpointRef
+	for _, e := range entries {
+		m := stepDirPattern.FindStringSubmatch(e.Name())
+		if m == nil || !e.IsDir() {
+			continue
+		}
+		step, err := strconv.ParseInt(m[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		if st, err := os.Stat(filepath.Join(root, e.Name(), sumsFile)); err != nil || !st.Mode().IsRegular() {
+			continue
+		}
+		refs = append(refs, CheckpointRef{Dir: filepath.Join(root, e.Name()), Step: step})
+	}
+	slices.SortStableFunc(refs, func(a, b CheckpointRef) int { return cmp.Compare(a.Step, b.Step) })
+	return refs, nil
 }
 
 // writeDirAtomic creates dir with durable.WriteDir: fill writes into a fresh temporary

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -463,6 +464,62 @@ func TestCheckpointLatest(t *testing.T) {
 	}
 	if _, err := LoadCheckpoint(got); err != nil {
 		t.Fatal(err)
+	}
+	// ListCheckpoints finds the same complete checkpoints, in step order.
+	refs, err := ListCheckpoints(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []CheckpointRef{{CheckpointDir(root, 100), 100}, {CheckpointDir(root, 300), 300}, {CheckpointDir(root, 2000), 2000}}
+	if !slices.Equal(refs, want) {
+		t.Errorf("ListCheckpoints = %v, want %v", refs, want)
+	}
+	if refs, err := ListCheckpoints(filepath.Join(root, "absent")); err != nil || refs != nil {
+		t.Errorf("ListCheckpoints of an absent root = %v, %v; want none", refs, err)
+	}
+}
+
+// TestCheckpointValLoss checks that a checkpoint records the validation loss of its
+// step when it has one (and writes no key when not), that ReadTrainerState reads it
+// without the weights, and that a loss JSON cannot hold is refused.
+func TestCheckpointValLoss(t *testing.T) {
+	root := t.TempDir()
+	ck := ckTest(t)
+	vl := 2.718281828459045
+	ck.Trainer.ValLoss = &vl
+	ckSave(t, CheckpointDir(root, 1), ck)
+	back, err := LoadCheckpoint(CheckpointDir(root, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Trainer.ValLoss == nil || *back.Trainer.ValLoss != vl {
+		t.Errorf("loaded val_loss %v, want %v", back.Trainer.ValLoss, vl)
+	}
+	st, err := ReadTrainerState(CheckpointDir(root, 1))
+	if err != nil || st.ValLoss == nil || *st.ValLoss != vl || st.Step != ck.Trainer.Step {
+		t.Errorf("ReadTrainerState: %+v, %v", st, err)
+	}
+
+	ck.Trainer.ValLoss = nil
+	ckSave(t, CheckpointDir(root, 2), ck)
+	b, err := os.ReadFile(filepath.Join(CheckpointDir(root, 2), trainerStateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "val_loss") {
+		t.Errorf("a checkpoint without a validation loss writes one:\n%s", b)
+	}
+	if st, err := ReadTrainerState(CheckpointDir(root, 2)); err != nil || st.ValLoss != nil {
+		t.Errorf("ReadTrainerState without val_loss: %+v, %v", st, err)
+	}
+
+	nan := math.NaN()
+	ck.Trainer.ValLoss = &nan
+	if err := SaveCheckpoint(CheckpointDir(root, 3), ck); !errors.Is(err, ErrFormat) {
+		t.Errorf("NaN val_loss: err %v, want ErrFormat", err)
+	}
+	if _, err := ReadTrainerState(filepath.Join(root, "absent")); err == nil {
+		t.Error("ReadTrainerState of a missing directory succeeded")
 	}
 }
 

@@ -49,8 +49,8 @@ type BookkeeperOptions struct {
 }
 
 // Bookkeeper keeps a training run's books after every step: it writes the step's
-// record to <out>/metrics.jsonl, drives the progress output, and says (through its
-// Cadence) when to evaluate and checkpoint. trainer.Run keeps one for the run;
+// record to <out>/metrics.jsonl, drives the progress output, says (through its
+// Cadence) when to evaluate and checkpoint, and (Stop) whether to stop early. trainer.Run keeps one for the run;
 // a cluster's rank 0 keeps one for the job, across generations. The caller steps and
 // evaluates; the Bookkeeper records:
 //
@@ -61,6 +61,10 @@ type BookkeeperOptions struct {
 //		bk.Evaluated(rec, tr.Step, vl)
 //	}
 //	err := bk.Write(rec)
+//	// ... the interval checkpoint ...
+//	if r := bk.Stop(tr.Step); r != "" {
+//		bk.Stopped(tr.Step, r) // then end the run with its final checkpoint
+//	}
 //
 // A Bookkeeper is used from the training loop's goroutine only.
 type Bookkeeper struct {
@@ -77,6 +81,8 @@ type Bookkeeper struct {
 
 	file *os.File // metrics.jsonl, once open
 	enc  *json.Encoder
+
+	evals Evals // the evaluations booked, for the stopping rules
 }
 
 // NewBookkeeper returns the books of spec's run at cadence c. The progress output's
@@ -145,11 +151,28 @@ func (b *Bookkeeper) Step(d StepDone) Record {
 }
 
 // Evaluated books the validation loss measured after step into its record rec
-// (val_loss, and elapsed_s again, now that the evaluation is done) and prints the
-// validation line.
+// (val_loss, and elapsed_s again, now that the evaluation is done) and into the
+// evaluations the stopping rules read, and prints the validation line.
 func (b *Bookkeeper) Evaluated(rec Record, step int64, valLoss float64) {
 	rec["val_loss"], rec["elapsed_s"] = valLoss, time.Since(b.start).Seconds()
+	b.evals = b.evals.Add(step, valLoss)
 	b.prog.Println(ValidationLine(step, b.cadence.Steps, valLoss))
+}
+
+// Evals returns the evaluations booked so far.
+func (b *Bookkeeper) Evals() Evals { return b.evals }
+
+// Stop says whether the run stops after step (Cadence.Stop), with the evaluations
+// booked so far and the wall time since Start (the elapsed_s of metrics.jsonl). It
+// is asked once the step's books, evaluation and checkpoint are done.
+func (b *Bookkeeper) Stop(step int64) StopReason {
+	return b.cadence.Stop(step, time.Since(b.start), b.evals)
+}
+
+// Stopped prints the line that says the run stops after step, and why
+// (Cadence.StopLine).
+func (b *Bookkeeper) Stopped(step int64, r StopReason) {
+	b.prog.Println(b.cadence.StopLine(step, r, b.evals))
 }
 
 // Write appends rec to metrics.jsonl, opening it first if need be.

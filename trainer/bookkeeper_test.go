@@ -158,3 +158,42 @@ func TestValidationLine(t *testing.T) {
 		}
 	}
 }
+
+// TestBookkeeperStop checks that the books feed their evaluations and their clock to
+// the stopping rules, and print the line of a stop.
+func TestBookkeeperStop(t *testing.T) {
+	spec := booksSpec(t.TempDir())
+	spec.Steps, spec.EvalInterval, spec.EvalBatches, spec.Patience = 20, 1, 1, 2
+	var out bytes.Buffer
+	books := NewBookkeeper(spec, NewCadence(spec, true), BookkeeperOptions{Progress: &out})
+	defer books.Close()
+	var stops []string
+	for i, vl := range []float64{3, 2.5, 2.6, 2.55} {
+		step := int64(i + 1)
+		books.Evaluated(books.Step(StepDone{Step: step, Loss: vl}), step, vl)
+		stops = append(stops, string(books.Stop(step)))
+	}
+	if got := fmt.Sprintf("%q", stops); got != `["" "" "" "patience"]` {
+		t.Errorf("Stop after each evaluation: %s, want patience after the fourth", got)
+	}
+	if e := books.Evals(); e.N != 4 || e.Best != 2.5 || e.BestStep != 2 || e.SinceBest != 2 {
+		t.Errorf("Evals() = %+v", e)
+	}
+	books.Stopped(4, StopPatience)
+	if want := "step  4/20  stopping: val loss has not improved for 2 evaluations (patience 2); best 2.5000 at step 2\n"; !strings.HasSuffix(out.String(), want) {
+		t.Errorf("progress output ends %q, want %q", out.String(), want)
+	}
+
+	// The clock: max_time counts from Start, as elapsed_s does.
+	spec.Patience, spec.MaxTime = 0, Duration(time.Hour)
+	fresh := NewBookkeeper(spec, NewCadence(spec, true), BookkeeperOptions{})
+	defer fresh.Close()
+	old := NewBookkeeper(spec, NewCadence(spec, true), BookkeeperOptions{Start: time.Now().Add(-time.Hour)})
+	defer old.Close()
+	if r := fresh.Stop(1); r != "" {
+		t.Errorf("a run started now stops: %q", r)
+	}
+	if r := old.Stop(1); r != StopMaxTime {
+		t.Errorf("a run started an hour ago with max_time 1h: Stop = %q, want max_time", r)
+	}
+}

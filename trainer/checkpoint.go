@@ -7,11 +7,12 @@ import (
 )
 
 // SaveCheckpoint writes tr's state (weights, optimizer, step, the loss of the last
-// step) and p's tokenizer to the checkpoint directory of tr.Step under the run
-// directory, atomically, and returns that directory. It is the writer trainer.Run uses;
+// step, and valLoss, the validation loss measured at tr.Step, unless it is NaN) and
+// p's tokenizer to the checkpoint directory of tr.Step under the run directory,
+// atomically, and returns that directory. It is the writer trainer.Run uses;
 // distributed workers call it from the rank that writes checkpoints.
-func SaveCheckpoint(tr *Trainer, p *Prepared, loss float64) (string, error) {
-	return saveCheckpoint(tr, p, loss)
+func SaveCheckpoint(tr *Trainer, p *Prepared, loss, valLoss float64) (string, error) {
+	return saveCheckpoint(tr, p, loss, valLoss)
 }
 
 // RestoreCheckpoint loads the checkpoint in dir into tr: weights, optimizer state and

@@ -36,6 +36,9 @@ type Result struct {
 	Checkpoint   string  // directory of the last checkpoint written or resumed from
 	Elapsed      time.Duration
 	TokensPerSec float64
+	// Stopped names the rule that ended the run before spec.Steps (max_time,
+	// target_val_loss, patience); "" when it ran to the end or was cancelled.
+	Stopped StopReason
 }
 
 // Prepared is a job bound to its data: the spec completed from the dataset, the
@@ -102,6 +105,14 @@ func Prepare(ctx context.Context, spec Spec) (*Prepared, error) {
 		}
 		p.Val = val
 	}
+	if p.Val == nil {
+		switch {
+		case spec.TargetValLoss > 0:
+			return nil, fmt.Errorf("%w: target_val_loss=%v needs a validation split, and dataset %s has none", ErrBadSpec, spec.TargetValLoss, spec.Data)
+		case spec.Patience > 0:
+			return nil, fmt.Errorf("%w: patience=%v needs a validation split, and dataset %s has none", ErrBadSpec, spec.Patience, spec.Data)
+		}
+	}
 	return p, nil
 }
 
@@ -111,8 +122,11 @@ func CheckpointRoot(out string) string { return filepath.Join(out, "ckpt") }
 // Run trains spec in this process: it resumes from the newest checkpoint in the run
 // directory (unless opts.NoResume), or starts from spec.InitFrom, or from a fresh
 // initialisation; logs and evaluates at the spec's intervals; writes checkpoints and a
-// JSONL metrics file; and returns when the last step is done or ctx is cancelled (then
-// it writes a checkpoint of the last completed step first).
+// JSONL metrics file; and returns when the last step is done, when a stopping rule
+// holds (Cadence.Stop: max_time, target_val_loss, patience; Result.Stopped names it),
+// or when ctx is cancelled. In the last two cases it writes a checkpoint of the last
+// completed step first. With keep_checkpoints set, each checkpoint written is
+// followed by deleting the ones Retain lets go.
 func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 	log := opts.Logger
 	if log == nil {
@@ -146,16 +160,29 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 		return nil, err
 	}
 	lastSaved := tr.Step
+	evalStep, evalLoss := int64(-1), math.NaN() // the newest evaluation, recorded in the checkpoint of its step
 	save := func() error {
 		if tr.Step == lastSaved || tr.Step == 0 {
 			return nil
 		}
-		dir, err := saveCheckpoint(tr, p, res.TrainLoss)
+		vl := math.NaN()
+		if evalStep == tr.Step {
+			vl = evalLoss
+		}
+		dir, err := saveCheckpoint(tr, p, res.TrainLoss, vl)
 		if err != nil {
 			return err
 		}
 		lastSaved, res.Checkpoint = tr.Step, dir
 		log.Info("checkpoint written", "step", tr.Step, "dir", dir)
+		// The new checkpoint is durable: the ones retention lets go can be deleted.
+		deleted, err := PruneCheckpoints(ctx, CheckpointRoot(spec.Out), spec.KeepCheckpoints, tr.Step)
+		for _, d := range deleted {
+			log.Info("checkpoint deleted", "dir", d, "keep_checkpoints", spec.KeepCheckpoints)
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Warn("deleting old checkpoints", "err", err)
+		}
 		return nil
 	}
 	for tr.Step < spec.Steps {
@@ -188,7 +215,7 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 				return res, err
 			}
 			if err == nil {
-				res.ValLoss = vl
+				res.ValLoss, evalStep, evalLoss = vl, tr.Step, vl
 				books.Evaluated(rec, tr.Step, vl)
 				log.Info("eval", "step", tr.Step, "val_loss", vl)
 			}
@@ -200,6 +227,12 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 			if err := save(); err != nil {
 				return res, err
 			}
+		}
+		if r := books.Stop(tr.Step); r != "" {
+			res.Stopped = r
+			books.Stopped(tr.Step, r)
+			log.Info("stopping early", "step", tr.Step, "rule", string(r))
+			break
 		}
 	}
 	if err := save(); err != nil {
@@ -270,7 +303,7 @@ func resumeFrom(tr *Trainer, ck *model.Checkpoint, p *Prepared, dir string) erro
 	return nil
 }
 
-func saveCheckpoint(tr *Trainer, p *Prepared, loss float64) (string, error) {
+func saveCheckpoint(tr *Trainer, p *Prepared, loss, valLoss float64) (string, error) {
 	job, err := json.Marshal(tr.Spec)
 	if err != nil {
 		return "", err
@@ -285,6 +318,9 @@ func saveCheckpoint(tr *Trainer, p *Prepared, loss float64) (string, error) {
 			Loss: loss, Job: job,
 		},
 		Tokenizer: p.TokenizerJSON,
+	}
+	if !math.IsNaN(valLoss) {
+		ck.Trainer.ValLoss = &valLoss
 	}
 	if err := model.SaveCheckpoint(dir, ck); err != nil {
 		return "", err

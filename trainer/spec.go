@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 
 	"gopkg.in/yaml.v3"
@@ -47,6 +48,14 @@ type Spec struct {
 	EvalInterval       int64 `yaml:"eval_interval" json:"eval_interval"` // 0: only at the end
 	EvalBatches        int   `yaml:"eval_batches" json:"eval_batches"`
 	CheckpointInterval int64 `yaml:"checkpoint_interval" json:"checkpoint_interval"` // 0: only at the end
+
+	// Stopping and retention (Cadence.Stop, Retain); the zero value of each turns it
+	// off. They are omitted from the JSON of a job that does not use them, so such a
+	// job's JSON (in checkpoints and the coordinator) is what it was without them.
+	KeepCheckpoints int      `yaml:"keep_checkpoints" json:"keep_checkpoints,omitempty"` // newest N kept, and the best; 0: all
+	MaxTime         Duration `yaml:"max_time" json:"max_time,omitempty"`                 // stop after this wall time
+	TargetValLoss   float64  `yaml:"target_val_loss" json:"target_val_loss,omitempty"`   // stop once val loss <= this
+	Patience        int      `yaml:"patience" json:"patience,omitempty"`                 // stop after N evaluations without a better val loss
 }
 
 // ErrBadSpec reports an invalid job spec; the message names the field and value.
@@ -131,6 +140,18 @@ func (s Spec) Validate() error {
 		return bad("eval_batches", s.EvalBatches, "must be >= 0")
 	case s.CheckpointInterval < 0:
 		return bad("checkpoint_interval", s.CheckpointInterval, "must be >= 0")
+	case s.KeepCheckpoints < 0:
+		return bad("keep_checkpoints", s.KeepCheckpoints, "must be >= 0 (0 keeps every checkpoint)")
+	case s.MaxTime < 0:
+		return bad("max_time", s.MaxTime, "must be >= 0 (0 sets no limit)")
+	case !(s.TargetValLoss >= 0) || math.IsInf(s.TargetValLoss, 0):
+		return bad("target_val_loss", s.TargetValLoss, "must be a finite number >= 0 (0 sets no target)")
+	case s.Patience < 0:
+		return bad("patience", s.Patience, "must be >= 0 (0 turns early stopping off)")
+	case s.TargetValLoss > 0 && (s.EvalInterval < 1 || s.EvalBatches < 1):
+		return bad("target_val_loss", s.TargetValLoss, fmt.Sprintf("needs evaluations during the run: eval_interval (%d) and eval_batches (%d) must be >= 1", s.EvalInterval, s.EvalBatches))
+	case s.Patience > 0 && (s.EvalInterval < 1 || s.EvalBatches < 1):
+		return bad("patience", s.Patience, fmt.Sprintf("needs evaluations during the run: eval_interval (%d) and eval_batches (%d) must be >= 1", s.EvalInterval, s.EvalBatches))
 	case s.SeqLen > s.Model.MaxSeqLen:
 		return bad("seq_len", s.SeqLen, fmt.Sprintf("exceeds the model's max_seq_len %d", s.Model.MaxSeqLen))
 	}

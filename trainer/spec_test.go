@@ -1,12 +1,14 @@
 package trainer
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ringtrain/ringtrain/model"
 )
@@ -63,6 +65,15 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"layers", func(s *Spec) { s.Model.Layers = 0 }},
 		{"embd", func(s *Spec) { s.Model.Embd = 30 }}, // not a multiple of 4 heads
 		{"vocab_size", func(s *Spec) { s.Model.VocabSize = 1 }},
+		{"keep_checkpoints", func(s *Spec) { s.KeepCheckpoints = -1 }},
+		{"max_time", func(s *Spec) { s.MaxTime = -1 }},
+		{"target_val_loss", func(s *Spec) { s.TargetValLoss = -0.5 }},
+		{"target_val_loss", func(s *Spec) { s.TargetValLoss = math.NaN() }},
+		{"target_val_loss", func(s *Spec) { s.TargetValLoss = math.Inf(1) }},
+		{"target_val_loss", func(s *Spec) { s.TargetValLoss, s.EvalInterval = 2, 0 }},
+		{"target_val_loss", func(s *Spec) { s.TargetValLoss, s.EvalBatches = 2, 0 }},
+		{"patience", func(s *Spec) { s.Patience = -1 }},
+		{"patience", func(s *Spec) { s.Patience, s.EvalInterval = 3, 0 }},
 	}
 	for _, c := range cases {
 		s := validSpec()
@@ -141,5 +152,62 @@ mask_rate: 0.2
 	}
 	if _, err := LoadSpec(filepath.Join(dir, "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a missing file: error %v, want os.ErrNotExist", err)
+	}
+}
+
+// TestStoppingAndRetentionFields checks the job YAML keys of the stopping rules and
+// retention: they load (max_time as a duration with a unit), are valid together,
+// a duration without a unit is refused naming the value and its line, and a job
+// that sets none of them has the JSON it had before they existed.
+func TestStoppingAndRetentionFields(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "job.yaml")
+	write := func(text string) {
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("keep_checkpoints: 3\nmax_time: 1h30m\ntarget_val_loss: 1.75\npatience: 4\n")
+	s, err := LoadSpec(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.KeepCheckpoints != 3 || time.Duration(s.MaxTime) != 90*time.Minute || s.TargetValLoss != 1.75 || s.Patience != 4 {
+		t.Errorf("loaded keep %d, max_time %s, target %v, patience %d", s.KeepCheckpoints, s.MaxTime, s.TargetValLoss, s.Patience)
+	}
+	s.Data, s.Model.VocabSize, s.Model.MaxSeqLen = "data", 61, s.SeqLen
+	if err := s.Validate(); err != nil {
+		t.Errorf("valid stopping rules refused: %v", err)
+	}
+
+	// The job's JSON (checkpoints, the coordinator) writes max_time as YAML does and
+	// reads it back.
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"max_time":"1h30m0s"`) || !strings.Contains(string(b), `"keep_checkpoints":3`) {
+		t.Errorf("job JSON %s lacks the stopping rules", b)
+	}
+	var back Spec
+	if err := json.Unmarshal(b, &back); err != nil || back != s {
+		t.Errorf("JSON round trip: %+v, %v; want %+v", back, err, s)
+	}
+	b, err = json.Marshal(DefaultSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"keep_checkpoints", "max_time", "target_val_loss", "patience"} {
+		if strings.Contains(string(b), key) {
+			t.Errorf("the default job's JSON has %s: %s", key, b)
+		}
+	}
+
+	for _, bad := range []string{"max_time: 60\n", "max_time: soon\n", "max_time: [1m]\n"} {
+		write("steps: 10\n" + bad)
+		_, err := LoadSpec(path)
+		if !errors.Is(err, ErrBadSpec) || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), "duration") {
+			t.Errorf("%q: error %v, want ErrBadSpec naming line 2 and the duration", bad, err)
+		}
 	}
 }

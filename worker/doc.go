@@ -35,7 +35,8 @@
 // gradient of its streams' micro-batches (coordinator.StreamsOf; each scaled by the
 // global target count, so the ring's SUM is the global mean gradient), all-reduced
 // bucket by bucket while backward runs, and the local loss sum as a last
-// one-element operation; then clipping and AdamW (trainer.Apply). Rank 0 reports
+// two-element operation (beside it, rank 0's stopping decision, below); then clipping
+// and AdamW (trainer.Apply). Rank 0 reports
 // progress to the coordinator and keeps the job's books with the trainer's
 // Bookkeeper, as the single-process trainer does: it prints the progress lines (or
 // bar), writes metrics.jsonl and evaluates at the job's trainer.Cadence, and every
@@ -110,4 +111,16 @@
 // work, returns at once with success; one that finds it FAILED returns
 // ErrJobFailed; one that stops on a fatal error reports it first, so the job fails
 // as a whole (job_end.go).
+//
+// # Stopping early and keeping checkpoints
+//
+// A job may end before its last step (max_time, target_val_loss, patience;
+// trainer.Cadence.Stop). Only rank 0 evaluates, so rank 0 decides, after each step's
+// books and checkpoint, and adds its decision to the next step's loss all-reduce;
+// when the reduced sum says stop, no rank applies that step and every rank ends the
+// job, through the same end as above, at the step rank 0 decided after: the step at
+// which the single-process trainer stops. With keep_checkpoints set, rank 0 deletes
+// the checkpoints trainer.Retain lets go once the coordinator has committed a newer
+// one, never the newest committed one or any newer one, nor the best by validation
+// loss.
 package worker

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ringtrain/ringtrain/coordinator"
@@ -24,6 +25,8 @@ type reporter struct {
 	mu       sync.Mutex
 	progress *pb.ReportProgressRequest
 	commits  []*pb.CommitCheckpointRequest
+
+	committed atomic.Int64 // the highest step whose commit the coordinator accepted
 }
 
 // callPatience is how long one report or commit keeps retrying before the reporter
@@ -58,6 +61,11 @@ func (r *reporter) commit(c *pb.CommitCheckpointRequest) {
 	r.poke()
 }
 
+// committedStep returns the highest step whose checkpoint commit the coordinator
+// has accepted through this reporter (0 for none): the coordinator's newest committed
+// checkpoint is at least that new. Safe from any goroutine.
+func (r *reporter) committedStep() int64 { return r.committed.Load() }
+
 func (r *reporter) run(ctx context.Context) {
 	for {
 		select {
@@ -78,7 +86,10 @@ func (r *reporter) run(ctx context.Context) {
 			}
 			var retry []*pb.CommitCheckpointRequest
 			for _, c := range cs {
-				if err := sendCommit(ctx, r.cl, r.log, c, r.patience); err != nil && ctx.Err() == nil && !permanent(err) {
+				err := sendCommit(ctx, r.cl, r.log, c, r.patience)
+				if err == nil {
+					r.committed.Store(max(r.committed.Load(), c.GetStep()))
+				} else if ctx.Err() == nil && !permanent(err) {
 					retry = append(retry, c)
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/ringtrain/ringtrain/allreduce"
@@ -28,10 +29,17 @@ type jobState struct {
 	lastCkpt  string
 	loss      float64 // mean loss of the last step
 	valLoss   float64
+	valStep   int64 // step of valLoss, which the checkpoint of that step records
 	start     time.Time
 	startStep int64
 	split     metrics.Split       // where the step time went
 	books     *trainer.Bookkeeper // rank 0's metrics.jsonl and progress output, made at its first generation as rank 0
+	// stop is the stopping rule that holds, once one does: rank 0 decides it
+	// (stopAfter) and every rank learns it from the next step's loss all-reduce.
+	stop trainer.StopReason
+	// committed is the step of the newest checkpoint this worker saw the
+	// coordinator commit: checkpoints older than it may be deleted (prune).
+	committed int64
 }
 
 // timedSource is a trainer.BatchSource that adds up the time spent reading
@@ -85,7 +93,7 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 	if err != nil {
 		return nil, fatal(err)
 	}
-	js := &jobState{p: p, tr: tr, data: data, loss: math.NaN(), valLoss: math.NaN()}
+	js := &jobState{p: p, tr: tr, data: data, loss: math.NaN(), valLoss: math.NaN(), valStep: -1}
 	cks := st.GetState().GetCheckpoints()
 	if len(cks) == 0 {
 		// Nothing committed: resume from the run directory's newest checkpoint, as the
@@ -109,6 +117,7 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 		return js, w.auditLoad(tr, "init")
 	}
 	ck := cks[len(cks)-1]
+	js.committed = ck.GetStep()
 	if err := trainer.RestoreCheckpoint(tr, p, ck.GetLocation()); err != nil {
 		w.log.Warn("cannot read the committed checkpoint: will take the state from a peer", "dir", ck.GetLocation(), "err", err)
 		tr.Step = noState
@@ -133,6 +142,9 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 	w.startSteps(js, g)
 	for js.tr.Step < js.tr.Spec.Steps {
 		times, norm, lr, err := w.step(ctx, js, g)
+		if errors.Is(err, errStopped) {
+			break
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -146,9 +158,50 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 				return nil, err
 			}
 		}
+		if g.rank == 0 {
+			w.stopAfter(js, g)
+		}
 	}
 	w.curStep.Store(js.tr.Step)
 	return w.finishJob(ctx, js, g)
+}
+
+// errStopped is what step returns when the step's loss all-reduce carries rank 0's
+// decision to stop: no rank applies the step, and the job ends at the step before.
+var errStopped = errors.New("worker: the job stops early")
+
+// stopAfter is rank 0's stopping decision after the step js.tr has applied, its
+// books and checkpoint done (trainer.Bookkeeper.Stop: max_time, target_val_loss,
+// patience). Once a rule holds the decision stands, across generations too, and
+// step carries it to every rank. Only rank 0 evaluates and its clock alone counts,
+// so only it decides: the other ranks learn it in the next step's loss all-reduce,
+// and all of them stop at the same step (see step).
+func (w *Worker) stopAfter(js *jobState, g *generation) {
+	if js.stop != "" {
+		return
+	}
+	if js.stop = js.books.Stop(js.tr.Step); js.stop != "" {
+		js.books.Stopped(js.tr.Step, js.stop)
+		g.log.Info("stopping early", "step", js.tr.Step, "rule", string(js.stop))
+	}
+}
+
+// The stopping rules as the loss all-reduce carries them: rank 0 adds the code of
+// its decision (the other ranks add 0), so the sum is the code, exactly.
+var stopCodes = []trainer.StopReason{"", trainer.StopTarget, trainer.StopPatience, trainer.StopMaxTime}
+
+func stopCode(r trainer.StopReason) float32 {
+	if i := slices.Index(stopCodes, r); i > 0 {
+		return float32(i)
+	}
+	return float32(len(stopCodes)) // a rule this worker does not name still stops the job
+}
+
+func stopReason(code float32) trainer.StopReason {
+	if i := int(code); i >= 0 && i < len(stopCodes) && float32(i) == code {
+		return stopCodes[i]
+	}
+	return trainer.StopReason(fmt.Sprintf("rule %v", code))
 }
 
 // generation is a worker's part in one plan generation: its place in the plan, the
@@ -164,7 +217,7 @@ type generation struct {
 	cadence trainer.Cadence
 
 	buckets       *bucketRun
-	lossBuf       []float32 // the step's loss sum, reduced after the gradient buckets
+	lossBuf       []float32 // the step's loss sum and rank 0's stop code (stopCode), reduced after the gradient buckets
 	tokensPerStep int64     // tokens of the global batch
 	localTokens   int64     // tokens of this rank's streams in one step
 	arBytes       int64     // all-reduce payload of one step
@@ -238,7 +291,7 @@ func (w *Worker) startSteps(js *jobState, g *generation) {
 	}
 	g.cadence = js.p.Cadence()
 	g.tokensPerStep = int64(spec.GlobalBatch() * spec.SeqLen)
-	g.lossBuf = make([]float32, 1)
+	g.lossBuf = make([]float32, 2)
 	g.localTokens = int64(len(g.streams) * spec.MicroBatch * spec.SeqLen)
 	g.arBytes = int64(4 * (len(tr.Model.Grads.Slab) + len(g.lossBuf)))
 	g.buckets = newBucketRun(g.ring, tr.Model.Grads.Slab, cutBuckets(tr.Model.Grads, max(w.cfg.BucketBytes/4, 1)))
@@ -255,6 +308,14 @@ func (w *Worker) startSteps(js *jobState, g *generation) {
 // step runs the step js.tr is at as a member of g: the gradients of this rank's
 // streams, summed over the ring, then the optimizer. It returns the step's time
 // split, the gradient norm before clipping and the learning rate.
+//
+// The step's loss all-reduce carries rank 0's stopping decision (js.stop, made after
+// the step before): when the sum says stop, no rank applies this step's gradients,
+// every rank records the rule in js.stop, and step returns errStopped. The gradient
+// buckets are reduced as always, so their bits do not depend on the decision, and
+// every rank of the generation stops after the same step, the one rank 0 decided
+// after. The decision costs no extra message, only the gradients of the one step
+// that is not applied.
 func (w *Worker) step(ctx context.Context, js *jobState, g *generation) (times metrics.StepTimes, norm, lr float64, err error) {
 	tr := js.tr
 	step := tr.Step
@@ -266,9 +327,18 @@ func (w *Worker) step(ctx context.Context, js *jobState, g *generation) (times m
 		Step: step, Streams: g.streams}); err != nil {
 		return times, 0, 0, fatal(err)
 	}
-	t1, busy, err := g.gradients(ctx, tr, step)
+	stop := float32(0)
+	if g.rank == 0 && js.stop != "" {
+		stop = stopCode(js.stop)
+	}
+	t1, busy, err := g.gradients(ctx, tr, step, stop)
 	if err != nil {
 		return times, 0, 0, err
+	}
+	if code := g.lossBuf[1]; code != 0 {
+		js.stop = stopReason(code)
+		g.log.Info("stopping early at rank 0's decision: the step in flight is discarded", "step", step, "rule", string(js.stop))
+		return times, 0, 0, errStopped
 	}
 	t2 := time.Now()
 	if norm, lr, err = tr.Apply(); err != nil {
@@ -299,9 +369,10 @@ func (w *Worker) step(ctx context.Context, js *jobState, g *generation) (times m
 // and the loss sum (into lossBuf), over the ring. The gradient buckets are reduced
 // while backward runs, each as soon as backward has finished it (trainer.Gradients
 // hands the callback to the last micro-batch, after which a range is final); the
-// loss follows once the micro-batches are done. All are waited for before it
-// returns when backward ended and how long the ring was busy.
-func (g *generation) gradients(ctx context.Context, tr *trainer.Trainer, step int64) (backwardEnd time.Time, busy time.Duration, err error) {
+// loss follows once the micro-batches are done, with stop (rank 0's stop code, 0 on
+// the other ranks) beside it. All are waited for before it returns when backward
+// ended and how long the ring was busy.
+func (g *generation) gradients(ctx context.Context, tr *trainer.Trainer, step int64, stop float32) (backwardEnd time.Time, busy time.Duration, err error) {
 	g.buckets.begin(ctx)
 	lossSum, err := tr.Gradients(ctx, step, g.streams, g.buckets.ready)
 	if err != nil {
@@ -312,7 +383,7 @@ func (g *generation) gradients(ctx context.Context, tr *trainer.Trainer, step in
 	}
 	g.buckets.flush()
 	backwardEnd = time.Now()
-	g.lossBuf[0] = float32(lossSum)
+	g.lossBuf[0], g.lossBuf[1] = float32(lossSum), stop
 	hl := g.ring.Start(ctx, g.lossBuf)
 	busy, err = g.buckets.wait()
 	if err := errors.Join(err, hl.Wait()); err != nil {
@@ -345,7 +416,7 @@ func (w *Worker) keepBooks(ctx context.Context, js *jobState, g *generation, rep
 		took := time.Since(te)
 		g.stepEnd = g.stepEnd.Add(took)
 		w.cfg.Metrics.EvalDone(took)
-		js.valLoss = vl
+		js.valLoss, js.valStep = vl, tr.Step
 		rec["eval_s"] = took.Seconds()
 		js.books.Evaluated(rec, tr.Step, vl)
 		g.log.Info("eval", "step", tr.Step, "val_loss", vl)
@@ -366,20 +437,24 @@ func (w *Worker) checkpoint(ctx context.Context, js *jobState, g *generation, re
 	if g.rank != 0 {
 		return nil
 	}
-	c, err := w.saveCheckpoint(js, g.gen, g.log.With("step", js.tr.Step))
+	log := g.log.With("step", js.tr.Step)
+	c, err := w.saveCheckpoint(js, g.gen, log)
 	if err != nil {
 		return fatal(err)
 	}
 	if c != nil {
 		rep.commit(c)
 	}
+	js.committed = max(js.committed, rep.committedStep())
+	w.prune(ctx, js, log)
 	return nil
 }
 
-// finishJob ends the job after its last step: it compares the replicas once more,
-// lets rank 0 record the final step and checkpoint (synchronously, so that the job
-// reads as finished before anyone leaves), then meets the other ranks at a barrier
-// and returns this worker's result.
+// finishJob ends the job after its last step, or after the step at which it stopped
+// early (js.stop): it compares the replicas once more, lets rank 0 record the final
+// step and checkpoint (synchronously, so that the job reads as finished before
+// anyone leaves) and delete the checkpoints keep_checkpoints lets go, then meets the
+// other ranks at a barrier and returns this worker's result.
 func (w *Worker) finishJob(ctx context.Context, js *jobState, g *generation) (*Result, error) {
 	tr, log := js.tr, g.log
 	if err := checkReplicas(ctx, g.ring, tr); err != nil {
@@ -402,15 +477,24 @@ func (w *Worker) finishJob(ctx context.Context, js *jobState, g *generation) (*R
 			Step: tr.Step, Loss: finite(js.loss), Tokens: tr.Step * g.tokensPerStep}, callPatience); err != nil {
 			return nil, fmt.Errorf("report the final step: %w", err)
 		}
+		if c == nil && js.stop != "" && js.lastSaved == tr.Step && tr.Step > js.committed {
+			// The job stopped at an interval checkpoint, whose commit may still be
+			// queued: commit it now, as the final one (a repeated commit is a no-op).
+			if c, err = w.commitRequest(js, g.gen); err != nil {
+				return nil, fatal(err)
+			}
+		}
 		if c != nil {
 			if err := sendCommit(ctx, w.cfg.Coordinators, log, c, callPatience); err != nil {
 				return nil, fmt.Errorf("commit the final checkpoint: %w", err)
 			}
+			js.committed = max(js.committed, c.GetStep())
 		}
+		w.prune(ctx, js, log)
 		w.closeMetrics(js)
 	}
 	if err := g.ring.Barrier(ctx); err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && !(js.stop != "" && errors.Is(context.Cause(ctx), errSuperseded) && w.stopRecorded(ctx, js, log)) {
 			return nil, fmt.Errorf("final barrier: %w", err)
 		}
 		// Every step is applied and the replicas compared equal above: a peer that
@@ -422,13 +506,40 @@ func (w *Worker) finishJob(ctx context.Context, js *jobState, g *generation) (*R
 		Step: tr.Step, Checksum: checksum(tr.Model.Params.Slab)}); err != nil {
 		return nil, fatal(err)
 	}
-	log.Info("job finished", "step", tr.Step, "loss", js.loss, "time_split", js.split.String())
+	log.Info("job finished", "step", tr.Step, "loss", js.loss, "stopped", string(js.stop), "time_split", js.split.String())
 	res := &Result{Step: tr.Step, Loss: js.loss, ValLoss: js.valLoss, Generation: g.gen, Rank: g.rank,
-		Params: append([]float32(nil), tr.Model.Params.Slab...), Elapsed: time.Since(js.start), Split: js.split}
+		Params: append([]float32(nil), tr.Model.Params.Slab...), Elapsed: time.Since(js.start), Split: js.split, Stopped: js.stop}
 	if g.rank == 0 {
 		res.Checkpoint = js.lastCkpt
 	}
 	return res, nil
+}
+
+// stopRecorded reports whether the coordinator records the step at which the job
+// stopped early (js.tr.Step) as its progress, waiting up to callPatience for rank 0's
+// report. It is asked when the final barrier of a stopped job fails because a newer
+// plan arrived: a rank that passed the barrier first has left, which makes the next
+// plan, and the job is over once rank 0's final report is in. Without that report
+// (rank 0 failed before it), the worker goes on to the next plan, whose rank 0 then
+// stops the job at the same step and records it. The generation's context has ended
+// (ctx), so the wait uses one of its own.
+func (w *Worker) stopRecorded(ctx context.Context, js *jobState, log *slog.Logger) bool {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callPatience)
+	defer cancel()
+	for {
+		st, err := w.cfg.Coordinators.Status(sctx, false)
+		if err == nil && st.GetState().GetProgress().GetStep() >= js.tr.Step {
+			return true
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-sctx.Done():
+			t.Stop()
+			log.Warn("the job stopped early, but its final step is not recorded", "step", js.tr.Step, "err", err)
+			return false
+		case <-t.C:
+		}
+	}
 }
 
 // auditLoad records the state a job was loaded with.
@@ -448,19 +559,49 @@ func (w *Worker) saveCheckpoint(js *jobState, gen uint64, log *slog.Logger) (*pb
 		return nil, nil
 	}
 	dir := model.CheckpointDir(trainer.CheckpointRoot(tr.Spec.Out), tr.Step)
+	valLoss := math.NaN()
+	if js.valStep == tr.Step {
+		valLoss = js.valLoss
+	}
 	if _, err := os.Stat(dir); err == nil {
 		// Written before a fail-over by this or another rank 0 with the same bits.
 		log.Info("checkpoint already on disk", "dir", dir)
-	} else if dir, err = trainer.SaveCheckpoint(tr, js.p, finite(js.loss)); err != nil {
+	} else if dir, err = trainer.SaveCheckpoint(tr, js.p, finite(js.loss), valLoss); err != nil {
 		return nil, fmt.Errorf("write checkpoint: %w", err)
-	}
-	digest, err := model.CheckpointDigest(dir)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint digest: %w", err)
 	}
 	js.lastSaved, js.lastCkpt = tr.Step, dir
 	log.Info("checkpoint written", "dir", dir)
-	return &pb.CommitCheckpointRequest{WorkerId: w.cfg.ID, Generation: gen, Step: tr.Step, Location: dir, Sha256: digest}, nil
+	return w.commitRequest(js, gen)
+}
+
+// commitRequest returns the commit request of js's newest checkpoint, written or
+// restored at step js.lastSaved.
+func (w *Worker) commitRequest(js *jobState, gen uint64) (*pb.CommitCheckpointRequest, error) {
+	digest, err := model.CheckpointDigest(js.lastCkpt)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint digest: %w", err)
+	}
+	return &pb.CommitCheckpointRequest{WorkerId: w.cfg.ID, Generation: gen, Step: js.lastSaved, Location: js.lastCkpt, Sha256: digest}, nil
+}
+
+// prune deletes, on rank 0, the checkpoints that keep_checkpoints lets go
+// (trainer.Retain) now that the coordinator has committed the one of step
+// js.committed: it keeps the newest N, the best by validation loss, the newest
+// committed one (restore reads it) and every newer one (their commits may be on the
+// way). A checkpoint is committed only once durable, so nothing is deleted before a
+// newer checkpoint is. A failure to delete is logged, never fatal.
+func (w *Worker) prune(ctx context.Context, js *jobState, log *slog.Logger) {
+	spec := js.tr.Spec
+	if spec.KeepCheckpoints <= 0 || js.committed <= 0 {
+		return
+	}
+	deleted, err := trainer.PruneCheckpoints(ctx, trainer.CheckpointRoot(spec.Out), spec.KeepCheckpoints, js.committed)
+	for _, d := range deleted {
+		log.Info("checkpoint deleted", "dir", d, "keep_checkpoints", spec.KeepCheckpoints, "committed_step", js.committed)
+	}
+	if err != nil && ctx.Err() == nil {
+		log.Warn("deleting old checkpoints", "err", err)
+	}
 }
 
 // recommit returns the commit request of the checkpoint js last wrote or restored

@@ -18,6 +18,7 @@ import (
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/metrics"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+	"github.com/ringtrain/ringtrain/trainer"
 )
 
 // Config configures a Worker.
@@ -67,7 +68,7 @@ type Config struct {
 
 // Result is what a finished Run reports.
 type Result struct {
-	Step       int64     // steps applied: the job's steps when it finished
+	Step       int64     // steps applied: the job's steps when it finished, fewer when it stopped early
 	Loss       float64   // mean training loss of the last step this worker ran (NaN if none)
 	ValLoss    float64   // last validation loss (rank 0 only; NaN if never evaluated)
 	Checkpoint string    // last checkpoint written (rank 0 only)
@@ -76,6 +77,9 @@ type Result struct {
 	Params     []float32 // final parameter slab, owned by the caller (nil when Rank is -1)
 	Elapsed    time.Duration
 	Split      metrics.Split // where this worker's step time went, summed over its steps
+	// Stopped names the rule that ended the job before its last step (max_time,
+	// target_val_loss, patience), the same on every rank; "" when it ran to the end.
+	Stopped trainer.StopReason
 }
 
 // Worker is one training process of a cluster: build it with New, run it with Run

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
 
 	"github.com/ringtrain/ringtrain/trainer"
 )
@@ -48,6 +51,10 @@ func (f *specFlags) register(cmd *cobra.Command) {
 	fl.Int64Var(&s.EvalInterval, "eval-interval", s.EvalInterval, "steps between validation evaluations (0: at the end only)")
 	fl.IntVar(&s.EvalBatches, "eval-batches", s.EvalBatches, "validation batches per evaluation")
 	fl.Int64Var(&s.CheckpointInterval, "checkpoint-interval", s.CheckpointInterval, "steps between checkpoints (0: at the end only)")
+	fl.IntVar(&s.KeepCheckpoints, "keep-checkpoints", s.KeepCheckpoints, "keep the newest N checkpoints and the best by validation loss (0: keep all)")
+	fl.DurationVar((*time.Duration)(&s.MaxTime), "max-time", time.Duration(s.MaxTime), "stop after training this long (e.g. 90m), with a final checkpoint (0: no limit)")
+	fl.Float64Var(&s.TargetValLoss, "target-val-loss", s.TargetValLoss, "stop once the validation loss is at most this (0: no target)")
+	fl.IntVar(&s.Patience, "patience", s.Patience, "stop after this many evaluations without a better validation loss (0: never)")
 }
 
 // resolve loads --config under the flags the user gave and splits --batch over streams.
@@ -93,7 +100,7 @@ func overlayChanged(cmd *cobra.Command, base trainer.Spec) (trainer.Spec, error)
 
 func newTrainCmd(g *globals) *cobra.Command {
 	f := &specFlags{}
-	var noResume bool
+	var noResume, printConfig bool
 	cmd := &cobra.Command{
 		Use:   "train",
 		Short: "Train a GPT in this process on a prepared dataset",
@@ -111,6 +118,9 @@ bit-identically.`,
 			if err != nil {
 				return err
 			}
+			if printConfig {
+				return printSpec(cmd.OutOrStdout(), spec)
+			}
 			if spec.Data == "" {
 				return fmt.Errorf("--data is required (a directory made by 'ringtrain prepare')")
 			}
@@ -120,7 +130,25 @@ bit-identically.`,
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVar(&noResume, "no-resume", false, "ignore checkpoints already in --out")
+	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the job spec these flags and --config make, as job YAML, and exit")
 	return cmd
+}
+
+// printSpec writes spec as the job YAML that --config reads back to the same spec
+// (docs/job-spec.md).
+func printSpec(w io.Writer, spec trainer.Spec) error {
+	var b bytes.Buffer
+	b.WriteString("# ringtrain job spec: flags, --config and defaults (docs/job-spec.md)\n")
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(spec); err != nil {
+		return fmt.Errorf("print the job spec: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return fmt.Errorf("print the job spec: %w", err)
+	}
+	_, err := w.Write(b.Bytes())
+	return err
 }
 
 // runTraining runs spec in this process, printing progress and a summary line to the
@@ -133,5 +161,8 @@ func runTraining(cmd *cobra.Command, log *slog.Logger, spec trainer.Spec, noResu
 	}
 	fmt.Fprintf(out, "done: step %d, train loss %.4f, val loss %.4f, %.0f tok/s in %s; checkpoint %s\n",
 		res.Step, res.TrainLoss, res.ValLoss, res.TokensPerSec, res.Elapsed.Round(time.Second), res.Checkpoint)
+	if res.Stopped != "" {
+		fmt.Fprintf(out, "stopped early by %s at step %d of %d\n", res.Stopped, res.Step, spec.Steps)
+	}
 	return res, nil
 }

@@ -227,6 +227,9 @@ func printDone(cmd *cobra.Command, res *worker.Result) {
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "done: step %d, train loss %.4f, val loss %.4f, rank %d of generation %d in %s; weights %s; checkpoint %s\n",
 		res.Step, res.Loss, res.ValLoss, res.Rank, res.Generation, res.Elapsed.Round(time.Second), weightsDigest(res.Params), orNone(res.Checkpoint))
+	if res.Stopped != "" {
+		fmt.Fprintf(cmd.OutOrStdout(), "stopped early by %s at step %d\n", res.Stopped, res.Step)
+	}
 	fmt.Fprintf(cmd.OutOrStdout(), "rank %d %s\n", res.Rank, res.Split)
 }
 
