@@ -1,8 +1,8 @@
 // Package trainer turns a job spec into training: the spec itself (Spec, the YAML and
 // flags a user writes), one step of optimisation over a model replica (Trainer), the
 // learning-rate schedule, the step bookkeeping every loop shares (Cadence and
-// Bookkeeper: when to log, evaluate and checkpoint, metrics.jsonl, the progress
-// output and the validation line), evaluation, and the single-process loop (Run).
+// Bookkeeper: when to log, evaluate and checkpoint, metrics.jsonl, the TensorBoard
+// event files, the progress output and the validation line), evaluation, and the single-process loop (Run).
 //
 // # Who calls it
 //
