@@ -200,10 +200,7 @@ func (b *Bookkeeper) Write(rec Record) error {
 	if err := b.enc.Encode(rec); err != nil {
 		return fmt.Errorf("metrics file: %w", err)
 	}
-	if err := b.writeEvent(rec); err != nil {
-		return fmt.Errorf("tensorboard: %w", err)
-	}
-	return nil
+	return b.writeEvent(rec)
 }
 
 // writeEvent writes rec's scalars to the event file, creating it first if need be.
@@ -213,7 +210,7 @@ func (b *Bookkeeper) writeEvent(rec Record) error {
 	}
 	step, ok := rec["step"].(int64)
 	if !ok {
-		return fmt.Errorf("record without a step: %v", rec)
+		return fmt.Errorf("tensorboard: record without a step: %v", rec)
 	}
 	if b.tb == nil {
 		w, err := tensorboard.Create(TensorBoardDir(b.out), tensorboard.Options{})
@@ -255,10 +252,7 @@ func (b *Bookkeeper) Close() error {
 		b.file.Close()
 		b.file, b.enc = nil, nil
 	}
-	if err := b.closeEvents(); err != nil {
-		return fmt.Errorf("tensorboard: %w", err)
-	}
-	return nil
+	return b.closeEvents()
 }
 
 // ValidationLine is the line printed after an evaluation, its step padded to the

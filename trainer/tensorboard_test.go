@@ -232,3 +232,24 @@ func TestBookkeeperClusterTimes(t *testing.T) {
 	}
 	checkAgainstMetrics(t, spec.Out, series)
 }
+
+// TestBookkeeperTensorBoardError: an event folder that cannot be made is an error of
+// Write that names it, after the record is in metrics.jsonl.
+func TestBookkeeperTensorBoardError(t *testing.T) {
+	spec := booksSpec(filepath.Join(t.TempDir(), "run"))
+	if err := os.MkdirAll(spec.Out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(TensorBoardDir(spec.Out), []byte("not a folder"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	books := NewBookkeeper(spec, NewCadence(spec, false), BookkeeperOptions{})
+	defer books.Close()
+	err := books.Write(books.Step(StepDone{Step: 1, Loss: 2}))
+	if err == nil || !strings.Contains(err.Error(), "tensorboard: event folder") || !strings.Contains(err.Error(), TensorBoardDir(spec.Out)) {
+		t.Errorf("Write: %v, want an event folder error naming %s", err, TensorBoardDir(spec.Out))
+	}
+	if n := len(readMetrics(t, spec.Out)); n != 1 {
+		t.Errorf("metrics.jsonl has %d records, want 1", n)
+	}
+}

@@ -47,8 +47,7 @@ type Writer struct {
 // Create makes dir (and its parents, mode 0755) if need be and a new event file in
 // it, events.out.tfevents.<unix seconds>.<hostname>, whose first record is the
 // file_version event. It never opens an existing file: when the name is taken (two
-// writers in one second) it adds ".1", ".2", ... to it, which sorts after the name
-// taken.
+// writers in one second) it adds the first free suffix of ".1", ".2", ... to it.
 func Create(dir string, o Options) (*Writer, error) {
 	if o.Now == nil {
 		o.Now = time.Now
