@@ -77,9 +77,9 @@ type BookkeeperOptions struct {
 // Bookkeeper keeps a training run's books after every step: it writes the step's
 // record to <out>/metrics.jsonl and as scalars to a TensorBoard event file under
 // <out>/tb (unless BookkeeperOptions.NoTensorBoard), drives the progress output, and
-// says (through its Cadence) when to evaluate and checkpoint. trainer.Run keeps one for the run;
-// a cluster's rank 0 keeps one for the job, across generations. The caller steps and
-// evaluates; the Bookkeeper records:
+// says (through its Cadence) when to evaluate and checkpoint. trainer.Run keeps one
+// for the run; a cluster's rank 0 keeps one for the job, across generations. The
+// caller steps and evaluates; the Bookkeeper records:
 //
 //	rec := bk.Step(trainer.StepDone{Step: tr.Step, Loss: loss, LR: lr, GradNorm: norm})
 //	if bk.Cadence().Evaluate(tr.Step) {
@@ -149,10 +149,11 @@ func (b *Bookkeeper) Open() error {
 // calls it when a generation begins, so that building the ring and syncing state
 // count in no window. It also ends the current TensorBoard event file: the next
 // Write starts a new one, marked as a restart at its first step, since the
-// generation may redo steps that an earlier one (or an earlier rank 0) recorded.
-func (b *Bookkeeper) StartWindow(step int64) {
+// generation may redo steps that an earlier one (or an earlier rank 0) recorded. It
+// returns the error of closing that file, if any.
+func (b *Bookkeeper) StartWindow(step int64) error {
 	b.winStart, b.winStep = time.Now(), step
-	b.closeEvents()
+	return b.closeEvents()
 }
 
 // Step books a finished step: it returns the step's record (step, loss, lr,

@@ -247,7 +247,9 @@ func (w *Worker) startSteps(js *jobState, g *generation) {
 			js.books = trainer.NewBookkeeper(spec, g.cadence, trainer.BookkeeperOptions{Progress: w.cfg.Progress,
 				Start: js.start, StartStep: js.startStep, NoTensorBoard: w.cfg.NoTensorBoard})
 		}
-		js.books.StartWindow(tr.Step)
+		if err := js.books.StartWindow(tr.Step); err != nil {
+			w.log.Warn("metrics file", "err", err)
+		}
 	}
 	js.data.lap()
 }
