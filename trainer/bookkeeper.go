@@ -9,12 +9,36 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ringtrain/ringtrain/metrics/tensorboard"
 	"github.com/ringtrain/ringtrain/progress"
 )
 
 // metricsFile is the name of the file in a run directory that holds one JSON record
 // per step.
 const metricsFile = "metrics.jsonl"
+
+// TensorBoardDir is the folder under a run directory that holds its TensorBoard
+// event files: `tensorboard --logdir <out>/tb`.
+func TensorBoardDir(out string) string { return filepath.Join(out, "tb") }
+
+// tensorBoardScalars maps the fields of a step's record to the tags of its
+// TensorBoard event, in the order they are written. A field a record lacks (the
+// throughput off log steps, the validation loss off evaluation steps, the step's
+// phases outside a cluster) is left out of that step's event.
+var tensorBoardScalars = []struct{ field, tag string }{
+	{"loss", "train/loss"},
+	{"lr", "train/lr"},
+	{"grad_norm", "train/grad_norm"},
+	{"tokens_per_sec", "train/tokens_per_sec"},
+	{"val_loss", "val/loss"},
+	{"step_s", "time/step_s"},
+	{"compute_s", "time/compute_s"},
+	{"allreduce_s", "time/allreduce_s"},
+	{"allreduce_busy_s", "time/allreduce_busy_s"},
+	{"optimizer_s", "time/optimizer_s"},
+	{"waiting_s", "time/waiting_s"},
+	{"eval_s", "time/eval_s"},
+}
 
 // Record is one line of metrics.jsonl: a JSON object, written with its keys in sorted
 // order. Bookkeeper.Step fills in what every run records; a cluster adds its own
@@ -46,13 +70,16 @@ type BookkeeperOptions struct {
 	// Logger, when set, receives a debug record of every log step (step, loss, lr,
 	// grad_norm, tokens_per_sec).
 	Logger *slog.Logger
+	// NoTensorBoard turns off the TensorBoard event files under <out>/tb.
+	NoTensorBoard bool
 }
 
 // Bookkeeper keeps a training run's books after every step: it writes the step's
-// record to <out>/metrics.jsonl, drives the progress output, says (through its
-// Cadence) when to evaluate and checkpoint, and (Stop) whether to stop early. trainer.Run keeps one for the run;
-// a cluster's rank 0 keeps one for the job, across generations. The caller steps and
-// evaluates; the Bookkeeper records:
+// record to <out>/metrics.jsonl and as scalars to a TensorBoard event file under
+// <out>/tb (unless BookkeeperOptions.NoTensorBoard), drives the progress output, says
+// (through its Cadence) when to evaluate and checkpoint, and (Stop) whether to stop
+// early. trainer.Run keeps one for the run; a cluster's rank 0 keeps one for the job,
+// across generations. The caller steps and evaluates; the Bookkeeper records:
 //
 //	rec := bk.Step(trainer.StepDone{Step: tr.Step, Loss: loss, LR: lr, GradNorm: norm})
 //	if bk.Cadence().Evaluate(tr.Step) {
@@ -83,6 +110,8 @@ type Bookkeeper struct {
 	enc  *json.Encoder
 
 	evals Evals // the evaluations booked, for the stopping rules
+	tbOff bool
+	tb    *tensorboard.Writer // the event file, from the first Write after New or StartWindow
 }
 
 // NewBookkeeper returns the books of spec's run at cadence c. The progress output's
@@ -97,7 +126,7 @@ func NewBookkeeper(spec Spec, c Cadence, o BookkeeperOptions) *Bookkeeper {
 		cadence: c, out: spec.Out, tokensPerStep: tokensPerStep, start: o.Start, log: o.Logger,
 		prog: progress.New(o.Progress, progress.Options{Steps: spec.Steps, StartStep: o.StartStep,
 			TokensPerStep: tokensPerStep, Every: spec.LogInterval}),
-		winStart: now, winStep: o.StartStep,
+		winStart: now, winStep: o.StartStep, tbOff: o.NoTensorBoard,
 	}
 }
 
@@ -123,8 +152,14 @@ func (b *Bookkeeper) Open() error {
 
 // StartWindow restarts the tokens/s window of metrics.jsonl at step, now. A cluster
 // calls it when a generation begins, so that building the ring and syncing state
-// count in no window.
-func (b *Bookkeeper) StartWindow(step int64) { b.winStart, b.winStep = time.Now(), step }
+// count in no window. It also ends the current TensorBoard event file: the next
+// Write starts a new one, marked as a restart at its first step, since the
+// generation may redo steps that an earlier one (or an earlier rank 0) recorded. It
+// returns the error of closing that file, if any.
+func (b *Bookkeeper) StartWindow(step int64) error {
+	b.winStart, b.winStep = time.Now(), step
+	return b.closeEvents()
+}
 
 // Step books a finished step: it returns the step's record (step, loss, lr,
 // grad_norm, tokens, elapsed_s, time, and tokens_per_sec since the last log step on
@@ -175,7 +210,12 @@ func (b *Bookkeeper) Stopped(step int64, r StopReason) {
 	b.prog.Println(b.cadence.StopLine(step, r, b.evals))
 }
 
-// Write appends rec to metrics.jsonl, opening it first if need be.
+// Write appends rec to metrics.jsonl, opening it first if need be, and writes its
+// scalars (tensorBoardScalars) as one TensorBoard event at its step. The first event
+// of the Bookkeeper (and the first after StartWindow) creates a new event file under
+// <out>/tb that begins with a SessionLog START at that step, so that TensorBoard
+// drops the points an interrupted earlier process recorded from there on. Every
+// event is in the file when Write returns, for a live TensorBoard to read.
 func (b *Bookkeeper) Write(rec Record) error {
 	if err := b.Open(); err != nil {
 		return err
@@ -183,17 +223,59 @@ func (b *Bookkeeper) Write(rec Record) error {
 	if err := b.enc.Encode(rec); err != nil {
 		return fmt.Errorf("metrics file: %w", err)
 	}
-	return nil
+	return b.writeEvent(rec)
 }
 
-// Close ends the progress output (a bar's line) and closes metrics.jsonl; a later
-// Write opens it again. Closing twice is harmless.
-func (b *Bookkeeper) Close() {
+// writeEvent writes rec's scalars to the event file, creating it first if need be.
+func (b *Bookkeeper) writeEvent(rec Record) error {
+	if b.tbOff {
+		return nil
+	}
+	step, ok := rec["step"].(int64)
+	if !ok {
+		return fmt.Errorf("tensorboard: record without a step: %v", rec)
+	}
+	if b.tb == nil {
+		w, err := tensorboard.Create(TensorBoardDir(b.out), tensorboard.Options{})
+		if err != nil {
+			return err
+		}
+		if err := w.Start(step, time.Now()); err != nil {
+			w.Close()
+			return err
+		}
+		b.tb = w
+	}
+	scalars := make([]tensorboard.Scalar, 0, len(tensorBoardScalars))
+	for _, s := range tensorBoardScalars {
+		if v, ok := rec[s.field].(float64); ok {
+			scalars = append(scalars, tensorboard.Scalar{Tag: s.tag, Value: float32(v)})
+		}
+	}
+	return b.tb.Scalars(step, time.Now(), scalars)
+}
+
+// closeEvents fsyncs and closes the event file, if one is open.
+func (b *Bookkeeper) closeEvents() error {
+	if b.tb == nil {
+		return nil
+	}
+	err := b.tb.Close()
+	b.tb = nil
+	return err
+}
+
+// Close ends the progress output (a bar's line), closes metrics.jsonl and fsyncs
+// and closes the TensorBoard event file; a later Write opens metrics.jsonl again and
+// starts a new event file. It returns the event file's error, if any. Closing twice
+// is harmless.
+func (b *Bookkeeper) Close() error {
 	b.prog.Finish()
 	if b.file != nil {
 		b.file.Close()
 		b.file, b.enc = nil, nil
 	}
+	return b.closeEvents()
 }
 
 // ValidationLine is the line printed after an evaluation, its step padded to the

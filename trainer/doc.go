@@ -2,8 +2,8 @@
 // flags a user writes), one step of optimisation over a model replica (Trainer), the
 // learning-rate schedule, the step bookkeeping every loop shares (Cadence and
 // Bookkeeper: when to log, evaluate, checkpoint and stop early, metrics.jsonl, the
-// progress output and the validation line), checkpoint retention (Retain,
-// PruneCheckpoints), evaluation, and the single-process loop (Run).
+// TensorBoard event files, the progress output and the validation line), checkpoint
+// retention (Retain, PruneCheckpoints), evaluation, and the single-process loop (Run).
 //
 // # Who calls it
 //

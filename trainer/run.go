@@ -26,6 +26,8 @@ type RunOptions struct {
 	// NoResume refuses to resume: a run directory that holds checkpoints is an error
 	// instead of a place to continue from.
 	NoResume bool
+	// NoTensorBoard turns off the TensorBoard event files under <out>/tb.
+	NoTensorBoard bool
 }
 
 // Result summarises a finished run.
@@ -121,12 +123,13 @@ func CheckpointRoot(out string) string { return filepath.Join(out, "ckpt") }
 
 // Run trains spec in this process: it resumes from the newest checkpoint in the run
 // directory (unless opts.NoResume), or starts from spec.InitFrom, or from a fresh
-// initialisation; logs and evaluates at the spec's intervals; writes checkpoints and a
-// JSONL metrics file; and returns when the last step is done, when a stopping rule
-// holds (Cadence.Stop: max_time, target_val_loss, patience; Result.Stopped names it),
-// or when ctx is cancelled. In the last two cases it writes a checkpoint of the last
-// completed step first. With keep_checkpoints set, each checkpoint written is
-// followed by deleting the ones Retain lets go.
+// initialisation; logs and evaluates at the spec's intervals; writes checkpoints, a
+// JSONL metrics file and TensorBoard event files (unless opts.NoTensorBoard); and
+// returns when the last step is done, when a stopping rule holds (Cadence.Stop:
+// max_time, target_val_loss, patience; Result.Stopped names it), or when ctx is
+// cancelled. In the last two cases it writes a checkpoint of the last completed step
+// first. With keep_checkpoints set, each checkpoint written is followed by deleting
+// the ones Retain lets go.
 func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 	log := opts.Logger
 	if log == nil {
@@ -154,7 +157,8 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 	res := &Result{Step: tr.Step, ValLoss: math.NaN(), Checkpoint: resumed}
 	streams := spec.AllStreams()
 	start, startStep := time.Now(), tr.Step
-	books := NewBookkeeper(spec, p.Cadence(), BookkeeperOptions{Progress: opts.Progress, Start: start, StartStep: startStep, Logger: log})
+	books := NewBookkeeper(spec, p.Cadence(), BookkeeperOptions{Progress: opts.Progress, Start: start, StartStep: startStep, Logger: log,
+		NoTensorBoard: opts.NoTensorBoard})
 	defer books.Close()
 	if err := books.Open(); err != nil {
 		return nil, err
@@ -236,6 +240,9 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 		}
 	}
 	if err := save(); err != nil {
+		return res, err
+	}
+	if err := books.Close(); err != nil {
 		return res, err
 	}
 	res.Step = tr.Step

@@ -39,7 +39,8 @@
 // and AdamW (trainer.Apply). Rank 0 reports
 // progress to the coordinator and keeps the job's books with the trainer's
 // Bookkeeper, as the single-process trainer does: it prints the progress lines (or
-// bar), writes metrics.jsonl and evaluates at the job's trainer.Cadence, and every
+// bar), writes metrics.jsonl and the TensorBoard event files under <out>/tb (with
+// the step's phase times) and evaluates at the job's trainer.Cadence, and every
 // checkpoint_interval steps writes a checkpoint with the trainer's writer and
 // commits its digest (model.CheckpointDigest) through the coordinator. At every
 // checkpoint interval and at the end all ranks compare a 64-bit checksum of their

@@ -131,4 +131,5 @@ func TestMetrics(t *testing.T) {
 	if lines != int(spec.Steps) {
 		t.Errorf("metrics.jsonl has %d records, want %d", lines, spec.Steps)
 	}
+	checkTensorBoard(t, spec, res)
 }

@@ -298,9 +298,11 @@ func (w *Worker) startSteps(js *jobState, g *generation) {
 	if g.rank == 0 {
 		if js.books == nil {
 			js.books = trainer.NewBookkeeper(spec, g.cadence, trainer.BookkeeperOptions{Progress: w.cfg.Progress,
-				Start: js.start, StartStep: js.startStep})
+				Start: js.start, StartStep: js.startStep, NoTensorBoard: w.cfg.NoTensorBoard})
 		}
-		js.books.StartWindow(tr.Step)
+		if err := js.books.StartWindow(tr.Step); err != nil {
+			w.log.Warn("metrics file", "err", err)
+		}
 	}
 	js.data.lap()
 }
@@ -617,11 +619,14 @@ func (w *Worker) recommit(js *jobState, gen uint64) (*pb.CommitCheckpointRequest
 	return &pb.CommitCheckpointRequest{WorkerId: w.cfg.ID, Generation: gen, Step: js.tr.Step, Location: js.lastCkpt, Sha256: digest}, nil
 }
 
-// closeMetrics ends rank 0's progress output and closes its metrics file, if this
-// worker has been rank 0.
+// closeMetrics ends rank 0's progress output and closes its metrics and event
+// files, if this worker has been rank 0. An event file that cannot be synced is
+// logged, never fatal.
 func (w *Worker) closeMetrics(js *jobState) {
 	if js.books != nil {
-		js.books.Close()
+		if err := js.books.Close(); err != nil {
+			w.log.Warn("metrics file", "err", err)
+		}
 	}
 }
 

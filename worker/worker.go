@@ -43,6 +43,9 @@ type Config struct {
 	// Progress receives one human-readable line per log interval while this
 	// worker is rank 0; nil for none.
 	Progress io.Writer
+	// NoTensorBoard turns off the TensorBoard event files rank 0 writes under the
+	// job's <out>/tb (trainer.TensorBoardDir).
+	NoTensorBoard bool
 	// RingTimeout is the ring's progress timeout (default allreduce's, 5 s).
 	RingTimeout time.Duration
 	// ConnectTimeout bounds building the ring of a generation (default 10 s).

@@ -29,6 +29,7 @@ func newLocalCmd(g *globals) *cobra.Command {
 		workers      int
 		coordinators int
 		metricsAddr  string
+		tensorBoard  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "local",
@@ -85,7 +86,7 @@ is the single-process trainer without a cluster.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "training %d-layer %d-wide GPT for %d steps on %s with %d worker(s) and %d coordinator replica(s); checkpoints in %s\n",
 				spec.Model.Layers, spec.Model.Embd, spec.Steps, spec.Data, workers, coordinators, spec.Out)
-			ckpt, err := runLocalCluster(cmd, g, log, spec, dir, workers, coordinators, metricsAddr)
+			ckpt, err := runLocalCluster(cmd, g, log, spec, dir, workers, coordinators, metricsAddr, !tensorBoard)
 			if err != nil {
 				return err
 			}
@@ -124,6 +125,7 @@ is the single-process trainer without a cluster.`,
 	cmd.Flags().IntVar(&workers, "workers", defaultLocalWorkers, "training workers in this process (each a ring member over loopback gRPC)")
 	cmd.Flags().IntVar(&coordinators, "coordinators", 1, "embedded coordinator replicas: 1 or 3")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", metricsAddrHelp+"; one registry for the process, labelled by worker and replica")
+	cmd.Flags().BoolVar(&tensorBoard, "tensorboard", true, tensorBoardHelp)
 	return cmd
 }
 
@@ -158,8 +160,9 @@ const defaultLocalWorkers = 2
 // Raft replicas with their state in a fresh directory under dir (removed at the end),
 // and n workers, all on loopback. It prints rank 0's summary and every other rank's
 // time split, and returns the last checkpoint rank 0 wrote. With metricsAddr set,
-// every replica's and worker's metrics are served there from one registry.
-func runLocalCluster(cmd *cobra.Command, g *globals, log *slog.Logger, spec trainer.Spec, dir string, n, coordinators int, metricsAddr string) (string, error) {
+// every replica's and worker's metrics are served there from one registry; rank 0
+// writes TensorBoard event files unless noTensorBoard.
+func runLocalCluster(cmd *cobra.Command, g *globals, log *slog.Logger, spec trainer.Spec, dir string, n, coordinators int, metricsAddr string, noTensorBoard bool) (string, error) {
 	reg := newRegistry()
 	stop, err := serveMetrics(cmd, metricsAddr, reg, log)
 	if err != nil {
@@ -171,7 +174,7 @@ func runLocalCluster(cmd *cobra.Command, g *globals, log *slog.Logger, spec trai
 		Spec: spec, Workers: n, Coordinators: coordinators, Dir: dir,
 		Replica:  coordinator.Config{Logger: quiet, Settle: 100 * time.Millisecond},
 		Client:   coordinator.ClientOptions{Logger: quiet},
-		Worker:   worker.Config{Logger: log, Progress: cmd.OutOrStdout()},
+		Worker:   worker.Config{Logger: log, Progress: cmd.OutOrStdout(), NoTensorBoard: noTensorBoard},
 		Registry: reg,
 	})
 	if err != nil {

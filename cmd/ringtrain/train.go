@@ -100,13 +100,14 @@ func overlayChanged(cmd *cobra.Command, base trainer.Spec) (trainer.Spec, error)
 
 func newTrainCmd(g *globals) *cobra.Command {
 	f := &specFlags{}
-	var noResume, printConfig bool
+	var noResume, printConfig, tensorBoard bool
 	cmd := &cobra.Command{
 		Use:   "train",
 		Short: "Train a GPT in this process on a prepared dataset",
 		Long: `Train a GPT in this process (no cluster) on a dataset made by 'ringtrain prepare'.
-Checkpoints go to <out>/ckpt/step-NNNNNN, step metrics to <out>/metrics.jsonl. Running
-it again on the same --out resumes from the newest checkpoint and continues
+Checkpoints go to <out>/ckpt/step-NNNNNN, step metrics to <out>/metrics.jsonl and to
+TensorBoard event files in <out>/tb (watch with 'tensorboard --logdir <out>/tb').
+Running it again on the same --out resumes from the newest checkpoint and continues
 bit-identically.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -124,13 +125,14 @@ bit-identically.`,
 			if spec.Data == "" {
 				return fmt.Errorf("--data is required (a directory made by 'ringtrain prepare')")
 			}
-			_, err = runTraining(cmd, log, spec, noResume)
+			_, err = runTraining(cmd, log, spec, noResume, !tensorBoard)
 			return err
 		},
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVar(&noResume, "no-resume", false, "ignore checkpoints already in --out")
 	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the job spec these flags and --config make, as job YAML, and exit")
+	cmd.Flags().BoolVar(&tensorBoard, "tensorboard", true, tensorBoardHelp)
 	return cmd
 }
 
@@ -151,11 +153,15 @@ func printSpec(w io.Writer, spec trainer.Spec) error {
 	return err
 }
 
+// tensorBoardHelp is the help of the --tensorboard flag of the commands that train.
+const tensorBoardHelp = "write TensorBoard event files to <out>/tb ('tensorboard --logdir <out>/tb'); --tensorboard=false for none"
+
 // runTraining runs spec in this process, printing progress and a summary line to the
 // command's output.
-func runTraining(cmd *cobra.Command, log *slog.Logger, spec trainer.Spec, noResume bool) (*trainer.Result, error) {
+func runTraining(cmd *cobra.Command, log *slog.Logger, spec trainer.Spec, noResume, noTensorBoard bool) (*trainer.Result, error) {
 	out := cmd.OutOrStdout()
-	res, err := trainer.Run(cmd.Context(), spec, trainer.RunOptions{Logger: log, Progress: out, NoResume: noResume})
+	res, err := trainer.Run(cmd.Context(), spec, trainer.RunOptions{Logger: log, Progress: out, NoResume: noResume,
+		NoTensorBoard: noTensorBoard})
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		ringTimeout        time.Duration
 		metricsAddr        string
 		auditPath          string
+		tensorBoard        bool
 	)
 	host, _ := os.Hostname()
 	cmd := &cobra.Command{
@@ -73,7 +74,8 @@ PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 			}
 			defer stop()
 			cfg := worker.Config{ID: id, Listen: listen, Advertise: advert, Coordinators: cl,
-				Device: device, Logger: log, Progress: cmd.OutOrStdout(), RingTimeout: ringTimeout, Metrics: wm}
+				Device: device, Logger: log, Progress: cmd.OutOrStdout(), RingTimeout: ringTimeout, Metrics: wm,
+				NoTensorBoard: !tensorBoard}
 			if auditPath != "" {
 				f, err := os.OpenFile(auditPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 				if err != nil {
@@ -107,6 +109,7 @@ PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 	f.DurationVar(&ringTimeout, "ring-timeout", 0, "how long a ring operation waits for a silent neighbour (0: 5s)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", metricsAddrHelp)
 	f.StringVar(&auditPath, "audit-log", "", "append an audit of every contribution and applied update to this file (check with 'ringtrain audit')")
+	f.BoolVar(&tensorBoard, "tensorboard", true, "while rank 0, "+tensorBoardHelp)
 	return cmd
 }
 
