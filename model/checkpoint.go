@@ -90,11 +90,20 @@ type Checkpoint struct {
 	Opt *AdamW
 	// Trainer is the training progress; zero for a plain Hugging Face directory.
 	Trainer TrainerState
-	// Tokenizer holds the bytes of tokenizer.json, written and returned verbatim; nil
-	// when absent.
+	// Tokenizer holds ringtrain's own serialization of the tokenizer, written verbatim
+	// as ringtrain_tokenizer.json; nil when absent. Load returns that file, or for a
+	// checkpoint an older ringtrain wrote, its tokenizer.json in ringtrain's schema, or
+	// for a plain Hugging Face directory without ringtrain_tokenizer.json its
+	// tokenizer.json in the tokenizers library's schema (package tokenizer reads all of
+	// them).
 	Tokenizer []byte
+	// HFTokenizer holds the Hugging Face tokenizer files (tokenizer.json, vocab.json,
+	// merges.txt, tokenizer_config.json, special_tokens_map.json; file name -> bytes),
+	// written and returned verbatim; nil when there are none.
+	HFTokenizer map[string][]byte
 	// EOT is the tokenizer's end-of-text id, written as bos_token_id and eos_token_id
-	// in config.json; nil writes null. Load sets it from eos_token_id.
+	// in config.json and generation_config.json; nil writes null and no
+	// generation_config.json. Load sets it from eos_token_id.
 	EOT *int
 }
 
@@ -105,11 +114,13 @@ func CheckpointDir(root string, step int64) string {
 }
 
 // SaveCheckpoint writes ck to the new directory dir: a Hugging Face GPT-2 directory
-// exactly as ExportHF writes it (config.json, model.safetensors), plus
-// optimizer.safetensors when ck.Opt is non-nil (F32 tensors "exp_avg.transformer.<name>"
-// and "exp_avg_sq.transformer.<name>" in the same layout as the weights, metadata
-// "adamw_step"), trainer_state.json, tokenizer.json when ck.Tokenizer is non-empty, and
-// SHA256SUMS listing the SHA-256 of every other file in sha256sum's format.
+// exactly as ExportHF writes it (config.json, generation_config.json when ck.EOT is
+// set, model.safetensors, ringtrain_tokenizer.json when ck.Tokenizer is non-empty, the
+// Hugging Face tokenizer files of ck.HFTokenizer), plus optimizer.safetensors when
+// ck.Opt is non-nil (F32 tensors "exp_avg.transformer.<name>" and
+// "exp_avg_sq.transformer.<name>" in the same layout as the weights, metadata
+// "adamw_step"), trainer_state.json, and SHA256SUMS listing the SHA-256 of every other
+// file in sha256sum's format.
 //
 // The write is atomic: everything is written to a temporary directory next to dir
 // (named ".<base>.tmp-*", which LatestCheckpoint ignores), each file and the directory
@@ -139,7 +150,7 @@ func SaveCheckpoint(dir string, ck *Checkpoint) error {
 		return fmt.Errorf("model: save checkpoint %s: encode trainer state: %w", dir, err)
 	}
 	return writeDirAtomic(dir, func(tmp string) error {
-		sums, err := writeHFFiles(tmp, ck.Config, ck.Params, ck.EOT, ck.Tokenizer)
+		sums, err := writeHFFiles(tmp, ck.Config, ck.Params, ck.EOT, ck.Tokenizer, ck.HFTokenizer)
 		if err != nil {
 			return err
 		}
@@ -179,7 +190,7 @@ func checkCheckpoint(ck *Checkpoint) error {
 	if ck == nil {
 		return fmt.Errorf("%w: nil checkpoint", ErrShape)
 	}
-	if err := checkModel(ck.Config, ck.Params, ck.EOT); err != nil {
+	if err := checkModel(ck.Config, ck.Params, ck.EOT, ck.HFTokenizer); err != nil {
 		return err
 	}
 	if o := ck.Opt; o != nil {
@@ -213,7 +224,7 @@ func checkCheckpoint(ck *Checkpoint) error {
 //
 // A plain Hugging Face GPT-2 directory (no SHA256SUMS, no trainer_state.json or
 // optimizer.safetensors) loads as ImportHF reads it, with Opt nil, a zero Trainer and
-// tokenizer.json's bytes if present.
+// the tokenizer files present (see Checkpoint.Tokenizer).
 func LoadCheckpoint(dir string) (*Checkpoint, error) {
 	sumsPath := filepath.Join(dir, sumsFile)
 	_, err := os.Stat(sumsPath)
@@ -248,11 +259,10 @@ func LoadCheckpoint(dir string) (*Checkpoint, error) {
 	if err := readSlabFile(weights, ck.Config, []slabGroup{{slab: ck.Params}}, nil); err != nil {
 		return nil, err
 	}
-	// In a ringtrain checkpoint verifySums has refused an unlisted tokenizer.json.
-	if tok := filepath.Join(dir, hfTokenizerFile); listed[hfTokenizerFile] || (!own && exists(tok)) {
-		if ck.Tokenizer, err = os.ReadFile(tok); err != nil {
-			return nil, fmt.Errorf("model: %w", err)
-		}
+	// In a ringtrain checkpoint verifySums has refused unlisted tokenizer files.
+	has := func(name string) bool { return listed[name] || (!own && exists(filepath.Join(dir, name))) }
+	if ck.Tokenizer, ck.HFTokenizer, err = readTokenizerFiles(dir, has, !own); err != nil {
+		return nil, err
 	}
 	if !own {
 		return ck, nil
@@ -323,7 +333,8 @@ func readTrainerState(path string) (TrainerState, error) {
 
 // checkpointFiles are the files a ringtrain checkpoint may hold besides SHA256SUMS;
 // each one present must be listed there.
-var checkpointFiles = []string{hfConfigFile, hfWeightsFile, optimizerFile, trainerStateFile, hfTokenizerFile}
+var checkpointFiles = append([]string{hfConfigFile, hfGenerationFile, hfWeightsFile, optimizerFile, trainerStateFile, ownTokenizerFile},
+	hfTokenizerFiles...)
 
 // verifySums checks every file SHA256SUMS in dir lists and returns the listed names.
 func verifySums(dir string) (map[string]bool, error) {

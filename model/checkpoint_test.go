@@ -40,8 +40,12 @@ func ckTest(t *testing.T) *Checkpoint {
 			Loss:       3.141592653589793,
 			Job:        json.RawMessage(`{"lr":0.0006,"name":"a<b>&c","streams":[1,2]}`),
 		},
-		Tokenizer: []byte("{\"model\": {\"type\": \"BPE\"}}\n"),
-		EOT:       &eot,
+		Tokenizer: []byte("{\"kind\": \"bpe\"}\n"),
+		HFTokenizer: map[string][]byte{
+			"tokenizer.json": []byte("{\"model\": {\"type\": \"BPE\"}}\n"),
+			"merges.txt":     []byte("#version: 0.2\na b\n"),
+		},
+		EOT: &eot,
 	}
 }
 
@@ -131,6 +135,14 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	if !bytes.Equal(got.Tokenizer, ck.Tokenizer) {
 		t.Fatalf("tokenizer %q, want %q", got.Tokenizer, ck.Tokenizer)
 	}
+	if len(got.HFTokenizer) != len(ck.HFTokenizer) {
+		t.Fatalf("hugging face tokenizer files %v, want %v", got.HFTokenizer, ck.HFTokenizer)
+	}
+	for name, b := range ck.HFTokenizer {
+		if !bytes.Equal(got.HFTokenizer[name], b) {
+			t.Fatalf("%s = %q, want %q", name, got.HFTokenizer[name], b)
+		}
+	}
 	if got.EOT == nil || *got.EOT != *ck.EOT {
 		t.Fatalf("eot %v, want %d", got.EOT, *ck.EOT)
 	}
@@ -167,7 +179,8 @@ func TestCheckpointDeterministicAndSums(t *testing.T) {
 	a, b := filepath.Join(root, "a"), filepath.Join(root, "b")
 	ckSave(t, a, ck)
 	ckSave(t, b, ck)
-	names := []string{"SHA256SUMS", "config.json", "model.safetensors", "optimizer.safetensors", "tokenizer.json", "trainer_state.json"}
+	names := []string{"SHA256SUMS", "config.json", "generation_config.json", "merges.txt", "model.safetensors", "optimizer.safetensors",
+		"ringtrain_tokenizer.json", "tokenizer.json", "trainer_state.json"}
 	entries, err := os.ReadDir(a)
 	if err != nil {
 		t.Fatal(err)
@@ -220,7 +233,8 @@ func TestCheckpointDeterministicAndSums(t *testing.T) {
 func TestCheckpointFlippedByte(t *testing.T) {
 	ck := ckTest(t)
 	root := t.TempDir()
-	for _, name := range []string{"config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json", "tokenizer.json", "SHA256SUMS"} {
+	for _, name := range []string{"config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json", "ringtrain_tokenizer.json",
+		"tokenizer.json", "merges.txt", "generation_config.json", "SHA256SUMS"} {
 		for _, where := range []string{"start", "middle", "end"} {
 			dir := filepath.Join(root, name+"-"+where)
 			ckSave(t, dir, ck)
@@ -243,7 +257,8 @@ func TestCheckpointFlippedByte(t *testing.T) {
 func TestCheckpointMissingFile(t *testing.T) {
 	ck := ckTest(t)
 	root := t.TempDir()
-	for _, name := range []string{"config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json", "tokenizer.json"} {
+	for _, name := range []string{"config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json", "ringtrain_tokenizer.json",
+		"tokenizer.json", "merges.txt", "generation_config.json"} {
 		dir := filepath.Join(root, name)
 		ckSave(t, dir, ck)
 		if err := os.Remove(filepath.Join(dir, name)); err != nil {
@@ -335,7 +350,7 @@ func TestCheckpointRejectsEditedState(t *testing.T) {
 	// A tokenizer.json added after the save is not covered by SHA256SUMS.
 	dir := filepath.Join(root, "extra")
 	noTok := *ck
-	noTok.Tokenizer = nil
+	noTok.Tokenizer, noTok.HFTokenizer = nil, nil
 	ckSave(t, dir, &noTok)
 	if err := os.WriteFile(filepath.Join(dir, "tokenizer.json"), []byte("{}"), 0o644); err != nil {
 		t.Fatal(err)
@@ -546,7 +561,7 @@ func TestCheckpointPlainHFDir(t *testing.T) {
 func TestCheckpointWithoutOptimizer(t *testing.T) {
 	ck := ckTest(t)
 	ck.Opt = nil
-	ck.Tokenizer = nil
+	ck.Tokenizer, ck.HFTokenizer = nil, nil
 	ck.EOT = nil
 	ck.Trainer.Job = nil
 	dir := filepath.Join(t.TempDir(), "w")
@@ -558,8 +573,11 @@ func TestCheckpointWithoutOptimizer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Opt != nil || got.Tokenizer != nil || got.EOT != nil || got.Trainer.Job != nil {
-		t.Fatalf("got Opt %v tokenizer %q eot %v job %q", got.Opt, got.Tokenizer, got.EOT, got.Trainer.Job)
+	if got.Opt != nil || got.Tokenizer != nil || got.HFTokenizer != nil || got.EOT != nil || got.Trainer.Job != nil {
+		t.Fatalf("got Opt %v tokenizer %q %v eot %v job %q", got.Opt, got.Tokenizer, got.HFTokenizer, got.EOT, got.Trainer.Job)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "generation_config.json")); !errors.Is(err, fs.ErrNotExist) {
+		t.Error("generation_config.json written without an EOT id")
 	}
 	hfSameBits(t, "params", got.Params, ck.Params)
 }

@@ -15,15 +15,21 @@ import (
 	"github.com/ringtrain/ringtrain/safetensors"
 )
 
-// File names of a Hugging Face model directory, and the key prefix of GPT2LMHeadModel's
-// transformer weights.
+// File names of a Hugging Face model directory, ringtrain's own tokenizer file, and the
+// key prefix of GPT2LMHeadModel's transformer weights.
 const (
-	hfConfigFile    = "config.json"
-	hfWeightsFile   = "model.safetensors"
-	hfTokenizerFile = "tokenizer.json"
-	hfPrefix        = "transformer."
-	hfLMHead        = "lm_head.weight"
+	hfConfigFile     = "config.json"
+	hfGenerationFile = "generation_config.json"
+	hfWeightsFile    = "model.safetensors"
+	hfTokenizerFile  = "tokenizer.json"
+	ownTokenizerFile = "ringtrain_tokenizer.json"
+	hfPrefix         = "transformer."
+	hfLMHead         = "lm_head.weight"
 )
+
+// hfTokenizerFiles are the Hugging Face tokenizer files a model directory may carry
+// (see WithHFTokenizer), in the order they are written.
+var hfTokenizerFiles = []string{"merges.txt", "special_tokens_map.json", hfTokenizerFile, "tokenizer_config.json", "vocab.json"}
 
 // ExportOption adds an optional part to an ExportHF export.
 type ExportOption func(*exportOptions)
@@ -31,25 +37,36 @@ type ExportOption func(*exportOptions)
 type exportOptions struct {
 	eot       *int
 	tokenizer []byte
+	hf        map[string][]byte
 }
 
 // WithEOT records the tokenizer's end-of-text token id as bos_token_id and eos_token_id
-// in config.json (without it both are null).
+// in config.json (without it both are null) and writes generation_config.json with
+// the same ids and max_length n_positions.
 func WithEOT(id int) ExportOption {
 	return func(o *exportOptions) { o.eot = &id }
 }
 
-// WithTokenizerJSON writes b verbatim as tokenizer.json when b is non-empty. ExportHF
-// does not interpret it.
+// WithTokenizerJSON writes b, ringtrain's own serialization of the tokenizer, verbatim
+// as ringtrain_tokenizer.json when b is non-empty. ExportHF does not interpret it.
 func WithTokenizerJSON(b []byte) ExportOption {
 	return func(o *exportOptions) { o.tokenizer = b }
+}
+
+// WithHFTokenizer writes the Hugging Face tokenizer files (file name -> bytes) verbatim:
+// tokenizer.json, vocab.json, merges.txt, tokenizer_config.json and
+// special_tokens_map.json are the names allowed; any other is an error wrapping
+// ErrFormat. ExportHF does not interpret them; the map is only read.
+func WithHFTokenizer(files map[string][]byte) ExportOption {
+	return func(o *exportOptions) { o.hf = files }
 }
 
 // ExportHF writes the model of shape cfg with parameter slab params to a new directory
 // dir as a Hugging Face GPT-2 model that transformers' GPT2LMHeadModel.from_pretrained
 // loads: config.json and model.safetensors (keys "transformer.<name>", F32, linear
 // weights transposed to Conv1D's [in, out] layout, metadata {"format": "pt"}, no
-// lm_head.weight since the head is tied to wte).
+// lm_head.weight since the head is tied to wte), plus generation_config.json,
+// ringtrain_tokenizer.json and the Hugging Face tokenizer files as the options ask.
 //
 // The write is atomic: files go to a temporary directory next to dir, are fsynced with
 // it, and the directory is renamed to dir and its parent fsynced, so dir either does
@@ -61,11 +78,11 @@ func ExportHF(dir string, cfg Config, params []float32, opts ...ExportOption) er
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if err := checkModel(cfg, params, o.eot); err != nil {
+	if err := checkModel(cfg, params, o.eot, o.hf); err != nil {
 		return fmt.Errorf("model: export %s: %w", dir, err)
 	}
 	return writeDirAtomic(dir, func(tmp string) error {
-		_, err := writeHFFiles(tmp, cfg, params, o.eot, o.tokenizer)
+		_, err := writeHFFiles(tmp, cfg, params, o.eot, o.tokenizer, o.hf)
 		return err
 	})
 }
@@ -100,7 +117,12 @@ func ImportHF(dir string) (Config, []float32, error) {
 }
 
 // checkModel validates what ExportHF and SaveCheckpoint write about the model.
-func checkModel(cfg Config, params []float32, eot *int) error {
+func checkModel(cfg Config, params []float32, eot *int, hf map[string][]byte) error {
+	for name := range hf {
+		if !slices.Contains(hfTokenizerFiles, name) {
+			return fmt.Errorf("%w: %q is not a Hugging Face tokenizer file (want one of %s)", ErrFormat, name, strings.Join(hfTokenizerFiles, ", "))
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -113,19 +135,33 @@ func checkModel(cfg Config, params []float32, eot *int) error {
 	return nil
 }
 
-// writeHFFiles writes config.json, model.safetensors and, when tokenizer is non-empty,
-// tokenizer.json into dir, and returns the SHA-256 of each file written.
-func writeHFFiles(dir string, cfg Config, params []float32, eot *int, tokenizer []byte) (map[string][]byte, error) {
+// writeHFFiles writes config.json, generation_config.json (when eot is known),
+// model.safetensors, ringtrain_tokenizer.json (when tokenizer is non-empty) and the
+// Hugging Face tokenizer files hf into dir, and returns the SHA-256 of each file
+// written.
+func writeHFFiles(dir string, cfg Config, params []float32, eot *int, tokenizer []byte, hf map[string][]byte) (map[string][]byte, error) {
 	sums := map[string][]byte{}
+	writeBytes := func(name string, b []byte) error {
+		return writeSynced(dir, name, sums, func(w io.Writer) error {
+			_, err := w.Write(b)
+			return err
+		})
+	}
 	configJSON, err := hfConfigJSON(cfg, eot)
 	if err != nil {
 		return nil, err
 	}
-	if err := writeSynced(dir, hfConfigFile, sums, func(w io.Writer) error {
-		_, err := w.Write(configJSON)
-		return err
-	}); err != nil {
+	if err := writeBytes(hfConfigFile, configJSON); err != nil {
 		return nil, err
+	}
+	if eot != nil {
+		gen, err := marshalIndentNoEscape(hfGenerationConfig{BOSTokenID: *eot, EOSTokenID: *eot, MaxLength: cfg.MaxSeqLen})
+		if err != nil {
+			return nil, fmt.Errorf("model: encode %s: %w", hfGenerationFile, err)
+		}
+		if err := writeBytes(hfGenerationFile, gen); err != nil {
+			return nil, err
+		}
 	}
 	tensors := hfTensors(cfg, params, hfPrefix)
 	if err := writeSynced(dir, hfWeightsFile, sums, func(w io.Writer) error {
@@ -134,14 +170,73 @@ func writeHFFiles(dir string, cfg Config, params []float32, eot *int, tokenizer 
 		return nil, err
 	}
 	if len(tokenizer) > 0 {
-		if err := writeSynced(dir, hfTokenizerFile, sums, func(w io.Writer) error {
-			_, err := w.Write(tokenizer)
-			return err
-		}); err != nil {
+		if err := writeBytes(ownTokenizerFile, tokenizer); err != nil {
 			return nil, err
 		}
 	}
+	for _, name := range hfTokenizerFiles {
+		if b, ok := hf[name]; ok {
+			if err := writeBytes(name, b); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return sums, nil
+}
+
+// hfGenerationConfig is generation_config.json: what transformers' generate starts
+// from.
+type hfGenerationConfig struct {
+	BOSTokenID int `json:"bos_token_id"`
+	EOSTokenID int `json:"eos_token_id"`
+	MaxLength  int `json:"max_length"`
+}
+
+// isHFTokenizerJSON reports whether b, a tokenizer.json, is in the tokenizers library's
+// schema (a "model" member) rather than the one ringtrain wrote under that name before
+// it used ringtrain_tokenizer.json (a "kind" member).
+func isHFTokenizerJSON(b []byte) bool {
+	var probe map[string]json.RawMessage
+	if json.Unmarshal(b, &probe) != nil {
+		return false
+	}
+	_, model := probe["model"]
+	_, kind := probe["kind"]
+	return model && !kind
+}
+
+// readTokenizerFiles reads the tokenizer files of dir for which has reports true: own
+// is ringtrain's serialization (ringtrain_tokenizer.json or, failing that, a
+// tokenizer.json in ringtrain's older use of that name; when plain, a tokenizer.json in
+// the Hugging Face schema too, which the tokenizer package also reads) and hf the Hugging
+// Face tokenizer files present.
+func readTokenizerFiles(dir string, has func(name string) bool, plain bool) (own []byte, hf map[string][]byte, err error) {
+	for _, name := range append([]string{ownTokenizerFile}, hfTokenizerFiles...) {
+		if !has(name) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, nil, fmt.Errorf("model: %w", err)
+		}
+		switch {
+		case name == ownTokenizerFile:
+			own = b
+		case name == hfTokenizerFile && !isHFTokenizerJSON(b):
+			if own == nil {
+				own = b
+			}
+		default:
+			if hf == nil {
+				hf = map[string][]byte{}
+			}
+			hf[name] = b
+			if name == hfTokenizerFile && own == nil && plain {
+				own = b
+			}
+		}
+	}
+	return own, hf, nil
 }
 
 // hfConfigOut is config.json as ExportHF writes it, keys in transformers' usual order.

@@ -87,8 +87,8 @@ func TestHFExportImportRoundTrip(t *testing.T) {
 	if a, _ := cj["architectures"].([]any); len(a) != 1 || a[0] != "GPT2LMHeadModel" {
 		t.Errorf("architectures = %v", cj["architectures"])
 	}
-	if tok, err := os.ReadFile(filepath.Join(dir, "tokenizer.json")); err != nil || string(tok) != `{"t":1}` {
-		t.Errorf("tokenizer.json = %q, %v", tok, err)
+	if tok, err := os.ReadFile(filepath.Join(dir, "ringtrain_tokenizer.json")); err != nil || string(tok) != `{"t":1}` {
+		t.Errorf("ringtrain_tokenizer.json = %q, %v", tok, err)
 	}
 
 	// model.safetensors is in Hugging Face layout.

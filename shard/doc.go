@@ -20,7 +20,9 @@
 // tokens, or magic 20240801 version 7 with uint32 tokens), tokenizer.json, and
 // manifest.json with every shard's token count and sha256 and the tokenizer's
 // sha256. Directories of llm.c shards or nanoGPT's headerless train.bin/val.bin
-// open too, without a manifest and so with fewer checks (see Open). Training
+// open too, without a manifest and so with fewer checks (see Open); without a
+// tokenizer file the trainer reads them with the gpt2 tokenizer
+// (trainer.DefaultShardTokenizer) unless the job names another. Training
 // reads a shard row by row (positioned reads of T+1 tokens); LoadShard reads one
 // whole, as a Tokens value at its file's width. Batches are []int32.
 //

@@ -40,6 +40,18 @@
 //	}
 //	tok2, err := tokenizer.Load("tokenizer.json") // same ids, same Hash
 //
+// # Hugging Face files
+//
+// HFFiles expresses any of the four kinds in the files transformers and the tokenizers
+// library load: tokenizer.json in the library's own schema (a BPE model with vocab and
+// merges, the ByteLevel pre-tokenizer and decoder for byte, bpe and gpt2; characters
+// with no merges, no pre-tokenizer and the Fuse decoder for char), vocab.json and
+// merges.txt for the byte-level kinds (for gpt2 they equal GPT-2's published files,
+// derived from the embedded ranks), tokenizer_config.json and special_tokens_map.json.
+// ringtrain's own JSON (Marshal) goes beside them as OwnFile,
+// "ringtrain_tokenizer.json". Unmarshal reads both schemas, so a tokenizer.json that
+// an older ringtrain wrote in its own schema, or one that HFFiles wrote, loads alike.
+//
 // # Invalid UTF-8
 //
 // The split regex is defined on code points. A byte that is not part of a valid UTF-8

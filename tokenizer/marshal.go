@@ -78,11 +78,21 @@ func Marshal(t Tokenizer) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// Unmarshal rebuilds a tokenizer from Marshal's output. Malformed or inconsistent data
-// (unknown fields, a wrong version, a vocabulary size that does not match, merges that
-// refer to ids not yet made, trailing data) is an error wrapping ErrCorrupt, never a
+// Unmarshal rebuilds a tokenizer from Marshal's output, or from a tokenizer.json in the
+// tokenizers library's schema that expresses one of ringtrain's tokenizers (what
+// HFFiles writes, GPT-2's published file included); IsHFSchema tells the two apart.
+// Malformed or inconsistent data (unknown fields, a wrong version, a vocabulary size
+// that does not match, merges that refer to ids not yet made, trailing data, a Hugging
+// Face tokenizer ringtrain cannot represent) is an error wrapping ErrCorrupt, never a
 // panic. data is not retained.
 func Unmarshal(data []byte) (Tokenizer, error) {
+	if IsHFSchema(data) {
+		t, err := unmarshalHF(data)
+		if err != nil {
+			return nil, fmt.Errorf("%w: hugging face tokenizer.json: %w", ErrCorrupt, err)
+		}
+		return t, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var f jsonInput

@@ -3,6 +3,7 @@ package trainer
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"github.com/ringtrain/ringtrain/model"
 )
@@ -15,6 +16,11 @@ type EvalOptions struct {
 	Batches    int       // validation batches; 0 means all that fit
 	Objective  Objective // "" means causal
 	Seed       uint64    // masking seed of the masked objective
+	// Tokenizer reads a dataset that carries no tokenizer file, as Spec.Tokenizer.
+	Tokenizer string
+	// Notes receives a line saying which tokenizer reads a dataset that carries none;
+	// nil for none.
+	Notes io.Writer
 }
 
 // EvaluateCheckpoint loads a checkpoint (ringtrain's or a Hugging Face GPT-2 directory)
@@ -29,6 +35,7 @@ func EvaluateCheckpoint(ctx context.Context, dir string, o EvalOptions) (loss fl
 	spec := DefaultSpec()
 	spec.Model, spec.Data, spec.Seed = ck.Config, o.Data, o.Seed
 	spec.SeqLen, spec.MicroBatch, spec.EvalBatches = o.SeqLen, o.MicroBatch, o.Batches
+	spec.Tokenizer = o.Tokenizer
 	if spec.SeqLen == 0 {
 		spec.SeqLen = ck.Config.MaxSeqLen
 	}
@@ -45,7 +52,10 @@ func EvaluateCheckpoint(ctx context.Context, dir string, o EvalOptions) (loss fl
 	if err != nil {
 		return 0, 0, err
 	}
-	if len(ck.Tokenizer) > 0 && string(ck.Tokenizer) != string(p.TokenizerJSON) {
+	if p.TokenizerNote != "" && o.Notes != nil {
+		fmt.Fprintln(o.Notes, p.TokenizerNote)
+	}
+	if same, err := sameTokenizer(ck.Tokenizer, p); err != nil || !same {
 		return 0, 0, fmt.Errorf("checkpoint %s and dataset %s use different tokenizers", dir, o.Data)
 	}
 	if p.Val == nil || p.Val.Len() == 0 {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -47,37 +46,41 @@ type Result struct {
 // tokenizer and the data loader. The single-process trainer and the workers build it
 // the same way.
 type Prepared struct {
-	Spec          Spec
-	Dataset       *shard.Dataset
-	Tokenizer     tokenizer.Tokenizer
+	Spec      Spec
+	Dataset   *shard.Dataset
+	Tokenizer tokenizer.Tokenizer
+	// TokenizerJSON is ringtrain's serialization of Tokenizer (tokenizer.Marshal),
+	// what checkpoints carry.
 	TokenizerJSON []byte
+	// TokenizerNote says which tokenizer reads a dataset that carries none (llm.c
+	// shards); "" when the dataset has its own. Callers show it to the user.
+	TokenizerNote string
 	Loader        *shard.Loader
 	Val           *shard.ValIterator // nil when eval_batches is 0 or there is no val split
+
+	hfState
 }
 
 // Prepare opens the job's dataset and tokenizer, fills in the model's vocabulary size
 // (from the tokenizer) and maximum sequence length (seq_len, when unset), validates the
-// spec and builds the data loader.
+// spec and builds the data loader. A dataset without a tokenizer file is read with
+// spec.Tokenizer, by default GPT-2's (see resolveDatasetTokenizer), and its token ids
+// are then checked against that tokenizer's vocabulary as they are read.
 func Prepare(ctx context.Context, spec Spec) (*Prepared, error) {
 	ds, err := shard.Open(spec.Data)
 	if err != nil {
 		return nil, fmt.Errorf("dataset %s: %w", spec.Data, err)
 	}
-	tokPath := ds.TokenizerPath()
-	tokJSON, err := os.ReadFile(tokPath)
-	if err != nil {
-		return nil, fmt.Errorf("dataset %s: tokenizer: %w", spec.Data, err)
-	}
-	tok, err := tokenizer.Unmarshal(tokJSON)
-	if err != nil {
-		return nil, fmt.Errorf("tokenizer %s: %w", tokPath, err)
-	}
-	hash, err := tokenizer.Hash(tok)
+	dt, err := resolveDatasetTokenizer(ds, spec.Tokenizer)
 	if err != nil {
 		return nil, err
 	}
-	if err := ds.CheckTokenizer(hash, tok.VocabSize()); err != nil {
-		return nil, err
+	tok, tokJSON := dt.tok, dt.json
+	if ds.Manifest().Computed && ds.TokenizerPath() == "" {
+		// Reopen so that the loader refuses ids the chosen tokenizer does not have.
+		if ds, err = shard.OpenWithOptions(spec.Data, shard.OpenOptions{VocabSize: tok.VocabSize()}); err != nil {
+			return nil, fmt.Errorf("dataset %s: %w", spec.Data, err)
+		}
 	}
 	if spec.Model.VocabSize == 0 {
 		spec.Model.VocabSize = tok.VocabSize()
@@ -99,7 +102,7 @@ func Prepare(ctx context.Context, spec Spec) (*Prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Prepared{Spec: spec, Dataset: ds, Tokenizer: tok, TokenizerJSON: tokJSON, Loader: loader}
+	p := &Prepared{Spec: spec, Dataset: ds, Tokenizer: tok, TokenizerJSON: tokJSON, TokenizerNote: dt.note, Loader: loader}
 	if spec.EvalBatches > 0 && len(ds.Manifest().ValTokens()) > 0 {
 		val, err := loader.Val(spec.EvalBatches)
 		if err != nil {
@@ -140,6 +143,12 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 		return nil, err
 	}
 	spec = p.Spec
+	if p.TokenizerNote != "" {
+		log.Info("tokenizer", "note", p.TokenizerNote)
+		if opts.Progress != nil {
+			fmt.Fprintln(opts.Progress, p.TokenizerNote)
+		}
+	}
 	m, err := model.New(spec.Model, nil)
 	if err != nil {
 		return nil, err
@@ -299,7 +308,7 @@ func resumeFrom(tr *Trainer, ck *model.Checkpoint, p *Prepared, dir string) erro
 	if ck.Opt == nil {
 		return fmt.Errorf("resume: checkpoint %s has no optimizer state", dir)
 	}
-	if len(ck.Tokenizer) > 0 && string(ck.Tokenizer) != string(p.TokenizerJSON) {
+	if same, err := sameTokenizer(ck.Tokenizer, p); err != nil || !same {
 		return fmt.Errorf("resume: checkpoint %s was trained with a different tokenizer than dataset %s", dir, tr.Spec.Data)
 	}
 	copy(tr.Model.Params.Slab, ck.Params)
@@ -316,6 +325,7 @@ func saveCheckpoint(tr *Trainer, p *Prepared, loss, valLoss float64) (string, er
 		return "", err
 	}
 	dir := model.CheckpointDir(CheckpointRoot(tr.Spec.Out), tr.Step)
+	eot := p.Tokenizer.EOT()
 	ck := &model.Checkpoint{
 		Config: tr.Spec.Model,
 		Params: tr.Model.Params.Slab,
@@ -324,7 +334,9 @@ func saveCheckpoint(tr *Trainer, p *Prepared, loss, valLoss float64) (string, er
 			Step: tr.Step, Seed: tr.Spec.Seed, TokensSeen: tr.Step * int64(tr.Spec.GlobalBatch()*tr.Spec.SeqLen),
 			Loss: loss, Job: job,
 		},
-		Tokenizer: p.TokenizerJSON,
+		Tokenizer:   p.TokenizerJSON,
+		HFTokenizer: p.hfTokenizerFiles(),
+		EOT:         &eot,
 	}
 	if !math.IsNaN(valLoss) {
 		ck.Trainer.ValLoss = &valLoss

@@ -30,6 +30,10 @@ type Spec struct {
 	Data      string       `yaml:"data" json:"data"` // prepared dataset directory (manifest.json)
 	Out       string       `yaml:"out" json:"out"`   // run directory: checkpoints, metrics
 	InitFrom  string       `yaml:"init_from,omitempty" json:"init_from,omitempty"`
+	// Tokenizer reads a dataset directory that carries no tokenizer file (llm.c
+	// shards): "gpt2" (what "" means there), "byte", or a tokenizer file. A dataset
+	// with its own tokenizer must leave it empty or name the same one.
+	Tokenizer string `yaml:"tokenizer,omitempty" json:"tokenizer,omitempty"`
 
 	SeqLen     int    `yaml:"seq_len" json:"seq_len"`         // T
 	MicroBatch int    `yaml:"micro_batch" json:"micro_batch"` // b: sequences per stream per step

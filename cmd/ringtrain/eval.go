@@ -26,6 +26,7 @@ func newEvalCmd(_ *globals) *cobra.Command {
 				return fmt.Errorf("--split %q: only the validation split (val) is evaluated", split)
 			}
 			o.Objective = trainer.Objective(objective)
+			o.Notes = cmd.ErrOrStderr()
 			loss, n, err := trainer.EvaluateCheckpoint(cmd.Context(), ckpt, o)
 			if err != nil {
 				return err
@@ -47,5 +48,6 @@ func newEvalCmd(_ *globals) *cobra.Command {
 	fl.IntVar(&o.Batches, "batches", 0, "batches to evaluate (0: the whole split)")
 	fl.StringVar(&objective, "objective", "causal", "causal or masked")
 	fl.Uint64Var(&o.Seed, "seed", 1337, "masking seed of the masked objective")
+	fl.StringVar(&o.Tokenizer, "tokenizer", "", "tokenizer of a dataset without a tokenizer file (llm.c shards): gpt2 (the default there), byte, or a tokenizer file")
 	return cmd
 }

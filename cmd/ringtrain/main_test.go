@@ -178,10 +178,12 @@ func TestPipeline(t *testing.T) {
 		t.Errorf("export over an existing directory: error %v", err)
 	}
 
-	// Without tokenizer.json the export needs --tokenizer, and neither built-in one
-	// fits a model with the corpus' few dozen characters.
-	if err := os.Remove(filepath.Join(hf, "tokenizer.json")); err != nil {
-		t.Fatal(err)
+	// Without its tokenizer files the export needs --tokenizer, and neither built-in
+	// one fits a model with the corpus' few dozen characters.
+	for _, f := range []string{"tokenizer.json", "ringtrain_tokenizer.json"} {
+		if err := os.Remove(filepath.Join(hf, f)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, tok := range []string{"gpt2", "byte"} {
 		_, err := ringtrain(t, "generate", "--checkpoint", hf, "--tokenizer", tok, "--max-tokens", "5")

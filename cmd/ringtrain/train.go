@@ -31,6 +31,7 @@ func (f *specFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&s.Out, "out", s.Out, "run directory for checkpoints and metrics.jsonl")
 	fl.StringVar(&s.InitFrom, "init-from", "", "start from this checkpoint or Hugging Face GPT-2 directory")
 	fl.StringVar((*string)(&s.Objective), "objective", string(s.Objective), "training objective: causal or masked")
+	fl.StringVar(&s.Tokenizer, "tokenizer", "", "tokenizer of a dataset without a tokenizer file (llm.c shards): gpt2 (the default there), byte, or a tokenizer file")
 	fl.IntVar(&s.Model.Layers, "layers", s.Model.Layers, "transformer layers")
 	fl.IntVar(&s.Model.Heads, "heads", s.Model.Heads, "attention heads")
 	fl.IntVar(&s.Model.Embd, "embd", s.Model.Embd, "embedding width")
@@ -104,7 +105,8 @@ func newTrainCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "train",
 		Short: "Train a GPT in this process on a prepared dataset",
-		Long: `Train a GPT in this process (no cluster) on a dataset made by 'ringtrain prepare'.
+		Long: `Train a GPT in this process (no cluster) on a dataset made by 'ringtrain prepare'
+or a directory of llm.c shards (read with the gpt2 tokenizer unless --tokenizer).
 Checkpoints go to <out>/ckpt/step-NNNNNN, step metrics to <out>/metrics.jsonl and to
 TensorBoard event files in <out>/tb (watch with 'tensorboard --logdir <out>/tb').
 Running it again on the same --out resumes from the newest checkpoint and continues
