@@ -187,7 +187,8 @@ func (w *Worker) connect(ctx context.Context, plan *pb.Plan, svc *allreduce.Serv
 	for _, wk := range plan.GetWorkers() {
 		addrs[wk.GetId()] = wk.GetAddress()
 	}
-	cfg := allreduce.Config{Generation: g.gen, Members: plan.GetMembers(), Rank: g.rank, ProgressTimeout: w.cfg.RingTimeout, Logger: g.log}
+	cfg := allreduce.Config{Generation: g.gen, Members: plan.GetMembers(), Rank: g.rank, ProgressTimeout: w.cfg.RingTimeout,
+		Logger: w.log} // the ring adds generation and rank itself
 	cctx, cancel := context.WithTimeout(ctx, w.cfg.ConnectTimeout)
 	t, err := svc.Connect(cctx, cfg, allreduce.LinkOptions{Resolve: func(_ context.Context, member string) (string, error) {
 		a, ok := addrs[member]
