@@ -152,6 +152,12 @@ func (b *Bookkeeper) Evaluated(rec Record, step int64, valLoss float64) {
 	b.prog.Println(ValidationLine(step, b.cadence.Steps, valLoss))
 }
 
+// EvalLogMessage is the message of the info record that Run and a cluster's rank 0
+// log after each evaluation, with step and val_loss. The progress output prints the
+// same evaluation as its ValidationLine, so a front end that shows the progress and
+// the logs on one terminal may lower that record to debug to print it once.
+const EvalLogMessage = "eval"
+
 // Write appends rec to metrics.jsonl, opening it first if need be.
 func (b *Bookkeeper) Write(rec Record) error {
 	if err := b.Open(); err != nil {

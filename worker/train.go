@@ -349,7 +349,7 @@ func (w *Worker) keepBooks(ctx context.Context, js *jobState, g *generation, rep
 		js.valLoss = vl
 		rec["eval_s"] = took.Seconds()
 		js.books.Evaluated(rec, tr.Step, vl)
-		g.log.Info("eval", "step", tr.Step, "val_loss", vl)
+		g.log.Info(trainer.EvalLogMessage, "step", tr.Step, "val_loss", vl)
 	}
 	if err := js.books.Write(rec); err != nil {
 		w.log.Warn("metrics file", "err", err)
