@@ -226,7 +226,7 @@ func (c *Client) do(ctx context.Context, name string, fn func(ctx context.Contex
 		}
 		c.rotate(addr)
 		hops = 0
-		c.log.Debug("coordinator call failed, retrying", "call", name, "replica", addr, "err", err, "backoff", wait)
+		c.log.Debug("coordinator call failed, retrying", "call", name, "coordinator", addr, "err", err, "backoff", wait)
 		if serr := sleep(ctx, jitter(wait)); serr != nil {
 			return fmt.Errorf("coordinator: %s: %w (%s)", name, serr, tried.summary())
 		}
@@ -490,7 +490,7 @@ func (c *Client) WatchPlan(ctx context.Context, workerID string, afterGeneration
 		}
 		hops = 0
 		c.rotate(addr)
-		c.log.Debug("plan watch interrupted, reconnecting", "replica", addr, "err", err, "backoff", wait)
+		c.log.Debug("plan watch interrupted, reconnecting", "coordinator", addr, "err", err, "backoff", wait)
 		if err := sleep(ctx, jitter(wait)); err != nil {
 			return err
 		}

@@ -43,9 +43,9 @@ type Options struct {
 	Dir string
 
 	// Replica is the template of every replica's coordinator.Config. Run sets ID,
-	// DataDir, RaftAddr, GRPCAddr and Peers, and adds the key "replica" (the index) to
-	// Logger; nil Logger discards the replicas' logs. Other zero fields keep the
-	// coordinator's defaults.
+	// DataDir, RaftAddr, GRPCAddr and Peers; each replica's records carry its ID under
+	// the key "replica" (the coordinator adds it). Nil Logger discards the replicas'
+	// logs. Other zero fields keep the coordinator's defaults.
 	Replica coordinator.Config
 	// Client is the options of every coordinator client: the one that submits the job
 	// and one per worker. ClientID must be empty (each client draws its own); nil
@@ -138,7 +138,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		cfg.ID = fmt.Sprintf("c%d", i)
 		cfg.DataDir = filepath.Join(stateDir, cfg.ID)
 		cfg.RaftAddr, cfg.GRPCAddr, cfg.Peers = "127.0.0.1:0", "127.0.0.1:0", peers
-		cfg.Logger = o.Replica.Logger.With("replica", i)
 		if peers != nil {
 			cfg.RaftAddr = peers[i].Addr
 		}

@@ -429,18 +429,38 @@ func (l *Loader) Close() error {
 // (b, T), at most maxBatches of them (0: all that fit); see ValSampler. The
 // iterator reads through the loader, sharing its open files and verifications.
 func (l *Loader) Val(maxBatches int) (*ValIterator, error) {
-	vs, err := NewValSampler(l.ds.Manifest().ValTokens(), l.sampler.b, l.sampler.t, maxBatches)
+	return l.Eval(SplitVal, maxBatches)
+}
+
+// Eval returns an iterator over split in evaluation batches of the sampler's (b, T),
+// at most maxBatches of them (0: all that fit). For SplitVal it is Val; for
+// SplitTrain the train shards are read the same way, in manifest order and without
+// shuffling (see ValSampler), to measure a model on the data it was trained on.
+func (l *Loader) Eval(split Split, maxBatches int) (*ValIterator, error) {
+	var tokens []int64
+	var files []*shardFile
+	switch split {
+	case SplitVal:
+		tokens, files = l.ds.Manifest().ValTokens(), l.val
+	case SplitTrain:
+		tokens, files = l.ds.Manifest().TrainTokens(), l.train
+	default:
+		return nil, fmt.Errorf("%w: split %q: want %q or %q", ErrBadOptions, split, SplitTrain, SplitVal)
+	}
+	vs, err := NewValSampler(tokens, l.sampler.b, l.sampler.t, maxBatches)
 	if err != nil {
 		return nil, err
 	}
-	return &ValIterator{l: l, sampler: vs}, nil
+	return &ValIterator{l: l, files: files, sampler: vs}, nil
 }
 
-// ValIterator reads validation batches. Batch may be called from several
-// goroutines at once (to spread evaluation over workers or threads); Next and
-// Reset keep a cursor and must be called from one goroutine at a time.
+// ValIterator reads evaluation batches of one split (the validation split unless
+// made by Eval for another). Batch may be called from several goroutines at once
+// (to spread evaluation over workers or threads); Next and Reset keep a cursor and
+// must be called from one goroutine at a time.
 type ValIterator struct {
 	l       *Loader
+	files   []*shardFile // the split's shards
 	sampler *ValSampler
 	next    int
 }
@@ -458,7 +478,7 @@ func (v *ValIterator) Batch(ctx context.Context, i int, inputs, targets []int32)
 	if err := checkBuffers(v.sampler.b, v.sampler.t, inputs, targets); err != nil {
 		return err
 	}
-	return v.l.fill(ctx, v.l.val, v.sampler.Windows(i), v.sampler.t, inputs, targets)
+	return v.l.fill(ctx, v.files, v.sampler.Windows(i), v.sampler.t, inputs, targets)
 }
 
 // Next fills the buffers with the next batch and reports true, or reports false

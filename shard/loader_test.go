@@ -415,6 +415,49 @@ func TestValIterator(t *testing.T) {
 	wantErr(t, it.Batch(t.Context(), 2, in, tg), ErrBadOptions)
 }
 
+// TestEvalTrainSplit reads the train split as evaluation batches: in manifest order,
+// unshuffled, across shard boundaries, the tail that fills no batch left out.
+func TestEvalTrainSplit(t *testing.T) {
+	train := []int64{40, 35}
+	ds := labelled(t, train, []int64{30})
+	p, _ := NewSampler(ds.Manifest().TrainTokens(), 1, 2, 2, 6)
+	ld := newLoader(t, ds, p, LoaderOptions{})
+	var concat []int32
+	for s, n := range train {
+		for j := range n {
+			concat = append(concat, int32(s)*1000+int32(j))
+		}
+	}
+	it, err := ld.Eval(SplitTrain, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.Len() != (75-1)/12 {
+		t.Fatalf("len %d, want %d", it.Len(), (75-1)/12)
+	}
+	in, tg := make([]int32, 12), make([]int32, 12)
+	for i := range it.Len() {
+		if err := it.Batch(t.Context(), i, in, tg); err != nil {
+			t.Fatal(err)
+		}
+		for r := range 2 {
+			start := i*12 + r*6
+			if !slices.Equal(in[r*6:r*6+6], concat[start:start+6]) || !slices.Equal(tg[r*6:r*6+6], concat[start+1:start+7]) {
+				t.Fatalf("batch %d row %d: inputs %v targets %v, want the train tokens from %d", i, r, in[r*6:r*6+6], tg[r*6:r*6+6], start)
+			}
+		}
+	}
+	if it, _ := ld.Eval(SplitTrain, 2); it.Len() != 2 {
+		t.Fatalf("max batches: %d", it.Len())
+	}
+	val, err := ld.Eval(SplitVal, 0)
+	if err != nil || val.Len() != (30-1)/12 {
+		t.Fatalf("val split: len %d, err %v", val.Len(), err)
+	}
+	_, err = ld.Eval("test", 0)
+	wantErr(t, err, ErrBadOptions, `"test"`)
+}
+
 func TestLoaderOnPreparedData(t *testing.T) {
 	dir, tok := prepared(t, 4)
 	ds, err := Open(dir)

@@ -210,6 +210,12 @@ func (b *Bookkeeper) Stopped(step int64, r StopReason) {
 	b.prog.Println(b.cadence.StopLine(step, r, b.evals))
 }
 
+// EvalLogMessage is the message of the info record that Run and a cluster's rank 0
+// log after each evaluation, with step and val_loss. The progress output prints the
+// same evaluation as its ValidationLine, so a front end that shows the progress and
+// the logs on one terminal may lower that record to debug to print it once.
+const EvalLogMessage = "eval"
+
 // Write appends rec to metrics.jsonl, opening it first if need be, and writes its
 // scalars (tensorBoardScalars) as one TensorBoard event at its step. The first event
 // of the Bookkeeper (and the first after StartWindow) creates a new event file under

@@ -16,15 +16,22 @@ type ValSource interface {
 // forward passes only and leaves the gradients untouched. The masked objective masks
 // each evaluation batch the same way every time it is evaluated.
 func (t *Trainer) Evaluate(ctx context.Context, val ValSource) (float64, error) {
+	loss, _, err := t.evaluate(ctx, val)
+	return loss, err
+}
+
+// evaluate is Evaluate that also returns the number of target tokens the mean is
+// over: every position for the causal objective, the masked ones for the masked.
+func (t *Trainer) evaluate(ctx context.Context, val ValSource) (float64, int64, error) {
 	s := t.Spec
 	var sum float64
 	var count int
 	for i := 0; i < val.Len(); i++ {
 		if err := ctx.Err(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if err := val.Batch(ctx, i, t.inputs, t.targets); err != nil {
-			return 0, fmt.Errorf("eval batch %d: %w", i, err)
+			return 0, 0, fmt.Errorf("eval batch %d: %w", i, err)
 		}
 		causal := s.Objective == CausalLM
 		if !causal {
@@ -35,13 +42,13 @@ func (t *Trainer) Evaluate(ctx context.Context, val ValSource) (float64, error) 
 		}
 		l, n, err := t.Model.Forward(t.inputs, t.targets, s.MicroBatch, s.SeqLen, causal)
 		if err != nil {
-			return 0, fmt.Errorf("eval batch %d: %w", i, err)
+			return 0, 0, fmt.Errorf("eval batch %d: %w", i, err)
 		}
 		sum += l
 		count += n
 	}
 	if count == 0 {
-		return 0, fmt.Errorf("evaluation has no target tokens (%d batches)", val.Len())
+		return 0, 0, fmt.Errorf("evaluation has no target tokens (%d batches)", val.Len())
 	}
-	return sum / float64(count), nil
+	return sum / float64(count), int64(count), nil
 }

@@ -230,7 +230,7 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 			if err == nil {
 				res.ValLoss, evalStep, evalLoss = vl, tr.Step, vl
 				books.Evaluated(rec, tr.Step, vl)
-				log.Info("eval", "step", tr.Step, "val_loss", vl)
+				log.Info(EvalLogMessage, "step", tr.Step, "val_loss", vl)
 			}
 		}
 		if err := books.Write(rec); err != nil {

@@ -240,7 +240,8 @@ func (w *Worker) connect(ctx context.Context, plan *pb.Plan, svc *allreduce.Serv
 	for _, wk := range plan.GetWorkers() {
 		addrs[wk.GetId()] = wk.GetAddress()
 	}
-	cfg := allreduce.Config{Generation: g.gen, Members: plan.GetMembers(), Rank: g.rank, ProgressTimeout: w.cfg.RingTimeout, Logger: g.log}
+	cfg := allreduce.Config{Generation: g.gen, Members: plan.GetMembers(), Rank: g.rank, ProgressTimeout: w.cfg.RingTimeout,
+		Logger: w.log} // the ring adds generation and rank itself
 	cctx, cancel := context.WithTimeout(ctx, w.cfg.ConnectTimeout)
 	t, err := svc.Connect(cctx, cfg, allreduce.LinkOptions{Resolve: func(_ context.Context, member string) (string, error) {
 		a, ok := addrs[member]
@@ -421,7 +422,7 @@ func (w *Worker) keepBooks(ctx context.Context, js *jobState, g *generation, rep
 		js.valLoss, js.valStep = vl, tr.Step
 		rec["eval_s"] = took.Seconds()
 		js.books.Evaluated(rec, tr.Step, vl)
-		g.log.Info("eval", "step", tr.Step, "val_loss", vl)
+		g.log.Info(trainer.EvalLogMessage, "step", tr.Step, "val_loss", vl)
 	}
 	if err := js.books.Write(rec); err != nil {
 		w.log.Warn("metrics file", "err", err)

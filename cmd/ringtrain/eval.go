@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -13,41 +14,91 @@ func newEvalCmd(_ *globals) *cobra.Command {
 		ckpt, split string
 		o           trainer.EvalOptions
 		objective   string
+		asJSON      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "eval",
-		Short: "Report a checkpoint's loss on a dataset's validation split",
-		Args:  cobra.NoArgs,
+		Short: "Report a checkpoint's loss and perplexity on a split of a dataset",
+		Long: `Report a checkpoint's mean loss per target token and its perplexity (exp of the loss)
+on the validation split of a prepared dataset, or on its train split with --split
+train. The objective is the one the checkpoint was trained with (masked or causal,
+from its trainer state; causal for a Hugging Face directory) unless --objective
+says otherwise, and the masked objective masks with the run's seed unless --seed
+is given. --json prints the result as one JSON object.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ckpt == "" || o.Data == "" {
 				return fmt.Errorf("--checkpoint and --data are required")
 			}
-			if split != "val" {
-				return fmt.Errorf("--split %q: only the validation split (val) is evaluated", split)
+			if split != "val" && split != "train" {
+				return fmt.Errorf("--split %q: want val or train", split)
 			}
-			o.Objective = trainer.Objective(objective)
+			o.Split = split
+			switch trainer.Objective(objective) {
+			case "", trainer.CausalLM, trainer.MaskedLM:
+				o.Objective = trainer.Objective(objective)
+			default:
+				return fmt.Errorf("--objective %q: want causal or masked", objective)
+			}
 			o.Notes = cmd.ErrOrStderr()
-			loss, n, err := trainer.EvaluateCheckpoint(cmd.Context(), ckpt, o)
+			r, err := trainer.EvaluateCheckpointReport(cmd.Context(), ckpt, o)
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return printEvalJSON(cmd, ckpt, o.Data, r)
+			}
 			seq := fmt.Sprint(o.SeqLen)
 			if o.SeqLen == 0 {
-				seq = "the model's context" // resolved inside EvaluateCheckpoint
+				seq = "the model's context" // resolved inside EvaluateCheckpointReport
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s on %s (%s, %d batches of %d x %s): loss %.4f\n", ckpt, o.Data, split, n, o.MicroBatch, seq, loss)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s on %s (%s, %d batches of %d x %s), %s objective: perplexity %.2f, loss %.4f\n",
+				ckpt, o.Data, split, r.Batches, r.MicroBatch, seq, r.Objective, r.Perplexity, r.Loss)
 			return nil
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&ckpt, "checkpoint", "", "checkpoint directory (ringtrain's or a Hugging Face GPT-2 export)")
 	fl.StringVar(&o.Data, "data", "", "prepared dataset directory")
-	fl.StringVar(&split, "split", "val", "split to evaluate (val)")
+	fl.StringVar(&split, "split", "val", "split to evaluate: val or train")
 	fl.IntVar(&o.SeqLen, "seq", 0, "sequence length (0: the model's context)")
 	fl.IntVar(&o.MicroBatch, "batch", 8, "sequences per batch")
 	fl.IntVar(&o.Batches, "batches", 0, "batches to evaluate (0: the whole split)")
-	fl.StringVar(&objective, "objective", "causal", "causal or masked")
-	fl.Uint64Var(&o.Seed, "seed", 1337, "masking seed of the masked objective")
+	fl.StringVar(&objective, "objective", "", "causal or masked (default: the objective the checkpoint was trained with)")
+	fl.Uint64Var(&o.Seed, "seed", 0, "masking seed of the masked objective (0: the seed the checkpoint was trained with)")
+	fl.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	fl.StringVar(&o.Tokenizer, "tokenizer", "", "tokenizer of a dataset without a tokenizer file (llm.c shards): gpt2 (the default there), byte, or a tokenizer file")
 	return cmd
+}
+
+// evalJSON is what `ringtrain eval --json` prints.
+type evalJSON struct {
+	Checkpoint string  `json:"checkpoint"`
+	Data       string  `json:"data"`
+	Split      string  `json:"split"`
+	Objective  string  `json:"objective"`
+	Loss       float64 `json:"loss"`
+	Perplexity float64 `json:"perplexity"`
+	Tokens     int64   `json:"tokens"` // target tokens scored
+	Batches    int     `json:"batches"`
+	Batch      int     `json:"batch"`   // sequences per batch
+	SeqLen     int     `json:"seq_len"` // tokens per sequence
+	Seed       uint64  `json:"seed,omitempty"`
+}
+
+func printEvalJSON(cmd *cobra.Command, ckpt, data string, r *trainer.EvalReport) error {
+	v := evalJSON{
+		Checkpoint: ckpt, Data: data, Split: r.Split, Objective: string(r.Objective),
+		Loss: r.Loss, Perplexity: r.Perplexity, Tokens: r.Tokens, Batches: r.Batches,
+		Batch: r.MicroBatch, SeqLen: r.SeqLen,
+	}
+	if r.Objective == trainer.MaskedLM {
+		v.Seed = r.Seed
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("--json: %w", err)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s\n", b)
+	return nil
 }

@@ -169,7 +169,7 @@ func runLocalCluster(cmd *cobra.Command, g *globals, log *slog.Logger, spec trai
 		return "", err
 	}
 	defer stop()
-	quiet := quietLogger(g)
+	quiet := quietLogger(log)
 	res, err := localcluster.Run(cmd.Context(), localcluster.Options{
 		Spec: spec, Workers: n, Coordinators: coordinators, Dir: dir,
 		Replica:  coordinator.Config{Logger: quiet, Settle: 100 * time.Millisecond},

@@ -124,20 +124,9 @@ func (g *globals) stopProfile() {
 	}
 }
 
+// logger returns the process's logger (newLogger) on standard error.
 func (g *globals) logger() (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: %w", g.logLevel, err)
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch g.logFormat {
-	case "text":
-		return slog.New(slog.NewTextHandler(logOutput(), opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(logOutput(), opts)), nil
-	default:
-		return nil, fmt.Errorf("--log-format %q: want text or json", g.logFormat)
-	}
+	return newLogger(logOutput(), g.logLevel, g.logFormat, sameTerminal(os.Stdout, os.Stderr))
 }
 
 // logOutput is where logs go: standard error, through a writer that first erases

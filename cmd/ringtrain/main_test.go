@@ -222,7 +222,8 @@ func TestBadFlagValues(t *testing.T) {
 		{tinyTrain(data, t.TempDir(), "--steps", "ten"), "--steps"},
 		{[]string{"train", "--steps", "1"}, "--data"},
 		{[]string{"eval", "--checkpoint", "x"}, "--data"},
-		{[]string{"eval", "--checkpoint", "x", "--data", data, "--split", "train"}, "--split"},
+		{[]string{"eval", "--checkpoint", "x", "--data", data, "--split", "test"}, "--split"},
+		{[]string{"eval", "--checkpoint", "x", "--data", data, "--objective", "mlm"}, "--objective"},
 		{[]string{"export", "--checkpoint", "x", "--out", "y", "--format", "onnx"}, "--format"},
 		{[]string{"generate"}, "--checkpoint"},
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"os"
 	"time"
@@ -57,7 +56,7 @@ PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 				return err
 			}
 			log = log.With("ordinal", g.ident.Ordinal)
-			log.Info("starting worker", "id", id, "advertise", advert, "ordinal_from", orNone(g.ident.OrdinalFrom))
+			log.Info("starting worker", "worker", id, "advertise", advert, "ordinal_from", orNone(g.ident.OrdinalFrom))
 			cl, err := coordinator.NewClient(splitList(addrs), coordinator.ClientOptions{Logger: log})
 			if err != nil {
 				return err
@@ -250,14 +249,4 @@ func weightsDigest(params []float32) string {
 		params = params[n:]
 	}
 	return hex.EncodeToString(h.Sum(nil)[:8])
-}
-
-// quietLogger returns a logger at warn level or above (the level of log when that
-// is higher), for chatty embedded components.
-func quietLogger(g *globals) *slog.Logger {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil || level < slog.LevelWarn {
-		level = slog.LevelWarn
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/grpclog"
+
+	"github.com/ringtrain/ringtrain/trainer"
+)
+
+// captureStderr points os.Stderr at a file while run runs, and returns what was
+// written there.
+func captureStderr(t *testing.T, run func()) string {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	saved := os.Stderr
+	os.Stderr = f
+	func() {
+		defer func() { os.Stderr = saved }()
+		run()
+	}()
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// jsonLines parses every line of out as one JSON object, failing the test on a line
+// that is not one or that repeats a key.
+func jsonLines(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var recs []map[string]any
+	for line := range strings.Lines(out) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("not a JSON record: %v\n%q", err, line)
+			continue
+		}
+		if dup := duplicateKeys([]byte(line)); dup != nil {
+			t.Errorf("record repeats %v: %s", dup, line)
+		}
+		recs = append(recs, rec)
+	}
+	return recs
+}
+
+// duplicateKeys returns the keys that occur more than once in one object of the JSON
+// document doc (nil when none, or when doc is not JSON).
+func duplicateKeys(doc []byte) []string {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	var dups []string
+	var walk func() error
+	walk = func() error {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				key, _ := k.(string)
+				if seen[key] {
+					dups = append(dups, key)
+				}
+				seen[key] = true
+				if err := walk(); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+			return err
+		case json.Delim('['):
+			for dec.More() {
+				if err := walk(); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+			return err
+		}
+		return nil
+	}
+	if walk() != nil {
+		return nil
+	}
+	return dups
+}
+
+func TestDuplicateKeys(t *testing.T) {
+	for doc, want := range map[string]string{
+		`{"a":1,"b":2}`:                "[]",
+		`{"a":1,"a":2}`:                "[a]",
+		`{"a":{"b":1,"b":2},"c":[{}]}`: "[b]",
+		`{"a":[{"x":1,"x":1}],"a":0}`:  "[x a]",
+	} {
+		if got := duplicateKeys([]byte(doc)); strings.Join(got, " ") != strings.Trim(want, "[]") {
+			t.Errorf("duplicateKeys(%s) = %v, want %s", doc, got, want)
+		}
+	}
+}
+
+// TestLocalJSONLogs runs `ringtrain local --log-format json` at debug level (the
+// workers, the ring, the coordinator client and the embedded replica all log):
+// every line on standard error is a JSON record with no repeated key, and the
+// evaluations are logged (standard error is no terminal here).
+func TestLocalJSONLogs(t *testing.T) {
+	data := prepareData(t)
+	dir := t.TempDir()
+	var out string
+	stderr := captureStderr(t, func() {
+		out = mustRun(t, "--log-format", "json", "--log-level", "debug", "local", "--data", data, "--dir", dir,
+			"--steps", "4", "--eval-interval", "2", "--sample-tokens", "0", "--coordinators", "3",
+			"--layers", "1", "--heads", "2", "--embd", "16", "--seq", "16", "--batch", "2", "--eval-batches", "1")
+	})
+	if !strings.Contains(out, "done: step 4,") {
+		t.Errorf("local output:\n%s", out)
+	}
+	recs := jsonLines(t, stderr)
+	var evals, workers int
+	keys := map[string]bool{}
+	for _, rec := range recs {
+		for k := range rec {
+			keys[k] = true
+		}
+		if rec["msg"] == trainer.EvalLogMessage && rec["level"] == "INFO" {
+			evals++
+		}
+		if rec["worker"] != nil {
+			workers++
+		}
+	}
+	if evals != 2 || workers == 0 {
+		t.Errorf("%d eval records (want 2), %d worker records (want some) in:\n%s", evals, workers, stderr)
+	}
+	for _, k := range []string{"member", "generation", "rank"} {
+		if !keys[k] {
+			t.Errorf("no record has %q (the ring's debug records are missing)", k)
+		}
+	}
+	if strings.Contains(out, `"level"`) {
+		t.Errorf("log records on standard output:\n%s", out)
+	}
+}
+
+func TestEvalEchoHandler(t *testing.T) {
+	cases := []struct {
+		level  string
+		echoed bool
+		msg    string
+		want   string // level of the record written, "" for none
+	}{
+		{"info", false, trainer.EvalLogMessage, "INFO"},
+		{"info", true, trainer.EvalLogMessage, ""},
+		{"debug", true, trainer.EvalLogMessage, "DEBUG"},
+		{"info", true, "checkpoint written", "INFO"},
+		{"warn", true, "checkpoint written", ""},
+	}
+	for _, c := range cases {
+		var buf bytes.Buffer
+		log, err := newLogger(&buf, c.level, "json", c.echoed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.With("worker", "w0").Info(c.msg, "step", 5, "val_loss", 2.5)
+		recs := jsonLines(t, buf.String())
+		switch {
+		case c.want == "" && len(recs) != 0:
+			t.Errorf("%+v: logged %v, want nothing", c, recs)
+		case c.want != "" && (len(recs) != 1 || recs[0]["level"] != c.want || recs[0]["worker"] != "w0"):
+			t.Errorf("%+v: logged %v, want one record at %s", c, recs, c.want)
+		}
+	}
+}
+
+func TestNewLoggerBadFlags(t *testing.T) {
+	if _, err := newLogger(os.Stderr, "loud", "json", false); err == nil || !strings.Contains(err.Error(), "--log-level") {
+		t.Errorf("bad level: error %v", err)
+	}
+	if _, err := newLogger(os.Stderr, "info", "xml", false); err == nil || !strings.Contains(err.Error(), "--log-format") {
+		t.Errorf("bad format: error %v", err)
+	}
+}
+
+// TestQuietLogger: the embedded components' logger keeps the process's format and
+// output and passes warnings and errors only.
+func TestQuietLogger(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := newLogger(&buf, "debug", "json", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := quietLogger(log).With("replica", "c0")
+	q.Info("chatty")
+	q.Debug("chattier")
+	q.Warn("worth a look")
+	q.Error("broken")
+	recs := jsonLines(t, buf.String())
+	if len(recs) != 2 || recs[0]["level"] != "WARN" || recs[1]["level"] != "ERROR" || recs[0]["replica"] != "c0" {
+		t.Errorf("quiet logger wrote %v, want the warning and the error", recs)
+	}
+	if q.Enabled(context.Background(), slog.LevelInfo) {
+		t.Error("quiet logger enabled at info")
+	}
+}
+
+// TestGRPCLogsThroughSlog: gRPC's global logger writes through the process's
+// logger, in its format: errors as errors, warnings at debug, info at debug-4.
+func TestGRPCLogsThroughSlog(t *testing.T) {
+	var buf bytes.Buffer
+	if _, err := newLogger(&buf, "debug", "json", false); err != nil {
+		t.Fatal(err)
+	}
+	defer grpcLogs.use(slog.New(slog.DiscardHandler))
+	grpclog.Errorf("addrConn.createTransport failed to connect to %q", "127.0.0.1:1")
+	grpclog.Warningln("transport closing")
+	grpclog.Info("state change") // below debug: dropped
+	if grpclog.V(2) {
+		t.Error("V(2) at debug level, want false")
+	}
+	recs := jsonLines(t, buf.String())
+	if len(recs) != 2 {
+		t.Fatalf("gRPC logged %v, want 2 records", recs)
+	}
+	if recs[0]["level"] != "ERROR" || recs[0]["msg"] != `addrConn.createTransport failed to connect to "127.0.0.1:1"` || recs[0]["component"] != "grpc" {
+		t.Errorf("gRPC error logged as %v", recs[0])
+	}
+	if recs[1]["level"] != "DEBUG" || recs[1]["msg"] != "transport closing" {
+		t.Errorf("gRPC warning logged as %v", recs[1])
+	}
+}
