@@ -30,6 +30,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		ringTimeout        time.Duration
 		metricsAddr        string
 		auditPath          string
+		leaveExitCode      int
 	)
 	host, _ := os.Hostname()
 	cmd := &cobra.Command{
@@ -40,7 +41,9 @@ all-reduce) on --listen, and trains its share of the submitted job in every plan
 generation it is a member of. It leaves the cluster and exits when the job is done,
 or on SIGINT/SIGTERM (a graceful leave: the step in flight is abandoned, the worker
 tells the coordinator it is gone so the others continue at once in a new generation,
-and it exits 0). The job's dataset directory must be readable at the same path on
+and it exits 0, or --leave-exit-code: a Kubernetes Job gives 143, so that a pod
+stopped before the job is finished is not counted as done but replaced at its index).
+The job's dataset directory must be readable at the same path on
 every worker; checkpoints are written by rank 0 under the job's run directory.
 
 Every flag can also be given as RINGTRAIN_<FLAG> in the environment; flags win. In a
@@ -49,6 +52,9 @@ PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 		Example: `  ringtrain worker --coordinators host0:7001,host1:7001,host2:7001 --listen :7100 --advertise host3:7100`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if leaveExitCode < 0 || leaveExitCode > 255 {
+				return fmt.Errorf("--leave-exit-code %d: want an exit status in [0, 255]", leaveExitCode)
+			}
 			log, err := g.logger()
 			if err != nil {
 				return err
@@ -88,6 +94,9 @@ PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 			if err != nil {
 				if errors.Is(err, cmd.Context().Err()) {
 					log.Info("stopped", "reason", err)
+					if leaveExitCode != 0 {
+						return exitCode{code: leaveExitCode, err: fmt.Errorf("stopped before the job finished (--leave-exit-code %d): %w", leaveExitCode, err)}
+					}
 					return nil
 				}
 				return err
@@ -105,6 +114,7 @@ PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 	f.DurationVar(&ringTimeout, "ring-timeout", 0, "how long a ring operation waits for a silent neighbour (0: 5s)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", metricsAddrHelp)
 	f.StringVar(&auditPath, "audit-log", "", "append an audit of every contribution and applied update to this file (check with 'ringtrain audit')")
+	f.IntVar(&leaveExitCode, "leave-exit-code", 0, "exit status after a graceful leave on SIGINT/SIGTERM before the job is finished (a Kubernetes Job: 143, so the pod is replaced)")
 	return cmd
 }
 
