@@ -6,19 +6,23 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -973,14 +977,7 @@ func TestComposeFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	var f struct {
-		Services map[string]struct {
-			Image       string            `yaml:"image"`
-			Command     []string          `yaml:"command"`
-			Environment map[string]string `yaml:"environment"`
-			User        string            `yaml:"user"`
-			ReadOnly    bool              `yaml:"read_only"`
-			CapDrop     []string          `yaml:"cap_drop"`
-		} `yaml:"services"`
+		Services map[string]composeService `yaml:"services"`
 	}
 	if err := yaml.Unmarshal(b, &f); err != nil {
 		t.Fatalf("compose.yaml: %v", err)
@@ -1048,6 +1045,142 @@ func TestComposeFile(t *testing.T) {
 	}
 	if _, err := trainer.LoadSpec(filepath.Join(deployDir, "docker/job.yaml")); err != nil {
 		t.Errorf("docker/job.yaml: %v", err)
+	}
+
+	// Health checks and start order: every server checks itself with the image's
+	// own binary; the workers and the submit step wait for healthy coordinators, and
+	// the submit step for the shards.
+	entry := imageEntrypoint(t)
+	for name, s := range f.Services {
+		p := cmds[name]
+		switch p.cmd.Name() {
+		case "coordinator", "worker":
+			checkHealthcheck(t, name, s, p, entry)
+		}
+		switch p.cmd.Name() {
+		case "worker", "submit":
+			for _, c := range coords {
+				if got := s.DependsOn[c].Condition; got != "service_healthy" {
+					t.Errorf("service %s: depends on %s with condition %q, want service_healthy", name, c, got)
+				}
+			}
+		}
+		if p.cmd.Name() == "submit" {
+			for dep, d := range s.DependsOn {
+				if cmds[dep].cmd.Name() == "prepare" && d.Condition != "service_completed_successfully" {
+					t.Errorf("service %s: depends on %s with condition %q, want service_completed_successfully", name, dep, d.Condition)
+				}
+			}
+		}
+	}
+}
+
+// TestComposeConfig has every compose implementation installed here validate the
+// compose file (`config -q`): the docker compose plugin (v2) and the Python
+// docker-compose (v1) that Debian packages, which reads it too. It is skipped
+// where neither is installed.
+func TestComposeConfig(t *testing.T) {
+	file := filepath.Join(deployDir, "docker/compose.yaml")
+	ran := 0
+	for _, bin := range [][]string{{"docker", "compose"}, {"docker-compose"}} {
+		if _, err := exec.LookPath(bin[0]); err != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		version := exec.CommandContext(ctx, bin[0], append(bin[1:], "version")...)
+		if version.Run() != nil {
+			cancel()
+			continue // `docker` without the compose plugin
+		}
+		cmd := exec.CommandContext(ctx, bin[0], append(bin[1:], "-f", file, "config", "-q")...)
+		cmd.Env = append(os.Environ(), "RINGTRAIN_IMAGE=", "RINGTRAIN_JOB_FILE=")
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Errorf("%s config: %v\n%s", strings.Join(bin, " "), err, out)
+		} else {
+			t.Logf("%s config: ok", strings.Join(bin, " "))
+		}
+		ran++
+	}
+	if ran == 0 {
+		t.Skip("neither `docker compose` nor docker-compose is installed")
+	}
+}
+
+// composeService is what TestComposeFile reads of a compose service.
+type composeService struct {
+	Image       string            `yaml:"image"`
+	Command     []string          `yaml:"command"`
+	Environment map[string]string `yaml:"environment"`
+	User        string            `yaml:"user"`
+	ReadOnly    bool              `yaml:"read_only"`
+	CapDrop     []string          `yaml:"cap_drop"`
+	Healthcheck *struct {
+		Test        []string `yaml:"test"`
+		Interval    string   `yaml:"interval"`
+		Timeout     string   `yaml:"timeout"`
+		StartPeriod string   `yaml:"start_period"`
+		Retries     int      `yaml:"retries"`
+	} `yaml:"healthcheck"`
+	DependsOn map[string]struct {
+		Condition string `yaml:"condition"`
+	} `yaml:"depends_on"`
+}
+
+// imageEntrypoint returns the binary's path in the image, from the Dockerfile's
+// ENTRYPOINT.
+func imageEntrypoint(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(deployDir, "docker/Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^ENTRYPOINT \["([^"]+)"\]$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("Dockerfile: no ENTRYPOINT [\"...\"]")
+	}
+	return string(m[1])
+}
+
+// checkHealthcheck checks a compose server's health check: `ringtrain health`
+// run by the image's binary (exec form: the image has no shell) against the
+// process's own gRPC port on the loopback, about a service it reports, within the
+// check's timeout, and not redirected by a RINGTRAIN_* variable of the service.
+func checkHealthcheck(t *testing.T, name string, s composeService, server parsedCmd, entry string) {
+	t.Helper()
+	hc := s.Healthcheck
+	if hc == nil || len(hc.Test) < 3 || hc.Test[0] != "CMD" || hc.Test[1] != entry {
+		t.Errorf("service %s: want a healthcheck test [CMD, %s, health, ...] (the image has no shell), have %+v", name, entry, hc)
+		return
+	}
+	where := "service " + name + " healthcheck"
+	p := parseArgs(t, where, hc.Test[2:], nil)
+	if p.cmd.Name() != "health" {
+		t.Fatalf("%s: runs %q, want `ringtrain health`", where, p.cmd.CommandPath())
+	}
+	// The check runs in the service's environment, where RINGTRAIN_<FLAG> would
+	// set a flag of `health` too.
+	p.cmd.Flags().VisitAll(func(fl *pflag.Flag) {
+		if v, ok := s.Environment["RINGTRAIN_"+strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))]; ok {
+			t.Errorf("%s: the service's environment sets --%s=%s of the check", where, fl.Name, v)
+		}
+	})
+	grpcPorts, _, _ := servedPorts(t, name, server)
+	host, _, err := net.SplitHostPort(p.flag("addr"))
+	if err != nil || (host != "127.0.0.1" && host != "localhost") || !slices.Contains(grpcPorts, port(t, where, p.flag("addr"))) {
+		t.Errorf("%s: --addr %s, want the loopback and the gRPC port (%v)", where, p.flag("addr"), grpcPorts)
+	}
+	if svc := p.flag("service"); svc != "" && (server.cmd.Name() != "coordinator" || svc != "ringtrain.v1.Coordinator") {
+		t.Errorf("%s: --service %q, which the %s does not report", where, svc, server.cmd.Name())
+	}
+	timeout, err := time.ParseDuration(hc.Timeout)
+	check, err2 := time.ParseDuration(p.flag("timeout"))
+	if err != nil || err2 != nil || check >= timeout {
+		t.Errorf("%s: health --timeout %s must end before the check's timeout %q", where, p.flag("timeout"), hc.Timeout)
+	}
+	if _, err := time.ParseDuration(hc.Interval); err != nil || hc.Retries < 1 {
+		t.Errorf("%s: want an interval and retries (%q, %d)", where, hc.Interval, hc.Retries)
 	}
 }
 
