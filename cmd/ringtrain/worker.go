@@ -47,7 +47,8 @@ The job's dataset directory must be readable at the same path on
 every worker; checkpoints are written by rank 0 under the job's run directory.
 
 Every flag can also be given as RINGTRAIN_<FLAG> in the environment; flags win. In a
-Kubernetes pod the default --id is POD_NAME, and MASTER_ADDR:MASTER_PORT (as a
+Kubernetes pod the default --id is POD_NAME (in an Indexed Job the host name
+<job>-<index>, which a replacement pod keeps), and MASTER_ADDR:MASTER_PORT (as a
 PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 		Example: `  ringtrain worker --coordinators host0:7001,host1:7001,host2:7001 --listen :7100 --advertise host3:7100`,
 		Args:    cobra.NoArgs,
