@@ -6,18 +6,23 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -120,7 +125,11 @@ type rendered struct {
 	statefulSets []*appsv1.StatefulSet
 	jobs         []*batchv1.Job
 	pdbs         []*policyv1.PodDisruptionBudget
+	all          []metav1.Object // every object, in the order rendered
 }
+
+// objects returns every rendered object.
+func (r *rendered) objects() []metav1.Object { return r.all }
 
 func render(t *testing.T, dir string) *rendered {
 	t.Helper()
@@ -144,6 +153,7 @@ func render(t *testing.T, dir string) *rendered {
 			t.Fatalf("%s: %v\n%s", dir, err, doc)
 		}
 		checkNames(t, dir, obj)
+		r.all = append(r.all, obj.(metav1.Object))
 		switch o := obj.(type) {
 		case *corev1.Namespace:
 			r.namespaces = append(r.namespaces, o)
@@ -199,6 +209,10 @@ func checkNames(t *testing.T, dir string, obj any) {
 		bad("StatefulSet name", validation.IsDNS1123Label(o.Name+"-99"))
 		tmpl = &o.Spec.Template
 	case *batchv1.Job:
+		// An Indexed Job's pods have the host names <name>-<index>, DNS labels.
+		if o.Spec.CompletionMode != nil && *o.Spec.CompletionMode == batchv1.IndexedCompletion {
+			bad("Indexed Job name", validation.IsDNS1123Label(o.Name+"-99"))
+		}
 		tmpl = &o.Spec.Template
 	}
 	if tmpl == nil {
@@ -224,6 +238,17 @@ func (r *rendered) statefulSet(t *testing.T, component string) *appsv1.StatefulS
 		}
 	}
 	t.Fatalf("%s: no StatefulSet of component %s", r.dir, component)
+	return nil
+}
+
+func (r *rendered) job(t *testing.T, component string) *batchv1.Job {
+	t.Helper()
+	for _, j := range r.jobs {
+		if j.Spec.Template.Labels["app.kubernetes.io/component"] == component {
+			return j
+		}
+	}
+	t.Fatalf("%s: no Job of component %s", r.dir, component)
 	return nil
 }
 
@@ -321,18 +346,94 @@ func servedPorts(t *testing.T, where string, p parsedCmd) (grpcPorts []int32, me
 	return grpcPorts, metrics, all
 }
 
-func envMap(env []corev1.EnvVar) map[string]string {
-	m := map[string]string{}
-	for _, e := range env {
-		m[e.Name] = e.Value
+// podMeta is what the downward API tells a container about its pod.
+type podMeta struct {
+	name, namespace     string // name "" when not known in advance (a Job's pods)
+	labels, annotations map[string]string
+}
+
+// indexedPod is the metadata of an Indexed Job's pod of completion index i: the
+// template's labels and annotations plus the index the Job controller adds.
+func indexedPod(namespace string, tmpl corev1.PodTemplateSpec, i int) podMeta {
+	m := podMeta{namespace: namespace, labels: maps.Clone(tmpl.Labels), annotations: maps.Clone(tmpl.Annotations)}
+	if m.labels == nil {
+		m.labels = map[string]string{}
 	}
+	if m.annotations == nil {
+		m.annotations = map[string]string{}
+	}
+	m.labels[batchv1.JobCompletionIndexAnnotation] = strconv.Itoa(i)
+	m.annotations[batchv1.JobCompletionIndexAnnotation] = strconv.Itoa(i)
 	return m
+}
+
+var (
+	varRef       = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+	labelOrAnnot = regexp.MustCompile(`^metadata\.(labels|annotations)\['([^']+)'\]$`)
+)
+
+// expandVars expands $(VAR) from vars as the kubelet does; a reference to a
+// variable that is not defined stays as written.
+func expandVars(s string, vars map[string]string) string {
+	return varRef.ReplaceAllStringFunc(s, func(ref string) string {
+		if v, ok := vars[ref[2:len(ref)-1]]; ok {
+			return v
+		}
+		return ref
+	})
+}
+
+// containerEnv resolves a container's environment as the kubelet does: a value's
+// $(VAR) from the variables defined before it, a fieldRef from the pod's metadata.
+// Variables whose value is not known here (resourceFieldRef, the name of a pod that
+// has none in advance) are left out.
+func containerEnv(t *testing.T, where string, c corev1.Container, pod podMeta) map[string]string {
+	t.Helper()
+	env := map[string]string{}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = expandVars(e.Value, env)
+		case e.ValueFrom.FieldRef != nil:
+			path := e.ValueFrom.FieldRef.FieldPath
+			if m := labelOrAnnot.FindStringSubmatch(path); m != nil {
+				from := pod.labels
+				if m[1] == "annotations" {
+					from = pod.annotations
+				}
+				v, ok := from[m[2]]
+				if !ok {
+					t.Errorf("%s: %s from %s, which the pod does not have", where, e.Name, path)
+				}
+				env[e.Name] = v
+				continue
+			}
+			switch path {
+			case "metadata.namespace":
+				env[e.Name] = pod.namespace
+			case "metadata.name":
+				if pod.name != "" {
+					env[e.Name] = pod.name
+				}
+			}
+		}
+	}
+	return env
+}
+
+// expandArgs expands a container's arguments with its environment.
+func expandArgs(args []string, env map[string]string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = expandVars(a, env)
+	}
+	return out
 }
 
 // checkPod checks a pod template's ringtrain containers against the binary and
 // the platform's security conventions. It returns the parsed command of each
 // container, by container name.
-func checkPod(t *testing.T, where string, tmpl corev1.PodTemplateSpec, wantImage string) map[string]parsedCmd {
+func checkPod(t *testing.T, where string, tmpl corev1.PodTemplateSpec, pod podMeta, wantImage string) map[string]parsedCmd {
 	t.Helper()
 	spec := tmpl.Spec
 	psc := spec.SecurityContext
@@ -384,7 +485,12 @@ func checkPod(t *testing.T, where string, tmpl corev1.PodTemplateSpec, wantImage
 		if len(c.Command) > 0 {
 			t.Errorf("%s: command %q replaces the image's entrypoint; give args only", cw, c.Command)
 		}
-		p := parseArgs(t, cw, c.Args, envMap(c.Env))
+		env := containerEnv(t, cw, c, pod)
+		args := expandArgs(c.Args, env)
+		if i := slices.IndexFunc(args, varRef.MatchString); i >= 0 {
+			t.Errorf("%s: argument %q refers to an undefined variable", cw, args[i])
+		}
+		p := parseArgs(t, cw, args, env)
 		out[c.Name] = p
 
 		// Every directory the command writes is a mounted volume (the root is read-only).
@@ -504,14 +610,18 @@ func TestKubernetesFilesStrict(t *testing.T) {
 }
 
 func checkRendered(t *testing.T, r *rendered) {
-	// One namespace, and every object in it.
-	if len(r.namespaces) != 1 {
-		t.Fatalf("%d Namespaces, want 1", len(r.namespaces))
+	// One namespace for every object; the Namespace object itself, when the
+	// kustomization creates it (an instance beside another one deploys into it).
+	if len(r.namespaces) > 1 {
+		t.Fatalf("%d Namespaces, want at most 1", len(r.namespaces))
 	}
-	ns := r.namespaces[0].Name
-	for _, s := range r.statefulSets {
-		if s.Namespace != ns {
-			t.Errorf("StatefulSet %s in namespace %q, want %q", s.Name, s.Namespace, ns)
+	ns := r.statefulSet(t, "coordinator").Namespace
+	if len(r.namespaces) == 1 && r.namespaces[0].Name != ns {
+		t.Errorf("Namespace %s, but the objects are in %q", r.namespaces[0].Name, ns)
+	}
+	for _, o := range r.objects() {
+		if _, isNS := o.(*corev1.Namespace); !isNS && o.GetNamespace() != ns {
+			t.Errorf("%T %s in namespace %q, want %q", o, o.GetName(), o.GetNamespace(), ns)
 		}
 	}
 
@@ -532,33 +642,48 @@ func checkRendered(t *testing.T, r *rendered) {
 	if co.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
 		t.Errorf("coordinator podManagementPolicy %q, want Parallel (the replicas must start together to elect)", co.Spec.PodManagementPolicy)
 	}
-	headless := checkHeadless(t, r, co)
+	if !selects(co.Spec.Selector.MatchLabels, co.Spec.Template.Labels) {
+		t.Errorf("StatefulSet %s: selector does not select its own template", co.Name)
+	}
+	headless := checkHeadless(t, r, co.Spec.ServiceName, "StatefulSet "+co.Name, co.Spec.Template)
 	if len(co.Spec.VolumeClaimTemplates) != 1 {
 		t.Errorf("coordinator: want one volumeClaimTemplate (the Raft data), have %d", len(co.Spec.VolumeClaimTemplates))
 	}
-	coCmds := checkPod(t, "coordinator", withClaims(co), image)
-	cp, ok := coCmds["coordinator"]
-	if !ok || cp.cmd.Name() != "coordinator" {
-		t.Fatalf("coordinator StatefulSet: no container running `ringtrain coordinator`")
-	}
-	raftPort := port(t, "coordinator", cp.flag("raft-addr"))
-	grpcPort := port(t, "coordinator", cp.flag("grpc-addr"))
-	peers, err := coordinator.ParsePeers(cp.flag("peers"))
-	if err != nil {
-		t.Fatalf("coordinator --peers: %v", err)
-	}
-	if len(peers) != replicas {
-		t.Errorf("coordinator --peers has %d replicas, the StatefulSet %d", len(peers), replicas)
-	}
-	for i := range replicas {
-		pod := fmt.Sprintf("%s-%d", co.Name, i)
-		want := net.JoinHostPort(pod+"."+headless.Name, strconv.Itoa(int(raftPort)))
-		if !slices.ContainsFunc(peers, func(p coordinator.Peer) bool { return p.ID == pod && p.Addr == want }) {
-			t.Errorf("coordinator --peers %v: want %s=%s (the pod name is its --id)", peers, pod, want)
-		}
-	}
 	if !hasFieldEnv(co.Spec.Template.Spec.Containers[0].Env, "POD_NAME", "metadata.name") {
 		t.Errorf("coordinator: POD_NAME must come from metadata.name (it is the Raft server id)")
+	}
+	var cp parsedCmd
+	var raftPort, grpcPort int32
+	for i := range replicas {
+		// Each replica's pod: its name, and the pod-index label the controller adds.
+		pod := fmt.Sprintf("%s-%d", co.Name, i)
+		meta := podMeta{name: pod, namespace: ns, labels: maps.Clone(co.Spec.Template.Labels)}
+		meta.labels[appsv1.PodIndexLabel] = strconv.Itoa(i)
+		coCmds := checkPod(t, "coordinator "+pod, withClaims(co), meta, image)
+		var ok bool
+		if cp, ok = coCmds["coordinator"]; !ok || cp.cmd.Name() != "coordinator" {
+			t.Fatalf("coordinator StatefulSet: no container running `ringtrain coordinator`")
+		}
+		raftPort = port(t, "coordinator", cp.flag("raft-addr"))
+		grpcPort = port(t, "coordinator", cp.flag("grpc-addr"))
+		peers, err := coordinator.ParsePeers(cp.flag("peers"))
+		if err != nil {
+			t.Fatalf("coordinator --peers: %v", err)
+		}
+		if len(peers) != replicas {
+			t.Errorf("coordinator --peers has %d replicas, the StatefulSet %d", len(peers), replicas)
+		}
+		for j := range replicas {
+			peer := fmt.Sprintf("%s-%d", co.Name, j)
+			want := net.JoinHostPort(peer+"."+headless.Name, strconv.Itoa(int(raftPort)))
+			if !slices.ContainsFunc(peers, func(p coordinator.Peer) bool { return p.ID == peer && p.Addr == want }) {
+				t.Errorf("coordinator --peers %v: want %s=%s (the pod name is its --id)", peers, peer, want)
+			}
+		}
+		id, err := identityFromEnv(envOf(containerEnv(t, pod, co.Spec.Template.Spec.Containers[0], meta)), pod)
+		if err != nil || id.Name != pod || id.Ordinal != i {
+			t.Errorf("coordinator %s: identity %+v (%v), want the id %s and ordinal %d", pod, id, err, pod, i)
+		}
 	}
 	if !servicePorts(headless, raftPort, grpcPort) {
 		t.Errorf("coordinator headless Service ports %v, want %d and %d", headless.Spec.Ports, raftPort, grpcPort)
@@ -575,7 +700,7 @@ func checkRendered(t *testing.T, r *rendered) {
 	if pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 || pdb.Spec.MinAvailable != nil {
 		t.Errorf("PDB %s: want maxUnavailable 1", pdb.Name)
 	}
-	wk := r.statefulSet(t, "worker")
+	wk := r.job(t, "worker")
 	if pdb.Spec.Selector != nil && selects(pdb.Spec.Selector.MatchLabels, wk.Spec.Template.Labels) {
 		t.Errorf("PDB %s also selects the workers", pdb.Name)
 	}
@@ -606,28 +731,41 @@ func checkRendered(t *testing.T, r *rendered) {
 		}
 	}
 
-	// Workers: a headless Service, stable names advertised on the peer port, a
-	// grace period that covers a step and the leave.
-	whs := checkHeadless(t, r, wk)
-	wCmds := checkPod(t, "worker", wk.Spec.Template, image)
-	wp, ok := wCmds["worker"]
-	if !ok || wp.cmd.Name() != "worker" {
-		t.Fatalf("worker StatefulSet: no container running `ringtrain worker`")
+	// Workers: an Indexed Job that completes when every index has exited 0, whose
+	// pods keep their host name <job>-<index> under the headless Service (subdomain)
+	// across replacements; a graceful leave is replaced without counting as done.
+	checkWorkerJob(t, wk)
+	whs := checkHeadless(t, r, wk.Spec.Template.Spec.Subdomain, "Job "+wk.Name+" subdomain", wk.Spec.Template)
+	if selects(whs.Spec.Selector, co.Spec.Template.Labels) {
+		t.Errorf("worker Service %s also selects the coordinators", whs.Name)
 	}
-	checkCoordinators("worker", wp)
-	listen := port(t, "worker", wp.flag("listen"))
-	wantAdv := fmt.Sprintf("$(POD_NAME).%s.$(POD_NAMESPACE).svc:%d", whs.Name, listen)
-	if got := wp.flag("advertise"); got != wantAdv {
-		t.Errorf("worker advertises %q, want %q (the pod's stable DNS name)", got, wantAdv)
+	var wp parsedCmd
+	var listen int32
+	for i := range int(*wk.Spec.Completions) {
+		meta := indexedPod(ns, wk.Spec.Template, i)
+		wCmds := checkPod(t, fmt.Sprintf("worker %d", i), wk.Spec.Template, meta, image)
+		var ok bool
+		if wp, ok = wCmds["worker"]; !ok || wp.cmd.Name() != "worker" {
+			t.Fatalf("worker Job: no container running `ringtrain worker`")
+		}
+		checkCoordinators("worker", wp)
+		listen = port(t, "worker", wp.flag("listen"))
+		host := fmt.Sprintf("%s-%d", wk.Name, i)
+		wantAdv := fmt.Sprintf("%s.%s.%s.svc:%d", host, whs.Name, ns, listen)
+		if got := wp.flag("advertise"); got != wantAdv {
+			t.Errorf("worker %d advertises %q, want %q (the pod's stable DNS name)", i, got, wantAdv)
+		}
+		// The id is the host name, which a replacement pod keeps; the pod name
+		// (POD_NAME, were it set) ends in a random suffix.
+		env := containerEnv(t, host, wk.Spec.Template.Spec.Containers[0], meta)
+		env["POD_NAME"] = host + "-x7k2q"
+		id, err := identityFromEnv(envOf(env), host)
+		if err != nil || id.Name != host || id.Ordinal != i {
+			t.Errorf("worker %d: identity %+v (%v), want the id %s and ordinal %d", i, id, err, host, i)
+		}
 	}
-	env := wk.Spec.Template.Spec.Containers[0].Env
-	if !hasFieldEnv(env, "POD_NAME", "metadata.name") || !hasFieldEnv(env, "POD_NAMESPACE", "metadata.namespace") {
-		t.Errorf("worker: POD_NAME and POD_NAMESPACE must come from the downward API")
-	}
-	// $(VAR) is expanded only from variables defined earlier in the list.
-	if i := slices.IndexFunc(env, func(e corev1.EnvVar) bool { return e.Name == "RINGTRAIN_ADVERTISE" }); i >= 0 &&
-		slices.IndexFunc(env[:i], func(e corev1.EnvVar) bool { return e.Name == "POD_NAMESPACE" }) < 0 {
-		t.Errorf("worker: RINGTRAIN_ADVERTISE is defined before POD_NAMESPACE, so $(POD_NAMESPACE) would not expand")
+	if code, _ := strconv.Atoi(wp.flag("leave-exit-code")); !ignoresExit(wk, "worker", int32(code)) {
+		t.Errorf("worker Job: --leave-exit-code %s is not ignored by the pod failure policy (a graceful leave must be replaced, not counted)", wp.flag("leave-exit-code"))
 	}
 	if !servicePorts(whs, listen) {
 		t.Errorf("worker headless Service ports %v, want %d", whs.Spec.Ports, listen)
@@ -656,12 +794,13 @@ func checkRendered(t *testing.T, r *rendered) {
 		}
 	}
 
-	// The Job prepares the shards where the job spec reads them, then submits it.
-	if len(r.jobs) != 1 {
-		t.Fatalf("%d Jobs, want 1", len(r.jobs))
+	// The submit Job prepares the shards where the job spec reads them, then
+	// submits it.
+	if len(r.jobs) != 2 {
+		t.Fatalf("%d Jobs, want 2 (the workers and submit)", len(r.jobs))
 	}
-	job := r.jobs[0]
-	jCmds := checkPod(t, "Job "+job.Name, job.Spec.Template, image)
+	job := r.job(t, "submit")
+	jCmds := checkPod(t, "Job "+job.Name, job.Spec.Template, podMeta{namespace: ns, labels: job.Spec.Template.Labels}, image)
 	var prepared, submitted bool
 	for _, p := range jCmds {
 		switch p.cmd.Name() {
@@ -673,8 +812,8 @@ func checkRendered(t *testing.T, r *rendered) {
 		case "submit":
 			submitted = true
 			checkCoordinators("Job "+job.Name, p)
-			if n, _ := strconv.Atoi(p.flag("min-workers")); n > int(*wk.Spec.Replicas) {
-				t.Errorf("submit --min-workers %d but only %d worker replicas", n, *wk.Spec.Replicas)
+			if n, _ := strconv.Atoi(p.flag("min-workers")); n > int(*wk.Spec.Parallelism) {
+				t.Errorf("submit --min-workers %d but only %d workers", n, *wk.Spec.Parallelism)
 			}
 		}
 	}
@@ -688,6 +827,73 @@ func checkRendered(t *testing.T, r *rendered) {
 	}
 }
 
+// checkWorkerJob checks the shape of the workers' Job: Indexed with completions =
+// parallelism (the shape that may be scaled by patching both), pods that are not
+// restarted in place but replaced (restartPolicy Never, which backoffLimitPerIndex
+// and a pod failure policy need) only once terminated (podReplacementPolicy
+// Failed: two pods never hold one worker id), a failure budget per index, evictions
+// not counted, and nothing that removes the finished Job before `kubectl wait`
+// sees it.
+func checkWorkerJob(t *testing.T, j *batchv1.Job) {
+	t.Helper()
+	s := j.Spec
+	if s.CompletionMode == nil || *s.CompletionMode != batchv1.IndexedCompletion {
+		t.Errorf("worker Job %s: completionMode %v, want Indexed", j.Name, s.CompletionMode)
+	}
+	if s.Completions == nil || s.Parallelism == nil || *s.Completions != *s.Parallelism || *s.Completions < 1 {
+		t.Fatalf("worker Job %s: completions %v and parallelism %v must be set and equal", j.Name, s.Completions, s.Parallelism)
+	}
+	if s.Template.Spec.RestartPolicy != corev1.RestartPolicyNever {
+		t.Errorf("worker Job %s: restartPolicy %q, want Never", j.Name, s.Template.Spec.RestartPolicy)
+	}
+	if s.BackoffLimitPerIndex == nil || *s.BackoffLimitPerIndex < 1 {
+		t.Errorf("worker Job %s: want a backoffLimitPerIndex >= 1 (a crashing index is retried on its own)", j.Name)
+	}
+	if s.MaxFailedIndexes != nil {
+		t.Errorf("worker Job %s: maxFailedIndexes would stop every worker when some indexes fail", j.Name)
+	}
+	if s.PodReplacementPolicy == nil || *s.PodReplacementPolicy != batchv1.Failed {
+		t.Errorf("worker Job %s: podReplacementPolicy %v, want Failed", j.Name, s.PodReplacementPolicy)
+	}
+	if s.Selector != nil || (s.ManualSelector != nil && *s.ManualSelector) {
+		t.Errorf("worker Job %s: let the Job controller generate the selector", j.Name)
+	}
+	if s.TTLSecondsAfterFinished != nil || s.ActiveDeadlineSeconds != nil || s.SuccessPolicy != nil {
+		t.Errorf("worker Job %s: no TTL, deadline or success policy: the Job completes when every worker has exited 0, and stays to be waited for", j.Name)
+	}
+	disruption := s.PodFailurePolicy != nil && slices.ContainsFunc(s.PodFailurePolicy.Rules, func(r batchv1.PodFailurePolicyRule) bool {
+		return r.Action == batchv1.PodFailurePolicyActionIgnore && slices.ContainsFunc(r.OnPodConditions, func(c batchv1.PodFailurePolicyOnPodConditionsPattern) bool {
+			return c.Type == corev1.DisruptionTarget && (c.Status == "" || c.Status == corev1.ConditionTrue)
+		})
+	})
+	if !disruption {
+		t.Errorf("worker Job %s: want a pod failure policy that ignores DisruptionTarget (evictions, drains)", j.Name)
+	}
+	if s.Template.Spec.Subdomain == "" {
+		t.Errorf("worker Job %s: no subdomain: the pods have no stable DNS names", j.Name)
+	}
+}
+
+// ignoresExit reports whether the Job's pod failure policy ignores exit code of
+// container (replaces the pod without counting a failure). Rules are tried in order,
+// and the first that matches decides.
+func ignoresExit(j *batchv1.Job, container string, code int32) bool {
+	if code == 0 || j.Spec.PodFailurePolicy == nil {
+		return false
+	}
+	for _, r := range j.Spec.PodFailurePolicy.Rules {
+		e := r.OnExitCodes
+		if e == nil || (e.ContainerName != nil && *e.ContainerName != container) {
+			continue
+		}
+		in := slices.Contains(e.Values, code)
+		if in == (e.Operator == batchv1.PodFailurePolicyOnExitCodesOpIn) {
+			return r.Action == batchv1.PodFailurePolicyActionIgnore
+		}
+	}
+	return false
+}
+
 // withClaims returns a StatefulSet's pod template with its volumeClaimTemplates as
 // volumes, as the controller adds them.
 func withClaims(s *appsv1.StatefulSet) corev1.PodTemplateSpec {
@@ -699,13 +905,14 @@ func withClaims(s *appsv1.StatefulSet) corev1.PodTemplateSpec {
 	return tmpl
 }
 
-// checkHeadless returns the StatefulSet's governing Service, checking that it is
-// headless, publishes not-ready addresses and selects the pods.
-func checkHeadless(t *testing.T, r *rendered, s *appsv1.StatefulSet) *corev1.Service {
+// checkHeadless returns the Service named name that governs the pods of tmpl
+// (owner's serviceName or subdomain), checking that it is headless, publishes
+// not-ready addresses and selects the pods.
+func checkHeadless(t *testing.T, r *rendered, name, owner string, tmpl corev1.PodTemplateSpec) *corev1.Service {
 	t.Helper()
-	svc := r.service(s.Spec.ServiceName)
+	svc := r.service(name)
 	if svc == nil {
-		t.Fatalf("StatefulSet %s: serviceName %q names no Service", s.Name, s.Spec.ServiceName)
+		t.Fatalf("%s: %q names no Service", owner, name)
 	}
 	if svc.Spec.ClusterIP != corev1.ClusterIPNone {
 		t.Errorf("Service %s: clusterIP %q, want None (headless)", svc.Name, svc.Spec.ClusterIP)
@@ -713,11 +920,8 @@ func checkHeadless(t *testing.T, r *rendered, s *appsv1.StatefulSet) *corev1.Ser
 	if !svc.Spec.PublishNotReadyAddresses {
 		t.Errorf("Service %s: publishNotReadyAddresses must be true", svc.Name)
 	}
-	if !selects(svc.Spec.Selector, s.Spec.Template.Labels) {
-		t.Errorf("Service %s selector %v does not select %s's pods", svc.Name, svc.Spec.Selector, s.Name)
-	}
-	if !selects(s.Spec.Selector.MatchLabels, s.Spec.Template.Labels) {
-		t.Errorf("StatefulSet %s: selector does not select its own template", s.Name)
+	if !selects(svc.Spec.Selector, tmpl.Labels) {
+		t.Errorf("Service %s selector %v does not select the pods of %s", svc.Name, svc.Spec.Selector, owner)
 	}
 	return svc
 }
@@ -773,14 +977,7 @@ func TestComposeFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	var f struct {
-		Services map[string]struct {
-			Image       string            `yaml:"image"`
-			Command     []string          `yaml:"command"`
-			Environment map[string]string `yaml:"environment"`
-			User        string            `yaml:"user"`
-			ReadOnly    bool              `yaml:"read_only"`
-			CapDrop     []string          `yaml:"cap_drop"`
-		} `yaml:"services"`
+		Services map[string]composeService `yaml:"services"`
 	}
 	if err := yaml.Unmarshal(b, &f); err != nil {
 		t.Fatalf("compose.yaml: %v", err)
@@ -848,6 +1045,142 @@ func TestComposeFile(t *testing.T) {
 	}
 	if _, err := trainer.LoadSpec(filepath.Join(deployDir, "docker/job.yaml")); err != nil {
 		t.Errorf("docker/job.yaml: %v", err)
+	}
+
+	// Health checks and start order: every server checks itself with the image's
+	// own binary; the workers and the submit step wait for healthy coordinators, and
+	// the submit step for the shards.
+	entry := imageEntrypoint(t)
+	for name, s := range f.Services {
+		p := cmds[name]
+		switch p.cmd.Name() {
+		case "coordinator", "worker":
+			checkHealthcheck(t, name, s, p, entry)
+		}
+		switch p.cmd.Name() {
+		case "worker", "submit":
+			for _, c := range coords {
+				if got := s.DependsOn[c].Condition; got != "service_healthy" {
+					t.Errorf("service %s: depends on %s with condition %q, want service_healthy", name, c, got)
+				}
+			}
+		}
+		if p.cmd.Name() == "submit" {
+			for dep, d := range s.DependsOn {
+				if cmds[dep].cmd.Name() == "prepare" && d.Condition != "service_completed_successfully" {
+					t.Errorf("service %s: depends on %s with condition %q, want service_completed_successfully", name, dep, d.Condition)
+				}
+			}
+		}
+	}
+}
+
+// TestComposeConfig has every compose implementation installed here validate the
+// compose file (`config -q`): the docker compose plugin (v2) and the Python
+// docker-compose (v1) that Debian packages, which reads it too. It is skipped
+// where neither is installed.
+func TestComposeConfig(t *testing.T) {
+	file := filepath.Join(deployDir, "docker/compose.yaml")
+	ran := 0
+	for _, bin := range [][]string{{"docker", "compose"}, {"docker-compose"}} {
+		if _, err := exec.LookPath(bin[0]); err != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		version := exec.CommandContext(ctx, bin[0], append(bin[1:], "version")...)
+		if version.Run() != nil {
+			cancel()
+			continue // `docker` without the compose plugin
+		}
+		cmd := exec.CommandContext(ctx, bin[0], append(bin[1:], "-f", file, "config", "-q")...)
+		cmd.Env = append(os.Environ(), "RINGTRAIN_IMAGE=", "RINGTRAIN_JOB_FILE=")
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Errorf("%s config: %v\n%s", strings.Join(bin, " "), err, out)
+		} else {
+			t.Logf("%s config: ok", strings.Join(bin, " "))
+		}
+		ran++
+	}
+	if ran == 0 {
+		t.Skip("neither `docker compose` nor docker-compose is installed")
+	}
+}
+
+// composeService is what TestComposeFile reads of a compose service.
+type composeService struct {
+	Image       string            `yaml:"image"`
+	Command     []string          `yaml:"command"`
+	Environment map[string]string `yaml:"environment"`
+	User        string            `yaml:"user"`
+	ReadOnly    bool              `yaml:"read_only"`
+	CapDrop     []string          `yaml:"cap_drop"`
+	Healthcheck *struct {
+		Test        []string `yaml:"test"`
+		Interval    string   `yaml:"interval"`
+		Timeout     string   `yaml:"timeout"`
+		StartPeriod string   `yaml:"start_period"`
+		Retries     int      `yaml:"retries"`
+	} `yaml:"healthcheck"`
+	DependsOn map[string]struct {
+		Condition string `yaml:"condition"`
+	} `yaml:"depends_on"`
+}
+
+// imageEntrypoint returns the binary's path in the image, from the Dockerfile's
+// ENTRYPOINT.
+func imageEntrypoint(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(deployDir, "docker/Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^ENTRYPOINT \["([^"]+)"\]$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("Dockerfile: no ENTRYPOINT [\"...\"]")
+	}
+	return string(m[1])
+}
+
+// checkHealthcheck checks a compose server's health check: `ringtrain health`
+// run by the image's binary (exec form: the image has no shell) against the
+// process's own gRPC port on the loopback, about a service it reports, within the
+// check's timeout, and not redirected by a RINGTRAIN_* variable of the service.
+func checkHealthcheck(t *testing.T, name string, s composeService, server parsedCmd, entry string) {
+	t.Helper()
+	hc := s.Healthcheck
+	if hc == nil || len(hc.Test) < 3 || hc.Test[0] != "CMD" || hc.Test[1] != entry {
+		t.Errorf("service %s: want a healthcheck test [CMD, %s, health, ...] (the image has no shell), have %+v", name, entry, hc)
+		return
+	}
+	where := "service " + name + " healthcheck"
+	p := parseArgs(t, where, hc.Test[2:], nil)
+	if p.cmd.Name() != "health" {
+		t.Fatalf("%s: runs %q, want `ringtrain health`", where, p.cmd.CommandPath())
+	}
+	// The check runs in the service's environment, where RINGTRAIN_<FLAG> would
+	// set a flag of `health` too.
+	p.cmd.Flags().VisitAll(func(fl *pflag.Flag) {
+		if v, ok := s.Environment["RINGTRAIN_"+strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))]; ok {
+			t.Errorf("%s: the service's environment sets --%s=%s of the check", where, fl.Name, v)
+		}
+	})
+	grpcPorts, _, _ := servedPorts(t, name, server)
+	host, _, err := net.SplitHostPort(p.flag("addr"))
+	if err != nil || (host != "127.0.0.1" && host != "localhost") || !slices.Contains(grpcPorts, port(t, where, p.flag("addr"))) {
+		t.Errorf("%s: --addr %s, want the loopback and the gRPC port (%v)", where, p.flag("addr"), grpcPorts)
+	}
+	if svc := p.flag("service"); svc != "" && (server.cmd.Name() != "coordinator" || svc != "ringtrain.v1.Coordinator") {
+		t.Errorf("%s: --service %q, which the %s does not report", where, svc, server.cmd.Name())
+	}
+	timeout, err := time.ParseDuration(hc.Timeout)
+	check, err2 := time.ParseDuration(p.flag("timeout"))
+	if err != nil || err2 != nil || check >= timeout {
+		t.Errorf("%s: health --timeout %s must end before the check's timeout %q", where, p.flag("timeout"), hc.Timeout)
+	}
+	if _, err := time.ParseDuration(hc.Interval); err != nil || hc.Retries < 1 {
+		t.Errorf("%s: want an interval and retries (%q, %d)", where, hc.Interval, hc.Retries)
 	}
 }
 

@@ -18,6 +18,9 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
+// ExitCode is the status the process exits with.
+func (e *exitError) ExitCode() int { return e.code }
+
 // exitCode is the exit status for the error a command returned: 0 for nil, the
 // code of the first exitError in err's chain, else 1.
 func exitCode(err error) int {

@@ -15,7 +15,11 @@ import (
 // nor as RINGTRAIN_<FLAG>; docs/kubernetes.md has the table.
 type identity struct {
 	// Name is the stable id: POD_NAME, else the host name, with "-<LOCAL_RANK>"
-	// appended when LOCAL_WORLD_SIZE says several processes share the pod.
+	// appended when LOCAL_WORLD_SIZE says several processes share the pod. In a
+	// pod of an Indexed Job (JOB_COMPLETION_INDEX is set) it is the host name even
+	// when POD_NAME is set: the Job controller names the host <job>-<index> and
+	// keeps that name for the pod that replaces a failed one, while the pod name
+	// ends in a random suffix.
 	Name string
 	// Ordinal is the replica's index: POD_INDEX (the apps.kubernetes.io/pod-index
 	// label), JOB_COMPLETION_INDEX, PET_NODE_RANK, RANK or GROUP_RANK, else the
@@ -47,7 +51,7 @@ func identityFromEnv(lookup func(string) (string, bool), hostname string) (ident
 	id := identity{Ordinal: -1}
 
 	id.Name = get("POD_NAME")
-	if id.Name == "" {
+	if id.Name == "" || (get("JOB_COMPLETION_INDEX") != "" && hostname != "") {
 		id.Name = hostname
 	}
 	base := id.Name

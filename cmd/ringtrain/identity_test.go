@@ -27,6 +27,8 @@ func TestIdentityFromEnv(t *testing.T) {
 			identity{Name: "ringtrain-worker-3", Ordinal: 5, OrdinalFrom: "POD_INDEX"}},
 		{"indexed job", map[string]string{"JOB_COMPLETION_INDEX": "2"},
 			identity{Name: "box", Ordinal: 2, OrdinalFrom: "JOB_COMPLETION_INDEX"}},
+		{"indexed job: the host name, not the pod name with its random suffix", map[string]string{"JOB_COMPLETION_INDEX": "2", "POD_NAME": "box-x7k2q"},
+			identity{Name: "box", Ordinal: 2, OrdinalFrom: "JOB_COMPLETION_INDEX"}},
 		{"pytorchjob worker", map[string]string{"POD_NAME": "gpt-worker-1", "RANK": "2", "WORLD_SIZE": "3",
 			"MASTER_ADDR": "gpt-master-0", "MASTER_PORT": "23456"},
 			identity{Name: "gpt-worker-1", Ordinal: 2, OrdinalFrom: "RANK", Coordinators: "gpt-master-0:23456", MinWorkers: 3, MaxWorkers: 3}},

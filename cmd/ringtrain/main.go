@@ -76,6 +76,7 @@ func newRoot() *cobra.Command {
 		newSubmitCmd(g),
 		newAuditCmd(),
 		newPlotCmd(g),
+		newHealthCmd(),
 	)
 	return root
 }

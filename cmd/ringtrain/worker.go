@@ -30,6 +30,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		metricsAddr        string
 		auditPath          string
 		tensorBoard        bool
+		leaveExitCode      int
 	)
 	host, _ := os.Hostname()
 	cmd := &cobra.Command{
@@ -42,15 +43,22 @@ finished (at once, without registering, when it starts after the end), non-zero
 with the reason when the job failed (it reports an error no retry can cure itself,
 which fails the job for every worker), or on SIGINT/SIGTERM (a graceful leave: the
 step in flight is abandoned, the worker tells the coordinator it is gone so the
-others continue at once in a new generation, and it exits 0). The job's dataset directory must be readable at the same path on
+others continue at once in a new generation, and it exits 0, or --leave-exit-code:
+a Kubernetes Job gives 143, so that a pod stopped before the job is finished is not
+counted as done but replaced at its index). The job's dataset directory must be
+readable at the same path on
 every worker; checkpoints are written by rank 0 under the job's run directory.
 
 Every flag can also be given as RINGTRAIN_<FLAG> in the environment; flags win. In a
-Kubernetes pod the default --id is POD_NAME, and MASTER_ADDR:MASTER_PORT (as a
+Kubernetes pod the default --id is POD_NAME (in an Indexed Job the host name
+<job>-<index>, which a replacement pod keeps), and MASTER_ADDR:MASTER_PORT (as a
 PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 		Example: `  ringtrain worker --coordinators host0:7001,host1:7001,host2:7001 --listen :7100 --advertise host3:7100`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if leaveExitCode < 0 || leaveExitCode > 255 {
+				return fmt.Errorf("--leave-exit-code %d: want an exit status in [0, 255]", leaveExitCode)
+			}
 			log, err := g.logger()
 			if err != nil {
 				return err
@@ -91,6 +99,9 @@ PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 			if err != nil {
 				if errors.Is(err, cmd.Context().Err()) {
 					log.Info("stopped", "reason", err)
+					if leaveExitCode != 0 {
+						return &exitError{code: leaveExitCode, err: fmt.Errorf("stopped before the job finished (--leave-exit-code %d): %w", leaveExitCode, err)}
+					}
 					return nil
 				}
 				return err
@@ -109,6 +120,7 @@ PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 	f.StringVar(&metricsAddr, "metrics-addr", "", metricsAddrHelp)
 	f.StringVar(&auditPath, "audit-log", "", "append an audit of every contribution and applied update to this file (check with 'ringtrain audit')")
 	f.BoolVar(&tensorBoard, "tensorboard", true, "while rank 0, "+tensorBoardHelp)
+	f.IntVar(&leaveExitCode, "leave-exit-code", 0, "exit status after a graceful leave on SIGINT/SIGTERM before the job is finished (a Kubernetes Job: 143, so the pod is replaced)")
 	return cmd
 }
 
