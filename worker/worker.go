@@ -69,6 +69,7 @@ type Config struct {
 // Result is what a finished Run reports.
 type Result struct {
 	Step       int64     // steps applied: the job's steps when it finished
+	StartStep  int64     // the step this worker began training the job at (Step when it had nothing to do)
 	Loss       float64   // mean training loss of the last step this worker ran (NaN if none)
 	ValLoss    float64   // last validation loss (rank 0 only; NaN if never evaluated)
 	Checkpoint string    // last checkpoint written (rank 0 only)
@@ -268,7 +269,7 @@ func (w *Worker) finishedJob(ctx context.Context) *Result {
 	if job == nil || job.GetSteps() <= 0 || prog.GetStep() < job.GetSteps() {
 		return nil
 	}
-	res := &Result{Step: prog.GetStep(), Loss: prog.GetLoss(), ValLoss: math.NaN(), Rank: -1, Generation: w.curGen.Load()}
+	res := &Result{Step: prog.GetStep(), StartStep: prog.GetStep(), Loss: prog.GetLoss(), ValLoss: math.NaN(), Rank: -1, Generation: w.curGen.Load()}
 	if cks := st.GetState().GetCheckpoints(); len(cks) > 0 {
 		res.Checkpoint = cks[len(cks)-1].GetLocation()
 	}
