@@ -114,7 +114,7 @@ unless --stale. --json prints the same as one JSON object.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			addrs = splitList(addrs)
 			if len(addrs) == 0 {
-				return fmt.Errorf("--coordinators: give at least one coordinator gRPC address")
+				return usageErrorf("--coordinators: give at least one coordinator gRPC address")
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
@@ -143,6 +143,7 @@ unless --stale. --json prints the same as one JSON object.`,
 		},
 	}
 	cmd.Flags().StringSliceVar(&addrs, "coordinators", nil, "coordinator gRPC addresses, comma separated")
+	requireFlags(cmd, "coordinators")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().BoolVar(&stale, "stale", false, "accept any replica's local (possibly stale) state")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long")

@@ -19,9 +19,6 @@ func newEvalCmd(_ *globals) *cobra.Command {
 		Short: "Report a checkpoint's loss on a dataset's validation split",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if ckpt == "" || o.Data == "" {
-				return fmt.Errorf("--checkpoint and --data are required")
-			}
 			if split != "val" {
 				return fmt.Errorf("--split %q: only the validation split (val) is evaluated", split)
 			}
@@ -47,5 +44,6 @@ func newEvalCmd(_ *globals) *cobra.Command {
 	fl.IntVar(&o.Batches, "batches", 0, "batches to evaluate (0: the whole split)")
 	fl.StringVar(&objective, "objective", "causal", "causal or masked")
 	fl.Uint64Var(&o.Seed, "seed", 1337, "masking seed of the masked objective")
+	requireFlags(cmd, "checkpoint", "data")
 	return cmd
 }

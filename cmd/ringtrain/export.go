@@ -19,10 +19,7 @@ loads: config.json and model.safetensors (Conv1D [in,out] layout, tied LM head).
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "hf" {
-				return fmt.Errorf("--format %q: only hf is supported", format)
-			}
-			if ckpt == "" || out == "" {
-				return fmt.Errorf("--checkpoint and --out are required")
+				return usageErrorf("--format %q: only hf is supported", format)
 			}
 			ck, err := model.LoadCheckpoint(ckpt)
 			if err != nil {
@@ -46,5 +43,6 @@ loads: config.json and model.safetensors (Conv1D [in,out] layout, tied LM head).
 	cmd.Flags().StringVar(&ckpt, "checkpoint", "", "checkpoint directory")
 	cmd.Flags().StringVar(&format, "format", "hf", "export format: hf")
 	cmd.Flags().StringVar(&out, "out", "", "output directory (must not exist)")
+	requireFlags(cmd, "checkpoint", "out")
 	return cmd
 }

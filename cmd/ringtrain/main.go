@@ -20,11 +20,30 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := newRoot().ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "ringtrain:", err)
-		os.Exit(1)
+	go func() {
+		// The first signal asks the command to stop (train checkpoints first); from
+		// then on the default handling is back, so a second one ends the process.
+		<-ctx.Done()
+		stop()
+	}()
+	code := execute(ctx, newRoot(), os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// execute runs root and returns the status the process exits with (exit.go): 0, or
+// the status of the command's error after printing it to stderr; a usage error also
+// says where the usage is.
+func execute(ctx context.Context, root *cobra.Command, stderr io.Writer) int {
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
 	}
+	fmt.Fprintln(stderr, "ringtrain:", err)
+	if isUsage(err) && cmd != nil {
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	}
+	return exitCode(err)
 }
 
 type globals struct {
@@ -42,19 +61,23 @@ func newRoot() *cobra.Command {
 		Short:         "Distributed data-parallel training of GPT language models",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       readBuildInfo().short(),
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			if err := applyEnv(cmd); err != nil {
-				return err
+				return usageError(err)
 			}
 			host, _ := os.Hostname()
 			id, err := identityFromEnv(os.LookupEnv, host)
 			if err != nil {
-				return err
+				return usageError(err)
 			}
 			if err := id.apply(cmd); err != nil {
-				return err
+				return usageError(err)
 			}
 			g.ident = id
+			if err := checkRequired(cmd); err != nil {
+				return err
+			}
 			return g.startProfile()
 		},
 		PersistentPostRun: func(*cobra.Command, []string) { g.stopProfile() },
@@ -76,7 +99,11 @@ func newRoot() *cobra.Command {
 		newSubmitCmd(g),
 		newAuditCmd(),
 		newPlotCmd(g),
+		newVersionCmd(),
+		newManCmd(),
 	)
+	root.SetVersionTemplate("{{.Version}}\n")
+	declareUsageErrors(root)
 	return root
 }
 
@@ -127,7 +154,7 @@ func (g *globals) stopProfile() {
 func (g *globals) logger() (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: %w", g.logLevel, err)
+		return nil, usageError(fmt.Errorf("--log-level %q: %w", g.logLevel, err))
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	switch g.logFormat {
@@ -136,7 +163,7 @@ func (g *globals) logger() (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(logOutput(), opts)), nil
 	default:
-		return nil, fmt.Errorf("--log-format %q: want text or json", g.logFormat)
+		return nil, usageErrorf("--log-format %q: want text or json", g.logFormat)
 	}
 }
 
