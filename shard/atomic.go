@@ -11,8 +11,10 @@ import (
 )
 
 // fileMode is the mode of every file shard writes: shards, tokenizer.json and
-// manifest.json are readable and writable by their owner only.
-const fileMode = 0o600
+// manifest.json are writable by their owner and readable by everyone, so that
+// workers running as another user (a container's uid) can read a prepared dataset.
+// durable.WriteFile sets the mode explicitly, so the umask does not narrow it.
+const fileMode = 0o644
 
 // writeFileAtomic replaces path with the bytes fill writes, atomically and durably
 // (durable.WriteFile: temporary file in the same directory, fsync, rename, fsync of

@@ -42,6 +42,10 @@ var (
 	// without enough tokens for one step, or a corpus too small to fill the
 	// requested number of shards.
 	ErrTooFewTokens = errors.New("shard: too few tokens")
+	// ErrDatasetExists reports an output directory that already holds a dataset (a
+	// manifest or shard files) when PrepareOptions.Overwrite is not set. Prepare
+	// wraps it together with fs.ErrExist.
+	ErrDatasetExists = errors.New("shard: output directory already holds a dataset")
 	// ErrSamplerMismatch reports a Sampler built for other shard token counts than
 	// those of the dataset it is used with.
 	ErrSamplerMismatch = errors.New("shard: sampler does not match dataset")

@@ -69,7 +69,7 @@ type PrepareOptions struct {
 	// Overwrite allows OutDir to hold a dataset already. It is replaced: the old
 	// manifest is removed first, and shards with this Name that the new manifest
 	// does not list are removed at the end. Without it Prepare refuses such a
-	// directory (fs.ErrExist).
+	// directory (ErrDatasetExists, also fs.ErrExist).
 	Overwrite bool
 	// Logger receives progress; nil discards it.
 	Logger *slog.Logger
@@ -306,7 +306,7 @@ func checkOutDir(dir, name string, overwrite bool) error {
 		}
 	}
 	if found != "" {
-		return fmt.Errorf("shard: output directory already holds a dataset (%s); set Overwrite to replace it: %w", found, fs.ErrExist)
+		return fmt.Errorf("%w: %s: %w", ErrDatasetExists, found, fs.ErrExist)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -64,6 +65,39 @@ func TestPrepareSplitAndShards(t *testing.T) {
 	for _, e := range ents {
 		if strings.HasPrefix(e.Name(), ".") {
 			t.Fatalf("left %s", e.Name())
+		}
+	}
+}
+
+// TestPrepareFileModes checks that every file Prepare writes is mode 0644, whatever
+// the umask: workers of another uid must be able to read the dataset.
+func TestPrepareFileModes(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	in := t.TempDir()
+	writeFile(t, filepath.Join(in, "doc.txt"), strings.Repeat("abcdefghij", 100))
+	out := t.TempDir()
+	tok := newByteTok()
+	m, err := Prepare(t.Context(), PrepareOptions{
+		Inputs: []string{in}, Tokenizer: tok, TokenizerJSON: tok.json(), OutDir: out, MinShards: 2,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []string{ManifestFile, TokenizerFile}
+	for _, s := range append(slices.Clone(m.Train), m.Val...) {
+		files = append(files, s.File)
+	}
+	if len(files) != 5 {
+		t.Fatalf("files %v, want the manifest, the tokenizer and 3 shards", files)
+	}
+	for _, f := range files {
+		st, err := os.Stat(filepath.Join(out, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Mode().Perm(); got != 0o644 {
+			t.Errorf("%s: mode %v, want -rw-r--r--", f, got)
 		}
 	}
 }

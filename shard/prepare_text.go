@@ -41,7 +41,7 @@ func PrepareText(ctx context.Context, spec string, opts PrepareOptions) (*Manife
 	}
 	tok, err := tokenizer.Build(spec, corpus.String())
 	if err != nil {
-		return nil, fmt.Errorf("tokenizer %s: %w", spec, err)
+		return nil, err // Build names the spec
 	}
 	if opts.TokenizerJSON, err = tokenizer.Marshal(tok); err != nil {
 		return nil, err

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -118,6 +120,31 @@ func TestBPEHandExample(t *testing.T) {
 	// The corpus holds far fewer than 100 mergeable pairs.
 	if _, err := TrainBPE("aaabdaaabac", 258+100); !errorsIs(err, ErrBadCorpus) {
 		t.Fatalf("too many merges: err = %v, want ErrBadCorpus", err)
+	}
+}
+
+// TestBPETooSmallCorpusNamesLargestVocab checks that asking a corpus for more merges
+// than it yields names the largest vocabulary that works, and that it does work.
+func TestBPETooSmallCorpusNamesLargestVocab(t *testing.T) {
+	const corpus = "aaabdaaabac ab ba"
+	_, err := TrainBPE(corpus, 4096)
+	m := regexp.MustCompile(`the largest bpe vocabulary it can build is bpe:(\d+)$`).FindStringSubmatch(fmt.Sprint(err))
+	if !errorsIs(err, ErrBadCorpus) || m == nil {
+		t.Fatalf("bpe:4096 on %q: err = %v, want ErrBadCorpus naming the largest vocabulary", corpus, err)
+	}
+	largest, _ := strconv.Atoi(m[1])
+	if largest <= MinBPEVocab || largest >= 4096 {
+		t.Fatalf("largest vocabulary %d, want one in (%d, 4096)", largest, MinBPEVocab)
+	}
+	if tok, err := TrainBPE(corpus, largest); err != nil || tok.VocabSize() != largest {
+		t.Fatalf("bpe:%d, the largest named: %v", largest, err)
+	}
+	if _, err := TrainBPE(corpus, largest+1); !errorsIs(err, ErrBadCorpus) {
+		t.Fatalf("bpe:%d, one more than the largest named: err = %v, want ErrBadCorpus", largest+1, err)
+	}
+	// One byte has no pair to merge: no bpe vocabulary is possible.
+	if _, err := TrainBPE("a", MinBPEVocab); !errorsIs(err, ErrBadCorpus) || !strings.Contains(err.Error(), "use char or byte") {
+		t.Fatalf("bpe on a one-byte corpus: err = %v, want ErrBadCorpus suggesting char or byte", err)
 	}
 }
 

@@ -19,7 +19,7 @@ import (
 // distinct chunks that contain the merged pair (see trainMerges). A vocabSize outside
 // [MinBPEVocab, MaxBPEVocab] is an error wrapping ErrBadSpec; a corpus that runs out
 // of adjacent pairs before the requested number of merges is an error wrapping
-// ErrBadCorpus.
+// ErrBadCorpus that names the largest vocabulary the corpus allows ("bpe:N").
 func TrainBPE(corpus string, vocabSize int) (*BPE, error) {
 	if vocabSize < MinBPEVocab || vocabSize > MaxBPEVocab {
 		return nil, fmt.Errorf("%w: bpe vocabulary size %d outside [%d, %d]",
@@ -103,8 +103,7 @@ func trainMerges(corpus string, numMerges int) ([][2]int32, error) {
 	for m := range numMerges {
 		best, ok := popBest(&h, count)
 		if !ok {
-			return nil, fmt.Errorf("%w: corpus yields only %d bpe merges, %d requested",
-				ErrBadCorpus, m, numMerges)
+			return nil, fmt.Errorf("%w: %s", ErrBadCorpus, tooFewMerges(m, numMerges))
 		}
 		a, b := int32(best>>32), int32(uint32(best))
 		x := int32(256 + m)
@@ -183,6 +182,17 @@ func trainMerges(corpus string, numMerges int) ([][2]int32, error) {
 		}
 	}
 	return merges, nil
+}
+
+// tooFewMerges says that a corpus yielded only have of the want merges asked for,
+// and names the largest bpe vocabulary that corpus can build (258 + have ids), or the
+// tokenizers to use instead when it can build none.
+func tooFewMerges(have, want int) string {
+	msg := fmt.Sprintf("corpus yields only %d bpe merges, %d requested", have, want)
+	if largest := 258 + have; largest >= MinBPEVocab {
+		return fmt.Sprintf("%s: the largest bpe vocabulary it can build is bpe:%d", msg, largest)
+	}
+	return msg + ": it is too small for bpe; use char or byte"
 }
 
 // addWhere records that chunk ci holds pair p, once per run of calls for the same

@@ -16,8 +16,8 @@ func SaveCheckpoint(tr *Trainer, p *Prepared, loss, valLoss float64) (string, er
 }
 
 // RestoreCheckpoint loads the checkpoint in dir into tr: weights, optimizer state and
-// step. The checkpoint must have the job's model shape, optimizer state and (when it
-// records one) the dataset's tokenizer.
+// step. The checkpoint must have the job's model shape (a ModelMismatchError
+// otherwise), optimizer state and (when it records one) the dataset's tokenizer.
 func RestoreCheckpoint(tr *Trainer, p *Prepared, dir string) error {
 	ck, err := model.LoadCheckpoint(dir)
 	if err != nil {
@@ -39,8 +39,8 @@ func InitWeights(tr *Trainer) error {
 	if err != nil {
 		return fmt.Errorf("init_from: %w", err)
 	}
-	if ck.Config != spec.Model {
-		return fmt.Errorf("%w: init_from %s has model %+v, the job wants %+v", ErrBadSpec, spec.InitFrom, ck.Config, spec.Model)
+	if err := checkModel("init_from", spec.InitFrom, ck.Config, spec.Model); err != nil {
+		return err
 	}
 	copy(tr.Model.Params.Slab, ck.Params)
 	return nil

@@ -32,6 +32,7 @@ type RunOptions struct {
 // Result summarises a finished run.
 type Result struct {
 	Step         int64   // last completed step, also when Run stops early
+	StartStep    int64   // the step Run started from: 0, or the resumed checkpoint's
 	TrainLoss    float64 // mean loss of the last step
 	ValLoss      float64 // NaN if never evaluated
 	Checkpoint   string  // directory of the last checkpoint written or resumed from
@@ -126,13 +127,15 @@ func CheckpointRoot(out string) string { return filepath.Join(out, "ckpt") }
 
 // Run trains spec in this process: it resumes from the newest checkpoint in the run
 // directory (unless opts.NoResume), or starts from spec.InitFrom, or from a fresh
-// initialisation; logs and evaluates at the spec's intervals; writes checkpoints, a
+// initialisation; announces the run (RunInfo: the banner to opts.Progress, warnings
+// also to the log); logs and evaluates at the spec's intervals; writes checkpoints, a
 // JSONL metrics file and TensorBoard event files (unless opts.NoTensorBoard); and
 // returns when the last step is done, when a stopping rule holds (Cadence.Stop:
 // max_time, target_val_loss, patience; Result.Stopped names it), or when ctx is
 // cancelled. In the last two cases it writes a checkpoint of the last completed step
 // first. With keep_checkpoints set, each checkpoint written is followed by deleting
-// the ones Retain lets go.
+// the ones Retain lets go. A run directory already at (or past) spec.Steps is left
+// alone: Run returns at once with Result.Step == Result.StartStep, announcing nothing.
 func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 	log := opts.Logger
 	if log == nil {
@@ -163,7 +166,12 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 		return nil, err
 	}
 	// A resumed step already has its checkpoint: never write it again.
-	res := &Result{Step: tr.Step, ValLoss: math.NaN(), Checkpoint: resumed}
+	res := &Result{Step: tr.Step, StartStep: tr.Step, ValLoss: math.NaN(), Checkpoint: resumed}
+	if tr.Step >= spec.Steps {
+		log.Info("nothing to do: the run is already at its last step", "step", tr.Step, "steps", spec.Steps, "checkpoint", resumed)
+		return res, nil
+	}
+	Describe(p, tr.Step, resumed).Announce(opts.Progress, log)
 	streams := spec.AllStreams()
 	start, startStep := time.Now(), tr.Step
 	books := NewBookkeeper(spec, p.Cadence(), BookkeeperOptions{Progress: opts.Progress, Start: start, StartStep: startStep, Logger: log,
@@ -290,8 +298,8 @@ func initState(tr *Trainer, spec Spec, p *Prepared, opts RunOptions, log *slog.L
 		if err != nil {
 			return "", fmt.Errorf("init_from: %w", err)
 		}
-		if ck.Config != spec.Model {
-			return "", fmt.Errorf("%w: init_from %s has model %+v, the job wants %+v", ErrBadSpec, spec.InitFrom, ck.Config, spec.Model)
+		if err := checkModel("init_from", spec.InitFrom, ck.Config, spec.Model); err != nil {
+			return "", err
 		}
 		copy(tr.Model.Params.Slab, ck.Params)
 		log.Info("initialised from checkpoint", "dir", spec.InitFrom)
@@ -302,8 +310,8 @@ func initState(tr *Trainer, spec Spec, p *Prepared, opts RunOptions, log *slog.L
 }
 
 func resumeFrom(tr *Trainer, ck *model.Checkpoint, p *Prepared, dir string) error {
-	if ck.Config != tr.Spec.Model {
-		return fmt.Errorf("%w: checkpoint %s has model %+v, the job wants %+v", ErrBadSpec, dir, ck.Config, tr.Spec.Model)
+	if err := checkModel("checkpoint", dir, ck.Config, tr.Spec.Model); err != nil {
+		return err
 	}
 	if ck.Opt == nil {
 		return fmt.Errorf("resume: checkpoint %s has no optimizer state", dir)

@@ -45,7 +45,7 @@ func (w *Worker) endedJob(ctx context.Context, strict bool) (*Result, error) {
 	status := coordinator.JobStatusOf(s)
 	switch status.GetState() {
 	case pb.JobState_JOB_STATE_FINISHED:
-		res := &Result{Step: status.GetStep(), Loss: s.GetProgress().GetLoss(), ValLoss: math.NaN(), Rank: -1,
+		res := &Result{Step: status.GetStep(), StartStep: status.GetStep(), Loss: s.GetProgress().GetLoss(), ValLoss: math.NaN(), Rank: -1,
 			Generation: status.GetGeneration(), Checkpoint: status.GetFinalCheckpoint().GetLocation()}
 		return res, nil
 	case pb.JobState_JOB_STATE_FAILED:

@@ -284,7 +284,8 @@ func (w *Worker) syncReplicas(ctx context.Context, js *jobState, g *generation) 
 
 // startSteps readies g's step loop: the job's clock (at its first generation), the
 // gradient buckets and, on rank 0, the books (made at its first generation as rank
-// 0, kept across generations), whose tokens/s window starts afresh.
+// 0, kept across generations), whose tokens/s window starts afresh. Rank 0 announces
+// the run (trainer.RunInfo: the start banner and warnings) when it makes the books.
 func (w *Worker) startSteps(js *jobState, g *generation) {
 	tr, spec := js.tr, js.tr.Spec
 	if js.start.IsZero() {
@@ -297,6 +298,11 @@ func (w *Worker) startSteps(js *jobState, g *generation) {
 	g.arBytes = int64(4 * (len(tr.Model.Grads.Slab) + len(g.lossBuf)))
 	g.buckets = newBucketRun(g.ring, tr.Model.Grads.Slab, cutBuckets(tr.Model.Grads, max(w.cfg.BucketBytes/4, 1)))
 	if g.rank == 0 {
+		if js.books == nil && tr.Step < spec.Steps {
+			info := trainer.Describe(js.p, tr.Step, js.lastCkpt)
+			info.Workers = g.world
+			info.Announce(w.cfg.Progress, w.log)
+		}
 		if js.books == nil {
 			js.books = trainer.NewBookkeeper(spec, g.cadence, trainer.BookkeeperOptions{Progress: w.cfg.Progress,
 				Start: js.start, StartStep: js.startStep, NoTensorBoard: w.cfg.NoTensorBoard})
@@ -510,7 +516,7 @@ func (w *Worker) finishJob(ctx context.Context, js *jobState, g *generation) (*R
 		return nil, fatal(err)
 	}
 	log.Info("job finished", "step", tr.Step, "loss", js.loss, "stopped", string(js.stop), "time_split", js.split.String())
-	res := &Result{Step: tr.Step, Loss: js.loss, ValLoss: js.valLoss, Generation: g.gen, Rank: g.rank,
+	res := &Result{Step: tr.Step, StartStep: js.startStep, Loss: js.loss, ValLoss: js.valLoss, Generation: g.gen, Rank: g.rank,
 		Params: append([]float32(nil), tr.Model.Params.Slab...), Elapsed: time.Since(js.start), Split: js.split, Stopped: js.stop}
 	if g.rank == 0 {
 		res.Checkpoint = js.lastCkpt

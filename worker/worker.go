@@ -72,6 +72,7 @@ type Config struct {
 // Result is what a finished Run reports.
 type Result struct {
 	Step       int64     // steps applied: the job's steps when it finished, fewer when it stopped early
+	StartStep  int64     // the step this worker began training the job at (Step when it had nothing to do)
 	Loss       float64   // mean training loss of the last step this worker ran (NaN if none)
 	ValLoss    float64   // last validation loss (rank 0 only; NaN if never evaluated)
 	Checkpoint string    // last checkpoint written (rank 0 only)

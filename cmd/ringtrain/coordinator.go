@@ -120,7 +120,7 @@ interrupted (exit status 130); --timeout then bounds each read.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			addrs = splitList(addrs)
 			if len(addrs) == 0 {
-				return fmt.Errorf("--coordinators: give at least one coordinator gRPC address")
+				return usageErrorf("--coordinators: give at least one coordinator gRPC address")
 			}
 			if interval <= 0 {
 				return fmt.Errorf("--interval %v: must be positive", interval)
@@ -152,6 +152,7 @@ interrupted (exit status 130); --timeout then bounds each read.`,
 		},
 	}
 	cmd.Flags().StringSliceVar(&addrs, "coordinators", nil, "coordinator gRPC addresses, comma separated")
+	requireFlags(cmd, "coordinators")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().BoolVar(&stale, "stale", false, "accept any replica's local (possibly stale) state")
 	cmd.Flags().BoolVar(&watch, "watch", false, "show the state again whenever it changes, until the job ends")

@@ -27,9 +27,6 @@ says otherwise, and the masked objective masks with the run's seed unless --seed
 is given. --json prints the result as one JSON object.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if ckpt == "" || o.Data == "" {
-				return fmt.Errorf("--checkpoint and --data are required")
-			}
 			if split != "val" && split != "train" {
 				return fmt.Errorf("--split %q: want val or train", split)
 			}
@@ -68,6 +65,7 @@ is given. --json prints the result as one JSON object.`,
 	fl.Uint64Var(&o.Seed, "seed", 0, "masking seed of the masked objective (0: the seed the checkpoint was trained with)")
 	fl.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	fl.StringVar(&o.Tokenizer, "tokenizer", "", "tokenizer of a dataset without a tokenizer file (llm.c shards): gpt2 (the default there), byte, or a tokenizer file")
+	requireFlags(cmd, "checkpoint", "data")
 	return cmd
 }
 

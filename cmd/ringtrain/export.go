@@ -31,10 +31,7 @@ GPT2LMHeadModel cannot express: export refuses it unless --force-causal.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "hf" {
-				return fmt.Errorf("--format %q: only hf is supported", format)
-			}
-			if ckpt == "" || out == "" {
-				return fmt.Errorf("--checkpoint and --out are required")
+				return usageErrorf("--format %q: only hf is supported", format)
 			}
 			ck, err := model.LoadCheckpoint(ckpt)
 			if err != nil {
@@ -80,6 +77,7 @@ GPT2LMHeadModel cannot express: export refuses it unless --force-causal.`,
 	cmd.Flags().StringVar(&format, "format", "hf", "export format: hf")
 	cmd.Flags().StringVar(&out, "out", "", "output directory (must not exist)")
 	cmd.Flags().BoolVar(&forceCausal, "force-causal", false, "export a masked-objective model as the causal GPT2LMHeadModel (its logits will differ)")
+	requireFlags(cmd, "checkpoint", "out")
 	return cmd
 }
 

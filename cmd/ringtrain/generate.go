@@ -21,9 +21,6 @@ func newGenerateCmd(_ *globals) *cobra.Command {
 		Short: "Generate text from a checkpoint",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if ckpt == "" {
-				return fmt.Errorf("--checkpoint is required")
-			}
 			ck, err := model.LoadCheckpoint(ckpt)
 			if err != nil {
 				return err
@@ -49,6 +46,7 @@ func newGenerateCmd(_ *globals) *cobra.Command {
 	fl.IntVar(&opts.TopK, "top-k", 40, "sample from the k most probable tokens (0: off)")
 	fl.Float64Var(&opts.TopP, "top-p", 0, "nucleus sampling mass (0 or 1: off)")
 	fl.Uint64Var(&opts.Seed, "seed", 1, "sampling seed")
+	requireFlags(cmd, "checkpoint")
 	return cmd
 }
 

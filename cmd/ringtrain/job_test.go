@@ -314,7 +314,7 @@ func TestExitCode(t *testing.T) {
 	}{
 		{nil, 0},
 		{fmt.Errorf("plain"), 1},
-		{interrupted(), 130},
+		{errWaitInterrupted(), 130},
 		{fmt.Errorf("wrapped: %w", &exitError{code: 2, err: fmt.Errorf("usage")}), 2},
 	} {
 		if got := exitCode(tc.err); got != tc.want {

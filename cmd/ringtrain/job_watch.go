@@ -25,7 +25,7 @@ import (
 // was cancelled (SIGINT, SIGTERM): exit status 130. The job itself goes on.
 var errInterrupted = errors.New("interrupted; the job goes on in the cluster ('ringtrain status' shows it)")
 
-func interrupted() error { return &exitError{code: exitInterrupted, err: errInterrupted} }
+func errWaitInterrupted() error { return interruptedError(errInterrupted) }
 
 // poller reads the cluster's status for the watching commands.
 type poller struct {
@@ -45,7 +45,7 @@ func (p poller) run(ctx context.Context, fn func(*pb.StatusResponse) (done bool,
 		cancel()
 		switch {
 		case ctx.Err() != nil:
-			return interrupted()
+			return errWaitInterrupted()
 		case err != nil:
 			fmt.Fprintf(p.warn, "ringtrain: %v (retrying)\n", err)
 		default:
@@ -57,7 +57,7 @@ func (p poller) run(ctx context.Context, fn func(*pb.StatusResponse) (done bool,
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return interrupted()
+			return errWaitInterrupted()
 		case <-t.C:
 		}
 	}

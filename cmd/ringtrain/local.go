@@ -45,7 +45,11 @@ workers that all-reduce their gradients over real loopback gRPC, exactly as
 separate 'ringtrain coordinator' and 'ringtrain worker' processes do. Unless
 --streams is given, the batch is split into one data stream per worker. Running it
 again resumes from the newest checkpoint in the run directory. 'ringtrain train'
-is the single-process trainer without a cluster.`,
+is the single-process trainer without a cluster.
+
+SIGINT or SIGTERM (Ctrl-C) stops the workers and exits with status 130; a rerun
+resumes from the newest checkpoint (every --checkpoint-interval steps). Exit status:
+0 done, 1 failed, 2 bad flags or values, 130 interrupted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
@@ -66,22 +70,22 @@ is the single-process trainer without a cluster.`,
 				}
 			}
 			if workers < 1 {
-				return fmt.Errorf("--workers %d: must be >= 1", workers)
+				return usageErrorf("--workers %d: must be >= 1", workers)
 			}
 			if coordinators != 1 && coordinators != 3 {
-				return fmt.Errorf("--coordinators %d: must be 1 or 3", coordinators)
+				return usageErrorf("--coordinators %d: must be 1 or 3", coordinators)
 			}
 			// One stream per worker unless --streams says otherwise: each worker then
 			// computes one micro-batch of batch/workers sequences per step.
 			if !cmd.Flags().Changed("streams") && f.config == "" {
 				if f.batch%workers != 0 {
-					return fmt.Errorf("--batch %d must be a multiple of --workers %d", f.batch, workers)
+					return usageErrorf("--batch %d must be a multiple of --workers %d", f.batch, workers)
 				}
 				spec.Streams, spec.MicroBatch = workers, f.batch/workers
 			}
 			if noResume {
-				if dir, err := model.LatestCheckpoint(trainer.CheckpointRoot(spec.Out)); err == nil {
-					return fmt.Errorf("run directory %s already holds checkpoint %s: remove it or choose another --out to start afresh", spec.Out, dir)
+				if err := refuseResume(spec.Out); err != nil {
+					return err
 				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "training %d-layer %d-wide GPT for %d steps on %s with %d worker(s) and %d coordinator replica(s); checkpoints in %s\n",
@@ -119,9 +123,19 @@ is the single-process trainer without a cluster.`,
 	cmd.Flags().Lookup("eval-interval").DefValue = "200"
 	cmd.Flags().Lookup("checkpoint-interval").DefValue = "200"
 	cmd.Flags().Lookup("log-interval").DefValue = "25"
+	// --out, --data and --streams default to values that depend on --dir and
+	// --workers: the help says so in words (an empty or zero DefValue prints none).
+	for _, d := range []struct{ name, usage, zero string }{
+		{"out", "run directory for checkpoints and metrics.jsonl (default: <dir>/run)", ""},
+		{"data", "prepared dataset directory, made by 'ringtrain prepare' (default: the shipped tiny shakespeare corpus, prepared into <dir>/data)", ""},
+		{"streams", "data streams M; the batch is split evenly over them (default: one per worker)", "0"},
+	} {
+		fl := cmd.Flags().Lookup(d.name)
+		fl.Usage, fl.DefValue = d.usage, d.zero
+	}
 	cmd.Flags().StringVar(&dir, "dir", "ringtrain-local", "working directory for the prepared corpus and the run")
 	cmd.Flags().IntVar(&sample, "sample-tokens", 300, "tokens to generate at the end (0: none)")
-	cmd.Flags().BoolVar(&noResume, "no-resume", false, "refuse to start when the run directory already holds checkpoints")
+	cmd.Flags().BoolVar(&noResume, "no-resume", false, "refuse to start when the run directory already holds checkpoints (instead of resuming from the newest)")
 	cmd.Flags().IntVar(&workers, "workers", defaultLocalWorkers, "training workers in this process (each a ring member over loopback gRPC)")
 	cmd.Flags().IntVar(&coordinators, "coordinators", 1, "embedded coordinator replicas: 1 or 3")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", metricsAddrHelp+"; one registry for the process, labelled by worker and replica")
@@ -178,7 +192,14 @@ func runLocalCluster(cmd *cobra.Command, g *globals, log *slog.Logger, spec trai
 		Registry: reg,
 	})
 	if err != nil {
-		return "", err
+		if interrupted(cmd, err) {
+			return "", interruptedLocal(spec.Out)
+		}
+		return "", specError(err)
+	}
+	if r := res.Workers[0]; r.StartStep >= spec.Steps {
+		printNothingToDo(cmd.OutOrStdout(), r.Step, spec.Steps, r.Checkpoint)
+		return r.Checkpoint, nil
 	}
 	// Rank 0's summary, then the other ranks' time splits.
 	printDone(cmd, res.Workers[0])

@@ -20,11 +20,30 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := newRoot().ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "ringtrain:", err)
-		os.Exit(exitCode(err))
+	go func() {
+		// The first signal asks the command to stop (train checkpoints first); from
+		// then on the default handling is back, so a second one ends the process.
+		<-ctx.Done()
+		stop()
+	}()
+	code := execute(ctx, newRoot(), os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// execute runs root and returns the status the process exits with (exit.go): 0, or
+// the status of the command's error after printing it to stderr; a usage error also
+// says where the usage is.
+func execute(ctx context.Context, root *cobra.Command, stderr io.Writer) int {
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
 	}
+	fmt.Fprintln(stderr, "ringtrain:", err)
+	if isUsage(err) && cmd != nil {
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	}
+	return exitCode(err)
 }
 
 type globals struct {
@@ -42,19 +61,23 @@ func newRoot() *cobra.Command {
 		Short:         "Distributed data-parallel training of GPT language models",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       readBuildInfo().short(),
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			if err := applyEnv(cmd); err != nil {
-				return err
+				return usageError(err)
 			}
 			host, _ := os.Hostname()
 			id, err := identityFromEnv(os.LookupEnv, host)
 			if err != nil {
-				return err
+				return usageError(err)
 			}
 			if err := id.apply(cmd); err != nil {
-				return err
+				return usageError(err)
 			}
 			g.ident = id
+			if err := checkRequired(cmd); err != nil {
+				return err
+			}
 			return g.startProfile()
 		},
 		PersistentPostRun: func(*cobra.Command, []string) { g.stopProfile() },
@@ -77,7 +100,11 @@ func newRoot() *cobra.Command {
 		newAuditCmd(),
 		newPlotCmd(g),
 		newHealthCmd(),
+		newVersionCmd(),
+		newManCmd(),
 	)
+	root.SetVersionTemplate("{{.Version}}\n")
+	declareUsageErrors(root)
 	return root
 }
 
@@ -127,7 +154,8 @@ func (g *globals) stopProfile() {
 
 // logger returns the process's logger (newLogger) on standard error.
 func (g *globals) logger() (*slog.Logger, error) {
-	return newLogger(logOutput(), g.logLevel, g.logFormat, sameTerminal(os.Stdout, os.Stderr))
+	l, err := newLogger(logOutput(), g.logLevel, g.logFormat, sameTerminal(os.Stdout, os.Stderr))
+	return l, usageError(err)
 }
 
 // logOutput is where logs go: standard error, through a writer that first erases

@@ -1,20 +1,28 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/ringtrain/ringtrain/examples"
 	"github.com/ringtrain/ringtrain/model"
+	"github.com/ringtrain/ringtrain/tensor"
 	"github.com/ringtrain/ringtrain/trainer"
 )
 
@@ -327,5 +335,475 @@ func TestLocalOnPreparedData(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "tinyshakespeare.txt")); err == nil {
 		t.Errorf("local with --data still wrote the shipped corpus")
+	}
+}
+
+// mainEnv, set to 1 in the environment, makes the test binary run ringtrain's main
+// with its arguments instead of the tests: subprocess tests exec the test binary
+// itself, so that they see real exit statuses and signals without a separate build.
+const mainEnv = "RINGTRAIN_TEST_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(mainEnv) == "1" {
+		main() // exits
+	}
+	os.Exit(m.Run())
+}
+
+// subprocess returns the command that runs ringtrain with args in a child process,
+// killed when ctx ends.
+func subprocess(t *testing.T, ctx context.Context, args ...string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, exe, args...)
+	cmd.Env = append(os.Environ(), mainEnv+"=1")
+	return cmd
+}
+
+// runMain runs ringtrain in a child process and returns its stdout, stderr and exit
+// status.
+func runMain(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := subprocess(t, ctx, args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("ringtrain %s: %v", strings.Join(args, " "), err)
+	}
+	return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
+}
+
+// execIn runs the command line in-process through execute, as main does, and
+// returns stdout, what execute printed to stderr, and the exit status.
+func execIn(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	root := newRoot()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(append([]string{"--log-level", "error"}, args...))
+	code = execute(context.Background(), root, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+// smallData prepares the first 3,000 characters of tiny shakespeare (2 shards), a
+// corpus a tiny job passes over many times in a few hundred steps.
+func smallData(t *testing.T) string {
+	t.Helper()
+	tmp := t.TempDir()
+	text := filepath.Join(tmp, "small.txt")
+	if err := os.WriteFile(text, []byte(examples.TinyShakespeare[:3000]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(tmp, "data")
+	mustRun(t, "prepare", "--input", text, "--tokenizer", "char", "--out", data, "--min-shards", "2")
+	return data
+}
+
+// TestStartBanner checks the banner train prints before its first step.
+func TestStartBanner(t *testing.T) {
+	data := prepareData(t)
+	run := filepath.Join(t.TempDir(), "run")
+	out := mustRun(t, tinyTrain(data, run, "--steps", "10")...)
+	// 54,000 train tokens; each of the 2 streams reads 2 rows of 16 tokens a step.
+	vocab := jobOf(t, ckptDir(run, 10)).Model.VocabSize
+	params := model.Config{Layers: 2, Heads: 2, Embd: 32, MaxSeqLen: 16, VocabSize: vocab}.NumParams()
+	want := []string{
+		fmt.Sprintf("model: 2 layers, 2 heads, 32 wide, context 16, vocabulary %d; %s (%.1fK) parameters; causal objective", vocab, commas(params), float64(params)/1e3),
+		"batch: 4 sequences (2 streams x 2) of 16 tokens = 64 tokens per step",
+		"data: 54,000 train tokens in 4 shards; ",
+		"run: 10 steps, 0.0",
+		"from fresh weights; lr 0.01 after 2 warmup steps, cosine to 0.001",
+		"writes: " + filepath.Join(run, "ckpt", "step-NNNNNN") + " (checkpoints), " + filepath.Join(run, "metrics.jsonl"),
+	}
+	first := strings.Index(out, "step  5/10")
+	for _, w := range want {
+		if i := strings.Index(out, w); i < 0 || i > first {
+			t.Errorf("train output lacks %q before the first progress line:\n%s", w, out)
+		}
+	}
+	if m := regexp.MustCompile(`; (\d+) steps per epoch\n`).FindStringSubmatch(out); m == nil || m[1] < "800" {
+		t.Errorf("train output lacks the steps per epoch (about 54,000 / 64):\n%s", out)
+	}
+	if strings.Contains(out, "warning:") {
+		t.Errorf("a sound job drew a warning:\n%s", out)
+	}
+}
+
+// commas is n with its digits grouped in threes.
+func commas(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+// TestWarnings checks the warnings for a warmup not shorter than the run and for
+// many passes over the data: on the progress output and, at WARN, in the log.
+func TestWarnings(t *testing.T) {
+	data := smallData(t)
+	run := filepath.Join(t.TempDir(), "run")
+	stdout, stderr, code := runMain(t, tinyTrain(data, run, "--steps", "600", "--warmup", "600", "--log-interval", "600", "--log-level", "warn")...)
+	if code != 0 {
+		t.Fatalf("exit status %d\n%s", code, stderr)
+	}
+	m := regexp.MustCompile(`warning: 600 steps make (\d+) passes over the train split`).FindStringSubmatch(stdout)
+	if m == nil {
+		t.Fatalf("no many-epochs warning on the progress output:\n%s", stdout)
+	}
+	if n, _ := strconv.Atoi(m[1]); n <= 10 || n > 100 {
+		t.Errorf("warned of %d passes over a 2,700-token split in 600 steps of 64 tokens, want about 20", n)
+	}
+	if !strings.Contains(stdout, "warning: warmup of 600 steps is not shorter than the run's 600 steps") {
+		t.Errorf("no warmup warning on the progress output:\n%s", stdout)
+	}
+	for _, w := range []string{`level=WARN msg="warmup of 600 steps`, `level=WARN msg="600 steps make`} {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("log lacks %q:\n%s", w, stderr)
+		}
+	}
+}
+
+// TestNothingToDo checks that training a finished run again says so, exits 0, and
+// prints no loss or speed of steps it did not run.
+func TestNothingToDo(t *testing.T) {
+	data := prepareData(t)
+	run := filepath.Join(t.TempDir(), "run")
+	mustRun(t, tinyTrain(data, run, "--steps", "5")...)
+	stdout, stderr, code := execIn(t, tinyTrain(data, run, "--steps", "5")...)
+	want := "already at step 5 of 5, nothing to do\ndone: step 5; checkpoint " + ckptDir(run, 5) + "\n"
+	if code != 0 || stdout != want {
+		t.Errorf("rerun: status %d, printed %q (stderr %q), want 0 and %q", code, stdout, stderr, want)
+	}
+	stdout, _, code = execIn(t, tinyTrain(data, run, "--steps", "3")...)
+	if code != 0 || !strings.HasPrefix(stdout, "already at step 5, past --steps 3: nothing to do\n") {
+		t.Errorf("rerun with fewer steps: status %d, printed %q", code, stdout)
+	}
+}
+
+// TestLocalBannerAndNothingToDo checks local's banner (rank 0 of the embedded
+// cluster prints it) and its rerun of a finished run.
+func TestLocalBannerAndNothingToDo(t *testing.T) {
+	data := prepareData(t)
+	dir := t.TempDir()
+	args := []string{"local", "--data", data, "--dir", dir, "--steps", "3", "--sample-tokens", "0",
+		"--layers", "1", "--heads", "2", "--embd", "16", "--seq", "16", "--batch", "2", "--eval-batches", "1", "--warmup", "3"}
+	out := mustRun(t, args...)
+	run := filepath.Join(dir, "run")
+	for _, w := range []string{"model: 1 layer, 2 heads, 16 wide, context 16", "batch: 2 sequences (2 streams x 1) of 16 tokens = 32 tokens per step, on 2 workers",
+		"steps per epoch", "writes: " + filepath.Join(run, "ckpt"), "warning: warmup of 3 steps is not shorter than the run's 3 steps"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("local output lacks %q:\n%s", w, out)
+		}
+	}
+	if n := strings.Count(out, "model: "); n != 1 {
+		t.Errorf("local printed the banner %d times, want once (rank 0):\n%s", n, out)
+	}
+	out = mustRun(t, args...)
+	if !strings.Contains(out, "already at step 3 of 3, nothing to do\ndone: step 3; checkpoint "+ckptDir(run, 3)) ||
+		strings.Contains(out, "NaN") || strings.Contains(out, "model: ") {
+		t.Errorf("local on a finished run printed:\n%s", out)
+	}
+}
+
+// TestExitCodes checks the exit status and the message of each kind of outcome:
+// 0 done, 1 failure, 2 usage.
+func TestExitCodes(t *testing.T) {
+	data := prepareData(t)
+	missing := filepath.Join(t.TempDir(), "missing")
+	cases := []struct {
+		args []string
+		code int
+		want string // in stderr, or in stdout for status 0
+	}{
+		{[]string{"--version"}, 0, "ringtrain "},
+		{[]string{"version"}, 0, "gemm kernel:"},
+		{[]string{"--help"}, 0, "Available Commands:"},
+		{[]string{"train", "--help"}, 0, "--no-resume"},
+		{[]string{"trian"}, 2, `unknown command "trian" for "ringtrain"; did you mean train?`},
+		{[]string{"bench", "nope"}, 2, `unknown command "nope" for "ringtrain bench"`},
+		{[]string{"train", "extra"}, 2, `unknown command "extra" for "ringtrain train"`},
+		{[]string{"train", "--bogus"}, 2, "unknown flag: --bogus"},
+		{[]string{"train", "--steps", "ten"}, 2, `invalid argument "ten" for "--steps"`},
+		{[]string{"train", "--steps", "1"}, 2, "--data is required"},
+		{[]string{"generate"}, 2, "required flag --checkpoint not given"},
+		{[]string{"eval"}, 2, "required flags --checkpoint, --data not given"},
+		{[]string{"prepare", "--input", "x"}, 2, "required flag --out not given"},
+		{[]string{"export", "--checkpoint", "x", "--out", "y", "--format", "onnx"}, 2, "--format"},
+		{tinyTrain(data, t.TempDir(), "--batch", "5"), 2, "--batch 5 must be a positive multiple of --streams 2"},
+		{tinyTrain(data, t.TempDir(), "--embd", "33"), 2, "embd=33"},
+		{tinyTrain(data, t.TempDir(), "--log-format", "xml"), 2, "--log-format"},
+		{[]string{"local", "--workers", "0"}, 2, "--workers 0"},
+		{tinyTrain(missing, t.TempDir()), 1, "dataset " + missing},
+		{[]string{"generate", "--checkpoint", missing}, 1, missing},
+	}
+	for _, c := range cases {
+		stdout, stderr, code := execIn(t, c.args...)
+		name := "ringtrain " + strings.Join(c.args, " ")
+		if code != c.code {
+			t.Errorf("%s: exit status %d, want %d\nstderr: %s", name, code, c.code, stderr)
+			continue
+		}
+		got := stderr
+		if c.code == 0 {
+			got = stdout
+		}
+		if !strings.Contains(got, c.want) {
+			t.Errorf("%s: printed %q, want %q in it", name, got, c.want)
+		}
+		switch {
+		case c.code == 2 && !strings.Contains(stderr, "--help' for usage."):
+			t.Errorf("%s: a usage error without a pointer to the usage: %q", name, stderr)
+		case c.code == 1 && (!strings.HasPrefix(stderr, "ringtrain: ") || strings.Contains(stderr, "for usage")):
+			t.Errorf("%s: a failure printed %q", name, stderr)
+		}
+	}
+
+	// The real process exits with the same statuses.
+	if _, _, code := runMain(t, "trian"); code != 2 {
+		t.Errorf("ringtrain trian: exit status %d, want 2", code)
+	}
+	if _, stderr, code := runMain(t, "generate", "--checkpoint", missing); code != 1 {
+		t.Errorf("ringtrain generate --checkpoint %s: exit status %d, want 1\n%s", missing, code, stderr)
+	}
+	// A required flag can come from the environment, as every flag can.
+	t.Setenv("RINGTRAIN_CHECKPOINT", missing)
+	if _, stderr, code := execIn(t, "generate"); code != 1 || !strings.Contains(stderr, missing) {
+		t.Errorf("generate with RINGTRAIN_CHECKPOINT: status %d, stderr %q; want 1 naming the checkpoint", code, stderr)
+	}
+}
+
+var (
+	interruptedTrainRE = regexp.MustCompile(`ringtrain: interrupted: checkpoint written at step (\d+) \((\S+)\); rerun to resume\n`)
+	interruptedLocalRE = regexp.MustCompile(`ringtrain: interrupted: the newest checkpoint is at step (\d+) \((\S+)\); rerun to resume from it\n`)
+	progressRE         = regexp.MustCompile(`^step\s+(\d+)/`)
+)
+
+// interrupt runs ringtrain with args in a child process, sends it sig once it has
+// printed a progress line of a step at or past atStep, and returns its stdout,
+// stderr and exit status.
+func interrupt(t *testing.T, sig os.Signal, atStep int, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := subprocess(t, ctx, args...)
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	sc := bufio.NewScanner(pipe)
+	sent := false
+	for sc.Scan() {
+		line := sc.Text()
+		out.WriteString(line + "\n")
+		if m := progressRE.FindStringSubmatch(line); m != nil && !sent {
+			if n, _ := strconv.Atoi(m[1]); n >= atStep {
+				if err := cmd.Process.Signal(sig); err != nil {
+					t.Fatal(err)
+				}
+				sent = true
+			}
+		}
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	if !sent {
+		t.Fatalf("no progress line of step %d appeared:\n%s\n%s", atStep, out.String(), errOut.String())
+	}
+	return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
+}
+
+// TestInterrupt checks that SIGINT stops train after a checkpoint of the last step,
+// with status 130 and a message that says where, and that a rerun resumes there;
+// and that SIGTERM stops local with status 130, naming the newest checkpoint.
+func TestInterrupt(t *testing.T) {
+	data := prepareData(t)
+	run := filepath.Join(t.TempDir(), "run")
+	stdout, stderr, code := interrupt(t, os.Interrupt, 1,
+		tinyTrain(data, run, "--steps", "1000000", "--log-interval", "1", "--eval-interval", "0", "--log-level", "warn")...)
+	m := interruptedTrainRE.FindStringSubmatch(stderr)
+	if code != 130 || m == nil || strings.Contains(stderr, "context canceled") {
+		t.Fatalf("train after SIGINT: exit status %d, stderr:\n%s\nwant 130 and where the checkpoint is", code, stderr)
+	}
+	step, _ := strconv.ParseInt(m[1], 10, 64)
+	if m[2] != ckptDir(run, step) || jobOf(t, m[2]).Steps != 1_000_000 {
+		t.Errorf("checkpoint %s, want %s of the interrupted job", m[2], ckptDir(run, step))
+	}
+	if !strings.Contains(stdout, fmt.Sprintf("step %7d/1000000", step)) {
+		t.Errorf("the checkpoint's step %d is not the last step printed:\n%s", step, stdout)
+	}
+	out := mustRun(t, tinyTrain(data, run, "--steps", strconv.FormatInt(step+2, 10))...)
+	if !strings.Contains(out, fmt.Sprintf("resuming at step %s from %s", commas(int(step)), m[2])) || !strings.Contains(out, fmt.Sprintf("done: step %d,", step+2)) {
+		t.Errorf("rerun after the interruption printed:\n%s", out)
+	}
+
+	dir := t.TempDir()
+	_, stderr, code = interrupt(t, syscall.SIGTERM, 6, "local", "--data", data, "--dir", dir, "--steps", "1000000", "--sample-tokens", "0",
+		"--layers", "1", "--heads", "2", "--embd", "16", "--seq", "16", "--batch", "2", "--eval-interval", "0", "--eval-batches", "1",
+		"--log-interval", "1", "--checkpoint-interval", "5", "--log-level", "error")
+	m = interruptedLocalRE.FindStringSubmatch(stderr)
+	if code != 130 || m == nil {
+		t.Fatalf("local after SIGTERM: exit status %d, stderr:\n%s\nwant 130 and the newest checkpoint", code, stderr)
+	}
+	step, _ = strconv.ParseInt(m[1], 10, 64)
+	if step < 5 || step%5 != 0 || m[2] != ckptDir(filepath.Join(dir, "run"), step) {
+		t.Errorf("local names checkpoint %s at step %d, want one of every 5 steps in %s", m[2], step, filepath.Join(dir, "run"))
+	}
+}
+
+// TestVersion checks --version and the version command against the running
+// binary's build.
+func TestVersion(t *testing.T) {
+	out := mustRun(t, "--version")
+	want := fmt.Sprintf(`^ringtrain \S+ \(commit \S+, %s %s/%s, gemm %s\)\n$`,
+		regexp.QuoteMeta(runtime.Version()), runtime.GOOS, runtime.GOARCH, regexp.QuoteMeta(tensor.GemmKernel()))
+	if !regexp.MustCompile(want).MatchString(out) {
+		t.Errorf("--version printed %q, want it to match %s", out, want)
+	}
+	out = mustRun(t, "version")
+	for _, w := range []string{"version:", "commit:", "commit time:", "go:          " + runtime.Version() + "\n",
+		"platform:    " + runtime.GOOS + "/" + runtime.GOARCH + "\n", "gemm kernel: " + tensor.GemmKernel() + "\n"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("version printed %q, lacking %q", out, w)
+		}
+	}
+
+	// The revision line, from build settings as `go build` records them in a checkout.
+	b := buildInfo{Version: "v1.2.0", Revision: "0123456789abcdef0123", Time: "2026-01-02T03:04:05Z", Modified: true,
+		GoVersion: "go1.26.0", OS: "linux", Arch: "amd64", Gemm: "avx2"}
+	if got, want := b.short(), "ringtrain v1.2.0 (commit 0123456789ab+modified, go1.26.0 linux/amd64, gemm avx2)"; got != want {
+		t.Errorf("short version %q, want %q", got, want)
+	}
+	if got := b.long(); !strings.Contains(got, "commit:      0123456789ab+modified\ncommit time: 2026-01-02T03:04:05Z\n") {
+		t.Errorf("long version:\n%s", got)
+	}
+}
+
+// TestManPages checks the man pages: one per command, roff that groff renders
+// without a warning (when groff is installed), the flags and their required marks.
+func TestManPages(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "man1")
+	t.Setenv("SOURCE_DATE_EPOCH", "1767225600") // 2026-01-01
+	if out := mustRun(t, "man", "--dir", dir); out != "wrote man pages to "+dir+"\n" {
+		t.Errorf("man printed %q", out)
+	}
+	pages, err := filepath.Glob(filepath.Join(dir, "*.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, p := range pages {
+		names[filepath.Base(p)] = true
+	}
+	for _, n := range []string{"ringtrain.1", "ringtrain-train.1", "ringtrain-local.1", "ringtrain-prepare.1", "ringtrain-bench-gemm.1", "ringtrain-version.1"} {
+		if !names[n] {
+			t.Errorf("no %s among %v", n, pages)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "ringtrain-generate.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := string(b)
+	for _, w := range []string{`.TH "RINGTRAIN" "1" "Jan 2026" "ringtrain `, "ringtrain-generate - Generate text from a checkpoint",
+		`\fB--checkpoint\fP=""`, "checkpoint directory (ringtrain's or a Hugging Face GPT-2 directory) (required)", ".SH SEE ALSO"} {
+		if !strings.Contains(page, w) {
+			t.Errorf("ringtrain-generate.1 lacks %q:\n%s", w, page)
+		}
+	}
+	groff, err := exec.LookPath("groff")
+	if err != nil {
+		t.Log("groff not installed: the pages are not rendered")
+		return
+	}
+	for _, p := range pages {
+		out, err := exec.Command(groff, "-man", "-Tutf8", "-ww", "-P-cbou", p).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "NAME") {
+			t.Errorf("groff %s: %v\n%s", p, err, out)
+		}
+		if i := strings.Index(string(out), "warning"); i >= 0 {
+			t.Errorf("groff %s warns: %s", p, out[i:])
+		}
+	}
+}
+
+// TestMessagesInFlagTerms checks that errors and help name flags, not Go fields or
+// struct dumps.
+func TestMessagesInFlagTerms(t *testing.T) {
+	data := prepareData(t)
+	run := filepath.Join(t.TempDir(), "run")
+	mustRun(t, tinyTrain(data, run, "--steps", "2")...)
+
+	// Resuming with another shape names the flags that differ.
+	_, stderr, code := execIn(t, tinyTrain(data, run, "--steps", "4", "--layers", "3", "--context", "32")...)
+	want := "ringtrain: the run directory's checkpoint " + ckptDir(run, 2) + " has another model shape: --layers 2 in the checkpoint, 3 given; --context 16 in the checkpoint, 32 given"
+	if code != 2 || !strings.Contains(stderr, want) || strings.Contains(stderr, "{") {
+		t.Errorf("resume with another shape: status %d, stderr %q; want 2 and %q", code, stderr, want)
+	}
+	_, stderr, code = execIn(t, tinyTrain(data, t.TempDir(), "--init-from", ckptDir(run, 2), "--embd", "64")...)
+	if want := "--init-from " + ckptDir(run, 2) + " has another model shape: --embd 32 in the checkpoint, 64 given"; code != 2 || !strings.Contains(stderr, want) {
+		t.Errorf("--init-from another shape: status %d, stderr %q; want 2 and %q", code, stderr, want)
+	}
+
+	// --no-resume refuses a run directory with checkpoints, as its help says.
+	_, stderr, code = execIn(t, tinyTrain(data, run, "--steps", "4", "--no-resume")...)
+	if code != 1 || !strings.Contains(stderr, "--no-resume: run directory "+run+" already holds checkpoint "+ckptDir(run, 2)) {
+		t.Errorf("--no-resume on a run with checkpoints: status %d, stderr %q", code, stderr)
+	}
+	if out := mustRun(t, tinyTrain(data, filepath.Join(t.TempDir(), "fresh"), "--steps", "1", "--no-resume")...); !strings.Contains(out, "done: step 1,") {
+		t.Errorf("--no-resume on a fresh run directory printed:\n%s", out)
+	}
+	help := mustRun(t, "train", "--help")
+	if !regexp.MustCompile(`--no-resume +refuse to start when --out already holds checkpoints`).MatchString(help) {
+		t.Errorf("train --help does not say what --no-resume does:\n%s", help)
+	}
+	if !regexp.MustCompile(`--data string +prepared dataset directory`).MatchString(help) || strings.Contains(help, "--data ringtrain") {
+		t.Errorf("train --help shows --data wrongly:\n%s", help)
+	}
+
+	// local --help shows the defaults local uses.
+	help = mustRun(t, "local", "--help")
+	for _, re := range []string{`--steps int +optimizer steps \(default 600\)\n`, `--out string +run directory .*\(default: <dir>/run\)\n`,
+		`--streams int +data streams M.*\(default: one per worker\)\n`, `--data string +.*\(default: the shipped tiny shakespeare corpus`,
+		`--log-interval int +steps between progress lines \(default 25\)\n`} {
+		if !regexp.MustCompile(re).MatchString(help) {
+			t.Errorf("local --help does not match %s:\n%s", re, help)
+		}
+	}
+
+	// prepare names its flags: --overwrite, and the bpe size the corpus allows.
+	text := filepath.Join(t.TempDir(), "small.txt")
+	if err := os.WriteFile(text, []byte(examples.TinyShakespeare[:3000]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code = execIn(t, "prepare", "--input", text, "--out", data, "--tokenizer", "char")
+	if code != 1 || !strings.Contains(stderr, "--out "+data+" already holds a dataset: --overwrite replaces it, --if-missing keeps it") || strings.Contains(stderr, "Overwrite") {
+		t.Errorf("prepare over a dataset: status %d, stderr %q", code, stderr)
+	}
+	bpeOut := filepath.Join(t.TempDir(), "bpe")
+	_, stderr, code = execIn(t, "prepare", "--input", text, "--out", bpeOut, "--min-shards", "1")
+	m := regexp.MustCompile(`the largest bpe vocabulary it can build is (bpe:\d+)\n`).FindStringSubmatch(stderr)
+	if code != 2 || m == nil || !strings.HasPrefix(stderr, "ringtrain: --tokenizer: ") {
+		t.Fatalf("prepare --tokenizer bpe:4096 on 3,000 characters: status %d, stderr %q; want 2 and the size that works", code, stderr)
+	}
+	if out := mustRun(t, "prepare", "--input", text, "--out", bpeOut, "--min-shards", "1", "--tokenizer", m[1]); !strings.Contains(out, "tokenizer bpe (vocab "+strings.TrimPrefix(m[1], "bpe:")+")") {
+		t.Errorf("prepare --tokenizer %s, the size named, printed %q", m[1], out)
 	}
 }

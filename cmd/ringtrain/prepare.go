@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -38,13 +39,10 @@ trained on the inputs), gpt2 (GPT-2's own encoding).`,
 				return err
 			}
 			if len(inputs) == 0 && !shipped {
-				return fmt.Errorf("--input is required (or --shipped)")
-			}
-			if out == "" {
-				return fmt.Errorf("--out is required")
+				return usageErrorf("--input is required (or --shipped)")
 			}
 			if err := tokenizer.CheckSpec(tokSpec); err != nil {
-				return fmt.Errorf("--tokenizer: %w", err)
+				return usageError(fmt.Errorf("--tokenizer: %w", err))
 			}
 			if ifMissing {
 				if _, err := os.Stat(filepath.Join(out, shard.ManifestFile)); err == nil {
@@ -64,7 +62,12 @@ trained on the inputs), gpt2 (GPT-2's own encoding).`,
 				Inputs: inputs, OutDir: out, ValFraction: valFrac, MinShards: minShards,
 				Overwrite: overwrite, Logger: log,
 			})
-			if err != nil {
+			switch {
+			case errors.Is(err, shard.ErrDatasetExists):
+				return reworded(fmt.Sprintf("--out %s already holds a dataset: --overwrite replaces it, --if-missing keeps it", out), err)
+			case errors.Is(err, tokenizer.ErrBadCorpus):
+				return usageError(fmt.Errorf("--tokenizer: %w", err))
+			case err != nil:
 				return err
 			}
 			var train, val int64
@@ -88,6 +91,7 @@ trained on the inputs), gpt2 (GPT-2's own encoding).`,
 	fl.BoolVar(&overwrite, "overwrite", false, "replace a dataset already in --out")
 	fl.BoolVar(&ifMissing, "if-missing", false, "do nothing when --out already holds a dataset (a manifest), so a rerun is harmless")
 	fl.BoolVar(&shipped, "shipped", false, "add the tiny shakespeare corpus shipped inside the binary to the inputs")
+	requireFlags(cmd, "out")
 	return cmd
 }
 

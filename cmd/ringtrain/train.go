@@ -27,7 +27,7 @@ func (f *specFlags) register(cmd *cobra.Command) {
 	*s = trainer.DefaultSpec()
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "job spec YAML file (flags override it)")
-	fl.StringVar(&s.Data, "data", "", "prepared dataset directory (from `ringtrain prepare`)")
+	fl.StringVar(&s.Data, "data", "", "prepared dataset directory (made by 'ringtrain prepare')")
 	fl.StringVar(&s.Out, "out", s.Out, "run directory for checkpoints and metrics.jsonl")
 	fl.StringVar(&s.InitFrom, "init-from", "", "start from this checkpoint or Hugging Face GPT-2 directory")
 	fl.StringVar((*string)(&s.Objective), "objective", string(s.Objective), "training objective: causal or masked")
@@ -65,18 +65,18 @@ func (f *specFlags) resolve(cmd *cobra.Command) (trainer.Spec, error) {
 	if f.config != "" {
 		fromFile, err := trainer.LoadSpec(f.config)
 		if err != nil {
-			return spec, err
+			return spec, specError(fmt.Errorf("--config: %w", err))
 		}
 		if !cmd.Flags().Changed("batch") {
 			batch = fromFile.GlobalBatch()
 		}
 		if spec, err = overlayChanged(cmd, fromFile); err != nil {
-			return spec, err
+			return spec, usageError(err)
 		}
 	}
 	if f.config == "" || cmd.Flags().Changed("batch") || cmd.Flags().Changed("streams") {
 		if spec.Streams < 1 || batch%spec.Streams != 0 {
-			return spec, fmt.Errorf("--batch %d must be a positive multiple of --streams %d", batch, spec.Streams)
+			return spec, usageErrorf("--batch %d must be a positive multiple of --streams %d", batch, spec.Streams)
 		}
 		spec.MicroBatch = batch / spec.Streams
 	}
@@ -110,7 +110,13 @@ or a directory of llm.c shards (read with the gpt2 tokenizer unless --tokenizer)
 Checkpoints go to <out>/ckpt/step-NNNNNN, step metrics to <out>/metrics.jsonl and to
 TensorBoard event files in <out>/tb (watch with 'tensorboard --logdir <out>/tb').
 Running it again on the same --out resumes from the newest checkpoint and continues
-bit-identically.`,
+bit-identically; on a finished run it says so and does nothing. It starts with a
+banner (parameters, tokens per step, steps per epoch, epochs) and warns about a
+warmup not shorter than the run and about more than 10 passes over the data.
+
+SIGINT or SIGTERM (Ctrl-C) checkpoints the last completed step and exits with status
+130; rerun to resume. Exit status: 0 done, 1 failed, 2 bad flags or values, 130
+interrupted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
@@ -125,14 +131,19 @@ bit-identically.`,
 				return printSpec(cmd.OutOrStdout(), spec)
 			}
 			if spec.Data == "" {
-				return fmt.Errorf("--data is required (a directory made by 'ringtrain prepare')")
+				return usageErrorf("--data is required (a directory made by 'ringtrain prepare'), on the command line or as data: in --config")
+			}
+			if noResume {
+				if err := refuseResume(spec.Out); err != nil {
+					return err
+				}
 			}
 			_, err = runTraining(cmd, log, spec, noResume, !tensorBoard)
 			return err
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().BoolVar(&noResume, "no-resume", false, "ignore checkpoints already in --out")
+	cmd.Flags().BoolVar(&noResume, "no-resume", false, "refuse to start when --out already holds checkpoints (instead of resuming from the newest)")
 	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the job spec these flags and --config make, as job YAML, and exit")
 	cmd.Flags().BoolVar(&tensorBoard, "tensorboard", true, tensorBoardHelp)
 	return cmd
@@ -158,14 +169,22 @@ func printSpec(w io.Writer, spec trainer.Spec) error {
 // tensorBoardHelp is the help of the --tensorboard flag of the commands that train.
 const tensorBoardHelp = "write TensorBoard event files to <out>/tb ('tensorboard --logdir <out>/tb'); --tensorboard=false for none"
 
-// runTraining runs spec in this process, printing progress and a summary line to the
-// command's output.
+// runTraining runs spec in this process, printing the banner, progress and a summary
+// line to the command's output, or that there is nothing to do. A signal's
+// interruption is an interruptedError; an invalid spec is a usage error in flag terms.
 func runTraining(cmd *cobra.Command, log *slog.Logger, spec trainer.Spec, noResume, noTensorBoard bool) (*trainer.Result, error) {
 	out := cmd.OutOrStdout()
 	res, err := trainer.Run(cmd.Context(), spec, trainer.RunOptions{Logger: log, Progress: out, NoResume: noResume,
 		NoTensorBoard: noTensorBoard})
 	if err != nil {
-		return nil, err
+		if interrupted(cmd, err) {
+			return res, interruptedTrain(res)
+		}
+		return nil, specError(err)
+	}
+	if res.StartStep >= spec.Steps {
+		printNothingToDo(out, res.Step, spec.Steps, res.Checkpoint)
+		return res, nil
 	}
 	fmt.Fprintf(out, "done: step %d, train loss %.4f, val loss %.4f, %.0f tok/s in %s; checkpoint %s\n",
 		res.Step, res.TrainLoss, res.ValLoss, res.TokensPerSec, res.Elapsed.Round(time.Second), res.Checkpoint)

@@ -112,6 +112,7 @@ PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&addrs, "coordinators", nil, "coordinator gRPC addresses, comma separated")
+	requireFlags(cmd, "coordinators")
 	f.StringVar(&id, "id", host, "stable worker id; default: the host name")
 	f.StringVar(&listen, "listen", ":7100", "peer gRPC listen address")
 	f.StringVar(&advert, "advertise", "", "host:port other workers dial (required when --listen has no host)")
@@ -138,7 +139,7 @@ generations, recomputed steps and lost or repeated samples; exits non-zero on a 
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if streams <= 0 {
-				return fmt.Errorf("--streams: must be the job's stream count (> 0), got %d", streams)
+				return usageErrorf("--streams: must be the job's stream count (> 0), got %d", streams)
 			}
 			recs, err := worker.ReadAudit(args...)
 			if err != nil {
@@ -155,6 +156,7 @@ generations, recomputed steps and lost or repeated samples; exits non-zero on a 
 		},
 	}
 	cmd.Flags().IntVar(&streams, "streams", 0, "the job's number of data streams")
+	requireFlags(cmd, "streams")
 	return cmd
 }
 
@@ -207,7 +209,7 @@ every change. --timeout bounds the submission and each status read.`,
 			defer cancel()
 			if err := cl.SubmitJob(ctx, &pb.SubmitJobRequest{Job: job, Replace: replace}); err != nil {
 				if cmd.Context().Err() != nil {
-					return interrupted()
+					return errWaitInterrupted()
 				}
 				return err
 			}
@@ -221,6 +223,7 @@ every change. --timeout bounds the submission and each status read.`,
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&addrs, "coordinators", nil, "coordinator gRPC addresses, comma separated")
+	requireFlags(cmd, "coordinators")
 	f.IntVar(&minWorkers, "min-workers", 1, "the job waits until this many workers are registered")
 	f.IntVar(&maxWorkers, "max-workers", 0, "at most this many workers train (0: one per stream)")
 	f.BoolVar(&replace, "replace", false, "replace a different job already submitted (its progress is dropped), or run this failed job again")
