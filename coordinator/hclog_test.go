@@ -14,6 +14,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/ringtrain/ringtrain/internal/logcheck"
 )
 
 // jsonRecords splits JSON log output into records, failing the test on a line that
@@ -25,7 +27,7 @@ func jsonRecords(t *testing.T, out string) []map[string]any {
 		if strings.TrimSpace(line) == "" {
 			continue
 		}
-		if dup := duplicateKeys([]byte(line)); dup != nil {
+		if dup := logcheck.DuplicateKeys([]byte(line)); dup != nil {
 			t.Errorf("record repeats a key: %v\n%s", dup, line)
 		}
 		var rec map[string]any
@@ -35,53 +37,6 @@ func jsonRecords(t *testing.T, out string) []map[string]any {
 		recs = append(recs, rec)
 	}
 	return recs
-}
-
-// duplicateKeys returns the keys that occur more than once in one object of the JSON
-// document line (nil when none, or when it is not JSON: json.Unmarshal reports that).
-func duplicateKeys(line []byte) []string {
-	dec := json.NewDecoder(bytes.NewReader(line))
-	var dups []string
-	var walk func() error
-	walk = func() error {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		switch tok {
-		case json.Delim('{'):
-			seen := map[string]bool{}
-			for dec.More() {
-				k, err := dec.Token()
-				if err != nil {
-					return err
-				}
-				key, _ := k.(string)
-				if seen[key] {
-					dups = append(dups, key)
-				}
-				seen[key] = true
-				if err := walk(); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token()
-			return err
-		case json.Delim('['):
-			for dec.More() {
-				if err := walk(); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token()
-			return err
-		}
-		return nil
-	}
-	if walk() != nil {
-		return nil
-	}
-	return dups
 }
 
 // node is a value raft passes to its logger: it has a String method and fields a

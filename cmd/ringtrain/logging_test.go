@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc/grpclog"
 
+	"github.com/ringtrain/ringtrain/internal/logcheck"
 	"github.com/ringtrain/ringtrain/trainer"
 )
 
@@ -48,59 +49,12 @@ func jsonLines(t *testing.T, out string) []map[string]any {
 			t.Errorf("not a JSON record: %v\n%q", err, line)
 			continue
 		}
-		if dup := duplicateKeys([]byte(line)); dup != nil {
+		if dup := logcheck.DuplicateKeys([]byte(line)); dup != nil {
 			t.Errorf("record repeats %v: %s", dup, line)
 		}
 		recs = append(recs, rec)
 	}
 	return recs
-}
-
-// duplicateKeys returns the keys that occur more than once in one object of the JSON
-// document doc (nil when none, or when doc is not JSON).
-func duplicateKeys(doc []byte) []string {
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	var dups []string
-	var walk func() error
-	walk = func() error {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		switch tok {
-		case json.Delim('{'):
-			seen := map[string]bool{}
-			for dec.More() {
-				k, err := dec.Token()
-				if err != nil {
-					return err
-				}
-				key, _ := k.(string)
-				if seen[key] {
-					dups = append(dups, key)
-				}
-				seen[key] = true
-				if err := walk(); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token()
-			return err
-		case json.Delim('['):
-			for dec.More() {
-				if err := walk(); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token()
-			return err
-		}
-		return nil
-	}
-	if walk() != nil {
-		return nil
-	}
-	return dups
 }
 
 func TestDuplicateKeys(t *testing.T) {
@@ -110,8 +64,8 @@ func TestDuplicateKeys(t *testing.T) {
 		`{"a":{"b":1,"b":2},"c":[{}]}`: "[b]",
 		`{"a":[{"x":1,"x":1}],"a":0}`:  "[x a]",
 	} {
-		if got := duplicateKeys([]byte(doc)); strings.Join(got, " ") != strings.Trim(want, "[]") {
-			t.Errorf("duplicateKeys(%s) = %v, want %s", doc, got, want)
+		if got := logcheck.DuplicateKeys([]byte(doc)); strings.Join(got, " ") != strings.Trim(want, "[]") {
+			t.Errorf("DuplicateKeys(%s) = %v, want %s", doc, got, want)
 		}
 	}
 }
