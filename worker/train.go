@@ -503,7 +503,7 @@ func (w *Worker) finishJob(ctx context.Context, js *jobState, g *generation) (*R
 		w.closeMetrics(js)
 	}
 	if err := g.ring.Barrier(ctx); err != nil {
-		if ctx.Err() != nil && !(js.stop != "" && errors.Is(context.Cause(ctx), errSuperseded) && w.stopRecorded(ctx, js, log)) {
+		if ctx.Err() != nil && !(errors.Is(context.Cause(ctx), errSuperseded) && w.finalStepRecorded(ctx, js, log)) {
 			return nil, fmt.Errorf("final barrier: %w", err)
 		}
 		// Every step is applied and the replicas compared equal above: a peer that
@@ -524,15 +524,15 @@ func (w *Worker) finishJob(ctx context.Context, js *jobState, g *generation) (*R
 	return res, nil
 }
 
-// stopRecorded reports whether the coordinator records the step at which the job
-// stopped early (js.tr.Step) as its progress, waiting up to callPatience for rank 0's
-// report. It is asked when the final barrier of a stopped job fails because a newer
-// plan arrived: a rank that passed the barrier first has left, which makes the next
-// plan, and the job is over once rank 0's final report is in. Without that report
-// (rank 0 failed before it), the worker goes on to the next plan, whose rank 0 then
-// stops the job at the same step and records it. The generation's context has ended
-// (ctx), so the wait uses one of its own.
-func (w *Worker) stopRecorded(ctx context.Context, js *jobState, log *slog.Logger) bool {
+// finalStepRecorded reports whether the coordinator records the step at which the
+// job ended (its last step, or the step at which it stopped early: js.tr.Step) as its
+// progress, waiting up to callPatience for rank 0's report. It is asked when the final
+// barrier fails because a newer plan arrived: a rank that passed the barrier first has
+// left, which makes the next plan, and the job is over once rank 0's final report is
+// in. Without that report (rank 0 failed before it), the worker goes on to the next
+// plan, whose rank 0 then ends the job at the same step and records it. The
+// generation's context has ended (ctx), so the wait uses one of its own.
+func (w *Worker) finalStepRecorded(ctx context.Context, js *jobState, log *slog.Logger) bool {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callPatience)
 	defer cancel()
 	for {
@@ -544,7 +544,7 @@ func (w *Worker) stopRecorded(ctx context.Context, js *jobState, log *slog.Logge
 		select {
 		case <-sctx.Done():
 			t.Stop()
-			log.Warn("the job stopped early, but its final step is not recorded", "step", js.tr.Step, "err", err)
+			log.Warn("the job ended, but its final step is not recorded", "step", js.tr.Step, "err", err)
 			return false
 		case <-t.C:
 		}
