@@ -53,20 +53,8 @@ func TestRunRefusesBadOptions(t *testing.T) {
 // shared registry says finished.
 func TestJobStateMetric(t *testing.T) {
 	dir := t.TempDir()
-	text := filepath.Join(dir, "input.txt")
-	if err := os.WriteFile(text, []byte(examples.TinyShakespeare[:20_000]), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	data := filepath.Join(dir, "data")
-	if _, err := shard.PrepareText(context.Background(), "char", shard.PrepareOptions{Inputs: []string{text}, OutDir: data, MinShards: 2}); err != nil {
-		t.Fatal(err)
-	}
-	spec := trainer.DefaultSpec()
-	spec.Model = model.Config{Layers: 1, Heads: 2, Embd: 16}
-	spec.Data, spec.Out = data, filepath.Join(dir, "run")
-	spec.SeqLen, spec.MicroBatch, spec.Streams = 16, 1, 2
-	spec.Steps, spec.WarmupSteps = 3, 1
-	spec.EvalInterval, spec.EvalBatches, spec.CheckpointInterval = 0, 0, 0
+	spec := tinyJob(t, dir, 3)
+	spec.EvalBatches = 0
 	reg := prometheus.NewRegistry()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -100,4 +88,26 @@ func TestJobStateMetric(t *testing.T) {
 			t.Errorf("job state %v (%q) is not among metrics.JobStates %v", st, coordinator.JobStateName(st), metrics.JobStates)
 		}
 	}
+}
+
+// tinyJob prepares a slice of the shipped corpus under dir and returns a job of a
+// one-layer GPT over two streams for steps steps, writing to dir/run, that neither
+// evaluates nor checkpoints before its end.
+func tinyJob(t *testing.T, dir string, steps int64) trainer.Spec {
+	t.Helper()
+	text := filepath.Join(dir, "input.txt")
+	if err := os.WriteFile(text, []byte(examples.TinyShakespeare[:20_000]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	if _, err := shard.PrepareText(context.Background(), "char", shard.PrepareOptions{Inputs: []string{text}, OutDir: data, MinShards: 2}); err != nil {
+		t.Fatal(err)
+	}
+	spec := trainer.DefaultSpec()
+	spec.Model = model.Config{Layers: 1, Heads: 2, Embd: 16}
+	spec.Data, spec.Out = data, filepath.Join(dir, "run")
+	spec.SeqLen, spec.MicroBatch, spec.Streams = 16, 1, 2
+	spec.Steps, spec.WarmupSteps = steps, 1
+	spec.EvalInterval, spec.EvalBatches, spec.CheckpointInterval = 0, 0, 0
+	return spec
 }

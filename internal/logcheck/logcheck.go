@@ -3,7 +3,7 @@
 //
 // # Who calls it
 //
-// The tests of cmd/ringtrain and coordinator, which check that one record never
+// The tests of cmd/ringtrain, coordinator and localcluster, which check that one record never
 // repeats a key (slog's JSON handler writes a repeated attribute twice).
 //
 // # Usage
