@@ -78,6 +78,9 @@ type TrainerState struct {
 	// stored with insignificant whitespace removed, and LoadCheckpoint returns that
 	// compact form. Empty means none.
 	Job json.RawMessage `json:"job,omitempty"`
+	// ChatTemplate names the chat template (package chat) the model was fine-tuned
+	// with, so generation renders prompts as training did; "" when it was not.
+	ChatTemplate string `json:"chat_template,omitempty"`
 }
 
 // Checkpoint is everything needed to resume training bit-identically.
