@@ -47,8 +47,8 @@ separate 'ringtrain coordinator' and 'ringtrain worker' processes do. Unless
 again resumes from the newest checkpoint in the run directory. 'ringtrain train'
 is the single-process trainer without a cluster.
 
-SIGINT or SIGTERM (Ctrl-C) stops the workers and exits with status 130; a rerun
-resumes from the newest checkpoint (every --checkpoint-interval steps). Exit status:
+SIGINT or SIGTERM (Ctrl-C) stops the workers, rank 0 writing a checkpoint of the
+last completed step first, and exits with status 130; rerun to resume. Exit status:
 0 done, 1 failed, 2 bad flags or values, 130 interrupted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -193,7 +193,7 @@ func runLocalCluster(cmd *cobra.Command, g *globals, log *slog.Logger, spec trai
 	})
 	if err != nil {
 		if interrupted(cmd, err) {
-			return "", interruptedLocal(spec.Out)
+			return "", interruptedLocal(res, spec.Out)
 		}
 		return "", specError(err)
 	}
