@@ -239,7 +239,11 @@ every change. --timeout bounds the submission and each status read.`,
 // healthy run.
 func printDone(cmd *cobra.Command, res *worker.Result) {
 	if res.Rank < 0 {
-		fmt.Fprintf(cmd.OutOrStdout(), "done: the job had already finished at step %d; checkpoint %s\n", res.Step, orNone(res.Checkpoint))
+		early := ""
+		if res.Stopped != "" {
+			early = fmt.Sprintf(" (stopped early: %s)", stopReasonText(string(res.Stopped)))
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "done: the job had already finished at step %d%s; checkpoint %s\n", res.Step, early, orNone(res.Checkpoint))
 		return
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "done: step %d, train loss %.4f, val loss %.4f, rank %d of generation %d in %s; weights %s; checkpoint %s\n",
