@@ -3,13 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ringtrain/ringtrain/trainer"
 )
 
-func newEvalCmd(_ *globals) *cobra.Command {
+func newEvalCmd(g *globals) *cobra.Command {
 	var (
 		ckpt, split string
 		o           trainer.EvalOptions
@@ -37,7 +38,7 @@ is given. --json prints the result as one JSON object.`,
 			default:
 				return fmt.Errorf("--objective %q: want causal or masked", objective)
 			}
-			o.Notes = cmd.ErrOrStderr()
+			o.Notes = g.notes(cmd, slog.LevelInfo)
 			r, err := trainer.EvaluateCheckpointReport(cmd.Context(), ckpt, o)
 			if err != nil {
 				return err

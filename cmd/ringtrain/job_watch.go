@@ -34,7 +34,7 @@ type poller struct {
 	interval time.Duration
 	timeout  time.Duration // per Status call
 	stale    bool
-	warn     io.Writer // where failed polls are reported
+	warn     io.Writer // where failed polls are reported: a noteWriter at warn level
 }
 
 // run calls fn with each status read, every interval, until fn reports done (run
@@ -48,7 +48,7 @@ func (p poller) run(ctx context.Context, fn func(*pb.StatusResponse) (done bool,
 		case ctx.Err() != nil:
 			return errWaitInterrupted()
 		case err != nil:
-			fmt.Fprintf(p.warn, "ringtrain: %v (retrying)\n", err)
+			fmt.Fprintf(p.warn, "%v (retrying)\n", err)
 		default:
 			if done, err := fn(st); done || err != nil {
 				return err

@@ -111,7 +111,7 @@ last completed step first, and exits with status 130; rerun to resume. Exit stat
 			}
 			copy(m.Params.Slab, ck.Params)
 			fmt.Fprintln(cmd.OutOrStdout(), "--- sample ---")
-			return generate(cmd, m, tok, "ROMEO:", model.GenerateOptions{MaxTokens: sample, Temperature: 0.8, TopK: 40, Seed: 1, StopAtEOT: true}, cmd.OutOrStdout())
+			return generate(cmd, g.notes(cmd, slog.LevelInfo), m, tok, "ROMEO:", model.GenerateOptions{MaxTokens: sample, Temperature: 0.8, TopK: 40, Seed: 1, StopAtEOT: true}, cmd.OutOrStdout())
 		},
 	}
 	f.register(cmd)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc/grpclog"
 
 	"github.com/ringtrain/ringtrain/internal/logcheck"
@@ -267,5 +268,43 @@ func TestErrorRecordJSON(t *testing.T) {
 	stderr, code := run("--log-format", "text", "generate", "--checkpoint", missing)
 	if code != 1 || !strings.HasPrefix(stderr, "ringtrain: ") || strings.Contains(stderr, `"level"`) {
 		t.Errorf("text format: status %d, stderr %q; want 1 and the line \"ringtrain: <error>\"", code, stderr)
+	}
+}
+
+// TestNotes: the warnings and notes a command prints on standard error are plain
+// lines after "warning: " or "note: " with the text format, and JSON records of
+// their level (msg: the line) with the JSON format, filtered by --log-level.
+func TestNotes(t *testing.T) {
+	for _, tc := range []struct {
+		format, level string
+		note          slog.Level
+		want          []string // the lines, or the "LEVEL msg" of each record
+	}{
+		{"text", "info", slog.LevelWarn, []string{"warning: first", "warning: second"}},
+		{"text", "error", slog.LevelInfo, []string{"note: first", "note: second"}},
+		{"json", "info", slog.LevelWarn, []string{"WARN first", "WARN second"}},
+		{"json", "info", slog.LevelInfo, []string{"INFO first", "INFO second"}},
+		{"json", "warn", slog.LevelInfo, nil},
+	} {
+		var errOut bytes.Buffer
+		cmd := &cobra.Command{}
+		cmd.SetErr(&errOut)
+		g := &globals{logFormat: tc.format, logLevel: tc.level}
+		fmt.Fprintf(g.notes(cmd, tc.note), "first\nsecond\n")
+		var got []string
+		for line := range strings.Lines(errOut.String()) {
+			line = strings.TrimSuffix(line, "\n")
+			if tc.format == "json" {
+				var rec map[string]any
+				if err := json.Unmarshal([]byte(line), &rec); err != nil {
+					t.Fatalf("%s: not a JSON record: %q", tc.format, line)
+				}
+				line = fmt.Sprint(rec["level"], " ", rec["msg"])
+			}
+			got = append(got, line)
+		}
+		if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+			t.Errorf("format %s, level %s, note at %v: got %q, want %q", tc.format, tc.level, tc.note, got, tc.want)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"time"
@@ -217,7 +218,7 @@ every change. --timeout bounds the submission and each status read.`,
 			if !wait && !follow {
 				return nil
 			}
-			p := poller{cl: cl, interval: interval, timeout: timeout, warn: cmd.ErrOrStderr()}
+			p := poller{cl: cl, interval: interval, timeout: timeout, warn: g.notes(cmd, slog.LevelWarn)}
 			return waitJob(cmd.Context(), p, job, cmd.OutOrStdout(), follow)
 		},
 	}
