@@ -48,7 +48,7 @@ default --id is POD_NAME (see docs/kubernetes.md).`,
 				return err
 			}
 			if cfg.Peers, err = coordinator.ParsePeers(peers); err != nil {
-				return fmt.Errorf("--peers: %w", err)
+				return usageError(fmt.Errorf("--peers: %w", err))
 			}
 			cfg.Join = splitList(join)
 			cfg.Logger = log.With("ordinal", g.ident.Ordinal)
@@ -124,7 +124,7 @@ interrupted (exit status 130); --timeout then bounds each read.`,
 				return usageErrorf("--coordinators: give at least one coordinator gRPC address")
 			}
 			if interval <= 0 {
-				return fmt.Errorf("--interval %v: must be positive", interval)
+				return usageErrorf("--interval %v: must be positive", interval)
 			}
 			cl, err := coordinator.NewClient(addrs, coordinator.ClientOptions{AttemptTimeout: min(timeout, 2*time.Second)})
 			if err != nil {

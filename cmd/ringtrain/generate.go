@@ -68,7 +68,7 @@ func checkpointTokenizer(ck *model.Checkpoint, spec string) (tokenizer.Tokenizer
 func generate(cmd *cobra.Command, notes io.Writer, m *model.GPT, tok tokenizer.Tokenizer, prompt string, opts model.GenerateOptions, w io.Writer) error {
 	ids, err := tokenizer.EncodeChecked(tok, prompt)
 	if err != nil {
-		return fmt.Errorf("--prompt: %w", err)
+		return usageError(fmt.Errorf("--prompt: %w", err))
 	}
 	if len(ids) == 0 {
 		ids = []int{tok.EOT()}

@@ -58,7 +58,7 @@ PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if leaveExitCode < 0 || leaveExitCode > 255 {
-				return fmt.Errorf("--leave-exit-code %d: want an exit status in [0, 255]", leaveExitCode)
+				return usageErrorf("--leave-exit-code %d: want an exit status in [0, 255]", leaveExitCode)
 			}
 			log, err := g.logger()
 			if err != nil {
@@ -187,7 +187,7 @@ every change. --timeout bounds the submission and each status read.`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if interval <= 0 {
-				return fmt.Errorf("--interval %v: must be positive", interval)
+				return usageErrorf("--interval %v: must be positive", interval)
 			}
 			log, err := g.logger()
 			if err != nil {
