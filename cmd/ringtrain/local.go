@@ -30,6 +30,7 @@ func newLocalCmd(g *globals) *cobra.Command {
 		coordinators int
 		metricsAddr  string
 		tensorBoard  bool
+		printConfig  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "local",
@@ -63,11 +64,9 @@ last completed step first, and exits with status 130; rerun to resume. Exit stat
 			if !cmd.Flags().Changed("out") {
 				spec.Out = filepath.Join(dir, "run")
 			}
-			if spec.Data == "" {
+			shipped := spec.Data == ""
+			if shipped {
 				spec.Data = filepath.Join(dir, "data")
-				if err := prepareShipped(cmd, dir, spec.Data); err != nil {
-					return err
-				}
 			}
 			if workers < 1 {
 				return usageErrorf("--workers %d: must be >= 1", workers)
@@ -82,6 +81,14 @@ last completed step first, and exits with status 130; rerun to resume. Exit stat
 					return usageErrorf("--batch %d must be a multiple of --workers %d", f.batch, workers)
 				}
 				spec.Streams, spec.MicroBatch = workers, f.batch/workers
+			}
+			if printConfig {
+				return printSpec(cmd.OutOrStdout(), spec)
+			}
+			if shipped {
+				if err := prepareShipped(cmd, dir, spec.Data); err != nil {
+					return err
+				}
 			}
 			if noResume {
 				if err := refuseResume(spec.Out); err != nil {
@@ -140,6 +147,7 @@ last completed step first, and exits with status 130; rerun to resume. Exit stat
 	cmd.Flags().IntVar(&coordinators, "coordinators", 1, "embedded coordinator replicas: 1 or 3")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", metricsAddrHelp+"; one registry for the process, labelled by worker and replica")
 	cmd.Flags().BoolVar(&tensorBoard, "tensorboard", true, tensorBoardHelp)
+	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the job spec these flags and --config make (the streams split over --workers, --out and --data under --dir), as job YAML, and exit without preparing anything")
 	return cmd
 }
 
