@@ -14,12 +14,16 @@ import (
 
 // Versions of the replicated formats. A replica refuses a command or a snapshot whose
 // version it does not know rather than guess. Version 2 of both added the job's
-// lifecycle (job_lifecycle.go): FailJobOp and CoordinatorState.job_status. Commands
-// of version 1 (an older log) are applied by the same rules, and a state of version 1
-// (an older snapshot) is restored with its job status derived.
+// lifecycle (job_lifecycle.go): FailJobOp and CoordinatorState.job_status. Version 3
+// added the final mark of a checkpoint commit and its stop reason (CommitCheckpointOp
+// final and stop_reason, Checkpoint final and stop_reason, JobStatus stop_reason), by
+// which a job that stops early finishes. Commands of versions 1 and 2 (an older log)
+// are applied by the same rules and may not carry the final mark; a state of version
+// 1 (an older snapshot) is restored with its job status derived, and one of version 2
+// as it is.
 const (
-	CommandVersion = 2
-	StateVersion   = 2
+	CommandVersion = 3
+	StateVersion   = 3
 
 	minCommandVersion = 1
 	minStateVersion   = 1
@@ -128,7 +132,7 @@ func (m *Machine) dispatch(index uint64, c *pb.Command) *pb.Result {
 	case *pb.Command_ReportProgress:
 		return m.reportProgress(op.ReportProgress)
 	case *pb.Command_CommitCheckpoint:
-		return m.commitCheckpoint(op.CommitCheckpoint)
+		return m.commitCheckpoint(c.GetVersion(), op.CommitCheckpoint)
 	case *pb.Command_SetReplica:
 		return m.setReplica(op.SetReplica)
 	case *pb.Command_RemoveReplica:
@@ -347,7 +351,10 @@ func checkSHA256(v string) bool {
 	return true
 }
 
-func (m *Machine) commitCheckpoint(op *pb.CommitCheckpointOp) *pb.Result {
+// commitCheckpoint records a checkpoint, or finds it recorded; a final one (the
+// rules in job_lifecycle.go, checkFinalMark) also marks the record final. version is
+// the command's.
+func (m *Machine) commitCheckpoint(version uint32, op *pb.CommitCheckpointOp) *pb.Result {
 	if r := m.checkMember(op.GetWorkerId(), op.GetGeneration()); r != nil {
 		return r
 	}
@@ -360,11 +367,17 @@ func (m *Machine) commitCheckpoint(op *pb.CommitCheckpointOp) *pb.Result {
 	if !checkSHA256(op.GetSha256()) {
 		return badField("sha256", op.GetSha256(), "must be 64 lowercase hex digits")
 	}
+	if r := m.checkFinalMark(version, op); r != nil {
+		return r
+	}
 	i, found := slices.BinarySearchFunc(m.st.Checkpoints, op.GetStep(), func(c *pb.Checkpoint, s int64) int { return cmp.Compare(c.GetStep(), s) })
 	if found {
 		c := m.st.Checkpoints[i]
 		if c.GetSha256() != op.GetSha256() {
 			return failure(pb.ErrorCode_ERROR_CODE_CONFLICT, "step %d is committed with sha256 %s", op.GetStep(), c.GetSha256())
+		}
+		if op.GetFinal() && !c.GetFinal() {
+			c.Final, c.StopReason = true, op.GetStopReason()
 		}
 		m.maybeFinish()
 		return &pb.Result{Checkpoint: proto.CloneOf(c)}
@@ -375,6 +388,7 @@ func (m *Machine) commitCheckpoint(op *pb.CommitCheckpointOp) *pb.Result {
 	c := &pb.Checkpoint{
 		Step: op.GetStep(), Location: op.GetLocation(), Sha256: op.GetSha256(),
 		Generation: op.GetGeneration(), WorkerId: op.GetWorkerId(),
+		Final: op.GetFinal(), StopReason: op.GetStopReason(),
 	}
 	m.st.Checkpoints = slices.Insert(m.st.Checkpoints, i, c)
 	if n := len(m.st.Checkpoints); n > MaxCheckpoints {
@@ -496,6 +510,9 @@ func checkState(st *pb.CoordinatorState) error {
 		if st.Checkpoints[i-1].GetStep() >= st.Checkpoints[i].GetStep() {
 			return bad("checkpoints not ascending at %d", i)
 		}
+	}
+	if err := checkFinalMarks(st); err != nil {
+		return bad("%v", err)
 	}
 	if p := st.GetPlan(); p != nil {
 		if len(p.GetMembers()) != len(p.GetWorkers()) {

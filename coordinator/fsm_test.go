@@ -361,6 +361,10 @@ func FuzzApply(f *testing.F) {
 		b, _ := EncodeCommand(c)
 		f.Add(b)
 	}
+	for _, c := range []*pb.Command{opFinal("w0", 1, 10, digestA, "patience"), opFinal("w0", 1, 20, digestB, "max_time"), opFinal("w0", 1, 100, digestA, "")} {
+		b, _ := EncodeCommand(c)
+		f.Add(b)
+	}
 	f.Add([]byte{})
 	f.Add([]byte{0x08, 0x01, 0x52, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -117,11 +117,12 @@ func (s *service) ReportProgress(ctx context.Context, req *pb.ReportProgressRequ
 func (s *service) CommitCheckpoint(ctx context.Context, req *pb.CommitCheckpointRequest) (*pb.CommitCheckpointResponse, error) {
 	res, err := s.write(ctx, req.GetRid(), &pb.Command{Op: &pb.Command_CommitCheckpoint{CommitCheckpoint: &pb.CommitCheckpointOp{
 		WorkerId: req.GetWorkerId(), Generation: req.GetGeneration(), Step: req.GetStep(), Location: req.GetLocation(), Sha256: req.GetSha256(),
+		Final: req.GetFinal(), StopReason: req.GetStopReason(),
 	}}})
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	s.n.log.Info("checkpoint committed", "step", req.GetStep(), "location", req.GetLocation(), "worker", req.GetWorkerId())
+	s.n.log.Info("checkpoint committed", "step", req.GetStep(), "location", req.GetLocation(), "worker", req.GetWorkerId(), "final", req.GetFinal())
 	return &pb.CommitCheckpointResponse{Checkpoint: res.GetCheckpoint()}, nil
 }
 

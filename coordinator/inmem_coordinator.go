@@ -230,6 +230,7 @@ func (c *Inmem) ReportProgress(ctx context.Context, req *pb.ReportProgressReques
 func (c *Inmem) CommitCheckpoint(ctx context.Context, req *pb.CommitCheckpointRequest) (*pb.CommitCheckpointResponse, error) {
 	res, err := c.write(ctx, "commit checkpoint", req.GetRid(), &pb.Command{Op: &pb.Command_CommitCheckpoint{CommitCheckpoint: &pb.CommitCheckpointOp{
 		WorkerId: req.GetWorkerId(), Generation: req.GetGeneration(), Step: req.GetStep(), Location: req.GetLocation(), Sha256: req.GetSha256(),
+		Final: req.GetFinal(), StopReason: req.GetStopReason(),
 	}}})
 	if err != nil {
 		return nil, err

@@ -14,14 +14,24 @@ import (
 //
 //   - SubmitJob of a new job, or of a different one with replace: RUNNING, from
 //     scratch (no progress, no checkpoints).
-//   - RUNNING → FINISHED when the committed progress has reached the job's steps
-//     and the checkpoint of step `steps` is committed, whichever of the two comes
-//     second. The worker of rank 0 reports the final progress and commits the final
-//     checkpoint synchronously after the last step, so the job reads FINISHED
+//   - RUNNING → FINISHED when the newest committed checkpoint is final and the
+//     committed progress has reached its step, whichever of the two comes second.
+//     A checkpoint is final when it is of the job's last step (`steps`), or when
+//     its commit said so (CommitCheckpointOp.final, version 3): the worker of rank
+//     0 marks the checkpoint it ends the job with, after the last step or after the
+//     step at which a stopping rule (max_time, target_val_loss, patience) ended the
+//     job early, with that rule as the stop reason. It reports the final progress
+//     and commits the final checkpoint synchronously, so the job reads FINISHED
 //     before any member leaves. The status records that checkpoint (location and
-//     digest) and the generation of the final progress. FINISHED starts no new
-//     generation: the members are at their final barrier and leave, and the plan
-//     made when they do is ENDED.
+//     digest), its step, the stop reason and the generation of the final progress.
+//     FINISHED starts no new generation: the members are at their final barrier
+//     and leave, and the plan made when they do is ENDED.
+//   - A final commit is checked against the job (checkFinalMark): a stop reason
+//     exactly when its step is before `steps`, no step past `steps`, none older
+//     than the newest committed checkpoint. A final commit of a checkpoint already
+//     committed (the same digest) marks it final; once the newest checkpoint is
+//     final, the job ends there and a commit of a newer step is refused with
+//     CONFLICT.
 //   - RUNNING → FAILED when a registered worker reports, with FailJob, an error
 //     that no retry or new generation can cure. The status records the reason, the
 //     worker, its step and generation. FAILED bumps the membership epoch, so the
@@ -75,23 +85,77 @@ func derivedStatus(st *pb.CoordinatorState) *pb.JobStatus {
 	return &pb.JobStatus{State: pb.JobState_JOB_STATE_RUNNING}
 }
 
-// finalCheckpoint returns the committed checkpoint of the job's last step when the
-// committed progress has reached that step too, else nil.
+// finalCheckpoint returns the newest committed checkpoint when it is final (of the
+// job's last step, or marked final by its commit) and the committed progress has
+// reached its step too, else nil.
 func finalCheckpoint(st *pb.CoordinatorState) *pb.Checkpoint {
 	steps := st.GetJob().GetSteps()
-	if steps <= 0 || st.GetProgress().GetStep() < steps {
-		return nil
-	}
 	cks := st.GetCheckpoints()
-	if len(cks) == 0 || cks[len(cks)-1].GetStep() != steps {
+	if steps <= 0 || len(cks) == 0 {
 		return nil
 	}
-	return cks[len(cks)-1]
+	c := cks[len(cks)-1]
+	if (c.GetStep() != steps && !c.GetFinal()) || st.GetProgress().GetStep() < c.GetStep() {
+		return nil
+	}
+	return c
 }
 
 func finishedStatus(st *pb.CoordinatorState, c *pb.Checkpoint) *pb.JobStatus {
 	return &pb.JobStatus{State: pb.JobState_JOB_STATE_FINISHED, FinalCheckpoint: proto.CloneOf(c),
-		Step: st.GetJob().GetSteps(), Generation: st.GetProgress().GetGeneration()}
+		Step: c.GetStep(), Generation: st.GetProgress().GetGeneration(), StopReason: c.GetStopReason()}
+}
+
+// checkFinalMark checks a checkpoint commit against the final mark rules: the mark
+// needs a command of version 3, a stop reason comes with a final mark of a step
+// before the job's last (and only then), a final step is not past the job's last
+// nor older than the newest committed checkpoint, and nothing newer than a final
+// checkpoint is committed. The job is known (checkMember).
+func (m *Machine) checkFinalMark(version uint32, op *pb.CommitCheckpointOp) *pb.Result {
+	steps := m.st.GetJob().GetSteps()
+	reason := op.GetStopReason()
+	var newest *pb.Checkpoint
+	if cks := m.st.GetCheckpoints(); len(cks) > 0 {
+		newest = cks[len(cks)-1]
+	}
+	switch {
+	case version < 3 && (op.GetFinal() || reason != ""):
+		return badField("final", op.GetFinal(), fmt.Sprintf("needs a command of version 3, not %d", version))
+	case reason != "" && !op.GetFinal():
+		return badField("stop_reason", reason, "needs final")
+	case op.GetFinal() && op.GetStep() > steps:
+		return badField("step", op.GetStep(), fmt.Sprintf("of a final checkpoint is past the job's steps %d", steps))
+	case op.GetFinal() && op.GetStep() < steps && reason == "":
+		return badField("stop_reason", "", fmt.Sprintf("is required for a final checkpoint before the job's steps %d", steps))
+	case op.GetFinal() && op.GetStep() == steps && reason != "":
+		return badField("stop_reason", reason, "must be empty at the job's last step")
+	case op.GetFinal() && newest != nil && op.GetStep() < newest.GetStep():
+		return failure(pb.ErrorCode_ERROR_CODE_CONFLICT, "final checkpoint of step %d is older than the committed one of step %d", op.GetStep(), newest.GetStep())
+	case newest.GetFinal() && op.GetStep() > newest.GetStep():
+		return failure(pb.ErrorCode_ERROR_CODE_CONFLICT, "the job ended with the final checkpoint of step %d", newest.GetStep())
+	}
+	if reason != "" {
+		return checkName("stop_reason", reason, maxIDLen)
+	}
+	return nil
+}
+
+// checkFinalMarks checks the final marks of a restored state: none before version
+// 3, on the newest checkpoint only, a stop reason exactly on a final checkpoint
+// before the job's last step.
+func checkFinalMarks(st *pb.CoordinatorState) error {
+	cks := st.GetCheckpoints()
+	for i, c := range cks {
+		switch {
+		case st.GetVersion() < 3 && (c.GetFinal() || c.GetStopReason() != ""):
+			return fmt.Errorf("checkpoint of step %d has a final mark in a version %d state", c.GetStep(), st.GetVersion())
+		case c.GetFinal() && i != len(cks)-1:
+			return fmt.Errorf("final checkpoint of step %d is not the newest", c.GetStep())
+		case c.GetStopReason() != "" && !c.GetFinal():
+			return fmt.Errorf("checkpoint of step %d has a stop reason but is not final", c.GetStep())
+		}
+	}
+	return nil
 }
 
 // running reports whether a job is submitted and RUNNING (a job without a status,
@@ -155,11 +219,15 @@ func endReason(s *pb.JobStatus) string {
 	if s.GetState() == pb.JobState_JOB_STATE_FAILED {
 		return fmt.Sprintf("job failed: %s", s.GetReason())
 	}
+	if r := s.GetStopReason(); r != "" {
+		return fmt.Sprintf("job finished at step %d (stopped early: %s)", s.GetStep(), r)
+	}
 	return fmt.Sprintf("job finished at step %d", s.GetStep())
 }
 
 // upgradeState brings a restored state to StateVersion: a version 1 state gets the
-// job status derived from its progress and checkpoints. st is modified.
+// job status derived from its progress and checkpoints; a version 2 state needs
+// nothing (it has no final marks). st is modified.
 func upgradeState(st *pb.CoordinatorState) *pb.CoordinatorState {
 	if st.GetVersion() == 1 && st.Job != nil && st.JobStatus == nil {
 		st.JobStatus = derivedStatus(st)
@@ -184,8 +252,16 @@ func checkJobStatus(st *pb.CoordinatorState) error {
 	switch s.GetState() {
 	case pb.JobState_JOB_STATE_RUNNING:
 	case pb.JobState_JOB_STATE_FINISHED:
-		if s.GetFinalCheckpoint() == nil {
+		c := s.GetFinalCheckpoint()
+		switch {
+		case c == nil:
 			return fmt.Errorf("job FINISHED without a final checkpoint")
+		case s.GetStep() != c.GetStep():
+			return fmt.Errorf("job FINISHED at step %d with the final checkpoint of step %d", s.GetStep(), c.GetStep())
+		case s.GetStep() < st.GetJob().GetSteps() && (!c.GetFinal() || s.GetStopReason() == ""):
+			return fmt.Errorf("job FINISHED at step %d before its steps %d without a final checkpoint and a stop reason", s.GetStep(), st.GetJob().GetSteps())
+		case s.GetStopReason() != c.GetStopReason():
+			return fmt.Errorf("job FINISHED with stop reason %q, its final checkpoint %q", s.GetStopReason(), c.GetStopReason())
 		}
 	case pb.JobState_JOB_STATE_FAILED:
 		if s.GetReason() == "" {

@@ -17,6 +17,15 @@ func opFail(id string, gen uint64, step int64, reason string) *pb.Command {
 	return &pb.Command{Op: &pb.Command_FailJob{FailJob: &pb.FailJobOp{WorkerId: id, Generation: gen, Step: step, Reason: reason}}}
 }
 
+// opFinal is a final checkpoint commit: the one a job ends with, after its last
+// step (no reason) or after the step at which the rule reason stopped it.
+func opFinal(id string, gen uint64, step int64, sha, reason string) *pb.Command {
+	c := opCheckpoint(id, gen, step, sha)
+	op := c.GetCommitCheckpoint()
+	op.Final, op.StopReason = true, reason
+	return c
+}
+
 const (
 	running  = pb.JobState_JOB_STATE_RUNNING
 	finished = pb.JobState_JOB_STATE_FINISHED
@@ -31,6 +40,7 @@ func TestJobLifecycle(t *testing.T) {
 	base := []*pb.Command{opSubmit(testJob(), false), opRegister("w0", "h0:1"), opRegister("w1", "h1:1"), opReplan()}
 	end := []*pb.Command{opProgress("w0", 1, 100, 1.25), opCheckpoint("w0", 1, 100, digestA)}
 	fail := opFail("w1", 1, 42, "worker w1: replicas diverged")
+	early := []*pb.Command{opProgress("w0", 1, 30, 1.5), opFinal("w0", 1, 30, digestA, "target_val_loss")}
 	other := testJob()
 	other.Steps = 200
 	cases := []struct {
@@ -121,6 +131,76 @@ func TestJobLifecycle(t *testing.T) {
 				}
 			}},
 		{name: "another job replaces a failed one", setup: []*pb.Command{fail}, cmd: opSubmit(other, true), state: running, plan: pb.PlanState_PLAN_STATE_ACTIVE},
+
+		// A job that stops early ends with a final checkpoint before its steps.
+		{name: "early stop: progress then final checkpoint finishes", setup: early[:1], cmd: early[1], state: finished, plan: pb.PlanState_PLAN_STATE_ACTIVE,
+			check: func(t *testing.T, st *pb.CoordinatorState) {
+				s := st.GetJobStatus()
+				c := s.GetFinalCheckpoint()
+				if s.GetStep() != 30 || s.GetStopReason() != "target_val_loss" || s.GetGeneration() != 1 ||
+					c.GetStep() != 30 || c.GetSha256() != digestA || !c.GetFinal() || c.GetStopReason() != "target_val_loss" {
+					t.Errorf("status %v, want FINISHED at step 30 (target_val_loss) with the final checkpoint of step 30", s)
+				}
+			}},
+		{name: "early stop: final checkpoint then progress finishes", setup: early[1:], cmd: early[0], state: finished, plan: pb.PlanState_PLAN_STATE_ACTIVE},
+		{name: "early stop: final checkpoint ahead of the progress runs", setup: []*pb.Command{opProgress("w0", 1, 20, 2)}, cmd: early[1],
+			state: running, plan: pb.PlanState_PLAN_STATE_ACTIVE},
+		{name: "early stop at an interval checkpoint marks it final", setup: []*pb.Command{early[0], opCheckpoint("w0", 1, 30, digestA)},
+			cmd: early[1], state: finished, plan: pb.PlanState_PLAN_STATE_ACTIVE,
+			check: func(t *testing.T, st *pb.CoordinatorState) {
+				if cks := st.GetCheckpoints(); len(cks) != 1 || !cks[0].GetFinal() || cks[0].GetStopReason() != "target_val_loss" {
+					t.Errorf("checkpoints %v, want the one of step 30 marked final", cks)
+				}
+			}},
+		{name: "early stop: a late interval commit keeps the final mark", setup: early, cmd: opCheckpoint("w0", 1, 30, digestA),
+			state: finished, plan: pb.PlanState_PLAN_STATE_ACTIVE,
+			check: func(t *testing.T, st *pb.CoordinatorState) {
+				if c := st.GetCheckpoints()[0]; !c.GetFinal() || c.GetStopReason() != "target_val_loss" {
+					t.Errorf("checkpoint %v, want it still final", c)
+				}
+			}},
+		{name: "early stop: members leave with the reason in the plan", setup: append(early[:2:2], opRemove("w0", 0, true)), cmd: opRemove("w1", 0, true),
+			state: finished, plan: pb.PlanState_PLAN_STATE_ENDED,
+			check: func(t *testing.T, st *pb.CoordinatorState) {
+				if r := st.GetPlan().GetReason(); r != "job finished at step 30 (stopped early: target_val_loss)" {
+					t.Errorf("plan reason %q", r)
+				}
+			}},
+		{name: "final checkpoint at the last step", setup: end[:1], cmd: opFinal("w0", 1, 100, digestA, ""), state: finished, plan: pb.PlanState_PLAN_STATE_ACTIVE,
+			check: func(t *testing.T, st *pb.CoordinatorState) {
+				if s := st.GetJobStatus(); s.GetStep() != 100 || s.GetStopReason() != "" {
+					t.Errorf("status %v, want step 100 without a stop reason", s)
+				}
+			}},
+		{name: "final checkpoint before the end needs a stop reason", setup: early[:1], cmd: opFinal("w0", 1, 30, digestA, ""),
+			code: pb.ErrorCode_ERROR_CODE_BAD_COMMAND, state: running, plan: pb.PlanState_PLAN_STATE_ACTIVE},
+		{name: "a stop reason at the last step is refused", setup: end[:1], cmd: opFinal("w0", 1, 100, digestA, "patience"),
+			code: pb.ErrorCode_ERROR_CODE_BAD_COMMAND, state: running, plan: pb.PlanState_PLAN_STATE_ACTIVE},
+		{name: "a stop reason needs the final mark", setup: early[:1],
+			cmd: func() *pb.Command {
+				c := opCheckpoint("w0", 1, 30, digestA)
+				c.GetCommitCheckpoint().StopReason = "patience"
+				return c
+			}(),
+			code: pb.ErrorCode_ERROR_CODE_BAD_COMMAND, state: running, plan: pb.PlanState_PLAN_STATE_ACTIVE},
+		{name: "a stop reason with control characters is refused", setup: early[:1], cmd: opFinal("w0", 1, 30, digestA, "bad\nreason"),
+			code: pb.ErrorCode_ERROR_CODE_BAD_COMMAND, state: running, plan: pb.PlanState_PLAN_STATE_ACTIVE},
+		{name: "a final checkpoint past the job's steps is refused", setup: []*pb.Command{opProgress("w0", 1, 120, 1)}, cmd: opFinal("w0", 1, 120, digestA, ""),
+			code: pb.ErrorCode_ERROR_CODE_BAD_COMMAND, state: running, plan: pb.PlanState_PLAN_STATE_ACTIVE},
+		{name: "a final checkpoint older than the newest is refused", setup: []*pb.Command{opProgress("w0", 1, 40, 1), opCheckpoint("w0", 1, 40, digestB)},
+			cmd: early[1], code: pb.ErrorCode_ERROR_CODE_CONFLICT, state: running, plan: pb.PlanState_PLAN_STATE_ACTIVE},
+		{name: "nothing is committed past a final checkpoint", setup: early, cmd: opCheckpoint("w0", 1, 40, digestB),
+			code: pb.ErrorCode_ERROR_CODE_CONFLICT, state: finished, plan: pb.PlanState_PLAN_STATE_ACTIVE},
+		{name: "a final commit with another digest is refused", setup: early, cmd: opFinal("w0", 1, 30, digestB, "target_val_loss"),
+			code: pb.ErrorCode_ERROR_CODE_CONFLICT, state: finished, plan: pb.PlanState_PLAN_STATE_ACTIVE},
+		{name: "an early-stopped job cannot fail", setup: early, cmd: fail, code: pb.ErrorCode_ERROR_CODE_CONFLICT, state: finished, plan: pb.PlanState_PLAN_STATE_ACTIVE},
+		{name: "a failed job resumed after its early end is finished", setup: []*pb.Command{fail, early[0], early[1]}, cmd: opSubmit(testJob(), true),
+			state: finished, plan: pb.PlanState_PLAN_STATE_ENDED,
+			check: func(t *testing.T, st *pb.CoordinatorState) {
+				if s := st.GetJobStatus(); s.GetStep() != 30 || s.GetStopReason() != "target_val_loss" {
+					t.Errorf("status %v, want FINISHED at step 30 (target_val_loss)", s)
+				}
+			}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -192,6 +272,21 @@ func TestOlderVersions(t *testing.T) {
 		t.Fatalf("after a version 1 log: status %v, want FINISHED with the final checkpoint", s)
 	}
 
+	// A command of version 2 cannot carry the final mark, which it did not have.
+	m = machineAt(t, opSubmit(testJob(), false), opRegister("w0", "h0:1"), opReplan(), opProgress("w0", 1, 30, 1))
+	c := opFinal("w0", 1, 30, digestA, "patience")
+	c.Version = 2
+	b, err := proto.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := m.Apply(5, b); r.GetCode() != pb.ErrorCode_ERROR_CODE_BAD_COMMAND || !strings.Contains(r.GetMessage(), "version 3") {
+		t.Fatalf("a final mark in a version 2 command: %v %q, want BAD_COMMAND naming version 3", r.GetCode(), r.GetMessage())
+	}
+	if len(m.State().GetCheckpoints()) != 0 {
+		t.Fatalf("the refused command committed %v", m.State().GetCheckpoints())
+	}
+
 	old := func(progress, ckpt int64, job bool) *pb.CoordinatorState {
 		st := &pb.CoordinatorState{Version: 1, Progress: &pb.Progress{Step: progress, Generation: 3},
 			Checkpoints: []*pb.Checkpoint{{Step: ckpt, Location: "c", Sha256: digestB}}}
@@ -209,6 +304,18 @@ func TestOlderVersions(t *testing.T) {
 		{"running", old(60, 60, true), running},
 		{"last step without its checkpoint", old(100, 90, true), running},
 		{"finished", old(100, 100, true), finished},
+		{"version 2 finished", func() *pb.CoordinatorState {
+			st := old(100, 100, true)
+			st.Version = 2
+			st.JobStatus = &pb.JobStatus{State: finished, FinalCheckpoint: proto.CloneOf(st.Checkpoints[0]), Step: 100, Generation: 3}
+			return st
+		}(), finished},
+		{"version 2 running", func() *pb.CoordinatorState {
+			st := old(60, 60, true)
+			st.Version = 2
+			st.JobStatus = &pb.JobStatus{State: running}
+			return st
+		}(), running},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := proto.Marshal(tc.st)
@@ -241,6 +348,7 @@ func TestOlderVersions(t *testing.T) {
 
 func TestRestoreRejectsBadJobStatus(t *testing.T) {
 	job := testJob()
+	early := &pb.Checkpoint{Step: 30, Sha256: digestA, Final: true, StopReason: "patience"}
 	for name, st := range map[string]*pb.CoordinatorState{
 		"job without status":        {Version: StateVersion, Job: job},
 		"status without job":        {Version: StateVersion, JobStatus: &pb.JobStatus{State: running}},
@@ -249,6 +357,17 @@ func TestRestoreRejectsBadJobStatus(t *testing.T) {
 		"finished without ckpt":     {Version: StateVersion, Job: job, JobStatus: &pb.JobStatus{State: finished}},
 		"failed without reason":     {Version: StateVersion, Job: job, JobStatus: &pb.JobStatus{State: failed}},
 		"a version from the future": {Version: StateVersion + 1, Job: job, JobStatus: &pb.JobStatus{State: running}},
+		"finished early without a final mark": {Version: StateVersion, Job: job, Checkpoints: []*pb.Checkpoint{early},
+			JobStatus: &pb.JobStatus{State: finished, Step: 30, StopReason: "patience", FinalCheckpoint: &pb.Checkpoint{Step: 30, Sha256: digestA}}},
+		"finished early without a reason": {Version: StateVersion, Job: job, Checkpoints: []*pb.Checkpoint{early},
+			JobStatus: &pb.JobStatus{State: finished, Step: 30, FinalCheckpoint: &pb.Checkpoint{Step: 30, Sha256: digestA, Final: true}}},
+		"finished at another step than its checkpoint": {Version: StateVersion, Job: job, Checkpoints: []*pb.Checkpoint{early},
+			JobStatus: &pb.JobStatus{State: finished, Step: 100, FinalCheckpoint: proto.CloneOf(early)}},
+		"a final mark in a version 2 state": {Version: 2, Job: job, Checkpoints: []*pb.Checkpoint{early}, JobStatus: &pb.JobStatus{State: running}},
+		"a final checkpoint that is not the newest": {Version: StateVersion, Job: job, JobStatus: &pb.JobStatus{State: running},
+			Checkpoints: []*pb.Checkpoint{early, {Step: 40, Sha256: digestB}}},
+		"a stop reason without the final mark": {Version: StateVersion, Job: job, JobStatus: &pb.JobStatus{State: running},
+			Checkpoints: []*pb.Checkpoint{{Step: 30, Sha256: digestA, StopReason: "patience"}}},
 	} {
 		b, err := proto.Marshal(st)
 		if err != nil {
@@ -273,7 +392,7 @@ func lifecycleCommand(rng *rand.Rand, st *pb.CoordinatorState) *pb.Command {
 		w = ms[rng.IntN(len(ms))]
 	}
 	gen := st.GetPlan().GetGeneration()
-	switch rng.IntN(10) {
+	switch rng.IntN(13) {
 	case 0:
 		return opFail(w, gen, int64(rng.IntN(100)), fmt.Sprintf("reason %d", rng.IntN(3)))
 	case 1:
@@ -282,6 +401,12 @@ func lifecycleCommand(rng *rand.Rand, st *pb.CoordinatorState) *pb.Command {
 		return opCheckpoint(w, gen, 100, []string{digestA, digestB}[rng.IntN(2)])
 	case 3:
 		return opSubmit(testJob(), true)
+	case 4:
+		return opProgress(w, gen, 30+int64(rng.IntN(2))*10, 1)
+	case 5:
+		return opFinal(w, gen, 30+int64(rng.IntN(2))*10, []string{digestA, digestB}[rng.IntN(2)], "patience")
+	case 6:
+		return opFinal(w, gen, 100, digestA, "")
 	}
 	return randomCommands(rng, 1)[0]
 }
@@ -289,10 +414,12 @@ func lifecycleCommand(rng *rand.Rand, st *pb.CoordinatorState) *pb.Command {
 // TestLifecycleInvariants: over random logs, replicas agree, a snapshot restores
 // the same lifecycle, and the state never contradicts itself: a job has a status
 // exactly when it exists, a RUNNING job never holds its own end (it would be
-// FINISHED), a FINISHED job's final checkpoint is its last step's, and a plan made
-// while the job is not RUNNING is ENDED.
+// FINISHED), a FINISHED job's final checkpoint is its last step's or one marked
+// final with a stop reason, at the status's step, and a plan made while the job is
+// not RUNNING is ENDED.
 func TestLifecycleInvariants(t *testing.T) {
 	var seen [4]int
+	early := 0
 	for seed := range uint64(40) {
 		rng := rand.New(rand.NewPCG(seed, 11))
 		a, b := NewMachine(), NewMachine()
@@ -311,8 +438,16 @@ func TestLifecycleInvariants(t *testing.T) {
 				t.Fatalf("seed %d command %d: job %v with status %v", seed, i, st.GetJob(), s)
 			case s.GetState() == running && finalCheckpoint(st) != nil:
 				t.Fatalf("seed %d command %d: RUNNING with its last step and checkpoint committed", seed, i)
-			case s.GetState() == finished && s.GetFinalCheckpoint().GetStep() != st.GetJob().GetSteps():
-				t.Fatalf("seed %d command %d: FINISHED with checkpoint %v", seed, i, s.GetFinalCheckpoint())
+			case s.GetState() == finished && s.GetFinalCheckpoint().GetStep() != s.GetStep():
+				t.Fatalf("seed %d command %d: FINISHED at step %d with checkpoint %v", seed, i, s.GetStep(), s.GetFinalCheckpoint())
+			case s.GetState() == finished && s.GetStep() != st.GetJob().GetSteps() && (!s.GetFinalCheckpoint().GetFinal() || s.GetStopReason() == ""):
+				t.Fatalf("seed %d command %d: FINISHED early without a final mark and a reason: %v", seed, i, s)
+			}
+			if err := checkState(st); err != nil {
+				t.Fatalf("seed %d command %d: state invalid: %v", seed, i, err)
+			}
+			if s.GetState() == finished && s.GetStep() < st.GetJob().GetSteps() {
+				early++
 			}
 			// (A replan with a request id may be a duplicate, answered, not applied.)
 			if _, ok := c.GetOp().(*pb.Command_Replan); ok && s != nil && c.GetRid() == nil {
@@ -338,7 +473,10 @@ func TestLifecycleInvariants(t *testing.T) {
 			t.Errorf("no random log reached %v: the generator does not cover it", s)
 		}
 	}
-	t.Logf("states after each command: running %d, finished %d, failed %d", seen[running], seen[finished], seen[failed])
+	if early == 0 {
+		t.Errorf("no random log finished early: the generator does not cover it")
+	}
+	t.Logf("states after each command: running %d, finished %d (%d early), failed %d", seen[running], seen[finished], early, seen[failed])
 }
 
 func TestStateNames(t *testing.T) {

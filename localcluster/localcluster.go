@@ -52,7 +52,8 @@ type Options struct {
 	// Logger discards the clients' logs.
 	Client coordinator.ClientOptions
 	// Worker is the template of every worker's worker.Config. Run sets ID,
-	// Coordinators and, with Registry set, Metrics. The fields that name one worker's
+	// Coordinators, CheckpointOnStop (the whole cluster stops together) and, with
+	// Registry set, Metrics. The fields that name one worker's
 	// endpoints and files (Listen, Listener, Advertise, Audit) must be zero: each
 	// worker serves its peers on its own loopback port.
 	Worker worker.Config
@@ -92,8 +93,15 @@ func (o *Options) validate() error {
 }
 
 // Run starts the replicas, submits Spec, runs the workers until every one has
-// finished (or ctx ends: the workers then stop as on SIGTERM and Run returns their
-// errors), and stops everything before it returns. It blocks for the whole job.
+// finished, and stops everything before it returns. It blocks for the whole job.
+//
+// When ctx ends first, the workers stop as on SIGTERM, except that the one that was
+// rank 0 writes a checkpoint of the last step it applied before it leaves (as
+// `ringtrain train` does on an interrupt; worker.Config.CheckpointOnStop, which Run
+// sets): Run then returns the workers' errors and, beside them, a Result whose
+// Workers hold the results the stopped workers gave (rank 0's with the step and
+// that checkpoint; none when it had not trained a step). A rerun of the same Spec
+// resumes from that checkpoint.
 func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
@@ -183,6 +191,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		cfg := o.Worker
 		cfg.ID = fmt.Sprintf("w%d", i)
 		cfg.Coordinators = wcl
+		cfg.CheckpointOnStop = true
 		if o.Registry != nil {
 			if cfg.Metrics, err = metrics.NewWorker(o.Registry, cfg.ID); err != nil {
 				return nil, err
@@ -196,7 +205,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		if ctx.Err() == nil {
+			return nil, err
+		}
+		stopped := &Result{}
+		for _, r := range results {
+			if r != nil {
+				stopped.Workers = append(stopped.Workers, r)
+			}
+		}
+		slices.SortFunc(stopped.Workers, func(a, b *worker.Result) int { return a.Rank - b.Rank })
+		return stopped, err
 	}
 	slices.SortFunc(results, func(a, b *worker.Result) int { return a.Rank - b.Rank })
 	res := &Result{Workers: results}

@@ -9,12 +9,14 @@ import (
 
 	"github.com/ringtrain/ringtrain/coordinator"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+	"github.com/ringtrain/ringtrain/trainer"
 )
 
 // How a worker meets the end of its job (the lifecycle in coordinator/job_lifecycle.go):
 //
 //   - A job the coordinator records as FINISHED: Run returns a Result with rank -1
-//     and no error, at once. A worker started (or restarted) after the end thus
+//     (the final step and checkpoint, and the stop reason of a job that stopped
+//     early) and no error, at once. A worker started (or restarted) after the end thus
 //     exits 0 without registering, and so stays down under a supervisor that
 //     restarts failed processes only.
 //   - A job recorded as FAILED: Run returns ErrJobFailed with the reason, without
@@ -46,7 +48,7 @@ func (w *Worker) endedJob(ctx context.Context, strict bool) (*Result, error) {
 	switch status.GetState() {
 	case pb.JobState_JOB_STATE_FINISHED:
 		res := &Result{Step: status.GetStep(), StartStep: status.GetStep(), Loss: s.GetProgress().GetLoss(), ValLoss: math.NaN(), Rank: -1,
-			Generation: status.GetGeneration(), Checkpoint: status.GetFinalCheckpoint().GetLocation()}
+			Generation: status.GetGeneration(), Checkpoint: status.GetFinalCheckpoint().GetLocation(), Stopped: trainer.StopReason(status.GetStopReason())}
 		return res, nil
 	case pb.JobState_JOB_STATE_FAILED:
 		return nil, jobFailed(status)

@@ -40,6 +40,10 @@ type jobState struct {
 	// committed is the step of the newest checkpoint this worker saw the
 	// coordinator commit: checkpoints older than it may be deleted (prune).
 	committed int64
+	// gen and rank are this worker's place in the last generation it trained in
+	// (rank -1 before the first): the rank 0 of it writes the checkpoint on stop.
+	gen  uint64
+	rank int
 }
 
 // timedSource is a trainer.BatchSource that adds up the time spent reading
@@ -93,7 +97,7 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 	if err != nil {
 		return nil, fatal(err)
 	}
-	js := &jobState{p: p, tr: tr, data: data, loss: math.NaN(), valLoss: math.NaN(), valStep: -1}
+	js := &jobState{p: p, tr: tr, data: data, loss: math.NaN(), valLoss: math.NaN(), valStep: -1, rank: -1}
 	cks := st.GetState().GetCheckpoints()
 	if len(cks) == 0 {
 		// Nothing committed: resume from the run directory's newest checkpoint, as the
@@ -136,6 +140,7 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 		return nil, err
 	}
 	defer g.ring.Close()
+	js.gen, js.rank = g.gen, g.rank
 	if err := w.syncReplicas(ctx, js, g); err != nil {
 		return nil, err
 	}
@@ -461,9 +466,10 @@ func (w *Worker) checkpoint(ctx context.Context, js *jobState, g *generation, re
 
 // finishJob ends the job after its last step, or after the step at which it stopped
 // early (js.stop): it compares the replicas once more, lets rank 0 record the final
-// step and checkpoint (synchronously, so that the job reads as finished before
-// anyone leaves) and delete the checkpoints keep_checkpoints lets go, then meets the
-// other ranks at a barrier and returns this worker's result.
+// step and commit the final checkpoint, marked final with the stop reason
+// (synchronously, so that the job reads FINISHED before anyone leaves) and delete
+// the checkpoints keep_checkpoints lets go, then meets the other ranks at a barrier
+// and returns this worker's result.
 func (w *Worker) finishJob(ctx context.Context, js *jobState, g *generation) (*Result, error) {
 	tr, log := js.tr, g.log
 	if err := checkReplicas(ctx, g.ring, tr); err != nil {
@@ -475,9 +481,10 @@ func (w *Worker) finishJob(ctx context.Context, js *jobState, g *generation) (*R
 			return nil, fatal(err)
 		}
 		if c == nil {
-			// The last step's checkpoint was written before (restored, or written
-			// by a rank 0 before a fail-over): commit it again, which is accepted
-			// for the same digest, so that the job reads FINISHED.
+			// The final step's checkpoint was written before (an interval
+			// checkpoint at the step the job stopped at, one restored, or one
+			// written by a rank 0 before a fail-over): commit it again, which is
+			// accepted for the same digest and marks it final.
 			if c, err = w.recommit(js, g.gen); err != nil {
 				return nil, fatal(err)
 			}
@@ -486,14 +493,11 @@ func (w *Worker) finishJob(ctx context.Context, js *jobState, g *generation) (*R
 			Step: tr.Step, Loss: finite(js.loss), Tokens: tr.Step * g.tokensPerStep}, callPatience); err != nil {
 			return nil, fmt.Errorf("report the final step: %w", err)
 		}
-		if c == nil && js.stop != "" && js.lastSaved == tr.Step && tr.Step > js.committed {
-			// The job stopped at an interval checkpoint, whose commit may still be
-			// queued: commit it now, as the final one (a repeated commit is a no-op).
-			if c, err = w.commitRequest(js, g.gen); err != nil {
-				return nil, fatal(err)
-			}
-		}
 		if c != nil {
+			c.Final = true
+			if tr.Step < tr.Spec.Steps {
+				c.StopReason = string(js.stop)
+			}
 			if err := sendCommit(ctx, w.cfg.Coordinators, log, c, callPatience); err != nil {
 				return nil, fmt.Errorf("commit the final checkpoint: %w", err)
 			}
@@ -523,6 +527,47 @@ func (w *Worker) finishJob(ctx context.Context, js *jobState, g *generation) (*R
 	}
 	return res, nil
 }
+
+// stopCheckpoint is Config.CheckpointOnStop's checkpoint, written after ctx (Run's)
+// ended while the worker had the job: when it was rank 0 of the last generation it
+// trained in, it writes a checkpoint of the last step it applied (unless that step
+// has one, or none was applied) and commits it, waiting at most stopCommitPatience
+// (a commit that fails is logged: the checkpoint is on disk, where a rerun of the
+// same run directory finds it). It returns rank 0's Result of the stop (Step,
+// Checkpoint: the checkpoint of that step), or nil on the other ranks, before any
+// step, or when the write failed. The step interrupted in flight left the state
+// untouched (a step's update is applied whole after its all-reduce, a state sync's
+// only after the whole state arrived), so the state is that of a step every rank
+// agreed on.
+func (w *Worker) stopCheckpoint(ctx context.Context, js *jobState) *Result {
+	tr := js.tr
+	if js.rank != 0 || tr.Step <= 0 {
+		return nil
+	}
+	log := w.log.With("generation", js.gen, "rank", js.rank, "step", tr.Step)
+	c, err := w.saveCheckpoint(js, js.gen, log)
+	if err != nil {
+		log.Error("stopping: the checkpoint of the last step could not be written", "err", err)
+		return nil
+	}
+	if js.lastSaved != tr.Step {
+		return nil
+	}
+	if c != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopCommitPatience)
+		if err := sendCommit(cctx, w.cfg.Coordinators, log, c, stopCommitPatience); err != nil {
+			log.Warn("stopping: the checkpoint is written but not committed", "dir", js.lastCkpt, "err", err)
+		}
+		cancel()
+	}
+	log.Info("stopped: checkpoint of the last step", "dir", js.lastCkpt)
+	return &Result{Step: tr.Step, StartStep: js.startStep, Loss: js.loss, ValLoss: js.valLoss, Generation: js.gen, Rank: 0,
+		Checkpoint: js.lastCkpt, Elapsed: time.Since(js.start), Split: js.split}
+}
+
+// stopCommitPatience bounds the commit of the checkpoint written on stop, so that an
+// interrupt ends the process promptly even without a coordinator.
+const stopCommitPatience = 3 * time.Second
 
 // finalStepRecorded reports whether the coordinator records the step at which the
 // job ended (its last step, or the step at which it stopped early: js.tr.Step) as its

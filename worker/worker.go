@@ -67,6 +67,12 @@ type Config struct {
 	// ProbeTimeout bounds the health check of each peer after a ring failure
 	// (default 1 s); peers that do not answer are reported to the coordinator.
 	ProbeTimeout time.Duration
+	// CheckpointOnStop makes a worker that was rank 0 of the last generation it
+	// trained in write (and commit) a checkpoint of the last step it applied when
+	// Run's ctx ends, as the single-process trainer does on an interrupt. It is for
+	// a cluster stopped as a whole (ringtrain local on SIGINT): a worker that leaves
+	// a cluster that trains on needs none.
+	CheckpointOnStop bool
 }
 
 // Result is what a finished Run reports.
@@ -158,12 +164,15 @@ func (w *Worker) Close() error { return w.lis.Close() }
 
 // Run registers the worker, serves its peers, follows the coordinator's plans and
 // trains until the job is done (it then leaves the cluster and returns the result),
-// ctx ends (it leaves and returns ctx's error), or a fatal error (a bad job,
+// ctx ends (it leaves and returns ctx's error; with Config.CheckpointOnStop, rank 0
+// first writes a checkpoint of its last step and returns, beside the error, a Result
+// with that step and checkpoint: stopCheckpoint), or a fatal error (a bad job,
 // diverged replicas: it reports the job FAILED, leaves and returns the error). A
 // job that has already ended (job_end.go) makes it return at once without
 // registering: a FINISHED job with a rank -1 Result, a FAILED one with
 // ErrJobFailed. It blocks; every goroutine it starts has ended when it returns.
 func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	svc := allreduce.NewService(allreduce.ServiceOptions{Member: w.cfg.ID, Logger: w.log})
@@ -215,6 +224,12 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 	defer func() {
 		if job != nil {
 			w.closeMetrics(job)
+		}
+	}()
+	defer func() {
+		// Before leaving (deferred above): the commit needs the membership.
+		if err != nil && parent.Err() != nil && job != nil && w.cfg.CheckpointOnStop {
+			res = w.stopCheckpoint(parent, job)
 		}
 	}()
 	var after uint64

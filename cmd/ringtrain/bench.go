@@ -69,11 +69,11 @@ func (f *allReduceBenchFlags) options() (bench.AllReduceOptions, error) {
 	}
 	switch {
 	case o.World < 1 || o.World > 64:
-		return o, fmt.Errorf("--world %d: want 1..64", o.World)
+		return o, usageErrorf("--world %d: want 1..64", o.World)
 	case o.Iters < 1 || o.Warmup < 1:
-		return o, fmt.Errorf("--iters %d, --warmup %d: want at least 1 each", o.Iters, o.Warmup)
+		return o, usageErrorf("--iters %d, --warmup %d: want at least 1 each", o.Iters, o.Warmup)
 	case o.Compression != "none" && o.Compression != "bf16":
-		return o, fmt.Errorf("--compression %q: want none or bf16", o.Compression)
+		return o, usageErrorf("--compression %q: want none or bf16", o.Compression)
 	}
 	return o, nil
 }
@@ -88,11 +88,11 @@ func parseSizes(s string) ([]int, error) {
 			"G": 1 << 30, "GiB": 1 << 30, "KB": 1e3, "MB": 1e6, "GB": 1e9}[f[len(num):]]
 		v, err := strconv.ParseFloat(num, 64)
 		if err != nil || mult == 0 || v < 0 {
-			return nil, fmt.Errorf("--size %q: want a byte count such as 4096, 512KiB or 64MiB", f)
+			return nil, usageErrorf("--size %q: want a byte count such as 4096, 512KiB or 64MiB", f)
 		}
 		n := int(v * mult)
 		if n%4 != 0 || n > 1<<34 {
-			return nil, fmt.Errorf("--size %q: %d bytes is not a whole number of float32s (or is over 16 GiB)", f, n)
+			return nil, usageErrorf("--size %q: %d bytes is not a whole number of float32s (or is over 16 GiB)", f, n)
 		}
 		out = append(out, n)
 	}

@@ -24,7 +24,7 @@ func setGemmKernel(kernel string) error {
 		return nil
 	}
 	if err := tensor.SetGemmKernel(kernel); err != nil {
-		return fmt.Errorf("--kernel: %w", err)
+		return usageError(fmt.Errorf("--kernel: %w", err))
 	}
 	return nil
 }
@@ -50,12 +50,12 @@ cache-resident data on --threads cores, measured in the same run.`,
 			for _, s := range strings.Split(sets, ",") {
 				shapes, err := bench.GemmShapes(s)
 				if err != nil {
-					return fmt.Errorf("--sets: %w", err)
+					return usageError(fmt.Errorf("--sets: %w", err))
 				}
 				o.Shapes = append(o.Shapes, shapes...)
 			}
 			if o.Threads < 1 || o.Reps < 1 || o.Time <= 0 {
-				return fmt.Errorf("--threads, --reps and --time must be positive")
+				return usageErrorf("--threads, --reps and --time must be positive")
 			}
 			if err := setGemmKernel(kernel); err != nil {
 				return err
@@ -104,7 +104,7 @@ The default shape is nanoGPT's shakespeare-char; the tiny recipe is
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Seq < 1 || o.Batch < 1 || o.Warmup < 0 || o.Steps < 1 || o.Threads < 1 {
-				return fmt.Errorf("--seq, --batch, --steps and --threads must be positive and --warmup >= 0")
+				return usageErrorf("--seq, --batch, --steps and --threads must be positive and --warmup >= 0")
 			}
 			if err := setGemmKernel(kernel); err != nil {
 				return err

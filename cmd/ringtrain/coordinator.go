@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -47,7 +48,7 @@ default --id is POD_NAME (see docs/kubernetes.md).`,
 				return err
 			}
 			if cfg.Peers, err = coordinator.ParsePeers(peers); err != nil {
-				return fmt.Errorf("--peers: %w", err)
+				return usageError(fmt.Errorf("--peers: %w", err))
 			}
 			cfg.Join = splitList(join)
 			cfg.Logger = log.With("ordinal", g.ident.Ordinal)
@@ -93,7 +94,7 @@ default --id is POD_NAME (see docs/kubernetes.md).`,
 }
 
 // newStatusCmd is "status": the cluster's state as the leader sees it.
-func newStatusCmd(_ *globals) *cobra.Command {
+func newStatusCmd(g *globals) *cobra.Command {
 	var (
 		addrs    []string
 		asJSON   bool
@@ -123,7 +124,7 @@ interrupted (exit status 130); --timeout then bounds each read.`,
 				return usageErrorf("--coordinators: give at least one coordinator gRPC address")
 			}
 			if interval <= 0 {
-				return fmt.Errorf("--interval %v: must be positive", interval)
+				return usageErrorf("--interval %v: must be positive", interval)
 			}
 			cl, err := coordinator.NewClient(addrs, coordinator.ClientOptions{AttemptTimeout: min(timeout, 2*time.Second)})
 			if err != nil {
@@ -139,7 +140,7 @@ interrupted (exit status 130); --timeout then bounds each read.`,
 				return nil
 			}
 			if watch {
-				p := poller{cl: cl, interval: interval, timeout: timeout, stale: stale, warn: cmd.ErrOrStderr()}
+				p := poller{cl: cl, interval: interval, timeout: timeout, stale: stale, warn: g.notes(cmd, slog.LevelWarn)}
 				return watchStatus(cmd.Context(), p, cmd.OutOrStdout(), render)
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)

@@ -3,13 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ringtrain/ringtrain/trainer"
 )
 
-func newEvalCmd(_ *globals) *cobra.Command {
+func newEvalCmd(g *globals) *cobra.Command {
 	var (
 		ckpt, split string
 		o           trainer.EvalOptions
@@ -28,16 +29,16 @@ is given. --json prints the result as one JSON object.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if split != "val" && split != "train" {
-				return fmt.Errorf("--split %q: want val or train", split)
+				return usageErrorf("--split %q: want val or train", split)
 			}
 			o.Split = split
 			switch trainer.Objective(objective) {
 			case "", trainer.CausalLM, trainer.MaskedLM:
 				o.Objective = trainer.Objective(objective)
 			default:
-				return fmt.Errorf("--objective %q: want causal or masked", objective)
+				return usageErrorf("--objective %q: want causal or masked", objective)
 			}
-			o.Notes = cmd.ErrOrStderr()
+			o.Notes = g.notes(cmd, slog.LevelInfo)
 			r, err := trainer.EvaluateCheckpointReport(cmd.Context(), ckpt, o)
 			if err != nil {
 				return err

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 
 	"github.com/spf13/cobra"
 
@@ -11,7 +12,7 @@ import (
 	"github.com/ringtrain/ringtrain/trainer"
 )
 
-func newExportCmd(_ *globals) *cobra.Command {
+func newExportCmd(g *globals) *cobra.Command {
 	var (
 		ckpt, format, out string
 		forceCausal       bool
@@ -42,7 +43,7 @@ GPT2LMHeadModel cannot express: export refuses it unless --force-causal.`,
 					return fmt.Errorf("checkpoint %s was trained with the %s objective (bidirectional attention); "+
 						"GPT2LMHeadModel is causal and would compute other logits: pass --force-causal to export it anyway", ckpt, objective)
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: checkpoint %s was trained with the %s objective; exporting it as the causal GPT2LMHeadModel "+
+				fmt.Fprintf(g.notes(cmd, slog.LevelWarn), "checkpoint %s was trained with the %s objective; exporting it as the causal GPT2LMHeadModel "+
 					"as --force-causal asks: transformers will attend causally, so its logits differ from ringtrain's\n", ckpt, objective)
 			}
 			var opts []model.ExportOption
@@ -59,7 +60,7 @@ GPT2LMHeadModel cannot express: export refuses it unless --force-causal.`,
 				opts = append(opts, model.WithEOT(tok.EOT()), model.WithTokenizerJSON(own))
 				files, err := tokenizer.HFFiles(tok, ck.Config.MaxSeqLen)
 				if err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "warning: checkpoint %s: %v: the export carries ringtrain_tokenizer.json but no Hugging Face tokenizer files\n", ckpt, err)
+					fmt.Fprintf(g.notes(cmd, slog.LevelWarn), "checkpoint %s: %v: the export carries ringtrain_tokenizer.json but no Hugging Face tokenizer files\n", ckpt, err)
 				} else {
 					opts = append(opts, model.WithHFTokenizer(files))
 				}

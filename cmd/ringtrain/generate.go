@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -11,7 +12,7 @@ import (
 	"github.com/ringtrain/ringtrain/tokenizer"
 )
 
-func newGenerateCmd(_ *globals) *cobra.Command {
+func newGenerateCmd(g *globals) *cobra.Command {
 	var (
 		ckpt, prompt, tokSpec string
 		opts                  = model.GenerateOptions{StopAtEOT: true}
@@ -34,7 +35,7 @@ func newGenerateCmd(_ *globals) *cobra.Command {
 				return err
 			}
 			copy(m.Params.Slab, ck.Params)
-			return generate(cmd, m, tok, prompt, opts, cmd.OutOrStdout())
+			return generate(cmd, g.notes(cmd, slog.LevelInfo), m, tok, prompt, opts, cmd.OutOrStdout())
 		},
 	}
 	fl := cmd.Flags()
@@ -62,11 +63,12 @@ func checkpointTokenizer(ck *model.Checkpoint, spec string) (tokenizer.Tokenizer
 	return tokenizer.Build(spec, "")
 }
 
-// generate continues prompt with m, streaming the decoded text to w as it is sampled.
-func generate(cmd *cobra.Command, m *model.GPT, tok tokenizer.Tokenizer, prompt string, opts model.GenerateOptions, w io.Writer) error {
+// generate continues prompt with m, streaming the decoded text to w as it is sampled;
+// a prompt cut to the context is said to notes (globals.notes).
+func generate(cmd *cobra.Command, notes io.Writer, m *model.GPT, tok tokenizer.Tokenizer, prompt string, opts model.GenerateOptions, w io.Writer) error {
 	ids, err := tokenizer.EncodeChecked(tok, prompt)
 	if err != nil {
-		return fmt.Errorf("--prompt: %w", err)
+		return usageError(fmt.Errorf("--prompt: %w", err))
 	}
 	if len(ids) == 0 {
 		ids = []int{tok.EOT()}
@@ -79,7 +81,7 @@ func generate(cmd *cobra.Command, m *model.GPT, tok tokenizer.Tokenizer, prompt 
 		in[i] = int32(id)
 	}
 	if len(in) >= m.Config.MaxSeqLen {
-		fmt.Fprintf(cmd.ErrOrStderr(), "note: the prompt has %d tokens; only the last %d fit the model's context of %d\n",
+		fmt.Fprintf(notes, "the prompt has %d tokens; only the last %d fit the model's context of %d\n",
 			len(in), m.Config.MaxSeqLen-1, m.Config.MaxSeqLen)
 	}
 	opts.EOT = int32(tok.EOT())

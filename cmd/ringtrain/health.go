@@ -35,10 +35,10 @@ server. This is the check of the compose file's healthcheck.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, _, err := net.SplitHostPort(addr); err != nil {
-				return fmt.Errorf("--addr %q: want host:port: %w", addr, err)
+				return usageErrorf("--addr %q: want host:port: %w", addr, err)
 			}
 			if timeout <= 0 {
-				return fmt.Errorf("--timeout %v: must be positive", timeout)
+				return usageErrorf("--timeout %v: must be positive", timeout)
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()

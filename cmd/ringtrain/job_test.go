@@ -39,6 +39,13 @@ func ringtrainCtx(ctx context.Context, t *testing.T, args ...string) (stdout, st
 // writeJob writes a job YAML of a tiny model trained for steps steps on data.
 func writeJob(t *testing.T, data, out string, steps int) string {
 	t.Helper()
+	return writeJobWith(t, data, out, steps, "")
+}
+
+// writeJobWith is writeJob with the YAML lines extra ("key: value" each), which
+// replace writeJob's lines of the same keys.
+func writeJobWith(t *testing.T, data, out string, steps int, extra string) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "job.yaml")
 	yaml := fmt.Sprintf(`model: {layers: 1, heads: 2, embd: 16}
 data: %s
@@ -53,6 +60,13 @@ eval_interval: 0
 eval_batches: 1
 checkpoint_interval: 2
 `, data, out, steps)
+	var lines []string
+	for _, l := range strings.Split(yaml, "\n") {
+		if key, _, ok := strings.Cut(l, ":"); !ok || !strings.Contains(extra, "\n"+key+":") && !strings.HasPrefix(extra, key+":") {
+			lines = append(lines, l)
+		}
+	}
+	yaml = strings.Join(lines, "\n") + extra
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -225,11 +239,16 @@ func TestSubmitWaitAndStatus(t *testing.T) {
 	}
 
 	// A job whose dataset is missing fails: its worker and `submit --wait` exit 1
-	// with the reason.
+	// with the reason. The worker starts once the job is submitted (before, it would
+	// find the previous job finished and exit 0); the same job submitted again then
+	// waits for it.
 	missing := filepath.Join(t.TempDir(), "no-such-dataset")
 	bad := writeJob(t, missing, t.TempDir(), 4)
+	if out, _, err := ringtrainCtx(ctx, t, "submit", bad, "--coordinators", addr, "--replace"); err != nil {
+		t.Fatalf("submit --replace: %v\n%s", err, out)
+	}
 	waitBad := workers(t, addr, "f", 1)
-	out, _, err = ringtrainCtx(ctx, t, "submit", bad, "--coordinators", addr, "--replace", "--wait", "--interval", "100ms")
+	out, _, err = ringtrainCtx(ctx, t, "submit", bad, "--coordinators", addr, "--wait", "--interval", "100ms")
 	if exitCode(err) != 1 || !strings.Contains(fmt.Sprint(err), "job failed at step 0 (reported by worker f0)") ||
 		!strings.Contains(fmt.Sprint(err), "no-such-dataset") || !strings.Contains(fmt.Sprint(err), "--replace") {
 		t.Errorf("submit --wait of a failing job: %v (exit %d), want exit 1 with the reason\n%s", err, exitCode(err), out)
@@ -261,6 +280,61 @@ func TestSubmitWaitAndStatus(t *testing.T) {
 	watched, _, err = ringtrainCtx(wctx, t, "status", "--watch", "--json", "--interval", "50ms", "--coordinators", addr)
 	if exitCode(err) != 130 || !strings.Contains(watched, `"state": "running"`) {
 		t.Errorf("interrupted status --watch: %v (exit %d)\n%s", err, exitCode(err), watched)
+	}
+}
+
+// TestSubmitWaitEarlyStop: a cluster job that a stopping rule ends before its
+// steps (target_val_loss, met by the evaluation of step 3) becomes FINISHED in the
+// replicated state: `submit --wait` returns 0 with the step, the rule and the final
+// checkpoint; `status` and `status --json` show them; a worker started afterwards
+// exits 0 at once, saying the same.
+func TestSubmitWaitEarlyStop(t *testing.T) {
+	data := prepareData(t)
+	c := coordinator.MakeCluster(t, 1)
+	c.Leader()
+	addr := c.Node(0).GRPCAddr()
+	run := t.TempDir()
+	job := writeJobWith(t, data, run, 40, "eval_interval: 3\ntarget_val_loss: 1000\n")
+
+	wait := workers(t, addr, "w", 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, _, err := ringtrainCtx(ctx, t, "submit", job, "--coordinators", addr, "--min-workers", "2", "--wait", "--interval", "100ms")
+	if err != nil {
+		t.Fatalf("submit --wait: %v (exit %d)\n%s", err, exitCode(err), out)
+	}
+	final := ckptDir(run, 3)
+	digest, err := model.CheckpointDigest(final)
+	if err != nil {
+		t.Fatalf("the final checkpoint: %v", err)
+	}
+	if want := "finished at step 3 of 40 (stopped early: target_val_loss reached): checkpoint " + final + " (sha256 " + digest + ")\n"; !strings.HasSuffix(out, want) {
+		t.Errorf("submit --wait printed:\n%s\nwant it to end with %q", out, want)
+	}
+	outs, errs := wait()
+	for i := range outs {
+		if errs[i] != nil || !strings.Contains(outs[i], "done: step 3,") || !strings.Contains(outs[i], "stopped early by target_val_loss at step 3") {
+			t.Errorf("worker w%d: %v\n%s", i, errs[i], outs[i])
+		}
+	}
+
+	human, _, err := ringtrainCtx(ctx, t, "status", "--coordinators", addr)
+	if err != nil || !regexp.MustCompile(`state\s+finished\s+step 3 of 40 \(stopped early: target_val_loss reached\)\s+checkpoint `+regexp.QuoteMeta(final)+`\s+sha256 `+digest).MatchString(human) {
+		t.Errorf("status: %v, want the job finished early with its checkpoint:\n%s", err, human)
+	}
+	v, _ := statusJSONOf(t, addr)
+	if get(t, v, "job", "state") != "finished" || get(t, v, "job", "stop_reason") != "target_val_loss" ||
+		get(t, v, "job", "final_checkpoint", "location") != final || get(t, v, "job", "final_checkpoint", "sha256") != digest ||
+		get(t, v, "job", "final_checkpoint", "final") != true {
+		t.Errorf("status --json job %v, want finished by target_val_loss with the final checkpoint %s", get(t, v, "job"), final)
+	}
+	wantNumber(t, v, 3, "job", "final_step")
+	wantNumber(t, v, 3, "job", "final_checkpoint", "step")
+	wantNumber(t, v, 40, "job", "steps")
+
+	late, _, err := ringtrainCtx(ctx, t, "worker", "--coordinators", addr, "--id", "w7", "--listen", "127.0.0.1:0")
+	if err != nil || !strings.Contains(late, "done: the job had already finished at step 3 (stopped early: target_val_loss reached); checkpoint "+final) {
+		t.Errorf("worker after the end: %v\n%s", err, late)
 	}
 }
 

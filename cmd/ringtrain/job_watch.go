@@ -13,6 +13,7 @@ import (
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/progress"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+	"github.com/ringtrain/ringtrain/trainer"
 )
 
 // Following a job from the command line: `submit --wait/--follow` and `status
@@ -33,7 +34,7 @@ type poller struct {
 	interval time.Duration
 	timeout  time.Duration // per Status call
 	stale    bool
-	warn     io.Writer // where failed polls are reported
+	warn     io.Writer // where failed polls are reported: a noteWriter at warn level
 }
 
 // run calls fn with each status read, every interval, until fn reports done (run
@@ -47,7 +48,7 @@ func (p poller) run(ctx context.Context, fn func(*pb.StatusResponse) (done bool,
 		case ctx.Err() != nil:
 			return errWaitInterrupted()
 		case err != nil:
-			fmt.Fprintf(p.warn, "ringtrain: %v (retrying)\n", err)
+			fmt.Fprintf(p.warn, "%v (retrying)\n", err)
 		default:
 			if done, err := fn(st); done || err != nil {
 				return err
@@ -82,11 +83,34 @@ func jobOutcome(st *pb.CoordinatorState) error {
 	return nil
 }
 
-// finishedLine is the line that says a job finished and where its weights are.
+// finishedLine is the line that says a job finished, why when it stopped early,
+// and where its weights are.
 func finishedLine(st *pb.CoordinatorState) string {
 	s := coordinator.JobStatusOf(st)
 	c := s.GetFinalCheckpoint()
-	return fmt.Sprintf("finished at step %d: checkpoint %s (sha256 %s)", s.GetStep(), c.GetLocation(), c.GetSha256())
+	return fmt.Sprintf("finished at step %d%s: checkpoint %s (sha256 %s)", s.GetStep(), stoppedEarly(s, st.GetJob()), c.GetLocation(), c.GetSha256())
+}
+
+// stoppedEarly is " of N (stopped early: <rule>)" for a job that finished before
+// its steps, and "" for one that ran them all.
+func stoppedEarly(s *pb.JobStatus, job *pb.JobSpec) string {
+	if s.GetStopReason() == "" {
+		return ""
+	}
+	return fmt.Sprintf(" of %d (stopped early: %s)", job.GetSteps(), stopReasonText(s.GetStopReason()))
+}
+
+// stopReasonText says a stop reason (trainer.StopReason) in words.
+func stopReasonText(r string) string {
+	switch trainer.StopReason(r) {
+	case trainer.StopTarget:
+		return "target_val_loss reached"
+	case trainer.StopPatience:
+		return "patience exhausted"
+	case trainer.StopMaxTime:
+		return "max_time reached"
+	}
+	return r
 }
 
 // followLine is --follow's line for the state: the committed step and loss, then
@@ -145,7 +169,7 @@ func jobStateLine(st *pb.CoordinatorState) string {
 	switch s.GetState() {
 	case pb.JobState_JOB_STATE_FINISHED:
 		c := s.GetFinalCheckpoint()
-		return fmt.Sprintf("finished\tstep %d\tcheckpoint %s\tsha256 %s", s.GetStep(), c.GetLocation(), c.GetSha256())
+		return fmt.Sprintf("finished\tstep %d%s\tcheckpoint %s\tsha256 %s", s.GetStep(), stoppedEarly(s, st.GetJob()), c.GetLocation(), c.GetSha256())
 	case pb.JobState_JOB_STATE_FAILED:
 		return fmt.Sprintf("failed\tstep %d\treported by %s\t%s", s.GetStep(), s.GetWorkerId(), s.GetReason())
 	}

@@ -30,6 +30,7 @@ func newLocalCmd(g *globals) *cobra.Command {
 		coordinators int
 		metricsAddr  string
 		tensorBoard  bool
+		printConfig  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "local",
@@ -47,8 +48,8 @@ separate 'ringtrain coordinator' and 'ringtrain worker' processes do. Unless
 again resumes from the newest checkpoint in the run directory. 'ringtrain train'
 is the single-process trainer without a cluster.
 
-SIGINT or SIGTERM (Ctrl-C) stops the workers and exits with status 130; a rerun
-resumes from the newest checkpoint (every --checkpoint-interval steps). Exit status:
+SIGINT or SIGTERM (Ctrl-C) stops the workers, rank 0 writing a checkpoint of the
+last completed step first, and exits with status 130; rerun to resume. Exit status:
 0 done, 1 failed, 2 bad flags or values, 130 interrupted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -63,11 +64,9 @@ resumes from the newest checkpoint (every --checkpoint-interval steps). Exit sta
 			if !cmd.Flags().Changed("out") {
 				spec.Out = filepath.Join(dir, "run")
 			}
-			if spec.Data == "" {
+			shipped := spec.Data == ""
+			if shipped {
 				spec.Data = filepath.Join(dir, "data")
-				if err := prepareShipped(cmd, dir, spec.Data); err != nil {
-					return err
-				}
 			}
 			if workers < 1 {
 				return usageErrorf("--workers %d: must be >= 1", workers)
@@ -82,6 +81,14 @@ resumes from the newest checkpoint (every --checkpoint-interval steps). Exit sta
 					return usageErrorf("--batch %d must be a multiple of --workers %d", f.batch, workers)
 				}
 				spec.Streams, spec.MicroBatch = workers, f.batch/workers
+			}
+			if printConfig {
+				return printSpec(cmd.OutOrStdout(), spec)
+			}
+			if shipped {
+				if err := prepareShipped(cmd, dir, spec.Data); err != nil {
+					return err
+				}
 			}
 			if noResume {
 				if err := refuseResume(spec.Out); err != nil {
@@ -111,7 +118,7 @@ resumes from the newest checkpoint (every --checkpoint-interval steps). Exit sta
 			}
 			copy(m.Params.Slab, ck.Params)
 			fmt.Fprintln(cmd.OutOrStdout(), "--- sample ---")
-			return generate(cmd, m, tok, "ROMEO:", model.GenerateOptions{MaxTokens: sample, Temperature: 0.8, TopK: 40, Seed: 1, StopAtEOT: true}, cmd.OutOrStdout())
+			return generate(cmd, g.notes(cmd, slog.LevelInfo), m, tok, "ROMEO:", model.GenerateOptions{MaxTokens: sample, Temperature: 0.8, TopK: 40, Seed: 1, StopAtEOT: true}, cmd.OutOrStdout())
 		},
 	}
 	f.register(cmd)
@@ -140,6 +147,7 @@ resumes from the newest checkpoint (every --checkpoint-interval steps). Exit sta
 	cmd.Flags().IntVar(&coordinators, "coordinators", 1, "embedded coordinator replicas: 1 or 3")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", metricsAddrHelp+"; one registry for the process, labelled by worker and replica")
 	cmd.Flags().BoolVar(&tensorBoard, "tensorboard", true, tensorBoardHelp)
+	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the job spec these flags and --config make (the streams split over --workers, --out and --data under --dir), as job YAML, and exit without preparing anything")
 	return cmd
 }
 
@@ -193,7 +201,7 @@ func runLocalCluster(cmd *cobra.Command, g *globals, log *slog.Logger, spec trai
 	})
 	if err != nil {
 		if interrupted(cmd, err) {
-			return "", interruptedLocal(spec.Out)
+			return "", interruptedLocal(res, spec.Out)
 		}
 		return "", specError(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc/grpclog"
 
 	"github.com/ringtrain/ringtrain/progress"
@@ -45,6 +46,46 @@ func newLogger(w io.Writer, level, format string, echoed bool) (*slog.Logger, er
 	l := slog.New(h)
 	grpcLogs.use(l)
 	return l, nil
+}
+
+// notes returns the writer through which cmd tells the user something on standard
+// error that is not a log record of a component: a warning (level warn) or a note
+// (any lower level), one per line written. With --log-format text each line is
+// printed as it is, after "warning: " or "note: "; with json each becomes a JSON
+// log record of that level (msg: the line) when --log-level lets it through, so
+// that standard error carries one format.
+func (g *globals) notes(cmd *cobra.Command, level slog.Level) io.Writer {
+	return &noteWriter{w: cmd.ErrOrStderr(), level: level, json: g.logFormat == "json", logLevel: g.logLevel}
+}
+
+// noteWriter is globals.notes' writer. It is used by one goroutine at a time.
+type noteWriter struct {
+	w        io.Writer
+	level    slog.Level
+	json     bool
+	logLevel string
+}
+
+func (n *noteWriter) Write(p []byte) (int, error) {
+	for line := range strings.Lines(string(p)) {
+		line = strings.TrimRight(line, "\n")
+		if !n.json {
+			prefix := "note"
+			if n.level >= slog.LevelWarn {
+				prefix = "warning"
+			}
+			if _, err := fmt.Fprintf(n.w, "%s: %s\n", prefix, line); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		var min slog.Level
+		if err := min.UnmarshalText([]byte(n.logLevel)); err != nil {
+			min = slog.LevelInfo
+		}
+		slog.New(slog.NewJSONHandler(n.w, &slog.HandlerOptions{Level: min})).Log(context.Background(), n.level, line)
+	}
+	return len(p), nil
 }
 
 // sameTerminal reports whether a and b are both terminals, and the same one.

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc/grpclog"
 
 	"github.com/ringtrain/ringtrain/internal/logcheck"
@@ -197,5 +199,112 @@ func TestGRPCLogsThroughSlog(t *testing.T) {
 	}
 	if recs[1]["level"] != "DEBUG" || recs[1]["msg"] != "transport closing" {
 		t.Errorf("gRPC warning logged as %v", recs[1])
+	}
+}
+
+// TestErrorRecordJSON: with --log-format json (or RINGTRAIN_LOG_FORMAT=json), the
+// error a command ends with is one JSON log record at level ERROR (the command in
+// msg, the message under error, the exit status, the usage hint of a usage error)
+// instead of the text line, so that standard error carries one format; with text it
+// stays the line "ringtrain: <error>".
+func TestErrorRecordJSON(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such-checkpoint")
+	run := func(args ...string) (string, int) {
+		root := newRoot()
+		var out, errOut bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&errOut)
+		root.SetArgs(args)
+		code := execute(context.Background(), root, &errOut)
+		return errOut.String(), code
+	}
+	for _, tc := range []struct {
+		name  string
+		env   string
+		args  []string
+		code  int
+		msg   string
+		usage string
+	}{
+		{"failure", "", []string{"--log-format", "json", "generate", "--checkpoint", missing}, 1, "ringtrain generate failed", ""},
+		{"bad flag", "", []string{"--log-format", "json", "train", "--no-such-flag"}, 2, "ringtrain train: bad usage", "Run 'ringtrain train --help' for usage."},
+		{"missing required flag", "", []string{"--log-format", "json", "generate"}, 2, "ringtrain generate: bad usage", "Run 'ringtrain generate --help' for usage."},
+		{"format from the environment", "json", []string{"train", "--no-such-flag"}, 2, "ringtrain train: bad usage", "Run 'ringtrain train --help' for usage."},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.env != "" {
+				t.Setenv("RINGTRAIN_LOG_FORMAT", tc.env)
+			}
+			stderr, code := run(tc.args...)
+			if code != tc.code {
+				t.Errorf("exit status %d, want %d", code, tc.code)
+			}
+			lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+			if len(lines) != 1 {
+				t.Fatalf("stderr has %d lines, want one JSON record:\n%s", len(lines), stderr)
+			}
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil {
+				t.Fatalf("stderr is not a JSON record: %v\n%s", err, stderr)
+			}
+			if rec["level"] != "ERROR" || rec["msg"] != tc.msg || rec["exit_status"] != float64(tc.code) || rec["time"] == nil {
+				t.Errorf("record %v, want level ERROR, msg %q, exit_status %d and a time", rec, tc.msg, tc.code)
+			}
+			if e, _ := rec["error"].(string); e == "" || strings.HasPrefix(e, "ringtrain:") {
+				t.Errorf("record's error %q, want the message alone", rec["error"])
+			}
+			if tc.code == 1 && !strings.Contains(fmt.Sprint(rec["error"]), missing) {
+				t.Errorf("record's error %q does not name %s", rec["error"], missing)
+			}
+			if u, _ := rec["usage"].(string); u != tc.usage {
+				t.Errorf("record's usage %q, want %q", u, tc.usage)
+			}
+			if dups := logcheck.DuplicateKeys([]byte(lines[0])); len(dups) > 0 {
+				t.Errorf("record repeats %v", dups)
+			}
+		})
+	}
+	// The text format keeps the plain line.
+	stderr, code := run("--log-format", "text", "generate", "--checkpoint", missing)
+	if code != 1 || !strings.HasPrefix(stderr, "ringtrain: ") || strings.Contains(stderr, `"level"`) {
+		t.Errorf("text format: status %d, stderr %q; want 1 and the line \"ringtrain: <error>\"", code, stderr)
+	}
+}
+
+// TestNotes: the warnings and notes a command prints on standard error are plain
+// lines after "warning: " or "note: " with the text format, and JSON records of
+// their level (msg: the line) with the JSON format, filtered by --log-level.
+func TestNotes(t *testing.T) {
+	for _, tc := range []struct {
+		format, level string
+		note          slog.Level
+		want          []string // the lines, or the "LEVEL msg" of each record
+	}{
+		{"text", "info", slog.LevelWarn, []string{"warning: first", "warning: second"}},
+		{"text", "error", slog.LevelInfo, []string{"note: first", "note: second"}},
+		{"json", "info", slog.LevelWarn, []string{"WARN first", "WARN second"}},
+		{"json", "info", slog.LevelInfo, []string{"INFO first", "INFO second"}},
+		{"json", "warn", slog.LevelInfo, nil},
+	} {
+		var errOut bytes.Buffer
+		cmd := &cobra.Command{}
+		cmd.SetErr(&errOut)
+		g := &globals{logFormat: tc.format, logLevel: tc.level}
+		fmt.Fprintf(g.notes(cmd, tc.note), "first\nsecond\n")
+		var got []string
+		for line := range strings.Lines(errOut.String()) {
+			line = strings.TrimSuffix(line, "\n")
+			if tc.format == "json" {
+				var rec map[string]any
+				if err := json.Unmarshal([]byte(line), &rec); err != nil {
+					t.Fatalf("%s: not a JSON record: %q", tc.format, line)
+				}
+				line = fmt.Sprint(rec["level"], " ", rec["msg"])
+			}
+			got = append(got, line)
+		}
+		if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+			t.Errorf("format %s, level %s, note at %v: got %q, want %q", tc.format, tc.level, tc.note, got, tc.want)
+		}
 	}
 }

@@ -33,17 +33,63 @@ func main() {
 
 // execute runs root and returns the status the process exits with (exit.go): 0, or
 // the status of the command's error after printing it to stderr; a usage error also
-// says where the usage is.
+// says where the usage is. With --log-format json (or RINGTRAIN_LOG_FORMAT=json) the
+// error is a JSON log record like every other line the process writes to stderr
+// (errorRecord); otherwise it is the line "ringtrain: <error>".
 func execute(ctx context.Context, root *cobra.Command, stderr io.Writer) int {
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "ringtrain:", err)
-	if isUsage(err) && cmd != nil {
-		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	if cmd == nil {
+		cmd = root
 	}
-	return exitCode(err)
+	code := exitCode(err)
+	hint := ""
+	if isUsage(err) {
+		hint = fmt.Sprintf("Run '%s --help' for usage.", cmd.CommandPath())
+	}
+	if logFormatOf(root) == "json" {
+		errorRecord(stderr, cmd, err, code, hint)
+		return code
+	}
+	fmt.Fprintln(stderr, "ringtrain:", err)
+	if hint != "" {
+		fmt.Fprintln(stderr, hint)
+	}
+	return code
+}
+
+// logFormatOf is the log format root's command line chose: --log-format, else
+// RINGTRAIN_LOG_FORMAT (which a command that failed before it ran has not applied),
+// else the default.
+func logFormatOf(root *cobra.Command) string {
+	f := root.PersistentFlags().Lookup("log-format")
+	if !f.Changed {
+		if v, ok := os.LookupEnv("RINGTRAIN_LOG_FORMAT"); ok {
+			return v
+		}
+	}
+	return f.Value.String()
+}
+
+// errorRecord writes a command's error as one JSON log record at level ERROR: msg
+// says which command failed ("ringtrain train failed", "... interrupted", "... bad
+// usage"), error is the message the text format prints, exit_status the process's
+// status, and usage (for a usage error) where the usage is.
+func errorRecord(w io.Writer, cmd *cobra.Command, err error, code int, hint string) {
+	msg := cmd.CommandPath() + " failed"
+	switch code {
+	case exitUsage:
+		msg = cmd.CommandPath() + ": bad usage"
+	case exitInterrupted:
+		msg = cmd.CommandPath() + " interrupted"
+	}
+	attrs := []slog.Attr{slog.String("error", err.Error()), slog.Int("exit_status", code)}
+	if hint != "" {
+		attrs = append(attrs, slog.String("usage", hint))
+	}
+	slog.New(slog.NewJSONHandler(w, nil)).LogAttrs(context.Background(), slog.LevelError, msg, attrs...)
 }
 
 type globals struct {

@@ -542,6 +542,16 @@ func TestExitCodes(t *testing.T) {
 		{tinyTrain(data, t.TempDir(), "--embd", "33"), 2, "embd=33"},
 		{tinyTrain(data, t.TempDir(), "--log-format", "xml"), 2, "--log-format"},
 		{[]string{"local", "--workers", "0"}, 2, "--workers 0"},
+		{[]string{"eval", "--checkpoint", missing, "--data", data, "--split", "test"}, 2, `--split "test"`},
+		{[]string{"eval", "--checkpoint", missing, "--data", data, "--objective", "dpo"}, 2, `--objective "dpo"`},
+		{[]string{"status", "--coordinators", "127.0.0.1:1", "--watch", "--interval", "0s"}, 2, "--interval 0s"},
+		{[]string{"submit", "job.yaml", "--coordinators", "127.0.0.1:1", "--interval", "-1s"}, 2, "--interval -1s"},
+		{[]string{"health", "--addr", "nowhere"}, 2, `--addr "nowhere"`},
+		{[]string{"health", "--addr", "127.0.0.1:1", "--timeout", "0s"}, 2, "--timeout 0s"},
+		{[]string{"worker", "--coordinators", "127.0.0.1:1", "--id", "w0", "--leave-exit-code", "300"}, 2, "--leave-exit-code 300"},
+		{[]string{"coordinator", "--id", "c0", "--peers", "c0"}, 2, "--peers"},
+		{[]string{"bench", "allreduce", "--world", "0"}, 2, "--world 0"},
+		{[]string{"bench", "allreduce", "--size", "3"}, 2, `--size "3"`},
 		{tinyTrain(missing, t.TempDir()), 1, "dataset " + missing},
 		{[]string{"generate", "--checkpoint", missing}, 1, missing},
 	}
@@ -583,7 +593,6 @@ func TestExitCodes(t *testing.T) {
 
 var (
 	interruptedTrainRE = regexp.MustCompile(`ringtrain: interrupted: checkpoint written at step (\d+) \((\S+)\); rerun to resume\n`)
-	interruptedLocalRE = regexp.MustCompile(`ringtrain: interrupted: the newest checkpoint is at step (\d+) \((\S+)\); rerun to resume from it\n`)
 	progressRE         = regexp.MustCompile(`^step\s+(\d+)/`)
 )
 
@@ -632,7 +641,8 @@ func interrupt(t *testing.T, sig os.Signal, atStep int, args ...string) (stdout,
 
 // TestInterrupt checks that SIGINT stops train after a checkpoint of the last step,
 // with status 130 and a message that says where, and that a rerun resumes there;
-// and that SIGTERM stops local with status 130, naming the newest checkpoint.
+// and the same of local, whose cluster's rank 0 writes the checkpoint (no interval
+// checkpoint is due), and of SIGTERM.
 func TestInterrupt(t *testing.T) {
 	data := prepareData(t)
 	run := filepath.Join(t.TempDir(), "run")
@@ -655,16 +665,25 @@ func TestInterrupt(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	_, stderr, code = interrupt(t, syscall.SIGTERM, 6, "local", "--data", data, "--dir", dir, "--steps", "1000000", "--sample-tokens", "0",
-		"--layers", "1", "--heads", "2", "--embd", "16", "--seq", "16", "--batch", "2", "--eval-interval", "0", "--eval-batches", "1",
-		"--log-interval", "1", "--checkpoint-interval", "5", "--log-level", "error")
-	m = interruptedLocalRE.FindStringSubmatch(stderr)
-	if code != 130 || m == nil {
-		t.Fatalf("local after SIGTERM: exit status %d, stderr:\n%s\nwant 130 and the newest checkpoint", code, stderr)
+	local := func(steps string) []string {
+		return []string{"local", "--data", data, "--dir", dir, "--steps", steps, "--sample-tokens", "0",
+			"--layers", "1", "--heads", "2", "--embd", "16", "--seq", "16", "--batch", "2", "--eval-interval", "0", "--eval-batches", "1",
+			"--log-interval", "1", "--checkpoint-interval", "0", "--log-level", "error"}
 	}
-	step, _ = strconv.ParseInt(m[1], 10, 64)
-	if step < 5 || step%5 != 0 || m[2] != ckptDir(filepath.Join(dir, "run"), step) {
-		t.Errorf("local names checkpoint %s at step %d, want one of every 5 steps in %s", m[2], step, filepath.Join(dir, "run"))
+	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM} {
+		stdout, stderr, code = interrupt(t, sig, 6, local("1000000")...)
+		m = interruptedTrainRE.FindStringSubmatch(stderr)
+		if code != 130 || m == nil || strings.Contains(stderr, "context canceled") {
+			t.Fatalf("local after %v: exit status %d, stderr:\n%s\nwant 130 and where the checkpoint is", sig, code, stderr)
+		}
+		step, _ = strconv.ParseInt(m[1], 10, 64)
+		if step < 6 || m[2] != ckptDir(filepath.Join(dir, "run"), step) || !strings.Contains(stdout, fmt.Sprintf("step %7d/1000000", step)) {
+			t.Errorf("local after %v: checkpoint %s at step %d, want the last step printed, at least 6, in %s:\n%s", sig, m[2], step, filepath.Join(dir, "run"), stdout)
+		}
+	}
+	out = mustRun(t, local(strconv.FormatInt(step+2, 10))...)
+	if !strings.Contains(out, fmt.Sprintf("resuming at step %s from %s", commas(int(step)), m[2])) || !strings.Contains(out, fmt.Sprintf("done: step %d,", step+2)) {
+		t.Errorf("local rerun after the interruption printed:\n%s", out)
 	}
 }
 

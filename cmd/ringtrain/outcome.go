@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ringtrain/ringtrain/localcluster"
 	"github.com/ringtrain/ringtrain/model"
 	"github.com/ringtrain/ringtrain/trainer"
 )
@@ -55,10 +56,17 @@ func interruptedTrain(res *trainer.Result) error {
 	return interruptedError(fmt.Errorf("interrupted: checkpoint written at step %d (%s); rerun to resume", res.Step, res.Checkpoint))
 }
 
-// interruptedLocal is the error `local` returns when a signal stopped it. The
-// workers leave without a last checkpoint (as on SIGTERM), so a rerun resumes from
-// the newest checkpoint already in the run directory out.
-func interruptedLocal(out string) error {
+// interruptedLocal is the error `local` returns when a signal stopped it: the
+// cluster's rank 0 has then checkpointed the last completed step (res, which
+// localcluster.Run returns beside the error, holds its result), and it says so as
+// `train` does. Without that result (rank 0 had not trained a step, or could not
+// write) it names the newest checkpoint in the run directory out, where a rerun
+// resumes.
+func interruptedLocal(res *localcluster.Result, out string) error {
+	if res != nil && len(res.Workers) > 0 && res.Workers[0].Rank == 0 && res.Workers[0].Checkpoint != "" {
+		r := res.Workers[0]
+		return interruptedTrain(&trainer.Result{Step: r.Step, Checkpoint: r.Checkpoint})
+	}
 	dir, err := model.LatestCheckpoint(trainer.CheckpointRoot(out))
 	if err != nil {
 		return interruptedError(errors.New("interrupted before the first checkpoint: a rerun starts afresh"))

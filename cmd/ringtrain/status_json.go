@@ -39,8 +39,9 @@ type replicaJSON struct {
 	Health   string `json:"health"`
 }
 
-// jobJSON is the job and its lifecycle. final_checkpoint is set when the job
-// finished, failure when it failed.
+// jobJSON is the job and its lifecycle. final_checkpoint and final_step are set
+// when the job finished, stop_reason when it finished early (the rule that stopped
+// it: "target_val_loss", "patience", "max_time"), failure when it failed.
 type jobJSON struct {
 	State              string          `json:"state"`
 	Spec               json.RawMessage `json:"spec"`                 // the trainer spec, decoded; null when it cannot be
@@ -51,6 +52,8 @@ type jobJSON struct {
 	Steps              int64           `json:"steps"`
 	CheckpointInterval int64           `json:"checkpoint_interval"`
 	FinalCheckpoint    *checkpointJSON `json:"final_checkpoint"`
+	FinalStep          *int64          `json:"final_step"`
+	StopReason         string          `json:"stop_reason"`
 	Failure            *failureJSON    `json:"failure"`
 }
 
@@ -94,6 +97,8 @@ type checkpointJSON struct {
 	SHA256     string `json:"sha256"`
 	Generation uint64 `json:"generation"`
 	WorkerID   string `json:"worker_id"`
+	Final      bool   `json:"final"`                 // the checkpoint the job ended with
+	StopReason string `json:"stop_reason,omitempty"` // final before the job's steps: the rule that stopped it
 }
 
 // statusView builds the JSON view of a Status answer; health is each replica's
@@ -134,6 +139,10 @@ func jobView(s *pb.CoordinatorState) *jobJSON {
 	} else {
 		out.Spec = b
 	}
+	if status.GetState() == pb.JobState_JOB_STATE_FINISHED {
+		step := status.GetStep()
+		out.FinalStep, out.StopReason = &step, status.GetStopReason()
+	}
 	if status.GetState() == pb.JobState_JOB_STATE_FAILED {
 		out.Failure = &failureJSON{Reason: status.GetReason(), WorkerID: status.GetWorkerId(), Step: status.GetStep(), Generation: status.GetGeneration()}
 	}
@@ -170,7 +179,8 @@ func checkpointView(c *pb.Checkpoint) *checkpointJSON {
 	if c == nil {
 		return nil
 	}
-	return &checkpointJSON{Step: c.GetStep(), Location: c.GetLocation(), SHA256: c.GetSha256(), Generation: c.GetGeneration(), WorkerID: c.GetWorkerId()}
+	return &checkpointJSON{Step: c.GetStep(), Location: c.GetLocation(), SHA256: c.GetSha256(), Generation: c.GetGeneration(), WorkerID: c.GetWorkerId(),
+		Final: c.GetFinal(), StopReason: c.GetStopReason()}
 }
 
 func nonNil(s []string) []string {

@@ -60,6 +60,32 @@ func TestPrintConfigRoundTrip(t *testing.T) {
 	}
 }
 
+// TestLocalPrintConfig: `local --print-config` prints the job local would run (the
+// batch split into one stream per worker, --out and --data under --dir) without
+// preparing anything, and `train --config` reads it back to the same spec.
+func TestLocalPrintConfig(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "local")
+	out := mustRun(t, "local", "--dir", dir, "--workers", "4", "--batch", "8", "--steps", "50", "--target-val-loss", "1.5", "--print-config")
+	job := filepath.Join(t.TempDir(), "job.yaml")
+	if err := os.WriteFile(job, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := trainer.LoadSpec(job)
+	if err != nil {
+		t.Fatalf("local --print-config printed YAML that does not load: %v\n%s", err, out)
+	}
+	if got.Streams != 4 || got.MicroBatch != 2 || got.Steps != 50 || got.TargetValLoss != 1.5 ||
+		got.Data != filepath.Join(dir, "data") || got.Out != filepath.Join(dir, "run") || got.EvalInterval != 200 {
+		t.Errorf("local --print-config printed\n%s\nwant 4 streams of 2, 50 steps, target 1.5, data and out under %s, local's eval interval 200", out, dir)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Errorf("local --print-config made %s", dir)
+	}
+	if again := mustRun(t, "train", "--config", job, "--print-config"); again != out {
+		t.Errorf("train --config of local's printed spec prints\n%s\nnot\n%s", again, out)
+	}
+}
+
 // TestTrainStopsEarlyAndKeepsCheckpoints runs `train` with the stopping and retention
 // flags: --max-time stops after the first step with its checkpoint and says so;
 // --keep-checkpoints 1 leaves the newest checkpoint, which is also the best.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"time"
@@ -57,7 +58,7 @@ PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if leaveExitCode < 0 || leaveExitCode > 255 {
-				return fmt.Errorf("--leave-exit-code %d: want an exit status in [0, 255]", leaveExitCode)
+				return usageErrorf("--leave-exit-code %d: want an exit status in [0, 255]", leaveExitCode)
 			}
 			log, err := g.logger()
 			if err != nil {
@@ -186,7 +187,7 @@ every change. --timeout bounds the submission and each status read.`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if interval <= 0 {
-				return fmt.Errorf("--interval %v: must be positive", interval)
+				return usageErrorf("--interval %v: must be positive", interval)
 			}
 			log, err := g.logger()
 			if err != nil {
@@ -217,7 +218,7 @@ every change. --timeout bounds the submission and each status read.`,
 			if !wait && !follow {
 				return nil
 			}
-			p := poller{cl: cl, interval: interval, timeout: timeout, warn: cmd.ErrOrStderr()}
+			p := poller{cl: cl, interval: interval, timeout: timeout, warn: g.notes(cmd, slog.LevelWarn)}
 			return waitJob(cmd.Context(), p, job, cmd.OutOrStdout(), follow)
 		},
 	}
@@ -239,7 +240,11 @@ every change. --timeout bounds the submission and each status read.`,
 // healthy run.
 func printDone(cmd *cobra.Command, res *worker.Result) {
 	if res.Rank < 0 {
-		fmt.Fprintf(cmd.OutOrStdout(), "done: the job had already finished at step %d; checkpoint %s\n", res.Step, orNone(res.Checkpoint))
+		early := ""
+		if res.Stopped != "" {
+			early = fmt.Sprintf(" (stopped early: %s)", stopReasonText(string(res.Stopped)))
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "done: the job had already finished at step %d%s; checkpoint %s\n", res.Step, early, orNone(res.Checkpoint))
 		return
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "done: step %d, train loss %.4f, val loss %.4f, rank %d of generation %d in %s; weights %s; checkpoint %s\n",

@@ -106,7 +106,7 @@ type JobState int32
 const (
 	JobState_JOB_STATE_UNSPECIFIED JobState = 0 // no job submitted
 	JobState_JOB_STATE_RUNNING     JobState = 1 // submitted and not ended: workers train it, or wait for enough workers
-	JobState_JOB_STATE_FINISHED    JobState = 2 // the last step and its checkpoint are committed
+	JobState_JOB_STATE_FINISHED    JobState = 2 // the final step and its checkpoint are committed (the job's last step, or the one it stopped early at)
 	JobState_JOB_STATE_FAILED      JobState = 3 // a worker reported an error no retry can cure (FailJob)
 )
 
@@ -613,12 +613,20 @@ func (x *Progress) GetWorkerId() string {
 
 // Checkpoint is a committed durable checkpoint.
 type Checkpoint struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Step          int64                  `protobuf:"varint,1,opt,name=step,proto3" json:"step,omitempty"`
-	Location      string                 `protobuf:"bytes,2,opt,name=location,proto3" json:"location,omitempty"` // directory or URL of the checkpoint
-	Sha256        string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`     // model.CheckpointDigest of the directory (hex)
-	Generation    uint64                 `protobuf:"varint,4,opt,name=generation,proto3" json:"generation,omitempty"`
-	WorkerId      string                 `protobuf:"bytes,5,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Step       int64                  `protobuf:"varint,1,opt,name=step,proto3" json:"step,omitempty"`
+	Location   string                 `protobuf:"bytes,2,opt,name=location,proto3" json:"location,omitempty"` // directory or URL of the checkpoint
+	Sha256     string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`     // model.CheckpointDigest of the directory (hex)
+	Generation uint64                 `protobuf:"varint,4,opt,name=generation,proto3" json:"generation,omitempty"`
+	WorkerId   string                 `protobuf:"bytes,5,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// final marks the checkpoint with which the job ended (version 3): the worker of
+	// rank 0 commits it after the job's last step, or after the step at which a
+	// stopping rule ended the job early. Only the newest checkpoint may be final.
+	Final bool `protobuf:"varint,6,opt,name=final,proto3" json:"final,omitempty"`
+	// stop_reason is the rule that ended the job before its last step
+	// ("target_val_loss", "patience", "max_time"); set only on a final checkpoint of a
+	// step before the job's steps.
+	StopReason    string `protobuf:"bytes,7,opt,name=stop_reason,json=stopReason,proto3" json:"stop_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -688,15 +696,30 @@ func (x *Checkpoint) GetWorkerId() string {
 	return ""
 }
 
+func (x *Checkpoint) GetFinal() bool {
+	if x != nil {
+		return x.Final
+	}
+	return false
+}
+
+func (x *Checkpoint) GetStopReason() string {
+	if x != nil {
+		return x.StopReason
+	}
+	return ""
+}
+
 // JobStatus is the lifecycle of the submitted job (CoordinatorState.job_status).
 type JobStatus struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	State           JobState               `protobuf:"varint,1,opt,name=state,proto3,enum=ringtrain.v1.JobState" json:"state,omitempty"`
-	FinalCheckpoint *Checkpoint            `protobuf:"bytes,2,opt,name=final_checkpoint,json=finalCheckpoint,proto3" json:"final_checkpoint,omitempty"` // FINISHED: the committed checkpoint of the job's last step
+	FinalCheckpoint *Checkpoint            `protobuf:"bytes,2,opt,name=final_checkpoint,json=finalCheckpoint,proto3" json:"final_checkpoint,omitempty"` // FINISHED: the committed checkpoint of the job's final step
 	Reason          string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`                                          // FAILED: the error the worker reported
 	WorkerId        string                 `protobuf:"bytes,4,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`                      // FAILED: the worker that reported it
-	Step            int64                  `protobuf:"varint,5,opt,name=step,proto3" json:"step,omitempty"`                                             // FINISHED: the last step; FAILED: the step the worker was at
+	Step            int64                  `protobuf:"varint,5,opt,name=step,proto3" json:"step,omitempty"`                                             // FINISHED: the final step; FAILED: the step the worker was at
 	Generation      uint64                 `protobuf:"varint,6,opt,name=generation,proto3" json:"generation,omitempty"`                                 // FINISHED, FAILED: the generation the job ended in
+	StopReason      string                 `protobuf:"bytes,7,opt,name=stop_reason,json=stopReason,proto3" json:"stop_reason,omitempty"`                // FINISHED before the job's steps: the rule that stopped it (Checkpoint.stop_reason)
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -771,6 +794,13 @@ func (x *JobStatus) GetGeneration() uint64 {
 		return x.Generation
 	}
 	return 0
+}
+
+func (x *JobStatus) GetStopReason() string {
+	if x != nil {
+		return x.StopReason
+	}
+	return ""
 }
 
 // Replica is a coordinator replica as recorded in the state machine: the Raft
@@ -1440,6 +1470,8 @@ type CommitCheckpointRequest struct {
 	Step          int64                  `protobuf:"varint,4,opt,name=step,proto3" json:"step,omitempty"`
 	Location      string                 `protobuf:"bytes,5,opt,name=location,proto3" json:"location,omitempty"`
 	Sha256        string                 `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Final         bool                   `protobuf:"varint,7,opt,name=final,proto3" json:"final,omitempty"`                            // the checkpoint the job ends with (Checkpoint.final)
+	StopReason    string                 `protobuf:"bytes,8,opt,name=stop_reason,json=stopReason,proto3" json:"stop_reason,omitempty"` // final before the job's steps: the rule that stopped it
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1512,6 +1544,20 @@ func (x *CommitCheckpointRequest) GetLocation() string {
 func (x *CommitCheckpointRequest) GetSha256() string {
 	if x != nil {
 		return x.Sha256
+	}
+	return ""
+}
+
+func (x *CommitCheckpointRequest) GetFinal() bool {
+	if x != nil {
+		return x.Final
+	}
+	return false
+}
+
+func (x *CommitCheckpointRequest) GetStopReason() string {
+	if x != nil {
+		return x.StopReason
 	}
 	return ""
 }
@@ -2285,9 +2331,11 @@ func (x *LeaderResponse) GetGrpcAddr() string {
 }
 
 // Command is the envelope of every Raft log entry the coordinator writes. version is
-// CommandVersion (2); a replica refuses versions it does not know, so a mixed-version
+// CommandVersion (3); a replica refuses versions it does not know, so a mixed-version
 // cluster fails loudly instead of diverging. Version 2 added FailJobOp and the job's
-// lifecycle; entries of version 1 (older logs) are applied by the same rules.
+// lifecycle; version 3 the final mark of a checkpoint commit (CommitCheckpointOp.final,
+// stop_reason), which an entry of an older version may not carry. Entries of versions
+// 1 and 2 (older logs) are applied by the same rules.
 type Command struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -2801,6 +2849,8 @@ type CommitCheckpointOp struct {
 	Step          int64                  `protobuf:"varint,3,opt,name=step,proto3" json:"step,omitempty"`
 	Location      string                 `protobuf:"bytes,4,opt,name=location,proto3" json:"location,omitempty"`
 	Sha256        string                 `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Final         bool                   `protobuf:"varint,6,opt,name=final,proto3" json:"final,omitempty"`                            // version 3
+	StopReason    string                 `protobuf:"bytes,7,opt,name=stop_reason,json=stopReason,proto3" json:"stop_reason,omitempty"` // version 3
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2866,6 +2916,20 @@ func (x *CommitCheckpointOp) GetLocation() string {
 func (x *CommitCheckpointOp) GetSha256() string {
 	if x != nil {
 		return x.Sha256
+	}
+	return ""
+}
+
+func (x *CommitCheckpointOp) GetFinal() bool {
+	if x != nil {
+		return x.Final
+	}
+	return false
+}
+
+func (x *CommitCheckpointOp) GetStopReason() string {
+	if x != nil {
+		return x.StopReason
 	}
 	return ""
 }
@@ -3245,7 +3309,7 @@ func (x *Session) GetEntries() []*SessionEntry {
 // CoordinatorState is the whole replicated state; a snapshot is its encoding.
 type CoordinatorState struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
-	Version         uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"` // StateVersion (2); version 1 had no job_status
+	Version         uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"` // StateVersion (3); version 1 had no job_status, versions 1 and 2 no final checkpoint mark
 	Job             *JobSpec               `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
 	Workers         []*Worker              `protobuf:"bytes,3,rep,name=workers,proto3" json:"workers,omitempty"` // sorted by id
 	Plan            *Plan                  `protobuf:"bytes,4,opt,name=plan,proto3" json:"plan,omitempty"`       // current plan; absent before the first
@@ -3410,7 +3474,7 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x04 \x01(\x04R\n" +
 	"generation\x12\x1b\n" +
-	"\tworker_id\x18\x05 \x01(\tR\bworkerId\"\x91\x01\n" +
+	"\tworker_id\x18\x05 \x01(\tR\bworkerId\"\xc8\x01\n" +
 	"\n" +
 	"Checkpoint\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x1a\n" +
@@ -3419,7 +3483,10 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x04 \x01(\x04R\n" +
 	"generation\x12\x1b\n" +
-	"\tworker_id\x18\x05 \x01(\tR\bworkerId\"\xe7\x01\n" +
+	"\tworker_id\x18\x05 \x01(\tR\bworkerId\x12\x14\n" +
+	"\x05final\x18\x06 \x01(\bR\x05final\x12\x1f\n" +
+	"\vstop_reason\x18\a \x01(\tR\n" +
+	"stopReason\"\x88\x02\n" +
 	"\tJobStatus\x12,\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x16.ringtrain.v1.JobStateR\x05state\x12C\n" +
 	"\x10final_checkpoint\x18\x02 \x01(\v2\x18.ringtrain.v1.CheckpointR\x0ffinalCheckpoint\x12\x16\n" +
@@ -3428,7 +3495,9 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\x04step\x18\x05 \x01(\x03R\x04step\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x06 \x01(\x04R\n" +
-	"generation\"6\n" +
+	"generation\x12\x1f\n" +
+	"\vstop_reason\x18\a \x01(\tR\n" +
+	"stopReason\"6\n" +
 	"\aReplica\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tgrpc_addr\x18\x02 \x01(\tR\bgrpcAddr\"\x8b\x01\n" +
@@ -3476,7 +3545,7 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\x04loss\x18\x05 \x01(\x01R\x04loss\x12\x16\n" +
 	"\x06tokens\x18\x06 \x01(\x03R\x06tokens\"L\n" +
 	"\x16ReportProgressResponse\x122\n" +
-	"\bprogress\x18\x01 \x01(\v2\x16.ringtrain.v1.ProgressR\bprogress\"\xc9\x01\n" +
+	"\bprogress\x18\x01 \x01(\v2\x16.ringtrain.v1.ProgressR\bprogress\"\x80\x02\n" +
 	"\x17CommitCheckpointRequest\x12)\n" +
 	"\x03rid\x18\x01 \x01(\v2\x17.ringtrain.v1.RequestIDR\x03rid\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12\x1e\n" +
@@ -3485,7 +3554,10 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"generation\x12\x12\n" +
 	"\x04step\x18\x04 \x01(\x03R\x04step\x12\x1a\n" +
 	"\blocation\x18\x05 \x01(\tR\blocation\x12\x16\n" +
-	"\x06sha256\x18\x06 \x01(\tR\x06sha256\"T\n" +
+	"\x06sha256\x18\x06 \x01(\tR\x06sha256\x12\x14\n" +
+	"\x05final\x18\a \x01(\bR\x05final\x12\x1f\n" +
+	"\vstop_reason\x18\b \x01(\tR\n" +
+	"stopReason\"T\n" +
 	"\x18CommitCheckpointResponse\x128\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\v2\x18.ringtrain.v1.CheckpointR\n" +
@@ -3580,7 +3652,7 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"generation\x12\x12\n" +
 	"\x04step\x18\x03 \x01(\x03R\x04step\x12\x12\n" +
 	"\x04loss\x18\x04 \x01(\x01R\x04loss\x12\x16\n" +
-	"\x06tokens\x18\x05 \x01(\x03R\x06tokens\"\x99\x01\n" +
+	"\x06tokens\x18\x05 \x01(\x03R\x06tokens\"\xd0\x01\n" +
 	"\x12CommitCheckpointOp\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1e\n" +
 	"\n" +
@@ -3588,7 +3660,10 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"generation\x12\x12\n" +
 	"\x04step\x18\x03 \x01(\x03R\x04step\x12\x1a\n" +
 	"\blocation\x18\x04 \x01(\tR\blocation\x12\x16\n" +
-	"\x06sha256\x18\x05 \x01(\tR\x06sha256\";\n" +
+	"\x06sha256\x18\x05 \x01(\tR\x06sha256\x12\x14\n" +
+	"\x05final\x18\x06 \x01(\bR\x05final\x12\x1f\n" +
+	"\vstop_reason\x18\a \x01(\tR\n" +
+	"stopReason\";\n" +
 	"\fSetReplicaOp\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tgrpc_addr\x18\x02 \x01(\tR\bgrpcAddr\"!\n" +

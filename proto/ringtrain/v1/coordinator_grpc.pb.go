@@ -102,7 +102,12 @@ type CoordinatorClient interface {
 	ReportProgress(ctx context.Context, in *ReportProgressRequest, opts ...grpc.CallOption) (*ReportProgressResponse, error)
 	// CommitCheckpoint records a durable checkpoint written by a member. Unary write,
 	// leader only, idempotent. The same (step, sha256) again is accepted; a different
-	// digest for an already committed step fails with CONFLICT.
+	// digest for an already committed step fails with CONFLICT. With final set it is
+	// the checkpoint the job ends with (after its last step, or with stop_reason after
+	// the step at which it stopped early): once the progress has reached its step the
+	// job is FINISHED. A final commit again marks an already committed checkpoint of
+	// the same digest; a final checkpoint older than the newest committed one fails
+	// with CONFLICT.
 	CommitCheckpoint(ctx context.Context, in *CommitCheckpointRequest, opts ...grpc.CallOption) (*CommitCheckpointResponse, error)
 	// SubmitJob installs the job, RUNNING. Unary write, leader only, idempotent.
 	// Submitting the same job again is accepted and changes nothing; a different job
@@ -323,7 +328,12 @@ type CoordinatorServer interface {
 	ReportProgress(context.Context, *ReportProgressRequest) (*ReportProgressResponse, error)
 	// CommitCheckpoint records a durable checkpoint written by a member. Unary write,
 	// leader only, idempotent. The same (step, sha256) again is accepted; a different
-	// digest for an already committed step fails with CONFLICT.
+	// digest for an already committed step fails with CONFLICT. With final set it is
+	// the checkpoint the job ends with (after its last step, or with stop_reason after
+	// the step at which it stopped early): once the progress has reached its step the
+	// job is FINISHED. A final commit again marks an already committed checkpoint of
+	// the same digest; a final checkpoint older than the newest committed one fails
+	// with CONFLICT.
 	CommitCheckpoint(context.Context, *CommitCheckpointRequest) (*CommitCheckpointResponse, error)
 	// SubmitJob installs the job, RUNNING. Unary write, leader only, idempotent.
 	// Submitting the same job again is accepted and changes nothing; a different job
