@@ -168,7 +168,7 @@ func probeReplicas(ctx context.Context, st *pb.StatusResponse) map[string]string
 	for _, r := range st.GetReplicas() {
 		if r.GetGrpcAddr() != "" {
 			hctx, hcancel := context.WithTimeout(ctx, time.Second)
-			health[r.GetId()] = coordinator.ProbeHealth(hctx, r.GetGrpcAddr())
+			health[r.GetId()] = coordinator.ProbeHealth(hctx, r.GetGrpcAddr(), nil)
 			hcancel()
 		}
 	}
