@@ -203,8 +203,12 @@ func Start(cfg Config) (*Node, error) {
 			n.join()
 		}()
 	}
+	tlsInfo := "off"
+	if cfg.TLS != nil {
+		tlsInfo = cfg.TLS.Identity().String()
+	}
 	n.log.Info("coordinator replica started", "raft", n.raftAdvertise, "grpc", n.grpcAdvertise,
-		"data_dir", cfg.DataDir, "existing_state", hasState)
+		"data_dir", cfg.DataDir, "existing_state", hasState, "tls", tlsInfo)
 	return n, nil
 }
 
