@@ -41,12 +41,12 @@ const (
 )
 
 // SecureServerOptions returns the gRPC server options of a peer server that
-// serves TLS with st: mutual TLS that admits worker certificates only, a
+// serves TLS with st: mutual TLS with certificates of the cluster's CA, a
 // handshake deadline, small message limits, a cap on streams per connection, and
 // the authorization of every call by PeerPolicy.
 func SecureServerOptions(st *security.Store, log *slog.Logger) []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.Creds(st.ServerCredentials([]security.Role{security.RoleWorker})),
+		grpc.Creds(st.ServerCredentials(security.AnyMember)),
 		grpc.ConnectionTimeout(security.HandshakeTimeout),
 		grpc.MaxRecvMsgSize(maxControlMessageBytes),
 		grpc.MaxConcurrentStreams(maxStreamsPerConn),
@@ -55,16 +55,16 @@ func SecureServerOptions(st *security.Store, log *slog.Logger) []grpc.ServerOpti
 	}
 }
 
-// PeerPolicy is who may call what on a worker's peer server: RingLink and the
-// health service, by workers only (the TLS layer admits no other role). Which
-// worker may open which link is checked by the link's handler against the plan.
+// PeerPolicy is who may call what on a worker's peer server: RingLink by
+// workers only (which worker may open which link is checked by the link's
+// handler against the plan), the health service by any member (a probe, a
+// container health check with the pod's own certificate, an operator).
 func PeerPolicy() security.Policy {
-	worker := security.Rule{security.RoleWorker: ""}
 	return security.Policy{
-		ringv1.RingLink_Open_FullMethodName: worker,
-		"/grpc.health.v1.Health/Check":      worker,
-		"/grpc.health.v1.Health/Watch":      worker,
-		"/grpc.health.v1.Health/List":       worker,
+		ringv1.RingLink_Open_FullMethodName: {security.RoleWorker: ""},
+		"/grpc.health.v1.Health/Check":      security.Anyone(),
+		"/grpc.health.v1.Health/Watch":      security.Anyone(),
+		"/grpc.health.v1.Health/List":       security.Anyone(),
 	}
 }
 

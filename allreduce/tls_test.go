@@ -155,3 +155,18 @@ func coordinatorWait(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestPeerPolicy: only workers open ring links; any member may check health.
+func TestPeerPolicy(t *testing.T) {
+	p := PeerPolicy()
+	none := func(string) (string, bool) { return "", false }
+	for _, role := range security.Roles {
+		who := security.Identity{Role: role, ID: "x"}
+		if err := p.Decide("/ringtrain.v1.RingLink/Open", who, none); (err == nil) != (role == security.RoleWorker) {
+			t.Errorf("RingLink/Open by %s: %v", role, err)
+		}
+		if err := p.Decide("/grpc.health.v1.Health/Check", who, none); err != nil {
+			t.Errorf("health check by %s: %v", role, err)
+		}
+	}
+}

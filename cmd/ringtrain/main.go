@@ -100,6 +100,7 @@ func newRoot() *cobra.Command {
 		newAuditCmd(),
 		newPlotCmd(g),
 		newHealthCmd(),
+		newCertsCmd(),
 		newVersionCmd(),
 		newManCmd(),
 	)
