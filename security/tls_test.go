@@ -252,3 +252,29 @@ func TestOpenSSL(t *testing.T) {
 		t.Errorf("tls.key mode %v, %v; want 0600", fi.Mode(), err)
 	}
 }
+
+// TestIssueAll: a cluster's certificates are issued once; a rerun keeps them, and
+// one about to expire (or of another identity) is issued again.
+func TestIssueAll(t *testing.T) {
+	caDir, out := filepath.Join(t.TempDir(), "ca"), t.TempDir()
+	who := []Identity{{RoleCoordinator, "c0"}, {RoleWorker, "w0"}, {RoleAdmin, "ops"}}
+	done, err := IssueAll(caDir, out, who, time.Hour, time.Minute)
+	if err != nil || len(done) != 4 {
+		t.Fatalf("first run: %v, %v", done, err)
+	}
+	for _, w := range who {
+		st, err := LoadDir(filepath.Join(out, w.ID), nil)
+		if err != nil || st.Identity() != w {
+			t.Fatalf("%s: %v, %v", w, st, err)
+		}
+	}
+	if done, err := IssueAll(caDir, out, who, time.Hour, time.Minute); err != nil || len(done) != 0 {
+		t.Fatalf("rerun: %v, %v; want nothing done", done, err)
+	}
+	if done, err := IssueAll(caDir, out, who, time.Hour, 2*time.Hour); err != nil || len(done) != 3 {
+		t.Fatalf("renewal: %v, %v; want the three certificates again", done, err)
+	}
+	if _, err := IssueAll(caDir, out, []Identity{{RoleWorker, "x"}, {RoleAdmin, "x"}}, time.Hour, 0); !errors.Is(err, ErrBadIdentity) {
+		t.Fatalf("an id twice: %v", err)
+	}
+}

@@ -23,7 +23,7 @@ ca.crt, tls.crt and tls.key, the layout of a Kubernetes TLS Secret, which
 --tls-dir reads. See docs/security.md.`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newCertsCACmd(), newCertsIssueCmd())
+	cmd.AddCommand(newCertsCACmd(), newCertsIssueCmd(), newCertsClusterCmd())
 	return cmd
 }
 
@@ -111,5 +111,67 @@ authenticates peers by the ringtrain:// URI SAN, the host SANs serve other tools
 	f.StringVar(&out, "out", "", "directory to write ca.crt, tls.crt and tls.key into (created)")
 	f.DurationVar(&validity, "validity", 365*24*time.Hour, "how long the certificate is valid (at most as long as the CA)")
 	requireFlags(cmd, "ca", "role", "id", "out")
+	return cmd
+}
+
+func newCertsClusterCmd() *cobra.Command {
+	var (
+		caDir, out                             string
+		coordinators, workers, admins, readers []string
+		validity, renewBefore                  time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "cluster --ca DIR --out DIR --coordinators IDS --workers IDS --admins IDS",
+		Short: "Issue every certificate of a cluster at once (a compose one-shot service)",
+		Long: `Make sure --ca holds a CA (created when missing) and --out/ID holds a certificate of it
+for every id named: coordinators, workers, admins and readers, each with its id as a
+DNS SAN. What is there and valid for more than --renew-before is kept, so running it
+again changes nothing, and renews certificates about to expire (running processes
+pick them up without a restart). Mount --out into the cluster's containers and keep
+--ca (its tls.key) in the one-shot service alone.`,
+		Example: `  ringtrain certs cluster --ca /tls-ca --out /tls --coordinators coordinator-0,coordinator-1,coordinator-2 \
+      --workers worker-0,worker-1,worker-2 --admins submit`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if validity <= 0 || renewBefore < 0 || renewBefore >= validity {
+				return usageErrorf("--validity %v, --renew-before %v: want 0 <= renew-before < validity", validity, renewBefore)
+			}
+			var who []security.Identity
+			for _, g := range []struct {
+				role security.Role
+				ids  []string
+			}{{security.RoleCoordinator, coordinators}, {security.RoleWorker, workers}, {security.RoleAdmin, admins}, {security.RoleReader, readers}} {
+				for _, id := range splitList(g.ids) {
+					w, err := security.NewIdentity(g.role, id)
+					if err != nil {
+						return usageErrorf("--%ss %q: %v", g.role, id, err)
+					}
+					who = append(who, w)
+				}
+			}
+			if len(who) == 0 {
+				return usageErrorf("name at least one of --coordinators, --workers, --admins, --readers")
+			}
+			done, err := security.IssueAll(caDir, out, who, validity, renewBefore)
+			if err != nil {
+				return err
+			}
+			for _, d := range done {
+				fmt.Fprintln(cmd.OutOrStdout(), "issued", d)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d certificates in %s, %d issued now\n", len(who), out, len(done))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&caDir, "ca", "", "the CA's directory (created when missing)")
+	f.StringVar(&out, "out", "", "directory of the certificates, one subdirectory per id")
+	f.StringSliceVar(&coordinators, "coordinators", nil, "coordinator ids, comma separated")
+	f.StringSliceVar(&workers, "workers", nil, "worker ids, comma separated")
+	f.StringSliceVar(&admins, "admins", nil, "admin names, comma separated")
+	f.StringSliceVar(&readers, "readers", nil, "read-only reader names, comma separated")
+	f.DurationVar(&validity, "validity", 90*24*time.Hour, "how long each certificate is valid")
+	f.DurationVar(&renewBefore, "renew-before", 30*24*time.Hour, "issue again a certificate that expires sooner than this")
+	requireFlags(cmd, "ca", "out")
 	return cmd
 }
