@@ -121,7 +121,7 @@ func newCertsClusterCmd() *cobra.Command {
 		validity, renewBefore                  time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "cluster --ca DIR --out DIR --coordinators IDS --workers IDS --admins IDS",
+		Use:   "cluster --ca DIR --out DIR --coordinator-ids IDS --worker-ids IDS --admins NAMES",
 		Short: "Issue every certificate of a cluster at once (a compose one-shot service)",
 		Long: `Make sure --ca holds a CA (created when missing) and --out/ID holds a certificate of it
 for every id named: coordinators, workers, admins and readers, each with its id as a
@@ -129,8 +129,8 @@ DNS SAN. What is there and valid for more than --renew-before is kept, so runnin
 again changes nothing, and renews certificates about to expire (running processes
 pick them up without a restart). Mount --out into the cluster's containers and keep
 --ca (its tls.key) in the one-shot service alone.`,
-		Example: `  ringtrain certs cluster --ca /tls-ca --out /tls --coordinators coordinator-0,coordinator-1,coordinator-2 \
-      --workers worker-0,worker-1,worker-2 --admins submit`,
+		Example: `  ringtrain certs cluster --ca /tls-ca --out /tls --coordinator-ids coordinator-0,coordinator-1,coordinator-2 \
+      --worker-ids worker-0,worker-1,worker-2 --admins submit`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if validity <= 0 || renewBefore < 0 || renewBefore >= validity {
@@ -140,17 +140,19 @@ pick them up without a restart). Mount --out into the cluster's containers and k
 			for _, g := range []struct {
 				role security.Role
 				ids  []string
-			}{{security.RoleCoordinator, coordinators}, {security.RoleWorker, workers}, {security.RoleAdmin, admins}, {security.RoleReader, readers}} {
+				flag string
+			}{{security.RoleCoordinator, coordinators, "--coordinator-ids"}, {security.RoleWorker, workers, "--worker-ids"},
+				{security.RoleAdmin, admins, "--admins"}, {security.RoleReader, readers, "--readers"}} {
 				for _, id := range splitList(g.ids) {
 					w, err := security.NewIdentity(g.role, id)
 					if err != nil {
-						return usageErrorf("--%ss %q: %v", g.role, id, err)
+						return usageErrorf("%s %q: %v", g.flag, id, err)
 					}
 					who = append(who, w)
 				}
 			}
 			if len(who) == 0 {
-				return usageErrorf("name at least one of --coordinators, --workers, --admins, --readers")
+				return usageErrorf("name at least one of --coordinator-ids, --worker-ids, --admins, --readers")
 			}
 			done, err := security.IssueAll(caDir, out, who, validity, renewBefore)
 			if err != nil {
@@ -166,8 +168,8 @@ pick them up without a restart). Mount --out into the cluster's containers and k
 	f := cmd.Flags()
 	f.StringVar(&caDir, "ca", "", "the CA's directory (created when missing)")
 	f.StringVar(&out, "out", "", "directory of the certificates, one subdirectory per id")
-	f.StringSliceVar(&coordinators, "coordinators", nil, "coordinator ids, comma separated")
-	f.StringSliceVar(&workers, "workers", nil, "worker ids, comma separated")
+	f.StringSliceVar(&coordinators, "coordinator-ids", nil, "coordinator ids (their --id), comma separated")
+	f.StringSliceVar(&workers, "worker-ids", nil, "worker ids (their --id), comma separated")
 	f.StringSliceVar(&admins, "admins", nil, "admin names, comma separated")
 	f.StringSliceVar(&readers, "readers", nil, "read-only reader names, comma separated")
 	f.DurationVar(&validity, "validity", 90*24*time.Hour, "how long each certificate is valid")

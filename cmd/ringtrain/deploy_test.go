@@ -1046,6 +1046,7 @@ func TestComposeFile(t *testing.T) {
 	if _, err := trainer.LoadSpec(filepath.Join(deployDir, "docker/job.yaml")); err != nil {
 		t.Errorf("docker/job.yaml: %v", err)
 	}
+	checkComposeTLS(t, f.Services, cmds)
 
 	// Health checks and start order: every server checks itself with the image's
 	// own binary; the workers and the submit step wait for healthy coordinators, and
@@ -1071,6 +1072,79 @@ func TestComposeFile(t *testing.T) {
 					t.Errorf("service %s: depends on %s with condition %q, want service_completed_successfully", name, dep, d.Condition)
 				}
 			}
+		}
+	}
+}
+
+// checkComposeTLS checks the compose file's certificates: one "certs cluster"
+// service issues a certificate for every coordinator and worker (by service name)
+// and an admin one; every coordinator, worker and submit step runs with
+// --tls-dir naming its own certificate's directory in the volume that service
+// writes, waits for it, and none mounts the CA's volume.
+func checkComposeTLS(t *testing.T, services map[string]composeService, cmds map[string]parsedCmd) {
+	t.Helper()
+	var certs string
+	for name, p := range cmds {
+		if p.cmd.CommandPath() == "ringtrain certs cluster" {
+			if certs != "" {
+				t.Errorf("two certs services: %s and %s", certs, name)
+			}
+			certs = name
+		}
+	}
+	if certs == "" {
+		t.Fatal("no service runs `ringtrain certs cluster`")
+	}
+	cp := cmds[certs]
+	out, caDir := cp.flag("out"), cp.flag("ca")
+	issued := map[string]string{}
+	for flag, role := range map[string]string{"coordinator-ids": "coordinator", "worker-ids": "worker", "admins": "admin"} {
+		for _, id := range splitList([]string{strings.Trim(cp.flag(flag), "[]")}) {
+			issued[id] = role
+		}
+	}
+	volumeOf := func(s composeService, path string) string {
+		for _, v := range s.Volumes {
+			parts := strings.Split(v, ":")
+			if len(parts) >= 2 && parts[1] == path {
+				return parts[0]
+			}
+		}
+		return ""
+	}
+	tlsVolume, caVolume := volumeOf(services[certs], out), volumeOf(services[certs], caDir)
+	if tlsVolume == "" || caVolume == "" {
+		t.Fatalf("service %s: --out %s and --ca %s must be volumes", certs, out, caDir)
+	}
+	for name, p := range cmds {
+		if name == certs {
+			continue
+		}
+		s := services[name]
+		if volumeOf(s, caDir) != "" || slices.ContainsFunc(s.Volumes, func(v string) bool { return strings.HasPrefix(v, caVolume+":") }) {
+			t.Errorf("service %s mounts the CA's volume %s", name, caVolume)
+		}
+		want := ""
+		switch p.cmd.Name() {
+		case "coordinator":
+			want = "coordinator"
+		case "worker":
+			want = "worker"
+		case "submit":
+			want = "admin"
+		default:
+			continue
+		}
+		dir := p.flag("tls-dir")
+		id := filepath.Base(dir)
+		if filepath.Dir(dir) != out || issued[id] != want || (want != "admin" && id != name) {
+			t.Errorf("service %s: --tls-dir %q, want %s/<its id> holding a %s certificate (issued: %v)", name, dir, out, want, issued)
+		}
+		if volumeOf(s, out) != tlsVolume || !slices.Contains(s.Volumes, tlsVolume+":"+out+":ro") {
+			t.Errorf("service %s: want the volume %s mounted read-only at %s", name, tlsVolume, out)
+		}
+		if s.DependsOn[certs].Condition != "service_completed_successfully" {
+			t.Errorf("service %s: want it to wait for %s (service_completed_successfully)", name, certs)
 		}
 	}
 }
@@ -1116,6 +1190,7 @@ type composeService struct {
 	User        string            `yaml:"user"`
 	ReadOnly    bool              `yaml:"read_only"`
 	CapDrop     []string          `yaml:"cap_drop"`
+	Volumes     []string          `yaml:"volumes"`
 	Healthcheck *struct {
 		Test        []string `yaml:"test"`
 		Interval    string   `yaml:"interval"`
@@ -1162,6 +1237,9 @@ func checkHealthcheck(t *testing.T, name string, s composeService, server parsed
 	// The check runs in the service's environment, where RINGTRAIN_<FLAG> would
 	// set a flag of `health` too.
 	p.cmd.Flags().VisitAll(func(fl *pflag.Flag) {
+		if fl.Name == "tls-dir" {
+			return // meant for the check too: it proves itself with the service's own certificate
+		}
 		if v, ok := s.Environment["RINGTRAIN_"+strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))]; ok {
 			t.Errorf("%s: the service's environment sets --%s=%s of the check", where, fl.Name, v)
 		}
