@@ -27,6 +27,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -74,6 +75,12 @@ func typed(kind string) (any, error) {
 		return &batchv1.Job{}, nil
 	case "PodDisruptionBudget":
 		return &policyv1.PodDisruptionBudget{}, nil
+	case "NetworkPolicy":
+		return &networkingv1.NetworkPolicy{}, nil
+	case "Certificate":
+		return &certificate{}, nil
+	case "Issuer":
+		return &issuer{}, nil
 	}
 	return nil, fmt.Errorf("kind %q: not one ringtrain deploys", kind)
 }
@@ -94,7 +101,8 @@ func decodeObject(doc []byte) (any, error) {
 	if err := decodeStrict(doc, obj); err != nil {
 		return nil, fmt.Errorf("%s: %w", head.Kind, err)
 	}
-	want := map[string]string{"StatefulSet": "apps/v1", "Job": "batch/v1", "PodDisruptionBudget": "policy/v1"}[head.Kind]
+	want := map[string]string{"StatefulSet": "apps/v1", "Job": "batch/v1", "PodDisruptionBudget": "policy/v1",
+		"NetworkPolicy": "networking.k8s.io/v1", "Certificate": "cert-manager.io/v1", "Issuer": "cert-manager.io/v1"}[head.Kind]
 	if want == "" {
 		want = "v1"
 	}
@@ -125,6 +133,9 @@ type rendered struct {
 	statefulSets []*appsv1.StatefulSet
 	jobs         []*batchv1.Job
 	pdbs         []*policyv1.PodDisruptionBudget
+	policies     []*networkingv1.NetworkPolicy
+	certificates []*certificate
+	issuers      []*issuer
 	all          []metav1.Object // every object, in the order rendered
 }
 
@@ -169,6 +180,12 @@ func render(t *testing.T, dir string) *rendered {
 			r.jobs = append(r.jobs, o)
 		case *policyv1.PodDisruptionBudget:
 			r.pdbs = append(r.pdbs, o)
+		case *networkingv1.NetworkPolicy:
+			r.policies = append(r.policies, o)
+		case *certificate:
+			r.certificates = append(r.certificates, o)
+		case *issuer:
+			r.issuers = append(r.issuers, o)
 		}
 	}
 	return r
@@ -337,6 +354,9 @@ func servedPorts(t *testing.T, where string, p parsedCmd) (grpcPorts []int32, me
 		all = append(all, port(t, where, p.flag("raft-addr")))
 	case "worker":
 		grpcPorts = []int32{port(t, where, p.flag("listen"))}
+		if dp, _ := strconv.Atoi(p.flag("data-port")); dp > 0 {
+			all = append(all, int32(dp))
+		}
 	}
 	all = append(all, grpcPorts...)
 	if m := p.flag("metrics-addr"); m != "" {
@@ -520,17 +540,30 @@ func checkPod(t *testing.T, where string, tmpl corev1.PodTemplateSpec, pod podMe
 				}
 				continue
 			}
-			if probe == nil || probe.GRPC == nil {
-				t.Errorf("%s: needs a gRPC %s probe", cw, name)
+			if probe == nil || (probe.GRPC == nil) == (probe.Exec == nil) {
+				t.Errorf("%s: needs a gRPC or exec %s probe", cw, name)
 				continue
 			}
-			if !slices.Contains(grpcPorts, probe.GRPC.Port) {
-				t.Errorf("%s: %s probe on port %d, gRPC is served on %v", cw, name, probe.GRPC.Port, grpcPorts)
+			probePort, svc := int32(0), ""
+			if probe.GRPC != nil {
+				// The kubelet's gRPC probe speaks no TLS.
+				if p.flag("tls-dir") != "" {
+					t.Errorf("%s: %s: a gRPC probe cannot reach a server with --tls-dir; probe with `ringtrain health`", cw, name)
+				}
+				probePort = probe.GRPC.Port
+				if probe.GRPC.Service != nil {
+					svc = *probe.GRPC.Service
+				}
+			} else {
+				probePort, svc = checkExecProbe(t, cw+" "+name+" probe", probe, env, p)
+			}
+			if !slices.Contains(grpcPorts, probePort) {
+				t.Errorf("%s: %s probe on port %d, gRPC is served on %v", cw, name, probePort, grpcPorts)
 			}
 			// The worker's health server reports the server as a whole (""); the
 			// coordinator's also reports its service by name.
-			if svc := probe.GRPC.Service; svc != nil && *svc != "" && (p.cmd.Name() != "coordinator" || *svc != "ringtrain.v1.Coordinator") {
-				t.Errorf("%s: %s probe asks about service %q, which the %s does not report", cw, name, *svc, p.cmd.Name())
+			if svc != "" && (p.cmd.Name() != "coordinator" || svc != "ringtrain.v1.Coordinator") {
+				t.Errorf("%s: %s probe asks about service %q, which the %s does not report", cw, name, svc, p.cmd.Name())
 			}
 		}
 		if len(grpcPorts) > 0 {
@@ -585,7 +618,7 @@ func TestKubernetesFilesStrict(t *testing.T) {
 			return err
 		}
 		switch filepath.Base(path) {
-		case "kustomization.yaml":
+		case "kustomization.yaml", "kustomizeconfig.yaml":
 			return nil
 		case "job.yaml":
 			if _, err := trainer.LoadSpec(path); err != nil {
@@ -820,6 +853,7 @@ func checkRendered(t *testing.T, r *rendered) {
 	if !prepared || !submitted {
 		t.Errorf("Job %s: want `ringtrain prepare` then `ringtrain submit`", job.Name)
 	}
+	checkRenderedTLS(t, r, co, wk, job, replicas, jCmds)
 	for _, c := range job.Spec.Template.Spec.InitContainers {
 		if jCmds[c.Name].cmd.Name() != "prepare" {
 			t.Errorf("Job %s: init container %s should prepare the shards", job.Name, c.Name)
