@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	ringv1 "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+	"github.com/ringtrain/ringtrain/security"
 )
 
 // LinkOptions configures how Connect builds a rank's links.
@@ -28,6 +29,10 @@ type LinkOptions struct {
 	// DialOptions are added after the defaults (insecure credentials, large
 	// windows and message limits) when dialling the right neighbour.
 	DialOptions []grpc.DialOption
+	// TLS, when set, makes the link and its lanes mutual TLS with this
+	// certificate, to a right neighbour that proves a worker certificate of the
+	// member it is meant to be. A TLS link always carries its frames on lanes.
+	TLS *security.Store
 }
 
 // dial opens the link to the right neighbour: it resolves its address, opens
@@ -39,15 +44,21 @@ func (t *GRPCTransport) dial(ctx context.Context, gen uint64, self, right string
 	if err != nil {
 		return fmt.Errorf("resolving right neighbour %s: %w", t.right, err)
 	}
+	creds, maxRecv := grpc.WithTransportCredentials(insecure.NewCredentials()), maxGRPCMessageBytes
+	neighbour := security.Expect{Roles: []security.Role{security.RoleWorker}, ID: right}
+	if opts.TLS != nil {
+		// Frames travel on TLS lanes: the stream carries the welcome and heartbeats.
+		creds, maxRecv = grpc.WithTransportCredentials(opts.TLS.ClientCredentials(neighbour)), maxControlMessageBytes
+	}
 	dopts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		creds,
 		// No service config from DNS TXT records (see coordinator.Client).
 		grpc.WithDisableServiceConfig(),
 		grpc.WithInitialWindowSize(streamWindowBytes),
 		grpc.WithInitialConnWindowSize(connWindowBytes),
 		grpc.WithReadBufferSize(grpcIOBufferBytes),
 		grpc.WithWriteBufferSize(grpcIOBufferBytes),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxGRPCMessageBytes), grpc.MaxCallSendMsgSize(maxGRPCMessageBytes)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecv), grpc.MaxCallSendMsgSize(maxGRPCMessageBytes)),
 	}, opts.DialOptions...)
 	cc, err := grpc.NewClient(addr, dopts...)
 	if err != nil {
@@ -69,6 +80,9 @@ func (t *GRPCTransport) dial(ctx context.Context, gen uint64, self, right string
 		lanes = defaultTCPLanes
 	}
 	lanes = min(max(lanes, 0), maxLanes)
+	if opts.TLS != nil && lanes == 0 {
+		return fmt.Errorf("%w: a TLS link needs TCP lanes (LinkOptions.Lanes %d)", ErrBadConfig, opts.Lanes)
+	}
 	if err := out.SendMsg(&ringv1.RingHello{Protocol: linkProtocol, Generation: gen, From: self, To: right, Lanes: uint32(lanes)}); err != nil {
 		return t.linkErr(ctx, addr, err)
 	}
@@ -95,6 +109,12 @@ func (t *GRPCTransport) dial(ctx context.Context, gen uint64, self, right string
 	for i := range lanes {
 		c, err := d.DialContext(ctx, "tcp", dataAddr)
 		if err == nil {
+			tuneLane(c)
+			if opts.TLS != nil {
+				c, _, err = security.DialConn(ctx, c, opts.TLS.ClientConfig(neighbour), laneHandshakeTimeout)
+			}
+		}
+		if err == nil {
 			hs := append(append([]byte(nil), welcome.Token...), byte(i))
 			_, err = c.Write(hs)
 			if err != nil {
@@ -107,7 +127,6 @@ func (t *GRPCTransport) dial(ctx context.Context, gen uint64, self, right string
 			}
 			return fmt.Errorf("%w: opening TCP lane %d to right neighbour %s at %s: %w", ErrPeerLost, i, t.right, dataAddr, err)
 		}
-		tuneLane(c)
 		conns = append(conns, c)
 	}
 	t.outLanes = newLaneWriter(conns)
@@ -137,7 +156,7 @@ func (t *GRPCTransport) linkErr(ctx context.Context, addr string, err error) err
 			}
 		}
 		switch st.Code() {
-		case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.Unimplemented:
+		case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.Unimplemented, codes.PermissionDenied, codes.ResourceExhausted:
 			return fmt.Errorf("%w: right neighbour %s at %s refused the link: %w", ErrProtocol, t.right, addr, err)
 		}
 	}

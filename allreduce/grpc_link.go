@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	ringv1 "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+	"github.com/ringtrain/ringtrain/security"
 )
 
 // serverLink is the callee's end of one link: the gRPC stream from the left
@@ -41,6 +42,17 @@ func (l *serverLink) end(err error) {
 		l.endErr = err
 		close(l.done)
 	})
+}
+
+// linksFrom counts the open links whose hello came from member. s.mu must be held.
+func (s *Service) linksFrom(member string) int {
+	n := 0
+	for l := range s.links {
+		if l.key.from == member {
+			n++
+		}
+	}
+	return n
 }
 
 // linkServer is the RingLink gRPC service of a Service: gRPC runs Open on a
@@ -81,6 +93,17 @@ func (ls linkServer) Open(stream ringv1.RingLink_OpenServer) error {
 	if s.opts.Member != "" && hello.To != s.opts.Member {
 		return status.Errorf(codes.NotFound, "this is member %q, not %q", s.opts.Member, hello.To)
 	}
+	if s.opts.TLS != nil {
+		// The peer is the worker its certificate names, whatever the hello says.
+		who, ok := security.FromContext(ctx)
+		if !ok || who.Role != security.RoleWorker || who.ID != hello.From {
+			s.log.Warn("refused a ring link from another identity than it claims", "from", hello.From, "peer", who.String())
+			return status.Errorf(codes.PermissionDenied, "a link from %q needs the certificate of worker %q, the peer is %s", hello.From, hello.From, who)
+		}
+		if hello.Lanes == 0 || s.opts.NoLanes {
+			return status.Errorf(codes.InvalidArgument, "a TLS ring link carries its frames on TLS lanes: the hello asks for %d", hello.Lanes)
+		}
+	}
 	l := &serverLink{
 		key:      linkKey{gen: hello.Generation, from: hello.From, to: hello.To},
 		stream:   stream,
@@ -99,6 +122,12 @@ func (ls linkServer) Open(stream ringv1.RingLink_OpenServer) error {
 	case hello.Generation < s.newest:
 		s.mu.Unlock()
 		return staleStatus(fmt.Sprintf("link of generation %d from %q: this member is at generation %d", hello.Generation, hello.From, s.newest))
+	case s.members != nil && hello.Generation == s.newest && !s.members[hello.From]:
+		s.mu.Unlock()
+		return status.Errorf(codes.PermissionDenied, "%q is not a member of generation %d", hello.From, hello.Generation)
+	case s.linksFrom(hello.From) >= maxLinksPerPeer:
+		s.mu.Unlock()
+		return status.Errorf(codes.ResourceExhausted, "%q already has %d ring links open here", hello.From, maxLinksPerPeer)
 	}
 	slot := s.slot(l.key)
 	select {
@@ -109,7 +138,10 @@ func (ls linkServer) Open(stream ringv1.RingLink_OpenServer) error {
 	}
 	s.links[l] = struct{}{}
 	if hello.Lanes > 0 && !s.opts.NoLanes {
-		if addr, err := s.laneAddress(ctx); err != nil {
+		if addr, err := s.laneAddress(ctx); err != nil && s.opts.TLS != nil {
+			s.mu.Unlock()
+			return status.Errorf(codes.Unavailable, "no TCP lanes for a TLS ring link: %v", err)
+		} else if err != nil {
 			s.log.Warn("no TCP lanes for a ring link; frames stay on the gRPC stream", "from", hello.From, "err", err)
 		} else {
 			tok := make([]byte, laneTokenBytes)

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	ringv1 "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+	"github.com/ringtrain/ringtrain/security"
 )
 
 // ServerOptions returns the gRPC server options a peer server that hosts a
@@ -25,6 +26,45 @@ func ServerOptions() []grpc.ServerOption {
 		grpc.InitialConnWindowSize(connWindowBytes),
 		grpc.ReadBufferSize(grpcIOBufferBytes),
 		grpc.WriteBufferSize(grpcIOBufferBytes),
+	}
+}
+
+// Limits of a peer server that serves TLS: frames travel on TLS lanes, so every
+// message of the gRPC stream is a hello, a welcome, a heartbeat or a health
+// check, and nothing larger is read from anyone; links, lanes and streams are
+// capped per peer.
+const (
+	maxControlMessageBytes = 64 << 10
+	maxStreamsPerConn      = 16
+	maxLinksPerPeer        = 4            // open links from one member, all generations
+	maxPendingLanesPerHost = 2 * maxLanes // lane connections of one host still in their handshake
+)
+
+// SecureServerOptions returns the gRPC server options of a peer server that
+// serves TLS with st: mutual TLS with certificates of the cluster's CA, a
+// handshake deadline, small message limits, a cap on streams per connection, and
+// the authorization of every call by PeerPolicy.
+func SecureServerOptions(st *security.Store, log *slog.Logger) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.Creds(st.ServerCredentials(security.AnyMember)),
+		grpc.ConnectionTimeout(security.HandshakeTimeout),
+		grpc.MaxRecvMsgSize(maxControlMessageBytes),
+		grpc.MaxConcurrentStreams(maxStreamsPerConn),
+		grpc.ChainUnaryInterceptor(security.UnaryServerInterceptor(PeerPolicy(), log)),
+		grpc.ChainStreamInterceptor(security.StreamServerInterceptor(PeerPolicy(), log)),
+	}
+}
+
+// PeerPolicy is who may call what on a worker's peer server: RingLink by
+// workers only (which worker may open which link is checked by the link's
+// handler against the plan), the health service by any member (a probe, a
+// container health check with the pod's own certificate, an operator).
+func PeerPolicy() security.Policy {
+	return security.Policy{
+		ringv1.RingLink_Open_FullMethodName: {security.RoleWorker: ""},
+		"/grpc.health.v1.Health/Check":      security.Anyone(),
+		"/grpc.health.v1.Health/Watch":      security.Anyone(),
+		"/grpc.health.v1.Health/List":       security.Anyone(),
 	}
 }
 
@@ -42,6 +82,10 @@ type ServiceOptions struct {
 	Member string
 	// Logger receives the service's logs; nil discards them.
 	Logger *slog.Logger
+	// TLS, when set, makes the service accept only links whose hello comes from
+	// the worker its certificate names, and only TLS lanes from that worker; the
+	// gRPC server must then be built with SecureServerOptions.
+	TLS *security.Store
 }
 
 // Service is the server half of the gRPC transport. A worker registers it on
@@ -54,6 +98,8 @@ type Service struct {
 
 	mu        sync.Mutex
 	newest    uint64                       // newest generation Connect was called for
+	members   map[string]bool              // the members of generation newest
+	pending   map[string]int               // lane connections in their handshake, by remote host
 	slots     map[linkKey]chan *serverLink // links that arrived, by key, until taken
 	links     map[*serverLink]struct{}     // every link whose handler is running
 	tokens    map[string]*serverLink       // links waiting for their TCP lanes
@@ -81,6 +127,7 @@ func NewService(opts ServiceOptions) *Service {
 		links:     map[*serverLink]struct{}{},
 		tokens:    map[string]*serverLink{},
 		listeners: map[string]net.Listener{},
+		pending:   map[string]int{},
 	}
 }
 
@@ -143,17 +190,25 @@ func (s *Service) forget(l *serverLink) {
 	s.mu.Unlock()
 	for _, c := range lanes {
 		if c != nil {
-			c.Close()
+			closeLane(c)
 		}
 	}
 }
 
-// noteGeneration records that this member has reached gen and refuses links
-// of older generations, waiting or arriving.
-func (s *Service) noteGeneration(gen uint64) {
+// noteGeneration records that this member has reached gen, whose members are
+// members, and refuses links of older generations, waiting or arriving, and
+// links of gen from anyone not a member.
+func (s *Service) noteGeneration(gen uint64, members []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if gen <= s.newest {
+	if gen < s.newest {
+		return
+	}
+	s.members = map[string]bool{}
+	for _, m := range members {
+		s.members[m] = true
+	}
+	if gen == s.newest {
 		return
 	}
 	s.newest = gen

@@ -51,7 +51,7 @@ func (s *Service) Connect(ctx context.Context, cfg Config, opts LinkOptions) (Tr
 	}
 	self := cfg.Members[cfg.Rank]
 	left, right := cfg.Members[(cfg.Rank+w-1)%w], cfg.Members[(cfg.Rank+1)%w]
-	s.noteGeneration(cfg.Generation)
+	s.noteGeneration(cfg.Generation, cfg.Members)
 
 	t := &GRPCTransport{
 		gen:    cfg.Generation,

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	ringv1 "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+	"github.com/ringtrain/ringtrain/security"
 )
 
 // peerServers are gRPC peer servers on loopback, one per member, each hosting
@@ -21,11 +22,18 @@ type peerServers struct {
 	members []string
 	servers []*grpc.Server
 	svcs    []*Service
+	stores  []*security.Store // with TLS: each member's certificate
 	addrs   map[string]string
 	mu      sync.Mutex
 }
 
 func startPeerServers(t testing.TB, n int, opts ServiceOptions) *peerServers {
+	return startPeerServersTLS(t, n, opts, nil)
+}
+
+// startPeerServersTLS starts n peer servers; with ca, member mI serves mutual
+// TLS with the worker certificate ringtrain://worker/mI of ca.
+func startPeerServersTLS(t testing.TB, n int, opts ServiceOptions, ca *security.CA) *peerServers {
 	t.Helper()
 	ps := &peerServers{addrs: map[string]string{}}
 	for i := range n {
@@ -35,8 +43,14 @@ func startPeerServers(t testing.TB, n int, opts ServiceOptions) *peerServers {
 		}
 		o := opts
 		o.Logger = testLogger(t)
+		sopts := ServerOptions()
+		if ca != nil {
+			o.TLS = workerStore(t, ca, fmt.Sprintf("m%d", i))
+			sopts = SecureServerOptions(o.TLS, o.Logger)
+			ps.stores = append(ps.stores, o.TLS)
+		}
 		svc := NewService(o)
-		srv := grpc.NewServer(ServerOptions()...)
+		srv := grpc.NewServer(sopts...)
 		svc.Register(srv)
 		go srv.Serve(lis)
 		name := fmt.Sprintf("m%d", i)
@@ -86,6 +100,9 @@ func (ps *peerServers) connect(t testing.TB, cfg Config, opts LinkOptions) []*Ri
 			c.Members, c.Rank, c.Logger = ps.members, r, testLogger(t)
 			opts := opts
 			opts.Resolve = ps.resolve
+			if ps.stores != nil {
+				opts.TLS = ps.stores[r]
+			}
 			tr, err := ps.svcs[r].Connect(ctx, c, opts)
 			if err != nil {
 				errs[r] = err

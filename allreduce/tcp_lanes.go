@@ -3,6 +3,7 @@ package allreduce
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc/peer"
+
+	"github.com/ringtrain/ringtrain/security"
 )
 
 // TCP lanes carry a link's frames outside gRPC, as gloo and NCCL use their own
@@ -67,8 +70,17 @@ func (w *laneWriter) write(h Header, payload []byte) error {
 
 func (w *laneWriter) close() {
 	for _, c := range w.conns {
-		c.Close()
+		closeLane(c)
 	}
+}
+
+// closeLane closes a lane at once: a TLS lane's socket is closed without the
+// close_notify alert, which could wait seconds for a peer that reads no more.
+func closeLane(c net.Conn) error {
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc.NetConn().Close()
+	}
+	return c.Close()
 }
 
 // laneReader reads frames from a link's lanes. One goroutine reads at a time.
@@ -163,7 +175,7 @@ func (r *laneReader) read(accept func(Header) ([]byte, error)) (Header, error) {
 
 func (r *laneReader) close() {
 	for _, c := range r.conns {
-		c.Close()
+		closeLane(c)
 	}
 }
 
@@ -221,10 +233,28 @@ func (s *Service) acceptLanes(lis net.Listener) {
 			}
 			return
 		}
+		host := remoteHost(c)
+		s.mu.Lock()
+		busy := s.pending[host] >= maxPendingLanesPerHost
+		if !busy {
+			s.pending[host]++
+		}
+		s.mu.Unlock()
+		if busy {
+			s.log.Warn("refused a TCP lane: too many lanes of this host in their handshake", "remote", c.RemoteAddr().String(), "max", maxPendingLanesPerHost)
+			c.Close()
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := s.attachLane(c); err != nil {
+			err := s.attachLane(c)
+			s.mu.Lock()
+			if s.pending[host]--; s.pending[host] <= 0 {
+				delete(s.pending, host)
+			}
+			s.mu.Unlock()
+			if err != nil {
 				s.log.Warn("refused a TCP lane", "remote", c.RemoteAddr().String(), "err", err)
 				c.Close()
 			}
@@ -232,22 +262,45 @@ func (s *Service) acceptLanes(lis net.Listener) {
 	}
 }
 
+// remoteHost is the host of a connection's remote address.
+func remoteHost(c net.Conn) string {
+	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return c.RemoteAddr().String()
+	}
+	return host
+}
+
 // attachLane reads a new lane's token and lane number and gives the
-// connection to its link.
-func (s *Service) attachLane(c net.Conn) error {
+// connection to its link. With TLS the lane first proves a worker certificate,
+// which must be the link's: a token alone does not make a lane.
+func (s *Service) attachLane(raw net.Conn) error {
 	var hs [laneTokenBytes + 1]byte
-	c.SetReadDeadline(deadlineIn(laneHandshakeTimeout))
+	tuneLane(raw)
+	raw.SetDeadline(deadlineIn(laneHandshakeTimeout))
+	c := raw
+	var who security.Identity
+	if s.opts.TLS != nil {
+		tc := tls.Server(raw, s.opts.TLS.ServerConfig([]security.Role{security.RoleWorker}))
+		var err error
+		if who, err = security.Handshake(context.Background(), tc, laneHandshakeTimeout); err != nil {
+			return fmt.Errorf("lane: %w", err)
+		}
+		c = tc
+	}
 	if _, err := io.ReadFull(c, hs[:]); err != nil {
 		return fmt.Errorf("reading the lane handshake: %w", err)
 	}
-	c.SetReadDeadline(noDeadline)
-	tuneLane(c)
+	raw.SetDeadline(noDeadline)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l, ok := s.tokens[string(hs[:laneTokenBytes])]
 	lane := int(hs[laneTokenBytes])
 	if !ok || s.closed {
 		return errors.New("unknown link token")
+	}
+	if s.opts.TLS != nil && who.ID != l.key.from {
+		return fmt.Errorf("%w: a lane of the link from %q came from %s", security.ErrDenied, l.key.from, who)
 	}
 	if lane >= len(l.lanes) || l.lanes[lane] != nil {
 		return fmt.Errorf("lane %d of %d is not expected", lane, len(l.lanes))

@@ -6,8 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/ringtrain/ringtrain/security"
 )
 
 // AllReduceOptions configure AllReduce and each of its rank processes.
@@ -19,6 +25,12 @@ type AllReduceOptions struct {
 	Lanes       int    // TCP lanes per link: 0 the default, negative frames on the gRPC stream
 	Segment     int    // segment (frame payload) bytes; 0 allreduce's default
 	Compression string // wire compression: "none" or "bf16"
+	// TLS runs the ring over mutual TLS 1.3 (links and lanes), as a cluster with
+	// certificates does: AllReduce makes a CA and a worker certificate per rank in
+	// a temporary directory, which it passes to the ranks as TLSDir (rankN/ holds
+	// rank N's ca.crt, tls.crt and tls.key) and removes at the end.
+	TLS    bool
+	TLSDir string
 }
 
 // Validate checks the options and names the first bad field.
@@ -80,6 +92,17 @@ func AllReduce(ctx context.Context, o AllReduceOptions, wire WireOptions, sp Spa
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	if o.TLS && o.TLSDir == "" {
+		dir, err := os.MkdirTemp("", "ringtrain-bench-tls-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		if err := issueRankCerts(dir, o.World); err != nil {
+			return nil, err
+		}
+		o.TLSDir = dir
+	}
 	rows, lanes, err := ringBandwidth(ctx, o, sp)
 	if err != nil {
 		return nil, err
@@ -98,6 +121,28 @@ func AllReduce(ctx context.Context, o AllReduceOptions, wire WireOptions, sp Spa
 	return rep, nil
 }
 
+// issueRankCerts writes a CA's certificate and a worker certificate for each
+// rank (ringtrain://worker/rankN) under dir/rankN.
+func issueRankCerts(dir string, world int) error {
+	ca, err := security.NewCA("ringtrain bench", time.Hour)
+	if err != nil {
+		return err
+	}
+	for r := range world {
+		is, err := ca.Issue(security.Identity{Role: security.RoleWorker, ID: rankName(r)}, []string{"127.0.0.1"}, time.Hour)
+		if err != nil {
+			return err
+		}
+		if err := is.WriteDir(filepath.Join(dir, rankName(r))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rankName is the ring member id of a rank.
+func rankName(r int) string { return "rank" + strconv.Itoa(r) }
+
 func maxSize(sizes []int) int {
 	biggest := 0
 	for _, s := range sizes {
@@ -114,6 +159,9 @@ func (r *AllReduceReport) WriteTable(w io.Writer) error {
 	path := fmt.Sprintf("%d TCP lane(s)", r.Lanes)
 	if r.Lanes == 0 {
 		path = "frames on the gRPC streams"
+	}
+	if o.TLS || o.TLSDir != "" {
+		path += ", mutual TLS 1.3"
 	}
 	fmt.Fprintf(&b, "# ringtrain all-reduce: %d ranks as processes on 127.0.0.1, gRPC links, %s, segment %d bytes, compression %s\n",
 		o.World, path, o.Segment, o.Compression)
@@ -134,7 +182,7 @@ func (r *AllReduceReport) WriteJSON(w io.Writer) error {
 	o := r.Options
 	return json.NewEncoder(w).Encode(map[string]any{
 		"world": o.World, "lanes": r.Lanes, "segment_bytes": o.Segment, "compression": o.Compression,
-		"iters": o.Iters, "results": r.Rows, "tcp_one_way_gbps": r.OneWayGBps, "tcp_duplex_gbps": r.DuplexGBps,
+		"iters": o.Iters, "tls": o.TLS || o.TLSDir != "", "results": r.Rows, "tcp_one_way_gbps": r.OneWayGBps, "tcp_duplex_gbps": r.DuplexGBps,
 	})
 }
 

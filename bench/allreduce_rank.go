@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/ringtrain/ringtrain/allreduce"
+	"github.com/ringtrain/ringtrain/security"
 )
 
 // AllReduceRank is one rank process of AllReduce, called by the helper process a
@@ -47,9 +49,17 @@ func allReduceRank(ctx context.Context, o AllReduceOptions, rank int, stdin io.R
 	if err != nil {
 		return err
 	}
-	svc := allreduce.NewService(allreduce.ServiceOptions{Member: "rank" + strconv.Itoa(rank), Logger: log})
+	var creds *security.Store
+	sopts := allreduce.ServerOptions()
+	if o.TLSDir != "" {
+		if creds, err = security.LoadDir(filepath.Join(o.TLSDir, rankName(rank)), log); err != nil {
+			return err
+		}
+		sopts = allreduce.SecureServerOptions(creds, log)
+	}
+	svc := allreduce.NewService(allreduce.ServiceOptions{Member: rankName(rank), Logger: log, TLS: creds})
 	defer svc.Close()
-	srv := grpc.NewServer(allreduce.ServerOptions()...)
+	srv := grpc.NewServer(sopts...)
 	svc.Register(srv)
 	go srv.Serve(lis)
 	defer srv.Stop()
@@ -70,7 +80,7 @@ func allReduceRank(ctx context.Context, o AllReduceOptions, rank int, stdin io.R
 	}()
 	members := make([]string, o.World)
 	for i := range members {
-		members[i] = "rank" + strconv.Itoa(i)
+		members[i] = rankName(i)
 	}
 	cfg := allreduce.Config{Generation: 1, Members: members, Rank: rank, SegmentBytes: o.Segment, Logger: log}
 	if o.Compression == "bf16" {
@@ -80,6 +90,7 @@ func allReduceRank(ctx context.Context, o AllReduceOptions, rank int, stdin io.R
 	defer ccancel()
 	t, err := svc.Connect(cctx, cfg, allreduce.LinkOptions{
 		Lanes: o.Lanes,
+		TLS:   creds,
 		Resolve: func(_ context.Context, m string) (string, error) {
 			i, err := strconv.Atoi(strings.TrimPrefix(m, "rank"))
 			if err != nil || i < 0 || i >= len(addrs) {

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+	"github.com/ringtrain/ringtrain/security"
 )
 
 // ClientOptions configures a Client. Zero values pick the defaults shown.
@@ -40,8 +41,22 @@ type ClientOptions struct {
 	// Two clients must never share one.
 	ClientID string
 	// DialOptions are added to the client's gRPC dial options (default: insecure
-	// transport credentials).
+	// transport credentials, or TLS's).
 	DialOptions []grpc.DialOption
+	// TLS, when set, makes every connection mutual TLS with this certificate, to
+	// replicas that prove a coordinator certificate of its CA.
+	TLS *security.Store
+}
+
+// coordinatorPeer is what a client requires of the server it reaches.
+var coordinatorPeer = security.Expect{Roles: []security.Role{security.RoleCoordinator}}
+
+// transportCredentials returns TLS credentials for tls, insecure ones for nil.
+func transportCredentials(tls *security.Store) grpc.DialOption {
+	if tls == nil {
+		return grpc.WithTransportCredentials(insecure.NewCredentials())
+	}
+	return grpc.WithTransportCredentials(tls.ClientCredentials(coordinatorPeer))
 }
 
 // Client talks to a coordinator cluster. It keeps one gRPC connection per replica,
@@ -133,7 +148,7 @@ func (c *Client) target() (string, pb.CoordinatorClient, error) {
 	cc, ok := c.conns[addr]
 	if !ok {
 		dopts := append([]grpc.DialOption{
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			transportCredentials(c.opts.TLS),
 			// No service config from DNS TXT records: resolvers that drop TXT queries
 			// (Docker's embedded DNS on an internal network) stall every dial 10 s.
 			grpc.WithDisableServiceConfig(),
@@ -500,9 +515,10 @@ func (c *Client) WatchPlan(ctx context.Context, workerID string, afterGeneration
 
 // ProbeHealth asks the standard gRPC health service at addr about the Coordinator
 // service and returns its answer ("SERVING", "NOT_SERVING", ...) or "UNREACHABLE:
-// <error>" when none came within ctx.
-func ProbeHealth(ctx context.Context, addr string) string {
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDisableServiceConfig())
+// <error>" when none came within ctx. tls is the prober's certificate (nil: plain
+// text).
+func ProbeHealth(ctx context.Context, addr string, tls *security.Store) string {
+	cc, err := grpc.NewClient(addr, transportCredentials(tls), grpc.WithDisableServiceConfig())
 	if err != nil {
 		return "UNREACHABLE: " + err.Error()
 	}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ringtrain/ringtrain/security"
 )
 
 // Peer is one replica of a static cluster: its stable Raft server id and the
@@ -103,6 +105,11 @@ type Config struct {
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
+	// TLS holds the replica's certificate (ringtrain://coordinator/ID) and the CA
+	// bundle: with it, the gRPC service and the Raft transport are mutual TLS, Raft
+	// accepts only coordinator certificates, and every call is checked against
+	// Policy. Nil serves plain text (loopback, or an explicit --insecure).
+	TLS *security.Store
 
 	// Test hooks (set by the harness in testing.go).
 	raftListener net.Listener
@@ -120,6 +127,11 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()
+	}
+	if out.TLS != nil {
+		if who, want := out.TLS.Identity(), (security.Identity{Role: security.RoleCoordinator, ID: out.ID}); who != want {
+			return out, fmt.Errorf("coordinator: config: the certificate names %s, this replica is %s", who, want)
+		}
 	}
 	if out.Lease <= 0 {
 		out.Lease = 10 * time.Second

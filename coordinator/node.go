@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+	"github.com/ringtrain/ringtrain/security"
 )
 
 // Node is one coordinator replica: Raft (bbolt log and stable store, file snapshots,
@@ -79,7 +80,7 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}
 	n.raftAdvertise = advertiseFor(raftLn.Addr(), cfg.RaftAdvertise, "")
-	stream, err := newTCPStreamLayer(raftLn, n.raftAdvertise, cfg.faults)
+	stream, err := newTCPStreamLayer(raftLn, n.raftAdvertise, cfg.faults, cfg.TLS)
 	if err != nil {
 		raftLn.Close()
 		return fail(err)
@@ -174,9 +175,7 @@ func Start(cfg Config) (*Node, error) {
 	n.grpcBound = grpcLn.Addr().String()
 	n.grpcAdvertise = advertiseFor(grpcLn.Addr(), cfg.GRPCAdvertise, hostOf(n.raftAdvertise))
 	n.duties = newDuties(n)
-	n.grpc = grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
-		MinTime: 5 * time.Second, PermitWithoutStream: true,
-	}))
+	n.grpc = grpc.NewServer(n.serverOptions()...)
 	n.health = health.NewServer()
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	pb.RegisterCoordinatorServer(n.grpc, &service{n: n})
@@ -204,9 +203,35 @@ func Start(cfg Config) (*Node, error) {
 			n.join()
 		}()
 	}
+	tlsInfo := "off"
+	if cfg.TLS != nil {
+		tlsInfo = cfg.TLS.Identity().String()
+	}
 	n.log.Info("coordinator replica started", "raft", n.raftAdvertise, "grpc", n.grpcAdvertise,
-		"data_dir", cfg.DataDir, "existing_state", hasState)
+		"data_dir", cfg.DataDir, "existing_state", hasState, "tls", tlsInfo)
 	return n, nil
+}
+
+// maxConcurrentStreams caps the calls one client connection may have open at once
+// (a worker needs a plan watch and a few unary calls).
+const maxConcurrentStreams = 64
+
+// serverOptions are the gRPC server's options: keepalive enforcement, a cap on
+// streams per connection, and with TLS the credentials, a handshake deadline and
+// the authorization of every call by Policy.
+func (n *Node) serverOptions() []grpc.ServerOption {
+	opts := []grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxConcurrentStreams(maxConcurrentStreams),
+		grpc.ConnectionTimeout(security.HandshakeTimeout),
+	}
+	if n.cfg.TLS != nil {
+		opts = append(opts,
+			grpc.Creds(n.cfg.TLS.ServerCredentials(security.AnyMember)),
+			grpc.ChainUnaryInterceptor(security.UnaryServerInterceptor(Policy(), n.log)),
+			grpc.ChainStreamInterceptor(security.StreamServerInterceptor(Policy(), n.log)))
+	}
+	return opts
 }
 
 func setDuration(dst *time.Duration, v time.Duration) {
@@ -238,7 +263,7 @@ func (n *Node) watchLeadership() {
 // join asks the replicas in Config.Join to add this one as a voter, retrying until it
 // succeeds or the node closes.
 func (n *Node) join() {
-	c, err := NewClient(n.cfg.Join, ClientOptions{Logger: n.log})
+	c, err := NewClient(n.cfg.Join, ClientOptions{Logger: n.log, TLS: n.cfg.TLS})
 	if err != nil {
 		n.log.Error("join", "err", err)
 		return
@@ -295,7 +320,7 @@ func (n *Node) announce() {
 }
 
 func (n *Node) recordSelf(addrs []string) error {
-	c, err := NewClient(addrs, ClientOptions{Logger: n.log, AttemptTimeout: time.Second})
+	c, err := NewClient(addrs, ClientOptions{Logger: n.log, AttemptTimeout: time.Second, TLS: n.cfg.TLS})
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/ringtrain/ringtrain/security"
 )
 
 // tcpStreamLayer is raft's stream layer over plain TCP. It differs from raft's own
@@ -22,6 +24,11 @@ import (
 //   - Tests can cut links (linkFaults): a cut target cannot be dialled and its open
 //     connections fail, which is how the harness partitions replicas.
 //
+// With TLS, every connection is mutual TLS 1.3 and both ends must hold a
+// coordinator certificate of the cluster's CA: a worker, an admin or a stranger
+// cannot speak Raft. An accepted connection's handshake runs on raft's handler
+// goroutine within security.HandshakeTimeout, never in the accept loop.
+//
 // It also closes every connection it made or accepted when it is closed: raft's
 // NetworkTransport closes only its listener, which would leave the handlers of
 // inbound connections (and the pooled outbound connections) of a stopped replica
@@ -29,7 +36,8 @@ import (
 type tcpStreamLayer struct {
 	ln        net.Listener
 	advertise string
-	faults    *linkFaults // nil: no fault injection
+	faults    *linkFaults     // nil: no fault injection
+	tls       *security.Store // nil: plain TCP
 
 	mu     sync.Mutex
 	closed bool
@@ -42,7 +50,7 @@ type stringAddr string
 func (a stringAddr) Network() string { return "tcp" }
 func (a stringAddr) String() string  { return string(a) }
 
-func newTCPStreamLayer(ln net.Listener, advertise string, faults *linkFaults) (*tcpStreamLayer, error) {
+func newTCPStreamLayer(ln net.Listener, advertise string, faults *linkFaults, tls *security.Store) (*tcpStreamLayer, error) {
 	if advertise == "" {
 		advertise = ln.Addr().String()
 	}
@@ -53,7 +61,7 @@ func newTCPStreamLayer(ln net.Listener, advertise string, faults *linkFaults) (*
 	if host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() || port == "0" {
 		return nil, fmt.Errorf("coordinator: raft advertise address %q: %w", advertise, errNotAdvertisable)
 	}
-	return &tcpStreamLayer{ln: ln, advertise: advertise, faults: faults, conns: map[*trackedConn]bool{}}, nil
+	return &tcpStreamLayer{ln: ln, advertise: advertise, faults: faults, tls: tls, conns: map[*trackedConn]bool{}}, nil
 }
 
 var errNotAdvertisable = errors.New("not an address other replicas can dial (give --raft-advertise or a host in --peers)")
@@ -74,8 +82,19 @@ func (t *tcpStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 	if t.faults != nil {
 		c = t.faults.track(target, c)
 	}
-	return t.track(c)
+	tc, err := t.track(c)
+	if err != nil || t.tls == nil {
+		return tc, err
+	}
+	conn, _, err := security.DialConn(ctx, tc, t.tls.ClientConfig(raftPeers), timeout)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: raft dial %s: %w", target, err)
+	}
+	return conn, nil
 }
+
+// raftPeers is who may be at the other end of a Raft connection.
+var raftPeers = security.Expect{Roles: []security.Role{security.RoleCoordinator}}
 
 // Accept implements net.Listener.
 func (t *tcpStreamLayer) Accept() (net.Conn, error) {
@@ -83,7 +102,11 @@ func (t *tcpStreamLayer) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return t.track(c)
+	tc, err := t.track(c)
+	if err != nil || t.tls == nil {
+		return tc, err
+	}
+	return security.LazyServerConn(tc, t.tls.ServerConfig(raftPeers.Roles), security.HandshakeTimeout), nil
 }
 
 func (t *tcpStreamLayer) track(c net.Conn) (net.Conn, error) {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+	"github.com/ringtrain/ringtrain/security"
 )
 
 // Cluster is a coordinator cluster of real replicas in one process, on 127.0.0.1
@@ -149,6 +150,42 @@ func (c *Cluster) Client() *Client {
 	}
 	c.t.Cleanup(func() { cl.Close() })
 	return cl
+}
+
+// WithTLS is a MakeCluster tweak that gives every replica a certificate of ca
+// (ringtrain://coordinator/cN), so that gRPC and Raft are mutual TLS.
+func WithTLS(t testing.TB, ca *security.CA) func(*Config) {
+	return func(cfg *Config) {
+		st, err := ca.Store(security.Identity{Role: security.RoleCoordinator, ID: cfg.ID}, time.Hour)
+		if err != nil {
+			t.Fatalf("certificate of %s: %v", cfg.ID, err)
+		}
+		cfg.TLS = st
+	}
+}
+
+// ClientWith returns a client of the whole cluster that presents st's
+// certificate (nil: plain text), closed at the end of the test.
+func (c *Cluster) ClientWith(st *security.Store) *Client {
+	cl, err := NewClient(c.GRPCAddrs(), ClientOptions{
+		Logger:         slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test_client", true),
+		AttemptTimeout: time.Second,
+		TLS:            st,
+	})
+	if err != nil {
+		c.t.Fatalf("client: %v", err)
+	}
+	c.t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// RaftAddrs returns every replica's Raft address.
+func (c *Cluster) RaftAddrs() []string {
+	var out []string
+	for _, cfg := range c.configs {
+		out = append(out, cfg.RaftAddr)
+	}
+	return out
 }
 
 // WaitFor polls cond every 10 ms until it holds, failing the test with what when it

@@ -18,6 +18,7 @@ import (
 	"github.com/ringtrain/ringtrain/jobspec"
 	"github.com/ringtrain/ringtrain/metrics"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+	"github.com/ringtrain/ringtrain/security"
 	"github.com/ringtrain/ringtrain/trainer"
 	"github.com/ringtrain/ringtrain/worker"
 )
@@ -60,6 +61,11 @@ type Options struct {
 	// Registry, when set, receives every replica's gauges (labelled by replica) and
 	// every worker's instruments (labelled by worker).
 	Registry prometheus.Registerer
+	// PlainText turns off TLS. By default Run makes an ephemeral CA in memory and
+	// gives every replica (ringtrain://coordinator/cN), worker (worker/wN) and the
+	// submitting client (admin/local) a certificate of it, so that every channel
+	// runs mutual TLS as a deployed cluster does.
+	PlainText bool
 }
 
 // Result is what Run reports of a finished job.
@@ -88,6 +94,8 @@ func (o *Options) validate() error {
 		return bad("Worker.Listen, Listener and Advertise must be empty (every worker binds its own loopback port)")
 	case o.Worker.Audit != nil:
 		return bad("Worker.Audit must be nil (an audit log is one worker's)")
+	case o.Replica.TLS != nil || o.Client.TLS != nil || o.Worker.TLS != nil:
+		return bad("Replica.TLS, Client.TLS and Worker.TLS must be nil (Run issues every process its certificate)")
 	}
 	return nil
 }
@@ -115,6 +123,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	coordinators := max(o.Coordinators, 1)
 	n := o.Workers
+	// issue returns the certificate of one process, nil without TLS.
+	issue := func(role security.Role, id string) (*security.Store, error) { return nil, nil }
+	if !o.PlainText {
+		ca, err := security.NewCA("ringtrain local", 7*24*time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		issue = func(role security.Role, id string) (*security.Store, error) {
+			return ca.Store(security.Identity{Role: role, ID: id}, 7*24*time.Hour)
+		}
+	}
 
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, err
@@ -149,6 +168,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if peers != nil {
 			cfg.RaftAddr = peers[i].Addr
 		}
+		if cfg.TLS, err = issue(security.RoleCoordinator, cfg.ID); err != nil {
+			return nil, err
+		}
 		node, err := coordinator.Start(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("coordinator replica %d: %w", i, err)
@@ -162,8 +184,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		nodes = append(nodes, node)
 		addrs = append(addrs, node.GRPCAddr())
 	}
-	newClient := func() (*coordinator.Client, error) { return coordinator.NewClient(addrs, o.Client) }
-	cl, err := newClient()
+	newClient := func(role security.Role, id string) (*coordinator.Client, error) {
+		opts := o.Client
+		var err error
+		if opts.TLS, err = issue(role, id); err != nil {
+			return nil, err
+		}
+		return coordinator.NewClient(addrs, opts)
+	}
+	cl, err := newClient(security.RoleAdmin, "local")
 	if err != nil {
 		return nil, err
 	}
@@ -183,13 +212,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wcl, err := newClient()
+		cfg := o.Worker
+		cfg.ID = fmt.Sprintf("w%d", i)
+		wcl, err := newClient(security.RoleWorker, cfg.ID)
 		if err != nil {
 			return nil, err
 		}
 		defer wcl.Close()
-		cfg := o.Worker
-		cfg.ID = fmt.Sprintf("w%d", i)
+		if cfg.TLS, err = issue(security.RoleWorker, cfg.ID); err != nil {
+			return nil, err
+		}
 		cfg.Coordinators = wcl
 		cfg.CheckpointOnStop = true
 		if o.Registry != nil {

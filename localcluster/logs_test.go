@@ -28,7 +28,7 @@ func (l *lockedBuffer) Write(p []byte) (int, error) {
 
 // TestLogKeys runs a job with every component logging JSON at debug level into one
 // stream: no record repeats a key, and each replica's records carry its id once,
-// under "replica".
+// under "replica". Every replica and worker runs TLS with its own certificate.
 func TestLogKeys(t *testing.T) {
 	dir := t.TempDir()
 	spec := tinyJob(t, dir, 2)
@@ -45,6 +45,7 @@ func TestLogKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	replicas := map[string]bool{}
+	tlsOf := map[string]string{} // replica or worker → the "tls" of its start record
 	for line := range strings.Lines(buf.b.String()) {
 		if dup := logcheck.DuplicateKeys([]byte(line)); dup != nil {
 			t.Errorf("record repeats %v: %s", dup, line)
@@ -58,6 +59,22 @@ func TestLogKeys(t *testing.T) {
 				t.Errorf("replica %q, want the replica's id: %s", id, line)
 			}
 			replicas[id] = true
+		}
+		if v, ok := rec["tls"].(string); ok {
+			id, _ := rec["replica"].(string)
+			if w, ok := rec["worker"].(string); ok {
+				id = w
+			}
+			tlsOf[id] = v
+		}
+	}
+	for _, id := range []string{"c0", "c1", "c2", "w0", "w1"} {
+		role := "coordinator"
+		if id[0] == 'w' {
+			role = "worker"
+		}
+		if want := "ringtrain://" + role + "/" + id; tlsOf[id] != want {
+			t.Errorf("%s runs with tls %q, want %q", id, tlsOf[id], want)
 		}
 	}
 	if len(replicas) != 3 {

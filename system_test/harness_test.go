@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +21,7 @@ import (
 	"github.com/ringtrain/ringtrain/examples"
 	"github.com/ringtrain/ringtrain/model"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+	"github.com/ringtrain/ringtrain/security"
 	"github.com/ringtrain/ringtrain/shard"
 	"github.com/ringtrain/ringtrain/worker"
 )
@@ -78,9 +81,11 @@ type cluster struct {
 	coords   []*coordProc
 	workers  map[string]*workerProc
 	auditDir string
+	job      string // the job spec file
 	cl       *coordinator.Client
-	lab      network  // nil: every process on loopback
-	extra    []string // extra coordinator flags
+	lab      network         // nil: every process on loopback
+	extra    []string        // extra coordinator flags
+	admin    *security.Store // the test's certificate (ringtrain://admin/test)
 	mu       sync.Mutex
 }
 
@@ -93,6 +98,7 @@ type coordProc struct {
 
 type workerProc struct {
 	id, addr string
+	dataPort int // the all-reduce lanes' port (--data-port)
 	p        *proc
 	restarts int
 }
@@ -114,6 +120,14 @@ func newClusterIn(t *testing.T, lab network, n, minWorkers, maxWorkers int, coor
 	if err := os.MkdirAll(c.auditDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// Every process runs mutual TLS with a certificate of the suite's CA, made
+	// with the binary's own 'certs' commands.
+	c.run("certs", "ca", "--out", c.tlsDir("ca"))
+	admin, err := security.LoadDir(c.certDir(security.RoleAdmin, "test"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.admin = admin
 	var peers []string
 	for i := range n {
 		cp := &coordProc{id: fmt.Sprintf("c%d", i), raftAddr: freeAddr(t), grpcAddr: freeAddr(t)}
@@ -127,14 +141,15 @@ func newClusterIn(t *testing.T, lab network, n, minWorkers, maxWorkers int, coor
 	}
 	for _, cp := range c.coords {
 		cp.args = []string{"coordinator", "--id", cp.id, "--data-dir", cp.dataDir,
-			"--raft-addr", cp.raftAddr, "--grpc-addr", cp.grpcAddr, "--log-level", "info"}
+			"--raft-addr", cp.raftAddr, "--grpc-addr", cp.grpcAddr, "--log-level", "info",
+			"--tls-dir", c.certDir(security.RoleCoordinator, cp.id)}
 		cp.args = append(cp.args, c.extra...)
 		if n > 1 {
 			cp.args = append(cp.args, "--peers", strings.Join(peers, ","))
 		}
 		cp.p = c.launch(cp.id, cp.id, nil, cp.args)
 	}
-	cl, err := coordinator.NewClient(c.grpcAddrs(), coordinator.ClientOptions{})
+	cl, err := coordinator.NewClient(c.grpcAddrs(), coordinator.ClientOptions{TLS: c.admin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,12 +176,41 @@ checkpoint_interval: %d
 	if err := os.WriteFile(job, []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	c.job = job
 	submit := exec.Command(bin, "submit", job, "--coordinators", strings.Join(c.grpcAddrs(), ","),
-		"--min-workers", fmt.Sprint(minWorkers), "--max-workers", fmt.Sprint(maxWorkers), "--timeout", "60s")
+		"--min-workers", fmt.Sprint(minWorkers), "--max-workers", fmt.Sprint(maxWorkers), "--timeout", "60s",
+		"--tls-dir", c.certDir(security.RoleAdmin, "test"))
 	if out, err := submit.CombinedOutput(); err != nil {
 		t.Fatalf("submit: %v\n%s", err, out)
 	}
 	return c
+}
+
+// tlsDir is where the suite keeps the certificates of name.
+func (c *cluster) tlsDir(name string) string { return filepath.Join(c.dir, "tls", name) }
+
+// certDir returns the directory of the certificate of role and id (ca.crt,
+// tls.crt, tls.key), issued with 'ringtrain certs issue' the first time.
+func (c *cluster) certDir(role security.Role, id string) string {
+	c.t.Helper()
+	dir := c.tlsDir(string(role) + "-" + id)
+	if _, err := os.Stat(filepath.Join(dir, security.CertFile)); err == nil {
+		return dir
+	}
+	hosts := "127.0.0.1,localhost"
+	if c.lab != nil {
+		hosts += "," + c.lab.controlIP(id)
+	}
+	c.run("certs", "issue", "--ca", c.tlsDir("ca"), "--role", string(role), "--id", id, "--hosts", hosts, "--out", dir)
+	return dir
+}
+
+// run runs the binary to completion, failing the test if it fails.
+func (c *cluster) run(args ...string) {
+	c.t.Helper()
+	if out, err := exec.Command(c.bin, args...).CombinedOutput(); err != nil {
+		c.t.Fatalf("ringtrain %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
 }
 
 func (c *cluster) grpcAddrs() []string {
@@ -185,9 +229,12 @@ func (c *cluster) startWorker(id string) {
 	wp := c.workers[id]
 	listen := ""
 	if wp == nil {
-		wp = &workerProc{id: id, addr: freeAddr(c.t)}
+		wp = &workerProc{id: id, addr: freeAddr(c.t), dataPort: 7101}
 		if c.lab != nil {
 			wp.addr = c.lab.ringIP(id) + ":7100"
+		} else {
+			_, port, _ := net.SplitHostPort(freeAddr(c.t))
+			wp.dataPort, _ = strconv.Atoi(port)
 		}
 		c.workers[id] = wp
 	} else {
@@ -200,7 +247,8 @@ func (c *cluster) startWorker(id string) {
 	name := fmt.Sprintf("%s.%d", id, wp.restarts)
 	wp.p = c.launch(id, name, []string{"GOMAXPROCS=1"}, []string{"worker", "--id", id,
 		"--coordinators", strings.Join(c.grpcAddrs(), ","), "--listen", listen, "--advertise", wp.addr,
-		"--audit-log", filepath.Join(c.auditDir, id+".jsonl"), "--log-level", "info"})
+		"--audit-log", filepath.Join(c.auditDir, id+".jsonl"), "--log-level", "info",
+		"--tls-dir", c.certDir(security.RoleWorker, id), "--data-port", strconv.Itoa(wp.dataPort)})
 }
 
 // launch starts the binary with args as process name, in host's namespace when the
@@ -323,7 +371,7 @@ func (c *cluster) leader() int {
 			if cp.p == nil || cp.p.exited() {
 				continue
 			}
-			cl, err := coordinator.NewClient([]string{cp.grpcAddr}, coordinator.ClientOptions{})
+			cl, err := coordinator.NewClient([]string{cp.grpcAddr}, coordinator.ClientOptions{TLS: c.admin})
 			if err != nil {
 				continue
 			}

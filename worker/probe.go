@@ -7,10 +7,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+	"github.com/ringtrain/ringtrain/security"
 )
 
 // reportUnreachable runs after a generation's ring failed without a newer plan: it
@@ -67,7 +69,7 @@ func (w *Worker) probePeers(ctx context.Context, plan *pb.Plan) map[*pb.Worker]e
 			continue
 		}
 		wg.Go(func() {
-			err := probe(ctx, peer.GetAddress(), w.cfg.ProbeTimeout)
+			err := probe(ctx, peer.GetAddress(), w.cfg.ProbeTimeout, w.peerCredentials(peer.GetId()))
 			mu.Lock()
 			out[peer] = err
 			mu.Unlock()
@@ -77,13 +79,22 @@ func (w *Worker) probePeers(ctx context.Context, plan *pb.Plan) map[*pb.Worker]e
 	return out
 }
 
+// peerCredentials are the credentials of a call to the peer server of worker id:
+// with TLS, this worker's certificate, and the peer must prove it is id.
+func (w *Worker) peerCredentials(id string) credentials.TransportCredentials {
+	if w.cfg.TLS == nil {
+		return insecure.NewCredentials()
+	}
+	return w.cfg.TLS.ClientCredentials(security.Expect{Roles: []security.Role{security.RoleWorker}, ID: id})
+}
+
 // probe checks the gRPC health service of the peer server at addr. Like every
 // ringtrain client it takes no service config from DNS, whose TXT lookup stalls
 // for seconds on resolvers that drop it (Docker's embedded DNS).
-func probe(ctx context.Context, addr string, timeout time.Duration) error {
+func probe(ctx context.Context, addr string, timeout time.Duration, creds credentials.TransportCredentials) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDisableServiceConfig())
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithDisableServiceConfig())
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", addr, err)
 	}

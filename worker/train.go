@@ -254,7 +254,7 @@ func (w *Worker) connect(ctx context.Context, plan *pb.Plan, svc *allreduce.Serv
 			return "", fmt.Errorf("worker: plan %d has no address for member %q", g.gen, member)
 		}
 		return a, nil
-	}})
+	}, TLS: w.cfg.TLS})
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("connect ring: %w", err)

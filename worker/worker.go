@@ -18,6 +18,7 @@ import (
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/metrics"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+	"github.com/ringtrain/ringtrain/security"
 	"github.com/ringtrain/ringtrain/trainer"
 )
 
@@ -30,6 +31,10 @@ type Config struct {
 	Listen string
 	// Listener, when set, is used instead of Listen; Run closes it.
 	Listener net.Listener
+	// DataAddress is where the TCP lanes of incoming ring links are served
+	// ("host:port"; ":7101" for every interface on a fixed port a network policy
+	// can name). Default: the host of each link's gRPC connection, on a free port.
+	DataAddress string
 	// Advertise is the host:port other workers dial. Default: the bound address
 	// when it names a host.
 	Advertise string
@@ -73,6 +78,11 @@ type Config struct {
 	// a cluster stopped as a whole (ringtrain local on SIGINT): a worker that leaves
 	// a cluster that trains on needs none.
 	CheckpointOnStop bool
+	// TLS holds the worker's certificate (ringtrain://worker/ID) and the CA
+	// bundle: with it the peer server, ring links, lanes and probes are mutual TLS
+	// and accept only workers of the current plan. Nil serves plain text. The
+	// coordinator client carries its own (coordinator.ClientOptions.TLS).
+	TLS *security.Store
 }
 
 // Result is what a finished Run reports.
@@ -114,6 +124,11 @@ func New(cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("%w: ID is required", ErrBadConfig)
 	case cfg.Coordinators == nil:
 		return nil, fmt.Errorf("%w: Coordinators is required", ErrBadConfig)
+	}
+	if cfg.TLS != nil {
+		if who, want := cfg.TLS.Identity(), (security.Identity{Role: security.RoleWorker, ID: cfg.ID}); who != want {
+			return nil, fmt.Errorf("%w: the certificate names %s, this worker is %s", ErrBadConfig, who, want)
+		}
 	}
 	if cfg.Device == "" {
 		cfg.Device = "cpu"
@@ -175,8 +190,12 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	svc := allreduce.NewService(allreduce.ServiceOptions{Member: w.cfg.ID, Logger: w.log})
-	srv := grpc.NewServer(allreduce.ServerOptions()...)
+	svc := allreduce.NewService(allreduce.ServiceOptions{Member: w.cfg.ID, Logger: w.log, TLS: w.cfg.TLS, DataAddress: w.cfg.DataAddress})
+	sopts := allreduce.ServerOptions()
+	if w.cfg.TLS != nil {
+		sopts = allreduce.SecureServerOptions(w.cfg.TLS, w.log)
+	}
+	srv := grpc.NewServer(sopts...)
 	svc.Register(srv)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
@@ -204,7 +223,11 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 		return nil, err
 	}
 	defer w.leave(ctx)
-	w.log.Info("registered", "addr", w.addr, "lease", lease)
+	tlsInfo := "off"
+	if w.cfg.TLS != nil {
+		tlsInfo = w.cfg.TLS.Identity().String()
+	}
+	w.log.Info("registered", "addr", w.addr, "lease", lease, "tls", tlsInfo)
 
 	plans := w.plans
 	rep := newReporter(w.cfg.Coordinators, w.log)

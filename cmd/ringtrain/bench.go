@@ -45,7 +45,7 @@ func allReduceArgs(o bench.AllReduceOptions) []string {
 		"--world", strconv.Itoa(o.World), "--size", strings.Join(sizes, ","),
 		"--iters", strconv.Itoa(o.Iters), "--warmup", strconv.Itoa(o.Warmup),
 		"--lanes", strconv.Itoa(o.Lanes), "--segment", strconv.Itoa(o.Segment),
-		"--compression", o.Compression,
+		"--compression", o.Compression, "--tls-dir", o.TLSDir,
 	}
 }
 
@@ -139,6 +139,7 @@ on loopback, one way and both ways at once (a ring sends and receives at the sam
 	}
 	f.register(cmd)
 	fl := cmd.Flags()
+	fl.BoolVar(&f.TLS, "tls", false, "run the ring over mutual TLS 1.3 with an ephemeral CA, as a cluster with --tls-dir does")
 	fl.BoolVar(&asJSON, "json", false, "print one JSON object instead of the table")
 	fl.BoolVar(&noTCP, "no-tcp", false, "skip the raw TCP measurement")
 	fl.Float64Var(&tcpSeconds, "tcp-seconds", 1, "seconds each raw TCP measurement streams for")
@@ -212,6 +213,7 @@ func newBenchAllReduceRankCmd(g *globals) *cobra.Command {
 	}
 	f.register(cmd)
 	cmd.Flags().IntVar(&rank, "rank", 0, "this process's rank")
+	cmd.Flags().StringVar(&f.TLSDir, "tls-dir", "", "directory of every rank's certificates (rankN/), made by the parent")
 	return cmd
 }
 

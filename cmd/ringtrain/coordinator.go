@@ -14,6 +14,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/coordinator"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+	"github.com/ringtrain/ringtrain/security"
 )
 
 func newCoordinatorCmd(g *globals) *cobra.Command {
@@ -22,6 +23,7 @@ func newCoordinatorCmd(g *globals) *cobra.Command {
 		peers       string
 		join        []string
 		metricsAddr string
+		tf          tlsFlags
 	)
 	host, _ := os.Hostname()
 	cmd := &cobra.Command{
@@ -52,6 +54,9 @@ default --id is POD_NAME (see docs/kubernetes.md).`,
 			}
 			cfg.Join = splitList(join)
 			cfg.Logger = log.With("ordinal", g.ident.Ordinal)
+			if cfg.TLS, err = tf.serve(cfg.Logger, map[string]string{"--raft-addr": cfg.RaftAddr, "--grpc-addr": cfg.GRPCAddr}); err != nil {
+				return err
+			}
 			node, err := coordinator.Start(cfg)
 			if err != nil {
 				return err
@@ -89,6 +94,7 @@ default --id is POD_NAME (see docs/kubernetes.md).`,
 	f.DurationVar(&cfg.Raft.HeartbeatTimeout, "raft-heartbeat-timeout", 500*time.Millisecond, "Raft heartbeat timeout: a follower that hears nothing from the leader for this long (randomised up to twice) starts an election")
 	f.DurationVar(&cfg.Raft.ElectionTimeout, "raft-election-timeout", 500*time.Millisecond, "Raft election timeout")
 	f.DurationVar(&cfg.Raft.LeaderLeaseTimeout, "raft-leader-lease-timeout", 250*time.Millisecond, "Raft leader lease: a leader that cannot reach a quorum for this long steps down (at most the heartbeat timeout)")
+	addTLSFlags(cmd, &tf, serveInsecureHelp)
 	cmd.AddCommand(newStatusCmd(g))
 	return cmd
 }
@@ -102,6 +108,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 		watch    bool
 		interval time.Duration
 		timeout  time.Duration
+		tf       tlsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -126,13 +133,17 @@ interrupted (exit status 130); --timeout then bounds each read.`,
 			if interval <= 0 {
 				return usageErrorf("--interval %v: must be positive", interval)
 			}
-			cl, err := coordinator.NewClient(addrs, coordinator.ClientOptions{AttemptTimeout: min(timeout, 2*time.Second)})
+			creds, err := tf.load(nil)
+			if err != nil {
+				return err
+			}
+			cl, err := coordinator.NewClient(addrs, coordinator.ClientOptions{AttemptTimeout: min(timeout, 2*time.Second), TLS: creds})
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
 			render := func(ctx context.Context, w io.Writer, st *pb.StatusResponse) error {
-				health := probeReplicas(ctx, st)
+				health := probeReplicas(ctx, st, creds)
 				if asJSON {
 					return printStatusJSON(w, st, health)
 				}
@@ -159,17 +170,18 @@ interrupted (exit status 130); --timeout then bounds each read.`,
 	cmd.Flags().BoolVar(&watch, "watch", false, "show the state again whenever it changes, until the job ends")
 	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "with --watch: how often to read the state")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long (with --watch: on each read)")
+	addTLSFlags(cmd, &tf, clientInsecureHelp)
 	return cmd
 }
 
 // probeReplicas asks every replica of st with a known gRPC address for its health
-// (one second each), by replica id.
-func probeReplicas(ctx context.Context, st *pb.StatusResponse) map[string]string {
+// (one second each), by replica id, with the certificate creds (nil: plain text).
+func probeReplicas(ctx context.Context, st *pb.StatusResponse, creds *security.Store) map[string]string {
 	health := map[string]string{}
 	for _, r := range st.GetReplicas() {
 		if r.GetGrpcAddr() != "" {
 			hctx, hcancel := context.WithTimeout(ctx, time.Second)
-			health[r.GetId()] = coordinator.ProbeHealth(hctx, r.GetGrpcAddr())
+			health[r.GetId()] = coordinator.ProbeHealth(hctx, r.GetGrpcAddr(), creds)
 			hcancel()
 		}
 	}

@@ -27,6 +27,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -74,6 +75,12 @@ func typed(kind string) (any, error) {
 		return &batchv1.Job{}, nil
 	case "PodDisruptionBudget":
 		return &policyv1.PodDisruptionBudget{}, nil
+	case "NetworkPolicy":
+		return &networkingv1.NetworkPolicy{}, nil
+	case "Certificate":
+		return &certificate{}, nil
+	case "Issuer":
+		return &issuer{}, nil
 	}
 	return nil, fmt.Errorf("kind %q: not one ringtrain deploys", kind)
 }
@@ -94,7 +101,8 @@ func decodeObject(doc []byte) (any, error) {
 	if err := decodeStrict(doc, obj); err != nil {
 		return nil, fmt.Errorf("%s: %w", head.Kind, err)
 	}
-	want := map[string]string{"StatefulSet": "apps/v1", "Job": "batch/v1", "PodDisruptionBudget": "policy/v1"}[head.Kind]
+	want := map[string]string{"StatefulSet": "apps/v1", "Job": "batch/v1", "PodDisruptionBudget": "policy/v1",
+		"NetworkPolicy": "networking.k8s.io/v1", "Certificate": "cert-manager.io/v1", "Issuer": "cert-manager.io/v1"}[head.Kind]
 	if want == "" {
 		want = "v1"
 	}
@@ -125,6 +133,9 @@ type rendered struct {
 	statefulSets []*appsv1.StatefulSet
 	jobs         []*batchv1.Job
 	pdbs         []*policyv1.PodDisruptionBudget
+	policies     []*networkingv1.NetworkPolicy
+	certificates []*certificate
+	issuers      []*issuer
 	all          []metav1.Object // every object, in the order rendered
 }
 
@@ -169,6 +180,12 @@ func render(t *testing.T, dir string) *rendered {
 			r.jobs = append(r.jobs, o)
 		case *policyv1.PodDisruptionBudget:
 			r.pdbs = append(r.pdbs, o)
+		case *networkingv1.NetworkPolicy:
+			r.policies = append(r.policies, o)
+		case *certificate:
+			r.certificates = append(r.certificates, o)
+		case *issuer:
+			r.issuers = append(r.issuers, o)
 		}
 	}
 	return r
@@ -337,6 +354,9 @@ func servedPorts(t *testing.T, where string, p parsedCmd) (grpcPorts []int32, me
 		all = append(all, port(t, where, p.flag("raft-addr")))
 	case "worker":
 		grpcPorts = []int32{port(t, where, p.flag("listen"))}
+		if dp, _ := strconv.Atoi(p.flag("data-port")); dp > 0 {
+			all = append(all, int32(dp))
+		}
 	}
 	all = append(all, grpcPorts...)
 	if m := p.flag("metrics-addr"); m != "" {
@@ -520,17 +540,30 @@ func checkPod(t *testing.T, where string, tmpl corev1.PodTemplateSpec, pod podMe
 				}
 				continue
 			}
-			if probe == nil || probe.GRPC == nil {
-				t.Errorf("%s: needs a gRPC %s probe", cw, name)
+			if probe == nil || (probe.GRPC == nil) == (probe.Exec == nil) {
+				t.Errorf("%s: needs a gRPC or exec %s probe", cw, name)
 				continue
 			}
-			if !slices.Contains(grpcPorts, probe.GRPC.Port) {
-				t.Errorf("%s: %s probe on port %d, gRPC is served on %v", cw, name, probe.GRPC.Port, grpcPorts)
+			probePort, svc := int32(0), ""
+			if probe.GRPC != nil {
+				// The kubelet's gRPC probe speaks no TLS.
+				if p.flag("tls-dir") != "" {
+					t.Errorf("%s: %s: a gRPC probe cannot reach a server with --tls-dir; probe with `ringtrain health`", cw, name)
+				}
+				probePort = probe.GRPC.Port
+				if probe.GRPC.Service != nil {
+					svc = *probe.GRPC.Service
+				}
+			} else {
+				probePort, svc = checkExecProbe(t, cw+" "+name+" probe", probe, env, p)
+			}
+			if !slices.Contains(grpcPorts, probePort) {
+				t.Errorf("%s: %s probe on port %d, gRPC is served on %v", cw, name, probePort, grpcPorts)
 			}
 			// The worker's health server reports the server as a whole (""); the
 			// coordinator's also reports its service by name.
-			if svc := probe.GRPC.Service; svc != nil && *svc != "" && (p.cmd.Name() != "coordinator" || *svc != "ringtrain.v1.Coordinator") {
-				t.Errorf("%s: %s probe asks about service %q, which the %s does not report", cw, name, *svc, p.cmd.Name())
+			if svc != "" && (p.cmd.Name() != "coordinator" || svc != "ringtrain.v1.Coordinator") {
+				t.Errorf("%s: %s probe asks about service %q, which the %s does not report", cw, name, svc, p.cmd.Name())
 			}
 		}
 		if len(grpcPorts) > 0 {
@@ -585,7 +618,7 @@ func TestKubernetesFilesStrict(t *testing.T) {
 			return err
 		}
 		switch filepath.Base(path) {
-		case "kustomization.yaml":
+		case "kustomization.yaml", "kustomizeconfig.yaml":
 			return nil
 		case "job.yaml":
 			if _, err := trainer.LoadSpec(path); err != nil {
@@ -820,6 +853,7 @@ func checkRendered(t *testing.T, r *rendered) {
 	if !prepared || !submitted {
 		t.Errorf("Job %s: want `ringtrain prepare` then `ringtrain submit`", job.Name)
 	}
+	checkRenderedTLS(t, r, co, wk, job, replicas, jCmds)
 	for _, c := range job.Spec.Template.Spec.InitContainers {
 		if jCmds[c.Name].cmd.Name() != "prepare" {
 			t.Errorf("Job %s: init container %s should prepare the shards", job.Name, c.Name)
@@ -1046,6 +1080,7 @@ func TestComposeFile(t *testing.T) {
 	if _, err := trainer.LoadSpec(filepath.Join(deployDir, "docker/job.yaml")); err != nil {
 		t.Errorf("docker/job.yaml: %v", err)
 	}
+	checkComposeTLS(t, f.Services, cmds)
 
 	// Health checks and start order: every server checks itself with the image's
 	// own binary; the workers and the submit step wait for healthy coordinators, and
@@ -1071,6 +1106,79 @@ func TestComposeFile(t *testing.T) {
 					t.Errorf("service %s: depends on %s with condition %q, want service_completed_successfully", name, dep, d.Condition)
 				}
 			}
+		}
+	}
+}
+
+// checkComposeTLS checks the compose file's certificates: one "certs cluster"
+// service issues a certificate for every coordinator and worker (by service name)
+// and an admin one; every coordinator, worker and submit step runs with
+// --tls-dir naming its own certificate's directory in the volume that service
+// writes, waits for it, and none mounts the CA's volume.
+func checkComposeTLS(t *testing.T, services map[string]composeService, cmds map[string]parsedCmd) {
+	t.Helper()
+	var certs string
+	for name, p := range cmds {
+		if p.cmd.CommandPath() == "ringtrain certs cluster" {
+			if certs != "" {
+				t.Errorf("two certs services: %s and %s", certs, name)
+			}
+			certs = name
+		}
+	}
+	if certs == "" {
+		t.Fatal("no service runs `ringtrain certs cluster`")
+	}
+	cp := cmds[certs]
+	out, caDir := cp.flag("out"), cp.flag("ca")
+	issued := map[string]string{}
+	for flag, role := range map[string]string{"coordinator-ids": "coordinator", "worker-ids": "worker", "admins": "admin"} {
+		for _, id := range splitList([]string{strings.Trim(cp.flag(flag), "[]")}) {
+			issued[id] = role
+		}
+	}
+	volumeOf := func(s composeService, path string) string {
+		for _, v := range s.Volumes {
+			parts := strings.Split(v, ":")
+			if len(parts) >= 2 && parts[1] == path {
+				return parts[0]
+			}
+		}
+		return ""
+	}
+	tlsVolume, caVolume := volumeOf(services[certs], out), volumeOf(services[certs], caDir)
+	if tlsVolume == "" || caVolume == "" {
+		t.Fatalf("service %s: --out %s and --ca %s must be volumes", certs, out, caDir)
+	}
+	for name, p := range cmds {
+		if name == certs {
+			continue
+		}
+		s := services[name]
+		if volumeOf(s, caDir) != "" || slices.ContainsFunc(s.Volumes, func(v string) bool { return strings.HasPrefix(v, caVolume+":") }) {
+			t.Errorf("service %s mounts the CA's volume %s", name, caVolume)
+		}
+		want := ""
+		switch p.cmd.Name() {
+		case "coordinator":
+			want = "coordinator"
+		case "worker":
+			want = "worker"
+		case "submit":
+			want = "admin"
+		default:
+			continue
+		}
+		dir := p.flag("tls-dir")
+		id := filepath.Base(dir)
+		if filepath.Dir(dir) != out || issued[id] != want || (want != "admin" && id != name) {
+			t.Errorf("service %s: --tls-dir %q, want %s/<its id> holding a %s certificate (issued: %v)", name, dir, out, want, issued)
+		}
+		if volumeOf(s, out) != tlsVolume || !slices.Contains(s.Volumes, tlsVolume+":"+out+":ro") {
+			t.Errorf("service %s: want the volume %s mounted read-only at %s", name, tlsVolume, out)
+		}
+		if s.DependsOn[certs].Condition != "service_completed_successfully" {
+			t.Errorf("service %s: want it to wait for %s (service_completed_successfully)", name, certs)
 		}
 	}
 }
@@ -1116,6 +1224,7 @@ type composeService struct {
 	User        string            `yaml:"user"`
 	ReadOnly    bool              `yaml:"read_only"`
 	CapDrop     []string          `yaml:"cap_drop"`
+	Volumes     []string          `yaml:"volumes"`
 	Healthcheck *struct {
 		Test        []string `yaml:"test"`
 		Interval    string   `yaml:"interval"`
@@ -1162,6 +1271,9 @@ func checkHealthcheck(t *testing.T, name string, s composeService, server parsed
 	// The check runs in the service's environment, where RINGTRAIN_<FLAG> would
 	// set a flag of `health` too.
 	p.cmd.Flags().VisitAll(func(fl *pflag.Flag) {
+		if fl.Name == "tls-dir" {
+			return // meant for the check too: it proves itself with the service's own certificate
+		}
 		if v, ok := s.Environment["RINGTRAIN_"+strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))]; ok {
 			t.Errorf("%s: the service's environment sets --%s=%s of the check", where, fl.Name, v)
 		}

@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+
+	"github.com/ringtrain/ringtrain/security"
 )
 
 // newHealthCmd is "health": one check of one process's standard gRPC health
@@ -20,6 +22,7 @@ func newHealthCmd() *cobra.Command {
 	var (
 		addr, service string
 		timeout       time.Duration
+		tf            tlsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "health",
@@ -42,7 +45,11 @@ server. This is the check of the compose file's healthcheck.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			st, err := checkHealth(ctx, addr, service)
+			creds, err := tf.load(nil)
+			if err != nil {
+				return err
+			}
+			st, err := checkHealth(ctx, addr, service, creds)
 			if err != nil {
 				return err
 			}
@@ -57,15 +64,21 @@ server. This is the check of the compose file's healthcheck.`,
 	f.StringVar(&addr, "addr", "127.0.0.1:7001", "host:port of the process's gRPC server (a coordinator's --grpc-addr, a worker's --listen)")
 	f.StringVar(&service, "service", "", `the service to ask about ("": the server as a whole)`)
 	f.DurationVar(&timeout, "timeout", 3*time.Second, "how long to wait for the answer")
+	addTLSFlags(cmd, &tf, clientInsecureHelp)
 	return cmd
 }
 
 // checkHealth asks the gRPC health service at addr about service and returns its
 // answer; an error when none came within ctx, with gRPC's reason ("connection
 // refused", "unknown service") in its message. Like every ringtrain client it
-// takes no service config from DNS.
-func checkHealth(ctx context.Context, addr, service string) (healthpb.HealthCheckResponse_ServingStatus, error) {
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDisableServiceConfig())
+// takes no service config from DNS. With creds the call is mutual TLS to a
+// coordinator or a worker of creds' CA.
+func checkHealth(ctx context.Context, addr, service string, creds *security.Store) (healthpb.HealthCheckResponse_ServingStatus, error) {
+	tc := insecure.NewCredentials()
+	if creds != nil {
+		tc = creds.ClientCredentials(security.Expect{Roles: []security.Role{security.RoleCoordinator, security.RoleWorker}})
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(tc), grpc.WithDisableServiceConfig())
 	if err != nil {
 		return 0, fmt.Errorf("health %s: %w", addr, err)
 	}

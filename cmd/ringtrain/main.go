@@ -146,6 +146,7 @@ func newRoot() *cobra.Command {
 		newAuditCmd(),
 		newPlotCmd(g),
 		newHealthCmd(),
+		newCertsCmd(),
 		newVersionCmd(),
 		newManCmd(),
 	)

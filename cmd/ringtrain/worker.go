@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -32,6 +34,8 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		auditPath          string
 		tensorBoard        bool
 		leaveExitCode      int
+		dataPort           int
+		tf                 tlsFlags
 	)
 	host, _ := os.Hostname()
 	cmd := &cobra.Command{
@@ -66,7 +70,15 @@ PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 			}
 			log = log.With("ordinal", g.ident.Ordinal)
 			log.Info("starting worker", "worker", id, "advertise", advert, "ordinal_from", orNone(g.ident.OrdinalFrom))
-			cl, err := coordinator.NewClient(splitList(addrs), coordinator.ClientOptions{Logger: log})
+			dataAddr, err := dataAddress(listen, dataPort)
+			if err != nil {
+				return err
+			}
+			creds, err := tf.serve(log, map[string]string{"--listen": listen, "--data-port": dataAddr})
+			if err != nil {
+				return err
+			}
+			cl, err := coordinator.NewClient(splitList(addrs), coordinator.ClientOptions{Logger: log, TLS: creds})
 			if err != nil {
 				return err
 			}
@@ -83,7 +95,7 @@ PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 			defer stop()
 			cfg := worker.Config{ID: id, Listen: listen, Advertise: advert, Coordinators: cl,
 				Device: device, Logger: log, Progress: cmd.OutOrStdout(), RingTimeout: ringTimeout, Metrics: wm,
-				NoTensorBoard: !tensorBoard}
+				NoTensorBoard: !tensorBoard, TLS: creds, DataAddress: dataAddr}
 			if auditPath != "" {
 				f, err := os.OpenFile(auditPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 				if err != nil {
@@ -122,6 +134,8 @@ PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 	f.StringVar(&metricsAddr, "metrics-addr", "", metricsAddrHelp)
 	f.StringVar(&auditPath, "audit-log", "", "append an audit of every contribution and applied update to this file (check with 'ringtrain audit')")
 	f.BoolVar(&tensorBoard, "tensorboard", true, "while rank 0, "+tensorBoardHelp)
+	f.IntVar(&dataPort, "data-port", 0, "fixed TCP port of the all-reduce lanes, on --listen's host (0: a free port per link host; give one so a firewall or network policy can name it)")
+	addTLSFlags(cmd, &tf, serveInsecureHelp)
 	f.IntVar(&leaveExitCode, "leave-exit-code", 0, "exit status after a graceful leave on SIGINT/SIGTERM before the job is finished (a Kubernetes Job: 143, so the pod is replaced)")
 	return cmd
 }
@@ -169,6 +183,7 @@ func newSubmitCmd(g *globals) *cobra.Command {
 		wait, follow           bool
 		interval               time.Duration
 		timeout                time.Duration
+		tf                     tlsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "submit JOB.yaml",
@@ -201,7 +216,11 @@ every change. --timeout bounds the submission and each status read.`,
 			if err != nil {
 				return err
 			}
-			cl, err := coordinator.NewClient(splitList(addrs), coordinator.ClientOptions{Logger: log})
+			creds, err := tf.load(log)
+			if err != nil {
+				return err
+			}
+			cl, err := coordinator.NewClient(splitList(addrs), coordinator.ClientOptions{Logger: log, TLS: creds})
 			if err != nil {
 				return err
 			}
@@ -232,7 +251,25 @@ every change. --timeout bounds the submission and each status read.`,
 	f.BoolVar(&follow, "follow", false, "wait, printing the step, loss and workers as the job goes")
 	f.DurationVar(&interval, "interval", time.Second, "with --wait or --follow: how often to read the job's state")
 	f.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long (with --wait: on the submission and each status read)")
+	cmd.Flags().StringVar(&tf.dir, "tls-dir", "", tlsDirHelp+"; submitting needs an admin certificate (ringtrain://admin/NAME)")
+	cmd.Flags().BoolVar(&tf.insecure, "insecure", false, clientInsecureHelp)
 	return cmd
+}
+
+// dataAddress is the lanes' listen address for --data-port on --listen's host
+// ("" for a free port per link).
+func dataAddress(listen string, port int) (string, error) {
+	if port == 0 {
+		return "", nil
+	}
+	if port < 0 || port > 65535 {
+		return "", usageErrorf("--data-port %d: want a TCP port in [1, 65535] (0: any)", port)
+	}
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", usageErrorf("--listen %q: %v", listen, err)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
 
 // printDone prints the summary line of a finished distributed run, then where this

@@ -34,7 +34,8 @@ trap 'rm -rf "$ctx"' EXIT
 echo "== go build (static) -> $ctx/ringtrain"
 (cd "$root" && CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags='-s -w' -o "$ctx/ringtrain" ./cmd/ringtrain)
 
-mkdir -p "$ctx/etc" "$ctx/corpus" "$ctx/writable/var/lib/ringtrain" "$ctx/writable/data" "$ctx/writable/tmp"
+mkdir -p "$ctx/etc" "$ctx/corpus" "$ctx/writable/var/lib/ringtrain" "$ctx/writable/data" "$ctx/writable/tmp" \
+	"$ctx/writable/tls" "$ctx/writable/tls-ca"
 chmod 1777 "$ctx/writable/tmp"
 cp "$here/Dockerfile" "$ctx/Dockerfile"
 printf 'root:x:0:0:root:/root:/sbin/nologin\nringtrain:x:65532:65532:ringtrain:/var/lib/ringtrain:/sbin/nologin\n' >"$ctx/etc/passwd"
