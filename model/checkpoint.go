@@ -255,8 +255,7 @@ func LoadCheckpoint(dir string) (*Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	ck.Params = make([]float32, ck.Config.NumParams())
-	if err := readSlabFile(weights, ck.Config, []slabGroup{{slab: ck.Params}}, nil); err != nil {
+	if err := readSlabFile(weights, ck.Config, []slabGroup{{slab: &ck.Params}}, nil); err != nil {
 		return nil, err
 	}
 	// In a ringtrain checkpoint verifySums has refused unlisted tokenizer files.
@@ -273,7 +272,7 @@ func LoadCheckpoint(dir string) (*Checkpoint, error) {
 	}
 	if listed[optimizerFile] {
 		path := filepath.Join(dir, optimizerFile)
-		opt := NewAdamW(ck.Config)
+		opt := &AdamW{tensors: ck.Config.Tensors()} // M and V are allocated once the file's header matches
 		checkStep := func(meta map[string]string) error {
 			s, ok := meta[adamwStepKey]
 			if !ok {
@@ -289,7 +288,7 @@ func LoadCheckpoint(dir string) (*Checkpoint, error) {
 			opt.Step = step
 			return nil
 		}
-		groups := []slabGroup{{prefix: expAvgPrefix, slab: opt.M}, {prefix: expAvgSqPrefix, slab: opt.V}}
+		groups := []slabGroup{{prefix: expAvgPrefix, slab: &opt.M}, {prefix: expAvgSqPrefix, slab: &opt.V}}
 		if err := readSlabFile(path, ck.Config, groups, checkStep); err != nil {
 			return nil, err
 		}
