@@ -432,6 +432,23 @@ func CheckpointDigest(dir string) (string, error) {
 	return hex.EncodeToString(sum), nil
 }
 
+// VerifyDigest checks that dir is the checkpoint whose CheckpointDigest is want (a
+// digest committed through the coordinator). A different digest is an error wrapping
+// ErrChecksum that names dir's SHA256SUMS and both digests: the files on disk are not
+// the checkpoint that was committed. LoadCheckpoint then verifies every file against
+// SHA256SUMS.
+func VerifyDigest(dir, want string) error {
+	got, err := CheckpointDigest(dir)
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("%w: %s has digest %s, but the committed checkpoint's is %s: the files are not the committed checkpoint",
+			ErrChecksum, filepath.Join(dir, sumsFile), got, want)
+	}
+	return nil
+}
+
 var stepDirPattern = regexp.MustCompile(`^step-([0-9]+)$`)
 
 // LatestCheckpoint returns the path of the checkpoint with the highest step among the
