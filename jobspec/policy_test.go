@@ -140,3 +140,76 @@ func mustJSON(t *testing.T, spec trainer.Spec) []byte {
 	}
 	return b
 }
+
+// FuzzCheck: a job whose spec_json holds any bytes is refused by Check with an
+// error wrapping coordinator.ErrBadCommand, or its spec decodes to one that builds a
+// model within the hard limits; Admit under a data root then confines its paths.
+func FuzzCheck(f *testing.F) {
+	for _, edit := range []func(*trainer.Spec){
+		func(*trainer.Spec) {},
+		func(s *trainer.Spec) { s.Model.Embd = 1e9 },
+		func(s *trainer.Spec) { s.Data, s.Out, s.InitFrom = "../x", "/etc", "a/../../b" },
+		func(s *trainer.Spec) { s.MicroBatch, s.SeqLen = 1<<40, 1<<40 },
+	} {
+		s := trainer.DefaultSpec()
+		edit(&s)
+		b, err := json.Marshal(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	root := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var spec trainer.Spec
+		if json.Unmarshal(b, &spec) != nil {
+			spec = trainer.DefaultSpec()
+		}
+		job := &pb.JobSpec{SpecJson: b, Streams: int32(spec.Streams), Steps: spec.Steps, CheckpointInterval: spec.CheckpointInterval, MinWorkers: 1}
+		if err := Check(job); err != nil {
+			if !errors.Is(err, coordinator.ErrBadCommand) {
+				t.Fatalf("error %v does not wrap ErrBadCommand", err)
+			}
+			return
+		}
+		got, err := Decode(job)
+		if err != nil {
+			t.Fatalf("checked job does not decode: %v", err)
+		}
+		c := got.Model
+		if c.VocabSize == 0 {
+			c.VocabSize = trainer.AssumedVocabSize
+		}
+		if c.MaxSeqLen == 0 {
+			c.MaxSeqLen = got.SeqLen
+		}
+		if err := c.CheckLimits(model.HardLimits, got.MicroBatch, got.SeqLen); err != nil {
+			t.Fatalf("checked job's model: %v", err)
+		}
+		admitted, err := Policy{DataRoot: root}.Admit(job)
+		if err != nil {
+			if !errors.Is(err, coordinator.ErrBadCommand) {
+				t.Fatalf("admit error %v does not wrap ErrBadCommand", err)
+			}
+			return
+		}
+		back, err := Decode(admitted)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pathsOf(&back) {
+			if !within(root, *p.v) && !within(mustReal(t, root), *p.v) {
+				t.Fatalf("admitted %s=%q outside %s", p.field, *p.v, root)
+			}
+		}
+	})
+}
+
+func mustReal(t *testing.T, p string) string {
+	t.Helper()
+	r, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
