@@ -455,7 +455,7 @@ func (w *Worker) checkpoint(ctx context.Context, js *jobState, g *generation, re
 	if c != nil {
 		rep.commit(c)
 	}
-	js.committed = max(js.committed, rep.committedStep())
+	js.committed = max(js.committed, rep.committedStep(js.version))
 	w.prune(ctx, js, log)
 	return nil
 }
