@@ -384,6 +384,11 @@ func readSums(path string) (map[string][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
+	return parseSums(b, path)
+}
+
+// parseSums parses the bytes of a SHA256SUMS file read from path (named in errors).
+func parseSums(b []byte, path string) (map[string][]byte, error) {
 	sums := map[string][]byte{}
 	for i, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
 		bad := func(why string) error {
