@@ -1,10 +1,9 @@
 package trainer
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 
@@ -23,11 +22,7 @@ func FuzzLoadSpec(f *testing.F) {
 	f.Add([]byte("micro_batch: 9223372036854775807\nseq_len: 9223372036854775807\n"))
 	f.Add([]byte("max_time: 1h30m\ndata: ../../etc\nunknown: 1\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		path := filepath.Join(t.TempDir(), "job.yaml")
-		if err := os.WriteFile(path, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		s, err := LoadSpec(path)
+		s, err := parseSpec(bytes.NewReader(b), "job.yaml")
 		if err != nil {
 			if !errors.Is(err, ErrBadSpec) {
 				t.Fatalf("error %v does not wrap ErrBadSpec", err)

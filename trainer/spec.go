@@ -90,7 +90,14 @@ func LoadSpec(path string) (Spec, error) {
 		return s, fmt.Errorf("job spec: %w", err)
 	}
 	defer f.Close()
-	dec := yaml.NewDecoder(f)
+	return parseSpec(f, path)
+}
+
+// parseSpec decodes a job YAML document read from path (named in errors) over the
+// defaults.
+func parseSpec(r io.Reader, path string) (Spec, error) {
+	s := DefaultSpec()
+	dec := yaml.NewDecoder(r)
 	dec.KnownFields(true)
 	if err := dec.Decode(&s); err != nil && !errors.Is(err, io.EOF) {
 		return s, fmt.Errorf("%w: %s: %v", ErrBadSpec, path, err)
