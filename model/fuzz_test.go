@@ -145,3 +145,61 @@ func FuzzLoadCheckpoint(f *testing.F) {
 		}
 	})
 }
+
+// FuzzConfig: any five dimensions are refused by Validate with ErrBadConfig or give
+// a config whose counted size matches its layout; a small one builds a model that
+// runs a forward pass. Nothing panics, whatever the dimensions.
+func FuzzConfig(f *testing.F) {
+	f.Add(2, 2, 8, 6, 11, 1, 3)
+	f.Add(4, 4, 1_000_000_000, 64, 65, 1, 1)
+	f.Add(1<<30, 1, 1, 1, 2, 1, 1)
+	f.Add(1, 1, 1<<31, 1<<31, 1<<31, 1, 1)
+	f.Add(-1, 0, -8, 0, 1, 0, 0)
+	f.Fuzz(func(t *testing.T, layers, heads, embd, maxT, vocab, B, T int) {
+		c := Config{Layers: layers, Heads: heads, Embd: embd, MaxSeqLen: maxT, VocabSize: vocab}
+		if err := c.Validate(); err != nil {
+			if !errors.Is(err, ErrBadConfig) {
+				t.Fatalf("error %v does not wrap ErrBadConfig", err)
+			}
+			if _, err := New(c, nil); err == nil {
+				t.Fatalf("New accepted %+v, which Validate refuses", c)
+			}
+			return
+		}
+		n, ok := c.ParamCount()
+		if !ok || n > HardLimits.MaxParams {
+			t.Fatalf("valid config %+v: %d parameters (ok %v)", c, n, ok)
+		}
+		if n > 1<<16 || c.Layers > 8 {
+			return // too large to build in a fuzz run
+		}
+		if n != int64(c.NumParams()) {
+			t.Fatalf("ParamCount %d, layout %d", n, c.NumParams())
+		}
+		m, err := New(c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		B, T = 1+abs(B)%2, 1+abs(T)%c.MaxSeqLen
+		if a, ok := c.ActivationBytes(B, T); !ok || a > 1<<24 {
+			return
+		}
+		in := make([]int32, B*T)
+		for i := range in {
+			in[i] = int32(i % c.VocabSize)
+		}
+		if _, _, err := m.Forward(in, in, B, T, true); err != nil {
+			t.Fatalf("forward of %+v with B=%d T=%d: %v", c, B, T, err)
+		}
+	})
+}
+
+func abs(x int) int {
+	if x < 0 {
+		if x == -x { // the most negative int
+			return 0
+		}
+		return -x
+	}
+	return x
+}
