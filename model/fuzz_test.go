@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ringtrain/ringtrain/safetensors"
 )
 
 // FuzzParseHFConfig: a config.json of any bytes is refused with an error wrapping
@@ -202,4 +204,49 @@ func abs(x int) int {
 		return -x
 	}
 	return x
+}
+
+// FuzzReadSlabs is FuzzLoadCheckpoint without the file system: the weights of any
+// bytes are read for a config.json of any bytes (the test config when that one is
+// refused). An accepted file fills a slab of the config's size with finite weights
+// from no more bytes than the file has.
+func FuzzReadSlabs(f *testing.F) {
+	dir := filepath.Join(f.TempDir(), "hf")
+	if err := ExportHF(dir, hfTestConfig, hfRandomSlab(hfTestConfig, 5)); err != nil {
+		f.Fatal(err)
+	}
+	cfgJSON, err := os.ReadFile(filepath.Join(dir, hfConfigFile))
+	if err != nil {
+		f.Fatal(err)
+	}
+	weights, err := os.ReadFile(filepath.Join(dir, hfWeightsFile))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(cfgJSON, weights)
+	f.Add(bytes.Replace(cfgJSON, []byte(`"vocab_size": 11`), []byte(`"vocab_size": 1000000000`), 1), weights)
+	f.Add([]byte(`{}`), weights[:100])
+	f.Fuzz(func(t *testing.T, cfgBytes, st []byte) {
+		c, _, err := parseHFConfig(cfgBytes, "config.json")
+		if err != nil {
+			c = hfTestConfig
+		}
+		sf, err := safetensors.Read(bytes.NewReader(st), int64(len(st)))
+		if err != nil {
+			return
+		}
+		var slab []float32
+		if err := readSlabs(sf, "model.safetensors", c, []slabGroup{{slab: &slab}}); err != nil {
+			if !errors.Is(err, ErrFormat) {
+				t.Fatalf("error %v does not wrap ErrFormat", err)
+			}
+			return
+		}
+		if len(slab) != c.NumParams() || int64(len(slab)) > int64(len(st)) {
+			t.Fatalf("%d weights for config %+v from %d bytes", len(slab), c, len(st))
+		}
+		if i := nonFinite(slab); i >= 0 {
+			t.Fatalf("weight %d is %v", i, slab[i])
+		}
+	})
 }
