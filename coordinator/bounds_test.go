@@ -43,6 +43,7 @@ func TestSessionsStayBoundedUnderHugeBadValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("state after %d refused commands with 3 MiB values: %d bytes", 4*MaxSessionEntries, len(b))
 	// 4 clients x 64 entries x (message <= 1 KiB + framing)
 	if limit := 4 * MaxSessionEntries * (MaxMessageLen + 64); len(b) > limit+4096 {
 		t.Fatalf("state of %d bytes after bad commands, want at most about %d", len(b), limit)
