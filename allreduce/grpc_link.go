@@ -73,6 +73,19 @@ func staleStatus(msg string) error {
 	return st.Err()
 }
 
+// checkHello checks a link's hello against this member (member "" accepts any
+// addressee); its error is the gRPC status the link is refused with.
+func checkHello(hello *ringv1.RingHello, member string) error {
+	if hello.Protocol != linkProtocol || hello.From == "" || hello.To == "" || hello.Lanes > maxLanes {
+		return status.Errorf(codes.InvalidArgument, "bad hello: protocol %d (want %d), from %q, to %q, %d lanes (at most %d)",
+			hello.Protocol, linkProtocol, hello.From, hello.To, hello.Lanes, maxLanes)
+	}
+	if member != "" && hello.To != member {
+		return status.Errorf(codes.NotFound, "this is member %q, not %q", member, hello.To)
+	}
+	return nil
+}
+
 // Open serves one link: it checks the hello, grants TCP lanes if asked,
 // parks the link until Connect takes it, and holds the stream open until the
 // link ends.
@@ -86,12 +99,8 @@ func (ls linkServer) Open(stream ringv1.RingLink_OpenServer) error {
 	if err := stream.RecvMsg(hello); err != nil {
 		return err
 	}
-	if hello.Protocol != linkProtocol || hello.From == "" || hello.To == "" || hello.Lanes > maxLanes {
-		return status.Errorf(codes.InvalidArgument, "bad hello: protocol %d (want %d), from %q, to %q, %d lanes (at most %d)",
-			hello.Protocol, linkProtocol, hello.From, hello.To, hello.Lanes, maxLanes)
-	}
-	if s.opts.Member != "" && hello.To != s.opts.Member {
-		return status.Errorf(codes.NotFound, "this is member %q, not %q", s.opts.Member, hello.To)
+	if err := checkHello(hello, s.opts.Member); err != nil {
+		return err
 	}
 	if s.opts.TLS != nil {
 		// The peer is the worker its certificate names, whatever the hello says.

@@ -111,6 +111,11 @@ type Config struct {
 	// Policy. Nil serves plain text (loopback, or an explicit --insecure).
 	TLS *security.Store
 
+	// Jobs checks the inside of submitted jobs (JobPolicy): Admit on the leader
+	// before a job is proposed, Check in the state machine. Nil: only the
+	// coordinator's own fields of a job are checked (ValidateJob).
+	Jobs JobPolicy
+
 	// Test hooks (set by the harness in testing.go).
 	raftListener net.Listener
 	grpcListener net.Listener

@@ -77,6 +77,7 @@ func ResultError(r *pb.Result) error {
 
 // failure builds an error Result. The message must be deterministic: it is replicated
 // state (remembered for duplicate requests).
+// It is cut to MaxMessageLen bytes.
 func failure(code pb.ErrorCode, format string, args ...any) *pb.Result {
-	return &pb.Result{Code: code, Message: fmt.Sprintf(format, args...)}
+	return &pb.Result{Code: code, Message: truncateText(fmt.Sprintf(format, args...), MaxMessageLen)}
 }

@@ -3,9 +3,11 @@ package coordinator
 import (
 	"cmp"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -39,6 +41,17 @@ const (
 	// MaxCheckpoints is how many committed checkpoints are kept (the newest).
 	MaxCheckpoints = 32
 
+	// MaxReasonLen is the most bytes of a free-text reason kept in the state (a
+	// FailJob or RemoveWorker reason): a longer one is truncated (truncateText).
+	MaxReasonLen = 4096
+	// MaxMessageLen is the most bytes of a Result's error message, which sessions
+	// remember: a longer one is truncated, so a client cannot grow the replicated
+	// session table with its own input echoed back.
+	MaxMessageLen = 1024
+	// MaxCommandBytes is the largest encoded command Apply accepts (and the leader
+	// proposes): a job spec's JSON of up to 4 MiB and room for the rest.
+	MaxCommandBytes = maxSpecJSON + 64<<10
+
 	maxIDLen      = 128
 	maxAddrLen    = 256
 	maxTextLen    = 4096
@@ -46,7 +59,24 @@ const (
 	maxSpecJSON   = 4 << 20
 	maxRequestIDs = 1 << 62
 	sha256Size    = sha256.Size
+	// maxQuoted is how many bytes of a bad value an error message quotes.
+	maxQuoted = 128
 )
+
+// JobPolicy checks the inside of a job (spec_json and the paths it names), which the
+// coordinator does not read itself; cmd/ringtrain passes jobspec.Policy. Both methods
+// may be called concurrently.
+type JobPolicy interface {
+	// Check is a pure, deterministic check of a job, the same on every replica
+	// whatever its flags: the state machine calls it when it applies a SubmitJob
+	// and when it restores a state with a job. It must read nothing but job.
+	Check(job *pb.JobSpec) error
+	// Admit is the leader's check of a submitted job before it is proposed: Check,
+	// the configured limits, the paths confined under the data root. It returns the
+	// job to propose (paths resolved), or an error wrapping ErrBadCommand that
+	// names the field and value.
+	Admit(job *pb.JobSpec) (*pb.JobSpec, error)
+}
 
 // Machine is the coordinator's deterministic state machine: the pure core that the
 // Raft FSM adapter (raftFSM) wraps. Apply decodes a command, checks it against the
@@ -57,12 +87,14 @@ const (
 //
 // A Machine is not safe for concurrent use; raftFSM serialises access.
 type Machine struct {
-	st *pb.CoordinatorState
+	st   *pb.CoordinatorState
+	jobs JobPolicy // nil: only the coordinator's own fields of a job are checked
 }
 
-// NewMachine returns a Machine with an empty state.
-func NewMachine() *Machine {
-	return &Machine{st: &pb.CoordinatorState{Version: StateVersion}}
+// NewMachine returns a Machine with an empty state that checks jobs with jobs.Check
+// (nil: only the coordinator's own fields of a job, checkJob).
+func NewMachine(jobs JobPolicy) *Machine {
+	return &Machine{st: &pb.CoordinatorState{Version: StateVersion}, jobs: jobs}
 }
 
 // State returns a deep copy of the whole state, owned by the caller.
@@ -76,6 +108,11 @@ func (m *Machine) view() *pb.CoordinatorState { return m.st }
 func (m *Machine) Restore(st *pb.CoordinatorState) error {
 	if err := checkState(st); err != nil {
 		return err
+	}
+	if st.Job != nil && m.jobs != nil {
+		if err := m.jobs.Check(st.Job); err != nil {
+			return fmt.Errorf("%w: state: job: %w", ErrBadCommand, err)
+		}
 	}
 	m.st = upgradeState(proto.CloneOf(st))
 	return nil
@@ -96,6 +133,9 @@ func EncodeCommand(c *pb.Command) ([]byte, error) {
 // recorded as a worker's joined_at. Called by raftFSM.Apply on Raft's FSM goroutine.
 func (m *Machine) Apply(index uint64, data []byte) *pb.Result {
 	m.st.AppliedIndex = index
+	if len(data) > MaxCommandBytes {
+		return failure(pb.ErrorCode_ERROR_CODE_BAD_COMMAND, "command of %d bytes exceeds %d", len(data), MaxCommandBytes)
+	}
 	var c pb.Command
 	if err := proto.Unmarshal(data, &c); err != nil {
 		return failure(pb.ErrorCode_ERROR_CODE_BAD_COMMAND, "decode command: %v", err)
@@ -148,7 +188,22 @@ func (m *Machine) dispatch(index uint64, c *pb.Command) *pb.Result {
 func ok() *pb.Result { return &pb.Result{} }
 
 func badField(field string, v any, why string) *pb.Result {
-	return failure(pb.ErrorCode_ERROR_CODE_BAD_COMMAND, "%s=%q %s", field, fmt.Sprint(v), why)
+	return failure(pb.ErrorCode_ERROR_CODE_BAD_COMMAND, "%s=%q %s", field, truncateText(fmt.Sprint(v), maxQuoted), why)
+}
+
+// truncateText returns s cut to at most limit bytes at a UTF-8 boundary, marked with
+// a trailing "…" (within the limit) when cut. It is deterministic: replicas that
+// truncate the same text keep the same bytes.
+func truncateText(s string, limit int) string {
+	if len(s) <= limit {
+		return s
+	}
+	const mark = "…"
+	cut := max(limit-len(mark), 0)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
 }
 
 func checkName(field, v string, limit int) *pb.Result {
@@ -161,6 +216,25 @@ func checkName(field, v string, limit int) *pb.Result {
 		}
 	}
 	return nil
+}
+
+// admitJob runs the leader's check of a submitted job (JobPolicy.Admit) when there
+// is a policy, and returns the job to propose. Errors wrap ErrBadCommand.
+func admitJob(jobs JobPolicy, job *pb.JobSpec) (*pb.JobSpec, error) {
+	if r := checkJob(job); r != nil {
+		return nil, ResultError(r)
+	}
+	if jobs == nil {
+		return job, nil
+	}
+	out, err := jobs.Admit(job)
+	if err != nil {
+		if !errors.Is(err, ErrBadCommand) {
+			err = fmt.Errorf("%w: %w", ErrBadCommand, err)
+		}
+		return nil, err
+	}
+	return out, nil
 }
 
 // ValidateJob checks the coordinator's fields of a job spec and names the first bad one.
@@ -199,6 +273,11 @@ func (m *Machine) submitJob(op *pb.SubmitJobOp) *pb.Result {
 	if r := checkJob(op.GetJob()); r != nil {
 		return r
 	}
+	if m.jobs != nil {
+		if err := m.jobs.Check(op.GetJob()); err != nil {
+			return failure(pb.ErrorCode_ERROR_CODE_BAD_COMMAND, "%v", err)
+		}
+	}
 	if m.st.Job != nil {
 		if proto.Equal(m.st.Job, op.GetJob()) {
 			if op.GetReplace() && m.st.GetJobStatus().GetState() == pb.JobState_JOB_STATE_FAILED {
@@ -218,6 +297,7 @@ func (m *Machine) submitJob(op *pb.SubmitJobOp) *pb.Result {
 		m.st.Checkpoints = nil
 	}
 	m.st.Job = proto.CloneOf(op.GetJob())
+	m.st.JobVersion++
 	m.st.JobStatus = &pb.JobStatus{State: pb.JobState_JOB_STATE_RUNNING}
 	m.st.MembershipEpoch++
 	return ok()
@@ -282,10 +362,12 @@ func (m *Machine) replan() *pb.Result {
 	} else {
 		next = NextPlan(m.st.Job, m.st.Workers, prev)
 	}
+	next.JobVersion = m.st.JobVersion
 	if prev != nil && samePlan(prev, next) {
 		prev.MembershipEpoch = m.st.MembershipEpoch
 		return &pb.Result{Plan: proto.CloneOf(prev)}
 	}
+	next.JobVersion = m.st.JobVersion
 	next.Generation = prev.GetGeneration() + 1
 	next.StartStep = m.st.GetProgress().GetStep()
 	next.MembershipEpoch = m.st.MembershipEpoch
@@ -357,6 +439,9 @@ func checkSHA256(v string) bool {
 func (m *Machine) commitCheckpoint(version uint32, op *pb.CommitCheckpointOp) *pb.Result {
 	if r := m.checkMember(op.GetWorkerId(), op.GetGeneration()); r != nil {
 		return r
+	}
+	if op.GetJobVersion() != 0 && op.GetJobVersion() != m.st.GetJobVersion() {
+		return failure(pb.ErrorCode_ERROR_CODE_CONFLICT, "checkpoint of job version %d: the current job is version %d", op.GetJobVersion(), m.st.GetJobVersion())
 	}
 	if op.GetStep() < 0 {
 		return badField("step", op.GetStep(), "must be >= 0")
@@ -514,7 +599,13 @@ func checkState(st *pb.CoordinatorState) error {
 	if err := checkFinalMarks(st); err != nil {
 		return bad("%v", err)
 	}
+	if st.Job == nil && st.GetJobVersion() != 0 {
+		return bad("job version %d without a job", st.GetJobVersion())
+	}
 	if p := st.GetPlan(); p != nil {
+		if p.GetJobVersion() > st.GetJobVersion() {
+			return bad("plan of job version %d, newer than the state's %d", p.GetJobVersion(), st.GetJobVersion())
+		}
 		if len(p.GetMembers()) != len(p.GetWorkers()) {
 			return bad("plan has %d members but %d worker records", len(p.GetMembers()), len(p.GetWorkers()))
 		}

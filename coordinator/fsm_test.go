@@ -51,7 +51,7 @@ func opSetReplica(id, addr string) *pb.Command {
 // machineAt applies cmds in order from index 1 and fails on any error.
 func machineAt(t testing.TB, cmds ...*pb.Command) *Machine {
 	t.Helper()
-	m := NewMachine()
+	m := NewMachine(nil)
 	for i, c := range cmds {
 		if r := m.Apply(uint64(i+1), enc(t, c)); r.GetCode() != pb.ErrorCode_ERROR_CODE_OK {
 			t.Fatalf("setup command %d: %v", i, ResultError(r))
@@ -194,7 +194,7 @@ func TestMachineRemoveIncarnation(t *testing.T) {
 }
 
 func TestMachineDeduplicates(t *testing.T) {
-	m := NewMachine()
+	m := NewMachine(nil)
 	rid := &pb.RequestID{ClientId: "client-a", RequestId: 1}
 	c := opRegister("w0", "h0:1")
 	c.Rid = rid
@@ -222,7 +222,7 @@ func TestMachineDeduplicates(t *testing.T) {
 }
 
 func TestMachineSessionBounds(t *testing.T) {
-	m := NewMachine()
+	m := NewMachine(nil)
 	idx := uint64(0)
 	for c := range MaxSessions + 10 {
 		for r := range 3 {
@@ -293,8 +293,8 @@ func TestMachineDeterministicAndSnapshotRoundTrip(t *testing.T) {
 	for seed := range uint64(20) {
 		rng := rand.New(rand.NewPCG(seed, 7))
 		cmds := randomCommands(rng, 200)
-		a, b := NewMachine(), NewMachine()
-		f := newRaftFSM()
+		a, b := NewMachine(nil), NewMachine(nil)
+		f := newRaftFSM(nil)
 		half := len(cmds) / 2
 		for i, c := range cmds {
 			data := enc(t, c)
@@ -335,7 +335,7 @@ func TestMachineDeterministicAndSnapshotRoundTrip(t *testing.T) {
 }
 
 func TestRestoreRejectsCorruptState(t *testing.T) {
-	f := newRaftFSM()
+	f := newRaftFSM(nil)
 	for name, b := range map[string][]byte{
 		"garbage":     {0xff, 0x01, 0x02},
 		"bad version": func() []byte { b, _ := proto.Marshal(&pb.CoordinatorState{Version: 42}); return b }(),

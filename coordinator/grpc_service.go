@@ -118,6 +118,7 @@ func (s *service) CommitCheckpoint(ctx context.Context, req *pb.CommitCheckpoint
 	res, err := s.write(ctx, req.GetRid(), &pb.Command{Op: &pb.Command_CommitCheckpoint{CommitCheckpoint: &pb.CommitCheckpointOp{
 		WorkerId: req.GetWorkerId(), Generation: req.GetGeneration(), Step: req.GetStep(), Location: req.GetLocation(), Sha256: req.GetSha256(),
 		Final: req.GetFinal(), StopReason: req.GetStopReason(),
+		JobVersion: req.GetJobVersion(),
 	}}})
 	if err != nil {
 		return nil, toStatus(err)
@@ -127,8 +128,12 @@ func (s *service) CommitCheckpoint(ctx context.Context, req *pb.CommitCheckpoint
 }
 
 func (s *service) SubmitJob(ctx context.Context, req *pb.SubmitJobRequest) (*pb.SubmitJobResponse, error) {
-	_, err := s.write(ctx, req.GetRid(), &pb.Command{Op: &pb.Command_SubmitJob{SubmitJob: &pb.SubmitJobOp{
-		Job: req.GetJob(), Replace: req.GetReplace(),
+	job, err := admitJob(s.n.cfg.Jobs, req.GetJob())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	_, err = s.write(ctx, req.GetRid(), &pb.Command{Op: &pb.Command_SubmitJob{SubmitJob: &pb.SubmitJobOp{
+		Job: job, Replace: req.GetReplace(),
 	}}})
 	if err != nil {
 		return nil, toStatus(err)

@@ -22,6 +22,9 @@ type InmemOptions struct {
 	// (default HoldOff: no doubling), as Config.HoldOff and Config.MaxHoldOff.
 	HoldOff    time.Duration
 	MaxHoldOff time.Duration
+	// Jobs checks submitted jobs as Config.Jobs does (nil: the coordinator's own
+	// fields only).
+	Jobs JobPolicy
 }
 
 // Inmem is a coordinator in memory, for tests of the worker that need no Raft, no
@@ -64,7 +67,7 @@ func NewInmem(opts InmemOptions) *Inmem {
 		opts.Lease = 10 * time.Second
 	}
 	opts.MaxHoldOff = max(opts.MaxHoldOff, opts.HoldOff)
-	return &Inmem{opts: opts, m: NewMachine(), changes: make(chan struct{}), holds: map[string]holdOff{}}
+	return &Inmem{opts: opts, m: NewMachine(opts.Jobs), changes: make(chan struct{}), holds: map[string]holdOff{}}
 }
 
 // applyLocked applies cmd as the next log entry, then a Replan when the membership
@@ -118,8 +121,12 @@ func (c *Inmem) write(ctx context.Context, name string, rid *pb.RequestID, cmd *
 
 // SubmitJob installs the job; see Client.SubmitJob.
 func (c *Inmem) SubmitJob(ctx context.Context, req *pb.SubmitJobRequest) error {
-	_, err := c.write(ctx, "submit job", req.GetRid(), &pb.Command{Op: &pb.Command_SubmitJob{SubmitJob: &pb.SubmitJobOp{
-		Job: req.GetJob(), Replace: req.GetReplace(),
+	job, err := admitJob(c.opts.Jobs, req.GetJob())
+	if err != nil {
+		return fmt.Errorf("coordinator: submit job: %w", err)
+	}
+	_, err = c.write(ctx, "submit job", req.GetRid(), &pb.Command{Op: &pb.Command_SubmitJob{SubmitJob: &pb.SubmitJobOp{
+		Job: job, Replace: req.GetReplace(),
 	}}})
 	return err
 }
@@ -231,6 +238,7 @@ func (c *Inmem) CommitCheckpoint(ctx context.Context, req *pb.CommitCheckpointRe
 	res, err := c.write(ctx, "commit checkpoint", req.GetRid(), &pb.Command{Op: &pb.Command_CommitCheckpoint{CommitCheckpoint: &pb.CommitCheckpointOp{
 		WorkerId: req.GetWorkerId(), Generation: req.GetGeneration(), Step: req.GetStep(), Location: req.GetLocation(), Sha256: req.GetSha256(),
 		Final: req.GetFinal(), StopReason: req.GetStopReason(),
+		JobVersion: req.GetJobVersion(),
 	}}})
 	if err != nil {
 		return nil, err

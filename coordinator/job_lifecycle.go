@@ -183,8 +183,6 @@ func (m *Machine) failJob(op *pb.FailJobOp) *pb.Result {
 	switch {
 	case op.GetReason() == "":
 		return badField("reason", "", "is required")
-	case len(op.GetReason()) > maxTextLen:
-		return badField("reason", fmt.Sprintf("%d bytes", len(op.GetReason())), fmt.Sprintf("exceeds %d bytes", maxTextLen))
 	case op.GetStep() < 0:
 		return badField("step", op.GetStep(), "must be >= 0")
 	}
@@ -200,7 +198,7 @@ func (m *Machine) failJob(op *pb.FailJobOp) *pb.Result {
 	case pb.JobState_JOB_STATE_FINISHED:
 		return failure(pb.ErrorCode_ERROR_CODE_CONFLICT, "the job has finished at step %d", m.st.GetJobStatus().GetStep())
 	}
-	m.st.JobStatus = &pb.JobStatus{State: pb.JobState_JOB_STATE_FAILED, Reason: op.GetReason(),
+	m.st.JobStatus = &pb.JobStatus{State: pb.JobState_JOB_STATE_FAILED, Reason: truncateText(op.GetReason(), MaxReasonLen),
 		WorkerId: op.GetWorkerId(), Step: op.GetStep(), Generation: op.GetGeneration()}
 	m.st.MembershipEpoch++
 	return &pb.Result{JobStatus: proto.CloneOf(m.st.JobStatus)}
@@ -231,6 +229,9 @@ func endReason(s *pb.JobStatus) string {
 func upgradeState(st *pb.CoordinatorState) *pb.CoordinatorState {
 	if st.GetVersion() == 1 && st.Job != nil && st.JobStatus == nil {
 		st.JobStatus = derivedStatus(st)
+	}
+	if st.Job != nil && st.JobVersion == 0 {
+		st.JobVersion = 1 // a state written before job versions: its job is the first
 	}
 	st.Version = StateVersion
 	return st

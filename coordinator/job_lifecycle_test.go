@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -107,7 +108,13 @@ func TestJobLifecycle(t *testing.T) {
 		{name: "a finished job cannot fail", setup: end, cmd: fail, code: pb.ErrorCode_ERROR_CODE_CONFLICT, state: finished, plan: pb.PlanState_PLAN_STATE_ACTIVE},
 		{name: "failure from an unknown worker", cmd: opFail("w9", 1, 1, "x"), code: pb.ErrorCode_ERROR_CODE_UNKNOWN_WORKER, state: running, plan: pb.PlanState_PLAN_STATE_ACTIVE},
 		{name: "failure without a reason", cmd: opFail("w0", 1, 1, ""), code: pb.ErrorCode_ERROR_CODE_BAD_COMMAND, state: running, plan: pb.PlanState_PLAN_STATE_ACTIVE},
-		{name: "failure with a long reason", cmd: opFail("w0", 1, 1, strings.Repeat("x", 5000)), code: pb.ErrorCode_ERROR_CODE_BAD_COMMAND, state: running, plan: pb.PlanState_PLAN_STATE_ACTIVE},
+		{name: "failure with a long reason is kept truncated", cmd: opFail("w0", 1, 1, strings.Repeat("é", 5000)), state: failed, plan: pb.PlanState_PLAN_STATE_ENDED,
+			check: func(t *testing.T, st *pb.CoordinatorState) {
+				r := st.GetJobStatus().GetReason()
+				if len(r) > MaxReasonLen || !utf8.ValidString(r) || !strings.HasPrefix(r, "éé") || !strings.HasSuffix(r, "…") {
+					t.Errorf("reason of %d bytes (valid UTF-8 %v) %.20q…, want at most %d bytes, cut at a rune and marked", len(r), utf8.ValidString(r), r, MaxReasonLen)
+				}
+			}},
 		{name: "failure at a negative step", cmd: opFail("w0", 1, -1, "x"), code: pb.ErrorCode_ERROR_CODE_BAD_COMMAND, state: running, plan: pb.PlanState_PLAN_STATE_ACTIVE},
 		{name: "the same job again leaves a failed job failed", setup: []*pb.Command{fail}, cmd: opSubmit(testJob(), false), state: failed, plan: pb.PlanState_PLAN_STATE_ENDED},
 		{name: "the same job replaced resumes a failed job", setup: []*pb.Command{opProgress("w0", 1, 50, 2), opCheckpoint("w0", 1, 50, digestA), fail, opReplan()},
@@ -261,7 +268,7 @@ func TestOlderVersions(t *testing.T) {
 		}
 		return b
 	}
-	m := NewMachine()
+	m := NewMachine(nil)
 	for i, c := range []*pb.Command{opSubmit(testJob(), false), opRegister("w0", "h0:1"), opReplan(),
 		opProgress("w0", 1, 100, 1), opCheckpoint("w0", 1, 100, digestA)} {
 		if r := m.Apply(uint64(i+1), v1(c)); r.GetCode() != pb.ErrorCode_ERROR_CODE_OK {
@@ -322,7 +329,7 @@ func TestOlderVersions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			f := newRaftFSM()
+			f := newRaftFSM(nil)
 			if err := f.Restore(readCloser(b)); err != nil {
 				t.Fatalf("restore: %v", err)
 			}
@@ -376,7 +383,7 @@ func TestRestoreRejectsBadJobStatus(t *testing.T) {
 		if _, err := DecodeState(b); err == nil {
 			t.Errorf("%s: decoded", name)
 		}
-		if err := newRaftFSM().Restore(readCloser(b)); err == nil {
+		if err := newRaftFSM(nil).Restore(readCloser(b)); err == nil {
 			t.Errorf("%s: restored", name)
 		}
 	}
@@ -422,7 +429,7 @@ func TestLifecycleInvariants(t *testing.T) {
 	early := 0
 	for seed := range uint64(40) {
 		rng := rand.New(rand.NewPCG(seed, 11))
-		a, b := NewMachine(), NewMachine()
+		a, b := NewMachine(nil), NewMachine(nil)
 		for i := range 300 {
 			c := lifecycleCommand(rng, a.view())
 			data := enc(t, c)
@@ -460,7 +467,7 @@ func TestLifecycleInvariants(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f := newRaftFSM()
+		f := newRaftFSM(nil)
 		if err := f.Restore(readCloser(snap.(fsmSnapshot))); err != nil {
 			t.Fatalf("seed %d: restore: %v", seed, err)
 		}

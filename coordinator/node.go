@@ -59,7 +59,7 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("replica", cfg.ID), fsm: newRaftFSM()}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("replica", cfg.ID), fsm: newRaftFSM(cfg.Jobs)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	var cleanup []func()
 	fail := func(err error) (*Node, error) {
@@ -456,6 +456,9 @@ func (n *Node) apply(ctx context.Context, c *pb.Command) (*pb.Result, error) {
 	b, err := EncodeCommand(c)
 	if err != nil {
 		return nil, err
+	}
+	if len(b) > MaxCommandBytes {
+		return nil, fmt.Errorf("%w: command of %d bytes exceeds %d", ErrBadCommand, len(b), MaxCommandBytes)
 	}
 	f := n.raft.Apply(b, n.cfg.ApplyTimeout)
 	if err := wait(ctx, f); err != nil {

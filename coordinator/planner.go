@@ -162,7 +162,7 @@ func samePlan(a, b *pb.Plan) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	if a.GetState() != b.GetState() || a.GetReason() != b.GetReason() ||
+	if a.GetState() != b.GetState() || a.GetReason() != b.GetReason() || a.GetJobVersion() != b.GetJobVersion() ||
 		!slices.Equal(a.GetMembers(), b.GetMembers()) ||
 		!slices.Equal(a.GetStreamOwner(), b.GetStreamOwner()) ||
 		!slices.Equal(a.GetStandby(), b.GetStandby()) ||

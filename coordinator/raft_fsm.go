@@ -20,8 +20,8 @@ type raftFSM struct {
 	changes chan struct{} // closed and replaced after every change
 }
 
-func newRaftFSM() *raftFSM {
-	return &raftFSM{m: NewMachine(), changes: make(chan struct{})}
+func newRaftFSM(jobs JobPolicy) *raftFSM {
+	return &raftFSM{m: NewMachine(jobs), changes: make(chan struct{})}
 }
 
 // Apply implements raft.FSM. It returns the command's *pb.Result.

@@ -17,6 +17,13 @@
 //	// on a worker:
 //	spec, err := jobspec.Decode(st.GetState().GetJob())
 //
+//	// on a coordinator (cmd/ringtrain's --max-params, --max-activation-bytes, --data-root):
+//	cfg.Jobs = jobspec.Policy{Limits: model.DefaultLimits, DataRoot: "/data"}
+//
+// Policy is the coordinator.JobPolicy: Check is the pure check the state machine
+// runs in Apply and Restore, Admit the leader's check before a job is proposed, which
+// also confines the job's paths under the data root (docs/limits.md).
+//
 // # Why a package of its own
 //
 // The coordinator never looks inside spec_json: it plans streams and counts steps

@@ -13,7 +13,7 @@ import (
 // JSON (what workers decode with Decode), and the fields the coordinator acts on
 // (streams, steps, checkpoint interval) are copied beside it with the worker bounds.
 // minWorkers 0 means 1; maxWorkers 0 means one worker per stream. The job is checked
-// with coordinator.ValidateJob; errors wrap coordinator.ErrBadCommand.
+// with coordinator.ValidateJob and Check; errors wrap coordinator.ErrBadCommand.
 func Encode(spec trainer.Spec, minWorkers, maxWorkers int) (*pb.JobSpec, error) {
 	b, err := json.Marshal(spec)
 	if err != nil {
@@ -31,6 +31,9 @@ func Encode(spec trainer.Spec, minWorkers, maxWorkers int) (*pb.JobSpec, error) 
 		return nil, fmt.Errorf("%w: job.streams/min_workers/max_workers out of range", coordinator.ErrBadCommand)
 	}
 	if err := coordinator.ValidateJob(job); err != nil {
+		return nil, err
+	}
+	if err := Check(job); err != nil {
 		return nil, err
 	}
 	return job, nil

@@ -115,6 +115,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	discard := slog.New(slog.DiscardHandler)
+	if o.Replica.Jobs == nil {
+		o.Replica.Jobs = jobspec.Policy{} // default limits; paths are the caller's own
+	}
 	if o.Replica.Logger == nil {
 		o.Replica.Logger = discard
 	}

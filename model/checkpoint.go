@@ -258,8 +258,7 @@ func LoadCheckpoint(dir string) (*Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	ck.Params = make([]float32, ck.Config.NumParams())
-	if err := readSlabFile(weights, ck.Config, []slabGroup{{slab: ck.Params}}, nil); err != nil {
+	if err := readSlabFile(weights, ck.Config, []slabGroup{{slab: &ck.Params}}, nil); err != nil {
 		return nil, err
 	}
 	// In a ringtrain checkpoint verifySums has refused unlisted tokenizer files.
@@ -276,7 +275,7 @@ func LoadCheckpoint(dir string) (*Checkpoint, error) {
 	}
 	if listed[optimizerFile] {
 		path := filepath.Join(dir, optimizerFile)
-		opt := NewAdamW(ck.Config)
+		opt := &AdamW{tensors: ck.Config.Tensors()} // M and V are allocated once the file's header matches
 		checkStep := func(meta map[string]string) error {
 			s, ok := meta[adamwStepKey]
 			if !ok {
@@ -292,7 +291,7 @@ func LoadCheckpoint(dir string) (*Checkpoint, error) {
 			opt.Step = step
 			return nil
 		}
-		groups := []slabGroup{{prefix: expAvgPrefix, slab: opt.M}, {prefix: expAvgSqPrefix, slab: opt.V}}
+		groups := []slabGroup{{prefix: expAvgPrefix, slab: &opt.M}, {prefix: expAvgSqPrefix, slab: &opt.V}}
 		if err := readSlabFile(path, ck.Config, groups, checkStep); err != nil {
 			return nil, err
 		}
@@ -388,6 +387,11 @@ func readSums(path string) (map[string][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
+	return parseSums(b, path)
+}
+
+// parseSums parses the bytes of a SHA256SUMS file read from path (named in errors).
+func parseSums(b []byte, path string) (map[string][]byte, error) {
 	sums := map[string][]byte{}
 	for i, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
 		bad := func(why string) error {
@@ -434,6 +438,23 @@ func CheckpointDigest(dir string) (string, error) {
 		return "", fmt.Errorf("model: checkpoint digest: %w", err)
 	}
 	return hex.EncodeToString(sum), nil
+}
+
+// VerifyDigest checks that dir is the checkpoint whose CheckpointDigest is want (a
+// digest committed through the coordinator). A different digest is an error wrapping
+// ErrChecksum that names dir's SHA256SUMS and both digests: the files on disk are not
+// the checkpoint that was committed. LoadCheckpoint then verifies every file against
+// SHA256SUMS.
+func VerifyDigest(dir, want string) error {
+	got, err := CheckpointDigest(dir)
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("%w: %s has digest %s, but the committed checkpoint's is %s: the files are not the committed checkpoint",
+			ErrChecksum, filepath.Join(dir, sumsFile), got, want)
+	}
+	return nil
 }
 
 var stepDirPattern = regexp.MustCompile(`^step-([0-9]+)$`)

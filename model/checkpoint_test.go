@@ -375,7 +375,7 @@ func TestCheckpointSaveRejects(t *testing.T) {
 		edit func(*Checkpoint)
 		want error
 	}{
-		"nan loss":     {func(ck *Checkpoint) { ck.Trainer.Loss = float64(hfRandomSlab(hfTestConfig, 1)[2]) }, ErrFormat},
+		"nan loss":     {func(ck *Checkpoint) { ck.Trainer.Loss = math.NaN() }, ErrFormat},
 		"bad job":      {func(ck *Checkpoint) { ck.Trainer.Job = json.RawMessage(`{"lr":`) }, ErrFormat},
 		"short params": {func(ck *Checkpoint) { ck.Params = ck.Params[1:] }, ErrShape},
 		"short moment": {func(ck *Checkpoint) { ck.Opt.V = ck.Opt.V[1:] }, ErrShape},
@@ -580,4 +580,32 @@ func TestCheckpointWithoutOptimizer(t *testing.T) {
 		t.Error("generation_config.json written without an EOT id")
 	}
 	hfSameBits(t, "params", got.Params, ck.Params)
+}
+
+func TestVerifyDigest(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ck")
+	ckSave(t, dir, ckTest(t))
+	digest, err := CheckpointDigest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyDigest(dir, digest); err != nil {
+		t.Fatalf("the committed checkpoint itself: %v", err)
+	}
+	// Another checkpoint in its place (its own SHA256SUMS consistent): refused, naming the file.
+	other := ckTest(t)
+	other.Trainer.Step++
+	other.Trainer.AdamWStep++
+	other.Opt.Step++
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	ckSave(t, dir, other)
+	err = VerifyDigest(dir, digest)
+	if !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), filepath.Join(dir, "SHA256SUMS")) || !strings.Contains(err.Error(), digest) {
+		t.Fatalf("replaced checkpoint: err %v, want ErrChecksum naming SHA256SUMS and the committed digest", err)
+	}
+	if _, err := LoadCheckpoint(dir); err != nil {
+		t.Fatalf("the replacement is a valid checkpoint on its own: %v", err)
+	}
 }

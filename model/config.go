@@ -23,7 +23,9 @@ var (
 	ErrShape = errors.New("model: shape mismatch")
 )
 
-// Validate checks the configuration and names the offending field.
+// Validate checks the configuration and names the offending field. A valid config's
+// parameter count is within HardLimits (limits.go), so building the model allocates
+// lengths that cannot overflow.
 func (c Config) Validate() error {
 	switch {
 	case c.Layers < 1:
@@ -37,10 +39,12 @@ func (c Config) Validate() error {
 	case c.VocabSize < 2:
 		return fmt.Errorf("%w: vocab_size=%d must be >= 2", ErrBadConfig, c.VocabSize)
 	}
-	return nil
+	return c.CheckLimits(HardLimits, 0, 0)
 }
 
-// NumParams returns the number of float32 parameters (the tied LM head is counted once).
+// NumParams returns the number of float32 parameters (the tied LM head is counted
+// once). It is meaningful for a config that Validate accepts; ParamCount is the
+// overflow-checked count of any config.
 func (c Config) NumParams() int {
 	return layoutOf(c).size
 }

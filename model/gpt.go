@@ -201,6 +201,9 @@ func (m *GPT) Forward(inputs, targets []int32, B, T int, causal bool) (lossSum f
 		}
 	}
 	if m.acts == nil || m.acts.B != B || m.acts.T != T {
+		if err := c.CheckLimits(HardLimits, B, T); err != nil {
+			return 0, 0, fmt.Errorf("%w: %w", ErrShape, err)
+		}
 		m.acts = nil // let the old buffers go before allocating new ones
 		m.acts = newActivations(c, B, T)
 	}

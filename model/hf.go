@@ -109,8 +109,8 @@ func ImportHF(dir string) (Config, []float32, error) {
 	if err != nil {
 		return Config{}, nil, err
 	}
-	params := make([]float32, cfg.NumParams())
-	if err := readSlabFile(path, cfg, []slabGroup{{slab: params}}, nil); err != nil {
+	var params []float32
+	if err := readSlabFile(path, cfg, []slabGroup{{slab: &params}}, nil); err != nil {
 		return Config{}, nil, err
 	}
 	return cfg, params, nil
@@ -481,10 +481,11 @@ func parseHFConfig(b []byte, path string) (Config, *int, error) {
 }
 
 // slabGroup is one slab-shaped set of tensors in a safetensors file: the tensors named
-// prefix+[transformer.]<name>, read into slab.
+// prefix+[transformer.]<name>, read into *slab, which readSlabs allocates once the
+// file's header has matched the config.
 type slabGroup struct {
 	prefix string
-	slab   []float32
+	slab   *[]float32
 }
 
 // readSlabFile opens the safetensors file at path and reads every group's tensors,
@@ -504,11 +505,21 @@ func readSlabFile(path string, cfg Config, groups []slabGroup, check func(meta m
 	return readSlabs(f, path, cfg, groups)
 }
 
+// slabRead is one tensor of the file that fills tensor i of group g.
+type slabRead struct {
+	key  string
+	g, i int
+}
+
 // readSlabs fills each group's slab from f. Every parameter tensor of cfg must appear
 // exactly once per group (with or without the "transformer." prefix) with its Hugging
 // Face shape. In a single group with no prefix (a model file) attention-mask buffers
 // are skipped and an lm_head.weight must equal wte. Any other key is an error.
-// Errors name path, the file f was read from.
+//
+// The whole header is matched against cfg before any slab is allocated, so a config
+// that claims more than the file holds costs nothing; the safetensors reader has
+// checked that every tensor's bytes lie within the file. A tensor holding a NaN or an
+// infinity is refused with its name. Errors name path, the file f was read from.
 func readSlabs(f *safetensors.File, path string, cfg Config, groups []slabGroup) error {
 	params := cfg.Tensors()
 	index := make(map[string]int, len(params))
@@ -516,15 +527,18 @@ func readSlabs(f *safetensors.File, path string, cfg Config, groups []slabGroup)
 		index[t.Name] = i
 	}
 	modelFile := len(groups) == 1 && groups[0].prefix == ""
-	keys := make([][]string, len(groups)) // keys[g][i]: key that filled tensor i of group g
+	keys := make([][]string, len(groups)) // keys[g][i]: key that fills tensor i of group g
 	for g := range keys {
 		keys[g] = make([]string, len(params))
 	}
-	var scratch []float32
+	var reads []slabRead
 	var lmHead string
 	for _, info := range f.Tensors() {
 		key := info.Name
 		if modelFile && key == hfLMHead {
+			if want := []int{cfg.VocabSize, cfg.Embd}; !slices.Equal(info.Shape, want) {
+				return fmt.Errorf("%w: %s: tensor %q has shape %v, config needs %v", ErrFormat, path, hfLMHead, info.Shape, want)
+			}
 			lmHead = key
 			continue
 		}
@@ -544,26 +558,10 @@ func readSlabs(f *safetensors.File, path string, cfg Config, groups []slabGroup)
 			return fmt.Errorf("%w: %s: tensor %q duplicates %q", ErrFormat, path, key, prev)
 		}
 		keys[g][i] = key
-		t := params[i]
-		want := hfShape(t)
-		if !slices.Equal(info.Shape, want) {
+		if want := hfShape(params[i]); !slices.Equal(info.Shape, want) {
 			return fmt.Errorf("%w: %s: tensor %q has shape %v, config needs %v", ErrFormat, path, key, info.Shape, want)
 		}
-		dst := groups[g].slab[t.Offset : t.Offset+t.Size]
-		if !t.Transposed {
-			if err := f.ReadFloat32(key, dst); err != nil {
-				return fmt.Errorf("%w: %w", ErrFormat, err)
-			}
-			continue
-		}
-		if cap(scratch) < t.Size {
-			scratch = make([]float32, t.Size)
-		}
-		hf := scratch[:t.Size]
-		if err := f.ReadFloat32(key, hf); err != nil {
-			return fmt.Errorf("%w: %w", ErrFormat, err)
-		}
-		transpose(dst, hf, want[0], want[1]) // [in, out] -> stored (out, in)
+		reads = append(reads, slabRead{key: key, g: g, i: i})
 	}
 	for g := range groups {
 		var missing []string
@@ -581,18 +579,50 @@ func readSlabs(f *safetensors.File, path string, cfg Config, groups []slabGroup)
 			return fmt.Errorf("%w: %s: missing tensor %s%s", ErrFormat, path, strings.Join(quoteAll(missing), ", "), more)
 		}
 	}
+
+	// The header matches the config: every float of every slab is backed by the file.
+	n := cfg.NumParams()
+	for _, sg := range groups {
+		*sg.slab = make([]float32, n)
+	}
+	var scratch []float32
+	for _, r := range reads {
+		t := params[r.i]
+		dst := (*groups[r.g].slab)[t.Offset : t.Offset+t.Size]
+		if t.Transposed {
+			if cap(scratch) < t.Size {
+				scratch = make([]float32, t.Size)
+			}
+			hf := scratch[:t.Size]
+			if err := f.ReadFloat32(r.key, hf); err != nil {
+				return fmt.Errorf("%w: %w", ErrFormat, err)
+			}
+			transpose(dst, hf, t.Shape[1], t.Shape[0]) // [in, out] -> stored (out, in)
+		} else if err := f.ReadFloat32(r.key, dst); err != nil {
+			return fmt.Errorf("%w: %w", ErrFormat, err)
+		}
+		if j := nonFinite(dst); j >= 0 {
+			return fmt.Errorf("%w: %s: tensor %q holds %v at element %d: weights must be finite", ErrFormat, path, r.key, dst[j], j)
+		}
+	}
 	if lmHead != "" {
-		return checkTiedHead(f, path, cfg, groups[0].slab)
+		return checkTiedHead(f, path, cfg, *groups[0].slab)
 	}
 	return nil
 }
 
+// nonFinite returns the index of the first NaN or infinity in x, or -1.
+func nonFinite(x []float32) int {
+	for i, v := range x {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return i
+		}
+	}
+	return -1
+}
+
 // checkTiedHead accepts an lm_head.weight only when it is wte itself.
 func checkTiedHead(f *safetensors.File, path string, cfg Config, slab []float32) error {
-	info, _ := f.Tensor(hfLMHead)
-	if want := []int{cfg.VocabSize, cfg.Embd}; !slices.Equal(info.Shape, want) {
-		return fmt.Errorf("%w: %s: tensor %q has shape %v, config needs %v", ErrFormat, path, hfLMHead, info.Shape, want)
-	}
 	head, err := f.Float32(hfLMHead)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrFormat, err)

@@ -28,7 +28,8 @@ func hfRandomSlab(c Config, seed uint64) []float32 {
 		s[i] = float32(rng.NormFloat64())
 	}
 	s[1] = float32(math.Copysign(0, -1))
-	s[2] = math.Float32frombits(0x7fc00abc) // NaN with a payload
+	s[2] = math.Float32frombits(0x00400abc) // a subnormal with a payload (NaNs are refused on import)
+	s[4] = math.MaxFloat32
 	s[3] = math.SmallestNonzeroFloat32
 	return s
 }

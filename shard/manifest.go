@@ -165,6 +165,12 @@ func ReadManifest(path string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shard: %w", err)
 	}
+	return parseManifest(b, path)
+}
+
+// parseManifest decodes and validates the bytes of a manifest read from path (named
+// in errors).
+func parseManifest(b []byte, path string) (*Manifest, error) {
 	// Unknown fields are ignored so tools may add their own; the version guards
 	// changes of meaning.
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -184,19 +190,27 @@ func ReadManifest(path string) (*Manifest, error) {
 // WriteManifest writes m as dir/manifest.json atomically. The output is
 // deterministic: the same manifest gives the same bytes.
 func WriteManifest(dir string, m *Manifest) error {
-	if err := m.Validate(); err != nil {
+	b, err := encodeManifest(m)
+	if err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return fmt.Errorf("shard: %w", err)
-	}
-	b = append(b, '\n')
 	_, err = writeFileAtomic(context.Background(), filepath.Join(dir, ManifestFile), func(w io.Writer) error {
 		_, err := w.Write(b)
 		return err
 	})
 	return err
+}
+
+// encodeManifest validates m and returns the bytes WriteManifest writes.
+func encodeManifest(m *Manifest) ([]byte, error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("shard: %w", err)
+	}
+	return append(b, '\n'), nil
 }
 
 // Split names one half of a dataset.

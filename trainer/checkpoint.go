@@ -26,6 +26,17 @@ func RestoreCheckpoint(tr *Trainer, p *Prepared, dir string) error {
 	return resumeFrom(tr, ck, p, dir)
 }
 
+// RestoreCommitted restores tr from the checkpoint in dir as RestoreCheckpoint does,
+// after checking that dir is the checkpoint committed with digest (model.VerifyDigest):
+// files that differ from the committed ones are an error wrapping model.ErrChecksum
+// that names the file, never weights trained on silently.
+func RestoreCommitted(tr *Trainer, p *Prepared, dir, digest string) error {
+	if err := model.VerifyDigest(dir, digest); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	return RestoreCheckpoint(tr, p, dir)
+}
+
 // InitWeights gives tr its starting weights for a run without a checkpoint to resume:
 // the weights of spec.InitFrom when set, else a fresh initialisation from the job
 // seed. The optimizer state and step are left as they are (zero for a new Trainer).

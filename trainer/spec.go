@@ -90,12 +90,45 @@ func LoadSpec(path string) (Spec, error) {
 		return s, fmt.Errorf("job spec: %w", err)
 	}
 	defer f.Close()
-	dec := yaml.NewDecoder(f)
+	return parseSpec(f, path)
+}
+
+// parseSpec decodes a job YAML document read from path (named in errors) over the
+// defaults.
+func parseSpec(r io.Reader, path string) (Spec, error) {
+	s := DefaultSpec()
+	dec := yaml.NewDecoder(r)
 	dec.KnownFields(true)
 	if err := dec.Decode(&s); err != nil && !errors.Is(err, io.EOF) {
 		return s, fmt.Errorf("%w: %s: %v", ErrBadSpec, path, err)
 	}
 	return s, nil
+}
+
+// AssumedVocabSize is the vocabulary a submitted job's size is checked with when its
+// model.vocab_size is 0 (filled in later from the data's tokenizer): GPT-2's, the
+// largest of the tokenizers ringtrain ships.
+const AssumedVocabSize = 50257
+
+// CheckSubmitted checks a job spec as it is submitted, before Prepare fills in
+// model.vocab_size and model.max_seq_len from the data: every field as Validate
+// checks it, with a vocab_size of 0 taken as AssumedVocabSize and a max_seq_len of 0
+// as seq_len, and the model's parameters and the activations of one micro-batch
+// (micro_batch sequences of seq_len tokens) within lim. It reads nothing but s.
+func (s Spec) CheckSubmitted(lim model.Limits) error {
+	if s.Model.VocabSize == 0 {
+		s.Model.VocabSize = AssumedVocabSize
+	}
+	if s.Model.MaxSeqLen == 0 {
+		s.Model.MaxSeqLen = s.SeqLen
+	}
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	if err := s.Model.CheckLimits(lim, s.MicroBatch, s.SeqLen); err != nil {
+		return fmt.Errorf("%w: model: %w", ErrBadSpec, err)
+	}
+	return nil
 }
 
 // GlobalBatch is the number of sequences per optimizer step (streams * micro_batch).
@@ -106,6 +139,18 @@ func (s Spec) GlobalBatch() int { return s.Streams * s.MicroBatch }
 func (s Spec) Validate() error {
 	bad := func(field string, v any, why string) error {
 		return fmt.Errorf("%w: %s=%v %s", ErrBadSpec, field, v, why)
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{
+		{"lr", s.LR}, {"min_lr", s.MinLR}, {"adamw.beta1", s.AdamW.Beta1}, {"adamw.beta2", s.AdamW.Beta2},
+		{"adamw.eps", s.AdamW.Eps}, {"adamw.weight_decay", s.AdamW.WeightDecay}, {"grad_clip", s.GradClip},
+		{"mask_rate", s.MaskRate}, {"target_val_loss", s.TargetValLoss},
+	} {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return bad(f.name, f.v, "must be a finite number")
+		}
 	}
 	switch {
 	case s.Objective != CausalLM && s.Objective != MaskedLM:

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ringtrain/ringtrain/coordinator"
@@ -25,8 +24,10 @@ type reporter struct {
 	mu       sync.Mutex
 	progress *pb.ReportProgressRequest
 	commits  []*pb.CommitCheckpointRequest
-
-	committed atomic.Int64 // the highest step whose commit the coordinator accepted
+	// committed is the highest step whose commit the coordinator accepted, among the
+	// commits of job version committedJob (the newest job a commit was accepted for).
+	committed    int64
+	committedJob uint64
 }
 
 // callPatience is how long one report or commit keeps retrying before the reporter
@@ -61,10 +62,31 @@ func (r *reporter) commit(c *pb.CommitCheckpointRequest) {
 	r.poke()
 }
 
-// committedStep returns the highest step whose checkpoint commit the coordinator
-// has accepted through this reporter (0 for none): the coordinator's newest committed
-// checkpoint is at least that new. Safe from any goroutine.
-func (r *reporter) committedStep() int64 { return r.committed.Load() }
+// committedStep returns the highest step whose checkpoint commit of job version
+// jobVersion the coordinator has accepted through this reporter (0 for none): the
+// coordinator's newest committed checkpoint of that job is at least that new. The
+// commits of a replaced job do not count for the job that replaced it. Safe from any
+// goroutine.
+func (r *reporter) committedStep(jobVersion uint64) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.committedJob != jobVersion {
+		return 0
+	}
+	return r.committed
+}
+
+// accepted records that the coordinator accepted c.
+func (r *reporter) accepted(c *pb.CommitCheckpointRequest) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch v := c.GetJobVersion(); {
+	case v > r.committedJob:
+		r.committedJob, r.committed = v, c.GetStep()
+	case v == r.committedJob:
+		r.committed = max(r.committed, c.GetStep())
+	}
+}
 
 func (r *reporter) run(ctx context.Context) {
 	for {
@@ -88,7 +110,7 @@ func (r *reporter) run(ctx context.Context) {
 			for _, c := range cs {
 				err := sendCommit(ctx, r.cl, r.log, c, r.patience)
 				if err == nil {
-					r.committed.Store(max(r.committed.Load(), c.GetStep()))
+					r.accepted(c)
 				} else if ctx.Err() == nil && !permanent(err) {
 					retry = append(retry, c)
 				}

@@ -103,3 +103,21 @@ func TestReporterInmem(t *testing.T) {
 		t.Errorf("commits %v kept for another try, want none", rep.commits)
 	}
 }
+
+// The commits of a replaced job do not count as commits of the job that replaced it
+// (they would let the new job prune its uncommitted checkpoints).
+func TestReporterCommittedStepPerJob(t *testing.T) {
+	r := newReporter(nil, nil)
+	for _, c := range []struct {
+		version uint64
+		step    int64
+	}{{1, 10}, {1, 40}, {2, 4}, {1, 50}, {2, 8}} {
+		r.accepted(&pb.CommitCheckpointRequest{JobVersion: c.version, Step: c.step})
+	}
+	if got := r.committedStep(2); got != 8 {
+		t.Errorf("job version 2: committed step %d, want 8", got)
+	}
+	if got := r.committedStep(1); got != 0 {
+		t.Errorf("replaced job version 1: committed step %d, want 0", got)
+	}
+}

@@ -25,6 +25,7 @@ type jobState struct {
 	p         *trainer.Prepared
 	tr        *trainer.Trainer
 	data      *timedSource // the trainer's data, timed
+	version   uint64       // the coordinator's job version of the job (0: unknown)
 	lastSaved int64        // step of the newest checkpoint written or restored
 	lastCkpt  string
 	loss      float64 // mean loss of the last step
@@ -97,7 +98,7 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 	if err != nil {
 		return nil, fatal(err)
 	}
-	js := &jobState{p: p, tr: tr, data: data, loss: math.NaN(), valLoss: math.NaN(), valStep: -1, rank: -1}
+	js := &jobState{p: p, tr: tr, data: data, loss: math.NaN(), valLoss: math.NaN(), valStep: -1, rank: -1, version: st.GetState().GetJobVersion()}
 	cks := st.GetState().GetCheckpoints()
 	if len(cks) == 0 {
 		// Nothing committed: resume from the run directory's newest checkpoint, as the
@@ -122,8 +123,8 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 	}
 	ck := cks[len(cks)-1]
 	js.committed = ck.GetStep()
-	if err := trainer.RestoreCheckpoint(tr, p, ck.GetLocation()); err != nil {
-		w.log.Warn("cannot read the committed checkpoint: will take the state from a peer", "dir", ck.GetLocation(), "err", err)
+	if err := trainer.RestoreCommitted(tr, p, ck.GetLocation(), ck.GetSha256()); err != nil {
+		w.log.Error("cannot restore the committed checkpoint: will take the state from a peer", "dir", ck.GetLocation(), "step", ck.GetStep(), "err", err)
 		tr.Step = noState
 		return js, nil
 	}
@@ -459,7 +460,7 @@ func (w *Worker) checkpoint(ctx context.Context, js *jobState, g *generation, re
 	if c != nil {
 		rep.commit(c)
 	}
-	js.committed = max(js.committed, rep.committedStep())
+	js.committed = max(js.committed, rep.committedStep(js.version))
 	w.prune(ctx, js, log)
 	return nil
 }
@@ -635,7 +636,7 @@ func (w *Worker) commitRequest(js *jobState, gen uint64) (*pb.CommitCheckpointRe
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint digest: %w", err)
 	}
-	return &pb.CommitCheckpointRequest{WorkerId: w.cfg.ID, Generation: gen, Step: js.lastSaved, Location: js.lastCkpt, Sha256: digest}, nil
+	return &pb.CommitCheckpointRequest{WorkerId: w.cfg.ID, Generation: gen, Step: js.lastSaved, Location: js.lastCkpt, Sha256: digest, JobVersion: js.version}, nil
 }
 
 // prune deletes, on rank 0, the checkpoints that keep_checkpoints lets go
@@ -668,7 +669,7 @@ func (w *Worker) recommit(js *jobState, gen uint64) (*pb.CommitCheckpointRequest
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint digest: %w", err)
 	}
-	return &pb.CommitCheckpointRequest{WorkerId: w.cfg.ID, Generation: gen, Step: js.tr.Step, Location: js.lastCkpt, Sha256: digest}, nil
+	return &pb.CommitCheckpointRequest{WorkerId: w.cfg.ID, Generation: gen, Step: js.tr.Step, Location: js.lastCkpt, Sha256: digest, JobVersion: js.version}, nil
 }
 
 // closeMetrics ends rank 0's progress output and closes its metrics and event

@@ -279,6 +279,13 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 			log.Info("not a member of this plan: waiting", "state", plan.GetState(), "reason", plan.GetReason())
 			continue
 		}
+		if job != nil && plan.GetJobVersion() != 0 && plan.GetJobVersion() != job.version {
+			// The job was replaced: the old one's state, books and checkpoints are not
+			// the new job's. Its generation was cancelled when this plan arrived.
+			log.Warn("the job was replaced: dropping the old job's state", "old_job_version", job.version, "job_version", plan.GetJobVersion(), "step", job.tr.Step)
+			w.closeMetrics(job)
+			job = nil
+		}
 		if job == nil {
 			if job, err = w.loadJob(ctx); err != nil {
 				if ctx.Err() != nil {
@@ -289,6 +296,13 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 					w.reportFailure(ctx, plan.GetGeneration(), plan.GetStartStep(), err)
 				}
 				return nil, err
+			}
+			if v := plan.GetJobVersion(); v != 0 && job.version != v {
+				// The job changed again between the plan and the read: a newer plan follows.
+				log.Info("the job changed since this plan: waiting for the next", "job_version", job.version, "plan_job_version", v)
+				w.closeMetrics(job)
+				job = nil
+				continue
 			}
 		}
 		gctx, done := plans.scope(ctx, plan.GetGeneration())

@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/jobspec"
+	"github.com/ringtrain/ringtrain/model"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
 	"github.com/ringtrain/ringtrain/security"
 )
@@ -24,6 +26,7 @@ func newCoordinatorCmd(g *globals) *cobra.Command {
 		join        []string
 		metricsAddr string
 		tf          tlsFlags
+		jobs        jobspec.Policy
 	)
 	host, _ := os.Hostname()
 	cmd := &cobra.Command{
@@ -57,6 +60,15 @@ default --id is POD_NAME (see docs/kubernetes.md).`,
 			if cfg.TLS, err = tf.serve(cfg.Logger, map[string]string{"--raft-addr": cfg.RaftAddr, "--grpc-addr": cfg.GRPCAddr}); err != nil {
 				return err
 			}
+			if jobs.Limits.MaxParams <= 0 || jobs.Limits.MaxActivationBytes <= 0 {
+				return usageErrorf("--max-params and --max-activation-bytes must be positive")
+			}
+			if jobs.DataRoot == "" {
+				log.Warn("no --data-root: the paths of submitted jobs are not confined")
+			} else if st, err := os.Stat(jobs.DataRoot); err != nil || !st.IsDir() {
+				return fmt.Errorf("--data-root %q: not a directory", jobs.DataRoot)
+			}
+			cfg.Jobs = jobs
 			node, err := coordinator.Start(cfg)
 			if err != nil {
 				return err
@@ -88,6 +100,9 @@ default --id is POD_NAME (see docs/kubernetes.md).`,
 	f.StringSliceVar(&join, "join", nil, "gRPC addresses of running replicas to join through, comma separated")
 	f.StringVar(&metricsAddr, "metrics-addr", "", metricsAddrHelp)
 	f.DurationVar(&cfg.Lease, "lease", 10*time.Second, "worker lease: a worker that does not heartbeat for this long is removed")
+	f.StringVar(&jobs.DataRoot, "data-root", "", "directory every path of a submitted job (data, out, init_from, a tokenizer file) must lie under; relative paths are resolved there (default: not confined)")
+	f.Int64Var(&jobs.Limits.MaxParams, "max-params", model.DefaultLimits.MaxParams, "refuse jobs whose model has more parameters than this")
+	f.Int64Var(&jobs.Limits.MaxActivationBytes, "max-activation-bytes", model.DefaultLimits.MaxActivationBytes, "refuse jobs whose activations for one micro-batch take more bytes than this")
 	f.DurationVar(&cfg.Settle, "settle", 500*time.Millisecond, "membership changes within this window form one new generation")
 	// Half of hashicorp/raft's LAN defaults: a killed leader is replaced (and writes
 	// succeed again) in about 1 s, at most 2 s, on loopback.

@@ -437,6 +437,7 @@ type Plan struct {
 	Standby         []string               `protobuf:"bytes,7,rep,name=standby,proto3" json:"standby,omitempty"`                                         // registered workers beyond max_workers
 	Workers         []*Worker              `protobuf:"bytes,8,rep,name=workers,proto3" json:"workers,omitempty"`                                         // the members' records (same order as members)
 	MembershipEpoch uint64                 `protobuf:"varint,9,opt,name=membership_epoch,json=membershipEpoch,proto3" json:"membership_epoch,omitempty"` // CoordinatorState.membership_epoch the plan reflects
+	JobVersion      uint64                 `protobuf:"varint,10,opt,name=job_version,json=jobVersion,proto3" json:"job_version,omitempty"`               // CoordinatorState.job_version of the job the plan trains
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -530,6 +531,13 @@ func (x *Plan) GetWorkers() []*Worker {
 func (x *Plan) GetMembershipEpoch() uint64 {
 	if x != nil {
 		return x.MembershipEpoch
+	}
+	return 0
+}
+
+func (x *Plan) GetJobVersion() uint64 {
+	if x != nil {
+		return x.JobVersion
 	}
 	return 0
 }
@@ -1470,8 +1478,9 @@ type CommitCheckpointRequest struct {
 	Step          int64                  `protobuf:"varint,4,opt,name=step,proto3" json:"step,omitempty"`
 	Location      string                 `protobuf:"bytes,5,opt,name=location,proto3" json:"location,omitempty"`
 	Sha256        string                 `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
-	Final         bool                   `protobuf:"varint,7,opt,name=final,proto3" json:"final,omitempty"`                            // the checkpoint the job ends with (Checkpoint.final)
-	StopReason    string                 `protobuf:"bytes,8,opt,name=stop_reason,json=stopReason,proto3" json:"stop_reason,omitempty"` // final before the job's steps: the rule that stopped it
+	Final         bool                   `protobuf:"varint,7,opt,name=final,proto3" json:"final,omitempty"`                             // the checkpoint the job ends with (Checkpoint.final)
+	StopReason    string                 `protobuf:"bytes,8,opt,name=stop_reason,json=stopReason,proto3" json:"stop_reason,omitempty"`  // final before the job's steps: the rule that stopped it
+	JobVersion    uint64                 `protobuf:"varint,9,opt,name=job_version,json=jobVersion,proto3" json:"job_version,omitempty"` // Plan.job_version of the job the checkpoint belongs to; 0: not checked
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1560,6 +1569,13 @@ func (x *CommitCheckpointRequest) GetStopReason() string {
 		return x.StopReason
 	}
 	return ""
+}
+
+func (x *CommitCheckpointRequest) GetJobVersion() uint64 {
+	if x != nil {
+		return x.JobVersion
+	}
+	return 0
 }
 
 type CommitCheckpointResponse struct {
@@ -2849,8 +2865,9 @@ type CommitCheckpointOp struct {
 	Step          int64                  `protobuf:"varint,3,opt,name=step,proto3" json:"step,omitempty"`
 	Location      string                 `protobuf:"bytes,4,opt,name=location,proto3" json:"location,omitempty"`
 	Sha256        string                 `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
-	Final         bool                   `protobuf:"varint,6,opt,name=final,proto3" json:"final,omitempty"`                            // version 3
-	StopReason    string                 `protobuf:"bytes,7,opt,name=stop_reason,json=stopReason,proto3" json:"stop_reason,omitempty"` // version 3
+	Final         bool                   `protobuf:"varint,6,opt,name=final,proto3" json:"final,omitempty"`                             // version 3
+	StopReason    string                 `protobuf:"bytes,7,opt,name=stop_reason,json=stopReason,proto3" json:"stop_reason,omitempty"`  // version 3
+	JobVersion    uint64                 `protobuf:"varint,8,opt,name=job_version,json=jobVersion,proto3" json:"job_version,omitempty"` // 0: not checked (commands of an older log)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2932,6 +2949,13 @@ func (x *CommitCheckpointOp) GetStopReason() string {
 		return x.StopReason
 	}
 	return ""
+}
+
+func (x *CommitCheckpointOp) GetJobVersion() uint64 {
+	if x != nil {
+		return x.JobVersion
+	}
+	return 0
 }
 
 type SetReplicaOp struct {
@@ -3320,6 +3344,7 @@ type CoordinatorState struct {
 	Sessions        []*Session             `protobuf:"bytes,9,rep,name=sessions,proto3" json:"sessions,omitempty"`                                       // sorted by client_id
 	AppliedIndex    uint64                 `protobuf:"varint,10,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`         // Raft index of the last applied command
 	JobStatus       *JobStatus             `protobuf:"bytes,11,opt,name=job_status,json=jobStatus,proto3" json:"job_status,omitempty"`                   // present exactly when job is; derived when a version 1 state is restored
+	JobVersion      uint64                 `protobuf:"varint,12,opt,name=job_version,json=jobVersion,proto3" json:"job_version,omitempty"`               // bumped by every SubmitJob that installs a different job; 0 before the first
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -3431,6 +3456,13 @@ func (x *CoordinatorState) GetJobStatus() *JobStatus {
 	return nil
 }
 
+func (x *CoordinatorState) GetJobVersion() uint64 {
+	if x != nil {
+		return x.JobVersion
+	}
+	return 0
+}
+
 var File_ringtrain_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
@@ -3453,7 +3485,7 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06device\x18\x03 \x01(\tR\x06device\x12\x1b\n" +
-	"\tjoined_at\x18\x04 \x01(\x04R\bjoinedAt\"\xbe\x02\n" +
+	"\tjoined_at\x18\x04 \x01(\x04R\bjoinedAt\"\xdf\x02\n" +
 	"\x04Plan\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x01 \x01(\x04R\n" +
@@ -3466,7 +3498,10 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"start_step\x18\x06 \x01(\x03R\tstartStep\x12\x18\n" +
 	"\astandby\x18\a \x03(\tR\astandby\x12.\n" +
 	"\aworkers\x18\b \x03(\v2\x14.ringtrain.v1.WorkerR\aworkers\x12)\n" +
-	"\x10membership_epoch\x18\t \x01(\x04R\x0fmembershipEpoch\"\x87\x01\n" +
+	"\x10membership_epoch\x18\t \x01(\x04R\x0fmembershipEpoch\x12\x1f\n" +
+	"\vjob_version\x18\n" +
+	" \x01(\x04R\n" +
+	"jobVersion\"\x87\x01\n" +
 	"\bProgress\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x12\n" +
 	"\x04loss\x18\x02 \x01(\x01R\x04loss\x12\x16\n" +
@@ -3545,7 +3580,7 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\x04loss\x18\x05 \x01(\x01R\x04loss\x12\x16\n" +
 	"\x06tokens\x18\x06 \x01(\x03R\x06tokens\"L\n" +
 	"\x16ReportProgressResponse\x122\n" +
-	"\bprogress\x18\x01 \x01(\v2\x16.ringtrain.v1.ProgressR\bprogress\"\x80\x02\n" +
+	"\bprogress\x18\x01 \x01(\v2\x16.ringtrain.v1.ProgressR\bprogress\"\xa1\x02\n" +
 	"\x17CommitCheckpointRequest\x12)\n" +
 	"\x03rid\x18\x01 \x01(\v2\x17.ringtrain.v1.RequestIDR\x03rid\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12\x1e\n" +
@@ -3557,7 +3592,9 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\x06sha256\x18\x06 \x01(\tR\x06sha256\x12\x14\n" +
 	"\x05final\x18\a \x01(\bR\x05final\x12\x1f\n" +
 	"\vstop_reason\x18\b \x01(\tR\n" +
-	"stopReason\"T\n" +
+	"stopReason\x12\x1f\n" +
+	"\vjob_version\x18\t \x01(\x04R\n" +
+	"jobVersion\"T\n" +
 	"\x18CommitCheckpointResponse\x128\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\v2\x18.ringtrain.v1.CheckpointR\n" +
@@ -3652,7 +3689,7 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"generation\x12\x12\n" +
 	"\x04step\x18\x03 \x01(\x03R\x04step\x12\x12\n" +
 	"\x04loss\x18\x04 \x01(\x01R\x04loss\x12\x16\n" +
-	"\x06tokens\x18\x05 \x01(\x03R\x06tokens\"\xd0\x01\n" +
+	"\x06tokens\x18\x05 \x01(\x03R\x06tokens\"\xf1\x01\n" +
 	"\x12CommitCheckpointOp\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1e\n" +
 	"\n" +
@@ -3663,7 +3700,9 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\x06sha256\x18\x05 \x01(\tR\x06sha256\x12\x14\n" +
 	"\x05final\x18\x06 \x01(\bR\x05final\x12\x1f\n" +
 	"\vstop_reason\x18\a \x01(\tR\n" +
-	"stopReason\";\n" +
+	"stopReason\x12\x1f\n" +
+	"\vjob_version\x18\b \x01(\x04R\n" +
+	"jobVersion\";\n" +
 	"\fSetReplicaOp\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tgrpc_addr\x18\x02 \x01(\tR\bgrpcAddr\"!\n" +
@@ -3695,7 +3734,7 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1d\n" +
 	"\n" +
 	"last_index\x18\x02 \x01(\x04R\tlastIndex\x124\n" +
-	"\aentries\x18\x03 \x03(\v2\x1a.ringtrain.v1.SessionEntryR\aentries\"\x8b\x04\n" +
+	"\aentries\x18\x03 \x03(\v2\x1a.ringtrain.v1.SessionEntryR\aentries\"\xac\x04\n" +
 	"\x10CoordinatorState\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12'\n" +
 	"\x03job\x18\x02 \x01(\v2\x15.ringtrain.v1.JobSpecR\x03job\x12.\n" +
@@ -3709,7 +3748,9 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\rapplied_index\x18\n" +
 	" \x01(\x04R\fappliedIndex\x126\n" +
 	"\n" +
-	"job_status\x18\v \x01(\v2\x17.ringtrain.v1.JobStatusR\tjobStatus*l\n" +
+	"job_status\x18\v \x01(\v2\x17.ringtrain.v1.JobStatusR\tjobStatus\x12\x1f\n" +
+	"\vjob_version\x18\f \x01(\x04R\n" +
+	"jobVersion*l\n" +
 	"\tPlanState\x12\x1a\n" +
 	"\x16PLAN_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11PLAN_STATE_ACTIVE\x10\x01\x12\x16\n" +
