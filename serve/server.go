@@ -138,6 +138,11 @@ func (s *Server) route(pattern, endpoint string, h http.HandlerFunc) {
 		h(sw, r)
 		s.met.request(endpoint, sw.code, time.Since(start).Seconds())
 	})
+	method, path, _ := strings.Cut(pattern, " ")
+	s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", method)
+		writeError(w, http.StatusMethodNotAllowed, "invalid_request_error", "", fmt.Sprintf("%s %s: use %s", r.Method, path, method))
+	})
 }
 
 // Serve answers HTTP on ln with s until ctx ends, then shuts down gracefully: it stops
