@@ -193,7 +193,7 @@ func streamText(t *testing.T, client *http.Client, url, body, field string) (tex
 		}
 		var chunk struct {
 			Choices []struct {
-				Text         string  `json:"text"`
+				Text         string `json:"text"`
 				Delta        *struct{ Content string }
 				FinishReason *string `json:"finish_reason"`
 			}
