@@ -90,7 +90,14 @@ func post(t *testing.T, client *http.Client, url, body string) (int, []byte) {
 // to maxTokens, stopping at EOT, with the text cut at the first stop string.
 func alone(t *testing.T, m *Model, p Prompt, maxTokens int) (text, finish string) {
 	t.Helper()
-	g, err := m.GPT.Generate(context.Background(), p.IDs, model.GenerateOptions{MaxTokens: maxTokens, StopAtEOT: true, EOT: int32(m.Tok.EOT())})
+	return aloneWith(t, m, p, model.GenerateOptions{MaxTokens: maxTokens})
+}
+
+// aloneWith is alone with sampling options.
+func aloneWith(t *testing.T, m *Model, p Prompt, o model.GenerateOptions) (text, finish string) {
+	t.Helper()
+	o.StopAtEOT, o.EOT = true, int32(m.Tok.EOT())
+	g, err := m.GPT.Generate(context.Background(), p.IDs, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -487,5 +494,37 @@ func TestServeGracefulShutdown(t *testing.T) {
 	}
 	if _, err := eng.Submit(context.Background(), Request{Prompt: m.EncodeText("a"), Opts: model.GenerateOptions{MaxTokens: 1}}); !errors.Is(err, ErrStopped) {
 		t.Errorf("Submit after shutdown: %v, want ErrStopped", err)
+	}
+}
+
+// TestStopAndSampling checks a request's stop strings and seeded sampling.
+func TestStopAndSampling(t *testing.T) {
+	ts := startServer(t, 4, Limits{})
+	text, _ := alone(t, ts.m, ts.m.EncodeText("Hello"), 30)
+	if len(text) < 8 {
+		t.Fatalf("greedy answer %q too short to pick a stop string from", text)
+	}
+	stop := text[5:7]
+	body, _ := json.Marshal(map[string]any{"prompt": "Hello", "max_tokens": 30, "stop": []string{stop}})
+	code, raw := post(t, ts.Client(), ts.URL+"/v1/completions", string(body))
+	var c completionResponse
+	if err := json.Unmarshal(raw, &c); err != nil || code != 200 {
+		t.Fatalf("%d %s", code, raw)
+	}
+	if want := text[:strings.Index(text, stop)]; c.Choices[0].Text != want || *c.Choices[0].FinishReason != FinishStop {
+		t.Errorf("stop %q: %q (%s), want %q (stop)", stop, c.Choices[0].Text, *c.Choices[0].FinishReason, want)
+	}
+
+	o := model.GenerateOptions{MaxTokens: 25, Temperature: 0.9, TopK: 20, Seed: 42}
+	want, wantFinish := aloneWith(t, ts.m, ts.m.EncodeText("Hello"), o)
+	for range 2 {
+		code, raw := post(t, ts.Client(), ts.URL+"/v1/completions", `{"prompt":"Hello","max_tokens":25,"temperature":0.9,"top_k":20,"seed":42}`)
+		var c completionResponse
+		if err := json.Unmarshal(raw, &c); err != nil || code != 200 {
+			t.Fatalf("%d %s", code, raw)
+		}
+		if c.Choices[0].Text != want || *c.Choices[0].FinishReason != wantFinish {
+			t.Errorf("seeded sampling: %q, want %q as Generate gives alone", c.Choices[0].Text, want)
+		}
 	}
 }
