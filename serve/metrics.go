@@ -12,6 +12,7 @@ type Metrics struct {
 	prompt    prometheus.Counter
 	batch     prometheus.Histogram
 	active    prometheus.Gauge
+	waiting   prometheus.Gauge
 }
 
 // NewMetrics registers the serving collectors on reg:
@@ -22,6 +23,7 @@ type Metrics struct {
 //	ringtrain_serve_prompt_tokens_total                  prompt tokens processed
 //	ringtrain_serve_batch_size                           sequences per decode step
 //	ringtrain_serve_active_sequences                     sequences being decoded
+//	ringtrain_serve_waiting_requests                     requests waiting for a free row
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -44,8 +46,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		active: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ringtrain_serve_active_sequences", Help: "Sequences being decoded.",
 		}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ringtrain_serve_waiting_requests", Help: "Requests waiting for a free row of the batch.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.generated, m.prompt, m.batch, m.active} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.generated, m.prompt, m.batch, m.active, m.waiting} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -62,6 +67,12 @@ func (m *Metrics) step(rows int) {
 func (m *Metrics) setActive(n int) {
 	if m != nil {
 		m.active.Set(float64(n))
+	}
+}
+
+func (m *Metrics) setWaiting(n int) {
+	if m != nil {
+		m.waiting.Set(float64(n))
 	}
 }
 

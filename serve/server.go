@@ -32,11 +32,15 @@ type Limits struct {
 	DefaultMaxTokens int
 	// MaxStops is the most stop strings a request may give.
 	MaxStops int
+	// MaxWaiting is the most requests that may wait for a free row of the batch; one
+	// more is refused with 429 at once rather than queued without bound.
+	MaxWaiting int
 }
 
-// DefaultLimits: 1 MiB bodies, max_tokens up to 1024 (default 128), 4 stop strings.
+// DefaultLimits: 1 MiB bodies, max_tokens up to 1024 (default 128), 4 stop strings,
+// 64 requests waiting for a row.
 func DefaultLimits() Limits {
-	return Limits{MaxBodyBytes: 1 << 20, MaxTokens: 1024, DefaultMaxTokens: 128, MaxStops: 4}
+	return Limits{MaxBodyBytes: 1 << 20, MaxTokens: 1024, DefaultMaxTokens: 128, MaxStops: 4, MaxWaiting: 64}
 }
 
 func (l Limits) withDefaults() Limits {
@@ -52,6 +56,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxStops <= 0 {
 		l.MaxStops = d.MaxStops
+	}
+	if l.MaxWaiting <= 0 {
+		l.MaxWaiting = d.MaxWaiting
 	}
 	return l
 }
@@ -75,6 +82,7 @@ type Server struct {
 	mux      *http.ServeMux
 	created  int64
 	ids      atomic.Uint64
+	waiting  atomic.Int64   // requests in Submit
 	handlers sync.WaitGroup // requests being answered
 }
 
@@ -359,7 +367,15 @@ type format interface {
 
 // run submits req and answers with the whole result or a stream of server-sent events.
 func (s *Server) run(w http.ResponseWriter, r *http.Request, req Request, stream bool, f format) {
+	if n := s.waiting.Add(1); n > int64(s.lim.MaxWaiting) {
+		s.waiting.Add(-1)
+		writeReqError(w, &reqError{status: http.StatusTooManyRequests, typ: "server_error", code: "server_busy",
+			msg: fmt.Sprintf("the server is busy: %d requests already wait for a free row; retry later", s.lim.MaxWaiting)})
+		return
+	}
+	s.met.setWaiting(int(s.waiting.Load()))
 	st, err := s.eng.Submit(r.Context(), req)
+	s.met.setWaiting(int(s.waiting.Add(-1)))
 	if err != nil {
 		switch {
 		case errors.Is(err, ErrBadRequest):

@@ -413,13 +413,32 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	return 0
 }
 
+// busyPrompt returns a prompt that greedy decoding continues for 2000 tokens without
+// EOT, so that a request with it holds its row for the whole of a test.
+func busyPrompt(t *testing.T, m *Model) string {
+	t.Helper()
+	for _, c := range TinyCorpus {
+		p := string(c)
+		g, err := m.GPT.Generate(context.Background(), m.EncodeText(p).IDs, model.GenerateOptions{
+			MaxTokens: 2000, StopAtEOT: true, EOT: int32(m.Tok.EOT())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.Reason == model.StopMaxTokens {
+			return p
+		}
+	}
+	t.Fatal("greedy decoding of every one-character prompt meets EOT within 2000 tokens")
+	return ""
+}
+
 // TestClientGoneEndsSequence starts a long streaming request, reads one chunk and goes
 // away: the engine must drop the sequence.
 func TestClientGoneEndsSequence(t *testing.T) {
-	ts := startServer(t, 2, Limits{MaxTokens: 100000})
+	ts := startServer(t, 2, Limits{MaxTokens: 2000})
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/v1/completions",
-		strings.NewReader(`{"prompt":"a","max_tokens":100000,"stream":true,"temperature":1,"seed":3}`))
+		strings.NewReader(fmt.Sprintf(`{"prompt":%q,"max_tokens":2000,"stream":true}`, busyPrompt(t, ts.m))))
 	resp, err := ts.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -450,7 +469,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(eng, Limits{}, nil, nil, nil)
+	srv := NewServer(eng, Limits{MaxTokens: 2000}, nil, nil, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -467,7 +486,8 @@ func TestServeGracefulShutdown(t *testing.T) {
 		t.Fatalf("before shutdown: %d %s", code, body)
 	}
 	// A long streaming request in flight while shutdown begins.
-	resp, err := client.Post(url+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"abc","max_tokens":400,"stream":true}`))
+	resp, err := client.Post(url+"/v1/completions", "application/json",
+		strings.NewReader(fmt.Sprintf(`{"prompt":%q,"max_tokens":2000,"stream":true}`, busyPrompt(t, m))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -526,5 +546,48 @@ func TestStopAndSampling(t *testing.T) {
 		if c.Choices[0].Text != want || *c.Choices[0].FinishReason != wantFinish {
 			t.Errorf("seeded sampling: %q, want %q as Generate gives alone", c.Choices[0].Text, want)
 		}
+	}
+}
+
+// TestBusy fills the one row of the batch and the one waiting place, and checks that
+// the next request is refused with 429 while the waiting one is answered later.
+func TestBusy(t *testing.T) {
+	ts := startServer(t, 1, Limits{MaxWaiting: 1, MaxTokens: 2000})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/v1/completions",
+		strings.NewReader(fmt.Sprintf(`{"prompt":%q,"max_tokens":2000,"stream":true}`, busyPrompt(t, ts.m))))
+	resp, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan int, 1)
+	go func() {
+		resp, err := ts.Client().Post(ts.URL+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"b","max_tokens":3}`))
+		if err != nil {
+			waited <- 0
+			return
+		}
+		resp.Body.Close()
+		waited <- resp.StatusCode
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for gauge(t, ts.reg, "ringtrain_serve_waiting_requests") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second request never waited for a row")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	code, body := post(t, ts.Client(), ts.URL+"/v1/completions", `{"prompt":"c","max_tokens":3}`)
+	if code != http.StatusTooManyRequests || !strings.Contains(string(body), `"code":"server_busy"`) {
+		t.Errorf("third request: %d %s, want 429 server_busy", code, body)
+	}
+	cancel() // the long request goes away; the waiting one gets the row
+	if code := <-waited; code != http.StatusOK {
+		t.Errorf("the waiting request got %d, want 200", code)
 	}
 }

@@ -103,6 +103,9 @@ func generateFile(cmd *cobra.Command, ckpt, tokSpec string, file promptsFile, op
 	if file.batch < 1 {
 		return usageErrorf("--batch %d: must be >= 1", file.batch)
 	}
+	if opts.MaxTokens < 1 {
+		return usageErrorf("--max-tokens %d: must be >= 1", opts.MaxTokens)
+	}
 	m, err := loadModel(ckpt, tokSpec, stderr)
 	if err != nil {
 		return err

@@ -39,8 +39,8 @@ the requests in progress finish for up to --grace, and exits 0.`,
 			if batch < 1 {
 				return usageErrorf("--batch %d: must be >= 1", batch)
 			}
-			if lim.MaxBodyBytes < 1 || lim.MaxTokens < 1 || lim.DefaultMaxTokens < 1 || lim.DefaultMaxTokens > lim.MaxTokens {
-				return usageErrorf("--max-body-bytes, --max-tokens-limit and --default-max-tokens must be >= 1, and --default-max-tokens <= --max-tokens-limit")
+			if lim.MaxBodyBytes < 1 || lim.MaxTokens < 1 || lim.DefaultMaxTokens < 1 || lim.MaxWaiting < 1 || lim.DefaultMaxTokens > lim.MaxTokens {
+				return usageErrorf("--max-body-bytes, --max-tokens-limit, --default-max-tokens and --max-waiting must be >= 1, and --default-max-tokens <= --max-tokens-limit")
 			}
 			log, err := g.logger()
 			if err != nil {
@@ -80,6 +80,7 @@ the requests in progress finish for up to --grace, and exits 0.`,
 	fl.Int64Var(&lim.MaxBodyBytes, "max-body-bytes", lim.MaxBodyBytes, "largest request body (413 beyond)")
 	fl.IntVar(&lim.MaxTokens, "max-tokens-limit", lim.MaxTokens, "largest max_tokens a request may ask for")
 	fl.IntVar(&lim.DefaultMaxTokens, "default-max-tokens", lim.DefaultMaxTokens, "max_tokens of a request that leaves it out")
+	fl.IntVar(&lim.MaxWaiting, "max-waiting", lim.MaxWaiting, "most requests waiting for a free row (429 beyond)")
 	fl.DurationVar(&grace, "grace", 30*time.Second, "how long requests in progress may run on after SIGTERM")
 	requireFlags(cmd, "checkpoint")
 	return cmd

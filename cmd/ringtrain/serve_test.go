@@ -135,6 +135,7 @@ func TestGeneratePromptsErrors(t *testing.T) {
 		{[]string{"--prompts", bad, "--out", filepath.Join(tmp, "o")}, 1, "bad.jsonl:2: chat: bad row: no \"prompt\""},
 		{[]string{"--prompts", bad, "--out", filepath.Join(tmp, "o"), "--columns", "colour=x"}, 2, "--columns"},
 		{[]string{"--prompts", bad, "--out", filepath.Join(tmp, "o"), "--batch", "0"}, 2, "--batch 0"},
+		{[]string{"--prompts", bad, "--out", filepath.Join(tmp, "o"), "--max-tokens", "0"}, 2, "--max-tokens 0"},
 		{[]string{"--prompts", filepath.Join(tmp, "missing.jsonl"), "--out", filepath.Join(tmp, "o")}, 1, "missing.jsonl"},
 	} {
 		_, stderr, code := execIn(t, append([]string{"generate", "--checkpoint", ck}, tc.args...)...)
