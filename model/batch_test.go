@@ -51,12 +51,15 @@ func TestBatchMatchesGenerate(t *testing.T) {
 			}
 			want[i] = g
 		}
-		slides := 0
+		slides, eots := 0, 0
 		for _, w := range want {
 			slides += w.Slides
+			if w.Reason == model.StopEOT {
+				eots++
+			}
 		}
-		if slides == 0 {
-			t.Fatalf("%s: no prompt slid its window; the test does not cover slides", tc.name)
+		if slides == 0 || eots == 0 {
+			t.Fatalf("%s: %d slides, %d EOT stops; the test must cover both", tc.name, slides, eots)
 		}
 		for _, batch := range []int{1, 3, 8, 16} {
 			got, err := m.GenerateBatch(context.Background(), prompts, tc.opts, batch)

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -435,8 +436,11 @@ func (s *Server) failed(w http.ResponseWriter, r *http.Request, res Result, stre
 }
 
 func writeEvent(w http.ResponseWriter, v any) {
-	b, _ := json.Marshal(v)
-	_, _ = fmt.Fprintf(w, "data: %s\n\n", b)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+	_, _ = fmt.Fprintf(w, "data: %s\n", b.Bytes()) // Encode ended the line
 	flush(w)
 }
 
@@ -450,6 +454,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
 }
 
