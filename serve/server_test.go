@@ -591,3 +591,8 @@ func TestBusy(t *testing.T) {
 		t.Errorf("the waiting request got %d, want 200", code)
 	}
 }
+
+func jsonDecode(resp *http.Response, v any) error {
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
