@@ -12,13 +12,16 @@
 //
 //	m, err := serve.NewModel(ck, tok, "my-model")            // checkpoint + its tokenizer
 //	eng, err := serve.NewEngine(m, 8, log, met)              // up to 8 sequences per step
-//	go eng.Run(ctx)                                          // the one decode loop
+//	go eng.Run(ctx)                                          // the one decode loop (Server.Serve runs it itself)
 //	p, err := m.EncodeExample(chat.Example{Messages: msgs}) // the template the model was tuned with
 //	st, err := eng.Submit(ctx, serve.Request{Prompt: p, Opts: model.GenerateOptions{MaxTokens: 64}})
 //	for delta := range st.Deltas() { fmt.Print(delta) }     // text as it is generated
 //	res := st.Result()                                       // whole text, finish reason, token counts
 //
-//	srv := serve.NewServer(eng, serve.Limits{...}, log, met) // an http.Handler
+//	reg := prometheus.NewRegistry()
+//	met, err := serve.NewMetrics(reg)
+//	srv := serve.NewServer(eng, serve.DefaultLimits(), reg, log, met) // an http.Handler
+//	err = srv.Serve(ctx, ln, 30*time.Second) // runs eng too; graceful shutdown when ctx ends
 //
 // # Layers
 //
