@@ -70,9 +70,9 @@ func (m *Metrics) setActive(n int) {
 	}
 }
 
-func (m *Metrics) setWaiting(n int) {
+func (m *Metrics) addWaiting(delta int) {
 	if m != nil {
-		m.waiting.Set(float64(n))
+		m.waiting.Add(float64(delta))
 	}
 }
 

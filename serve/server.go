@@ -374,9 +374,10 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, req Request, stream
 			msg: fmt.Sprintf("the server is busy: %d requests already wait for a free row; retry later", s.lim.MaxWaiting)})
 		return
 	}
-	s.met.setWaiting(int(s.waiting.Load()))
+	s.met.addWaiting(1)
 	st, err := s.eng.Submit(r.Context(), req)
-	s.met.setWaiting(int(s.waiting.Add(-1)))
+	s.waiting.Add(-1)
+	s.met.addWaiting(-1)
 	if err != nil {
 		switch {
 		case errors.Is(err, ErrBadRequest):

@@ -53,6 +53,15 @@ type testServer struct {
 
 func startServer(t *testing.T, batch int, lim Limits) *testServer {
 	t.Helper()
+	ts, start := startServerPaused(t, batch, lim)
+	start()
+	return ts
+}
+
+// startServerPaused is startServer with the engine's decode loop started by the
+// returned function: requests wait for it in Submit.
+func startServerPaused(t *testing.T, batch int, lim Limits) (*testServer, func()) {
+	t.Helper()
 	m := loadTiny(t, chat.Plain)
 	reg := prometheus.NewRegistry()
 	met, err := NewMetrics(reg)
@@ -65,10 +74,21 @@ func startServer(t *testing.T, batch int, lim Limits) *testServer {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = eng.Run(ctx) }()
+	started := false
+	start := func() {
+		started = true
+		go func() { defer close(done); _ = eng.Run(ctx) }()
+	}
 	ts := httptest.NewServer(NewServer(eng, lim, reg, nil, met))
-	t.Cleanup(func() { ts.Close(); cancel(); <-done })
-	return &testServer{Server: ts, m: m, reg: reg}
+	t.Cleanup(func() {
+		cancel()
+		if !started {
+			start()
+		}
+		ts.Close()
+		<-done
+	})
+	return &testServer{Server: ts, m: m, reg: reg}, start
 }
 
 // post sends body to path and returns the status and the response body.
@@ -324,7 +344,7 @@ func TestModelsHealthMetrics(t *testing.T) {
 // batch holds) and checks each answer against the same request made alone, and that
 // the engine did batch them.
 func TestConcurrentClientsMatchAlone(t *testing.T) {
-	ts := startServer(t, 4, Limits{})
+	ts, start := startServerPaused(t, 4, Limits{})
 	prompts := []string{"a", "Hello, ", "The quick brown fox", "1 2 3 ", "xyz", "Once upon a time", "#", "~~~~ ", "q", "Roses are red"}
 	type answer struct{ text, finish string }
 	want := make([]answer, len(prompts))
@@ -369,6 +389,16 @@ func TestConcurrentClientsMatchAlone(t *testing.T) {
 			}
 		})
 	}
+	// Let the engine run once every request waits for it, so that the first steps are
+	// full whatever the scheduling of the clients.
+	deadline := time.Now().Add(30 * time.Second)
+	for gauge(t, ts.reg, "ringtrain_serve_waiting_requests") != float64(len(prompts)) {
+		if time.Now().After(deadline) {
+			t.Fatal("the requests did not all reach the engine within 30s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	start()
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -413,14 +443,14 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	return 0
 }
 
-// busyPrompt returns a prompt that greedy decoding continues for 2000 tokens without
+// busyPrompt returns a prompt that greedy decoding continues for 5000 tokens without
 // EOT, so that a request with it holds its row for the whole of a test.
 func busyPrompt(t *testing.T, m *Model) string {
 	t.Helper()
 	for _, c := range TinyCorpus {
 		p := string(c)
 		g, err := m.GPT.Generate(context.Background(), m.EncodeText(p).IDs, model.GenerateOptions{
-			MaxTokens: 2000, StopAtEOT: true, EOT: int32(m.Tok.EOT())})
+			MaxTokens: 5000, StopAtEOT: true, EOT: int32(m.Tok.EOT())})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -428,17 +458,17 @@ func busyPrompt(t *testing.T, m *Model) string {
 			return p
 		}
 	}
-	t.Fatal("greedy decoding of every one-character prompt meets EOT within 2000 tokens")
+	t.Fatal("greedy decoding of every one-character prompt meets EOT within 5000 tokens")
 	return ""
 }
 
 // TestClientGoneEndsSequence starts a long streaming request, reads one chunk and goes
 // away: the engine must drop the sequence.
 func TestClientGoneEndsSequence(t *testing.T) {
-	ts := startServer(t, 2, Limits{MaxTokens: 2000})
+	ts := startServer(t, 2, Limits{MaxTokens: 5000})
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/v1/completions",
-		strings.NewReader(fmt.Sprintf(`{"prompt":%q,"max_tokens":2000,"stream":true}`, busyPrompt(t, ts.m))))
+		strings.NewReader(fmt.Sprintf(`{"prompt":%q,"max_tokens":5000,"stream":true}`, busyPrompt(t, ts.m))))
 	resp, err := ts.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -469,7 +499,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(eng, Limits{MaxTokens: 2000}, nil, nil, nil)
+	srv := NewServer(eng, Limits{MaxTokens: 5000}, nil, nil, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -487,7 +517,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 	}
 	// A long streaming request in flight while shutdown begins.
 	resp, err := client.Post(url+"/v1/completions", "application/json",
-		strings.NewReader(fmt.Sprintf(`{"prompt":%q,"max_tokens":2000,"stream":true}`, busyPrompt(t, m))))
+		strings.NewReader(fmt.Sprintf(`{"prompt":%q,"max_tokens":5000,"stream":true}`, busyPrompt(t, m))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -552,11 +582,11 @@ func TestStopAndSampling(t *testing.T) {
 // TestBusy fills the one row of the batch and the one waiting place, and checks that
 // the next request is refused with 429 while the waiting one is answered later.
 func TestBusy(t *testing.T) {
-	ts := startServer(t, 1, Limits{MaxWaiting: 1, MaxTokens: 2000})
+	ts := startServer(t, 1, Limits{MaxWaiting: 1, MaxTokens: 5000})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/v1/completions",
-		strings.NewReader(fmt.Sprintf(`{"prompt":%q,"max_tokens":2000,"stream":true}`, busyPrompt(t, ts.m))))
+		strings.NewReader(fmt.Sprintf(`{"prompt":%q,"max_tokens":5000,"stream":true}`, busyPrompt(t, ts.m))))
 	resp, err := ts.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
