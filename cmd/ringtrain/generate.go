@@ -52,7 +52,11 @@ rate is printed at the end. With sampling, row i (from 0) is sampled with seed
 				if err != nil {
 					return err
 				}
-				return generateFile(cmd, ckpt, tokSpec, file, opts, log)
+				err = generateFile(cmd, ckpt, tokSpec, file, opts, log)
+				if err != nil && cmd.Context().Err() != nil {
+					return interruptedError(err) // the rows written so far are in --out
+				}
+				return err
 			}
 			ck, err := model.LoadCheckpoint(ckpt)
 			if err != nil {
