@@ -158,6 +158,7 @@ func generateFile(cmd *cobra.Command, ckpt, tokSpec string, file promptsFile, op
 		}
 	}()
 	w := bufio.NewWriter(out)
+	defer w.Flush() // on an early return, keep the rows answered so far
 	scored, matched, renamed := 0, 0, false
 	for i := range rows {
 		p, ok := <-streams
