@@ -44,9 +44,9 @@ type blockGrads struct {
 	dqkv  []float32 // (N,3C)
 }
 
-// kvCache is one layer's key/value cache in generation: rows 0..pos0-1 of k and v
-// (maxT,C) hold the keys and values of the positions before the block's T rows, which
-// are positions pos0..pos0+T-1 of the one sequence being decoded.
+// kvCache is one layer's key/value cache of one sequence in generation: rows 0..pos0-1
+// of k and v (maxT,C) hold the keys and values of the positions before the sequence's T
+// rows in the block, which are positions pos0..pos0+T-1 of that sequence.
 type kvCache struct {
 	k, v []float32 // (maxT,C)
 	pos0 int
@@ -55,16 +55,20 @@ type kvCache struct {
 // blockForward runs block w on x (N,C), N = B·T, writing every activation into a and
 // the block's output into a.res3. With kv nil, attention is AttentionForward over B
 // sequences of T positions (causal or not) and saves a.lse for backward; with kv set
-// (generation, B = 1), it is AttentionDecodeForward over kv, which also appends the
-// block's keys and values to kv. a.res3 may alias x.
-func blockForward(be tensor.Backend, w *Block, a *blockActs, x []float32, B, T, C, H int, causal bool, kv *kvCache) {
+// (generation, len(kv) = B), sequence b's attention is AttentionDecodeForward over
+// kv[b], which also appends its keys and values to kv[b]. The sequences of a batch may
+// be at different positions; every op but attention treats the N rows alike, so a
+// sequence's rows get the same bits whatever else is in the batch. a.res3 may alias x.
+func blockForward(be tensor.Backend, w *Block, a *blockActs, x []float32, B, T, C, H int, causal bool, kv []kvCache) {
 	N := B * T
 	be.LayerNormForward(a.ln1, a.ln1Mean, a.ln1Rstd, x, w.Ln1W, w.Ln1B, N, C)
 	be.MatmulForward(a.qkv, a.ln1, w.QKVW, w.QKVB, N, C, 3*C)
 	if kv == nil {
 		be.AttentionForward(a.atty, a.lse, a.qkv, B, T, C, H, causal)
 	} else {
-		be.AttentionDecodeForward(a.atty, kv.k, kv.v, a.qkv, T, kv.pos0, C, H)
+		for b := range B {
+			be.AttentionDecodeForward(a.atty[b*T*C:(b+1)*T*C], kv[b].k, kv[b].v, a.qkv[b*T*3*C:(b+1)*T*3*C], T, kv[b].pos0, C, H)
+		}
 	}
 	be.MatmulForward(a.proj, a.atty, w.AttnProjW, w.AttnProjB, N, C, C)
 	be.ResidualForward(a.res2, x, a.proj)

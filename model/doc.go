@@ -8,7 +8,8 @@
 // ClipGradNorm and AdamW.Update; it writes and restores checkpoints with
 // SaveCheckpoint and LoadCheckpoint. The worker commits CheckpointDigest through the
 // coordinator. cmd/ringtrain's generate, eval and export commands use Decoder,
-// Generate, ExportHF and ImportHF.
+// Generate, ExportHF and ImportHF; package serve (generate --prompts, chat, serve)
+// decodes many sequences at once with BatchDecoder.
 //
 // # Usage
 //

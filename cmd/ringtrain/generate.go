@@ -16,12 +16,49 @@ func newGenerateCmd(g *globals) *cobra.Command {
 	var (
 		ckpt, prompt, tokSpec string
 		opts                  = model.GenerateOptions{StopAtEOT: true}
+		file                  promptsFile
 	)
 	cmd := &cobra.Command{
 		Use:   "generate",
-		Short: "Generate text from a checkpoint",
-		Args:  cobra.NoArgs,
+		Short: "Generate text from a checkpoint: continue --prompt, or answer every row of --prompts",
+		Long: `Continue --prompt, streaming the text as it is sampled; or, with --prompts, answer
+every row of a JSONL file and write the rows with the answers to --out.
+
+--prompts reads any row shape of the SFT data (prompt/completion, Alpaca's
+instruction/input/output, messages of role/content; --columns renames keys); the
+answer is optional. Each prompt is rendered with the chat template recorded in the
+checkpoint, exactly as in fine-tuning (a prompt/completion row's prompt is raw text),
+and decoded greedily unless --temperature is given, up to --batch rows at a time. Each
+output row is the input row with every key kept and "completion" added (or
+"generated" when the row has a "completion" key of its own, its reference answer);
+a row that carries a reference answer also gets "exact_match", true when the answer
+and the reference are equal after trimming surrounding white space. The exact-match
+rate is printed at the end. With sampling, row i (from 0) is sampled with seed
+--seed+i, so a row's answer does not depend on the batch it ran in.`,
+		Example: `  ringtrain generate --checkpoint run/step-000500 --prompt "ROMEO:"
+  ringtrain generate --checkpoint sft/step-000300 --prompts heldout.jsonl --out answers.jsonl --batch 16`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file.in != "" {
+				if cmd.Flags().Changed("prompt") {
+					return usageErrorf("--prompt and --prompts: give one of them")
+				}
+				if file.out == "" {
+					return usageErrorf("--prompts needs --out")
+				}
+				if !cmd.Flags().Changed("temperature") {
+					opts.Temperature = 0
+				}
+				log, err := g.logger()
+				if err != nil {
+					return err
+				}
+				err = generateFile(cmd, ckpt, tokSpec, file, opts, log)
+				if err != nil && cmd.Context().Err() != nil {
+					return interruptedError(err) // the rows written so far are in --out
+				}
+				return err
+			}
 			ck, err := model.LoadCheckpoint(ckpt)
 			if err != nil {
 				return err
@@ -47,6 +84,10 @@ func newGenerateCmd(g *globals) *cobra.Command {
 	fl.IntVar(&opts.TopK, "top-k", 40, "sample from the k most probable tokens (0: off)")
 	fl.Float64Var(&opts.TopP, "top-p", 0, "nucleus sampling mass (0 or 1: off)")
 	fl.Uint64Var(&opts.Seed, "seed", 1, "sampling seed")
+	fl.StringVar(&file.in, "prompts", "", "JSONL file of prompts to answer (greedy unless --temperature is given)")
+	fl.StringVar(&file.out, "out", "", "JSONL file to write the --prompts rows with their answers to")
+	fl.StringVar(&file.columns, "columns", "", `renamed keys of --prompts rows, e.g. "prompt=question,completion=answer"`)
+	fl.IntVar(&file.batch, "batch", 8, "--prompts rows decoded together")
 	requireFlags(cmd, "checkpoint")
 	return cmd
 }

@@ -136,6 +136,8 @@ func newRoot() *cobra.Command {
 		newTrainCmd(g),
 		newEvalCmd(g),
 		newGenerateCmd(g),
+		newChatCmd(g),
+		newServeCmd(g),
 		newExportCmd(g),
 		newLocalCmd(g),
 		newBenchCmd(g),
