@@ -263,7 +263,12 @@ func (r *Ring) unusable() error {
 // are logged as warnings; those found by the heartbeats (often a neighbour
 // closing its ring at the end of a generation) only at debug level, since the
 // next operation reports them.
-func (r *Ring) fail(err error) {
+func (r *Ring) fail(err error) { r.failLogged(err, slog.LevelWarn) }
+
+// failLogged is fail with the level at which an operation's failure is logged:
+// info for an operation whose caller's context ended (an interrupt, a newer
+// plan), which is the caller's doing rather than a fault.
+func (r *Ring) failLogged(err error, level slog.Level) {
 	r.mu.Lock()
 	first := r.failure == nil && !r.closed
 	if r.failure == nil {
@@ -272,7 +277,7 @@ func (r *Ring) fail(err error) {
 	busy := r.running > 0
 	r.mu.Unlock()
 	if first && busy {
-		r.log.Warn("ring failed", "err", err)
+		r.log.Log(context.Background(), level, "ring failed", "err", err)
 	} else if first {
 		r.log.Debug("ring failed between operations", "err", err)
 	}

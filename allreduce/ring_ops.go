@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -116,7 +117,10 @@ func (r *Ring) start(ctx context.Context, o op) *Handle {
 	go func() {
 		defer r.wg.Done()
 		err := r.run(ctx, prev, o, h)
-		if err != nil {
+		switch {
+		case err != nil && ctx.Err() != nil:
+			r.failLogged(err, slog.LevelInfo)
+		case err != nil:
 			r.fail(err)
 		}
 		r.mu.Lock()

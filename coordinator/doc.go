@@ -82,8 +82,10 @@
 // generation with no members and a reason; above max_workers the extra workers are
 // standby, promoted when a member goes. Streams are spread evenly and moved as
 // little as possible, and surviving members keep their relative rank order. Once
-// the job has ended (job_lifecycle.go: FINISHED when its last step and that step's
-// checkpoint are committed, FAILED on a worker's FailJob) every plan is ENDED: no
+// the job has ended (job_lifecycle.go: FINISHED when its final step and that step's
+// checkpoint are committed, the final step being the job's last or, by the final
+// mark of the commit, the one a stopping rule ended it at; FAILED on a worker's
+// FailJob) every plan is ENDED: no
 // members, every worker on standby, the reason saying how the job ended.
 //
 // # Storage and addressing

@@ -54,9 +54,9 @@ type Options struct {
 	Client coordinator.ClientOptions
 	// Worker is the template of every worker's worker.Config. Run sets ID,
 	// Coordinators, CheckpointOnStop (the whole cluster stops together) and, with
-	// Registry set, Metrics. The fields that name one worker's
-	// endpoints and files (Listen, Listener, Advertise, Audit) must be zero: each
-	// worker serves its peers on its own loopback port.
+	// Registry set, Metrics. The fields that name one worker's endpoints and files
+	// (Listen, Listener, Advertise, Audit) must be zero: each worker serves its peers
+	// on its own loopback port.
 	Worker worker.Config
 	// Registry, when set, receives every replica's gauges (labelled by replica) and
 	// every worker's instruments (labelled by worker).

@@ -106,12 +106,12 @@
 // Result.Split.
 //
 // When the job's last step is done, rank 0 writes the final checkpoint and records
-// the step and checkpoint synchronously (the job then reads FINISHED), all ranks
-// meet at a barrier, and each worker leaves the cluster and returns its Result. A
-// worker that finds the job FINISHED, before registering or when a plan gives it no
-// work, returns at once with success; one that finds it FAILED returns
-// ErrJobFailed; one that stops on a fatal error reports it first, so the job fails
-// as a whole (job_end.go).
+// the step and the checkpoint, marked final, synchronously (the job then reads
+// FINISHED), all ranks meet at a barrier, and each worker leaves the cluster and
+// returns its Result. A worker that finds the job FINISHED, before registering or
+// when a plan gives it no work, returns at once with success; one that finds it
+// FAILED returns ErrJobFailed; one that stops on a fatal error reports it first, so
+// the job fails as a whole (job_end.go).
 //
 // # Stopping early and keeping checkpoints
 //
@@ -120,8 +120,13 @@
 // books and checkpoint, and adds its decision to the next step's loss all-reduce;
 // when the reduced sum says stop, no rank applies that step and every rank ends the
 // job, through the same end as above, at the step rank 0 decided after: the step at
-// which the single-process trainer stops. With keep_checkpoints set, rank 0 deletes
-// the checkpoints trainer.Retain lets go once the coordinator has committed a newer
-// one, never the newest committed one or any newer one, nor the best by validation
-// loss.
+// which the single-process trainer stops. The final commit then carries the rule as
+// its stop reason, and the job reads FINISHED at that step with it. With
+// keep_checkpoints set, rank 0 deletes the checkpoints trainer.Retain lets go once
+// the coordinator has committed a newer one, never the newest committed one or any
+// newer one, nor the best by validation loss.
+//
+// With Config.CheckpointOnStop (ringtrain local), the worker that was rank 0 also
+// writes a checkpoint of the last step it applied when Run's context ends, as the
+// single-process trainer does on an interrupt.
 package worker

@@ -16,8 +16,8 @@ import (
 //
 //   - A job the coordinator records as FINISHED: Run returns a Result with rank -1
 //     (the final step and checkpoint, and the stop reason of a job that stopped
-//     early) and no error, at once. A worker started (or restarted) after the end thus
-//     exits 0 without registering, and so stays down under a supervisor that
+//     early) and no error, at once. A worker started (or restarted) after the end
+//     thus exits 0 without registering, and so stays down under a supervisor that
 //     restarts failed processes only.
 //   - A job recorded as FAILED: Run returns ErrJobFailed with the reason, without
 //     registering; a member that is training stops when the ENDED plan arrives.

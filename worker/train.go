@@ -490,7 +490,9 @@ func (w *Worker) finishJob(ctx context.Context, js *jobState, g *generation) (*R
 				return nil, fatal(err)
 			}
 		}
-		if err := sendReport(ctx, w.cfg.Coordinators, log, &pb.ReportProgressRequest{WorkerId: w.cfg.ID, Generation: g.gen,
+		// sendReport and sendCommit name the step and generation themselves: w.log,
+		// not log, which has the generation already.
+		if err := sendReport(ctx, w.cfg.Coordinators, w.log, &pb.ReportProgressRequest{WorkerId: w.cfg.ID, Generation: g.gen,
 			Step: tr.Step, Loss: finite(js.loss), Tokens: tr.Step * g.tokensPerStep}, callPatience); err != nil {
 			return nil, fmt.Errorf("report the final step: %w", err)
 		}
@@ -499,7 +501,7 @@ func (w *Worker) finishJob(ctx context.Context, js *jobState, g *generation) (*R
 			if tr.Step < tr.Spec.Steps {
 				c.StopReason = string(js.stop)
 			}
-			if err := sendCommit(ctx, w.cfg.Coordinators, log, c, callPatience); err != nil {
+			if err := sendCommit(ctx, w.cfg.Coordinators, w.log, c, callPatience); err != nil {
 				return nil, fmt.Errorf("commit the final checkpoint: %w", err)
 			}
 			js.committed = max(js.committed, c.GetStep())
@@ -529,46 +531,35 @@ func (w *Worker) finishJob(ctx context.Context, js *jobState, g *generation) (*R
 	return res, nil
 }
 
-// stopCheckpoint is Config.CheckpointOnStop's checkpoint, written after ctx (Run's)
+// stopCheckpoint is Config.CheckpointOnStop's checkpoint, written after Run's ctx
 // ended while the worker had the job: when it was rank 0 of the last generation it
 // trained in, it writes a checkpoint of the last step it applied (unless that step
-// has one, or none was applied) and commits it, waiting at most stopCommitPatience
-// (a commit that fails is logged: the checkpoint is on disk, where a rerun of the
-// same run directory finds it). It returns rank 0's Result of the stop (Step,
+// has one, or none was applied) into the run directory. It is not committed: the
+// coordinator stops with the cluster (the other members are leaving, so its
+// generation is over anyway), and a rerun of the same run directory resumes from
+// the newest checkpoint there. It returns rank 0's Result of the stop (Step,
 // Checkpoint: the checkpoint of that step), or nil on the other ranks, before any
 // step, or when the write failed. The step interrupted in flight left the state
 // untouched (a step's update is applied whole after its all-reduce, a state sync's
 // only after the whole state arrived), so the state is that of a step every rank
 // agreed on.
-func (w *Worker) stopCheckpoint(ctx context.Context, js *jobState) *Result {
+func (w *Worker) stopCheckpoint(js *jobState) *Result {
 	tr := js.tr
 	if js.rank != 0 || tr.Step <= 0 {
 		return nil
 	}
 	log := w.log.With("generation", js.gen, "rank", js.rank, "step", tr.Step)
-	c, err := w.saveCheckpoint(js, js.gen, log)
-	if err != nil {
+	if _, err := w.saveCheckpoint(js, js.gen, log); err != nil {
 		log.Error("stopping: the checkpoint of the last step could not be written", "err", err)
 		return nil
 	}
 	if js.lastSaved != tr.Step {
 		return nil
 	}
-	if c != nil {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopCommitPatience)
-		if err := sendCommit(cctx, w.cfg.Coordinators, log, c, stopCommitPatience); err != nil {
-			log.Warn("stopping: the checkpoint is written but not committed", "dir", js.lastCkpt, "err", err)
-		}
-		cancel()
-	}
 	log.Info("stopped: checkpoint of the last step", "dir", js.lastCkpt)
 	return &Result{Step: tr.Step, StartStep: js.startStep, Loss: js.loss, ValLoss: js.valLoss, Generation: js.gen, Rank: 0,
 		Checkpoint: js.lastCkpt, Elapsed: time.Since(js.start), Split: js.split}
 }
-
-// stopCommitPatience bounds the commit of the checkpoint written on stop, so that an
-// interrupt ends the process promptly even without a coordinator.
-const stopCommitPatience = 3 * time.Second
 
 // finalStepRecorded reports whether the coordinator records the step at which the
 // job ended (its last step, or the step at which it stopped early: js.tr.Step) as its

@@ -73,10 +73,12 @@ type Config struct {
 	// (default 1 s); peers that do not answer are reported to the coordinator.
 	ProbeTimeout time.Duration
 	// CheckpointOnStop makes a worker that was rank 0 of the last generation it
-	// trained in write (and commit) a checkpoint of the last step it applied when
-	// Run's ctx ends, as the single-process trainer does on an interrupt. It is for
-	// a cluster stopped as a whole (ringtrain local on SIGINT): a worker that leaves
-	// a cluster that trains on needs none.
+	// trained in write a checkpoint of the last step it applied into the run
+	// directory when Run's ctx ends, as the single-process trainer does on an
+	// interrupt; it is not committed (stopCheckpoint). It is for a cluster stopped
+	// as a whole with its coordinator (ringtrain local on SIGINT), whose rerun
+	// resumes from the run directory: a worker that leaves a cluster that trains on
+	// needs none.
 	CheckpointOnStop bool
 	// TLS holds the worker's certificate (ringtrain://worker/ID) and the CA
 	// bundle: with it the peer server, ring links, lanes and probes are mutual TLS
@@ -250,9 +252,8 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 		}
 	}()
 	defer func() {
-		// Before leaving (deferred above): the commit needs the membership.
 		if err != nil && parent.Err() != nil && job != nil && w.cfg.CheckpointOnStop {
-			res = w.stopCheckpoint(parent, job)
+			res = w.stopCheckpoint(job)
 		}
 	}()
 	var after uint64

@@ -396,3 +396,33 @@ func TestExitCode(t *testing.T) {
 		}
 	}
 }
+
+// TestFinishedLine: the line submit --wait ends with, and the status table's state,
+// for a job that ran all its steps and for one each stopping rule ended early.
+func TestFinishedLine(t *testing.T) {
+	for _, tc := range []struct {
+		step   int64
+		reason string
+		want   string
+	}{
+		{600, "", "finished at step 600: checkpoint run/ckpt/step-000600 (sha256 ab)"},
+		{300, "target_val_loss", "finished at step 300 of 600 (stopped early: target_val_loss reached): checkpoint run/ckpt/step-000300 (sha256 ab)"},
+		{300, "patience", "finished at step 300 of 600 (stopped early: patience exhausted): checkpoint run/ckpt/step-000300 (sha256 ab)"},
+		{300, "max_time", "finished at step 300 of 600 (stopped early: max_time reached): checkpoint run/ckpt/step-000300 (sha256 ab)"},
+		{300, "a newer rule", "finished at step 300 of 600 (stopped early: a newer rule): checkpoint run/ckpt/step-000300 (sha256 ab)"},
+	} {
+		c := &pb.Checkpoint{Step: tc.step, Location: fmt.Sprintf("run/ckpt/step-%06d", tc.step), Sha256: "ab", Final: true, StopReason: tc.reason}
+		st := &pb.CoordinatorState{Job: &pb.JobSpec{Steps: 600}, Checkpoints: []*pb.Checkpoint{c},
+			JobStatus: &pb.JobStatus{State: pb.JobState_JOB_STATE_FINISHED, Step: tc.step, FinalCheckpoint: c, StopReason: tc.reason}}
+		if got := finishedLine(st); got != tc.want {
+			t.Errorf("finishedLine = %q, want %q", got, tc.want)
+		}
+		early := ""
+		if tc.reason != "" {
+			early = " of 600 (stopped early: "
+		}
+		if got := jobStateLine(st); !strings.HasPrefix(got, fmt.Sprintf("finished\tstep %d%s", tc.step, early)) || !strings.HasSuffix(got, "\tcheckpoint "+c.GetLocation()+"\tsha256 ab") {
+			t.Errorf("jobStateLine = %q", got)
+		}
+	}
+}
