@@ -362,6 +362,9 @@ func TestSnapshotCatchUp(t *testing.T) {
 	c := MakeCluster(t, 3, func(cfg *Config) {
 		cfg.SnapshotThreshold = 16
 		cfg.TrailingLogs = 4
+		// The workers never heartbeat: a lease longer than the test keeps all 30
+		// registered however slowly a loaded machine runs it.
+		cfg.Lease = time.Minute
 	})
 	cl := c.Client()
 	leader := c.Leader()
