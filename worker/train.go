@@ -57,6 +57,15 @@ func (s *timedSource) Batch(ctx context.Context, stream int, step int64, inputs,
 	return err
 }
 
+// TrainedTargets passes the SFT loss denominator through (trainer.TargetCounter).
+func (s *timedSource) TrainedTargets(ctx context.Context, step int64) (int64, error) {
+	c, ok := s.src.(trainer.TargetCounter)
+	if !ok {
+		return 0, fmt.Errorf("worker: the data source does not count trained targets")
+	}
+	return c.TrainedTargets(ctx, step)
+}
+
 // lap returns the time spent reading since the last lap.
 func (s *timedSource) lap() time.Duration {
 	d := s.took
@@ -414,7 +423,8 @@ func (w *Worker) keepBooks(ctx context.Context, js *jobState, g *generation, rep
 	rec["allreduce_busy_s"], rec["optimizer_s"], rec["waiting_s"] = times.RingBusy.Seconds(), times.Optimizer.Seconds(), times.Waiting.Seconds()
 	if g.cadence.Evaluate(tr.Step) {
 		te := time.Now()
-		vl, err := tr.Evaluate(ctx, js.p.Val)
+		ev, err := tr.EvaluateFull(ctx, js.p.Val)
+		vl := ev.Loss
 		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("step %d: eval aborted: %w", tr.Step, context.Cause(ctx))
@@ -428,7 +438,12 @@ func (w *Worker) keepBooks(ctx context.Context, js *jobState, g *generation, rep
 		js.valLoss, js.valStep = vl, tr.Step
 		rec["eval_s"] = took.Seconds()
 		js.books.Evaluated(rec, tr.Step, vl)
-		g.log.Info(trainer.EvalLogMessage, "step", tr.Step, "val_loss", vl)
+		if tr.Spec.Objective == trainer.SFT {
+			js.books.EvaluatedAccuracy(rec, tr.Step, ev.Accuracy)
+			g.log.Info(trainer.EvalLogMessage, "step", tr.Step, "val_loss", vl, "val_token_acc", ev.Accuracy)
+		} else {
+			g.log.Info(trainer.EvalLogMessage, "step", tr.Step, "val_loss", vl)
+		}
 	}
 	if err := js.books.Write(rec); err != nil {
 		w.log.Warn("metrics file", "err", err)
