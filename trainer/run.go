@@ -31,16 +31,16 @@ type RunOptions struct {
 
 // Result summarises a finished run.
 type Result struct {
-	Step         int64   // last completed step, also when Run stops early
-	StartStep    int64   // the step Run started from: 0, or the resumed checkpoint's
-	TrainLoss    float64 // mean loss of the last step
-	ValLoss      float64 // NaN if never evaluated
+	Step      int64   // last completed step, also when Run stops early
+	StartStep int64   // the step Run started from: 0, or the resumed checkpoint's
+	TrainLoss float64 // mean loss of the last step
+	ValLoss   float64 // NaN if never evaluated
 	// ValTokenAccuracy is the share of trained validation targets the model ranks
 	// first at the last evaluation (NaN if never evaluated).
 	ValTokenAccuracy float64
-	Checkpoint   string  // directory of the last checkpoint written or resumed from
-	Elapsed      time.Duration
-	TokensPerSec float64
+	Checkpoint       string // directory of the last checkpoint written or resumed from
+	Elapsed          time.Duration
+	TokensPerSec     float64
 	// Stopped names the rule that ended the run before spec.Steps (max_time,
 	// target_val_loss, patience); "" when it ran to the end or was cancelled.
 	Stopped StopReason
@@ -321,19 +321,12 @@ func initState(tr *Trainer, spec Spec, p *Prepared, opts RunOptions, log *slog.L
 			return "", fmt.Errorf("resume: %w", err)
 		}
 	}
-	if spec.InitFrom != "" {
-		ck, err := model.LoadCheckpoint(spec.InitFrom)
-		if err != nil {
-			return "", fmt.Errorf("init_from: %w", err)
-		}
-		if err := checkModel("init_from", spec.InitFrom, ck.Config, spec.Model); err != nil {
-			return "", err
-		}
-		copy(tr.Model.Params.Slab, ck.Params)
-		log.Info("initialised from checkpoint", "dir", spec.InitFrom)
-		return "", nil
+	if err := InitWeights(tr, p); err != nil {
+		return "", err
 	}
-	tr.Model.InitWeights(spec.Seed)
+	if spec.InitFrom != "" {
+		log.Info("initialised from checkpoint", "dir", spec.InitFrom)
+	}
 	return "", nil
 }
 

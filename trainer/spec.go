@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -96,10 +97,19 @@ func LoadSpec(path string) (Spec, error) {
 		return s, fmt.Errorf("job spec: %w", err)
 	}
 	defer f.Close()
-	dec := yaml.NewDecoder(f)
+	raw, err := io.ReadAll(f)
+	if err != nil {
+		return s, fmt.Errorf("job spec: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(&s); err != nil && !errors.Is(err, io.EOF) {
 		return s, fmt.Errorf("%w: %s: %v", ErrBadSpec, path, err)
+	}
+	// epochs without steps: the default steps must not stand against it.
+	var keys map[string]any
+	if yaml.Unmarshal(raw, &keys) == nil && keys["epochs"] != nil && keys["steps"] == nil {
+		s.Steps = 0
 	}
 	return s, nil
 }

@@ -119,7 +119,7 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 		case !errors.Is(err, model.ErrNoCheckpoint):
 			return nil, fatal(fmt.Errorf("worker %s: resume from the run directory: %w", w.cfg.ID, err))
 		}
-		if err := trainer.InitWeights(tr); err != nil {
+		if err := trainer.InitWeights(tr, p); err != nil {
 			return nil, fatal(err)
 		}
 		w.log.Info("job loaded: fresh weights", "params", len(m.Params.Slab))

@@ -15,6 +15,7 @@ func newEvalCmd(_ *globals) *cobra.Command {
 		o           trainer.EvalOptions
 		objective   string
 		asJSON      bool
+		em          exactMatchFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "eval",
@@ -24,18 +25,31 @@ on the validation split of a prepared dataset, or on its train split with --spli
 train. The objective is the one the checkpoint was trained with (masked or causal,
 from its trainer state; causal for a Hugging Face directory) unless --objective
 says otherwise, and the masked objective masks with the run's seed unless --seed
-is given. --json prints the result as one JSON object.`,
+is given. --json prints the result as one JSON object. An SFT dataset is scored
+on its trained (answer) tokens (--seq must be its row length minus one).
+
+--exact-match FILE answers the prompts of instruction rows (JSONL, the shapes of
+'prepare --format sft') with greedy decoding, rendered with the template the
+checkpoint was tuned with (--template for a model that records none), and reports
+the share of answers equal to the rows' answers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if em.file != "" {
+				em.asJSON = asJSON
+				return em.run(cmd, ckpt)
+			}
+			if o.Data == "" {
+				return usageErrorf("--data is required (or --exact-match)")
+			}
 			if split != "val" && split != "train" {
 				return fmt.Errorf("--split %q: want val or train", split)
 			}
 			o.Split = split
 			switch trainer.Objective(objective) {
-			case "", trainer.CausalLM, trainer.MaskedLM:
+			case "", trainer.CausalLM, trainer.MaskedLM, trainer.SFT:
 				o.Objective = trainer.Objective(objective)
 			default:
-				return fmt.Errorf("--objective %q: want causal or masked", objective)
+				return fmt.Errorf("--objective %q: want causal, masked or sft", objective)
 			}
 			o.Notes = cmd.ErrOrStderr()
 			r, err := trainer.EvaluateCheckpointReport(cmd.Context(), ckpt, o)
@@ -61,11 +75,12 @@ is given. --json prints the result as one JSON object.`,
 	fl.IntVar(&o.SeqLen, "seq", 0, "sequence length (0: the model's context)")
 	fl.IntVar(&o.MicroBatch, "batch", 8, "sequences per batch")
 	fl.IntVar(&o.Batches, "batches", 0, "batches to evaluate (0: the whole split)")
-	fl.StringVar(&objective, "objective", "", "causal or masked (default: the objective the checkpoint was trained with)")
+	fl.StringVar(&objective, "objective", "", "causal, masked or sft (default: the objective the checkpoint was trained with)")
 	fl.Uint64Var(&o.Seed, "seed", 0, "masking seed of the masked objective (0: the seed the checkpoint was trained with)")
 	fl.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	fl.StringVar(&o.Tokenizer, "tokenizer", "", "tokenizer of a dataset without a tokenizer file (llm.c shards): gpt2 (the default there), byte, or a tokenizer file")
-	requireFlags(cmd, "checkpoint", "data")
+	em.register(cmd)
+	requireFlags(cmd, "checkpoint")
 	return cmd
 }
 

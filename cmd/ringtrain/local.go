@@ -83,6 +83,9 @@ resumes from the newest checkpoint (every --checkpoint-interval steps). Exit sta
 				}
 				spec.Streams, spec.MicroBatch = workers, f.batch/workers
 			}
+			if spec, err = trainer.ResolveEpochs(spec); err != nil {
+				return specError(err)
+			}
 			if noResume {
 				if err := refuseResume(spec.Out); err != nil {
 					return err
