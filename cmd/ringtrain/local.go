@@ -83,6 +83,9 @@ resumes from the newest checkpoint (every --checkpoint-interval steps). Exit sta
 				}
 				spec.Streams, spec.MicroBatch = workers, f.batch/workers
 			}
+			if spec, err = f.initShape(cmd, spec); err != nil {
+				return err
+			}
 			if spec, err = trainer.ResolveEpochs(spec); err != nil {
 				return specError(err)
 			}

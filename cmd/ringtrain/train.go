@@ -85,14 +85,21 @@ func (f *specFlags) resolve(cmd *cobra.Command) (trainer.Spec, error) {
 	if cmd.Flags().Changed("epochs") && !cmd.Flags().Changed("steps") {
 		spec.Steps = 0 // ResolveEpochs sets it
 	}
-	if spec.InitFrom != "" && f.config == "" && !anyChanged(cmd, "layers", "heads", "embd", "context") {
-		// Fine-tuning keeps the shape of the model it starts from.
-		c, err := model.ReadConfig(spec.InitFrom)
-		if err != nil {
-			return spec, usageError(fmt.Errorf("--init-from: %w", err))
-		}
-		spec.Model = c
+	return spec, nil
+}
+
+// initShape gives spec the model shape of its init_from checkpoint when the command
+// line sets none (--layers, --heads, --embd, --context) and no --config file does:
+// fine-tuning keeps the shape of the model it starts from.
+func (f *specFlags) initShape(cmd *cobra.Command, spec trainer.Spec) (trainer.Spec, error) {
+	if spec.InitFrom == "" || f.config != "" || anyChanged(cmd, "layers", "heads", "embd", "context") {
+		return spec, nil
 	}
+	c, err := model.ReadConfig(spec.InitFrom)
+	if err != nil {
+		return spec, usageError(fmt.Errorf("--init-from: %w", err))
+	}
+	spec.Model = c
 	return spec, nil
 }
 
@@ -155,6 +162,9 @@ interrupted.`,
 			}
 			if spec.Data == "" {
 				return usageErrorf("--data is required (a directory made by 'ringtrain prepare'), on the command line or as data: in --config")
+			}
+			if spec, err = f.initShape(cmd, spec); err != nil {
+				return err
 			}
 			if spec, err = trainer.ResolveEpochs(spec); err != nil {
 				return specError(err)
