@@ -26,7 +26,7 @@ train. The objective is the one the checkpoint was trained with (masked or causa
 from its trainer state; causal for a Hugging Face directory) unless --objective
 says otherwise, and the masked objective masks with the run's seed unless --seed
 is given. --json prints the result as one JSON object. An SFT dataset is scored
-on its trained (answer) tokens (--seq must be its row length minus one).
+on its trained (answer) tokens, with its row length, and reports token accuracy.
 
 --exact-match FILE answers the prompts of instruction rows (JSONL, the shapes of
 'prepare --format sft') with greedy decoding, rendered with the template the
@@ -60,11 +60,18 @@ the share of answers equal to the rows' answers.`,
 				return printEvalJSON(cmd, ckpt, o.Data, r)
 			}
 			seq := fmt.Sprint(o.SeqLen)
-			if o.SeqLen == 0 {
+			switch {
+			case o.SeqLen == 0 && r.Objective == trainer.SFT:
+				seq = fmt.Sprint(r.SeqLen) // the SFT dataset's rows
+			case o.SeqLen == 0:
 				seq = "the model's context" // resolved inside EvaluateCheckpointReport
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s on %s (%s, %d batches of %d x %s), %s objective: perplexity %.2f, loss %.4f\n",
-				ckpt, o.Data, split, r.Batches, r.MicroBatch, seq, r.Objective, r.Perplexity, r.Loss)
+			acc := ""
+			if r.Objective == trainer.SFT {
+				acc = fmt.Sprintf(", token accuracy %.4f", r.Accuracy)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s on %s (%s, %d batches of %d x %s), %s objective: perplexity %.2f, loss %.4f%s\n",
+				ckpt, o.Data, split, r.Batches, r.MicroBatch, seq, r.Objective, r.Perplexity, r.Loss, acc)
 			return nil
 		},
 	}
@@ -93,10 +100,12 @@ type evalJSON struct {
 	Loss       float64 `json:"loss"`
 	Perplexity float64 `json:"perplexity"`
 	Tokens     int64   `json:"tokens"` // target tokens scored
-	Batches    int     `json:"batches"`
-	Batch      int     `json:"batch"`   // sequences per batch
-	SeqLen     int     `json:"seq_len"` // tokens per sequence
-	Seed       uint64  `json:"seed,omitempty"`
+	// TokenAccuracy is the share of the targets ranked first (sft objective).
+	TokenAccuracy *float64 `json:"token_accuracy,omitempty"`
+	Batches       int      `json:"batches"`
+	Batch         int      `json:"batch"`   // sequences per batch
+	SeqLen        int      `json:"seq_len"` // tokens per sequence
+	Seed          uint64   `json:"seed,omitempty"`
 }
 
 func printEvalJSON(cmd *cobra.Command, ckpt, data string, r *trainer.EvalReport) error {
@@ -107,6 +116,9 @@ func printEvalJSON(cmd *cobra.Command, ckpt, data string, r *trainer.EvalReport)
 	}
 	if r.Objective == trainer.MaskedLM {
 		v.Seed = r.Seed
+	}
+	if r.Objective == trainer.SFT {
+		v.TokenAccuracy = &r.Accuracy
 	}
 	b, err := json.Marshal(v)
 	if err != nil {

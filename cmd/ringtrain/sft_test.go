@@ -82,8 +82,9 @@ func TestSFTPipeline(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &em); err != nil || em.Template != "plain" || em.Examples < 10 || em.Correct > em.Examples {
 		t.Fatalf("eval --exact-match --json: %q (%v)", out, err)
 	}
-	out = mustRun(t, "eval", "--checkpoint", ckptDir(tuned, 30), "--data", sft, "--seq", "64", "--objective", "sft")
-	if !strings.Contains(out, "sft objective") {
+	// The base model is scored on the answer tokens of the SFT dataset, T from its rows.
+	out = mustRun(t, "eval", "--checkpoint", baseCkpt, "--data", sft)
+	if !strings.Contains(out, "batches of 8 x 64), sft objective") || !strings.Contains(out, "token accuracy") {
 		t.Errorf("eval on the sft dataset: %s", out)
 	}
 
