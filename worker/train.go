@@ -93,6 +93,9 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 	if err != nil {
 		return nil, fatal(fmt.Errorf("worker %s: prepare job: %w", w.cfg.ID, err))
 	}
+	if p.ObjectiveNote != "" {
+		w.log.Info("objective", "note", p.ObjectiveNote)
+	}
 	m, err := model.New(p.Spec.Model, nil)
 	if err != nil {
 		return nil, fatal(err)
