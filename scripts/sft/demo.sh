@@ -3,7 +3,7 @@
 # synthetic instruction tasks, fine-tune from the pre-trained checkpoint, and score
 # exact match on held-out prompts for the base and the tuned model. Then the same
 # fine-tuning runs on a local cluster of 1 and of 3 workers (3 fixed streams) for a
-# few steps, and their final losses are compared.
+# hundred steps, and their final losses are compared.
 #
 #   scripts/sft/demo.sh [WORKDIR]        (default: a fresh temporary directory)
 #
@@ -61,10 +61,10 @@ for t in "${tasks[@]}"; do
   echo -n "  tuned: "; rt eval --checkpoint "$tuned" --exact-match "$work/val-$t.jsonl" --json
 done
 
-stamp "6. the same fine-tuning on a local cluster of 1 and of 3 workers (3 streams, 30 steps)"
+stamp "6. the same fine-tuning on a local cluster of 1 and of 3 workers (3 streams, 100 steps)"
 for w in 1 3; do
   rt local --workers "$w" --streams 3 --objective sft --data "$work/sft-data" --init-from "$base" \
-    --out "$work/sft-w$w" --dir "$work/cluster-w$w" --seq 64 --batch 15 --steps 30 --lr 1e-3 --warmup 5 \
+    --out "$work/sft-w$w" --dir "$work/cluster-w$w" --seq 64 --batch 15 --steps 100 --lr 1e-3 --warmup 5 \
     --eval-interval 0 --eval-batches 0 --checkpoint-interval 0 --sample-tokens 0 --tensorboard=false > "$work/local-w$w.log" 2>&1
   tail -1 "$work/sft-w$w/metrics.jsonl" | sed "s/^/  workers=$w: /" | cut -c1-120
 done
