@@ -50,6 +50,9 @@ reverse, sort, upper) with exact answers instead of reading --input. See docs/sf
 			if sft.used(cmd) {
 				return sft.run(cmd, log, inputs, tokSpec, out, valFrac, minShards, overwrite, ifMissing)
 			}
+			if err := sft.checkText(cmd); err != nil {
+				return err
+			}
 			if len(inputs) == 0 && !shipped {
 				return usageErrorf("--input is required (or --shipped)")
 			}

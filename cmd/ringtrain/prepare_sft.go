@@ -52,10 +52,30 @@ func (f *sftFlags) used(cmd *cobra.Command) bool {
 	return f.format == "sft" || f.synthetic != ""
 }
 
+// sftOnly are the flags that mean something only with --format sft or --synthetic.
+var sftOnly = []string{"columns", "template", "train-on-prompt", "seq", "overflow", "val-input", "synthetic-examples", "synthetic-val", "seed"}
+
+// checkText refuses instruction-data flags on a plain-text prepare, which would ignore
+// them.
+func (f *sftFlags) checkText(cmd *cobra.Command) error {
+	if f.format != "text" {
+		return usageErrorf("--format %q: want text or sft", f.format)
+	}
+	for _, name := range sftOnly {
+		if cmd.Flags().Changed(name) {
+			return usageErrorf("--%s applies to instruction data: add --format sft (or --synthetic)", name)
+		}
+	}
+	return nil
+}
+
 // run prepares an SFT dataset and prints what was written, truncated and skipped.
 func (f *sftFlags) run(cmd *cobra.Command, log *slog.Logger, inputs []string, tokSpec, out string, valFrac float64, minShards int, overwrite, ifMissing bool) error {
 	if f.format != "sft" && f.format != "text" {
 		return usageErrorf("--format %q: want text or sft", f.format)
+	}
+	if cmd.Flags().Changed("shipped") {
+		return usageErrorf("--shipped is text: instruction data comes from --input rows or --synthetic")
 	}
 	if f.synthetic != "" && len(inputs) > 0 {
 		return usageErrorf("--synthetic generates the rows: leave out --input")

@@ -101,6 +101,8 @@ func TestSFTPipeline(t *testing.T) {
 		{"prepare", "--synthetic", "poetry", "--tokenizer", "byte", "--out", filepath.Join(tmp, "y")},
 		{"prepare", "--synthetic", "upper", "--out", filepath.Join(tmp, "z")},
 		{"train", "--data", sft, "--init-from", baseCkpt, "--out", filepath.Join(tmp, "w"), "--seq", "32"},
+		{"prepare", "--input", text, "--tokenizer", "byte", "--out", filepath.Join(tmp, "v"), "--train-on-prompt"},
+		{"prepare", "--format", "json", "--input", text, "--tokenizer", "byte", "--out", filepath.Join(tmp, "u")},
 	} {
 		if _, err := ringtrain(t, bad...); err == nil {
 			t.Errorf("ringtrain %s: no error", strings.Join(bad, " "))
