@@ -148,8 +148,8 @@ func TestSFTGradientsSplitOverRanks(t *testing.T) {
 
 // TestSFTRunFromPretrained fine-tunes from a checkpoint for an epoch and checks the
 // run's records: the checkpoint names the chat template, the steps come from the
-// epochs, the evaluation reports token accuracy, the loss falls; and init_from with
-// another tokenizer is refused.
+// epochs, the evaluation reports token accuracy (metrics.jsonl and TensorBoard), the
+// loss falls; and init_from with another tokenizer is refused.
 func TestSFTRunFromPretrained(t *testing.T) {
 	// A byte-level pre-training run, so its tokenizer is the SFT dataset's.
 	tmp := t.TempDir()
@@ -171,7 +171,7 @@ func TestSFTRunFromPretrained(t *testing.T) {
 	spec.InitFrom, spec.Epochs, spec.Steps = resBase.Checkpoint, 1, 0
 	spec.Model.MaxSeqLen = sftSeq
 	spec.EvalInterval, spec.EvalBatches = 0, 3
-	res, err := Run(context.Background(), spec, RunOptions{NoTensorBoard: true})
+	res, err := Run(context.Background(), spec, RunOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,6 +187,11 @@ func TestSFTRunFromPretrained(t *testing.T) {
 	if _, ok := last["val_token_acc"]; !ok {
 		t.Fatalf("last metrics record has no val_token_acc: %v", last)
 	}
+	_, _, series := tbSeries(t, spec.Out)
+	if acc := series["val/token_acc"]; len(acc) != 1 || acc[13] != float32(last["val_token_acc"].(float64)) {
+		t.Errorf("TensorBoard val/token_acc %v, metrics.jsonl %v", acc, last["val_token_acc"])
+	}
+	checkAgainstMetrics(t, spec.Out, series)
 	if first, end := recs[0]["loss"].(float64), last["loss"].(float64); !(end < first) {
 		t.Errorf("loss %v -> %v did not fall", first, end)
 	}
