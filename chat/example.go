@@ -210,3 +210,14 @@ func checkMessages(msgs []Message) error {
 	}
 	return nil
 }
+
+// jsonMarshal is json.Marshal without HTML escaping, so rows read as written.
+func jsonMarshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
+}

@@ -12,6 +12,8 @@ import (
 func TestEncodeDecodeRoundTrip(t *testing.T) {
 	spec := trainer.DefaultSpec()
 	spec.Streams = 8
+	// An SFT job: the objective, init_from and epochs travel with the spec.
+	spec.Objective, spec.InitFrom, spec.Epochs, spec.Steps = trainer.SFT, "base/ckpt/step-000600", 3, 1500
 	job, err := Encode(spec, 2, 4)
 	if err != nil {
 		t.Fatal(err)

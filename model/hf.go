@@ -666,3 +666,10 @@ func quoteAll(s []string) []string {
 	}
 	return out
 }
+
+// ReadConfig returns the model shape recorded in the config.json of a checkpoint or a
+// Hugging Face GPT-2 directory, without reading the weights.
+func ReadConfig(dir string) (Config, error) {
+	c, _, err := readHFConfig(dir)
+	return c, err
+}

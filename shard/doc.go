@@ -26,6 +26,17 @@
 // reads a shard row by row (positioned reads of T+1 tokens); LoadShard reads one
 // whole, as a Tokens value at its file's width. Batches are []int32.
 //
+// # Instruction (SFT) datasets
+//
+// PrepareSFT writes one example per row of T+1 tokens (chat-templated instruction
+// rows, padded with the end-of-text id) with two sidecars per shard, named and
+// checksummed in the manifest: a .mask of one byte per token (is it a trained
+// target) and a .rows of one count per row (its trained targets); see SFTInfo.
+// NewExampleSampler draws whole examples per (stream, step) as NewSampler draws
+// windows; the loader sets every target the mask does not train to -1, and
+// Loader.TrainedTargets sums the row counts of a step's global batch without
+// reading tokens: the loss denominator every rank derives alike.
+//
 // # Usage
 //
 //	m, err := shard.Prepare(ctx, shard.PrepareOptions{

@@ -49,6 +49,11 @@ type Loader struct {
 
 	mu  sync.Mutex
 	lru list.List // open shardFiles, most recently used at the front; guarded by mu
+
+	// The sidecars of an SFT dataset, loaded on first use; guarded by scMu.
+	scMu    sync.Mutex
+	scTrain *sidecars
+	scVal   *sidecars
 }
 
 // shardFile is the loader's state for one shard.
@@ -99,6 +104,12 @@ func NewLoader(ds *Dataset, sampler *Sampler, opts LoaderOptions) (*Loader, erro
 			return nil, fmt.Errorf("%w: sampler says train shard %d has %d tokens, dataset %s says %d", ErrSamplerMismatch, i, sampler.shardTokens[i], ds.Dir(), n)
 		}
 	}
+	if sft := ds.Manifest().SFT; sft != nil && (sampler.stride != sampler.t+1 || sampler.t+1 != sft.RowTokens) {
+		return nil, fmt.Errorf("%w: dataset %s holds examples of %d tokens (seq_len %d); the sampler needs NewExampleSampler with T = %d, it has T = %d",
+			ErrSamplerMismatch, ds.Dir(), sft.RowTokens, sft.RowTokens-1, sft.RowTokens-1, sampler.t)
+	} else if sft == nil && sampler.stride != sampler.t {
+		return nil, fmt.Errorf("%w: dataset %s is plain text; an example sampler reads only SFT datasets", ErrSamplerMismatch, ds.Dir())
+	}
 	l := &Loader{ds: ds, sampler: sampler, maxOpen: opts.MaxOpenFiles}
 	for _, split := range []struct {
 		infos []ShardInfo
@@ -144,7 +155,54 @@ func (l *Loader) Batch(ctx context.Context, stream int, step int64, inputs, targ
 	if err := checkBuffers(p.b, p.t, inputs, targets); err != nil {
 		return err
 	}
-	return l.fill(ctx, l.train, p.Windows(stream, step), p.t, inputs, targets)
+	return l.fill(ctx, SplitTrain, p.Windows(stream, step), p.t, inputs, targets)
+}
+
+// TrainedTargets returns the number of trained targets in the global batch of step:
+// the rows of every stream at step, summed from the row counts of an SFT dataset (see
+// SFTInfo), without reading any token. For a plain dataset every position is a target:
+// M*b*T. The first call on an SFT dataset loads and verifies the sidecars of the train
+// split (see Batch); errors name the file.
+func (l *Loader) TrainedTargets(ctx context.Context, step int64) (int64, error) {
+	p := l.sampler
+	if step < 0 {
+		return 0, fmt.Errorf("%w: step=%d must be >= 0", ErrBadOptions, step)
+	}
+	sft := l.ds.Manifest().SFT
+	if sft == nil {
+		return int64(p.m) * int64(p.b) * int64(p.t), nil
+	}
+	sc, err := l.sidecars(ctx, SplitTrain)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for m := range p.m {
+		for _, w := range p.Windows(m, step) {
+			n += int64(sc.rows[w.Shard][w.Start/int64(p.stride)])
+		}
+	}
+	return n, nil
+}
+
+// sidecars returns the loaded sidecars of split of an SFT dataset, loading and
+// verifying them on first use (a failed load is tried again by the next call).
+func (l *Loader) sidecars(ctx context.Context, split Split) (*sidecars, error) {
+	l.scMu.Lock()
+	defer l.scMu.Unlock()
+	dst := &l.scTrain
+	if split == SplitVal {
+		dst = &l.scVal
+	}
+	if *dst != nil {
+		return *dst, nil
+	}
+	sc, err := loadSidecars(ctx, l.ds.Dir(), l.ds.Manifest().SFT.RowTokens, l.ds.Shards(split))
+	if err != nil {
+		return nil, err
+	}
+	*dst = sc
+	return sc, nil
 }
 
 func checkBuffers(b, T int, inputs, targets []int32) error {
@@ -154,8 +212,21 @@ func checkBuffers(b, T int, inputs, targets []int32) error {
 	return nil
 }
 
-// fill reads the windows' tokens from shards into the (b, T) buffers.
-func (l *Loader) fill(ctx context.Context, shards []*shardFile, windows []Window, T int, inputs, targets []int32) error {
+// fill reads the windows' tokens from the shards of split into the (b, T) buffers. For
+// an SFT dataset a target that its mask does not train is -1 (ignored by the loss).
+func (l *Loader) fill(ctx context.Context, split Split, windows []Window, T int, inputs, targets []int32) error {
+	shards := l.train
+	if split == SplitVal {
+		shards = l.val
+	}
+	var masks [][]byte
+	if l.ds.Manifest().SFT != nil {
+		sc, err := l.sidecars(ctx, split)
+		if err != nil {
+			return err
+		}
+		masks = sc.masks
+	}
 	var buf []byte
 	for _, w := range windows {
 		if w.Shard < 0 || w.Shard >= len(shards) {
@@ -195,6 +266,9 @@ func (l *Loader) fill(ctx context.Context, shards []*shardFile, windows []Window
 			}
 			if pos >= 1 {
 				targets[row+pos-1] = int32(v)
+				if masks != nil && masks[w.Shard][w.Start+int64(q)] == 0 {
+					targets[row+pos-1] = -1
+				}
 			}
 		}
 	}
@@ -438,20 +512,23 @@ func (l *Loader) Val(maxBatches int) (*ValIterator, error) {
 // shuffling (see ValSampler), to measure a model on the data it was trained on.
 func (l *Loader) Eval(split Split, maxBatches int) (*ValIterator, error) {
 	var tokens []int64
-	var files []*shardFile
 	switch split {
 	case SplitVal:
-		tokens, files = l.ds.Manifest().ValTokens(), l.val
+		tokens = l.ds.Manifest().ValTokens()
 	case SplitTrain:
-		tokens, files = l.ds.Manifest().TrainTokens(), l.train
+		tokens = l.ds.Manifest().TrainTokens()
 	default:
 		return nil, fmt.Errorf("%w: split %q: want %q or %q", ErrBadOptions, split, SplitTrain, SplitVal)
 	}
-	vs, err := NewValSampler(tokens, l.sampler.b, l.sampler.t, maxBatches)
+	newVal := NewValSampler
+	if l.ds.Manifest().SFT != nil {
+		newVal = NewExampleValSampler
+	}
+	vs, err := newVal(tokens, l.sampler.b, l.sampler.t, maxBatches)
 	if err != nil {
 		return nil, err
 	}
-	return &ValIterator{l: l, files: files, sampler: vs}, nil
+	return &ValIterator{l: l, split: split, sampler: vs}, nil
 }
 
 // ValIterator reads evaluation batches of one split (the validation split unless
@@ -460,7 +537,7 @@ func (l *Loader) Eval(split Split, maxBatches int) (*ValIterator, error) {
 // must be called from one goroutine at a time.
 type ValIterator struct {
 	l       *Loader
-	files   []*shardFile // the split's shards
+	split   Split
 	sampler *ValSampler
 	next    int
 }
@@ -478,7 +555,7 @@ func (v *ValIterator) Batch(ctx context.Context, i int, inputs, targets []int32)
 	if err := checkBuffers(v.sampler.b, v.sampler.t, inputs, targets); err != nil {
 		return err
 	}
-	return v.l.fill(ctx, v.files, v.sampler.Windows(i), v.sampler.t, inputs, targets)
+	return v.l.fill(ctx, v.split, v.sampler.Windows(i), v.sampler.t, inputs, targets)
 }
 
 // Next fills the buffers with the next batch and reports true, or reports false

@@ -97,6 +97,10 @@ func TestLoaderBatchMatchesDefinition(t *testing.T) {
 			if !slices.Equal(in, wi) || !slices.Equal(tg, wt) {
 				t.Fatalf("stream %d step %d:\n in %v\nwant %v\n tg %v\nwant %v", m, step, in, wi, tg, wt)
 			}
+			// Plain text: every position of the global batch is a target.
+			if n, err := ld.TrainedTargets(t.Context(), step); err != nil || n != 3*2*5 {
+				t.Fatalf("TrainedTargets(%d) = %d, %v; want M*b*T = 30", step, n, err)
+			}
 		}
 	}
 }

@@ -44,6 +44,9 @@ type Manifest struct {
 	EOT   int         `json:"eot"`
 	Train []ShardInfo `json:"train_shards"`
 	Val   []ShardInfo `json:"val_shards"`
+	// SFT is set for an instruction dataset made by PrepareSFT (see SFTInfo): one
+	// example per row, a loss mask beside the tokens. Nil for plain text.
+	SFT *SFTInfo `json:"sft,omitempty"`
 	// Computed is true for a manifest Open made up from bare .bin files; such a
 	// manifest has no checksums and may lack the tokenizer. It is not stored.
 	Computed bool `json:"-"`
@@ -73,6 +76,10 @@ type ShardInfo struct {
 	SHA256 string `json:"sha256"`
 	// Format is the file layout.
 	Format Format `json:"format"`
+	// Mask and Rows are the sidecars of a shard of an SFT dataset (see SFTInfo);
+	// nil otherwise.
+	Mask *SidecarInfo `json:"mask,omitempty"`
+	Rows *SidecarInfo `json:"rows,omitempty"`
 }
 
 // TrainTokens returns the token count of each train shard, in manifest order; the
@@ -140,6 +147,9 @@ func (m *Manifest) Validate() error {
 			}
 			if !isHexSHA256(s.SHA256) {
 				return fmt.Errorf("%w: %s.sha256=%q is not 64 hex digits", ErrBadManifest, where, s.SHA256)
+			}
+			if err := m.validateSidecars(where, s, seen); err != nil {
+				return err
 			}
 		}
 	}

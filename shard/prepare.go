@@ -285,7 +285,11 @@ func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
 // shardGlobs returns the glob patterns of the shard files of name.
 func shardGlobs(dir, name string) []string {
-	return []string{filepath.Join(dir, name+"_train_*.bin"), filepath.Join(dir, name+"_val_*.bin")}
+	var globs []string
+	for _, ext := range []string{".bin", ".mask", ".rows"} { // shards and the sidecars of SFT shards
+		globs = append(globs, filepath.Join(dir, name+"_train_*"+ext), filepath.Join(dir, name+"_val_*"+ext))
+	}
+	return globs
 }
 
 // checkOutDir refuses a directory holding a dataset unless overwrite is set.
@@ -316,6 +320,11 @@ func removeStaleShards(dir, name string, m *Manifest) error {
 	keep := map[string]bool{}
 	for _, s := range append(slices.Clone(m.Train), m.Val...) {
 		keep[s.File] = true
+		for _, sc := range []*SidecarInfo{s.Mask, s.Rows} {
+			if sc != nil {
+				keep[sc.File] = true
+			}
+		}
 	}
 	for _, g := range shardGlobs(dir, name) {
 		ms, _ := filepath.Glob(g)

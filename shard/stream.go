@@ -74,6 +74,7 @@ type Sampler struct {
 	shardTokens   []int64
 	seed          uint64
 	m, b, t       int
+	stride        int       // tokens between row starts: T (overlapping text rows) or T+1 (example rows)
 	owned         [][]int   // owned[m]: shards of stream m, ascending
 	rowOff        [][]int64 // rowOff[m][j]: rows of owned[m][:j]; len(owned[m])+1 long
 	streamTokens  []int64
@@ -118,6 +119,19 @@ func (o rowOrder) at(i int64) int64 {
 // tokens (counting each shard's rows separately), and with ErrBadOptions for
 // non-positive M, b, T or a negative token count. shardTokens is copied.
 func NewSampler(shardTokens []int64, seed uint64, M, b, T int) (*Sampler, error) {
+	return newSampler(shardTokens, seed, M, b, T, T)
+}
+
+// NewExampleSampler is NewSampler for a dataset of whole examples (an SFT dataset, see
+// SFTInfo): row j of a shard is the tokens [j*(T+1), (j+1)*(T+1)), rows do not share a
+// token, and a shard of n tokens holds floor(n/(T+1)) rows. Order, epochs and streams
+// are as for NewSampler: in every epoch each stream visits its examples in an order
+// drawn from (seed, stream, epoch).
+func NewExampleSampler(shardTokens []int64, seed uint64, M, b, T int) (*Sampler, error) {
+	return newSampler(shardTokens, seed, M, b, T, T+1)
+}
+
+func newSampler(shardTokens []int64, seed uint64, M, b, T, stride int) (*Sampler, error) {
 	switch {
 	case M < 1:
 		return nil, fmt.Errorf("%w: streams=%d must be >= 1", ErrBadOptions, M)
@@ -134,6 +148,7 @@ func NewSampler(shardTokens []int64, seed uint64, M, b, T int) (*Sampler, error)
 		m:            M,
 		b:            b,
 		t:            T,
+		stride:       stride,
 		owned:        make([][]int, M),
 		rowOff:       make([][]int64, M),
 		streamTokens: make([]int64, M),
@@ -149,7 +164,7 @@ func NewSampler(shardTokens []int64, seed uint64, M, b, T int) (*Sampler, error)
 		m := s % M
 		p.owned[m] = append(p.owned[m], s)
 		p.streamTokens[m] += n
-		p.rowOff[m] = append(p.rowOff[m], p.rowOff[m][len(p.rowOff[m])-1]+shardRows(n, T))
+		p.rowOff[m] = append(p.rowOff[m], p.rowOff[m][len(p.rowOff[m])-1]+shardRows(n, T, stride))
 	}
 	p.stepsPerEpoch = -1
 	for m := range M {
@@ -169,12 +184,13 @@ func NewSampler(shardTokens []int64, seed uint64, M, b, T int) (*Sampler, error)
 	return p, nil
 }
 
-// shardRows returns the rows of T+1 tokens a shard of n tokens holds.
-func shardRows(n int64, T int) int64 {
+// shardRows returns the rows of T+1 tokens, starting every stride tokens, that a
+// shard of n tokens holds.
+func shardRows(n int64, T, stride int) int64 {
 	if n < int64(T)+1 {
 		return 0
 	}
-	return (n - 1) / int64(T)
+	return (n-int64(T)-1)/int64(stride) + 1
 }
 
 // Streams returns M.
@@ -223,11 +239,11 @@ func (p *Sampler) Windows(m int, step int64) []Window {
 	}
 	epoch, k := p.Epoch(step)
 	order := p.epochRows(m, epoch)
-	T := int64(p.t)
+	T, stride := int64(p.t), int64(p.stride)
 	ws := make([]Window, p.b)
 	for i := range ws {
 		s, j := p.locateRow(m, order.at(k*int64(p.b)+int64(i)))
-		ws[i] = Window{Row: i, Pos: 0, Shard: s, Start: j * T, End: j*T + T + 1}
+		ws[i] = Window{Row: i, Pos: 0, Shard: s, Start: j * stride, End: j*stride + T + 1}
 	}
 	return ws
 }
@@ -298,11 +314,11 @@ func prefixOffsets(order []int, shardTokens []int64) []int64 {
 }
 
 // seqWindows appends the windows of b rows of T+1 tokens, row i starting at
-// position base + i*T of the concatenation of the shards in order (off from
-// prefixOffsets). The caller guarantees base + b*T + 1 <= off[len(order)].
-func seqWindows(dst []Window, order []int, off []int64, base int64, b, T int) []Window {
+// position base + i*stride of the concatenation of the shards in order (off from
+// prefixOffsets). The caller guarantees base + (b-1)*stride + T + 1 <= off[len(order)].
+func seqWindows(dst []Window, order []int, off []int64, base int64, b, T, stride int) []Window {
 	for i := range b {
-		start := base + int64(i)*int64(T)
+		start := base + int64(i)*int64(stride)
 		end := start + int64(T) + 1
 		j := sort.Search(len(order), func(j int) bool { return off[j+1] > start })
 		for pos := start; pos < end; j++ {
@@ -358,6 +374,7 @@ type ValSampler struct {
 	order   []int
 	off     []int64
 	b, t    int
+	stride  int // tokens between row starts: T, or T+1 for example rows
 	batches int
 }
 
@@ -366,6 +383,18 @@ type ValSampler struct {
 // the number of batches; 0 means all that fit. A split too small for one batch
 // (or empty) gives a sampler with zero batches, not an error.
 func NewValSampler(valTokens []int64, b, T, maxBatches int) (*ValSampler, error) {
+	return newValSampler(valTokens, b, T, T, maxBatches)
+}
+
+// NewExampleValSampler is NewValSampler for a dataset of whole examples (see
+// NewExampleSampler): row r of batch i is example i*b + r of the split, in order, the
+// T+1 tokens starting at (i*b + r)*(T+1); with every shard a whole number of rows, no
+// row spans shards.
+func NewExampleValSampler(valTokens []int64, b, T, maxBatches int) (*ValSampler, error) {
+	return newValSampler(valTokens, b, T, T+1, maxBatches)
+}
+
+func newValSampler(valTokens []int64, b, T, stride, maxBatches int) (*ValSampler, error) {
 	switch {
 	case b < 1:
 		return nil, fmt.Errorf("%w: micro_batch=%d must be >= 1", ErrBadOptions, b)
@@ -381,9 +410,9 @@ func NewValSampler(valTokens []int64, b, T, maxBatches int) (*ValSampler, error)
 		}
 		order[i] = i
 	}
-	v := &ValSampler{order: order, off: prefixOffsets(order, valTokens), b: b, t: T}
-	if total := v.off[len(order)]; total > 1 {
-		n := (total - 1) / (int64(b) * int64(T))
+	v := &ValSampler{order: order, off: prefixOffsets(order, valTokens), b: b, t: T, stride: stride}
+	if total := v.off[len(order)]; total > int64(T) {
+		n := shardRows(total, T, stride) / int64(b)
 		if maxBatches > 0 && n > int64(maxBatches) {
 			n = int64(maxBatches)
 		}
@@ -401,5 +430,5 @@ func (v *ValSampler) Windows(i int) []Window {
 	if i < 0 || i >= v.batches {
 		panic(fmt.Sprintf("shard: val batch %d out of range [0, %d)", i, v.batches))
 	}
-	return seqWindows(nil, v.order, v.off, int64(i)*int64(v.b)*int64(v.t), v.b, v.t)
+	return seqWindows(nil, v.order, v.off, int64(i)*int64(v.b)*int64(v.stride), v.b, v.t, v.stride)
 }

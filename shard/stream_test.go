@@ -77,7 +77,7 @@ func checkEpoch(t *testing.T, p *Sampler, shardTokens []int64, epoch int64) {
 			}
 		}
 		for s := m; s < len(shardTokens); s += M {
-			covered := shardRows(shardTokens[s], T) * int64(T)
+			covered := shardRows(shardTokens[s], T, T) * int64(T)
 			for j := range shardTokens[s] {
 				in, tg := inputs[defRow{s, j}], targets[defRow{s, j}]
 				if wantIn := j < covered; in != b2i(wantIn) {

@@ -234,6 +234,27 @@ func TestFaults(t *testing.T) {
 	})
 }
 
+// TestFaultsSFT runs the kill-worker scenario with the SFT job (objective sft on an
+// instruction dataset): the same streams, ring, recovery, audit and checkpoints as
+// pre-training, compared with a fault-free SFT run of three workers.
+//
+//	go test ./system_test -run TestFaultsSFT -v
+func TestFaultsSFT(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process fault suite: skipped with -short")
+	}
+	mk := func(t *testing.T, n, minWorkers, maxWorkers int, coordFlags ...string) *cluster {
+		return newClusterJob(t, nil, sftJob, n, minWorkers, maxWorkers, coordFlags...)
+	}
+	var kill []scenario
+	for _, sc := range commonScenarios(mk) {
+		if sc.name == "kill-worker" {
+			kill = append(kill, sc)
+		}
+	}
+	runScenarios(t, "sft/", referenceSFT(t), kill)
+}
+
 // randomFaults injects up to three faults at random times, chosen from a seeded
 // source: a worker killed and started again at once (its rejoin waits for the
 // coordinator's hold-off), a worker paused briefly, the coordinator leader killed

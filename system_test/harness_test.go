@@ -73,6 +73,39 @@ func shared(t *testing.T) (bin, data string) {
 	return filepath.Join(sharedDir, "ringtrain"), filepath.Join(sharedDir, "data")
 }
 
+var (
+	sftOnce sync.Once
+	sftErr  error
+)
+
+// sharedSFT prepares the SFT job's data once per test binary, with the binary itself:
+// synthetic uppercase and reverse instructions, byte tokenizer, one example per row of
+// 65 tokens, faultStreams shards.
+func sharedSFT(t *testing.T) (bin, data string) {
+	t.Helper()
+	bin, _ = shared(t)
+	data = filepath.Join(sharedDir, "sft")
+	sftOnce.Do(func() {
+		out, err := exec.Command(bin, "prepare", "--synthetic", "upper,reverse", "--synthetic-examples", "1000",
+			"--tokenizer", "byte", "--seq", "64", "--min-shards", fmt.Sprint(faultStreams), "--out", data).CombinedOutput()
+		if err != nil {
+			sftErr = fmt.Errorf("prepare --synthetic: %v\n%s", err, out)
+		}
+	})
+	if sftErr != nil {
+		t.Fatal(sftErr)
+	}
+	return bin, data
+}
+
+// jobKind chooses the suite's job: causal pre-training on text, or SFT.
+type jobKind int
+
+const (
+	textJob jobKind = iota
+	sftJob
+)
+
 // cluster is a coordinator cluster and workers run as separate processes on
 // loopback, with the test's fault injection: kill, stop and continue, restart.
 type cluster struct {
@@ -114,7 +147,19 @@ func newCluster(t *testing.T, n, minWorkers, maxWorkers int, coordFlags ...strin
 // lab (on loopback when lab is nil).
 func newClusterIn(t *testing.T, lab network, n, minWorkers, maxWorkers int, coordFlags ...string) *cluster {
 	t.Helper()
+	return newClusterJob(t, lab, textJob, n, minWorkers, maxWorkers, coordFlags...)
+}
+
+// newClusterJob is newClusterIn for the job of kind: the text job, or the SFT job (the
+// same model, streams, steps and checkpoints, on sharedSFT's data with objective sft).
+func newClusterJob(t *testing.T, lab network, kind jobKind, n, minWorkers, maxWorkers int, coordFlags ...string) *cluster {
+	t.Helper()
 	bin, data := shared(t)
+	objective := "causal"
+	if kind == sftJob {
+		bin, data = sharedSFT(t)
+		objective = "sft"
+	}
 	c := &cluster{t: t, bin: bin, dir: t.TempDir(), workers: map[string]*workerProc{}, lab: lab, extra: coordFlags}
 	c.auditDir = filepath.Join(c.dir, "audit")
 	if err := os.MkdirAll(c.auditDir, 0o755); err != nil {
@@ -158,6 +203,7 @@ func newClusterIn(t *testing.T, lab network, n, minWorkers, maxWorkers int, coor
 
 	job := filepath.Join(c.dir, "job.yaml")
 	spec := fmt.Sprintf(`model: {layers: 2, heads: 4, embd: 96}
+objective: %s
 data: %s
 out: %s
 seq_len: 64
@@ -172,7 +218,7 @@ log_interval: 50
 eval_interval: 0
 eval_batches: 0
 checkpoint_interval: %d
-`, data, filepath.Join(c.dir, "run"), faultStreams, faultSteps, faultCkpt)
+`, objective, data, filepath.Join(c.dir, "run"), faultStreams, faultSteps, faultCkpt)
 	if err := os.WriteFile(job, []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -474,34 +520,45 @@ func (c *cluster) check() *outcome {
 }
 
 var (
-	refOnce sync.Once
-	refOut  *outcome
+	refOnce, sftRefOnce sync.Once
+	refOut, sftRefOut   *outcome
 )
 
 // reference is the fault-free run of three workers every scenario compares with.
 func reference(t *testing.T) *outcome {
 	t.Helper()
-	refOnce.Do(func() {
-		c := newCluster(t, 1, 3, 3)
+	return referenceOf(t, textJob, &refOnce, &refOut)
+}
+
+// referenceSFT is the fault-free run of the SFT job on three workers.
+func referenceSFT(t *testing.T) *outcome {
+	t.Helper()
+	return referenceOf(t, sftJob, &sftRefOnce, &sftRefOut)
+}
+
+func referenceOf(t *testing.T, kind jobKind, once *sync.Once, out **outcome) *outcome {
+	t.Helper()
+	once.Do(func() {
+		c := newClusterJob(t, nil, kind, 1, 3, 3)
 		for i := range 3 {
 			c.startWorker(fmt.Sprintf("w%d", i))
 		}
 		c.finish(3 * time.Minute)
-		refOut = c.check()
+		*out = c.check()
 		first := int64(math.MaxInt64)
-		for _, r := range refOut.records {
+		for _, r := range (*out).records {
 			if r.Event == "apply" {
 				first = min(first, r.Time)
 			}
 		}
-		_, gap, _ := recovery(refOut.records, time.Unix(0, first))
-		t.Logf("fault-free run of 3 workers: median step %v, longest gap between steps %v (checkpoints are written every %d steps)",
-			medianStep(refOut.records).Round(time.Microsecond), gap.Round(time.Millisecond), faultCkpt)
+		_, gap, _ := recovery((*out).records, time.Unix(0, first))
+		t.Logf("fault-free %s run of 3 workers: median step %v, longest gap between steps %v (checkpoints are written every %d steps)",
+			map[jobKind]string{textJob: "text", sftJob: "sft"}[kind], medianStep((*out).records).Round(time.Microsecond), gap.Round(time.Millisecond), faultCkpt)
 	})
-	if refOut == nil {
+	if *out == nil {
 		t.Fatal("the fault-free reference run failed")
 	}
-	return refOut
+	return *out
 }
 
 func relL2(got, want []float32) float64 {

@@ -31,6 +31,7 @@ var tensorBoardScalars = []struct{ field, tag string }{
 	{"grad_norm", "train/grad_norm"},
 	{"tokens_per_sec", "train/tokens_per_sec"},
 	{"val_loss", "val/loss"},
+	{"val_token_acc", "val/token_acc"},
 	{"step_s", "time/step_s"},
 	{"compute_s", "time/compute_s"},
 	{"allreduce_s", "time/allreduce_s"},
@@ -192,6 +193,14 @@ func (b *Bookkeeper) Evaluated(rec Record, step int64, valLoss float64) {
 	rec["val_loss"], rec["elapsed_s"] = valLoss, time.Since(b.start).Seconds()
 	b.evals = b.evals.Add(step, valLoss)
 	b.prog.Println(ValidationLine(step, b.cadence.Steps, valLoss))
+}
+
+// EvaluatedAccuracy books the token accuracy of the evaluation after step (the share
+// of trained target tokens the model ranks first; SFT runs) into rec as val_token_acc
+// and prints it.
+func (b *Bookkeeper) EvaluatedAccuracy(rec Record, step int64, acc float64) {
+	rec["val_token_acc"] = acc
+	b.prog.Println(fmt.Sprintf("step %*d/%d  val token accuracy %.4f", digits(b.cadence.Steps), step, b.cadence.Steps, acc))
 }
 
 // Evals returns the evaluations booked so far.

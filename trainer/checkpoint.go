@@ -40,7 +40,9 @@ func RestoreCommitted(tr *Trainer, p *Prepared, dir, digest string) error {
 // InitWeights gives tr its starting weights for a run without a checkpoint to resume:
 // the weights of spec.InitFrom when set, else a fresh initialisation from the job
 // seed. The optimizer state and step are left as they are (zero for a new Trainer).
-func InitWeights(tr *Trainer) error {
+// A checkpoint that records a tokenizer must have the dataset's (p's): fine-tuning on
+// ids of another vocabulary would train garbage.
+func InitWeights(tr *Trainer, p *Prepared) error {
 	spec := tr.Spec
 	if spec.InitFrom == "" {
 		tr.Model.InitWeights(spec.Seed)
@@ -52,6 +54,10 @@ func InitWeights(tr *Trainer) error {
 	}
 	if err := checkModel("init_from", spec.InitFrom, ck.Config, spec.Model); err != nil {
 		return err
+	}
+	if same, err := sameTokenizer(ck.Tokenizer, p); err != nil || !same {
+		return fmt.Errorf("%w: init_from %s was trained with a different tokenizer than dataset %s (prepare the dataset with --tokenizer %s)",
+			ErrBadSpec, spec.InitFrom, spec.Data, spec.InitFrom)
 	}
 	copy(tr.Model.Params.Slab, ck.Params)
 	return nil

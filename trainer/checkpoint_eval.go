@@ -38,7 +38,8 @@ type EvalOptions struct {
 type EvalReport struct {
 	Loss       float64   // mean loss per target token
 	Perplexity float64   // exp(Loss)
-	Tokens     int64     // target tokens the mean is over: every position (causal), the masked ones (masked)
+	Tokens     int64     // target tokens the mean is over: every position (causal), the masked ones (masked), the trained ones (sft)
+	Accuracy   float64   // share of those targets the model ranks first
 	Batches    int       // batches evaluated
 	Split      string    // "val" or "train"
 	Objective  Objective // the objective measured
@@ -87,6 +88,10 @@ func EvaluateCheckpointReport(ctx context.Context, dir string, o EvalOptions) (*
 	spec.Objective, spec.Seed, spec.MaskRate = job.Objective, job.Seed, job.MaskRate
 	if spec.SeqLen == 0 {
 		spec.SeqLen = ck.Config.MaxSeqLen
+		// An SFT dataset's rows fix T.
+		if ds, err := shard.Open(o.Data); err == nil && ds.Manifest().SFT != nil {
+			spec.SeqLen = ds.Manifest().SFT.RowTokens - 1
+		}
 	}
 	if spec.MicroBatch == 0 {
 		spec.MicroBatch = 8
@@ -126,12 +131,13 @@ func EvaluateCheckpointReport(ctx context.Context, dir string, o EvalOptions) (*
 	if err != nil {
 		return nil, err
 	}
-	loss, tokens, err := tr.evaluate(ctx, batches)
+	ev, err := tr.EvaluateFull(ctx, batches)
 	if err != nil {
 		return nil, err
 	}
+	loss := ev.Loss
 	return &EvalReport{
-		Loss: loss, Perplexity: math.Exp(loss), Tokens: tokens, Batches: batches.Len(),
+		Loss: loss, Perplexity: math.Exp(loss), Tokens: ev.Tokens, Accuracy: ev.Accuracy, Batches: batches.Len(),
 		Split: string(split), Objective: p.Spec.Objective, SeqLen: p.Spec.SeqLen, MicroBatch: p.Spec.MicroBatch, Seed: p.Spec.Seed,
 	}, nil
 }

@@ -31,4 +31,14 @@
 // micro-batches' gradients (in one process by accumulation, across workers by the
 // all-reduce) then gives exactly the gradient of the global mean loss, so the
 // trajectory does not depend on how the streams are spread over workers.
+//
+// # Objectives
+//
+// causal predicts every next token; masked predicts masked positions with
+// bidirectional attention, its count drawn from the masking generator alone; sft
+// (supervised fine-tuning on an SFT dataset, docs/sft.md) predicts the answer tokens
+// its mask trains, its count summed from the row counts the dataset stores (the data
+// source is a TargetCounter). All three share the streams, the ring, the recovery and
+// the checkpoints; an SFT run also records its chat template in every checkpoint and
+// reports token accuracy (EvaluateFull), and ExactMatch scores greedy answers.
 package trainer

@@ -21,8 +21,15 @@ func (t *Trainer) Evaluate(ctx context.Context, val ValSource) (float64, error) 
 }
 
 // evaluate is Evaluate that also returns the number of target tokens the mean is
-// over: every position for the causal objective, the masked ones for the masked.
+// over: every position for the causal objective, the masked ones for the masked, the
+// trained (answer) tokens for sft.
 func (t *Trainer) evaluate(ctx context.Context, val ValSource) (float64, int64, error) {
+	return t.evaluateWith(ctx, val, nil)
+}
+
+// evaluateWith is evaluate calling after, when not nil, following each batch's forward
+// pass with the batch's targets (the model's Logits then hold its probabilities).
+func (t *Trainer) evaluateWith(ctx context.Context, val ValSource, after func(targets []int32)) (float64, int64, error) {
 	s := t.Spec
 	var sum float64
 	var count int
@@ -33,7 +40,7 @@ func (t *Trainer) evaluate(ctx context.Context, val ValSource) (float64, int64, 
 		if err := val.Batch(ctx, i, t.inputs, t.targets); err != nil {
 			return 0, 0, fmt.Errorf("eval batch %d: %w", i, err)
 		}
-		causal := s.Objective == CausalLM
+		causal := s.Objective != MaskedLM
 		if !causal {
 			T := s.SeqLen
 			for r := 0; r < s.MicroBatch; r++ {
@@ -46,6 +53,9 @@ func (t *Trainer) evaluate(ctx context.Context, val ValSource) (float64, int64, 
 		}
 		sum += l
 		count += n
+		if after != nil {
+			after(t.targets)
+		}
 	}
 	if count == 0 {
 		return 0, 0, fmt.Errorf("evaluation has no target tokens (%d batches)", val.Len())

@@ -31,13 +31,16 @@ type RunOptions struct {
 
 // Result summarises a finished run.
 type Result struct {
-	Step         int64   // last completed step, also when Run stops early
-	StartStep    int64   // the step Run started from: 0, or the resumed checkpoint's
-	TrainLoss    float64 // mean loss of the last step
-	ValLoss      float64 // NaN if never evaluated
-	Checkpoint   string  // directory of the last checkpoint written or resumed from
-	Elapsed      time.Duration
-	TokensPerSec float64
+	Step      int64   // last completed step, also when Run stops early
+	StartStep int64   // the step Run started from: 0, or the resumed checkpoint's
+	TrainLoss float64 // mean loss of the last step
+	ValLoss   float64 // NaN if never evaluated
+	// ValTokenAccuracy is the share of trained validation targets the model ranks
+	// first at the last evaluation (NaN if never evaluated).
+	ValTokenAccuracy float64
+	Checkpoint       string // directory of the last checkpoint written or resumed from
+	Elapsed          time.Duration
+	TokensPerSec     float64
 	// Stopped names the rule that ended the run before spec.Steps (max_time,
 	// target_val_loss, patience); "" when it ran to the end or was cancelled.
 	Stopped StopReason
@@ -56,6 +59,9 @@ type Prepared struct {
 	// TokenizerNote says which tokenizer reads a dataset that carries none (llm.c
 	// shards); "" when the dataset has its own. Callers show it to the user.
 	TokenizerNote string
+	// ObjectiveNote says that the objective was taken from the dataset (an SFT
+	// dataset under the default causal objective); "" otherwise. Callers show it.
+	ObjectiveNote string
 	Loader        *shard.Loader
 	Val           *shard.ValIterator // nil when eval_batches is 0 or there is no val split
 
@@ -92,18 +98,32 @@ func Prepare(ctx context.Context, spec Spec) (*Prepared, error) {
 	if spec.Model.MaxSeqLen == 0 {
 		spec.Model.MaxSeqLen = spec.SeqLen
 	}
-	if err := spec.Validate(); err != nil {
+	objectiveNote, err := resolveObjective(&spec, ds)
+	if err != nil {
 		return nil, err
 	}
-	sampler, err := shard.NewSampler(ds.Manifest().TrainTokens(), spec.Seed, spec.Streams, spec.MicroBatch, spec.SeqLen)
+	sampler, err := newSampler(spec, ds.Manifest())
 	if err != nil {
 		return nil, fmt.Errorf("dataset %s: %w", spec.Data, err)
+	}
+	if spec, err = resolveEpochs(spec, sampler); err != nil {
+		return nil, err
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, err
 	}
 	loader, err := shard.NewLoader(ds, sampler, shard.LoaderOptions{})
 	if err != nil {
 		return nil, err
 	}
-	p := &Prepared{Spec: spec, Dataset: ds, Tokenizer: tok, TokenizerJSON: tokJSON, TokenizerNote: dt.note, Loader: loader}
+	if spec.Objective == SFT {
+		// Load and verify the row counts now, so that a bad sidecar fails the job
+		// before its first step.
+		if _, err := loader.TrainedTargets(ctx, 0); err != nil {
+			return nil, fmt.Errorf("dataset %s: %w", spec.Data, err)
+		}
+	}
+	p := &Prepared{Spec: spec, Dataset: ds, Tokenizer: tok, TokenizerJSON: tokJSON, TokenizerNote: dt.note, ObjectiveNote: objectiveNote, Loader: loader}
 	if spec.EvalBatches > 0 && len(ds.Manifest().ValTokens()) > 0 {
 		val, err := loader.Val(spec.EvalBatches)
 		if err != nil {
@@ -146,10 +166,12 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 		return nil, err
 	}
 	spec = p.Spec
-	if p.TokenizerNote != "" {
-		log.Info("tokenizer", "note", p.TokenizerNote)
-		if opts.Progress != nil {
-			fmt.Fprintln(opts.Progress, p.TokenizerNote)
+	for _, n := range []struct{ key, note string }{{"tokenizer", p.TokenizerNote}, {"objective", p.ObjectiveNote}} {
+		if n.note != "" {
+			log.Info(n.key, "note", n.note)
+			if opts.Progress != nil {
+				fmt.Fprintln(opts.Progress, n.note)
+			}
 		}
 	}
 	m, err := model.New(spec.Model, nil)
@@ -166,7 +188,7 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 		return nil, err
 	}
 	// A resumed step already has its checkpoint: never write it again.
-	res := &Result{Step: tr.Step, StartStep: tr.Step, ValLoss: math.NaN(), Checkpoint: resumed}
+	res := &Result{Step: tr.Step, StartStep: tr.Step, ValLoss: math.NaN(), ValTokenAccuracy: math.NaN(), Checkpoint: resumed}
 	if tr.Step >= spec.Steps {
 		log.Info("nothing to do: the run is already at its last step", "step", tr.Step, "steps", spec.Steps, "checkpoint", resumed)
 		return res, nil
@@ -231,14 +253,20 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 		if books.Cadence().Evaluate(tr.Step) {
 			// An evaluation cut short by ctx is left out: the run stops at the top
 			// of the loop.
-			vl, err := tr.Evaluate(ctx, p.Val)
+			ev, err := tr.EvaluateFull(ctx, p.Val)
 			if err != nil && ctx.Err() == nil {
 				return res, err
 			}
 			if err == nil {
-				res.ValLoss, evalStep, evalLoss = vl, tr.Step, vl
+				vl := ev.Loss
+				res.ValLoss, res.ValTokenAccuracy, evalStep, evalLoss = vl, ev.Accuracy, tr.Step, vl
 				books.Evaluated(rec, tr.Step, vl)
-				log.Info(EvalLogMessage, "step", tr.Step, "val_loss", vl)
+				if spec.Objective == SFT {
+					books.EvaluatedAccuracy(rec, tr.Step, ev.Accuracy)
+					log.Info(EvalLogMessage, "step", tr.Step, "val_loss", vl, "val_token_acc", ev.Accuracy)
+				} else {
+					log.Info(EvalLogMessage, "step", tr.Step, "val_loss", vl)
+				}
 			}
 		}
 		if err := books.Write(rec); err != nil {
@@ -293,19 +321,12 @@ func initState(tr *Trainer, spec Spec, p *Prepared, opts RunOptions, log *slog.L
 			return "", fmt.Errorf("resume: %w", err)
 		}
 	}
-	if spec.InitFrom != "" {
-		ck, err := model.LoadCheckpoint(spec.InitFrom)
-		if err != nil {
-			return "", fmt.Errorf("init_from: %w", err)
-		}
-		if err := checkModel("init_from", spec.InitFrom, ck.Config, spec.Model); err != nil {
-			return "", err
-		}
-		copy(tr.Model.Params.Slab, ck.Params)
-		log.Info("initialised from checkpoint", "dir", spec.InitFrom)
-		return "", nil
+	if err := InitWeights(tr, p); err != nil {
+		return "", err
 	}
-	tr.Model.InitWeights(spec.Seed)
+	if spec.InitFrom != "" {
+		log.Info("initialised from checkpoint", "dir", spec.InitFrom)
+	}
 	return "", nil
 }
 
@@ -345,6 +366,10 @@ func saveCheckpoint(tr *Trainer, p *Prepared, loss, valLoss float64) (string, er
 		Tokenizer:   p.TokenizerJSON,
 		HFTokenizer: p.hfTokenizerFiles(),
 		EOT:         &eot,
+	}
+	if sft := p.Dataset.Manifest().SFT; sft != nil && tr.Spec.Objective == SFT {
+		// Generation renders prompts with the template the model was tuned with.
+		ck.Trainer.ChatTemplate = sft.Template
 	}
 	if !math.IsNaN(valLoss) {
 		ck.Trainer.ValLoss = &valLoss

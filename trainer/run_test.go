@@ -62,10 +62,13 @@ func sameCheckpoints(t *testing.T, what string, a, b *model.Checkpoint) {
 // parameters and optimizer state must have the same bits.
 func TestRunResumesBitIdentically(t *testing.T) {
 	data := prepareData(t)
-	for _, obj := range []Objective{CausalLM, MaskedLM} {
+	for _, obj := range []Objective{CausalLM, MaskedLM, SFT} {
 		t.Run(string(obj), func(t *testing.T) {
 			ctx := context.Background()
 			spec := tinySpec(data, filepath.Join(t.TempDir(), "a"))
+			if obj == SFT {
+				spec = sftSpec(prepareSFTData(t, 120), spec.Out)
+			}
 			spec.Objective, spec.Streams, spec.CheckpointInterval = obj, 2, 3
 			resA, err := Run(ctx, spec, RunOptions{})
 			if err != nil {

@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,9 @@ type Objective string
 const (
 	CausalLM Objective = "causal" // predict the next token (GPT)
 	MaskedLM Objective = "masked" // predict masked tokens with bidirectional attention
+	// SFT is supervised fine-tuning on an instruction dataset (shard.SFTInfo): causal
+	// attention, the loss over the tokens the dataset's mask trains (the answers).
+	SFT Objective = "sft"
 )
 
 // Spec is everything a training job needs. It is what a job YAML file holds; the same
@@ -35,11 +39,14 @@ type Spec struct {
 	// with its own tokenizer must leave it empty or name the same one.
 	Tokenizer string `yaml:"tokenizer,omitempty" json:"tokenizer,omitempty"`
 
-	SeqLen     int    `yaml:"seq_len" json:"seq_len"`         // T
-	MicroBatch int    `yaml:"micro_batch" json:"micro_batch"` // b: sequences per stream per step
-	Streams    int    `yaml:"streams" json:"streams"`         // M: the global batch is M*b sequences
-	Steps      int64  `yaml:"steps" json:"steps"`
-	Seed       uint64 `yaml:"seed" json:"seed"`
+	SeqLen     int   `yaml:"seq_len" json:"seq_len"`         // T
+	MicroBatch int   `yaml:"micro_batch" json:"micro_batch"` // b: sequences per stream per step
+	Streams    int   `yaml:"streams" json:"streams"`         // M: the global batch is M*b sequences
+	Steps      int64 `yaml:"steps" json:"steps"`
+	// Epochs, when > 0, sets steps to epochs x the dataset's steps per epoch
+	// (ResolveEpochs); steps must then be 0 or that number.
+	Epochs int64  `yaml:"epochs" json:"epochs,omitempty"`
+	Seed   uint64 `yaml:"seed" json:"seed"`
 
 	LR          float64           `yaml:"lr" json:"lr"`
 	MinLR       float64           `yaml:"min_lr" json:"min_lr"`
@@ -97,10 +104,19 @@ func LoadSpec(path string) (Spec, error) {
 // defaults.
 func parseSpec(r io.Reader, path string) (Spec, error) {
 	s := DefaultSpec()
-	dec := yaml.NewDecoder(r)
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return s, fmt.Errorf("job spec: %s: %w", path, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(&s); err != nil && !errors.Is(err, io.EOF) {
 		return s, fmt.Errorf("%w: %s: %v", ErrBadSpec, path, err)
+	}
+	// epochs without steps: the default steps must not stand against it.
+	var keys map[string]any
+	if yaml.Unmarshal(raw, &keys) == nil && keys["epochs"] != nil && keys["steps"] == nil {
+		s.Steps = 0
 	}
 	return s, nil
 }
@@ -153,14 +169,18 @@ func (s Spec) Validate() error {
 		}
 	}
 	switch {
-	case s.Objective != CausalLM && s.Objective != MaskedLM:
-		return bad("objective", s.Objective, `must be "causal" or "masked"`)
+	case s.Objective != CausalLM && s.Objective != MaskedLM && s.Objective != SFT:
+		return bad("objective", s.Objective, `must be "causal", "masked" or "sft"`)
+	case s.Epochs < 0:
+		return bad("epochs", s.Epochs, "must be >= 0 (0: steps decides)")
 	case s.SeqLen < 1:
 		return bad("seq_len", s.SeqLen, "must be >= 1")
 	case s.MicroBatch < 1:
 		return bad("micro_batch", s.MicroBatch, "must be >= 1")
 	case s.Streams < 1:
 		return bad("streams", s.Streams, "must be >= 1")
+	case s.Steps < 1 && s.Epochs > 0:
+		return bad("steps", s.Steps, fmt.Sprintf("is not resolved from epochs=%d (ResolveEpochs reads the dataset)", s.Epochs))
 	case s.Steps < 1:
 		return bad("steps", s.Steps, "must be >= 1")
 	case !(s.LR > 0):

@@ -46,6 +46,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"micro_batch", func(s *Spec) { s.MicroBatch = 0 }},
 		{"streams", func(s *Spec) { s.Streams = -1 }},
 		{"steps", func(s *Spec) { s.Steps = 0 }},
+		{"steps", func(s *Spec) { s.Steps, s.Epochs = 0, 2 }}, // epochs not resolved
+		{"epochs", func(s *Spec) { s.Epochs = -1 }},
 		{"lr", func(s *Spec) { s.LR = 0 }},
 		{"lr", func(s *Spec) { s.LR = math.NaN() }},
 		{"min_lr", func(s *Spec) { s.MinLR = -1e-5 }},
@@ -146,6 +148,13 @@ mask_rate: 0.2
 		if err != nil || s != DefaultSpec() {
 			t.Errorf("LoadSpec(%q) = %+v, %v; want the defaults", text, s, err)
 		}
+	}
+	// epochs without steps leaves steps to ResolveEpochs; with steps both stand.
+	if s, err := LoadSpec(write("epochs.yaml", "objective: sft\nepochs: 3\n")); err != nil || s.Epochs != 3 || s.Steps != 0 || s.Objective != SFT {
+		t.Errorf("epochs without steps: %+v, %v", s, err)
+	}
+	if s, err := LoadSpec(write("both.yaml", "epochs: 3\nsteps: 90\n")); err != nil || s.Epochs != 3 || s.Steps != 90 {
+		t.Errorf("epochs and steps: %+v, %v", s, err)
 	}
 	if _, err := LoadSpec(write("bad_type.yaml", "steps: many\n")); !errors.Is(err, ErrBadSpec) {
 		t.Errorf("a string for steps: error %v, want ErrBadSpec", err)

@@ -158,3 +158,8 @@ func sameTokenizer(ckTokenizer []byte, p *Prepared) (bool, error) {
 	}
 	return string(b) == string(p.TokenizerJSON), nil
 }
+
+// NamedTokenizer returns the tokenizer name gives: "gpt2", "byte", or a tokenizer file
+// (or a directory holding ringtrain_tokenizer.json or tokenizer.json, such as a
+// dataset, checkpoint or export). Errors wrap ErrBadSpec.
+func NamedTokenizer(name string) (tokenizer.Tokenizer, error) { return namedTokenizer(name) }

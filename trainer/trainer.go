@@ -30,6 +30,7 @@ type Trainer struct {
 	Step int64
 
 	data            BatchSource
+	counter         TargetCounter // the sft objective's loss denominators
 	maskID          int32
 	inputs, targets []int32 // (b,T) micro-batch buffers
 }
@@ -46,18 +47,32 @@ func New(spec Spec, m *model.GPT, opt *model.AdamW, data BatchSource, maskID int
 	if spec.Objective == MaskedLM && (maskID < 0 || int(maskID) >= spec.Model.VocabSize) {
 		return nil, fmt.Errorf("%w: masked objective needs a mask token inside the vocabulary, got id %d", ErrBadSpec, maskID)
 	}
+	counter, _ := data.(TargetCounter)
+	if spec.Objective == SFT && counter == nil {
+		return nil, fmt.Errorf("%w: objective sft needs a data source that counts the trained targets of a step (an SFT dataset's loader)", ErrBadSpec)
+	}
 	n := spec.MicroBatch * spec.SeqLen
-	return &Trainer{Spec: spec, Model: m, Opt: opt, data: data, maskID: maskID,
+	return &Trainer{Spec: spec, Model: m, Opt: opt, data: data, counter: counter, maskID: maskID,
 		inputs: make([]int32, n), targets: make([]int32, n)}, nil
 }
 
 // GlobalTargets returns the number of target tokens in the global batch of step: the
 // denominator of the mean loss. Every rank computes the same number without exchanging
-// data.
+// data: every position for causal, the positions masking chooses (a function of the
+// seed) for masked, and for sft the trained targets the dataset's row counts give (see
+// TargetCounter). The sft counts are loaded when the job is prepared; should reading
+// them fail here it returns 0, and Gradients of the same step reports the error.
 func (t *Trainer) GlobalTargets(step int64) int {
 	s := t.Spec
-	if s.Objective == CausalLM {
+	switch s.Objective {
+	case CausalLM:
 		return s.Streams * s.MicroBatch * s.SeqLen
+	case SFT:
+		n, err := t.counter.TrainedTargets(context.Background(), step)
+		if err != nil {
+			return 0
+		}
+		return int(n)
 	}
 	n := 0
 	for m := 0; m < s.Streams; m++ {
@@ -87,6 +102,13 @@ func (t *Trainer) Gradients(ctx context.Context, step int64, streams []int, read
 	s := t.Spec
 	t.Model.ZeroGrad()
 	total := t.GlobalTargets(step)
+	if s.Objective == SFT {
+		n, err := t.counter.TrainedTargets(ctx, step)
+		if err != nil {
+			return 0, fmt.Errorf("step %d: %w", step, err)
+		}
+		total = int(n)
+	}
 	scale := float32(0)
 	if total > 0 {
 		scale = float32(1 / float64(total))

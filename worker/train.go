@@ -62,6 +62,15 @@ func (s *timedSource) Batch(ctx context.Context, stream int, step int64, inputs,
 	return err
 }
 
+// TrainedTargets passes the SFT loss denominator through (trainer.TargetCounter).
+func (s *timedSource) TrainedTargets(ctx context.Context, step int64) (int64, error) {
+	c, ok := s.src.(trainer.TargetCounter)
+	if !ok {
+		return 0, fmt.Errorf("worker: the data source does not count trained targets")
+	}
+	return c.TrainedTargets(ctx, step)
+}
+
 // lap returns the time spent reading since the last lap.
 func (s *timedSource) lap() time.Duration {
 	d := s.took
@@ -89,6 +98,9 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 	if err != nil {
 		return nil, fatal(fmt.Errorf("worker %s: prepare job: %w", w.cfg.ID, err))
 	}
+	if p.ObjectiveNote != "" {
+		w.log.Info("objective", "note", p.ObjectiveNote)
+	}
 	m, err := model.New(p.Spec.Model, nil)
 	if err != nil {
 		return nil, fatal(err)
@@ -115,7 +127,7 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 		case !errors.Is(err, model.ErrNoCheckpoint):
 			return nil, fatal(fmt.Errorf("worker %s: resume from the run directory: %w", w.cfg.ID, err))
 		}
-		if err := trainer.InitWeights(tr); err != nil {
+		if err := trainer.InitWeights(tr, p); err != nil {
 			return nil, fatal(err)
 		}
 		w.log.Info("job loaded: fresh weights", "params", len(m.Params.Slab))
@@ -420,7 +432,8 @@ func (w *Worker) keepBooks(ctx context.Context, js *jobState, g *generation, rep
 	rec["allreduce_busy_s"], rec["optimizer_s"], rec["waiting_s"] = times.RingBusy.Seconds(), times.Optimizer.Seconds(), times.Waiting.Seconds()
 	if g.cadence.Evaluate(tr.Step) {
 		te := time.Now()
-		vl, err := tr.Evaluate(ctx, js.p.Val)
+		ev, err := tr.EvaluateFull(ctx, js.p.Val)
+		vl := ev.Loss
 		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("step %d: eval aborted: %w", tr.Step, context.Cause(ctx))
@@ -434,7 +447,12 @@ func (w *Worker) keepBooks(ctx context.Context, js *jobState, g *generation, rep
 		js.valLoss, js.valStep = vl, tr.Step
 		rec["eval_s"] = took.Seconds()
 		js.books.Evaluated(rec, tr.Step, vl)
-		g.log.Info(trainer.EvalLogMessage, "step", tr.Step, "val_loss", vl)
+		if tr.Spec.Objective == trainer.SFT {
+			js.books.EvaluatedAccuracy(rec, tr.Step, ev.Accuracy)
+			g.log.Info(trainer.EvalLogMessage, "step", tr.Step, "val_loss", vl, "val_token_acc", ev.Accuracy)
+		} else {
+			g.log.Info(trainer.EvalLogMessage, "step", tr.Step, "val_loss", vl)
+		}
 	}
 	if err := js.books.Write(rec); err != nil {
 		w.log.Warn("metrics file", "err", err)

@@ -16,6 +16,7 @@ func newEvalCmd(g *globals) *cobra.Command {
 		o           trainer.EvalOptions
 		objective   string
 		asJSON      bool
+		em          exactMatchFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "eval",
@@ -25,18 +26,31 @@ on the validation split of a prepared dataset, or on its train split with --spli
 train. The objective is the one the checkpoint was trained with (masked or causal,
 from its trainer state; causal for a Hugging Face directory) unless --objective
 says otherwise, and the masked objective masks with the run's seed unless --seed
-is given. --json prints the result as one JSON object.`,
+is given. --json prints the result as one JSON object. An SFT dataset is scored
+on its trained (answer) tokens, with its row length, and reports token accuracy.
+
+--exact-match FILE answers the prompts of instruction rows (JSONL, the shapes of
+'prepare --format sft') with greedy decoding, rendered with the template the
+checkpoint was tuned with (--template for a model that records none), and reports
+the share of answers equal to the rows' answers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if em.file != "" {
+				em.asJSON = asJSON
+				return em.run(cmd, ckpt)
+			}
+			if o.Data == "" {
+				return usageErrorf("--data is required (or --exact-match)")
+			}
 			if split != "val" && split != "train" {
 				return usageErrorf("--split %q: want val or train", split)
 			}
 			o.Split = split
 			switch trainer.Objective(objective) {
-			case "", trainer.CausalLM, trainer.MaskedLM:
+			case "", trainer.CausalLM, trainer.MaskedLM, trainer.SFT:
 				o.Objective = trainer.Objective(objective)
 			default:
-				return usageErrorf("--objective %q: want causal or masked", objective)
+				return usageErrorf("--objective %q: want causal, masked or sft", objective)
 			}
 			o.Notes = g.notes(cmd, slog.LevelInfo)
 			r, err := trainer.EvaluateCheckpointReport(cmd.Context(), ckpt, o)
@@ -47,11 +61,18 @@ is given. --json prints the result as one JSON object.`,
 				return printEvalJSON(cmd, ckpt, o.Data, r)
 			}
 			seq := fmt.Sprint(o.SeqLen)
-			if o.SeqLen == 0 {
+			switch {
+			case o.SeqLen == 0 && r.Objective == trainer.SFT:
+				seq = fmt.Sprint(r.SeqLen) // the SFT dataset's rows
+			case o.SeqLen == 0:
 				seq = "the model's context" // resolved inside EvaluateCheckpointReport
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s on %s (%s, %d batches of %d x %s), %s objective: perplexity %.2f, loss %.4f\n",
-				ckpt, o.Data, split, r.Batches, r.MicroBatch, seq, r.Objective, r.Perplexity, r.Loss)
+			acc := ""
+			if r.Objective == trainer.SFT {
+				acc = fmt.Sprintf(", token accuracy %.4f", r.Accuracy)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s on %s (%s, %d batches of %d x %s), %s objective: perplexity %.2f, loss %.4f%s\n",
+				ckpt, o.Data, split, r.Batches, r.MicroBatch, seq, r.Objective, r.Perplexity, r.Loss, acc)
 			return nil
 		},
 	}
@@ -62,11 +83,12 @@ is given. --json prints the result as one JSON object.`,
 	fl.IntVar(&o.SeqLen, "seq", 0, "sequence length (0: the model's context)")
 	fl.IntVar(&o.MicroBatch, "batch", 8, "sequences per batch")
 	fl.IntVar(&o.Batches, "batches", 0, "batches to evaluate (0: the whole split)")
-	fl.StringVar(&objective, "objective", "", "causal or masked (default: the objective the checkpoint was trained with)")
+	fl.StringVar(&objective, "objective", "", "causal, masked or sft (default: the objective the checkpoint was trained with)")
 	fl.Uint64Var(&o.Seed, "seed", 0, "masking seed of the masked objective (0: the seed the checkpoint was trained with)")
 	fl.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	fl.StringVar(&o.Tokenizer, "tokenizer", "", "tokenizer of a dataset without a tokenizer file (llm.c shards): gpt2 (the default there), byte, or a tokenizer file")
-	requireFlags(cmd, "checkpoint", "data")
+	em.register(cmd)
+	requireFlags(cmd, "checkpoint")
 	return cmd
 }
 
@@ -79,10 +101,12 @@ type evalJSON struct {
 	Loss       float64 `json:"loss"`
 	Perplexity float64 `json:"perplexity"`
 	Tokens     int64   `json:"tokens"` // target tokens scored
-	Batches    int     `json:"batches"`
-	Batch      int     `json:"batch"`   // sequences per batch
-	SeqLen     int     `json:"seq_len"` // tokens per sequence
-	Seed       uint64  `json:"seed,omitempty"`
+	// TokenAccuracy is the share of the targets ranked first (sft objective).
+	TokenAccuracy *float64 `json:"token_accuracy,omitempty"`
+	Batches       int      `json:"batches"`
+	Batch         int      `json:"batch"`   // sequences per batch
+	SeqLen        int      `json:"seq_len"` // tokens per sequence
+	Seed          uint64   `json:"seed,omitempty"`
 }
 
 func printEvalJSON(cmd *cobra.Command, ckpt, data string, r *trainer.EvalReport) error {
@@ -93,6 +117,9 @@ func printEvalJSON(cmd *cobra.Command, ckpt, data string, r *trainer.EvalReport)
 	}
 	if r.Objective == trainer.MaskedLM {
 		v.Seed = r.Seed
+	}
+	if r.Objective == trainer.SFT {
+		v.TokenAccuracy = &r.Accuracy
 	}
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -82,6 +82,9 @@ last completed step first, and exits with status 130; rerun to resume. Exit stat
 				}
 				spec.Streams, spec.MicroBatch = workers, f.batch/workers
 			}
+			if spec, err = f.initShape(cmd, spec); err != nil {
+				return err
+			}
 			if printConfig {
 				return printSpec(cmd.OutOrStdout(), spec)
 			}
@@ -89,6 +92,9 @@ last completed step first, and exits with status 130; rerun to resume. Exit stat
 				if err := prepareShipped(cmd, dir, spec.Data); err != nil {
 					return err
 				}
+			}
+			if spec, err = trainer.ResolveEpochs(spec); err != nil {
+				return specError(err)
 			}
 			if noResume {
 				if err := refuseResume(spec.Out); err != nil {

@@ -23,6 +23,7 @@ func newPrepareCmd(g *globals) *cobra.Command {
 		overwrite bool
 		shipped   bool
 		ifMissing bool
+		sft       sftFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "prepare",
@@ -31,11 +32,25 @@ func newPrepareCmd(g *globals) *cobra.Command {
 into llm.c-format token shards, a train/val split, tokenizer.json and manifest.json.
 
 Tokenizers: char (the corpus' characters), byte, bpe:N (byte-level BPE with N ids,
-trained on the inputs), gpt2 (GPT-2's own encoding).`,
+trained on the inputs), gpt2 (GPT-2's own encoding).
+
+--format sft reads instruction rows instead (JSONL: prompt/completion, Alpaca's
+instruction/input/output, or messages; --columns renames keys), renders each with
+--template and writes one example per row of --seq+1 tokens with a loss mask that
+trains the answers (--train-on-prompt: every token). The tokenizer is then byte, gpt2,
+or a tokenizer file such as the pre-training dataset's tokenizer.json, so the tuned
+model reads the same ids. --synthetic TASK[,TASK] writes generated tasks (arith,
+reverse, sort, upper) with exact answers instead of reading --input. See docs/sft.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
 			if err != nil {
+				return err
+			}
+			if sft.used(cmd) {
+				return sft.run(cmd, log, inputs, tokSpec, out, valFrac, minShards, overwrite, ifMissing)
+			}
+			if err := sft.checkText(cmd); err != nil {
 				return err
 			}
 			if len(inputs) == 0 && !shipped {
@@ -91,6 +106,7 @@ trained on the inputs), gpt2 (GPT-2's own encoding).`,
 	fl.BoolVar(&overwrite, "overwrite", false, "replace a dataset already in --out")
 	fl.BoolVar(&ifMissing, "if-missing", false, "do nothing when --out already holds a dataset (a manifest), so a rerun is harmless")
 	fl.BoolVar(&shipped, "shipped", false, "add the tiny shakespeare corpus shipped inside the binary to the inputs")
+	sft.register(cmd)
 	requireFlags(cmd, "out")
 	return cmd
 }

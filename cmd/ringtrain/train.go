@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
+	"github.com/ringtrain/ringtrain/model"
 	"github.com/ringtrain/ringtrain/trainer"
 )
 
@@ -30,7 +31,7 @@ func (f *specFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&s.Data, "data", "", "prepared dataset directory (made by 'ringtrain prepare')")
 	fl.StringVar(&s.Out, "out", s.Out, "run directory for checkpoints and metrics.jsonl")
 	fl.StringVar(&s.InitFrom, "init-from", "", "start from this checkpoint or Hugging Face GPT-2 directory")
-	fl.StringVar((*string)(&s.Objective), "objective", string(s.Objective), "training objective: causal or masked")
+	fl.StringVar((*string)(&s.Objective), "objective", string(s.Objective), "training objective: causal, masked or sft (an SFT dataset under the default causal trains sft)")
 	fl.StringVar(&s.Tokenizer, "tokenizer", "", "tokenizer of a dataset without a tokenizer file (llm.c shards): gpt2 (the default there), byte, or a tokenizer file")
 	fl.IntVar(&s.Model.Layers, "layers", s.Model.Layers, "transformer layers")
 	fl.IntVar(&s.Model.Heads, "heads", s.Model.Heads, "attention heads")
@@ -40,6 +41,7 @@ func (f *specFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.batch, "batch", s.MicroBatch, "global batch in sequences (streams x micro-batch)")
 	fl.IntVar(&s.Streams, "streams", s.Streams, "data streams M; the batch is split evenly over them")
 	fl.Int64Var(&s.Steps, "steps", s.Steps, "optimizer steps")
+	fl.Int64Var(&s.Epochs, "epochs", 0, "passes over the train split instead of --steps (steps = epochs x steps per epoch)")
 	fl.Uint64Var(&s.Seed, "seed", s.Seed, "seed of initialisation, data order and masking")
 	fl.Float64Var(&s.LR, "lr", s.LR, "peak learning rate")
 	fl.Float64Var(&s.MinLR, "min-lr", s.MinLR, "final learning rate of the cosine decay")
@@ -80,7 +82,35 @@ func (f *specFlags) resolve(cmd *cobra.Command) (trainer.Spec, error) {
 		}
 		spec.MicroBatch = batch / spec.Streams
 	}
+	if cmd.Flags().Changed("epochs") && !cmd.Flags().Changed("steps") {
+		spec.Steps = 0 // ResolveEpochs sets it
+	}
 	return spec, nil
+}
+
+// initShape gives spec the model shape of its init_from checkpoint when the command
+// line sets none (--layers, --heads, --embd, --context) and no --config file does:
+// fine-tuning keeps the shape of the model it starts from.
+func (f *specFlags) initShape(cmd *cobra.Command, spec trainer.Spec) (trainer.Spec, error) {
+	if spec.InitFrom == "" || f.config != "" || anyChanged(cmd, "layers", "heads", "embd", "context") {
+		return spec, nil
+	}
+	c, err := model.ReadConfig(spec.InitFrom)
+	if err != nil {
+		return spec, usageError(fmt.Errorf("--init-from: %w", err))
+	}
+	spec.Model = c
+	return spec, nil
+}
+
+// anyChanged reports whether any of the named flags was given on cmd's command line.
+func anyChanged(cmd *cobra.Command, names ...string) bool {
+	for _, n := range names {
+		if cmd.Flags().Changed(n) {
+			return true
+		}
+	}
+	return false
 }
 
 // overlayChanged returns base with the fields whose flags were given on cmd's command
@@ -132,6 +162,12 @@ interrupted.`,
 			}
 			if spec.Data == "" {
 				return usageErrorf("--data is required (a directory made by 'ringtrain prepare'), on the command line or as data: in --config")
+			}
+			if spec, err = f.initShape(cmd, spec); err != nil {
+				return err
+			}
+			if spec, err = trainer.ResolveEpochs(spec); err != nil {
+				return specError(err)
 			}
 			if noResume {
 				if err := refuseResume(spec.Out); err != nil {

@@ -212,6 +212,10 @@ every change. --timeout bounds the submission and each status read.`,
 			if err != nil {
 				return err
 			}
+			// epochs: the coordinator needs the job's steps, counted from the dataset.
+			if spec, err = trainer.ResolveEpochs(spec); err != nil {
+				return err
+			}
 			job, err := jobspec.Encode(spec, minWorkers, maxWorkers)
 			if err != nil {
 				return err

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ringtrain/ringtrain/chat"
+	"github.com/ringtrain/ringtrain/shard"
+	"github.com/ringtrain/ringtrain/tokenizer"
+	"github.com/ringtrain/ringtrain/trainer"
+)
+
+// sftFlags are prepare's flags for instruction data (--format sft, --synthetic).
+type sftFlags struct {
+	format        string
+	columns       string
+	template      string
+	trainOnPrompt bool
+	seq           int
+	overflow      string
+	valInputs     []string
+	synthetic     string
+	synTrain      int
+	synVal        int
+	seed          uint64
+}
+
+func (f *sftFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.format, "format", "text", "input format: text (documents) or sft (instruction rows, one example per row with a loss mask)")
+	fl.StringVar(&f.columns, "columns", "", "sft: rename row keys, field=key,... (fields: prompt, completion, instruction, input, output, messages, role, content)")
+	fl.StringVar(&f.template, "template", chat.Plain, "sft: chat template")
+	fl.BoolVar(&f.trainOnPrompt, "train-on-prompt", false, "sft: train every token of an example, not only the answers")
+	fl.IntVar(&f.seq, "seq", 64, "sft: sequence length T of the job; every example becomes one row of T+1 tokens")
+	fl.StringVar(&f.overflow, "overflow", shard.OverflowSkip, "sft: an example longer than T+1 tokens is skipped (skip) or cut to its first T+1 tokens (truncate)")
+	fl.StringArrayVar(&f.valInputs, "val-input", nil, "sft: validation rows (repeatable); without it every 1/--val-fraction-th example is held out")
+	fl.StringVar(&f.synthetic, "synthetic", "", "sft: generate these tasks instead of reading --input, comma-separated: "+strings.Join(chat.SyntheticTasks(), ", "))
+	fl.IntVar(&f.synTrain, "synthetic-examples", 2000, "sft: train examples per synthetic task")
+	fl.IntVar(&f.synVal, "synthetic-val", 200, "sft: validation examples per synthetic task (prompts also in train are left out)")
+	fl.Uint64Var(&f.seed, "seed", 1337, "sft: seed of the synthetic examples")
+}
+
+// used reports whether the command prepares instruction data.
+func (f *sftFlags) used(cmd *cobra.Command) bool {
+	return f.format == "sft" || f.synthetic != ""
+}
+
+// sftOnly are the flags that mean something only with --format sft or --synthetic.
+var sftOnly = []string{"columns", "template", "train-on-prompt", "seq", "overflow", "val-input", "synthetic-examples", "synthetic-val", "seed"}
+
+// checkText refuses instruction-data flags on a plain-text prepare, which would ignore
+// them.
+func (f *sftFlags) checkText(cmd *cobra.Command) error {
+	if f.format != "text" {
+		return usageErrorf("--format %q: want text or sft", f.format)
+	}
+	for _, name := range sftOnly {
+		if cmd.Flags().Changed(name) {
+			return usageErrorf("--%s applies to instruction data: add --format sft (or --synthetic)", name)
+		}
+	}
+	return nil
+}
+
+// run prepares an SFT dataset and prints what was written, truncated and skipped.
+func (f *sftFlags) run(cmd *cobra.Command, log *slog.Logger, inputs []string, tokSpec, out string, valFrac float64, minShards int, overwrite, ifMissing bool) error {
+	if f.format != "sft" && f.format != "text" {
+		return usageErrorf("--format %q: want text or sft", f.format)
+	}
+	if cmd.Flags().Changed("shipped") {
+		return usageErrorf("--shipped is text: instruction data comes from --input rows or --synthetic")
+	}
+	if f.synthetic != "" && len(inputs) > 0 {
+		return usageErrorf("--synthetic generates the rows: leave out --input")
+	}
+	if f.synthetic == "" && len(inputs) == 0 {
+		return usageErrorf("--format sft needs --input (JSONL rows) or --synthetic")
+	}
+	cols, err := chat.ParseColumns(f.columns)
+	if err != nil {
+		return usageError(fmt.Errorf("--columns: %w", err))
+	}
+	if _, err := chat.Lookup(f.template); err != nil {
+		return usageError(fmt.Errorf("--template: %w", err))
+	}
+	if ifMissing {
+		if _, err := os.Stat(filepath.Join(out, shard.ManifestFile)); err == nil {
+			fmt.Fprintf(cmd.OutOrStdout(), "%s already holds a dataset: nothing to do\n", out)
+			return nil
+		}
+	}
+	if !cmd.Flags().Changed("tokenizer") {
+		return usageErrorf("--format sft needs --tokenizer: the pre-training dataset's tokenizer.json (or byte, gpt2), so the tuned model reads the same ids")
+	}
+	tok, err := trainer.NamedTokenizer(tokSpec)
+	if err != nil {
+		return usageError(fmt.Errorf("--tokenizer: %w", err))
+	}
+	tokJSON, err := tokenizer.Marshal(tok)
+	if err != nil {
+		return err
+	}
+	valInputs := f.valInputs
+	if f.synthetic != "" {
+		train, val, err := f.writeSynthetic(out)
+		if err != nil {
+			return err
+		}
+		inputs, valInputs = []string{train}, []string{val}
+	}
+	m, err := shard.PrepareSFT(cmd.Context(), shard.SFTOptions{
+		Inputs: inputs, ValInputs: valInputs, Tokenizer: tok, TokenizerJSON: tokJSON,
+		OutDir: out, MinShards: minShards, Overwrite: overwrite, Logger: log,
+		Columns: cols, Template: f.template, TrainOnPrompt: f.trainOnPrompt,
+		SeqLen: f.seq, Overflow: f.overflow, ValFraction: valFrac,
+	})
+	switch {
+	case errors.Is(err, shard.ErrDatasetExists):
+		return reworded(fmt.Sprintf("--out %s already holds a dataset: --overwrite replaces it, --if-missing keeps it", out), err)
+	case errors.Is(err, shard.ErrBadOptions):
+		return usageError(err)
+	case err != nil:
+		return err
+	}
+	var train, val int64
+	for _, n := range m.TrainTokens() {
+		train += n
+	}
+	for _, n := range m.ValTokens() {
+		val += n
+	}
+	row := int64(m.SFT.RowTokens)
+	fmt.Fprintf(cmd.OutOrStdout(), "prepared %s: sft, template %s, tokenizer %s (vocab %d), %d train examples in %d shards, %d val examples, rows of %d tokens (--seq %d)\n",
+		out, m.SFT.Template, m.Tokenizer.Name, m.Tokenizer.VocabSize, train/row, len(m.Train), val/row, row, row-1)
+	fmt.Fprintf(cmd.OutOrStdout(), "longer than a row (--overflow %s): %d truncated, %d skipped\n", m.SFT.Overflow, m.SFT.Truncated, m.SFT.Skipped)
+	return nil
+}
+
+// writeSynthetic writes the synthetic tasks' rows to <out>/synthetic/train.jsonl and
+// val.jsonl (the tasks interleaved) and returns their paths. A validation prompt that
+// is also a train prompt is left out, so the validation rows are held out.
+func (f *sftFlags) writeSynthetic(out string) (train, val string, err error) {
+	tasks := strings.Split(f.synthetic, ",")
+	if f.synTrain < 1 || f.synVal < 0 {
+		return "", "", usageErrorf("--synthetic-examples %d must be >= 1 and --synthetic-val %d >= 0", f.synTrain, f.synVal)
+	}
+	var trainSets, valSets [][]chat.Example
+	for _, task := range tasks {
+		tr, err := chat.Synthetic(strings.TrimSpace(task), f.synTrain, f.seed)
+		if err != nil {
+			return "", "", usageError(fmt.Errorf("--synthetic: %w", err))
+		}
+		// The validation draw uses another seed stream: mix the seed.
+		va, err := chat.Synthetic(strings.TrimSpace(task), f.synVal, ^f.seed)
+		if err != nil {
+			return "", "", usageError(fmt.Errorf("--synthetic: %w", err))
+		}
+		seen := map[string]bool{}
+		for _, ex := range tr {
+			seen[ex.Messages[0].Content] = true
+		}
+		var held []chat.Example
+		for _, ex := range va {
+			if !seen[ex.Messages[0].Content] {
+				seen[ex.Messages[0].Content] = true
+				held = append(held, ex)
+			}
+		}
+		trainSets, valSets = append(trainSets, tr), append(valSets, held)
+	}
+	dir := filepath.Join(out, "synthetic")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	train, val = filepath.Join(dir, "train.jsonl"), filepath.Join(dir, "val.jsonl")
+	for _, file := range []struct {
+		path string
+		sets [][]chat.Example
+	}{{train, trainSets}, {val, valSets}} {
+		var b bytes.Buffer
+		for i := 0; ; i++ {
+			wrote := false
+			for _, set := range file.sets {
+				if i < len(set) {
+					row, err := chat.MarshalRow(set[i])
+					if err != nil {
+						return "", "", err
+					}
+					b.Write(row)
+					b.WriteByte('\n')
+					wrote = true
+				}
+			}
+			if !wrote {
+				break
+			}
+		}
+		if err := os.WriteFile(file.path, b.Bytes(), 0o644); err != nil {
+			return "", "", err
+		}
+	}
+	return train, val, nil
+}

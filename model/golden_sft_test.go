@@ -1,0 +1,45 @@
+package model
+
+import "testing"
+
+// TestGoldenSFT checks the masked SFT loss and every gradient against
+// scripts/golden/gen_sft_golden.py: three example rows whose untrained targets
+// (prompts, padding) are -1, computed as two micro-batches (rows 0-1, then row 2, as
+// two streams would) whose backward passes are each scaled by 1/(trained targets of the
+// whole batch), so the summed gradient is that of the global masked mean.
+func TestGoldenSFT(t *testing.T) {
+	f := openGolden(t, "sft.safetensors")
+	m := loadGoldenModel(t)
+	inputs, targets, mask := goldenI32(t, f, "inputs"), goldenI32(t, f, "targets"), goldenI32(t, f, "mask")
+	const rows = 3
+	T := len(inputs) / rows
+	masked := make([]int32, len(targets))
+	global := 0
+	for i, tg := range targets {
+		masked[i] = -1
+		if mask[i] == 1 {
+			masked[i] = tg
+			global++
+		}
+	}
+	if global != 10 {
+		t.Fatalf("%d trained targets, want 10", global)
+	}
+	m.ZeroGrad()
+	var sum float64
+	for _, mb := range []struct{ lo, hi int }{{0, 2}, {2, 3}} {
+		s, n, err := m.Forward(inputs[mb.lo*T:mb.hi*T], masked[mb.lo*T:mb.hi*T], mb.hi-mb.lo, T, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n >= global {
+			t.Fatalf("micro-batch rows %d-%d counts %d targets of %d: not a part", mb.lo, mb.hi, n, global)
+		}
+		sum += s
+		if err := m.Backward(float32(1/float64(global)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	compare(t, "loss", []float32{float32(sum / float64(global))}, goldenF32(t, f, "loss"), 1e-6, 1e-6)
+	compareGrads(t, m, goldenSlab(t, f, m.Config, "grad."))
+}
