@@ -25,6 +25,8 @@ type Worker struct {
 	evalDuration      prometheus.Histogram
 	generation        prometheus.Gauge
 	worldSize         prometheus.Gauge
+	rankCompute       prometheus.Gauge
+	rankWait          prometheus.Gauge
 }
 
 // NewWorker registers the instruments of the worker named id on reg, each with the
@@ -57,9 +59,13 @@ func NewWorker(reg prometheus.Registerer, id string) (*Worker, error) {
 		generation: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ringtrain_generation", Help: generationHelp,
 			ConstLabels: prometheus.Labels{"worker": id, "replica": ""}}),
 		worldSize: g("ringtrain_world_size", "Ring members of the current generation."),
+		rankCompute: g("ringtrain_rank_compute_seconds", "Mean compute time (forward and backward) per step over this worker's "+
+			"last steps (up to 20): the slowest rank has the largest."),
+		rankWait: g("ringtrain_rank_wait_seconds", "Mean time per step this worker was blocked in the ring after its backward, "+
+			"over its last steps (up to 20): what waiting for slower ranks costs it."),
 	}
 	for _, col := range []prometheus.Collector{w.step, w.loss, w.tokens, w.stepDuration, w.stepPhase,
-		w.allReduceBytes, w.allReduceDuration, w.evalDuration, w.generation, w.worldSize} {
+		w.allReduceBytes, w.allReduceDuration, w.evalDuration, w.generation, w.worldSize, w.rankCompute, w.rankWait} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}
@@ -99,6 +105,16 @@ func (w *Worker) StepDone(step int64, loss float64, tokens int64, t StepTimes, a
 	}
 	w.allReduceBytes.Add(float64(arBytes))
 	w.allReduceDuration.Observe(t.RingBusy.Seconds())
+}
+
+// SetRankTimes records this worker's mean compute and ring wait per step over its
+// last steps.
+func (w *Worker) SetRankTimes(compute, wait time.Duration) {
+	if w == nil {
+		return
+	}
+	w.rankCompute.Set(compute.Seconds())
+	w.rankWait.Set(wait.Seconds())
 }
 
 // EvalDone records one validation evaluation.

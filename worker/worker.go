@@ -67,6 +67,10 @@ type Config struct {
 	// ProbeTimeout bounds the health check of each peer after a ring failure
 	// (default 1 s); peers that do not answer are reported to the coordinator.
 	ProbeTimeout time.Duration
+	// ComputeDelay slows this worker down on purpose: each step's compute takes this
+	// much longer (a wait before the gradients, counted as compute). It makes a
+	// straggler for tests and drills; zero in production.
+	ComputeDelay time.Duration
 }
 
 // Result is what a finished Run reports.
