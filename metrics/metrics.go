@@ -139,6 +139,11 @@ type CoordinatorValues struct {
 	Workers       int    // registered workers
 	CommittedStep int64  // step of the newest progress recorded in the replicated state
 	JobState      string // the job's state, one of JobStates; any other value (no job) sets none
+	// Slowest is the worker of the slowest rank in the newest progress ("" when the
+	// progress carries no rank times), SlowestComputeS its mean compute per step and
+	// OthersWaitS the other ranks' mean wait for it per step.
+	Slowest                      string
+	SlowestComputeS, OthersWaitS float64
 }
 
 // RaftStates are the values of the state label of ringtrain_raft_state.
@@ -151,6 +156,7 @@ var JobStates = []string{"running", "finished", "failed"}
 type coordinatorCollector struct {
 	read                                                            func() CoordinatorValues
 	state, term, commit, generation, workers, committedAt, jobState *prometheus.Desc
+	slowestCompute, othersWait                                      *prometheus.Desc
 }
 
 // RegisterCoordinator registers on reg the gauges of a coordinator replica named id,
@@ -170,11 +176,15 @@ func RegisterCoordinator(reg prometheus.Registerer, id string, read func() Coord
 		committedAt: d("ringtrain_committed_step", "Newest training step recorded in the replicated state."),
 		jobState: d("ringtrain_job_state", "1 for the job's current state in the replicated state (running, finished, failed), "+
 			"0 for the others; all 0 when no job is submitted.", "state"),
+		slowestCompute: d("ringtrain_straggler_compute_seconds", "Mean compute time per step of the slowest rank (labelled by its "+
+			"worker) in the newest progress report; absent without one.", "worker"),
+		othersWait: d("ringtrain_straggler_wait_seconds", "Mean time per step the other ranks waited in the ring for the slowest "+
+			"rank (labelled by its worker), from the newest progress report; absent without one.", "worker"),
 	})
 }
 
 func (c *coordinatorCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.state, c.term, c.commit, c.generation, c.workers, c.committedAt, c.jobState} {
+	for _, d := range []*prometheus.Desc{c.state, c.term, c.commit, c.generation, c.workers, c.committedAt, c.jobState, c.slowestCompute, c.othersWait} {
 		ch <- d
 	}
 }
@@ -199,6 +209,10 @@ func (c *coordinatorCollector) Collect(ch chan<- prometheus.Metric) {
 			val = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.jobState, prometheus.GaugeValue, val, s)
+	}
+	if v.Slowest != "" {
+		ch <- prometheus.MustNewConstMetric(c.slowestCompute, prometheus.GaugeValue, v.SlowestComputeS, v.Slowest)
+		ch <- prometheus.MustNewConstMetric(c.othersWait, prometheus.GaugeValue, v.OthersWaitS, v.Slowest)
 	}
 }
 

@@ -92,7 +92,7 @@ func (t *Trainer) GradientsExact(ctx context.Context, step int64, streams []int,
 				ready(lo, hi)
 			}
 		}
-		sum, err := t.Gradients(ctx, step, []int{stream}, take)
+		sum, err := t.Gradients(ctx, step, streams[i:i+1], take)
 		if err != nil {
 			return 0, err
 		}

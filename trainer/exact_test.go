@@ -171,3 +171,20 @@ func TestRunExactIsDeterministicAndClose(t *testing.T) {
 		t.Errorf("exact run differs from the float32 run by %.3g relative L2", d)
 	}
 }
+
+// BenchmarkAddFixed is the per-stream conversion of exact mode: one float32
+// gradient value to fixed point, added into the accumulator.
+func BenchmarkAddFixed(b *testing.B) {
+	src := make([]float32, 1<<20)
+	for i := range src {
+		src[i] = float32(i%1000-500) * 1e-4
+	}
+	dst := make([]int64, len(src))
+	limit := exactLimit(6)
+	b.SetBytes(int64(4 * len(src)))
+	for b.Loop() {
+		if _, ok := addFixed(dst, src, ExactGradBits, limit); !ok {
+			b.Fatal("out of range")
+		}
+	}
+}
