@@ -72,7 +72,9 @@ func (t *Trainer) GradientsExact(ctx context.Context, step int64, streams []int,
 	if len(acc) != len(g) {
 		return 0, fmt.Errorf("trainer: exact accumulator of %d values for %d gradients", len(acc), len(g))
 	}
-	clear(acc)
+	if len(streams) == 0 {
+		clear(acc)
+	}
 	limit := exactLimit(t.Spec.Streams)
 	for i, stream := range streams {
 		last := i == len(streams)-1
@@ -83,7 +85,8 @@ func (t *Trainer) GradientsExact(ctx context.Context, step int64, streams []int,
 			if takeErr != nil {
 				return
 			}
-			if j, ok := addFixed(acc[lo:hi], g[lo:hi], ExactGradBits, limit); !ok {
+			// The first stream stores into acc, the others add: one pass less over it.
+			if j, ok := toFixed(acc[lo:hi], g[lo:hi], ExactGradBits, limit, i > 0); !ok {
 				takeErr = fmt.Errorf("%w: step %d stream %d: gradient value %g at index %d is outside ±%g",
 					ErrExactRange, step, stream, g[lo+j], lo+j, ExactGradLimit(t.Spec.Streams))
 				return
@@ -111,10 +114,11 @@ func (t *Trainer) GradientsExact(ctx context.Context, step int64, streams []int,
 	return lossSum, nil
 }
 
-// addFixed adds src, converted to fixed point with the given fractional bits
-// (rounded to nearest even), into dst. It stops at the first value whose magnitude
-// in quanta exceeds limit (or that is NaN) and returns its index and false.
-func addFixed(dst []int64, src []float32, fracBits int, limit float64) (int, bool) {
+// toFixed converts src to fixed point with the given fractional bits (rounded to
+// nearest even) and adds it into dst, or with add false stores it there. It stops
+// at the first value whose magnitude in quanta exceeds limit (or that is NaN) and
+// returns its index and false.
+func toFixed(dst []int64, src []float32, fracBits int, limit float64, add bool) (int, bool) {
 	scale := math.Ldexp(1, fracBits)
 	src = src[:len(dst)]
 	for i, v := range src {
@@ -122,7 +126,11 @@ func addFixed(dst []int64, src []float32, fracBits int, limit float64) (int, boo
 		if !(math.Abs(q) <= limit) {
 			return i, false
 		}
-		dst[i] += int64(math.RoundToEven(q))
+		if add {
+			dst[i] += int64(math.RoundToEven(q))
+		} else {
+			dst[i] = int64(math.RoundToEven(q))
+		}
 	}
 	return 0, true
 }

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func TestAddFixed(t *testing.T) {
+func TestToFixed(t *testing.T) {
 	const bits = 4 // quantum 1/16
 	limit := 100.0
 	for _, c := range []struct {
@@ -28,7 +28,7 @@ func TestAddFixed(t *testing.T) {
 		{"Inf", float32(math.Inf(1)), 0, false},
 	} {
 		dst := []int64{5, 5}
-		i, ok := addFixed(dst, []float32{0, c.v}, bits, limit)
+		i, ok := toFixed(dst, []float32{0, c.v}, bits, limit, true)
 		if ok != c.ok {
 			t.Errorf("%s: ok %v, want %v", c.name, ok, c.ok)
 			continue
@@ -41,6 +41,9 @@ func TestAddFixed(t *testing.T) {
 		}
 		if dst[0] != 5 || dst[1] != 5+c.want {
 			t.Errorf("%s: dst %v, want [5 %d]", c.name, dst, 5+c.want)
+		}
+		if _, ok := toFixed(dst, []float32{0, c.v}, bits, limit, false); !ok || dst[0] != 0 || dst[1] != c.want {
+			t.Errorf("%s: stored %v, want [0 %d]", c.name, dst, c.want)
 		}
 	}
 }
@@ -174,7 +177,7 @@ func TestRunExactIsDeterministicAndClose(t *testing.T) {
 
 // BenchmarkAddFixed is the per-stream conversion of exact mode: one float32
 // gradient value to fixed point, added into the accumulator.
-func BenchmarkAddFixed(b *testing.B) {
+func BenchmarkToFixed(b *testing.B) {
 	src := make([]float32, 1<<20)
 	for i := range src {
 		src[i] = float32(i%1000-500) * 1e-4
@@ -183,7 +186,7 @@ func BenchmarkAddFixed(b *testing.B) {
 	limit := exactLimit(6)
 	b.SetBytes(int64(4 * len(src)))
 	for b.Loop() {
-		if _, ok := addFixed(dst, src, ExactGradBits, limit); !ok {
+		if _, ok := toFixed(dst, src, ExactGradBits, limit, true); !ok {
 			b.Fatal("out of range")
 		}
 	}
