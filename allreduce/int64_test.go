@@ -49,10 +49,16 @@ func TestAllReduceInt64IsTheExactSum(t *testing.T) {
 
 // TestAllReduceInt64MixesWithFloat checks that integer and float32 operations
 // interleave on one ring (the worker reduces its gradient buckets as integers
-// and nothing else changes).
+// and nothing else changes), and that bf16 compression leaves integers exact.
 func TestAllReduceInt64MixesWithFloat(t *testing.T) {
+	for _, c := range []Compression{NoCompression, CompressBF16} {
+		t.Run(c.String(), func(t *testing.T) { mixInt64AndFloat(t, c) })
+	}
+}
+
+func mixInt64AndFloat(t *testing.T, c Compression) {
 	const world = 3
-	rings, _ := makeRings(t, world, Config{Generation: 1, SegmentBytes: 64})
+	rings, _ := makeRings(t, world, Config{Generation: 1, SegmentBytes: 64, Compression: c})
 	ctx := ctxTimeout(t, 30*time.Second)
 	ints := make([][]int64, world)
 	floats := make([][]float32, world)
