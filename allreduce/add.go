@@ -65,3 +65,20 @@ func roundBF16(x []float32) {
 		x[i] = fromBF16(toBF16(f))
 	}
 }
+
+// addInt64To adds src into dst element by element, dst[i] += src[i], and
+// reports whether any sum overflowed the int64 range (the wrapped values are
+// then in dst; the caller fails the operation). The slices must have the same
+// length. Integer addition is associative, so the sum of an integer all-reduce
+// does not depend on the order the ring adds in.
+func addInt64To(dst, src []int64) (overflow bool) {
+	src = src[:len(dst)]
+	var of int64
+	for i, s := range src {
+		d := dst[i]
+		r := d + s
+		of |= (d ^ r) & (s ^ r) // negative when d and s agree in sign and r does not
+		dst[i] = r
+	}
+	return of < 0
+}

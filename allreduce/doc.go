@@ -57,6 +57,12 @@
 // With bf16 compression the owner of a chunk rounds its sum to bfloat16 before
 // sending it, so it keeps exactly what the others receive.
 //
+// Integer all-reduce (StartInt64, AllReduceInt64) runs the same schedule over
+// []int64, frames of dtype i64: integer addition is associative, so its result
+// depends on the inputs alone, not even on the world size or the segment size.
+// The worker's exact mode sums fixed-point gradients with it. Every addition is
+// checked: a sum that leaves the int64 range fails the operation with ErrOverflow.
+//
 // How pipelining works: every chunk is cut into the same number of segments,
 // at most Config.SegmentBytes each, and every segment is one frame. A sender
 // goroutine and a receiver goroutine run each operation. What a rank sends at
@@ -140,9 +146,9 @@
 //	errors.go           the sentinel errors
 //	frame.go            the frame header: kinds, payload encodings, wire layout
 //	schedule.go         the pure ring schedule: which chunk and segment moves at each step
-//	add.go              the float32 and bfloat16 kernels: add, encode, decode, round
+//	add.go              the float32, bfloat16 and int64 kernels: add, encode, decode, round
 //	ring.go             Config and Ring: building, closing and failing a rank's ring
-//	ring_ops.go         the operation queue: AllReduce, Start, Broadcast, Barrier, Handle
+//	ring_ops.go         the operation queue: AllReduce, Start, StartInt64, Broadcast, Barrier, Handle
 //	ring_exchange.go    what an operation sends and receives, in order, built from the schedule
 //	ring_pipeline.go    runs an exchange: a sender and a receiver goroutine, overlapped
 //	ring_accept.go      receiving one frame: header checks, heartbeats, the progress timeout

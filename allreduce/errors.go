@@ -29,6 +29,10 @@ var (
 	// ErrRingFailed reports an operation on a Ring whose earlier operation
 	// failed; the error also wraps that first failure.
 	ErrRingFailed = errors.New("allreduce: ring failed earlier")
+	// ErrOverflow reports an integer all-reduce (Ring.StartInt64) whose sum
+	// left the int64 range: a caller broke the bound its values must keep
+	// (see StartInt64). The sum is never wrapped silently.
+	ErrOverflow = errors.New("allreduce: int64 sum overflows")
 	// ErrBadConfig reports an invalid configuration or argument; the message
 	// names the field and its value.
 	ErrBadConfig = errors.New("allreduce: invalid configuration")

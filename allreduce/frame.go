@@ -48,6 +48,9 @@ const (
 	// BF16 is bfloat16 (the upper half of a float32, rounded to nearest even),
 	// little-endian, 2 bytes an element.
 	BF16 DType = 2
+	// I64 is little-endian two's-complement int64, 8 bytes an element: the
+	// payload of an integer all-reduce (Ring.StartInt64), never compressed.
+	I64 DType = 3
 )
 
 func (d DType) String() string {
@@ -56,13 +59,18 @@ func (d DType) String() string {
 		return "f32"
 	case BF16:
 		return "bf16"
+	case I64:
+		return "i64"
 	}
 	return fmt.Sprintf("dtype(%d)", uint8(d))
 }
 
 func (d DType) size() int {
-	if d == BF16 {
+	switch d {
+	case BF16:
 		return 2
+	case I64:
+		return 8
 	}
 	return 4
 }
@@ -161,6 +169,24 @@ func f32Bytes(f []float32) []byte {
 		return nil
 	}
 	return unsafe.Slice((*byte)(unsafe.Pointer(&f[0])), 4*len(f))
+}
+
+// i64AsF32 views an int64 slice as twice as many float32 slots (no copy), so
+// that integer payloads travel through the same exchange as float32 ones.
+func i64AsF32(v []int64) []float32 {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*float32)(unsafe.Pointer(&v[0])), 2*len(v))
+}
+
+// f32AsI64 views a float32 slice of even length, 8-byte aligned, as int64s
+// (no copy): the inverse of i64AsF32.
+func f32AsI64(f []float32) []int64 {
+	if len(f) < 2 {
+		return nil
+	}
+	return unsafe.Slice((*int64)(unsafe.Pointer(&f[0])), len(f)/2)
 }
 
 // bytesU16 views a 2-byte aligned byte slice as uint16s (no copy).

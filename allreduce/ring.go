@@ -188,7 +188,7 @@ func newRing(cfg Config, t Transport) (*Ring, error) {
 	r.timeoutRightErr = fmt.Errorf("%w: nothing from right neighbour %s for %v", ErrTimeout, r.peer(1), timeout)
 	r.ctx, r.cancel = context.WithCancelCause(context.Background())
 	if w > 1 {
-		r.recvScratch = make([]float32, r.segElems)
+		r.recvScratch = make([]float32, max(r.segElems, 2)) // an int64 segment is at least 2 slots
 		if r.compression == CompressBF16 {
 			r.sendScratch = make([]uint16, r.segElems)
 		}

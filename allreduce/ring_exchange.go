@@ -26,15 +26,21 @@ const (
 
 // allReduceExchange is the exchange of an all-reduce (or a barrier, which is an
 // all-reduce of no elements) at this rank: the schedule's frames, reduce-scatter
-// then all-gather, bf16 on the wire when Config.Compression asks for it.
+// then all-gather, bf16 on the wire when Config.Compression asks for it, int64
+// for an integer all-reduce.
 func (r *Ring) allReduceExchange(o op) exchange {
-	s := newSchedule(r.world, r.rank, len(o.buf), r.segElems)
-	dt := F32
-	if o.kind == KindAllReduce && r.compression == CompressBF16 {
+	// An integer all-reduce schedules int64 elements, each two float32 slots
+	// of o.buf, with segments of the same bytes.
+	n, segElems, slots, dt := len(o.buf), r.segElems, 1, F32
+	switch {
+	case o.i64:
+		n, segElems, slots, dt = len(o.buf)/2, max(r.segElems/2, 1), 2, I64
+	case o.kind == KindAllReduce && r.compression == CompressBF16:
 		dt = BF16
 	}
+	s := newSchedule(r.world, r.rank, n, segElems)
 	hdr := func(step, seg int) Header {
-		return Header{Kind: o.kind, DType: dt, Generation: r.gen, Seq: o.seq, Step: uint32(step), Segment: uint32(seg), Total: uint64(len(o.buf))}
+		return Header{Kind: o.kind, DType: dt, Generation: r.gen, Seq: o.seq, Step: uint32(step), Segment: uint32(seg), Total: uint64(n)}
 	}
 	return exchange{
 		sends:   s.items(),
@@ -44,7 +50,7 @@ func (r *Ring) allReduceExchange(o op) exchange {
 		sendItem: func(i int) (Header, []float32) {
 			step, seg := s.item(i)
 			lo, hi := s.segment(s.sendChunk(step), seg)
-			return hdr(step, seg), o.buf[lo:hi]
+			return hdr(step, seg), o.buf[slots*lo : slots*hi]
 		},
 		recvItem: func(j int) (Header, []float32, recvMode) {
 			step, seg := s.item(j)
@@ -58,7 +64,7 @@ func (r *Ring) allReduceExchange(o op) exchange {
 					mode = recvAddAndOwn
 				}
 			}
-			return h, o.buf[lo:hi], mode
+			return h, o.buf[slots*lo : slots*hi], mode
 		},
 	}
 }

@@ -59,12 +59,23 @@ func (h *Handle) finish(err error) {
 }
 
 // op is one operation: its kind, its sequence number in the generation, its
-// buffer, and for a broadcast the root's rank.
+// buffer, and for a broadcast the root's rank. An integer all-reduce (i64)
+// carries its []int64 buffer as buf viewed as twice as many float32 slots.
 type op struct {
 	kind Kind
 	seq  uint64
 	buf  []float32
 	root int
+	i64  bool
+}
+
+// elems is the number of elements of o's buffer (int64s for an integer
+// all-reduce).
+func (o op) elems() int {
+	if o.i64 {
+		return len(o.buf) / 2
+	}
+	return len(o.buf)
 }
 
 // AllReduce replaces buf, on every member, with the element-wise sum of all
@@ -80,6 +91,24 @@ func (r *Ring) AllReduce(ctx context.Context, buf []float32) error {
 // its wait for earlier ones.
 func (r *Ring) Start(ctx context.Context, buf []float32) *Handle {
 	return r.start(ctx, op{kind: KindAllReduce, buf: buf})
+}
+
+// AllReduceInt64 replaces buf, on every member, with the element-wise sum of
+// all members' bufs, as integers. It blocks like AllReduce.
+func (r *Ring) AllReduceInt64(ctx context.Context, buf []int64) error {
+	return r.StartInt64(ctx, buf).Wait()
+}
+
+// StartInt64 begins an integer all-reduce of buf and returns at once, as
+// Start. Integer addition is associative, so the sum's bits depend on nothing
+// but the members' values: not on the world size, the order of the ring or
+// the segment size. Payloads are 8 bytes an element and never compressed.
+// The members must keep every partial sum inside the int64 range (a bound on
+// each value, such as |v| <= MaxInt64/n for n contributions in all, does it);
+// a sum that overflows fails the operation with ErrOverflow, never wraps
+// silently.
+func (r *Ring) StartInt64(ctx context.Context, buf []int64) *Handle {
+	return r.start(ctx, op{kind: KindAllReduce, buf: i64AsF32(buf), i64: true})
 }
 
 // Broadcast copies root's buf into every other member's buf. All members pass
@@ -160,7 +189,7 @@ func (r *Ring) run(ctx context.Context, prev *Handle, o op, h *Handle) error {
 	stop := context.AfterFunc(r.ctx, func() { cancel(context.Cause(r.ctx)) })
 	defer stop()
 	began := monotonic()
-	r.log.Debug("operation start", "seq", o.seq, "kind", o.kind, "elements", len(o.buf))
+	r.log.Debug("operation start", "seq", o.seq, "kind", o.kind, "elements", o.elems())
 	if o.kind == KindBroadcast {
 		err = r.pipeline(opCtx, cancel, r.broadcastExchange(o))
 	} else {
@@ -174,11 +203,11 @@ func (r *Ring) run(ctx context.Context, prev *Handle, o op, h *Handle) error {
 		}
 		return r.opErr(o, err)
 	}
-	r.log.Debug("operation done", "seq", o.seq, "kind", o.kind, "elements", len(o.buf), "took", monotonic()-began)
+	r.log.Debug("operation done", "seq", o.seq, "kind", o.kind, "elements", o.elems(), "took", monotonic()-began)
 	return nil
 }
 
 // opErr names the operation in an error of it.
 func (r *Ring) opErr(o op, err error) error {
-	return fmt.Errorf("allreduce: generation %d operation %d (%s of %d elements): %w", r.gen, o.seq, o.kind, len(o.buf), err)
+	return fmt.Errorf("allreduce: generation %d operation %d (%s of %d elements): %w", r.gen, o.seq, o.kind, o.elems(), err)
 }

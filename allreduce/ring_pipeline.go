@@ -84,7 +84,7 @@ func (r *Ring) receive(ctx context.Context, p exchange, recvTok, sendTok chan st
 		case want.DType == BF16:
 			into = unsafe.Slice((*byte)(unsafe.Pointer(&r.recvScratch[0])), want.Len)
 		case mode == recvCopy:
-			into = f32Bytes(dst)
+			into = f32Bytes(dst) // an int64 payload too: dst is its float32 view
 		default:
 			into = f32Bytes(r.recvScratch[:len(dst)])
 		}
@@ -98,6 +98,10 @@ func (r *Ring) receive(ctx context.Context, p exchange, recvTok, sendTok chan st
 			addBF16To(dst, bytesU16(into))
 			if mode == recvAddAndOwn {
 				roundBF16(dst)
+			}
+		case want.DType == I64 && mode != recvCopy:
+			if addInt64To(f32AsI64(dst), f32AsI64(r.recvScratch[:len(dst)])) {
+				return fmt.Errorf("%w: operation %d step %d segment %d", ErrOverflow, want.Seq, want.Step, want.Segment)
 			}
 		case mode != recvCopy:
 			addTo(dst, r.recvScratch[:len(dst)])

@@ -31,6 +31,10 @@ type AllReduceOptions struct {
 	// rank N's ca.crt, tls.crt and tls.key) and removes at the end.
 	TLS    bool
 	TLSDir string
+	// Exact also times, for each size, an integer all-reduce of as many int64s
+	// (exact mode's gradients: twice the bytes), alternating one float32 and one
+	// int64 operation so that both see the same load.
+	Exact bool
 }
 
 // Validate checks the options and names the first bad field.
@@ -66,6 +70,7 @@ type WireOptions struct {
 type AllReduceRow struct {
 	Bytes     int     `json:"bytes"`
 	Count     int     `json:"count"`
+	Type      string  `json:"type"` // float (float32) or int64 (Options.Exact)
 	TimeUS    float64 `json:"time_us"`
 	AlgBWGBps float64 `json:"algbw_gbps"`
 	BusBWGBps float64 `json:"busbw_gbps"`
@@ -74,7 +79,7 @@ type AllReduceRow struct {
 // AllReduceReport is what AllReduce measured.
 type AllReduceReport struct {
 	Options AllReduceOptions
-	Rows    []AllReduceRow // one per size, in the order of Options.Sizes
+	Rows    []AllReduceRow // one per size, in the order of Options.Sizes (with Exact, float then int64)
 	Lanes   int            // TCP lanes per link the ranks used; 0: frames on the gRPC streams
 	// Wire is whether the raw TCP measurement ran; OneWayGBps and DuplexGBps are its
 	// bandwidths of one direction, alone and with the other direction at once.
@@ -167,7 +172,7 @@ func (r *AllReduceReport) WriteTable(w io.Writer) error {
 		o.World, path, o.Segment, o.Compression)
 	fmt.Fprintf(&b, "# %12s %12s %6s %6s %12s %12s %12s\n", "size(B)", "count", "type", "iters", "time(us)", "algbw(GB/s)", "busbw(GB/s)")
 	for _, row := range r.Rows {
-		fmt.Fprintf(&b, "  %12d %12d %6s %6d %12.1f %12.3f %12.3f\n", row.Bytes, row.Count, "float", o.Iters, row.TimeUS, row.AlgBWGBps, row.BusBWGBps)
+		fmt.Fprintf(&b, "  %12d %12d %6s %6d %12.1f %12.3f %12.3f\n", row.Bytes, row.Count, row.Type, o.Iters, row.TimeUS, row.AlgBWGBps, row.BusBWGBps)
 	}
 	if r.Wire {
 		fmt.Fprintf(&b, "# wire ceiling, raw TCP between two processes on 127.0.0.1: one way %.3f GB/s, both ways at once %.3f GB/s each way\n", r.OneWayGBps, r.DuplexGBps)
@@ -219,6 +224,7 @@ func ringBandwidth(ctx context.Context, o AllReduceOptions, sp Spawner) ([]AllRe
 	}
 	// Every rank reports each size in turn; the slowest rank's time counts.
 	times := make([][]float64, o.World)
+	times64 := make([][]float64, o.World)
 	lanes := make([]int, o.World)
 	errs := make([]error, o.World)
 	var wg sync.WaitGroup
@@ -232,6 +238,7 @@ func ringBandwidth(ctx context.Context, o AllReduceOptions, sp Spawner) ([]AllRe
 					return
 				}
 				times[r] = append(times[r], m.Seconds)
+				times64[r] = append(times64[r], m.Seconds64)
 				lanes[r] = m.Lanes
 			}
 			var m helperMsg
@@ -251,15 +258,21 @@ func ringBandwidth(ctx context.Context, o AllReduceOptions, sp Spawner) ([]AllRe
 		}
 	}
 	ranks = nil
-	rows := make([]AllReduceRow, len(o.Sizes))
-	for i, size := range o.Sizes {
+	var rows []AllReduceRow
+	row := func(bytes, count int, typ string, times [][]float64, i int) AllReduceRow {
 		t := 0.0
 		for r := range o.World {
 			t = max(t, times[r][i])
 		}
-		alg := float64(size) / t / 1e9
-		rows[i] = AllReduceRow{Bytes: size, Count: size / 4, TimeUS: t * 1e6, AlgBWGBps: alg,
+		alg := float64(bytes) / t / 1e9
+		return AllReduceRow{Bytes: bytes, Count: count, Type: typ, TimeUS: t * 1e6, AlgBWGBps: alg,
 			BusBWGBps: alg * 2 * float64(o.World-1) / float64(o.World)}
+	}
+	for i, size := range o.Sizes {
+		rows = append(rows, row(size, size/4, "float", times, i))
+		if o.Exact {
+			rows = append(rows, row(2*size, size/4, "int64", times64, i))
+		}
 	}
 	return rows, lanes[0], nil
 }

@@ -129,14 +129,17 @@ func allReduceRank(ctx context.Context, o AllReduceOptions, rank int, stdin io.R
 		if err := ring.Barrier(ctx); err != nil {
 			return err
 		}
-		began := time.Now()
-		for range o.Iters {
-			if err := ring.AllReduce(ctx, buf); err != nil {
-				return err
-			}
+		var msg helperMsg
+		if o.Exact {
+			msg, err = timeBoth(ctx, ring, buf, rank, o)
+		} else {
+			msg, err = timeFloat(ctx, ring, buf, o)
 		}
-		secs := time.Since(began).Seconds() / float64(o.Iters)
-		if err := enc.Encode(helperMsg{Bytes: size, Seconds: secs, Lanes: lanes}); err != nil {
+		if err != nil {
+			return err
+		}
+		msg.Bytes, msg.Lanes = size, lanes
+		if err := enc.Encode(msg); err != nil {
 			return err
 		}
 	}
@@ -149,6 +152,50 @@ func allReduceRank(ctx context.Context, o AllReduceOptions, rank int, stdin io.R
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// timeFloat times o.Iters float32 all-reduces of buf, back to back.
+func timeFloat(ctx context.Context, ring *allreduce.Ring, buf []float32, o AllReduceOptions) (helperMsg, error) {
+	began := time.Now()
+	for range o.Iters {
+		if err := ring.AllReduce(ctx, buf); err != nil {
+			return helperMsg{}, err
+		}
+	}
+	return helperMsg{Seconds: time.Since(began).Seconds() / float64(o.Iters)}, nil
+}
+
+// timeBoth times o.Iters float32 all-reduces of buf and as many int64
+// all-reduces of len(buf) elements, alternating one of each, after checking the
+// integer sum once.
+func timeBoth(ctx context.Context, ring *allreduce.Ring, buf []float32, rank int, o AllReduceOptions) (helperMsg, error) {
+	ints := make([]int64, len(buf))
+	for i := range ints {
+		ints[i] = int64(rank + 1)
+	}
+	if err := ring.AllReduceInt64(ctx, ints); err != nil {
+		return helperMsg{}, err
+	}
+	want := int64(o.World * (o.World + 1) / 2)
+	for i, v := range ints {
+		if v != want {
+			return helperMsg{}, fmt.Errorf("int64 all-reduce result element %d is %d, want %d", i, v, want)
+		}
+	}
+	clear(ints) // zeros stay zeros: repeated sums cannot overflow
+	var f, n time.Duration
+	for range o.Iters {
+		t0 := time.Now()
+		if err := ring.AllReduce(ctx, buf); err != nil {
+			return helperMsg{}, err
+		}
+		t1 := time.Now()
+		if err := ring.AllReduceInt64(ctx, ints); err != nil {
+			return helperMsg{}, err
+		}
+		f, n = f+t1.Sub(t0), n+time.Since(t1)
+	}
+	return helperMsg{Seconds: f.Seconds() / float64(o.Iters), Seconds64: n.Seconds() / float64(o.Iters)}, nil
 }
 
 // checkSum checks the first all-reduce of buffers filled with rank+1.

@@ -98,3 +98,29 @@ func TestAllReduceOptionsValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestAllReduceExact: with Exact every size has a float row and an int64 row of
+// as many elements and twice the bytes, both measured.
+func TestAllReduceExact(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := AllReduceOptions{World: 3, Sizes: []int{4096, 64 << 10}, Iters: 2, Warmup: 1, Segment: 16 << 10, Compression: "none", Exact: true}
+	rep, err := AllReduce(ctx, o, WireOptions{Skip: true}, testSpawner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) != 2*len(o.Sizes) {
+		t.Fatalf("%d rows, want %d", len(rep.Rows), 2*len(o.Sizes))
+	}
+	for i, size := range o.Sizes {
+		f, n := rep.Rows[2*i], rep.Rows[2*i+1]
+		if f.Type != "float" || f.Bytes != size || n.Type != "int64" || n.Bytes != 2*size || n.Count != f.Count || f.TimeUS <= 0 || n.TimeUS <= 0 {
+			t.Errorf("size %d: rows %+v and %+v", size, f, n)
+		}
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", table.String())
+}

@@ -35,9 +35,11 @@ type helperMsg struct {
 	Addr    string  `json:"addr,omitempty"`
 	Bytes   int     `json:"bytes,omitempty"`
 	Seconds float64 `json:"seconds,omitempty"` // per all-reduce, averaged over the timed iterations
-	Lanes   int     `json:"lanes,omitempty"`
-	Error   string  `json:"error,omitempty"`
-	Done    bool    `json:"done,omitempty"`
+	// Seconds64 is the same for the int64 all-reduce of as many elements (Exact).
+	Seconds64 float64 `json:"seconds64,omitempty"`
+	Lanes     int     `json:"lanes,omitempty"`
+	Error     string  `json:"error,omitempty"`
+	Done      bool    `json:"done,omitempty"`
 }
 
 // ReportError tells the benchmark on a helper's stdout that the helper failed: for

@@ -27,6 +27,7 @@ type TrainOptions struct {
 	Threads  int           // GOMAXPROCS while Train runs, and the peak's threads (>= 1)
 	PeakTime time.Duration // time to measure the peak for MFU
 	Seed     uint64        // seed of the weights and tokens
+	Streams  int           // TrainExact only: streams the batch is split over (>= 1)
 }
 
 // TrainResult is what Train measured.

@@ -34,3 +34,24 @@ func TestTrain(t *testing.T) {
 		t.Error("no error for Seq 0")
 	}
 }
+
+// TestTrainExact compares a few steps of the float32 and exact sums of three
+// streams: both run, and the exact weights stay close to the float32 ones.
+func TestTrainExact(t *testing.T) {
+	var out bytes.Buffer
+	res, err := TrainExact(context.Background(), TrainOptions{Model: model.Config{Layers: 1, Heads: 2, Embd: 32, VocabSize: 20},
+		Seq: 16, Batch: 3, Streams: 3, Warmup: 1, Steps: 2, Threads: 2, Seed: 1}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", out.String())
+	if res.Float <= 0 || res.Exact <= 0 || res.RelL2 > 1e-4 || res.ExactLossDiff > 1e-4 {
+		t.Errorf("result %+v", res)
+	}
+	if !strings.Contains(out.String(), "exact/float") {
+		t.Errorf("report lacks the ratio:\n%s", out.String())
+	}
+	if _, err := TrainExact(context.Background(), TrainOptions{Seq: 16, Batch: 4, Streams: 3, Steps: 1, Threads: 1}, &out); err == nil {
+		t.Error("no error for a batch that 3 streams do not divide")
+	}
+}

@@ -410,12 +410,15 @@ func (m *Machine) reportProgress(op *pb.ReportProgressOp) *pb.Result {
 	case op.GetTokens() < 0:
 		return badField("tokens", op.GetTokens(), "must be >= 0")
 	}
+	if r := checkRankTimes(op.GetRanks()); r != nil {
+		return r
+	}
 	if m.st.Progress != nil && op.GetStep() <= m.st.Progress.GetStep() {
 		return &pb.Result{Progress: proto.CloneOf(m.st.Progress)}
 	}
 	m.st.Progress = &pb.Progress{
 		Step: op.GetStep(), Loss: op.GetLoss(), Tokens: op.GetTokens(),
-		Generation: op.GetGeneration(), WorkerId: op.GetWorkerId(),
+		Generation: op.GetGeneration(), WorkerId: op.GetWorkerId(), Ranks: cloneRankTimes(op.GetRanks()),
 	}
 	m.maybeFinish()
 	return &pb.Result{Progress: proto.CloneOf(m.st.Progress)}

@@ -107,6 +107,7 @@ func (s *service) WatchPlan(req *pb.WatchPlanRequest, stream pb.Coordinator_Watc
 func (s *service) ReportProgress(ctx context.Context, req *pb.ReportProgressRequest) (*pb.ReportProgressResponse, error) {
 	res, err := s.write(ctx, req.GetRid(), &pb.Command{Op: &pb.Command_ReportProgress{ReportProgress: &pb.ReportProgressOp{
 		WorkerId: req.GetWorkerId(), Generation: req.GetGeneration(), Step: req.GetStep(), Loss: req.GetLoss(), Tokens: req.GetTokens(),
+		Ranks: req.GetRanks(),
 	}}})
 	if err != nil {
 		return nil, toStatus(err)

@@ -226,6 +226,7 @@ func (c *Inmem) ReportPeerLost(ctx context.Context, req *pb.ReportPeerLostReques
 func (c *Inmem) ReportProgress(ctx context.Context, req *pb.ReportProgressRequest) (*pb.ReportProgressResponse, error) {
 	res, err := c.write(ctx, "report progress", req.GetRid(), &pb.Command{Op: &pb.Command_ReportProgress{ReportProgress: &pb.ReportProgressOp{
 		WorkerId: req.GetWorkerId(), Generation: req.GetGeneration(), Step: req.GetStep(), Loss: req.GetLoss(), Tokens: req.GetTokens(),
+		Ranks: req.GetRanks(),
 	}}})
 	if err != nil {
 		return nil, err

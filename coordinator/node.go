@@ -529,6 +529,11 @@ type Gauges struct {
 	Workers       int    // registered workers
 	CommittedStep int64  // step of the newest progress in the replicated state
 	JobState      string // the job's state (JobStateName): running, finished, failed; "none" without a job
+	// Slowest is the worker of the slowest rank in the newest progress (FindStraggler),
+	// "" without rank times; SlowestComputeS its compute per step, OthersWaitS the
+	// others' mean wait for it per step.
+	Slowest                      string
+	SlowestComputeS, OthersWaitS float64
 }
 
 // Gauges reads the replica's Raft state and the replicated job's progress. It
@@ -542,6 +547,9 @@ func (n *Node) Gauges() Gauges {
 		g.Workers = len(st.GetWorkers())
 		g.CommittedStep = st.GetProgress().GetStep()
 		g.JobState = JobStateName(JobStatusOf(st).GetState())
+		if s := FindStraggler(st.GetProgress().GetRanks()); s.Slowest != nil {
+			g.Slowest, g.SlowestComputeS, g.OthersWaitS = s.Slowest.GetWorkerId(), s.Slowest.GetComputeS(), s.OthersWaitS
+		}
 	})
 	return g
 }

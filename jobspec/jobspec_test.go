@@ -3,6 +3,7 @@ package jobspec
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/ringtrain/ringtrain/coordinator"
@@ -11,7 +12,7 @@ import (
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
 	spec := trainer.DefaultSpec()
-	spec.Streams = 8
+	spec.Streams, spec.Exact = 8, true
 	// An SFT job: the objective, init_from and epochs travel with the spec.
 	spec.Objective, spec.InitFrom, spec.Epochs, spec.Steps = trainer.SFT, "base/ckpt/step-000600", 3, 1500
 	job, err := Encode(spec, 2, 4)
@@ -24,6 +25,12 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	back, err := Decode(job)
 	if err != nil || !reflect.DeepEqual(back, spec) {
 		t.Fatalf("round trip: %v\n%+v\n%+v", err, back, spec)
+	}
+	// A job without exact mode leaves the key out of its JSON, as before the key existed.
+	spec.Exact = false
+	plain, err := Encode(spec, 2, 4)
+	if err != nil || strings.Contains(string(plain.GetSpecJson()), "exact") || !strings.Contains(string(job.GetSpecJson()), `"exact":true`) {
+		t.Fatalf("spec JSON: %v\nplain: %s\nexact: %s", err, plain.GetSpecJson(), job.GetSpecJson())
 	}
 	if _, err := Encode(spec, 9, 0); !errors.Is(err, coordinator.ErrBadCommand) {
 		t.Fatalf("min_workers above streams: %v", err)

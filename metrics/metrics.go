@@ -25,6 +25,8 @@ type Worker struct {
 	evalDuration      prometheus.Histogram
 	generation        prometheus.Gauge
 	worldSize         prometheus.Gauge
+	rankCompute       prometheus.Gauge
+	rankWait          prometheus.Gauge
 }
 
 // NewWorker registers the instruments of the worker named id on reg, each with the
@@ -57,9 +59,13 @@ func NewWorker(reg prometheus.Registerer, id string) (*Worker, error) {
 		generation: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ringtrain_generation", Help: generationHelp,
 			ConstLabels: prometheus.Labels{"worker": id, "replica": ""}}),
 		worldSize: g("ringtrain_world_size", "Ring members of the current generation."),
+		rankCompute: g("ringtrain_rank_compute_seconds", "Mean compute time (forward and backward) per step over this worker's "+
+			"last steps (up to 20): the slowest rank has the largest."),
+		rankWait: g("ringtrain_rank_wait_seconds", "Mean time per step this worker was blocked in the ring after its backward, "+
+			"over its last steps (up to 20): what waiting for slower ranks costs it."),
 	}
 	for _, col := range []prometheus.Collector{w.step, w.loss, w.tokens, w.stepDuration, w.stepPhase,
-		w.allReduceBytes, w.allReduceDuration, w.evalDuration, w.generation, w.worldSize} {
+		w.allReduceBytes, w.allReduceDuration, w.evalDuration, w.generation, w.worldSize, w.rankCompute, w.rankWait} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}
@@ -101,6 +107,16 @@ func (w *Worker) StepDone(step int64, loss float64, tokens int64, t StepTimes, a
 	w.allReduceDuration.Observe(t.RingBusy.Seconds())
 }
 
+// SetRankTimes records this worker's mean compute and ring wait per step over its
+// last steps.
+func (w *Worker) SetRankTimes(compute, wait time.Duration) {
+	if w == nil {
+		return
+	}
+	w.rankCompute.Set(compute.Seconds())
+	w.rankWait.Set(wait.Seconds())
+}
+
 // EvalDone records one validation evaluation.
 func (w *Worker) EvalDone(d time.Duration) {
 	if w == nil {
@@ -123,6 +139,11 @@ type CoordinatorValues struct {
 	Workers       int    // registered workers
 	CommittedStep int64  // step of the newest progress recorded in the replicated state
 	JobState      string // the job's state, one of JobStates; any other value (no job) sets none
+	// Slowest is the worker of the slowest rank in the newest progress ("" when the
+	// progress carries no rank times), SlowestComputeS its mean compute per step and
+	// OthersWaitS the other ranks' mean wait for it per step.
+	Slowest                      string
+	SlowestComputeS, OthersWaitS float64
 }
 
 // RaftStates are the values of the state label of ringtrain_raft_state.
@@ -135,6 +156,7 @@ var JobStates = []string{"running", "finished", "failed"}
 type coordinatorCollector struct {
 	read                                                            func() CoordinatorValues
 	state, term, commit, generation, workers, committedAt, jobState *prometheus.Desc
+	slowestCompute, othersWait                                      *prometheus.Desc
 }
 
 // RegisterCoordinator registers on reg the gauges of a coordinator replica named id,
@@ -154,11 +176,15 @@ func RegisterCoordinator(reg prometheus.Registerer, id string, read func() Coord
 		committedAt: d("ringtrain_committed_step", "Newest training step recorded in the replicated state."),
 		jobState: d("ringtrain_job_state", "1 for the job's current state in the replicated state (running, finished, failed), "+
 			"0 for the others; all 0 when no job is submitted.", "state"),
+		slowestCompute: d("ringtrain_straggler_compute_seconds", "Mean compute time per step of the slowest rank (labelled by its "+
+			"worker) in the newest progress report; absent without one.", "worker"),
+		othersWait: d("ringtrain_straggler_wait_seconds", "Mean time per step the other ranks waited in the ring for the slowest "+
+			"rank (labelled by its worker), from the newest progress report; absent without one.", "worker"),
 	})
 }
 
 func (c *coordinatorCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.state, c.term, c.commit, c.generation, c.workers, c.committedAt, c.jobState} {
+	for _, d := range []*prometheus.Desc{c.state, c.term, c.commit, c.generation, c.workers, c.committedAt, c.jobState, c.slowestCompute, c.othersWait} {
 		ch <- d
 	}
 }
@@ -183,6 +209,10 @@ func (c *coordinatorCollector) Collect(ch chan<- prometheus.Metric) {
 			val = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.jobState, prometheus.GaugeValue, val, s)
+	}
+	if v.Slowest != "" {
+		ch <- prometheus.MustNewConstMetric(c.slowestCompute, prometheus.GaugeValue, v.SlowestComputeS, v.Slowest)
+		ch <- prometheus.MustNewConstMetric(c.othersWait, prometheus.GaugeValue, v.OthersWaitS, v.Slowest)
 	}
 }
 

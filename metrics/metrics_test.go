@@ -39,9 +39,11 @@ func TestSharedRegistry(t *testing.T) {
 		w.SetGeneration(3, 2)
 		w.StepDone(7, 1.5, 64, StepTimes{Compute: 3 * time.Millisecond, AllReduce: time.Millisecond}, 400)
 		w.EvalDone(time.Second)
+		w.SetRankTimes(5*time.Millisecond, 2*time.Millisecond)
 	}
 	err := RegisterCoordinator(reg, "c0", func() CoordinatorValues {
-		return CoordinatorValues{RaftState: "Leader", Term: 2, CommitIndex: 40, Generation: 3, Workers: 2, CommittedStep: 7}
+		return CoordinatorValues{RaftState: "Leader", Term: 2, CommitIndex: 40, Generation: 3, Workers: 2, CommittedStep: 7,
+			Slowest: "w1", SlowestComputeS: 0.04, OthersWaitS: 0.03}
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -71,6 +73,10 @@ func TestSharedRegistry(t *testing.T) {
 		`ringtrain_raft_commit_index{replica="c0"} 40`,
 		`ringtrain_workers{replica="c0"} 2`,
 		`ringtrain_committed_step{replica="c0"} 7`,
+		`ringtrain_rank_compute_seconds{worker="w0"} 0.005`,
+		`ringtrain_rank_wait_seconds{worker="w1"} 0.002`,
+		`ringtrain_straggler_compute_seconds{replica="c0",worker="w1"} 0.04`,
+		`ringtrain_straggler_wait_seconds{replica="c0",worker="w1"} 0.03`,
 	} {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("missing %q in\n%s", want, body)

@@ -75,7 +75,7 @@ func (c *cluster) trainUntil(n int, step int64) time.Time {
 // (returning when it began) and waits for the job to finish.
 type scenario struct {
 	name         string
-	worldChanged bool // whether the world size changes (else: bit-identical to the fault-free run)
+	worldChanged bool // whether the world size changes (logged; exact mode keeps the bits either way)
 	run          func(t *testing.T) (*cluster, time.Time)
 }
 

@@ -237,7 +237,7 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 			return res, ctx.Err()
 		}
 		step := tr.Step
-		lossSum, err := tr.Gradients(ctx, step, streams, nil)
+		lossSum, err := tr.StepGradients(ctx, step, streams)
 		if err != nil {
 			if ctx.Err() != nil {
 				continue // stop at the top of the loop, checkpointing the last full step

@@ -67,6 +67,10 @@ type Spec struct {
 	MaxTime         Duration `yaml:"max_time" json:"max_time,omitempty"`                 // stop after this wall time
 	TargetValLoss   float64  `yaml:"target_val_loss" json:"target_val_loss,omitempty"`   // stop once val loss <= this
 	Patience        int      `yaml:"patience" json:"patience,omitempty"`                 // stop after N evaluations without a better val loss
+
+	// Exact sums every step's gradient in fixed point (exact.go), so the weights do
+	// not depend on the world size or on faults. Omitted from the JSON while false.
+	Exact bool `yaml:"exact" json:"exact,omitempty"`
 }
 
 // ErrBadSpec reports an invalid job spec; the message names the field and value.

@@ -33,6 +33,7 @@ type Trainer struct {
 	counter         TargetCounter // the sft objective's loss denominators
 	maskID          int32
 	inputs, targets []int32 // (b,T) micro-batch buffers
+	exactAcc        []int64 // StepGradients' fixed-point sum in exact mode
 }
 
 // New builds a Trainer. maskID is the mask token of the masked objective (ignored for

@@ -63,14 +63,21 @@ type bucketRun struct {
 	ctx     context.Context
 	ring    *allreduce.Ring
 	grads   []float32
-	spans   []span // the bucket layout (cutBuckets)
-	final   []int  // values of each bucket reported final
-	next    int    // first bucket not started
+	ints    []int64 // exact mode: the fixed-point gradients reduced instead of grads
+	spans   []span  // the bucket layout (cutBuckets)
+	final   []int   // values of each bucket reported final
+	next    int     // first bucket not started
 	handles []*allreduce.Handle
 }
 
 func newBucketRun(ring *allreduce.Ring, grads []float32, spans []span) *bucketRun {
 	return &bucketRun{ring: ring, grads: grads, spans: spans, final: make([]int, len(spans))}
+}
+
+// newExactBucketRun is newBucketRun for exact mode: the buckets are spans of the
+// fixed-point gradients ints (trainer.Trainer.GradientsExact), reduced as integers.
+func newExactBucketRun(ring *allreduce.Ring, ints []int64, spans []span) *bucketRun {
+	return &bucketRun{ring: ring, ints: ints, spans: spans, final: make([]int, len(spans))}
 }
 
 // begin prepares a step whose operations ctx bounds.
@@ -94,7 +101,11 @@ func (b *bucketRun) ready(lo, hi int) {
 
 func (b *bucketRun) start() {
 	s := b.spans[b.next]
-	b.handles = append(b.handles, b.ring.Start(b.ctx, b.grads[s.lo:s.hi]))
+	if b.ints != nil {
+		b.handles = append(b.handles, b.ring.StartInt64(b.ctx, b.ints[s.lo:s.hi]))
+	} else {
+		b.handles = append(b.handles, b.ring.Start(b.ctx, b.grads[s.lo:s.hi]))
+	}
 	b.next++
 }
 

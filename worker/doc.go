@@ -34,9 +34,9 @@
 // the plan's ordered members and synchronises state (below), then steps: the
 // gradient of its streams' micro-batches (coordinator.StreamsOf; each scaled by the
 // global target count, so the ring's SUM is the global mean gradient), all-reduced
-// bucket by bucket while backward runs, and the local loss sum as a last
-// two-element operation (beside it, rank 0's stopping decision, below); then clipping
-// and AdamW (trainer.Apply). Rank 0 reports
+// bucket by bucket while backward runs, and the step summary as a last small
+// operation (the local loss sum, rank 0's stopping decision, below, and every rank's
+// step times, straggler.go); then clipping and AdamW (trainer.Apply). Rank 0 reports
 // progress to the coordinator and keeps the job's books with the trainer's
 // Bookkeeper, as the single-process trainer does: it prints the progress lines (or
 // bar), writes metrics.jsonl and the TensorBoard event files under <out>/tb (with
@@ -91,8 +91,27 @@
 // backward reports ranges (trainer.Trainer.Gradients): once it has added into a
 // range, the range is final, and its bucket starts while backward works on the
 // layers below. Buckets not started when backward returns (a rank with no streams
-// reports none) start then; the loss sum follows; the step waits for all of them
-// before clipping.
+// reports none) start then; the step summary follows; the step waits for all of
+// them before clipping.
+//
+// # Exact mode
+//
+// With the job's exact flag the buckets are spans of an int64 accumulator rather than
+// of the float32 gradients: trainer.Trainer.GradientsExact converts each stream's
+// gradient to fixed point on its own and adds it there, and the ring sums the
+// buckets, and the step summary, as integers (allreduce.Ring.StartInt64). Integer
+// addition is associative, so the sum, and after its one conversion back
+// (trainer.Trainer.ExactGrads) the weights, are the same bits for any world size and
+// any spread of streams over ranks; a fault that changes the world size then costs
+// no bits either. A gradient outside the fixed-point range stops the job with
+// trainer.ErrExactRange.
+//
+// # Stragglers
+//
+// Each rank keeps the means of its compute and ring wait over its last 20 steps
+// (rankClock) and writes them into its own slots of the step summary, so rank 0
+// learns every rank's and reports them with its progress (pb.RankTime); status
+// names the slowest rank. Config.ComputeDelay makes a straggler on purpose.
 //
 // # Time split
 //

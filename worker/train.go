@@ -234,8 +234,17 @@ type generation struct {
 	ring    *allreduce.Ring
 	cadence trainer.Cadence
 
-	buckets       *bucketRun
-	lossBuf       []float32 // the step's loss sum and rank 0's stop code (stopCode), reduced after the gradient buckets
+	buckets *bucketRun
+	// The step summary reduced after the gradient buckets (straggler.go): the
+	// loss sum, rank 0's stop code (stopCode) and every rank's step times. In
+	// exact mode it travels as integers (sumInts: the loss in fixed point, the
+	// times in nanoseconds) beside the fixed-point gradients (exactAcc).
+	lossBuf       []float32
+	exact         bool
+	exactAcc      []int64
+	sumInts       []int64
+	clock         rankClock // this rank's step times
+	members       []string  // the plan's members in ring order
 	tokensPerStep int64     // tokens of the global batch
 	localTokens   int64     // tokens of this rank's streams in one step
 	arBytes       int64     // all-reduce payload of one step
@@ -249,7 +258,7 @@ type generation struct {
 // connect builds the ring of plan's generation.
 func (w *Worker) connect(ctx context.Context, plan *pb.Plan, svc *allreduce.Service) (*generation, error) {
 	g := &generation{stepEnd: time.Now(), gen: plan.GetGeneration(), rank: coordinator.RankOf(plan, w.cfg.ID),
-		streams: coordinator.StreamsOf(plan, w.cfg.ID), world: len(plan.GetMembers())}
+		streams: coordinator.StreamsOf(plan, w.cfg.ID), world: len(plan.GetMembers()), members: plan.GetMembers()}
 	g.log = w.log.With("generation", g.gen, "rank", g.rank)
 	w.curGen.Store(g.gen)
 	w.cfg.Metrics.SetGeneration(g.gen, g.world)
@@ -311,10 +320,18 @@ func (w *Worker) startSteps(js *jobState, g *generation) {
 	}
 	g.cadence = js.p.Cadence()
 	g.tokensPerStep = int64(spec.GlobalBatch() * spec.SeqLen)
-	g.lossBuf = make([]float32, 2)
 	g.localTokens = int64(len(g.streams) * spec.MicroBatch * spec.SeqLen)
-	g.arBytes = int64(4 * (len(tr.Model.Grads.Slab) + len(g.lossBuf)))
-	g.buckets = newBucketRun(g.ring, tr.Model.Grads.Slab, cutBuckets(tr.Model.Grads, max(w.cfg.BucketBytes/4, 1)))
+	spans := cutBuckets(tr.Model.Grads, max(w.cfg.BucketBytes/4, 1))
+	if g.exact = spec.Exact; g.exact {
+		g.exactAcc = make([]int64, len(tr.Model.Grads.Slab))
+		g.sumInts = make([]int64, summaryLen(g.world))
+		g.arBytes = int64(8 * (len(g.exactAcc) + len(g.sumInts)))
+		g.buckets = newExactBucketRun(g.ring, g.exactAcc, spans)
+	} else {
+		g.lossBuf = make([]float32, summaryLen(g.world))
+		g.arBytes = int64(4 * (len(tr.Model.Grads.Slab) + len(g.lossBuf)))
+		g.buckets = newBucketRun(g.ring, tr.Model.Grads.Slab, spans)
+	}
 	if g.rank == 0 {
 		if js.books == nil && tr.Step < spec.Steps {
 			info := trainer.Describe(js.p, tr.Step, js.lastCkpt)
@@ -358,16 +375,29 @@ func (w *Worker) step(ctx context.Context, js *jobState, g *generation) (times m
 	if g.rank == 0 && js.stop != "" {
 		stop = stopCode(js.stop)
 	}
-	t1, busy, err := g.gradients(ctx, tr, step, stop)
+	if d := w.cfg.ComputeDelay; d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return times, 0, 0, fmt.Errorf("step %d aborted: %w", step, context.Cause(ctx))
+		}
+	}
+	sums, err := g.gradients(ctx, tr, step, stop)
 	if err != nil {
 		return times, 0, 0, err
 	}
-	if code := g.lossBuf[1]; code != 0 {
+	t1, busy := sums.backwardEnd, sums.busy
+	if code := sums.stop; code != 0 {
 		js.stop = stopReason(code)
 		g.log.Info("stopping early at rank 0's decision: the step in flight is discarded", "step", step, "rule", string(js.stop))
 		return times, 0, 0, errStopped
 	}
 	t2 := time.Now()
+	if g.exact {
+		tr.ExactGrads(g.exactAcc) // the optimizer phase counts the conversion
+	}
 	if norm, lr, err = tr.Apply(); err != nil {
 		return times, 0, 0, fatal(err)
 	}
@@ -377,6 +407,8 @@ func (w *Worker) step(ctx context.Context, js *jobState, g *generation) (times m
 		Waiting: t0.Sub(g.stepEnd) + reading, RingBusy: busy}
 	g.stepEnd = t3
 	js.split.Add(times)
+	g.clock.add(times.Compute, times.AllReduce)
+	w.cfg.Metrics.SetRankTimes(g.clock.means())
 	if w.audit.enabled() {
 		before := g.sum
 		g.sum = checksum(tr.Model.Params.Slab)
@@ -385,38 +417,99 @@ func (w *Worker) step(ctx context.Context, js *jobState, g *generation) (times m
 			return times, 0, 0, fatal(err)
 		}
 	}
-	js.loss = tr.MeanLoss(step, float64(g.lossBuf[0]))
+	js.loss = tr.MeanLoss(step, sums.loss)
 	w.cfg.Metrics.StepDone(tr.Step, js.loss, g.localTokens, times, g.arBytes)
 	g.log.Debug("step", "step", tr.Step, "loss", js.loss, "lr", lr, "grad_norm", norm, "compute", times.Compute,
 		"allreduce", times.AllReduce, "ring_busy", times.RingBusy, "optimizer", times.Optimizer, "waiting", times.Waiting)
 	return times, norm, lr, nil
 }
 
+// stepSums is what a step's reductions gave: the loss sum of the global batch,
+// rank 0's stop code, when this rank's backward ended and how long the ring was
+// busy.
+type stepSums struct {
+	loss        float64
+	stop        float32
+	backwardEnd time.Time
+	busy        time.Duration
+}
+
 // gradients computes the gradients of this rank's streams at step and sums them,
-// and the loss sum (into lossBuf), over the ring. The gradient buckets are reduced
-// while backward runs, each as soon as backward has finished it (trainer.Gradients
-// hands the callback to the last micro-batch, after which a range is final); the
-// loss follows once the micro-batches are done, with stop (rank 0's stop code, 0 on
-// the other ranks) beside it. All are waited for before it returns when backward
-// ended and how long the ring was busy.
-func (g *generation) gradients(ctx context.Context, tr *trainer.Trainer, step int64, stop float32) (backwardEnd time.Time, busy time.Duration, err error) {
+// and the step summary (the loss sum, rank 0's stop code and the ranks' step
+// times), over the ring. The gradient buckets are reduced while backward runs,
+// each as soon as backward has finished it (trainer.Gradients hands the callback
+// to the last micro-batch, after which a range is final); the summary follows once
+// the micro-batches are done, with stop (rank 0's stop code, 0 on the other ranks)
+// in it. All are waited for before it returns; the model's gradients then hold the
+// sum, except in exact mode, where the gradients and the summary are reduced as
+// integers (exactGradients) and step converts the sum (trainer.Trainer.ExactGrads).
+func (g *generation) gradients(ctx context.Context, tr *trainer.Trainer, step int64, stop float32) (stepSums, error) {
+	if g.exact {
+		return g.exactGradients(ctx, tr, step, stop)
+	}
+	var sums stepSums
 	g.buckets.begin(ctx)
 	lossSum, err := tr.Gradients(ctx, step, g.streams, g.buckets.ready)
 	if err != nil {
-		if ctx.Err() != nil {
-			return backwardEnd, 0, fmt.Errorf("step %d aborted: %w", step, context.Cause(ctx))
-		}
-		return backwardEnd, 0, fatal(err)
+		return sums, g.gradientsErr(ctx, step, err)
 	}
 	g.buckets.flush()
-	backwardEnd = time.Now()
-	g.lossBuf[0], g.lossBuf[1] = float32(lossSum), stop
+	sums.backwardEnd = time.Now()
+	clear(g.lossBuf)
+	g.lossBuf[sumLoss], g.lossBuf[sumStop] = float32(lossSum), stop
+	compute, wait := g.clock.means()
+	g.lossBuf[sumRanks+2*g.rank], g.lossBuf[sumRanks+2*g.rank+1] = float32(compute.Seconds()), float32(wait.Seconds())
 	hl := g.ring.Start(ctx, g.lossBuf)
-	busy, err = g.buckets.wait()
+	busy, err := g.buckets.wait()
 	if err := errors.Join(err, hl.Wait()); err != nil {
-		return backwardEnd, 0, fmt.Errorf("step %d: all-reduce: %w", step, err)
+		return sums, fmt.Errorf("step %d: all-reduce: %w", step, err)
 	}
-	return backwardEnd, busy + hl.Busy(), nil
+	sums.loss, sums.stop, sums.busy = float64(g.lossBuf[sumLoss]), g.lossBuf[sumStop], busy+hl.Busy()
+	return sums, nil
+}
+
+// exactGradients is gradients in exact mode: each stream's gradient is converted to
+// fixed point on its own (trainer.Trainer.GradientsExact) and the buckets of the
+// integer sum are reduced as integers, so the sum does not depend on which rank owns
+// which stream; the summary is reduced as integers too. step converts the sum back
+// into the model's gradients once, after the reductions.
+func (g *generation) exactGradients(ctx context.Context, tr *trainer.Trainer, step int64, stop float32) (stepSums, error) {
+	var sums stepSums
+	g.buckets.begin(ctx)
+	lossSum, err := tr.GradientsExact(ctx, step, g.streams, g.exactAcc, g.buckets.ready)
+	if err != nil {
+		return sums, g.gradientsErr(ctx, step, err)
+	}
+	g.buckets.flush()
+	sums.backwardEnd = time.Now()
+	clear(g.sumInts)
+	g.sumInts[sumLoss], g.sumInts[sumStop] = lossSum, int64(stop)
+	compute, wait := g.clock.means()
+	g.sumInts[sumRanks+2*g.rank], g.sumInts[sumRanks+2*g.rank+1] = int64(compute), int64(wait)
+	hl := g.ring.StartInt64(ctx, g.sumInts)
+	busy, err := g.buckets.wait()
+	if err := errors.Join(err, hl.Wait()); err != nil {
+		return sums, fmt.Errorf("step %d: all-reduce: %w", step, err)
+	}
+	sums.loss, sums.stop, sums.busy = trainer.ExactLossSum(g.sumInts[sumLoss]), float32(g.sumInts[sumStop]), busy+hl.Busy()
+	return sums, nil
+}
+
+// rankTimes returns every rank's step times from the last step's summary.
+func (g *generation) rankTimes() []*pb.RankTime {
+	if g.exact {
+		return rankTimes(g.members, func(i int) float64 { return time.Duration(g.sumInts[i]).Seconds() })
+	}
+	return rankTimes(g.members, func(i int) float64 { return float64(g.lossBuf[i]) })
+}
+
+// gradientsErr is the error of a step whose gradients failed: the abort of a
+// cancelled step, else fatal (bad data, or a gradient exact mode cannot hold).
+func (g *generation) gradientsErr(ctx context.Context, step int64, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("step %d aborted: %w", step, context.Cause(ctx))
+	}
+	return fatal(err)
 }
 
 // keepBooks is rank 0's bookkeeping after a step: the progress report to the
@@ -425,7 +518,8 @@ func (g *generation) gradients(ctx context.Context, tr *trainer.Trainer, step in
 // written is logged, never fatal.
 func (w *Worker) keepBooks(ctx context.Context, js *jobState, g *generation, rep *reporter, times metrics.StepTimes, norm, lr float64) error {
 	tr := js.tr
-	rep.report(&pb.ReportProgressRequest{WorkerId: w.cfg.ID, Generation: g.gen, Step: tr.Step, Loss: js.loss, Tokens: tr.Step * g.tokensPerStep})
+	rep.report(&pb.ReportProgressRequest{WorkerId: w.cfg.ID, Generation: g.gen, Step: tr.Step, Loss: js.loss, Tokens: tr.Step * g.tokensPerStep,
+		Ranks: g.rankTimes()})
 	rec := js.books.Step(trainer.StepDone{Step: tr.Step, Loss: js.loss, LR: lr, GradNorm: norm, Workers: g.world})
 	rec["generation"], rec["world_size"] = g.gen, g.world
 	rec["step_s"], rec["compute_s"], rec["allreduce_s"] = times.Total().Seconds(), times.Compute.Seconds(), times.AllReduce.Seconds()
@@ -511,7 +605,7 @@ func (w *Worker) finishJob(ctx context.Context, js *jobState, g *generation) (*R
 		// sendReport and sendCommit name the step and generation themselves: w.log,
 		// not log, which has the generation already.
 		if err := sendReport(ctx, w.cfg.Coordinators, w.log, &pb.ReportProgressRequest{WorkerId: w.cfg.ID, Generation: g.gen,
-			Step: tr.Step, Loss: finite(js.loss), Tokens: tr.Step * g.tokensPerStep}, callPatience); err != nil {
+			Step: tr.Step, Loss: finite(js.loss), Tokens: tr.Step * g.tokensPerStep, Ranks: g.rankTimes()}, callPatience); err != nil {
 			return nil, fmt.Errorf("report the final step: %w", err)
 		}
 		if c != nil {

@@ -85,6 +85,10 @@ type Config struct {
 	// and accept only workers of the current plan. Nil serves plain text. The
 	// coordinator client carries its own (coordinator.ClientOptions.TLS).
 	TLS *security.Store
+	// ComputeDelay slows this worker down on purpose: each step's compute takes this
+	// much longer (a wait before the gradients, counted as compute). It makes a
+	// straggler for tests and drills; zero in production.
+	ComputeDelay time.Duration
 }
 
 // Result is what a finished Run reports.

@@ -45,7 +45,7 @@ func allReduceArgs(o bench.AllReduceOptions) []string {
 		"--world", strconv.Itoa(o.World), "--size", strings.Join(sizes, ","),
 		"--iters", strconv.Itoa(o.Iters), "--warmup", strconv.Itoa(o.Warmup),
 		"--lanes", strconv.Itoa(o.Lanes), "--segment", strconv.Itoa(o.Segment),
-		"--compression", o.Compression, "--tls-dir", o.TLSDir,
+		"--compression", o.Compression, "--tls-dir", o.TLSDir, "--exact=" + strconv.FormatBool(o.Exact),
 	}
 }
 
@@ -58,6 +58,7 @@ func (f *allReduceBenchFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.Lanes, "lanes", 0, "TCP lanes per link (0: the default, negative: frames on the gRPC stream)")
 	fl.IntVar(&f.Segment, "segment", allreduce.DefaultSegmentBytes, "segment (frame payload) bytes")
 	fl.StringVar(&f.Compression, "compression", "none", "wire compression: none or bf16")
+	fl.BoolVar(&f.Exact, "exact", false, "also time exact mode's int64 all-reduce of as many elements, alternating with the float32 one")
 }
 
 // options checks the flags and returns the options they give.

@@ -88,6 +88,7 @@ func newBenchTrainCmd(_ *globals) *cobra.Command {
 	var (
 		o      bench.TrainOptions
 		kernel string
+		exact  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "train",
@@ -100,13 +101,21 @@ micro-kernel), allocations per step and the peak resident memory (VmHWM). --cpup
 profiles the whole command.
 
 The default shape is nanoGPT's shakespeare-char; the tiny recipe is
---layers 4 --heads 4 --embd 128 --seq 64 --batch 12 --vocab 67.`,
+--layers 4 --heads 4 --embd 128 --seq 64 --batch 12 --vocab 67.
+
+--exact compares instead the normal step with exact mode's (the gradient of each of
+--streams streams converted to fixed point and summed as integers), alternating one
+step of each on two copies of the model, and prints both ms/step and their ratio.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Seq < 1 || o.Batch < 1 || o.Warmup < 0 || o.Steps < 1 || o.Threads < 1 {
 				return usageErrorf("--seq, --batch, --steps and --threads must be positive and --warmup >= 0")
 			}
 			if err := setGemmKernel(kernel); err != nil {
+				return err
+			}
+			if exact {
+				_, err := bench.TrainExact(cmd.Context(), o, cmd.OutOrStdout())
 				return err
 			}
 			_, err := bench.Train(cmd.Context(), o, cmd.OutOrStdout())
@@ -126,5 +135,7 @@ The default shape is nanoGPT's shakespeare-char; the tiny recipe is
 	fl.StringVar(&kernel, "kernel", "", "gemm micro-kernel to use (default: the fastest this CPU runs)")
 	fl.DurationVar(&o.PeakTime, "peak-time", time.Second, "time to measure the peak for MFU")
 	fl.Uint64Var(&o.Seed, "seed", 1337, "seed of the weights and tokens")
+	fl.BoolVar(&exact, "exact", false, "compare the normal step with exact mode's, alternating")
+	fl.IntVar(&o.Streams, "streams", 1, "with --exact: streams the batch is split over")
 	return cmd
 }

@@ -251,6 +251,7 @@ func printStatus(w io.Writer, st *pb.StatusResponse, health map[string]string) {
 	fmt.Fprintf(tw, "workers\t%d registered\n", len(s.GetWorkers()))
 	if pr := s.GetProgress(); pr != nil {
 		fmt.Fprintf(tw, "progress\tstep %d\tloss %.4f\ttokens %d\n", pr.GetStep(), pr.GetLoss(), pr.GetTokens())
+		printStragglers(tw, pr)
 	} else {
 		fmt.Fprintln(tw, "progress\tnone")
 	}
@@ -259,6 +260,24 @@ func printStatus(w io.Writer, st *pb.StatusResponse, health map[string]string) {
 		fmt.Fprintf(tw, "checkpoint\tstep %d\t%s\tsha256 %s\n", c.GetStep(), c.GetLocation(), c.GetSha256())
 	} else {
 		fmt.Fprintln(tw, "checkpoint\tnone")
+	}
+}
+
+// printStragglers prints the slowest rank of the progress report and how long
+// the others waited for it per step (with two ranks or more), then every rank's
+// step times: means over each rank's last steps (up to 20).
+func printStragglers(w io.Writer, pr *pb.Progress) {
+	s := coordinator.FindStraggler(pr.GetRanks())
+	if s.Slowest == nil {
+		return
+	}
+	ms := func(v float64) string { return fmt.Sprintf("%.1f ms", 1e3*v) }
+	if len(pr.GetRanks()) > 1 {
+		fmt.Fprintf(w, "slowest\trank %d (%s)\tcompute %s/step\tthe others waited %s/step for it\n",
+			s.Slowest.GetRank(), s.Slowest.GetWorkerId(), ms(s.Slowest.GetComputeS()), ms(s.OthersWaitS))
+	}
+	for _, r := range pr.GetRanks() {
+		fmt.Fprintf(w, "  rank %d\t%s\tcompute %s\twait %s\n", r.GetRank(), r.GetWorkerId(), ms(r.GetComputeS()), ms(r.GetWaitS()))
 	}
 }
 

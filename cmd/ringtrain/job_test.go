@@ -188,6 +188,13 @@ func TestSubmitWaitAndStatus(t *testing.T) {
 	wantNumber(t, v, 16, "job", "spec", "seq_len")
 	wantNumber(t, v, 1, "job", "spec", "model", "n_layer")
 	wantNumber(t, v, 40, "progress", "step")
+	// The ranks' step times, and the slowest of them.
+	if ranks, ok := get(t, v, "progress", "ranks").([]any); !ok || len(ranks) != 2 {
+		t.Errorf("status --json progress.ranks = %#v, want both ranks", get(t, v, "progress", "ranks"))
+	}
+	if w, ok := get(t, v, "progress", "straggler", "worker_id").(string); !ok || !strings.HasPrefix(w, "w") {
+		t.Errorf("status --json progress.straggler = %#v, want a worker", get(t, v, "progress", "straggler"))
+	}
 	wantNumber(t, v, 40, "last_checkpoint", "step")
 	wantNumber(t, v, 2, "job", "min_workers")
 	if term, ok := get(t, v, "term").(float64); !ok || term < 1 {
@@ -216,6 +223,9 @@ func TestSubmitWaitAndStatus(t *testing.T) {
 	human, _, err := ringtrainCtx(context.Background(), t, "status", "--coordinators", addr)
 	if err != nil || !regexp.MustCompile(`state\s+finished\s+step 40\s+checkpoint `+regexp.QuoteMeta(final)+`\s+sha256 `+digest).MatchString(human) {
 		t.Errorf("status: %v, want the job finished with its checkpoint:\n%s", err, human)
+	}
+	if !regexp.MustCompile(`slowest\s+rank [01] \(w[01]\)\s+compute [0-9.]+ ms/step\s+the others waited [0-9.]+ ms/step for it`).MatchString(human) {
+		t.Errorf("status names no slowest rank:\n%s", human)
 	}
 	// status --watch on an ended job shows it once and returns.
 	watched, _, err := ringtrainCtx(ctx, t, "status", "--watch", "--coordinators", addr)

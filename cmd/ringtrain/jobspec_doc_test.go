@@ -107,6 +107,11 @@ func flagValue(typ, def string) string {
 		return "0.25"
 	case "duration":
 		return "7m"
+	case "bool":
+		if def == "true" {
+			return "false"
+		}
+		return "true"
 	default:
 		return def + "x"
 	}

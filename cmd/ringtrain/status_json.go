@@ -89,6 +89,26 @@ type progressJSON struct {
 	Tokens     int64   `json:"tokens"`
 	Generation uint64  `json:"generation"`
 	WorkerID   string  `json:"worker_id"`
+	// Ranks are every rank's mean step times over its last steps, as rank 0
+	// last reported them; Straggler is the slowest of them (null without them).
+	Ranks     []rankTimeJSON `json:"ranks"`
+	Straggler *stragglerJSON `json:"straggler"`
+}
+
+type rankTimeJSON struct {
+	Rank     int32   `json:"rank"`
+	WorkerID string  `json:"worker_id"`
+	ComputeS float64 `json:"compute_s"`
+	WaitS    float64 `json:"wait_s"`
+}
+
+// stragglerJSON is the slowest rank and the mean time the other ranks waited
+// for it per step.
+type stragglerJSON struct {
+	Rank        int32   `json:"rank"`
+	WorkerID    string  `json:"worker_id"`
+	ComputeS    float64 `json:"compute_s"`
+	OthersWaitS float64 `json:"others_wait_s"`
 }
 
 type checkpointJSON struct {
@@ -172,7 +192,15 @@ func progressView(p *pb.Progress) *progressJSON {
 	if p == nil {
 		return nil
 	}
-	return &progressJSON{Step: p.GetStep(), Loss: p.GetLoss(), Tokens: p.GetTokens(), Generation: p.GetGeneration(), WorkerID: p.GetWorkerId()}
+	v := &progressJSON{Step: p.GetStep(), Loss: p.GetLoss(), Tokens: p.GetTokens(), Generation: p.GetGeneration(), WorkerID: p.GetWorkerId(),
+		Ranks: []rankTimeJSON{}}
+	for _, r := range p.GetRanks() {
+		v.Ranks = append(v.Ranks, rankTimeJSON{Rank: r.GetRank(), WorkerID: r.GetWorkerId(), ComputeS: r.GetComputeS(), WaitS: r.GetWaitS()})
+	}
+	if s := coordinator.FindStraggler(p.GetRanks()); s.Slowest != nil {
+		v.Straggler = &stragglerJSON{Rank: s.Slowest.GetRank(), WorkerID: s.Slowest.GetWorkerId(), ComputeS: s.Slowest.GetComputeS(), OthersWaitS: s.OthersWaitS}
+	}
+	return v
 }
 
 func checkpointView(c *pb.Checkpoint) *checkpointJSON {

@@ -58,6 +58,7 @@ func (f *specFlags) register(cmd *cobra.Command) {
 	fl.DurationVar((*time.Duration)(&s.MaxTime), "max-time", time.Duration(s.MaxTime), "stop after training this long (e.g. 90m), with a final checkpoint (0: no limit)")
 	fl.Float64Var(&s.TargetValLoss, "target-val-loss", s.TargetValLoss, "stop once the validation loss is at most this (0: no target)")
 	fl.IntVar(&s.Patience, "patience", s.Patience, "stop after this many evaluations without a better validation loss (0: never)")
+	fl.BoolVar(&s.Exact, "exact", s.Exact, "sum each step's gradient in fixed point, so the weights are bit-identical for any number of workers and after faults (the ring carries int64)")
 }
 
 // resolve loads --config under the flags the user gave and splits --batch over streams.

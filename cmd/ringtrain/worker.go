@@ -179,7 +179,7 @@ func newSubmitCmd(g *globals) *cobra.Command {
 	var (
 		addrs                  []string
 		minWorkers, maxWorkers int
-		replace                bool
+		replace, exact         bool
 		wait, follow           bool
 		interval               time.Duration
 		timeout                time.Duration
@@ -212,6 +212,7 @@ every change. --timeout bounds the submission and each status read.`,
 			if err != nil {
 				return err
 			}
+			spec.Exact = spec.Exact || exact
 			// epochs: the coordinator needs the job's steps, counted from the dataset.
 			if spec, err = trainer.ResolveEpochs(spec); err != nil {
 				return err
@@ -250,6 +251,7 @@ every change. --timeout bounds the submission and each status read.`,
 	requireFlags(cmd, "coordinators")
 	f.IntVar(&minWorkers, "min-workers", 1, "the job waits until this many workers are registered")
 	f.IntVar(&maxWorkers, "max-workers", 0, "at most this many workers train (0: one per stream)")
+	f.BoolVar(&exact, "exact", false, "run the job in exact mode (as exact: true in JOB.yaml): weights bit-identical for any number of workers")
 	f.BoolVar(&replace, "replace", false, "replace a different job already submitted (its progress is dropped), or run this failed job again")
 	f.BoolVar(&wait, "wait", false, "wait until the job ends: exit 0 when it finished, non-zero with the reason when it failed")
 	f.BoolVar(&follow, "follow", false, "wait, printing the step, loss and workers as the job goes")

@@ -550,6 +550,7 @@ type Progress struct {
 	Tokens        int64                  `protobuf:"varint,3,opt,name=tokens,proto3" json:"tokens,omitempty"` // tokens trained in total, up to and including step
 	Generation    uint64                 `protobuf:"varint,4,opt,name=generation,proto3" json:"generation,omitempty"`
 	WorkerId      string                 `protobuf:"bytes,5,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Ranks         []*RankTime            `protobuf:"bytes,6,rep,name=ranks,proto3" json:"ranks,omitempty"` // each rank's step times, as rank 0 last reported them
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -619,6 +620,85 @@ func (x *Progress) GetWorkerId() string {
 	return ""
 }
 
+func (x *Progress) GetRanks() []*RankTime {
+	if x != nil {
+		return x.Ranks
+	}
+	return nil
+}
+
+// RankTime is one rank's share of a step, as means over its last steps (up to
+// 20): the time it computed (forward and backward) and the time it waited in
+// the ring for the others after its backward. The slowest rank computes
+// longest; the others' wait is what it costs them.
+type RankTime struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Rank          int32                  `protobuf:"varint,2,opt,name=rank,proto3" json:"rank,omitempty"`
+	ComputeS      float64                `protobuf:"fixed64,3,opt,name=compute_s,json=computeS,proto3" json:"compute_s,omitempty"`
+	WaitS         float64                `protobuf:"fixed64,4,opt,name=wait_s,json=waitS,proto3" json:"wait_s,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RankTime) Reset() {
+	*x = RankTime{}
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RankTime) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RankTime) ProtoMessage() {}
+
+func (x *RankTime) ProtoReflect() protoreflect.Message {
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RankTime.ProtoReflect.Descriptor instead.
+func (*RankTime) Descriptor() ([]byte, []int) {
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RankTime) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *RankTime) GetRank() int32 {
+	if x != nil {
+		return x.Rank
+	}
+	return 0
+}
+
+func (x *RankTime) GetComputeS() float64 {
+	if x != nil {
+		return x.ComputeS
+	}
+	return 0
+}
+
+func (x *RankTime) GetWaitS() float64 {
+	if x != nil {
+		return x.WaitS
+	}
+	return 0
+}
+
 // Checkpoint is a committed durable checkpoint.
 type Checkpoint struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -641,7 +721,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[5]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +733,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[5]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -666,7 +746,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{5}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Checkpoint) GetStep() int64 {
@@ -734,7 +814,7 @@ type JobStatus struct {
 
 func (x *JobStatus) Reset() {
 	*x = JobStatus{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[6]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -746,7 +826,7 @@ func (x *JobStatus) String() string {
 func (*JobStatus) ProtoMessage() {}
 
 func (x *JobStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[6]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -759,7 +839,7 @@ func (x *JobStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatus.ProtoReflect.Descriptor instead.
 func (*JobStatus) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{6}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *JobStatus) GetState() JobState {
@@ -824,7 +904,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[7]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -836,7 +916,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[7]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -849,7 +929,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{7}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Replica) GetId() string {
@@ -878,7 +958,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[8]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +970,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[8]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +983,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{8}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RegisterRequest) GetRid() *RequestID {
@@ -944,7 +1024,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[9]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -956,7 +1036,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[9]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -969,7 +1049,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{9}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RegisterResponse) GetWorker() *Worker {
@@ -997,7 +1077,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[10]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1089,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[10]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1102,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{10}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() string {
@@ -1056,7 +1136,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[11]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1068,7 +1148,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[11]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1081,7 +1161,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{11}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HeartbeatResponse) GetGeneration() uint64 {
@@ -1108,7 +1188,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[12]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1120,7 +1200,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[12]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1133,7 +1213,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{12}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LeaveRequest) GetRid() *RequestID {
@@ -1158,7 +1238,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[13]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1250,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[13]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1263,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{13}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{14}
 }
 
 type ReportPeerLostRequest struct {
@@ -1198,7 +1278,7 @@ type ReportPeerLostRequest struct {
 
 func (x *ReportPeerLostRequest) Reset() {
 	*x = ReportPeerLostRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[14]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1290,7 @@ func (x *ReportPeerLostRequest) String() string {
 func (*ReportPeerLostRequest) ProtoMessage() {}
 
 func (x *ReportPeerLostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[14]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1303,7 @@ func (x *ReportPeerLostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportPeerLostRequest.ProtoReflect.Descriptor instead.
 func (*ReportPeerLostRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{14}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReportPeerLostRequest) GetWorkerId() string {
@@ -1262,7 +1342,7 @@ type ReportPeerLostResponse struct {
 
 func (x *ReportPeerLostResponse) Reset() {
 	*x = ReportPeerLostResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[15]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1354,7 @@ func (x *ReportPeerLostResponse) String() string {
 func (*ReportPeerLostResponse) ProtoMessage() {}
 
 func (x *ReportPeerLostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[15]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1367,7 @@ func (x *ReportPeerLostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportPeerLostResponse.ProtoReflect.Descriptor instead.
 func (*ReportPeerLostResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{15}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{16}
 }
 
 type WatchPlanRequest struct {
@@ -1300,7 +1380,7 @@ type WatchPlanRequest struct {
 
 func (x *WatchPlanRequest) Reset() {
 	*x = WatchPlanRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[16]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1392,7 @@ func (x *WatchPlanRequest) String() string {
 func (*WatchPlanRequest) ProtoMessage() {}
 
 func (x *WatchPlanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[16]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1405,7 @@ func (x *WatchPlanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchPlanRequest.ProtoReflect.Descriptor instead.
 func (*WatchPlanRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{16}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchPlanRequest) GetWorkerId() string {
@@ -1350,13 +1430,14 @@ type ReportProgressRequest struct {
 	Step          int64                  `protobuf:"varint,4,opt,name=step,proto3" json:"step,omitempty"`
 	Loss          float64                `protobuf:"fixed64,5,opt,name=loss,proto3" json:"loss,omitempty"`
 	Tokens        int64                  `protobuf:"varint,6,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	Ranks         []*RankTime            `protobuf:"bytes,7,rep,name=ranks,proto3" json:"ranks,omitempty"` // every rank's step times (see RankTime)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReportProgressRequest) Reset() {
 	*x = ReportProgressRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[17]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1368,7 +1449,7 @@ func (x *ReportProgressRequest) String() string {
 func (*ReportProgressRequest) ProtoMessage() {}
 
 func (x *ReportProgressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[17]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1381,7 +1462,7 @@ func (x *ReportProgressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportProgressRequest.ProtoReflect.Descriptor instead.
 func (*ReportProgressRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{17}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReportProgressRequest) GetRid() *RequestID {
@@ -1426,6 +1507,13 @@ func (x *ReportProgressRequest) GetTokens() int64 {
 	return 0
 }
 
+func (x *ReportProgressRequest) GetRanks() []*RankTime {
+	if x != nil {
+		return x.Ranks
+	}
+	return nil
+}
+
 type ReportProgressResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Progress      *Progress              `protobuf:"bytes,1,opt,name=progress,proto3" json:"progress,omitempty"` // committed progress after this report
@@ -1435,7 +1523,7 @@ type ReportProgressResponse struct {
 
 func (x *ReportProgressResponse) Reset() {
 	*x = ReportProgressResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[18]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1447,7 +1535,7 @@ func (x *ReportProgressResponse) String() string {
 func (*ReportProgressResponse) ProtoMessage() {}
 
 func (x *ReportProgressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[18]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1460,7 +1548,7 @@ func (x *ReportProgressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportProgressResponse.ProtoReflect.Descriptor instead.
 func (*ReportProgressResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{18}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReportProgressResponse) GetProgress() *Progress {
@@ -1487,7 +1575,7 @@ type CommitCheckpointRequest struct {
 
 func (x *CommitCheckpointRequest) Reset() {
 	*x = CommitCheckpointRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[19]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1499,7 +1587,7 @@ func (x *CommitCheckpointRequest) String() string {
 func (*CommitCheckpointRequest) ProtoMessage() {}
 
 func (x *CommitCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[19]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1512,7 +1600,7 @@ func (x *CommitCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CommitCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{19}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CommitCheckpointRequest) GetRid() *RequestID {
@@ -1587,7 +1675,7 @@ type CommitCheckpointResponse struct {
 
 func (x *CommitCheckpointResponse) Reset() {
 	*x = CommitCheckpointResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[20]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1599,7 +1687,7 @@ func (x *CommitCheckpointResponse) String() string {
 func (*CommitCheckpointResponse) ProtoMessage() {}
 
 func (x *CommitCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[20]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1612,7 +1700,7 @@ func (x *CommitCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CommitCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{20}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CommitCheckpointResponse) GetCheckpoint() *Checkpoint {
@@ -1633,7 +1721,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[21]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1733,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[21]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +1746,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{21}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SubmitJobRequest) GetRid() *RequestID {
@@ -1690,7 +1778,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[22]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +1790,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[22]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +1803,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{22}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{23}
 }
 
 type FailJobRequest struct {
@@ -1731,7 +1819,7 @@ type FailJobRequest struct {
 
 func (x *FailJobRequest) Reset() {
 	*x = FailJobRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[23]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +1831,7 @@ func (x *FailJobRequest) String() string {
 func (*FailJobRequest) ProtoMessage() {}
 
 func (x *FailJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[23]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +1844,7 @@ func (x *FailJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailJobRequest.ProtoReflect.Descriptor instead.
 func (*FailJobRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{23}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FailJobRequest) GetRid() *RequestID {
@@ -1803,7 +1891,7 @@ type FailJobResponse struct {
 
 func (x *FailJobResponse) Reset() {
 	*x = FailJobResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[24]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1815,7 +1903,7 @@ func (x *FailJobResponse) String() string {
 func (*FailJobResponse) ProtoMessage() {}
 
 func (x *FailJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[24]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1828,7 +1916,7 @@ func (x *FailJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailJobResponse.ProtoReflect.Descriptor instead.
 func (*FailJobResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{24}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FailJobResponse) GetStatus() *JobStatus {
@@ -1847,7 +1935,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[25]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1859,7 +1947,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[25]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1872,7 +1960,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{25}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StatusRequest) GetStale() bool {
@@ -1895,7 +1983,7 @@ type ReplicaStatus struct {
 
 func (x *ReplicaStatus) Reset() {
 	*x = ReplicaStatus{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[26]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1907,7 +1995,7 @@ func (x *ReplicaStatus) String() string {
 func (*ReplicaStatus) ProtoMessage() {}
 
 func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[26]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1920,7 +2008,7 @@ func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{26}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReplicaStatus) GetId() string {
@@ -1975,7 +2063,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[27]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1987,7 +2075,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[27]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2000,7 +2088,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{27}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StatusResponse) GetReplicaId() string {
@@ -2078,7 +2166,7 @@ type AddVoterRequest struct {
 
 func (x *AddVoterRequest) Reset() {
 	*x = AddVoterRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[28]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2090,7 +2178,7 @@ func (x *AddVoterRequest) String() string {
 func (*AddVoterRequest) ProtoMessage() {}
 
 func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[28]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2103,7 +2191,7 @@ func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVoterRequest.ProtoReflect.Descriptor instead.
 func (*AddVoterRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{28}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AddVoterRequest) GetId() string {
@@ -2142,7 +2230,7 @@ type AddVoterResponse struct {
 
 func (x *AddVoterResponse) Reset() {
 	*x = AddVoterResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[29]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2242,7 @@ func (x *AddVoterResponse) String() string {
 func (*AddVoterResponse) ProtoMessage() {}
 
 func (x *AddVoterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[29]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2255,7 @@ func (x *AddVoterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVoterResponse.ProtoReflect.Descriptor instead.
 func (*AddVoterResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{29}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{30}
 }
 
 type RemoveServerRequest struct {
@@ -2179,7 +2267,7 @@ type RemoveServerRequest struct {
 
 func (x *RemoveServerRequest) Reset() {
 	*x = RemoveServerRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[30]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2191,7 +2279,7 @@ func (x *RemoveServerRequest) String() string {
 func (*RemoveServerRequest) ProtoMessage() {}
 
 func (x *RemoveServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[30]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2204,7 +2292,7 @@ func (x *RemoveServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServerRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{30}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RemoveServerRequest) GetId() string {
@@ -2222,7 +2310,7 @@ type RemoveServerResponse struct {
 
 func (x *RemoveServerResponse) Reset() {
 	*x = RemoveServerResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[31]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2234,7 +2322,7 @@ func (x *RemoveServerResponse) String() string {
 func (*RemoveServerResponse) ProtoMessage() {}
 
 func (x *RemoveServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[31]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2247,7 +2335,7 @@ func (x *RemoveServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServerResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{31}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{32}
 }
 
 type LeaderRequest struct {
@@ -2258,7 +2346,7 @@ type LeaderRequest struct {
 
 func (x *LeaderRequest) Reset() {
 	*x = LeaderRequest{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[32]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2270,7 +2358,7 @@ func (x *LeaderRequest) String() string {
 func (*LeaderRequest) ProtoMessage() {}
 
 func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[32]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2283,7 +2371,7 @@ func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRequest.ProtoReflect.Descriptor instead.
 func (*LeaderRequest) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{32}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{33}
 }
 
 type LeaderResponse struct {
@@ -2297,7 +2385,7 @@ type LeaderResponse struct {
 
 func (x *LeaderResponse) Reset() {
 	*x = LeaderResponse{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[33]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2309,7 +2397,7 @@ func (x *LeaderResponse) String() string {
 func (*LeaderResponse) ProtoMessage() {}
 
 func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[33]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2322,7 +2410,7 @@ func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderResponse.ProtoReflect.Descriptor instead.
 func (*LeaderResponse) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{33}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LeaderResponse) GetId() string {
@@ -2374,7 +2462,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[34]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2386,7 +2474,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[34]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2399,7 +2487,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{34}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Command) GetVersion() uint32 {
@@ -2572,7 +2660,7 @@ type SubmitJobOp struct {
 
 func (x *SubmitJobOp) Reset() {
 	*x = SubmitJobOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[35]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2584,7 +2672,7 @@ func (x *SubmitJobOp) String() string {
 func (*SubmitJobOp) ProtoMessage() {}
 
 func (x *SubmitJobOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[35]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2597,7 +2685,7 @@ func (x *SubmitJobOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobOp.ProtoReflect.Descriptor instead.
 func (*SubmitJobOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{35}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SubmitJobOp) GetJob() *JobSpec {
@@ -2625,7 +2713,7 @@ type RegisterOp struct {
 
 func (x *RegisterOp) Reset() {
 	*x = RegisterOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[36]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2637,7 +2725,7 @@ func (x *RegisterOp) String() string {
 func (*RegisterOp) ProtoMessage() {}
 
 func (x *RegisterOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[36]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2650,7 +2738,7 @@ func (x *RegisterOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterOp.ProtoReflect.Descriptor instead.
 func (*RegisterOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{36}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RegisterOp) GetWorkerId() string {
@@ -2689,7 +2777,7 @@ type RemoveWorkerOp struct {
 
 func (x *RemoveWorkerOp) Reset() {
 	*x = RemoveWorkerOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[37]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2701,7 +2789,7 @@ func (x *RemoveWorkerOp) String() string {
 func (*RemoveWorkerOp) ProtoMessage() {}
 
 func (x *RemoveWorkerOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[37]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2714,7 +2802,7 @@ func (x *RemoveWorkerOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveWorkerOp.ProtoReflect.Descriptor instead.
 func (*RemoveWorkerOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{37}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RemoveWorkerOp) GetWorkerId() string {
@@ -2754,7 +2842,7 @@ type ReplanOp struct {
 
 func (x *ReplanOp) Reset() {
 	*x = ReplanOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[38]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2766,7 +2854,7 @@ func (x *ReplanOp) String() string {
 func (*ReplanOp) ProtoMessage() {}
 
 func (x *ReplanOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[38]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2779,7 +2867,7 @@ func (x *ReplanOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplanOp.ProtoReflect.Descriptor instead.
 func (*ReplanOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{38}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{39}
 }
 
 type ReportProgressOp struct {
@@ -2789,13 +2877,14 @@ type ReportProgressOp struct {
 	Step          int64                  `protobuf:"varint,3,opt,name=step,proto3" json:"step,omitempty"`
 	Loss          float64                `protobuf:"fixed64,4,opt,name=loss,proto3" json:"loss,omitempty"`
 	Tokens        int64                  `protobuf:"varint,5,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	Ranks         []*RankTime            `protobuf:"bytes,6,rep,name=ranks,proto3" json:"ranks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReportProgressOp) Reset() {
 	*x = ReportProgressOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[39]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +2896,7 @@ func (x *ReportProgressOp) String() string {
 func (*ReportProgressOp) ProtoMessage() {}
 
 func (x *ReportProgressOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[39]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +2909,7 @@ func (x *ReportProgressOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportProgressOp.ProtoReflect.Descriptor instead.
 func (*ReportProgressOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{39}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ReportProgressOp) GetWorkerId() string {
@@ -2858,6 +2947,13 @@ func (x *ReportProgressOp) GetTokens() int64 {
 	return 0
 }
 
+func (x *ReportProgressOp) GetRanks() []*RankTime {
+	if x != nil {
+		return x.Ranks
+	}
+	return nil
+}
+
 type CommitCheckpointOp struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -2874,7 +2970,7 @@ type CommitCheckpointOp struct {
 
 func (x *CommitCheckpointOp) Reset() {
 	*x = CommitCheckpointOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[40]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2886,7 +2982,7 @@ func (x *CommitCheckpointOp) String() string {
 func (*CommitCheckpointOp) ProtoMessage() {}
 
 func (x *CommitCheckpointOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[40]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2899,7 +2995,7 @@ func (x *CommitCheckpointOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitCheckpointOp.ProtoReflect.Descriptor instead.
 func (*CommitCheckpointOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{40}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CommitCheckpointOp) GetWorkerId() string {
@@ -2968,7 +3064,7 @@ type SetReplicaOp struct {
 
 func (x *SetReplicaOp) Reset() {
 	*x = SetReplicaOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[41]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2980,7 +3076,7 @@ func (x *SetReplicaOp) String() string {
 func (*SetReplicaOp) ProtoMessage() {}
 
 func (x *SetReplicaOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[41]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2993,7 +3089,7 @@ func (x *SetReplicaOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetReplicaOp.ProtoReflect.Descriptor instead.
 func (*SetReplicaOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{41}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SetReplicaOp) GetId() string {
@@ -3019,7 +3115,7 @@ type RemoveReplicaOp struct {
 
 func (x *RemoveReplicaOp) Reset() {
 	*x = RemoveReplicaOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[42]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3031,7 +3127,7 @@ func (x *RemoveReplicaOp) String() string {
 func (*RemoveReplicaOp) ProtoMessage() {}
 
 func (x *RemoveReplicaOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[42]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3044,7 +3140,7 @@ func (x *RemoveReplicaOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveReplicaOp.ProtoReflect.Descriptor instead.
 func (*RemoveReplicaOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{42}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RemoveReplicaOp) GetId() string {
@@ -3067,7 +3163,7 @@ type FailJobOp struct {
 
 func (x *FailJobOp) Reset() {
 	*x = FailJobOp{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[43]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3079,7 +3175,7 @@ func (x *FailJobOp) String() string {
 func (*FailJobOp) ProtoMessage() {}
 
 func (x *FailJobOp) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[43]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3092,7 +3188,7 @@ func (x *FailJobOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailJobOp.ProtoReflect.Descriptor instead.
 func (*FailJobOp) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{43}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *FailJobOp) GetWorkerId() string {
@@ -3140,7 +3236,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[44]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3152,7 +3248,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[44]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3165,7 +3261,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{44}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Result) GetCode() ErrorCode {
@@ -3227,7 +3323,7 @@ type SessionEntry struct {
 
 func (x *SessionEntry) Reset() {
 	*x = SessionEntry{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[45]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3239,7 +3335,7 @@ func (x *SessionEntry) String() string {
 func (*SessionEntry) ProtoMessage() {}
 
 func (x *SessionEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[45]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3252,7 +3348,7 @@ func (x *SessionEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEntry.ProtoReflect.Descriptor instead.
 func (*SessionEntry) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{45}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SessionEntry) GetRequestId() uint64 {
@@ -3281,7 +3377,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[46]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3293,7 +3389,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[46]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3306,7 +3402,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{46}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Session) GetClientId() string {
@@ -3351,7 +3447,7 @@ type CoordinatorState struct {
 
 func (x *CoordinatorState) Reset() {
 	*x = CoordinatorState{}
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[47]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3363,7 +3459,7 @@ func (x *CoordinatorState) String() string {
 func (*CoordinatorState) ProtoMessage() {}
 
 func (x *CoordinatorState) ProtoReflect() protoreflect.Message {
-	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[47]
+	mi := &file_ringtrain_v1_coordinator_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3376,7 +3472,7 @@ func (x *CoordinatorState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordinatorState.ProtoReflect.Descriptor instead.
 func (*CoordinatorState) Descriptor() ([]byte, []int) {
-	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{47}
+	return file_ringtrain_v1_coordinator_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CoordinatorState) GetVersion() uint32 {
@@ -3501,7 +3597,7 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\x10membership_epoch\x18\t \x01(\x04R\x0fmembershipEpoch\x12\x1f\n" +
 	"\vjob_version\x18\n" +
 	" \x01(\x04R\n" +
-	"jobVersion\"\x87\x01\n" +
+	"jobVersion\"\xb5\x01\n" +
 	"\bProgress\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x12\n" +
 	"\x04loss\x18\x02 \x01(\x01R\x04loss\x12\x16\n" +
@@ -3509,7 +3605,13 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x04 \x01(\x04R\n" +
 	"generation\x12\x1b\n" +
-	"\tworker_id\x18\x05 \x01(\tR\bworkerId\"\xc8\x01\n" +
+	"\tworker_id\x18\x05 \x01(\tR\bworkerId\x12,\n" +
+	"\x05ranks\x18\x06 \x03(\v2\x16.ringtrain.v1.RankTimeR\x05ranks\"o\n" +
+	"\bRankTime\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x12\n" +
+	"\x04rank\x18\x02 \x01(\x05R\x04rank\x12\x1b\n" +
+	"\tcompute_s\x18\x03 \x01(\x01R\bcomputeS\x12\x15\n" +
+	"\x06wait_s\x18\x04 \x01(\x01R\x05waitS\"\xc8\x01\n" +
 	"\n" +
 	"Checkpoint\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x1a\n" +
@@ -3569,7 +3671,7 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\x16ReportPeerLostResponse\"Z\n" +
 	"\x10WatchPlanRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12)\n" +
-	"\x10after_generation\x18\x02 \x01(\x04R\x0fafterGeneration\"\xbf\x01\n" +
+	"\x10after_generation\x18\x02 \x01(\x04R\x0fafterGeneration\"\xed\x01\n" +
 	"\x15ReportProgressRequest\x12)\n" +
 	"\x03rid\x18\x01 \x01(\v2\x17.ringtrain.v1.RequestIDR\x03rid\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12\x1e\n" +
@@ -3578,7 +3680,8 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"generation\x12\x12\n" +
 	"\x04step\x18\x04 \x01(\x03R\x04step\x12\x12\n" +
 	"\x04loss\x18\x05 \x01(\x01R\x04loss\x12\x16\n" +
-	"\x06tokens\x18\x06 \x01(\x03R\x06tokens\"L\n" +
+	"\x06tokens\x18\x06 \x01(\x03R\x06tokens\x12,\n" +
+	"\x05ranks\x18\a \x03(\v2\x16.ringtrain.v1.RankTimeR\x05ranks\"L\n" +
 	"\x16ReportProgressResponse\x122\n" +
 	"\bprogress\x18\x01 \x01(\v2\x16.ringtrain.v1.ProgressR\bprogress\"\xa1\x02\n" +
 	"\x17CommitCheckpointRequest\x12)\n" +
@@ -3681,7 +3784,7 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"must_exist\x18\x04 \x01(\bR\tmustExist\"\n" +
 	"\n" +
-	"\bReplanOp\"\x8f\x01\n" +
+	"\bReplanOp\"\xbd\x01\n" +
 	"\x10ReportProgressOp\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1e\n" +
 	"\n" +
@@ -3689,7 +3792,8 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"generation\x12\x12\n" +
 	"\x04step\x18\x03 \x01(\x03R\x04step\x12\x12\n" +
 	"\x04loss\x18\x04 \x01(\x01R\x04loss\x12\x16\n" +
-	"\x06tokens\x18\x05 \x01(\x03R\x06tokens\"\xf1\x01\n" +
+	"\x06tokens\x18\x05 \x01(\x03R\x06tokens\x12,\n" +
+	"\x05ranks\x18\x06 \x03(\v2\x16.ringtrain.v1.RankTimeR\x05ranks\"\xf1\x01\n" +
 	"\x12CommitCheckpointOp\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1e\n" +
 	"\n" +
@@ -3797,7 +3901,7 @@ func file_ringtrain_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_ringtrain_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_ringtrain_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_ringtrain_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_ringtrain_v1_coordinator_proto_goTypes = []any{
 	(PlanState)(0),                   // 0: ringtrain.v1.PlanState
 	(JobState)(0),                    // 1: ringtrain.v1.JobState
@@ -3807,126 +3911,130 @@ var file_ringtrain_v1_coordinator_proto_goTypes = []any{
 	(*Worker)(nil),                   // 5: ringtrain.v1.Worker
 	(*Plan)(nil),                     // 6: ringtrain.v1.Plan
 	(*Progress)(nil),                 // 7: ringtrain.v1.Progress
-	(*Checkpoint)(nil),               // 8: ringtrain.v1.Checkpoint
-	(*JobStatus)(nil),                // 9: ringtrain.v1.JobStatus
-	(*Replica)(nil),                  // 10: ringtrain.v1.Replica
-	(*RegisterRequest)(nil),          // 11: ringtrain.v1.RegisterRequest
-	(*RegisterResponse)(nil),         // 12: ringtrain.v1.RegisterResponse
-	(*HeartbeatRequest)(nil),         // 13: ringtrain.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 14: ringtrain.v1.HeartbeatResponse
-	(*LeaveRequest)(nil),             // 15: ringtrain.v1.LeaveRequest
-	(*LeaveResponse)(nil),            // 16: ringtrain.v1.LeaveResponse
-	(*ReportPeerLostRequest)(nil),    // 17: ringtrain.v1.ReportPeerLostRequest
-	(*ReportPeerLostResponse)(nil),   // 18: ringtrain.v1.ReportPeerLostResponse
-	(*WatchPlanRequest)(nil),         // 19: ringtrain.v1.WatchPlanRequest
-	(*ReportProgressRequest)(nil),    // 20: ringtrain.v1.ReportProgressRequest
-	(*ReportProgressResponse)(nil),   // 21: ringtrain.v1.ReportProgressResponse
-	(*CommitCheckpointRequest)(nil),  // 22: ringtrain.v1.CommitCheckpointRequest
-	(*CommitCheckpointResponse)(nil), // 23: ringtrain.v1.CommitCheckpointResponse
-	(*SubmitJobRequest)(nil),         // 24: ringtrain.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),        // 25: ringtrain.v1.SubmitJobResponse
-	(*FailJobRequest)(nil),           // 26: ringtrain.v1.FailJobRequest
-	(*FailJobResponse)(nil),          // 27: ringtrain.v1.FailJobResponse
-	(*StatusRequest)(nil),            // 28: ringtrain.v1.StatusRequest
-	(*ReplicaStatus)(nil),            // 29: ringtrain.v1.ReplicaStatus
-	(*StatusResponse)(nil),           // 30: ringtrain.v1.StatusResponse
-	(*AddVoterRequest)(nil),          // 31: ringtrain.v1.AddVoterRequest
-	(*AddVoterResponse)(nil),         // 32: ringtrain.v1.AddVoterResponse
-	(*RemoveServerRequest)(nil),      // 33: ringtrain.v1.RemoveServerRequest
-	(*RemoveServerResponse)(nil),     // 34: ringtrain.v1.RemoveServerResponse
-	(*LeaderRequest)(nil),            // 35: ringtrain.v1.LeaderRequest
-	(*LeaderResponse)(nil),           // 36: ringtrain.v1.LeaderResponse
-	(*Command)(nil),                  // 37: ringtrain.v1.Command
-	(*SubmitJobOp)(nil),              // 38: ringtrain.v1.SubmitJobOp
-	(*RegisterOp)(nil),               // 39: ringtrain.v1.RegisterOp
-	(*RemoveWorkerOp)(nil),           // 40: ringtrain.v1.RemoveWorkerOp
-	(*ReplanOp)(nil),                 // 41: ringtrain.v1.ReplanOp
-	(*ReportProgressOp)(nil),         // 42: ringtrain.v1.ReportProgressOp
-	(*CommitCheckpointOp)(nil),       // 43: ringtrain.v1.CommitCheckpointOp
-	(*SetReplicaOp)(nil),             // 44: ringtrain.v1.SetReplicaOp
-	(*RemoveReplicaOp)(nil),          // 45: ringtrain.v1.RemoveReplicaOp
-	(*FailJobOp)(nil),                // 46: ringtrain.v1.FailJobOp
-	(*Result)(nil),                   // 47: ringtrain.v1.Result
-	(*SessionEntry)(nil),             // 48: ringtrain.v1.SessionEntry
-	(*Session)(nil),                  // 49: ringtrain.v1.Session
-	(*CoordinatorState)(nil),         // 50: ringtrain.v1.CoordinatorState
+	(*RankTime)(nil),                 // 8: ringtrain.v1.RankTime
+	(*Checkpoint)(nil),               // 9: ringtrain.v1.Checkpoint
+	(*JobStatus)(nil),                // 10: ringtrain.v1.JobStatus
+	(*Replica)(nil),                  // 11: ringtrain.v1.Replica
+	(*RegisterRequest)(nil),          // 12: ringtrain.v1.RegisterRequest
+	(*RegisterResponse)(nil),         // 13: ringtrain.v1.RegisterResponse
+	(*HeartbeatRequest)(nil),         // 14: ringtrain.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 15: ringtrain.v1.HeartbeatResponse
+	(*LeaveRequest)(nil),             // 16: ringtrain.v1.LeaveRequest
+	(*LeaveResponse)(nil),            // 17: ringtrain.v1.LeaveResponse
+	(*ReportPeerLostRequest)(nil),    // 18: ringtrain.v1.ReportPeerLostRequest
+	(*ReportPeerLostResponse)(nil),   // 19: ringtrain.v1.ReportPeerLostResponse
+	(*WatchPlanRequest)(nil),         // 20: ringtrain.v1.WatchPlanRequest
+	(*ReportProgressRequest)(nil),    // 21: ringtrain.v1.ReportProgressRequest
+	(*ReportProgressResponse)(nil),   // 22: ringtrain.v1.ReportProgressResponse
+	(*CommitCheckpointRequest)(nil),  // 23: ringtrain.v1.CommitCheckpointRequest
+	(*CommitCheckpointResponse)(nil), // 24: ringtrain.v1.CommitCheckpointResponse
+	(*SubmitJobRequest)(nil),         // 25: ringtrain.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),        // 26: ringtrain.v1.SubmitJobResponse
+	(*FailJobRequest)(nil),           // 27: ringtrain.v1.FailJobRequest
+	(*FailJobResponse)(nil),          // 28: ringtrain.v1.FailJobResponse
+	(*StatusRequest)(nil),            // 29: ringtrain.v1.StatusRequest
+	(*ReplicaStatus)(nil),            // 30: ringtrain.v1.ReplicaStatus
+	(*StatusResponse)(nil),           // 31: ringtrain.v1.StatusResponse
+	(*AddVoterRequest)(nil),          // 32: ringtrain.v1.AddVoterRequest
+	(*AddVoterResponse)(nil),         // 33: ringtrain.v1.AddVoterResponse
+	(*RemoveServerRequest)(nil),      // 34: ringtrain.v1.RemoveServerRequest
+	(*RemoveServerResponse)(nil),     // 35: ringtrain.v1.RemoveServerResponse
+	(*LeaderRequest)(nil),            // 36: ringtrain.v1.LeaderRequest
+	(*LeaderResponse)(nil),           // 37: ringtrain.v1.LeaderResponse
+	(*Command)(nil),                  // 38: ringtrain.v1.Command
+	(*SubmitJobOp)(nil),              // 39: ringtrain.v1.SubmitJobOp
+	(*RegisterOp)(nil),               // 40: ringtrain.v1.RegisterOp
+	(*RemoveWorkerOp)(nil),           // 41: ringtrain.v1.RemoveWorkerOp
+	(*ReplanOp)(nil),                 // 42: ringtrain.v1.ReplanOp
+	(*ReportProgressOp)(nil),         // 43: ringtrain.v1.ReportProgressOp
+	(*CommitCheckpointOp)(nil),       // 44: ringtrain.v1.CommitCheckpointOp
+	(*SetReplicaOp)(nil),             // 45: ringtrain.v1.SetReplicaOp
+	(*RemoveReplicaOp)(nil),          // 46: ringtrain.v1.RemoveReplicaOp
+	(*FailJobOp)(nil),                // 47: ringtrain.v1.FailJobOp
+	(*Result)(nil),                   // 48: ringtrain.v1.Result
+	(*SessionEntry)(nil),             // 49: ringtrain.v1.SessionEntry
+	(*Session)(nil),                  // 50: ringtrain.v1.Session
+	(*CoordinatorState)(nil),         // 51: ringtrain.v1.CoordinatorState
 }
 var file_ringtrain_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: ringtrain.v1.Plan.state:type_name -> ringtrain.v1.PlanState
 	5,  // 1: ringtrain.v1.Plan.workers:type_name -> ringtrain.v1.Worker
-	1,  // 2: ringtrain.v1.JobStatus.state:type_name -> ringtrain.v1.JobState
-	8,  // 3: ringtrain.v1.JobStatus.final_checkpoint:type_name -> ringtrain.v1.Checkpoint
-	3,  // 4: ringtrain.v1.RegisterRequest.rid:type_name -> ringtrain.v1.RequestID
-	5,  // 5: ringtrain.v1.RegisterResponse.worker:type_name -> ringtrain.v1.Worker
-	3,  // 6: ringtrain.v1.LeaveRequest.rid:type_name -> ringtrain.v1.RequestID
-	3,  // 7: ringtrain.v1.ReportProgressRequest.rid:type_name -> ringtrain.v1.RequestID
-	7,  // 8: ringtrain.v1.ReportProgressResponse.progress:type_name -> ringtrain.v1.Progress
-	3,  // 9: ringtrain.v1.CommitCheckpointRequest.rid:type_name -> ringtrain.v1.RequestID
-	8,  // 10: ringtrain.v1.CommitCheckpointResponse.checkpoint:type_name -> ringtrain.v1.Checkpoint
-	3,  // 11: ringtrain.v1.SubmitJobRequest.rid:type_name -> ringtrain.v1.RequestID
-	4,  // 12: ringtrain.v1.SubmitJobRequest.job:type_name -> ringtrain.v1.JobSpec
-	3,  // 13: ringtrain.v1.FailJobRequest.rid:type_name -> ringtrain.v1.RequestID
-	9,  // 14: ringtrain.v1.FailJobResponse.status:type_name -> ringtrain.v1.JobStatus
-	29, // 15: ringtrain.v1.StatusResponse.replicas:type_name -> ringtrain.v1.ReplicaStatus
-	50, // 16: ringtrain.v1.StatusResponse.state:type_name -> ringtrain.v1.CoordinatorState
-	3,  // 17: ringtrain.v1.Command.rid:type_name -> ringtrain.v1.RequestID
-	38, // 18: ringtrain.v1.Command.submit_job:type_name -> ringtrain.v1.SubmitJobOp
-	39, // 19: ringtrain.v1.Command.register:type_name -> ringtrain.v1.RegisterOp
-	40, // 20: ringtrain.v1.Command.remove_worker:type_name -> ringtrain.v1.RemoveWorkerOp
-	41, // 21: ringtrain.v1.Command.replan:type_name -> ringtrain.v1.ReplanOp
-	42, // 22: ringtrain.v1.Command.report_progress:type_name -> ringtrain.v1.ReportProgressOp
-	43, // 23: ringtrain.v1.Command.commit_checkpoint:type_name -> ringtrain.v1.CommitCheckpointOp
-	44, // 24: ringtrain.v1.Command.set_replica:type_name -> ringtrain.v1.SetReplicaOp
-	45, // 25: ringtrain.v1.Command.remove_replica:type_name -> ringtrain.v1.RemoveReplicaOp
-	46, // 26: ringtrain.v1.Command.fail_job:type_name -> ringtrain.v1.FailJobOp
-	4,  // 27: ringtrain.v1.SubmitJobOp.job:type_name -> ringtrain.v1.JobSpec
-	2,  // 28: ringtrain.v1.Result.code:type_name -> ringtrain.v1.ErrorCode
-	5,  // 29: ringtrain.v1.Result.worker:type_name -> ringtrain.v1.Worker
-	6,  // 30: ringtrain.v1.Result.plan:type_name -> ringtrain.v1.Plan
-	7,  // 31: ringtrain.v1.Result.progress:type_name -> ringtrain.v1.Progress
-	8,  // 32: ringtrain.v1.Result.checkpoint:type_name -> ringtrain.v1.Checkpoint
-	9,  // 33: ringtrain.v1.Result.job_status:type_name -> ringtrain.v1.JobStatus
-	47, // 34: ringtrain.v1.SessionEntry.result:type_name -> ringtrain.v1.Result
-	48, // 35: ringtrain.v1.Session.entries:type_name -> ringtrain.v1.SessionEntry
-	4,  // 36: ringtrain.v1.CoordinatorState.job:type_name -> ringtrain.v1.JobSpec
-	5,  // 37: ringtrain.v1.CoordinatorState.workers:type_name -> ringtrain.v1.Worker
-	6,  // 38: ringtrain.v1.CoordinatorState.plan:type_name -> ringtrain.v1.Plan
-	7,  // 39: ringtrain.v1.CoordinatorState.progress:type_name -> ringtrain.v1.Progress
-	8,  // 40: ringtrain.v1.CoordinatorState.checkpoints:type_name -> ringtrain.v1.Checkpoint
-	10, // 41: ringtrain.v1.CoordinatorState.replicas:type_name -> ringtrain.v1.Replica
-	49, // 42: ringtrain.v1.CoordinatorState.sessions:type_name -> ringtrain.v1.Session
-	9,  // 43: ringtrain.v1.CoordinatorState.job_status:type_name -> ringtrain.v1.JobStatus
-	11, // 44: ringtrain.v1.Coordinator.Register:input_type -> ringtrain.v1.RegisterRequest
-	13, // 45: ringtrain.v1.Coordinator.Heartbeat:input_type -> ringtrain.v1.HeartbeatRequest
-	15, // 46: ringtrain.v1.Coordinator.Leave:input_type -> ringtrain.v1.LeaveRequest
-	17, // 47: ringtrain.v1.Coordinator.ReportPeerLost:input_type -> ringtrain.v1.ReportPeerLostRequest
-	19, // 48: ringtrain.v1.Coordinator.WatchPlan:input_type -> ringtrain.v1.WatchPlanRequest
-	20, // 49: ringtrain.v1.Coordinator.ReportProgress:input_type -> ringtrain.v1.ReportProgressRequest
-	22, // 50: ringtrain.v1.Coordinator.CommitCheckpoint:input_type -> ringtrain.v1.CommitCheckpointRequest
-	24, // 51: ringtrain.v1.Coordinator.SubmitJob:input_type -> ringtrain.v1.SubmitJobRequest
-	26, // 52: ringtrain.v1.Coordinator.FailJob:input_type -> ringtrain.v1.FailJobRequest
-	28, // 53: ringtrain.v1.Coordinator.Status:input_type -> ringtrain.v1.StatusRequest
-	31, // 54: ringtrain.v1.Coordinator.AddVoter:input_type -> ringtrain.v1.AddVoterRequest
-	33, // 55: ringtrain.v1.Coordinator.RemoveServer:input_type -> ringtrain.v1.RemoveServerRequest
-	35, // 56: ringtrain.v1.Coordinator.Leader:input_type -> ringtrain.v1.LeaderRequest
-	12, // 57: ringtrain.v1.Coordinator.Register:output_type -> ringtrain.v1.RegisterResponse
-	14, // 58: ringtrain.v1.Coordinator.Heartbeat:output_type -> ringtrain.v1.HeartbeatResponse
-	16, // 59: ringtrain.v1.Coordinator.Leave:output_type -> ringtrain.v1.LeaveResponse
-	18, // 60: ringtrain.v1.Coordinator.ReportPeerLost:output_type -> ringtrain.v1.ReportPeerLostResponse
-	6,  // 61: ringtrain.v1.Coordinator.WatchPlan:output_type -> ringtrain.v1.Plan
-	21, // 62: ringtrain.v1.Coordinator.ReportProgress:output_type -> ringtrain.v1.ReportProgressResponse
-	23, // 63: ringtrain.v1.Coordinator.CommitCheckpoint:output_type -> ringtrain.v1.CommitCheckpointResponse
-	25, // 64: ringtrain.v1.Coordinator.SubmitJob:output_type -> ringtrain.v1.SubmitJobResponse
-	27, // 65: ringtrain.v1.Coordinator.FailJob:output_type -> ringtrain.v1.FailJobResponse
-	30, // 66: ringtrain.v1.Coordinator.Status:output_type -> ringtrain.v1.StatusResponse
-	32, // 67: ringtrain.v1.Coordinator.AddVoter:output_type -> ringtrain.v1.AddVoterResponse
-	34, // 68: ringtrain.v1.Coordinator.RemoveServer:output_type -> ringtrain.v1.RemoveServerResponse
-	36, // 69: ringtrain.v1.Coordinator.Leader:output_type -> ringtrain.v1.LeaderResponse
-	57, // [57:70] is the sub-list for method output_type
-	44, // [44:57] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	8,  // 2: ringtrain.v1.Progress.ranks:type_name -> ringtrain.v1.RankTime
+	1,  // 3: ringtrain.v1.JobStatus.state:type_name -> ringtrain.v1.JobState
+	9,  // 4: ringtrain.v1.JobStatus.final_checkpoint:type_name -> ringtrain.v1.Checkpoint
+	3,  // 5: ringtrain.v1.RegisterRequest.rid:type_name -> ringtrain.v1.RequestID
+	5,  // 6: ringtrain.v1.RegisterResponse.worker:type_name -> ringtrain.v1.Worker
+	3,  // 7: ringtrain.v1.LeaveRequest.rid:type_name -> ringtrain.v1.RequestID
+	3,  // 8: ringtrain.v1.ReportProgressRequest.rid:type_name -> ringtrain.v1.RequestID
+	8,  // 9: ringtrain.v1.ReportProgressRequest.ranks:type_name -> ringtrain.v1.RankTime
+	7,  // 10: ringtrain.v1.ReportProgressResponse.progress:type_name -> ringtrain.v1.Progress
+	3,  // 11: ringtrain.v1.CommitCheckpointRequest.rid:type_name -> ringtrain.v1.RequestID
+	9,  // 12: ringtrain.v1.CommitCheckpointResponse.checkpoint:type_name -> ringtrain.v1.Checkpoint
+	3,  // 13: ringtrain.v1.SubmitJobRequest.rid:type_name -> ringtrain.v1.RequestID
+	4,  // 14: ringtrain.v1.SubmitJobRequest.job:type_name -> ringtrain.v1.JobSpec
+	3,  // 15: ringtrain.v1.FailJobRequest.rid:type_name -> ringtrain.v1.RequestID
+	10, // 16: ringtrain.v1.FailJobResponse.status:type_name -> ringtrain.v1.JobStatus
+	30, // 17: ringtrain.v1.StatusResponse.replicas:type_name -> ringtrain.v1.ReplicaStatus
+	51, // 18: ringtrain.v1.StatusResponse.state:type_name -> ringtrain.v1.CoordinatorState
+	3,  // 19: ringtrain.v1.Command.rid:type_name -> ringtrain.v1.RequestID
+	39, // 20: ringtrain.v1.Command.submit_job:type_name -> ringtrain.v1.SubmitJobOp
+	40, // 21: ringtrain.v1.Command.register:type_name -> ringtrain.v1.RegisterOp
+	41, // 22: ringtrain.v1.Command.remove_worker:type_name -> ringtrain.v1.RemoveWorkerOp
+	42, // 23: ringtrain.v1.Command.replan:type_name -> ringtrain.v1.ReplanOp
+	43, // 24: ringtrain.v1.Command.report_progress:type_name -> ringtrain.v1.ReportProgressOp
+	44, // 25: ringtrain.v1.Command.commit_checkpoint:type_name -> ringtrain.v1.CommitCheckpointOp
+	45, // 26: ringtrain.v1.Command.set_replica:type_name -> ringtrain.v1.SetReplicaOp
+	46, // 27: ringtrain.v1.Command.remove_replica:type_name -> ringtrain.v1.RemoveReplicaOp
+	47, // 28: ringtrain.v1.Command.fail_job:type_name -> ringtrain.v1.FailJobOp
+	4,  // 29: ringtrain.v1.SubmitJobOp.job:type_name -> ringtrain.v1.JobSpec
+	8,  // 30: ringtrain.v1.ReportProgressOp.ranks:type_name -> ringtrain.v1.RankTime
+	2,  // 31: ringtrain.v1.Result.code:type_name -> ringtrain.v1.ErrorCode
+	5,  // 32: ringtrain.v1.Result.worker:type_name -> ringtrain.v1.Worker
+	6,  // 33: ringtrain.v1.Result.plan:type_name -> ringtrain.v1.Plan
+	7,  // 34: ringtrain.v1.Result.progress:type_name -> ringtrain.v1.Progress
+	9,  // 35: ringtrain.v1.Result.checkpoint:type_name -> ringtrain.v1.Checkpoint
+	10, // 36: ringtrain.v1.Result.job_status:type_name -> ringtrain.v1.JobStatus
+	48, // 37: ringtrain.v1.SessionEntry.result:type_name -> ringtrain.v1.Result
+	49, // 38: ringtrain.v1.Session.entries:type_name -> ringtrain.v1.SessionEntry
+	4,  // 39: ringtrain.v1.CoordinatorState.job:type_name -> ringtrain.v1.JobSpec
+	5,  // 40: ringtrain.v1.CoordinatorState.workers:type_name -> ringtrain.v1.Worker
+	6,  // 41: ringtrain.v1.CoordinatorState.plan:type_name -> ringtrain.v1.Plan
+	7,  // 42: ringtrain.v1.CoordinatorState.progress:type_name -> ringtrain.v1.Progress
+	9,  // 43: ringtrain.v1.CoordinatorState.checkpoints:type_name -> ringtrain.v1.Checkpoint
+	11, // 44: ringtrain.v1.CoordinatorState.replicas:type_name -> ringtrain.v1.Replica
+	50, // 45: ringtrain.v1.CoordinatorState.sessions:type_name -> ringtrain.v1.Session
+	10, // 46: ringtrain.v1.CoordinatorState.job_status:type_name -> ringtrain.v1.JobStatus
+	12, // 47: ringtrain.v1.Coordinator.Register:input_type -> ringtrain.v1.RegisterRequest
+	14, // 48: ringtrain.v1.Coordinator.Heartbeat:input_type -> ringtrain.v1.HeartbeatRequest
+	16, // 49: ringtrain.v1.Coordinator.Leave:input_type -> ringtrain.v1.LeaveRequest
+	18, // 50: ringtrain.v1.Coordinator.ReportPeerLost:input_type -> ringtrain.v1.ReportPeerLostRequest
+	20, // 51: ringtrain.v1.Coordinator.WatchPlan:input_type -> ringtrain.v1.WatchPlanRequest
+	21, // 52: ringtrain.v1.Coordinator.ReportProgress:input_type -> ringtrain.v1.ReportProgressRequest
+	23, // 53: ringtrain.v1.Coordinator.CommitCheckpoint:input_type -> ringtrain.v1.CommitCheckpointRequest
+	25, // 54: ringtrain.v1.Coordinator.SubmitJob:input_type -> ringtrain.v1.SubmitJobRequest
+	27, // 55: ringtrain.v1.Coordinator.FailJob:input_type -> ringtrain.v1.FailJobRequest
+	29, // 56: ringtrain.v1.Coordinator.Status:input_type -> ringtrain.v1.StatusRequest
+	32, // 57: ringtrain.v1.Coordinator.AddVoter:input_type -> ringtrain.v1.AddVoterRequest
+	34, // 58: ringtrain.v1.Coordinator.RemoveServer:input_type -> ringtrain.v1.RemoveServerRequest
+	36, // 59: ringtrain.v1.Coordinator.Leader:input_type -> ringtrain.v1.LeaderRequest
+	13, // 60: ringtrain.v1.Coordinator.Register:output_type -> ringtrain.v1.RegisterResponse
+	15, // 61: ringtrain.v1.Coordinator.Heartbeat:output_type -> ringtrain.v1.HeartbeatResponse
+	17, // 62: ringtrain.v1.Coordinator.Leave:output_type -> ringtrain.v1.LeaveResponse
+	19, // 63: ringtrain.v1.Coordinator.ReportPeerLost:output_type -> ringtrain.v1.ReportPeerLostResponse
+	6,  // 64: ringtrain.v1.Coordinator.WatchPlan:output_type -> ringtrain.v1.Plan
+	22, // 65: ringtrain.v1.Coordinator.ReportProgress:output_type -> ringtrain.v1.ReportProgressResponse
+	24, // 66: ringtrain.v1.Coordinator.CommitCheckpoint:output_type -> ringtrain.v1.CommitCheckpointResponse
+	26, // 67: ringtrain.v1.Coordinator.SubmitJob:output_type -> ringtrain.v1.SubmitJobResponse
+	28, // 68: ringtrain.v1.Coordinator.FailJob:output_type -> ringtrain.v1.FailJobResponse
+	31, // 69: ringtrain.v1.Coordinator.Status:output_type -> ringtrain.v1.StatusResponse
+	33, // 70: ringtrain.v1.Coordinator.AddVoter:output_type -> ringtrain.v1.AddVoterResponse
+	35, // 71: ringtrain.v1.Coordinator.RemoveServer:output_type -> ringtrain.v1.RemoveServerResponse
+	37, // 72: ringtrain.v1.Coordinator.Leader:output_type -> ringtrain.v1.LeaderResponse
+	60, // [60:73] is the sub-list for method output_type
+	47, // [47:60] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_ringtrain_v1_coordinator_proto_init() }
@@ -3934,7 +4042,7 @@ func file_ringtrain_v1_coordinator_proto_init() {
 	if File_ringtrain_v1_coordinator_proto != nil {
 		return
 	}
-	file_ringtrain_v1_coordinator_proto_msgTypes[34].OneofWrappers = []any{
+	file_ringtrain_v1_coordinator_proto_msgTypes[35].OneofWrappers = []any{
 		(*Command_SubmitJob)(nil),
 		(*Command_Register)(nil),
 		(*Command_RemoveWorker)(nil),
@@ -3951,7 +4059,7 @@ func file_ringtrain_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ringtrain_v1_coordinator_proto_rawDesc), len(file_ringtrain_v1_coordinator_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   48,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
