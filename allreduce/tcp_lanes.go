@@ -34,28 +34,24 @@ func tuneLane(c net.Conn) {
 	}
 }
 
-// laneIOBytes is the buffer of a TLS lane's socket reads and writes.
+// laneIOBytes is the buffer of a TLS lane's socket writes.
 const laneIOBytes = 256 << 10
 
 // batchedConn sits between a TLS lane and its socket. TLS writes a payload as
-// records of 16 KiB, each with a write of its own, and reads them one by one;
-// batchedConn gathers the records of a frame into few large writes (flushed
-// when the frame part is written) and reads the socket in large pieces, so a
-// TLS lane makes about as many system calls as a plain one. Writes go straight
-// out until batching is set, after the handshake, which must not wait for a
-// flush.
+// records of 16 KiB, each with a write of its own; batchedConn gathers the
+// records of a frame into writes of laneIOBytes (flushed when the frame part is
+// written). Reads go to the socket as they are: buffering them too measured no
+// better (one more copy for fewer system calls). Writes go straight out until
+// batching is set, after the handshake, which must not wait for a flush.
 type batchedConn struct {
 	net.Conn
-	r        *bufio.Reader
 	w        *bufio.Writer
 	batching bool // set once, after the handshake, before the lane is shared
 }
 
 func newBatchedConn(c net.Conn) *batchedConn {
-	return &batchedConn{Conn: c, r: bufio.NewReaderSize(c, laneIOBytes), w: bufio.NewWriterSize(c, laneIOBytes)}
+	return &batchedConn{Conn: c, w: bufio.NewWriterSize(c, laneIOBytes)}
 }
-
-func (c *batchedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 func (c *batchedConn) Write(p []byte) (int, error) {
 	if !c.batching {
