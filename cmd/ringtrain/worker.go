@@ -64,7 +64,7 @@ accepted only from the plan's members, by certificate. Without it the worker ser
 plain text on loopback addresses only, unless --insecure.`,
 		Example: `  ringtrain worker --id w0 --coordinators host0:7001,host1:7001,host2:7001 --listen :7100 --advertise host3:7100 \
       --data-port 7101 --tls-dir /etc/ringtrain/tls`,
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if leaveExitCode < 0 || leaveExitCode > 255 {
 				return fmt.Errorf("--leave-exit-code %d: want an exit status in [0, 255]", leaveExitCode)
