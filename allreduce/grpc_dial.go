@@ -111,12 +111,17 @@ func (t *GRPCTransport) dial(ctx context.Context, gen uint64, self, right string
 		if err == nil {
 			tuneLane(c)
 			if opts.TLS != nil {
-				c, _, err = security.DialConn(ctx, c, opts.TLS.ClientConfig(neighbour), laneHandshakeTimeout)
+				bc := newBatchedConn(c)
+				if c, _, err = security.DialConn(ctx, bc, opts.TLS.ClientConfig(neighbour), laneHandshakeTimeout); err == nil {
+					bc.batching = true
+				}
 			}
 		}
 		if err == nil {
 			hs := append(append([]byte(nil), welcome.Token...), byte(i))
-			_, err = c.Write(hs)
+			if _, err = c.Write(hs); err == nil {
+				err = flushLane(c)
+			}
 			if err != nil {
 				c.Close()
 			}

@@ -170,3 +170,60 @@ func TestPeerPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestLaneNeedsTheLinksCertificate: a TLS lane that presents a valid token is
+// still refused unless its certificate is the link's sender's.
+func TestLaneNeedsTheLinksCertificate(t *testing.T) {
+	ca := testCA(t)
+	s := NewService(ServiceOptions{DataAddress: "127.0.0.1:0", TLS: workerStore(t, ca, "m1"), Logger: testLogger(t)})
+	defer s.Close()
+	l := &serverLink{key: linkKey{gen: 1, from: "m0", to: "m1"}, lanes: make([]net.Conn, 1), token: "0123456789abcdef",
+		ready: make(chan struct{}), welcomed: make(chan struct{}), done: make(chan struct{}), stopped: make(chan struct{})}
+	s.mu.Lock()
+	addr, err := s.laneAddress(context.Background())
+	s.tokens[l.token] = l
+	s.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// lane dials addr as id, sends the token, and reports whether the server
+	// kept the connection (a read times out) or dropped it.
+	lane := func(id string) (kept bool) {
+		raw, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		st := workerStore(t, ca, id)
+		bc := newBatchedConn(raw)
+		c, _, err := security.DialConn(context.Background(), bc, st.ClientConfig(security.Expect{Roles: []security.Role{security.RoleWorker}, ID: "m1"}), time.Second)
+		if err != nil {
+			return false
+		}
+		bc.batching = true
+		c.Write(append([]byte(l.token), 0))
+		flushLane(c)
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		var b [1]byte
+		_, err = c.Read(b[:])
+		var ne net.Error
+		return errors.As(err, &ne) && ne.Timeout()
+	}
+	if lane("m9") {
+		t.Error("a lane with another worker's certificate was kept")
+	}
+	select {
+	case <-l.ready:
+		t.Fatal("the link took a lane of another worker")
+	default:
+	}
+	if !lane("m0") {
+		t.Error("a lane with the link's certificate was dropped")
+	}
+	select {
+	case <-l.ready:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the link's own lane did not attach")
+	}
+	closeLane(l.lanes[0])
+}

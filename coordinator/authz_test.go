@@ -3,7 +3,10 @@ package coordinator
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"net"
 	"testing"
 	"time"
@@ -185,4 +188,57 @@ func mustCA(t *testing.T) *security.CA {
 		t.Fatal(err)
 	}
 	return ca
+}
+
+// TestCertificateRotation: a replica reading its certificate from a directory
+// presents the new one on the next connection after the files are replaced,
+// without a restart, and keeps serving its clients.
+func TestCertificateRotation(t *testing.T) {
+	ca, err := security.NewCA("test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	issue := func() *x509.Certificate {
+		is, err := ca.Issue(security.Identity{Role: security.RoleCoordinator, ID: "c0"}, nil, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := is.WriteDir(dir); err != nil {
+			t.Fatal(err)
+		}
+		block, _ := pem.Decode(is.CertPEM)
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cert
+	}
+	first := issue()
+	st, err := security.LoadDir(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := MakeCluster(t, 1, func(cfg *Config) { cfg.TLS = st })
+	c.Leader()
+	admin, err := ca.Store(security.Identity{Role: security.RoleAdmin, ID: "ops"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	presented := func() *big.Int {
+		conn, err := tls.Dial("tcp", c.GRPCAddrs()[0], admin.ClientConfig(coordinatorPeer, "h2"))
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber
+	}
+	if got := presented(); got.Cmp(first.SerialNumber) != 0 {
+		t.Fatalf("serves serial %v, want the first certificate's %v", got, first.SerialNumber)
+	}
+	second := issue()
+	c.WaitFor("the rotated certificate", func() bool { return presented().Cmp(second.SerialNumber) == 0 })
+	if _, err := c.ClientWith(admin).Status(c.Ctx(5*time.Second), false); err != nil {
+		t.Fatalf("status after the rotation: %v", err)
+	}
 }

@@ -75,6 +75,7 @@ type Client struct {
 	addrs  []string
 	cur    int
 	conns  map[string]*grpc.ClientConn
+	warned map[string]bool // replicas whose TLS handshake failure was logged
 	closed bool
 }
 
@@ -241,12 +242,35 @@ func (c *Client) do(ctx context.Context, name string, fn func(ctx context.Contex
 		}
 		c.rotate(addr)
 		hops = 0
-		c.log.Debug("coordinator call failed, retrying", "call", name, "coordinator", addr, "err", err, "backoff", wait)
+		if c.handshakeFailed(addr, err) {
+			// A certificate problem does not cure itself: say so once per replica.
+			c.log.Warn("the TLS handshake with a coordinator failed; retrying", "call", name, "coordinator", addr, "err", err)
+		} else {
+			c.log.Debug("coordinator call failed, retrying", "call", name, "coordinator", addr, "err", err, "backoff", wait)
+		}
 		if serr := sleep(ctx, jitter(wait)); serr != nil {
 			return fmt.Errorf("coordinator: %s: %w (%s)", name, serr, tried.summary())
 		}
 		wait = min(2*wait, c.opts.MaxBackoff)
 	}
+}
+
+// handshakeFailed reports whether err is a failed TLS handshake with addr that
+// this client has not warned about yet.
+func (c *Client) handshakeFailed(addr string, err error) bool {
+	if msg := err.Error(); !strings.Contains(msg, "authentication handshake failed") && !strings.Contains(msg, "remote error: tls:") {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.warned[addr] {
+		return false
+	}
+	if c.warned == nil {
+		c.warned = map[string]bool{}
+	}
+	c.warned[addr] = true
+	return true
 }
 
 // attempts is the last error of each replica a call tried, in the order first

@@ -1,7 +1,10 @@
 // Package localcluster runs a whole ringtrain cluster inside one process: embedded
 // coordinator replicas (Raft over loopback TCP), a submitted job, and N workers that
 // train it and all-reduce their gradients over loopback gRPC, exactly as separate
-// `ringtrain coordinator` and `ringtrain worker` processes do.
+// `ringtrain coordinator` and `ringtrain worker` processes do. Every connection is
+// mutual TLS: Run makes a CA in memory and issues each replica, worker and the
+// submitting client its certificate (Options.PlainText turns it off), so the
+// secure path is the one every local run exercises.
 //
 // # Who calls it
 //
@@ -29,7 +32,7 @@
 //
 // A replica and a worker each have a dozen settings; a cluster in one process differs
 // from separate processes only in the few that name one member (ids, addresses, data
-// directories, the coordinator client). Options therefore carries one
+// directories, the coordinator client, the certificates). Options therefore carries one
 // coordinator.Config, one coordinator.ClientOptions and one worker.Config that every
 // member starts from, Run fills in the per-member fields, and a test or a command sets
 // timing, logging and buckets with the packages' own field names and defaults.

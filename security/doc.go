@@ -28,15 +28,23 @@
 // raw TCP connections (the Raft transport, the all-reduce lanes) with a
 // handshake deadline.
 //
-// Certificates (certs.go): NewCA and Issue make a CA and role certificates
-// (ECDSA P-256), WriteDir writes them in the Secret layout; `ringtrain certs`
-// is the command line over them.
+// Certificates (certs.go, cluster_certs.go): NewCA and Issue make a CA and role
+// certificates (ECDSA P-256), WriteDir writes them in the Secret layout, IssueAll
+// keeps a whole cluster's set issued and fresh; `ringtrain certs` is the command
+// line over them. listen.go holds the rule that plain text is served on loopback
+// only.
+//
+// Who calls it: coordinator (gRPC server and client, the Raft stream layer),
+// allreduce (ring links and lanes), worker (its peer server and probes),
+// localcluster (an ephemeral CA), cmd/ringtrain (--tls-dir, certs) and bench.
+// It imports nothing of the module.
 //
 // Usage:
 //
 //	st, err := security.LoadDir("/etc/ringtrain/tls", log)
-//	srv := grpc.NewServer(grpc.Creds(st.ServerCredentials(security.AnyMember...)),
-//		grpc.ChainUnaryInterceptor(security.UnaryServerInterceptor(policy, log)))
+//	srv := grpc.NewServer(grpc.Creds(st.ServerCredentials(security.AnyMember)),
+//		grpc.ChainUnaryInterceptor(security.UnaryServerInterceptor(policy, log)),
+//		grpc.ChainStreamInterceptor(security.StreamServerInterceptor(policy, log)))
 //	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(
 //		st.ClientCredentials(security.Expect{Roles: []security.Role{security.RoleCoordinator}})))
 package security

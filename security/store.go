@@ -25,8 +25,8 @@ type material struct {
 
 // Store holds the trusted CA bundle and this process's certificate and key.
 // A Store read from a directory re-reads it when its files change; a broken
-// new set (a key that does not match, a certificate without an identity) is
-// logged and the old one kept. Its methods are safe for concurrent use.
+// new set (a key that does not match, a certificate without an identity or of
+// another identity than the first) is logged and the old one kept. Its methods are safe for concurrent use.
 type Store struct {
 	dir string // "" for a memory store
 	log *slog.Logger
@@ -79,6 +79,10 @@ func (s *Store) current() *material {
 		return s.cur
 	}
 	m, err := readDir(s.dir)
+	if err == nil && m.self != s.cur.self {
+		// A process is who it started as: a new certificate must name it again.
+		err = fmt.Errorf("%w: the new certificate names %s, this process is %s", ErrMaterial, m.self, s.cur.self)
+	}
 	if err != nil {
 		s.log.Warn("certificate files changed but cannot be used; keeping the previous ones", "dir", s.dir, "err", err)
 		s.cur.stamp = stamp // do not retry until they change again
@@ -100,8 +104,11 @@ func (s *Store) Reload() error {
 		return err
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.self != s.cur.self {
+		return fmt.Errorf("%w: the new certificate names %s, this process is %s", ErrMaterial, m.self, s.cur.self)
+	}
 	s.cur, s.checked = m, s.now()
-	s.mu.Unlock()
 	return nil
 }
 

@@ -151,28 +151,63 @@ func TestRotation(t *testing.T) {
 		t.Fatalf("before rotation: %v, %v", got, cerr)
 	}
 
+	// The serial number of the certificate the server presents.
+	serial := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		var wg sync.WaitGroup
+		defer wg.Wait() // the server reads the test's clock
+		wg.Go(func() {
+			c, err := ln.Accept()
+			if err == nil {
+				tls.Server(c, st.ServerConfig(AnyMember)).Handshake()
+				c.Close()
+			}
+		})
+		raw, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _, err := DialConn(context.Background(), raw, client.ClientConfig(Expect{Roles: AnyMember}), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	first := serial()
+
 	// A new certificate of the same CA: picked up once the interval has passed.
-	issue(ca, Identity{RoleCoordinator, "c0-rotated"})
-	os.Chtimes(filepath.Join(dir, CertFile), clock.Add(time.Second), clock.Add(time.Second))
-	_, got, _, _ = handshake(t, st.ServerConfig(AnyMember), client.ClientConfig(Expect{Roles: AnyMember}))
-	if got.ID != "c0" {
-		t.Fatalf("reloaded before the interval: %v", got)
+	issue(ca, Identity{RoleCoordinator, "c0"})
+	if got := serial(); got != first {
+		t.Fatalf("reloaded before the interval: serial %s, want %s", got, first)
 	}
 	clock = clock.Add(ReloadInterval)
-	_, got, _, cerr = handshake(t, st.ServerConfig(AnyMember), client.ClientConfig(Expect{Roles: AnyMember}))
-	if cerr != nil || got.ID != "c0-rotated" {
-		t.Fatalf("after rotation: %v, %v", got, cerr)
+	second := serial()
+	if second == first {
+		t.Fatal("the rotated certificate is not used after the interval")
 	}
 
-	// A broken set (a key of another certificate) is refused and the old one kept.
+	// A broken set (a key of another certificate) is refused and the old one kept,
+	// and so is a certificate of another identity.
 	other, _ := ca.Issue(Identity{RoleCoordinator, "x"}, nil, time.Hour)
 	if err := writeAtomic(filepath.Join(dir, KeyFile), other.KeyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	clock = clock.Add(ReloadInterval)
-	_, got, _, cerr = handshake(t, st.ServerConfig(AnyMember), client.ClientConfig(Expect{Roles: AnyMember}))
-	if cerr != nil || got.ID != "c0-rotated" {
-		t.Fatalf("after a broken rotation: %v, %v", got, cerr)
+	if got := serial(); got != second {
+		t.Fatalf("after a broken rotation: serial %s, want %s", got, second)
+	}
+	issue(ca, Identity{RoleCoordinator, "c9"})
+	clock = clock.Add(ReloadInterval)
+	if got := serial(); got != second || st.Identity() != (Identity{RoleCoordinator, "c0"}) {
+		t.Fatalf("after a rotation to another identity: serial %s (want %s), identity %s", got, second, st.Identity())
+	}
+	if err := st.Reload(); !errors.Is(err, ErrMaterial) {
+		t.Fatalf("Reload of another identity: %v", err)
 	}
 
 	// A new CA: clients of the old one are refused from then on.

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -79,5 +81,20 @@ func TestPlaintextOffLoopback(t *testing.T) {
 		"--raft-addr", "0.0.0.0:0", "--raft-advertise", "127.0.0.1:7000", "--grpc-addr", "127.0.0.1:0", "--insecure")
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("coordinator --insecure off loopback: %v", err)
+	}
+}
+
+// TestInsecureWarns: --insecure off loopback serves plain text with a warning at
+// start; on loopback no flag is needed and nothing is said.
+func TestInsecureWarns(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	st, err := (&tlsFlags{insecure: true}).serve(log, map[string]string{"--listen": ":7100"})
+	if st != nil || err != nil || !strings.Contains(buf.String(), "level=WARN") || !strings.Contains(buf.String(), "--insecure") {
+		t.Errorf("--insecure: %v, %v; log %q, want a warning naming --insecure", st, err, buf.String())
+	}
+	buf.Reset()
+	if st, err := (&tlsFlags{}).serve(log, map[string]string{"--listen": "127.0.0.1:7100"}); st != nil || err != nil || buf.Len() > 0 {
+		t.Errorf("loopback without --tls-dir: %v, %v; log %q", st, err, buf.String())
 	}
 }

@@ -42,10 +42,16 @@ stops cleanly; a restart on the same --data-dir recovers all committed state.
 
 Every flag can also be given as RINGTRAIN_<FLAG> in the environment
 (RINGTRAIN_PEERS, RINGTRAIN_DATA_DIR, ...); flags win. In a Kubernetes pod the
-default --id is POD_NAME (see docs/kubernetes.md).`,
+default --id is POD_NAME (see docs/kubernetes.md).
+
+With --tls-dir (a certificate ringtrain://coordinator/<id>, see 'ringtrain certs'
+and docs/security.md) the gRPC service and Raft are mutual TLS: Raft admits only
+coordinator certificates, and each call is authorized by the caller's certificate.
+Without it the replica serves plain text on loopback addresses only, unless
+--insecure.`,
 		Example: `  ringtrain coordinator --id c0 --data-dir /var/lib/ringtrain --raft-addr :7000 --grpc-addr :7001 \
-      --peers c0=host0:7000,c1=host1:7000,c2=host2:7000
-  ringtrain coordinator --id c3 --data-dir /var/lib/ringtrain --join host0:7001`,
+      --peers c0=host0:7000,c1=host1:7000,c2=host2:7000 --tls-dir /etc/ringtrain/tls
+  ringtrain coordinator --id c3 --data-dir /var/lib/ringtrain --join host0:7001 --tls-dir /etc/ringtrain/tls`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()

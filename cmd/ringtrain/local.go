@@ -42,8 +42,9 @@ flag of 'ringtrain train' applies; --data trains on another prepared dataset.
 
 The training runs on a whole cluster inside this process: an embedded coordinator
 (1 or 3 Raft replicas, their data in a fresh directory under --dir) and --workers
-workers that all-reduce their gradients over real loopback gRPC, exactly as
-separate 'ringtrain coordinator' and 'ringtrain worker' processes do. Unless
+workers that all-reduce their gradients over real loopback gRPC, with mutual TLS
+on every connection from a CA made in memory, exactly as separate 'ringtrain
+coordinator' and 'ringtrain worker' processes with --tls-dir do. Unless
 --streams is given, the batch is split into one data stream per worker. Running it
 again resumes from the newest checkpoint in the run directory. 'ringtrain train'
 is the single-process trainer without a cluster.

@@ -57,9 +57,15 @@ every worker; checkpoints are written by rank 0 under the job's run directory.
 Every flag can also be given as RINGTRAIN_<FLAG> in the environment; flags win. In a
 Kubernetes pod the default --id is POD_NAME (in an Indexed Job the host name
 <job>-<index>, which a replacement pod keeps), and MASTER_ADDR:MASTER_PORT (as a
-PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
-		Example: `  ringtrain worker --coordinators host0:7001,host1:7001,host2:7001 --listen :7100 --advertise host3:7100`,
-		Args:    cobra.NoArgs,
+PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.
+
+With --tls-dir (a certificate ringtrain://worker/<id>, see 'ringtrain certs' and
+docs/security.md) every connection is mutual TLS, and ring links and lanes are
+accepted only from the plan's members, by certificate. Without it the worker serves
+plain text on loopback addresses only, unless --insecure.`,
+		Example: `  ringtrain worker --id w0 --coordinators host0:7001,host1:7001,host2:7001 --listen :7100 --advertise host3:7100 \
+      --data-port 7101 --tls-dir /etc/ringtrain/tls`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if leaveExitCode < 0 || leaveExitCode > 255 {
 				return usageErrorf("--leave-exit-code %d: want an exit status in [0, 255]", leaveExitCode)
