@@ -89,7 +89,7 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 	if err != nil {
 		return nil, fatal(fmt.Errorf("worker %s: prepare job: %w", w.cfg.ID, err))
 	}
-	m, err := model.New(p.Spec.Model, nil)
+	m, err := model.New(p.Spec.Model, w.cfg.Backend)
 	if err != nil {
 		return nil, fatal(err)
 	}

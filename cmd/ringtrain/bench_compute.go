@@ -85,6 +85,7 @@ cache-resident data on --threads cores, measured in the same run.`,
 }
 
 func newBenchTrainCmd(_ *globals) *cobra.Command {
+	var backend backendFlags
 	var (
 		o      bench.TrainOptions
 		kernel string
@@ -109,7 +110,12 @@ The default shape is nanoGPT's shakespeare-char; the tiny recipe is
 			if err := setGemmKernel(kernel); err != nil {
 				return err
 			}
-			_, err := bench.Train(cmd.Context(), o, cmd.OutOrStdout())
+			be, err := backend.open()
+			if err != nil {
+				return err
+			}
+			o.Backend = be
+			_, err = bench.Train(cmd.Context(), o, cmd.OutOrStdout())
 			return err
 		},
 	}
@@ -126,5 +132,6 @@ The default shape is nanoGPT's shakespeare-char; the tiny recipe is
 	fl.StringVar(&kernel, "kernel", "", "gemm micro-kernel to use (default: the fastest this CPU runs)")
 	fl.DurationVar(&o.PeakTime, "peak-time", time.Second, "time to measure the peak for MFU")
 	fl.Uint64Var(&o.Seed, "seed", 1337, "seed of the weights and tokens")
+	backend.register(fl)
 	return cmd
 }

@@ -11,6 +11,7 @@ import (
 )
 
 func newEvalCmd(g *globals) *cobra.Command {
+	var backend backendFlags
 	var (
 		ckpt, split string
 		o           trainer.EvalOptions
@@ -39,6 +40,11 @@ is given. --json prints the result as one JSON object.`,
 				return usageErrorf("--objective %q: want causal or masked", objective)
 			}
 			o.Notes = g.notes(cmd, slog.LevelInfo)
+			be, err := backend.open()
+			if err != nil {
+				return err
+			}
+			o.Backend = be
 			r, err := trainer.EvaluateCheckpointReport(cmd.Context(), ckpt, o)
 			if err != nil {
 				return err
@@ -66,6 +72,7 @@ is given. --json prints the result as one JSON object.`,
 	fl.Uint64Var(&o.Seed, "seed", 0, "masking seed of the masked objective (0: the seed the checkpoint was trained with)")
 	fl.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	fl.StringVar(&o.Tokenizer, "tokenizer", "", "tokenizer of a dataset without a tokenizer file (llm.c shards): gpt2 (the default there), byte, or a tokenizer file")
+	backend.register(fl)
 	requireFlags(cmd, "checkpoint", "data")
 	return cmd
 }
