@@ -15,7 +15,7 @@ import (
 // buffers fault when host code touches them outside a backend call: a model that passes
 // there reaches its activations and device weights only through the op set.
 func init() {
-	testBackends = append(testBackends, testBackend{"guarded", func() tensor.Backend { return tensor.NewGuarded() }})
+	testBackends = append(testBackends, testBackend{"guarded", func() (tensor.Backend, error) { return tensor.NewGuarded(), nil }})
 }
 
 // shortRun trains a small model for steps steps on be the way the trainer does (clip
