@@ -16,7 +16,9 @@ import (
 )
 
 func init() {
-	tensor.Register("cuda", func(gpu int) (tensor.Backend, error) { return Open(gpu, Options{TF32: os.Getenv("RINGTRAIN_CUDA_TF32") == "1"}) })
+	tensor.Register("cuda", func(gpu int) (tensor.Backend, error) {
+		return Open(gpu, Options{TF32: os.Getenv("RINGTRAIN_CUDA_TF32") == "1"})
+	})
 }
 
 // Options configure Open.
@@ -377,7 +379,9 @@ const threads = 256
 func blocks(n int) int { return (n + threads - 1) / threads }
 
 // elementwise launches a kernel with one thread per element.
-func (b *Backend) elementwise(name string, n int, args ...any) { b.launch(name, blocks(n), threads, args...) }
+func (b *Backend) elementwise(name string, n int, args ...any) {
+	b.launch(name, blocks(n), threads, args...)
+}
 
 func i32(n int) int32 { return int32(n) }
 
