@@ -149,3 +149,17 @@ func TestErrorNames(t *testing.T) {
 		t.Errorf("cuBLAS status 13: %v", err)
 	}
 }
+
+// TestDiscover reports where this machine's CUDA libraries are, or skips with the
+// list of places searched (scripts/gpu/check.sh prints it).
+func TestDiscover(t *testing.T) {
+	l, err := Discover()
+	if err != nil {
+		if !errors.Is(err, ErrLibrary) {
+			t.Fatalf("Discover: %v, want an error wrapping ErrLibrary", err)
+		}
+		t.Skipf("no CUDA libraries here: %v", err)
+	}
+	t.Logf("driver %s", l.DriverPath)
+	t.Logf("cublas %s", l.CublasPath)
+}
