@@ -31,3 +31,21 @@ func onBackends(t *testing.T, f func(t *testing.T, be tensor.Backend)) {
 		})
 	}
 }
+
+// TestCPUModelCopiesNothing checks that on the CPU the backend's weights and gradients
+// are Params.Slab and Grads.Slab themselves, and that the logits and losses handed out
+// are the activation buffers: a model on the CPU copies nothing it did not copy before
+// the op set became device-aware.
+func TestCPUModelCopiesNothing(t *testing.T) {
+	m := loadGoldenModel(t)
+	if !tensor.SameMemory(m.dev.Slab, m.Params.Slab) || !tensor.SameMemory(m.dgrads.Slab, m.Grads.Slab) {
+		t.Fatal("the CPU model's weights or gradients are copies of the host slabs")
+	}
+	in := make([]int32, 2*4)
+	if _, _, err := m.Forward(in, in, 2, 4, true); err != nil {
+		t.Fatal(err)
+	}
+	if !tensor.SameMemory(m.Logits(), m.acts.logits) || !tensor.SameMemory(m.Losses(), m.acts.losses) {
+		t.Fatal("the CPU model copies its logits or losses to hand them out")
+	}
+}
