@@ -3,7 +3,6 @@ package tensor
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -231,8 +230,6 @@ func Open(name string, gpu int) (Backend, error) {
 	case without:
 		return nil, fmt.Errorf("%w: %s: %s", ErrBackend, name, why)
 	default:
-		names := Backends()
-		names = slices.DeleteFunc(names, func(n string) bool { return strings.HasPrefix(n, "test-") })
-		return nil, fmt.Errorf("%w: unknown backend %q (this binary has %s)", ErrBackend, name, strings.Join(names, ", "))
+		return nil, fmt.Errorf("%w: unknown backend %q (this binary has %s)", ErrBackend, name, strings.Join(Backends(), ", "))
 	}
 }
