@@ -15,6 +15,10 @@ var (
 	// binary was built without, or a device that cannot be opened. The message says
 	// which and why.
 	ErrBackend = errors.New("tensor: backend unavailable")
+	// ErrBadBackend reports a backend choice that can never work in this binary: an
+	// unknown name, a backend the binary was built without, a negative device. It
+	// comes wrapped together with ErrBackend.
+	ErrBadBackend = errors.New("tensor: no such backend")
 	// ErrDevice reports a failure of a device call (out of memory, a failed launch);
 	// the message names the call.
 	ErrDevice = errors.New("tensor: device error")
@@ -207,11 +211,11 @@ func Backends() []string {
 }
 
 // Open returns the backend called name ("cpu", "cuda") on device gpu. An unknown name,
-// a backend this binary was built without, or a device that fails to open is an error
-// wrapping ErrBackend.
+// a backend this binary was built without, or a negative gpu is an error wrapping
+// ErrBackend and ErrBadBackend; a device that fails to open wraps ErrBackend.
 func Open(name string, gpu int) (Backend, error) {
 	if gpu < 0 {
-		return nil, fmt.Errorf("%w: --gpu %d must be >= 0", ErrBackend, gpu)
+		return nil, fmt.Errorf("%w: %w: --gpu %d must be >= 0", ErrBackend, ErrBadBackend, gpu)
 	}
 	registryMu.Lock()
 	open, ok := registry[name]
@@ -228,8 +232,8 @@ func Open(name string, gpu int) (Backend, error) {
 		}
 		return be, nil
 	case without:
-		return nil, fmt.Errorf("%w: %s: %s", ErrBackend, name, why)
+		return nil, fmt.Errorf("%w: %w: %s: %s", ErrBackend, ErrBadBackend, name, why)
 	default:
-		return nil, fmt.Errorf("%w: unknown backend %q (this binary has %s)", ErrBackend, name, strings.Join(Backends(), ", "))
+		return nil, fmt.Errorf("%w: %w: unknown backend %q (this binary has %s)", ErrBackend, ErrBadBackend, name, strings.Join(Backends(), ", "))
 	}
 }

@@ -56,7 +56,7 @@ func TestOpen(t *testing.T) {
 		{"cpu", -1, "--gpu -1"},
 	} {
 		_, err := Open(tc.name, tc.gpu)
-		if !errors.Is(err, ErrBackend) || !strings.Contains(err.Error(), tc.want) {
+		if !errors.Is(err, ErrBackend) || !errors.Is(err, ErrBadBackend) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Open(%q, %d) = %v, want ErrBackend naming %q", tc.name, tc.gpu, err, tc.want)
 		}
 	}

@@ -1,8 +1,8 @@
 package main
 
 import (
+	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -28,7 +28,7 @@ func (b *backendFlags) register(fl *pflag.FlagSet) {
 func (b *backendFlags) open() (tensor.Backend, error) {
 	be, err := tensor.Open(b.name, b.gpu)
 	if err != nil {
-		if b.gpu < 0 || strings.Contains(err.Error(), "unknown backend") || strings.Contains(err.Error(), "built without") {
+		if errors.Is(err, tensor.ErrBadBackend) {
 			return nil, usageError(fmt.Errorf("--backend %s --gpu %d: %w", b.name, b.gpu, err))
 		}
 		return nil, fmt.Errorf("--backend %s --gpu %d: %w", b.name, b.gpu, err)
