@@ -19,15 +19,16 @@ import (
 
 // TrainOptions configure Train. The model's context (Model.MaxSeqLen) is Seq.
 type TrainOptions struct {
-	Model    model.Config  // layers, heads, width and vocabulary of the GPT-2
-	Seq      int           // sequence length T (>= 1)
-	Batch    int           // sequences per step (>= 1)
-	Warmup   int           // untimed first steps (>= 0)
-	Steps    int           // timed steps (>= 1)
-	Threads  int           // GOMAXPROCS while Train runs, and the peak's threads (>= 1)
-	PeakTime time.Duration // time to measure the peak for MFU
-	Seed     uint64        // seed of the weights and tokens
-	Streams  int           // TrainExact only: streams the batch is split over (>= 1)
+	Model    model.Config   // layers, heads, width and vocabulary of the GPT-2
+	Seq      int            // sequence length T (>= 1)
+	Batch    int            // sequences per step (>= 1)
+	Warmup   int            // untimed first steps (>= 0)
+	Steps    int            // timed steps (>= 1)
+	Threads  int            // GOMAXPROCS while Train runs, and the peak's threads (>= 1)
+	PeakTime time.Duration  // time to measure the peak for MFU
+	Seed     uint64         // seed of the weights and tokens
+	Streams  int            // TrainExact only: streams the batch is split over (>= 1)
+	Backend  tensor.Backend // what the model computes on; nil means the CPU
 }
 
 // TrainResult is what Train measured.
@@ -88,7 +89,7 @@ func Train(ctx context.Context, o TrainOptions, w io.Writer) (*TrainResult, erro
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	m, err := model.New(c, nil)
+	m, err := model.New(c, o.Backend)
 	if err != nil {
 		return nil, err
 	}
@@ -99,8 +100,8 @@ func Train(ctx context.Context, o TrainOptions, w io.Writer) (*TrainResult, erro
 	}
 	res := &TrainResult{Params: c.NumParams()}
 	n := res.Params
-	fmt.Fprintf(w, "model: layers %d heads %d embd %d seq %d batch %d vocab %d, %d params; gemm kernel %s, threads %d\n",
-		c.Layers, c.Heads, c.Embd, seq, batch, c.VocabSize, n, tensor.GemmKernel(), threads)
+	fmt.Fprintf(w, "model: layers %d heads %d embd %d seq %d batch %d vocab %d, %d params; device %s, gemm kernel %s, threads %d\n",
+		c.Layers, c.Heads, c.Embd, seq, batch, c.VocabSize, n, m.Backend().Device(), tensor.GemmKernel(), threads)
 
 	step := func() (float64, error) {
 		loss, err := tr.Gradients(ctx, tr.Step, spec.AllStreams(), nil)

@@ -41,6 +41,13 @@ func NewAdamW(c Config) *AdamW {
 // semantics: decoupled decay p -= lr*wd*p on 2-D weights only, then the bias-corrected Adam
 // update). It is deterministic and element-wise, so the result does not depend on threads.
 func (o *AdamW) Update(c Config, cfg AdamWConfig, lr float64, params, grads []float32) error {
+	return o.UpdateOn(tensor.NewCPU(), c, cfg, lr, params, grads)
+}
+
+// UpdateOn is Update with the element-wise kernel run by backend be: params, grads, M
+// and V must be memory be computes on (host slices for a backend that shares host
+// memory). Only the kernel runs there; the bias corrections are computed here.
+func (o *AdamW) UpdateOn(be tensor.Backend, c Config, cfg AdamWConfig, lr float64, params, grads []float32) error {
 	if len(params) != len(o.M) || len(grads) != len(o.M) {
 		return fmt.Errorf("%w: adamw state has %d floats, params %d, grads %d", ErrShape, len(o.M), len(params), len(grads))
 	}
@@ -64,7 +71,10 @@ func (o *AdamW) Update(c Config, cfg AdamWConfig, lr float64, params, grads []fl
 		if t.Decay {
 			df = decayFactor
 		}
-		tensor.AdamW(p, g, m, v, b1, b2, eps, stepSize, invSqrtBC2, df)
+		be.AdamW(p, g, m, v, b1, b2, eps, stepSize, invSqrtBC2, df)
+	}
+	if err := be.Err(); err != nil {
+		return fmt.Errorf("model: adamw on %s: %w", be.Device(), err)
 	}
 	return nil
 }

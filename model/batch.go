@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
+
+	"github.com/ringtrain/ringtrain/tensor"
 )
 
 // ErrBatchFull is returned by BatchDecoder.Add when every row of the batch is taken.
@@ -38,7 +42,9 @@ type BatchDecoder struct {
 	fch, fchGelu              []float32 // (B,4C)
 	lnf, lnfMean, lnfRstd     []float32 // (B,C), (B), (B)
 	logits                    []float32 // (B,V)
-	toks                      []int32   // (B) the token each row appends
+	toks                      []int32   // (B) the token each row appends, on the backend
+	hostToks                  []int32   // (B) toks on the host (toks itself on a host-shared backend)
+	hostLogits                []float32 // (B,V) logits on the host (logits itself on a host-shared backend)
 	kv                        []kvCache // (B) one layer's caches
 	stepping                  []*batchRow
 }
@@ -75,15 +81,25 @@ func (m *GPT) NewBatchDecoder(capacity int) (*BatchDecoder, error) {
 	}
 	c := m.Config
 	B, C, V := capacity, c.Embd, c.VocabSize
-	f := func(n int) []float32 { return make([]float32, n) }
-	return &BatchDecoder{
+	var bufs []any
+	f := func(n int) []float32 {
+		b := m.be.Alloc(n)
+		bufs = append(bufs, b)
+		return b
+	}
+	b := &BatchDecoder{
 		m: m, capacity: capacity,
 		res: f(B * C), res2: f(B * C), ln: f(B * C), mean: f(B), rstd: f(B),
 		qkv: f(B * 3 * C), atty: f(B * C), proj: f(B * C),
 		fch: f(B * 4 * C), fchGelu: f(B * 4 * C),
 		lnf: f(B * C), lnfMean: f(B), lnfRstd: f(B),
-		logits: f(B * V), toks: make([]int32, B), kv: make([]kvCache, B),
-	}, nil
+		logits: f(B * V), toks: m.be.AllocInt32(B), kv: make([]kvCache, B),
+	}
+	b.hostToks, b.hostLogits = tensor.HostBufferInt32(m.be, b.toks), tensor.HostBuffer(m.be, b.logits)
+	if !m.be.HostShared() {
+		runtime.AddCleanup(b, freeAll, deviceBufs{be: m.be, bufs: append(bufs, b.toks)})
+	}
+	return b, nil
 }
 
 // Cap returns the most sequences the batch holds.
@@ -188,7 +204,14 @@ func (b *BatchDecoder) Step() []BatchResult {
 	clear(b.rows[len(keep):])
 	b.rows = keep
 	if len(b.stepping) > 0 {
-		b.forward(b.stepping)
+		if err := b.forward(b.stepping); err != nil {
+			// The backend failed: every sequence that stepped ends with its error.
+			for _, r := range b.stepping {
+				done = append(done, BatchResult{ID: r.id, Gen: r.gen, Err: fmt.Errorf("model: generate after %d tokens: %w", len(r.gen.Tokens), err)})
+				b.spare = append(b.spare, r.d)
+			}
+			b.rows = slices.DeleteFunc(b.rows, func(r *batchRow) bool { return slices.Contains(b.stepping, r) })
+		}
 	}
 	return done
 }
@@ -225,15 +248,19 @@ func (b *BatchDecoder) sample(r *batchRow) (res BatchResult, finished bool) {
 }
 
 // forward appends the last token of each row's window at the row's next position, all
-// rows as one batch, and leaves each row's next logits in its next.
-func (b *BatchDecoder) forward(rows []*batchRow) {
-	c, be, p := b.m.Config, b.m.be, b.m.Params
+// rows as one batch, and leaves each row's next logits in its next. A failed backend is
+// its error (wrapping tensor.ErrDevice).
+func (b *BatchDecoder) forward(rows []*batchRow) error {
+	c, be, p := b.m.Config, b.m.be, b.m.dev
 	C, H, V, maxT := c.Embd, c.Heads, c.VocabSize, c.MaxSeqLen
 	B := len(rows)
 
 	res := b.res[:B*C] // (B,C)
 	for i, r := range rows {
-		b.toks[i] = r.window[len(r.window)-1]
+		b.hostToks[i] = r.window[len(r.window)-1]
+	}
+	be.UploadInt32(b.toks[:B], b.hostToks[:B])
+	for i, r := range rows {
 		be.EncoderForward(res[i*C:(i+1)*C], b.toks[i:i+1], p.Wte, p.Wpe[r.d.n*C:], 1, 1, C)
 	}
 	a := blockActs{
@@ -254,10 +281,13 @@ func (b *BatchDecoder) forward(rows []*batchRow) {
 	clear(kv)
 	be.LayerNormForward(b.lnf[:B*C], b.lnfMean[:B], b.lnfRstd[:B], res, p.LnfW, p.LnfB, B, C)
 	be.MatmulForward(b.logits[:B*V], b.lnf[:B*C], p.Wte, nil, B, C, V)
+	be.Download(b.hostLogits[:B*V], b.logits[:B*V])
+	err := be.Record().Wait()
 	for i, r := range rows {
 		r.d.n++
-		copy(r.next, b.logits[i*V:(i+1)*V])
+		copy(r.next, b.hostLogits[i*V:(i+1)*V])
 	}
+	return err
 }
 
 // GenerateBatch generates a continuation of every prompt, up to batch sequences at a

@@ -85,19 +85,19 @@ func blockForward(be tensor.Backend, w *Block, a *blockActs, x []float32, B, T, 
 func blockBackward(be tensor.Backend, w, dw *Block, a *blockActs, x []float32, d *blockGrads, B, T, C, H int, causal bool) {
 	N := B * T
 	// res3 = res2 + fcproj(gelu(fc(ln2(res2)))): dres holds d res3.
-	clear(d.dfchG)
+	be.Zero(d.dfchG)
 	be.MatmulBackward(d.dfchG, dw.FcProjW, dw.FcProjB, d.dres, a.fchGelu, w.FcProjW, N, 4*C, C)
-	clear(d.dfch)
+	be.Zero(d.dfch)
 	be.GeluBackward(d.dfch, a.fch, d.dfchG)
-	clear(d.dbuf)
+	be.Zero(d.dbuf)
 	be.MatmulBackward(d.dbuf, dw.FcW, dw.FcB, d.dfch, a.ln2, w.FcW, N, C, 4*C)
 	be.LayerNormBackward(d.dres, dw.Ln2W, dw.Ln2B, d.dbuf, a.res2, w.Ln2W, a.ln2Mean, a.ln2Rstd, N, C)
 	// res2 = x + attproj(attn(qkv(ln1(x)))): dres now holds d res2.
-	clear(d.dbuf)
+	be.Zero(d.dbuf)
 	be.MatmulBackward(d.dbuf, dw.AttnProjW, dw.AttnProjB, d.dres, a.atty, w.AttnProjW, N, C, C)
-	clear(d.dqkv)
+	be.Zero(d.dqkv)
 	be.AttentionBackward(d.dqkv, d.dbuf, a.qkv, a.atty, a.lse, B, T, C, H, causal)
-	clear(d.dbuf)
+	be.Zero(d.dbuf)
 	be.MatmulBackward(d.dbuf, dw.QKVW, dw.QKVB, d.dqkv, a.ln1, w.QKVW, N, C, 3*C)
 	be.LayerNormBackward(d.dres, dw.Ln1W, dw.Ln1B, d.dbuf, x, w.Ln1W, a.ln1Mean, a.ln1Rstd, N, C)
 }

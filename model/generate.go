@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
+
+	"github.com/ringtrain/ringtrain/tensor"
 )
 
 // Sentinel errors of text generation.
@@ -30,10 +33,12 @@ const prefillChunk = 64
 // positions runs through the same blockForward as Forward, with the backend's
 // AttentionDecodeForward over the cache in place of AttentionForward.
 //
-// A Decoder has its own cache and scratch buffers, separate from the model's training
-// activations: decoding does not disturb a Forward/Backward pair around it. It reads
-// m.Params on every call, but the cached keys and values were computed with the weights
-// of the calls that filled them; call Reset after changing the weights.
+// A Decoder has its own cache and scratch buffers (on the model's backend), separate
+// from the model's training activations: decoding does not disturb a Forward/Backward
+// pair around it. It reads the weights of the last NewDecoder, Reset or Forward (on a
+// backend that shares host memory, m.Params as it is on every call), and the cached keys
+// and values were computed with the weights of the calls that filled them; call Reset
+// after changing the weights.
 //
 // A Decoder is not safe for concurrent use, and it shares the model's backend, which is
 // called from one goroutine at a time: do not run it concurrently with other methods of
@@ -58,16 +63,23 @@ type Decoder struct {
 	lnf              []float32 // (C)
 	lnfMean, lnfRstd []float32 // (1)
 	logits           []float32 // (V)
+	toks             []int32   // (chunk) the chunk's tokens on the backend
+	hostLogits       []float32 // (V) logits on the host (logits itself on a host-shared backend)
 }
 
 // NewDecoder allocates an empty decoder for m: a cache of MaxSeqLen positions per layer
-// and scratch for prefillChunk positions.
+// and scratch for prefillChunk positions, on the model's backend.
 func (m *GPT) NewDecoder() *Decoder {
 	c := m.Config
 	L, C, V, maxT := c.Layers, c.Embd, c.VocabSize, c.MaxSeqLen
 	ch := min(maxT, prefillChunk)
-	f := func(n int) []float32 { return make([]float32, n) }
-	return &Decoder{
+	var bufs []any
+	f := func(n int) []float32 {
+		b := m.be.Alloc(n)
+		bufs = append(bufs, b)
+		return b
+	}
+	d := &Decoder{
 		m: m, maxT: maxT,
 		k: f(L * maxT * C), v: f(L * maxT * C),
 		chunk: ch,
@@ -76,7 +88,14 @@ func (m *GPT) NewDecoder() *Decoder {
 		fch: f(ch * 4 * C), fchGelu: f(ch * 4 * C),
 		lnf: f(C), lnfMean: f(1), lnfRstd: f(1),
 		logits: f(V),
+		toks:   m.be.AllocInt32(ch),
 	}
+	d.hostLogits = tensor.HostBuffer(m.be, d.logits)
+	if !m.be.HostShared() {
+		runtime.AddCleanup(d, freeAll, deviceBufs{be: m.be, bufs: append(bufs, d.toks)})
+	}
+	m.uploadParams()
+	return d
 }
 
 // Len returns the number of positions held in the cache; the next token goes to
@@ -86,8 +105,11 @@ func (d *Decoder) Len() int { return d.n }
 // Cap returns the number of positions the cache can hold (the model's MaxSeqLen).
 func (d *Decoder) Cap() int { return d.maxT }
 
-// Reset empties the cache. The buffers are kept.
-func (d *Decoder) Reset() { d.n = 0 }
+// Reset empties the cache and takes the model's current weights. The buffers are kept.
+func (d *Decoder) Reset() {
+	d.n = 0
+	d.m.uploadParams()
+}
 
 // Truncate keeps the first n positions of the cache and forgets the rest, so that
 // decoding resumes at position n. n outside [0, Len()] is an error wrapping ErrShape.
@@ -135,7 +157,12 @@ func (d *Decoder) Prefill(ctx context.Context, tokens []int32) ([]float32, error
 		d.forwardChunk(tokens[lo:min(lo+d.chunk, len(tokens))])
 	}
 	d.head()
-	return d.logits, nil
+	be := d.m.be
+	be.Download(d.hostLogits, d.logits)
+	if err := be.Record().Wait(); err != nil {
+		return nil, fmt.Errorf("model: decode on %s: %w", be.Device(), err)
+	}
+	return d.hostLogits, nil
 }
 
 // views returns the block activations of a chunk of T positions over the decoder's
@@ -159,13 +186,14 @@ func (d *Decoder) views(T int) blockActs {
 // the layers, storing their keys and values in the cache, and leaves the final residual
 // stream (T, C) in res.
 func (d *Decoder) forwardChunk(tokens []int32) {
-	c, be, p := d.m.Config, d.m.be, d.m.Params
+	c, be, p := d.m.Config, d.m.be, d.m.dev
 	C, H, maxT := c.Embd, c.Heads, d.maxT
 	T, pos0 := len(tokens), d.n
 
 	a := d.views(T)
-	res := d.res[:T*C]                                             // (T, C)
-	be.EncoderForward(res, tokens, p.Wte, p.Wpe[pos0*C:], 1, T, C) // positions pos0..pos0+T-1
+	res := d.res[:T*C] // (T, C)
+	be.UploadInt32(d.toks[:T], tokens)
+	be.EncoderForward(res, d.toks[:T], p.Wte, p.Wpe[pos0*C:], 1, T, C) // positions pos0..pos0+T-1
 	for l := range p.Blocks {
 		kv := [1]kvCache{{k: d.k[l*maxT*C : (l+1)*maxT*C], v: d.v[l*maxT*C : (l+1)*maxT*C], pos0: pos0}}
 		blockForward(be, &p.Blocks[l], &a, res, 1, T, C, H, true, kv[:])
@@ -177,7 +205,7 @@ func (d *Decoder) forwardChunk(tokens []int32) {
 // head computes the logits of the last position of the last chunk: the final LayerNorm,
 // then lnf · wteᵀ.
 func (d *Decoder) head() {
-	c, be, p := d.m.Config, d.m.be, d.m.Params
+	c, be, p := d.m.Config, d.m.be, d.m.dev
 	C, V := c.Embd, c.VocabSize
 	last := d.res[(d.lastT-1)*C : d.lastT*C] // (1, C)
 	be.LayerNormForward(d.lnf, d.lnfMean, d.lnfRstd, last, p.LnfW, p.LnfB, 1, C)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ringtrain/ringtrain/safetensors"
+	"github.com/ringtrain/ringtrain/tensor"
 )
 
 // The golden files come from scripts/golden/gen_gpt2_golden.py, an independent float64
@@ -68,13 +69,16 @@ func goldenSlab(t *testing.T, f *safetensors.File, c Config, prefix string) []fl
 	return slab
 }
 
-func loadGoldenModel(t *testing.T) *GPT {
+func loadGoldenModel(t *testing.T) *GPT { return loadGoldenModelOn(t, nil) }
+
+// loadGoldenModelOn loads the golden model onto backend be (nil: the CPU).
+func loadGoldenModelOn(t *testing.T, be tensor.Backend) *GPT {
 	t.Helper()
 	cfg, slab, err := ImportHF("testdata/golden/gpt2_tiny")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(cfg, nil)
+	m, err := New(cfg, be)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,9 +105,11 @@ func compare(t *testing.T, what string, got, want []float32, atol, rtol float64)
 	t.Logf("%s: max |diff| %.3g at %d", what, worst, worstAt)
 }
 
-func TestGoldenCausal(t *testing.T) {
+func TestGoldenCausal(t *testing.T) { onBackends(t, goldenCausal) }
+
+func goldenCausal(t *testing.T, be tensor.Backend) {
 	f := openGolden(t, "causal.safetensors")
-	m := loadGoldenModel(t)
+	m := loadGoldenModelOn(t, be)
 	c := m.Config
 	inputs, targets := goldenI32(t, f, "inputs"), goldenI32(t, f, "targets")
 	B, T := 2, len(inputs)/2
@@ -135,9 +141,11 @@ func compareGrads(t *testing.T, m *GPT, want []float32) {
 	}
 }
 
-func TestGoldenMasked(t *testing.T) {
+func TestGoldenMasked(t *testing.T) { onBackends(t, goldenMasked) }
+
+func goldenMasked(t *testing.T, be tensor.Backend) {
 	f := openGolden(t, "masked.safetensors")
-	m := loadGoldenModel(t)
+	m := loadGoldenModelOn(t, be)
 	inputs, targets := goldenI32(t, f, "inputs"), goldenI32(t, f, "targets")
 	B, T := 2, len(inputs)/2
 	if _, _, err := m.Forward(inputs, nil, B, T, false); err != nil {
@@ -159,9 +167,11 @@ func TestGoldenMasked(t *testing.T) {
 	compareGrads(t, m, goldenSlab(t, f, m.Config, "grad."))
 }
 
-func TestGoldenAdamW(t *testing.T) {
+func TestGoldenAdamW(t *testing.T) { onBackends(t, goldenAdamW) }
+
+func goldenAdamW(t *testing.T, be tensor.Backend) {
 	f := openGolden(t, "causal.safetensors")
-	m := loadGoldenModel(t)
+	m := loadGoldenModelOn(t, be)
 	c := m.Config
 	inputs, targets := goldenI32(t, f, "inputs"), goldenI32(t, f, "targets")
 	B, T := 2, len(inputs)/2

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 
 	"github.com/ringtrain/ringtrain/tensor"
 )
@@ -14,13 +15,21 @@ import (
 // ZeroGrad in turn. Params.Slab and Grads.Slab are owned by the GPT; callers may read and
 // write them between calls (the all-reduce sums Grads.Slab in place, the optimizer
 // updates Params.Slab).
+//
+// Params and Grads are host memory and the canonical state (what the ring sums,
+// checkpoints save and state sync streams). The backend computes on its own buffers,
+// dev and dgrads: the same slabs on the CPU, device copies elsewhere. Forward uploads
+// Params before it runs; Backward downloads each gradient range before handing it to
+// ready (and the whole slab by the time it returns); ZeroGrad clears both.
 type GPT struct {
 	Config Config
 	Params *Params // (N) weights
 	Grads  *Params // (N) gradients, accumulated by Backward until ZeroGrad
 
-	be   tensor.Backend
-	acts *activations
+	be     tensor.Backend
+	dev    *Params // (N) the backend's weights: Params itself where the backend shares host memory
+	dgrads *Params // (N) the backend's gradients: Grads itself where the backend shares host memory
+	acts   *activations
 	// set by a Forward with targets, consumed by Backward
 	haveLoss bool
 	causal   bool
@@ -39,12 +48,30 @@ type activations struct {
 	logits  []float32   // (B,T,V): logits, then probabilities, then dlogits
 	losses  []float32   // (B,T)
 	grads   blockGrads  // backward scratch, shared by the head and every block
+
+	// host copies of logits and losses (the buffers themselves on a host-shared backend)
+	hostLogits, hostLosses []float32
+	// bufs lists every buffer allocated, for free; cleanup frees them if the
+	// activations are collected first (backends that do not share host memory)
+	bufs    []any
+	cleanup runtime.Cleanup
 }
 
-func newActivations(c Config, B, T int) *activations {
+// newActivations allocates the buffers of one (B,T) on be.
+func newActivations(be tensor.Backend, c Config, B, T int) *activations {
 	L, C, H, V := c.Layers, c.Embd, c.Heads, c.VocabSize
 	N := B * T
-	f := func(n int) []float32 { return make([]float32, n) }
+	var bufs []any
+	f := func(n int) []float32 {
+		b := be.Alloc(n)
+		bufs = append(bufs, b)
+		return b
+	}
+	i32 := func(n int) []int32 {
+		b := be.AllocInt32(n)
+		bufs = append(bufs, b)
+		return b
+	}
 	ln1, ln1Mean, ln1Rstd := f(L*N*C), f(L*N), f(L*N)
 	qkv, atty, lse := f(L*N*3*C), f(L*N*C), f(L*B*H*T)
 	res2 := f(L * N * C)
@@ -65,9 +92,9 @@ func newActivations(c Config, B, T int) *activations {
 			res3: view(res3, N*C),
 		}
 	}
-	return &activations{
+	a := &activations{
 		B: B, T: T,
-		inputs: make([]int32, N), targets: make([]int32, N),
+		inputs: i32(N), targets: i32(N),
 		encoded: f(N * C),
 		layers:  layers,
 		lnf:     f(N * C), lnfMean: f(N), lnfRstd: f(N),
@@ -76,6 +103,19 @@ func newActivations(c Config, B, T int) *activations {
 			dres: f(N * C), dbuf: f(N * C), dfch: f(N * 4 * C), dfchG: f(N * 4 * C), dqkv: f(N * 3 * C),
 		},
 	}
+	a.hostLogits, a.hostLosses = tensor.HostBuffer(be, a.logits), tensor.HostBuffer(be, a.losses)
+	a.bufs = bufs
+	if !be.HostShared() {
+		a.cleanup = runtime.AddCleanup(a, freeAll, deviceBufs{be: be, bufs: bufs})
+	}
+	return a
+}
+
+// free returns the buffers to be now; a must not be used afterwards.
+func (a *activations) free(be tensor.Backend) {
+	a.cleanup.Stop()
+	freeAll(deviceBufs{be: be, bufs: a.bufs})
+	a.bufs = nil
 }
 
 // residualOut returns the residual stream leaving the last block, (B,T,C): the
@@ -103,8 +143,36 @@ func New(c Config, be tensor.Backend) (*GPT, error) {
 	if be == nil {
 		be = tensor.NewCPU()
 	}
-	return &GPT{Config: c, Params: NewParams(c), Grads: NewParams(c), be: be}, nil
+	m := &GPT{Config: c, Params: NewParams(c), Grads: NewParams(c), be: be}
+	m.dev, m.dgrads = ViewParams(c, be.Mirror(m.Params.Slab)), ViewParams(c, be.Mirror(m.Grads.Slab))
+	if err := be.Err(); err != nil {
+		return nil, fmt.Errorf("model: allocating %d parameters on %s: %w", c.NumParams(), be.Device(), err)
+	}
+	if !be.HostShared() {
+		// Device buffers are not garbage collected: free them with the model.
+		runtime.AddCleanup(m, freeAll, deviceBufs{be: be, bufs: []any{m.dev.Slab, m.dgrads.Slab}})
+	}
+	return m, nil
 }
+
+// deviceBufs are buffers of a backend to free when their owner is collected.
+type deviceBufs struct {
+	be   tensor.Backend
+	bufs []any
+}
+
+func freeAll(d deviceBufs) {
+	for _, b := range d.bufs {
+		d.be.Free(b)
+	}
+}
+
+// Backend returns the backend the model runs on.
+func (m *GPT) Backend() tensor.Backend { return m.be }
+
+// uploadParams copies Params to the backend's weights (nothing on a host-shared
+// backend, where they are the same slab).
+func (m *GPT) uploadParams() { m.be.Upload(m.dev.Slab, m.Params.Slab) }
 
 // InitWeights draws GPT-2's initialisation from seed: weights normal(0, 0.02), the two
 // residual projections of each block normal(0, 0.02/sqrt(2*layers)), biases 0, LayerNorm
@@ -172,8 +240,13 @@ func (n *normal) next() float64 {
 	return r * math.Cos(2*math.Pi*u2)
 }
 
-// ZeroGrad clears the gradient slab.
-func (m *GPT) ZeroGrad() { clear(m.Grads.Slab) }
+// ZeroGrad clears the gradient slab (and the backend's gradients).
+func (m *GPT) ZeroGrad() {
+	m.be.Zero(m.dgrads.Slab)
+	if !m.be.HostShared() {
+		clear(m.Grads.Slab)
+	}
+}
 
 // Forward runs the model on inputs (B,T). With targets (B,T) (-1 marks a position
 // without a target) it also computes the cross-entropy losses, returns their sum and the
@@ -204,44 +277,55 @@ func (m *GPT) Forward(inputs, targets []int32, B, T int, causal bool) (lossSum f
 		if err := c.CheckLimits(HardLimits, B, T); err != nil {
 			return 0, 0, fmt.Errorf("%w: %w", ErrShape, err)
 		}
+		if m.acts != nil {
+			m.acts.free(m.be)
+		}
 		m.acts = nil // let the old buffers go before allocating new ones
-		m.acts = newActivations(c, B, T)
+		m.acts = newActivations(m.be, c, B, T)
 	}
 	a := m.acts
-	copy(a.inputs, inputs)
+	m.be.UploadInt32(a.inputs, inputs)
+	m.uploadParams()
 	m.causal = causal
 	m.haveLoss = false
 
-	be, p := m.be, m.Params
+	be, p := m.be, m.dev
 	C, H, V := c.Embd, c.Heads, c.VocabSize
 	BT := B * T
-	be.EncoderForward(a.encoded, inputs, p.Wte, p.Wpe, B, T, C)
+	be.EncoderForward(a.encoded, a.inputs, p.Wte, p.Wpe, B, T, C)
 	for l := range a.layers {
 		blockForward(be, &p.Blocks[l], &a.layers[l], a.residualIn(l), B, T, C, H, causal, nil)
 	}
 	be.LayerNormForward(a.lnf, a.lnfMean, a.lnfRstd, a.residualOut(), p.LnfW, p.LnfB, BT, C)
 	be.MatmulForward(a.logits, a.lnf, p.Wte, nil, BT, C, V)
 	if targets == nil {
+		if err := be.Err(); err != nil {
+			return 0, 0, fmt.Errorf("model: forward on %s: %w", be.Device(), err)
+		}
 		return 0, 0, nil
 	}
-	copy(a.targets, targets)
+	be.UploadInt32(a.targets, targets)
 	for _, t := range targets {
 		if t >= 0 {
 			count++
 		}
 	}
-	lossSum = be.SoftmaxCrossEntropy(a.losses, a.logits, targets, BT, V)
+	lossSum = be.SoftmaxCrossEntropy(a.losses, a.logits, a.targets, BT, V)
+	if err := be.Err(); err != nil {
+		return 0, 0, fmt.Errorf("model: forward on %s: %w", be.Device(), err)
+	}
 	m.haveLoss = true
 	return lossSum, count, nil
 }
 
 // Logits returns the (B,T,V) logits of the last Forward without targets. The slice is
-// owned by the model and overwritten by the next Forward.
+// host memory owned by the model and overwritten by the next Forward. On a backend
+// that does not share host memory each call downloads them.
 func (m *GPT) Logits() []float32 {
 	if m.acts == nil {
 		return nil
 	}
-	return m.acts.logits
+	return m.download(m.acts.hostLogits, m.acts.logits)
 }
 
 // Losses returns the (B,T) per-position losses of the last Forward with targets, owned
@@ -250,7 +334,16 @@ func (m *GPT) Losses() []float32 {
 	if m.acts == nil {
 		return nil
 	}
-	return m.acts.losses
+	return m.download(m.acts.hostLosses, m.acts.losses)
+}
+
+// download copies buffer src into host dst and waits for it; nil if the backend failed.
+func (m *GPT) download(dst, src []float32) []float32 {
+	m.be.Download(dst, src)
+	if m.be.Record().Wait() != nil {
+		return nil
+	}
+	return dst
 }
 
 // Backward adds into Grads the gradient of scale * (sum of the losses of the last
@@ -266,7 +359,7 @@ func (m *GPT) Backward(scale float32, ready func(lo, hi int)) error {
 		return fmt.Errorf("%w: Backward without a Forward with targets", ErrShape)
 	}
 	m.haveLoss = false
-	c, a, be, p, g := m.Config, m.acts, m.be, m.Params, m.Grads
+	c, a, be, p, g := m.Config, m.acts, m.be, m.dev, m.dgrads
 	B, T := a.B, a.T
 	L, C, H, V := c.Layers, c.Embd, c.Heads, c.VocabSize
 	BT := B * T
@@ -276,18 +369,34 @@ func (m *GPT) Backward(scale float32, ready func(lo, hi int)) error {
 
 	d := &a.grads
 	be.CrossEntropyBackward(a.logits, a.targets, scale, BT, V)
-	clear(d.dbuf)
+	be.Zero(d.dbuf)
 	be.MatmulBackward(d.dbuf, g.Wte, nil, a.logits, a.lnf, p.Wte, BT, C, V)
-	clear(d.dres)
+	be.Zero(d.dres)
 	be.LayerNormBackward(d.dres, g.LnfW, g.LnfB, d.dbuf, a.residualOut(), p.LnfW, a.lnfMean, a.lnfRstd, BT, C)
-	ready(len(g.Slab)-len(g.LnfW)-len(g.LnfB), len(g.Slab)) // ln_f weight and bias close the slab
+	// ln_f weight and bias close the slab
+	if err := m.handOver(len(g.Slab)-len(g.LnfW)-len(g.LnfB), len(g.Slab), ready); err != nil {
+		return err
+	}
 
 	for l := L - 1; l >= 0; l-- {
 		dw := &g.Blocks[l]
 		blockBackward(be, &p.Blocks[l], dw, &a.layers[l], a.residualIn(l), d, B, T, C, H, m.causal)
-		ready(dw.Range())
+		lo, hi := dw.Range()
+		if err := m.handOver(lo, hi, ready); err != nil {
+			return err
+		}
 	}
 	be.EncoderBackward(g.Wte, g.Wpe, d.dres, a.inputs, B, T, C)
-	ready(0, len(g.Wte)+len(g.Wpe))
+	return m.handOver(0, len(g.Wte)+len(g.Wpe), ready)
+}
+
+// handOver downloads the gradients [lo, hi) into Grads, waits for them, and passes the
+// range to ready. A failed backend is an error wrapping tensor.ErrDevice.
+func (m *GPT) handOver(lo, hi int, ready func(lo, hi int)) error {
+	m.be.Download(m.Grads.Slab[lo:hi], m.dgrads.Slab[lo:hi])
+	if err := m.be.Record().Wait(); err != nil {
+		return fmt.Errorf("model: backward on %s: %w", m.be.Device(), err)
+	}
+	ready(lo, hi)
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/ringtrain/ringtrain/tensor"
 )
 
 func TestParamCountMatchesLayout(t *testing.T) {
@@ -31,7 +33,7 @@ func TestParamCountMatchesLayout(t *testing.T) {
 func TestActivationBytesMatchesAllocation(t *testing.T) {
 	c := hfTestConfig
 	B, T := 3, 5
-	a := newActivations(c, B, T)
+	a := newActivations(tensor.NewCPU(), c, B, T)
 	floats := len(a.encoded) + len(a.lnf) + len(a.lnfMean) + len(a.lnfRstd) + len(a.logits) + len(a.losses) +
 		len(a.inputs) + len(a.targets) +
 		len(a.grads.dres) + len(a.grads.dbuf) + len(a.grads.dfch) + len(a.grads.dfchG) + len(a.grads.dqkv)

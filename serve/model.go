@@ -5,6 +5,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/chat"
 	"github.com/ringtrain/ringtrain/model"
+	"github.com/ringtrain/ringtrain/tensor"
 	"github.com/ringtrain/ringtrain/tokenizer"
 )
 
@@ -31,6 +32,11 @@ type Model struct {
 // or one chosen for a directory that carries none). A tokenizer with more ids than the
 // model's vocabulary, or an unknown template name, is an error.
 func NewModel(ck *model.Checkpoint, tok tokenizer.Tokenizer, name string) (*Model, error) {
+	return NewModelOn(ck, tok, name, nil)
+}
+
+// NewModelOn is NewModel with the model on backend be (nil: the CPU).
+func NewModelOn(ck *model.Checkpoint, tok tokenizer.Tokenizer, name string, be tensor.Backend) (*Model, error) {
 	if tok.VocabSize() > ck.Config.VocabSize {
 		return nil, fmt.Errorf("tokenizer has %d ids but the model only %d", tok.VocabSize(), ck.Config.VocabSize)
 	}
@@ -38,7 +44,7 @@ func NewModel(ck *model.Checkpoint, tok tokenizer.Tokenizer, name string) (*Mode
 	if err != nil {
 		return nil, fmt.Errorf("trainer_state.json chat_template: %w", err)
 	}
-	m, err := model.New(ck.Config, nil)
+	m, err := model.New(ck.Config, be)
 	if err != nil {
 		return nil, err
 	}

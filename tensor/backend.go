@@ -1,14 +1,22 @@
 package tensor
 
-// Backend is the op set a GPT is written against. Shapes are given in the comments of
-// each method; all tensors are row-major float32 slices. Forward methods overwrite their
-// outputs. Backward methods ADD into their gradient outputs (parameter gradients and
-// input gradients alike): zeroing is explicit and the caller's job.
+// Backend is the op set a GPT is written against: memory (Memory) and compute. Shapes
+// are given in the comments of each method; all tensors are row-major float32 (or int32)
+// buffers. Forward methods overwrite their outputs. Backward methods ADD into their
+// gradient outputs (parameter gradients and input gradients alike): zeroing is explicit
+// and the caller's job.
+//
+// Every buffer argument of an op is a buffer of this backend (see Memory): a slice of
+// one Alloc'd buffer, or of a Mirror. Callers slice buffers to make views but never read
+// or write their elements; they move data with Upload and Download.
 //
 // A Backend is called from one goroutine at a time per model; it may use several
 // goroutines inside a call. Every method is deterministic: the same inputs give the same
-// bits whatever the number of threads.
+// bits whatever the number of threads. Ops may run asynchronously (in order); an op that
+// returns a value (SoftmaxCrossEntropy, SumSquares) waits for the ops before it.
 type Backend interface {
+	Memory
+
 	// EncoderForward: out (B,T,C) = wte[inp] + wpe[t]; inp (B,T); wte (V,C); wpe (maxT,C).
 	EncoderForward(out []float32, inp []int32, wte, wpe []float32, B, T, C int)
 	// EncoderBackward adds dout (B,T,C) into dwte (V,C) rows and dwpe (maxT,C).
@@ -56,9 +64,20 @@ type Backend interface {
 	// CrossEntropyBackward turns probabilities (N,V) in place into dlogits =
 	// (p - onehot(target)) * scale; rows with target < 0 become zero.
 	CrossEntropyBackward(probs []float32, targets []int32, scale float32, N, V int)
+
+	// SumSquares returns the sum of x's squares in float64 over fixed chunks of chunk
+	// elements, the chunks' sums added in order (the gradient norm's reduction).
+	SumSquares(x []float32, chunk int) float64
+	// Scale: x (N) *= c.
+	Scale(x []float32, c float32)
+	// AdamW applies one AdamW step to p, g, m, v (N) (see the function AdamW).
+	AdamW(p, g, m, v []float32, b1, b2, eps, stepSize, invSqrtBC2, decayFactor float32)
 }
 
-// CPU is the Backend that runs on the host's cores.
+// CPU is the Backend that runs on the host's cores. Its buffers are host memory: Alloc
+// is make, Mirror returns the host slice itself, and Upload or Download between a slice
+// and itself does nothing, so a model on the CPU copies nothing it did not copy before
+// the op set became device-aware.
 type CPU struct{}
 
 // NewCPU returns the CPU backend.

@@ -7,6 +7,16 @@
 // The model package is the only caller, for training and for generation; benchmarks
 // and tests call the kernels directly.
 //
+// # Memory
+//
+// The op set is device-aware (memory.go): buffers are slices whose memory the backend
+// owns, moved with Upload and Download and waited for with events, so that a model
+// runs unchanged on a device. The CPU's buffers are host memory and those moves
+// between a slice and itself are no-ops. Guarded (Linux) runs the CPU kernels over
+// buffers that fault when host code touches them outside a call: the tests' way of
+// proving that the model reaches backend memory only through the op set. Open picks a
+// backend by name for --backend; tensor/cuda (build tag cuda) registers "cuda".
+//
 // # Determinism
 //
 // Every kernel gives the same bits whatever the number of threads. Work is split over

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/model"
 	"github.com/ringtrain/ringtrain/shard"
+	"github.com/ringtrain/ringtrain/tensor"
 )
 
 // EvalOptions selects what EvaluateCheckpoint measures.
@@ -32,6 +33,8 @@ type EvalOptions struct {
 	// Notes receives a line saying which tokenizer reads a dataset that carries none;
 	// nil for none.
 	Notes io.Writer
+	// Backend is what the model computes on; nil means the CPU.
+	Backend tensor.Backend
 }
 
 // EvalReport is what EvaluateCheckpointReport measured.
@@ -122,7 +125,7 @@ func EvaluateCheckpointReport(ctx context.Context, dir string, o EvalOptions) (*
 	if batches.Len() == 0 {
 		return nil, fmt.Errorf("dataset %s: %s split has no batch of %d x %d tokens", o.Data, split, spec.MicroBatch, spec.SeqLen)
 	}
-	m, err := model.New(ck.Config, nil)
+	m, err := model.New(ck.Config, o.Backend)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/model"
 	"github.com/ringtrain/ringtrain/shard"
+	"github.com/ringtrain/ringtrain/tensor"
 	"github.com/ringtrain/ringtrain/tokenizer"
 )
 
@@ -27,6 +28,8 @@ type RunOptions struct {
 	NoResume bool
 	// NoTensorBoard turns off the TensorBoard event files under <out>/tb.
 	NoTensorBoard bool
+	// Backend is what the model computes on; nil means the CPU.
+	Backend tensor.Backend
 }
 
 // Result summarises a finished run.
@@ -174,7 +177,7 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 			}
 		}
 	}
-	m, err := model.New(spec.Model, nil)
+	m, err := model.New(spec.Model, opts.Backend)
 	if err != nil {
 		return nil, err
 	}

@@ -101,7 +101,7 @@ func (w *Worker) loadJob(ctx context.Context) (*jobState, error) {
 	if p.ObjectiveNote != "" {
 		w.log.Info("objective", "note", p.ObjectiveNote)
 	}
-	m, err := model.New(p.Spec.Model, nil)
+	m, err := model.New(p.Spec.Model, w.cfg.Backend)
 	if err != nil {
 		return nil, fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/ringtrain/ringtrain/metrics"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
 	"github.com/ringtrain/ringtrain/security"
+	"github.com/ringtrain/ringtrain/tensor"
 	"github.com/ringtrain/ringtrain/trainer"
 )
 
@@ -41,7 +42,11 @@ type Config struct {
 	// Coordinators is the coordinator cluster (required): a *coordinator.Client,
 	// or a *coordinator.Inmem in tests. The worker does not close it.
 	Coordinators Coordinator
-	// Device names the compute device reported to the coordinator (default "cpu").
+	// Backend is what the model computes on (nil: the CPU). Every worker of a local
+	// cluster may share one.
+	Backend tensor.Backend
+	// Device names the compute device reported to the coordinator; empty means what
+	// the backend reports (Backend.Device(): "cpu", "cuda:0 NVIDIA H200").
 	Device string
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
@@ -136,8 +141,11 @@ func New(cfg Config) (*Worker, error) {
 			return nil, fmt.Errorf("%w: the certificate names %s, this worker is %s", ErrBadConfig, who, want)
 		}
 	}
+	if cfg.Backend == nil {
+		cfg.Backend = tensor.NewCPU()
+	}
 	if cfg.Device == "" {
-		cfg.Device = "cpu"
+		cfg.Device = cfg.Backend.Device()
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"

@@ -85,6 +85,7 @@ cache-resident data on --threads cores, measured in the same run.`,
 }
 
 func newBenchTrainCmd(_ *globals) *cobra.Command {
+	var backend backendFlags
 	var (
 		o      bench.TrainOptions
 		kernel string
@@ -114,11 +115,16 @@ step of each on two copies of the model, and prints both ms/step and their ratio
 			if err := setGemmKernel(kernel); err != nil {
 				return err
 			}
+			be, err := backend.open()
+			if err != nil {
+				return err
+			}
+			o.Backend = be
 			if exact {
 				_, err := bench.TrainExact(cmd.Context(), o, cmd.OutOrStdout())
 				return err
 			}
-			_, err := bench.Train(cmd.Context(), o, cmd.OutOrStdout())
+			_, err = bench.Train(cmd.Context(), o, cmd.OutOrStdout())
 			return err
 		},
 	}
@@ -137,5 +143,6 @@ step of each on two copies of the model, and prints both ms/step and their ratio
 	fl.Uint64Var(&o.Seed, "seed", 1337, "seed of the weights and tokens")
 	fl.BoolVar(&exact, "exact", false, "compare the normal step with exact mode's, alternating")
 	fl.IntVar(&o.Streams, "streams", 1, "with --exact: streams the batch is split over")
+	backend.register(fl)
 	return cmd
 }

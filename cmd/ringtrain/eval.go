@@ -11,6 +11,7 @@ import (
 )
 
 func newEvalCmd(g *globals) *cobra.Command {
+	var backend backendFlags
 	var (
 		ckpt, split string
 		o           trainer.EvalOptions
@@ -53,6 +54,11 @@ the share of answers equal to the rows' answers.`,
 				return usageErrorf("--objective %q: want causal, masked or sft", objective)
 			}
 			o.Notes = g.notes(cmd, slog.LevelInfo)
+			be, err := backend.open()
+			if err != nil {
+				return err
+			}
+			o.Backend = be
 			r, err := trainer.EvaluateCheckpointReport(cmd.Context(), ckpt, o)
 			if err != nil {
 				return err
@@ -88,6 +94,7 @@ the share of answers equal to the rows' answers.`,
 	fl.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	fl.StringVar(&o.Tokenizer, "tokenizer", "", "tokenizer of a dataset without a tokenizer file (llm.c shards): gpt2 (the default there), byte, or a tokenizer file")
 	em.register(cmd)
+	backend.register(fl)
 	requireFlags(cmd, "checkpoint")
 	return cmd
 }

@@ -13,6 +13,7 @@ import (
 )
 
 func newGenerateCmd(g *globals) *cobra.Command {
+	var backend backendFlags
 	var (
 		ckpt, prompt, tokSpec string
 		opts                  = model.GenerateOptions{StopAtEOT: true}
@@ -53,10 +54,18 @@ rate is printed at the end. With sampling, row i (from 0) is sampled with seed
 				if err != nil {
 					return err
 				}
-				err = generateFile(cmd, ckpt, tokSpec, file, opts, log)
+				be, err := backend.open()
+				if err != nil {
+					return err
+				}
+				err = generateFile(cmd, ckpt, tokSpec, be, file, opts, log)
 				if err != nil && cmd.Context().Err() != nil {
 					return interruptedError(err) // the rows written so far are in --out
 				}
+				return err
+			}
+			be, err := backend.open()
+			if err != nil {
 				return err
 			}
 			ck, err := model.LoadCheckpoint(ckpt)
@@ -67,7 +76,7 @@ rate is printed at the end. With sampling, row i (from 0) is sampled with seed
 			if err != nil {
 				return fmt.Errorf("checkpoint %s: %w", ckpt, err)
 			}
-			m, err := model.New(ck.Config, nil)
+			m, err := model.New(ck.Config, be)
 			if err != nil {
 				return err
 			}
@@ -76,6 +85,7 @@ rate is printed at the end. With sampling, row i (from 0) is sampled with seed
 		},
 	}
 	fl := cmd.Flags()
+	backend.register(fl)
 	fl.StringVar(&ckpt, "checkpoint", "", "checkpoint directory (ringtrain's or a Hugging Face GPT-2 directory)")
 	fl.StringVar(&prompt, "prompt", "\n", "text to continue")
 	fl.StringVar(&tokSpec, "tokenizer", "gpt2", "tokenizer for checkpoints that carry none (Hugging Face directories)")

@@ -17,6 +17,7 @@ import (
 	"github.com/ringtrain/ringtrain/chat"
 	"github.com/ringtrain/ringtrain/model"
 	"github.com/ringtrain/ringtrain/serve"
+	"github.com/ringtrain/ringtrain/tensor"
 )
 
 // promptsFile are the flags of `generate --prompts`.
@@ -29,6 +30,11 @@ type promptsFile struct {
 // directory without one) as a serve.Model named after the directory, and prints the
 // template note once to w when the checkpoint records no chat template.
 func loadModel(dir, tokSpec string, w io.Writer) (*serve.Model, error) {
+	return loadModelOn(dir, tokSpec, nil, w)
+}
+
+// loadModelOn is loadModel with the model on backend be (nil: the CPU).
+func loadModelOn(dir, tokSpec string, be tensor.Backend, w io.Writer) (*serve.Model, error) {
 	ck, err := model.LoadCheckpoint(dir)
 	if err != nil {
 		return nil, err
@@ -37,7 +43,7 @@ func loadModel(dir, tokSpec string, w io.Writer) (*serve.Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
-	m, err := serve.NewModel(ck, tok, filepath.Base(filepath.Clean(dir)))
+	m, err := serve.NewModelOn(ck, tok, filepath.Base(filepath.Clean(dir)), be)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
@@ -94,7 +100,7 @@ func readPrompts(path string, cols chat.Columns, m *serve.Model) ([]promptRow, e
 
 // generateFile answers every row of file.in with the checkpoint's model and writes the
 // rows with their answers to file.out.
-func generateFile(cmd *cobra.Command, ckpt, tokSpec string, file promptsFile, opts model.GenerateOptions, log *slog.Logger) error {
+func generateFile(cmd *cobra.Command, ckpt, tokSpec string, be tensor.Backend, file promptsFile, opts model.GenerateOptions, log *slog.Logger) error {
 	stderr, stdout := cmd.ErrOrStderr(), cmd.OutOrStdout()
 	cols, err := chat.ParseColumns(file.columns)
 	if err != nil {
@@ -106,7 +112,7 @@ func generateFile(cmd *cobra.Command, ckpt, tokSpec string, file promptsFile, op
 	if opts.MaxTokens < 1 {
 		return usageErrorf("--max-tokens %d: must be >= 1", opts.MaxTokens)
 	}
-	m, err := loadModel(ckpt, tokSpec, stderr)
+	m, err := loadModelOn(ckpt, tokSpec, be, stderr)
 	if err != nil {
 		return err
 	}

@@ -16,11 +16,13 @@ import (
 	"github.com/ringtrain/ringtrain/localcluster"
 	"github.com/ringtrain/ringtrain/model"
 	"github.com/ringtrain/ringtrain/shard"
+	"github.com/ringtrain/ringtrain/tensor"
 	"github.com/ringtrain/ringtrain/trainer"
 	"github.com/ringtrain/ringtrain/worker"
 )
 
 func newLocalCmd(g *globals) *cobra.Command {
+	var backend backendFlags
 	f := &specFlags{}
 	var (
 		dir          string
@@ -104,7 +106,11 @@ last completed step first, and exits with status 130; rerun to resume. Exit stat
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "training %d-layer %d-wide GPT for %d steps on %s with %d worker(s) and %d coordinator replica(s); checkpoints in %s\n",
 				spec.Model.Layers, spec.Model.Embd, spec.Steps, spec.Data, workers, coordinators, spec.Out)
-			ckpt, err := runLocalCluster(cmd, g, log, spec, dir, workers, coordinators, metricsAddr, !tensorBoard)
+			be, err := backend.open()
+			if err != nil {
+				return err
+			}
+			ckpt, err := runLocalCluster(cmd, g, log, spec, be, dir, workers, coordinators, metricsAddr, !tensorBoard)
 			if err != nil {
 				return err
 			}
@@ -119,7 +125,7 @@ last completed step first, and exits with status 130; rerun to resume. Exit stat
 			if err != nil {
 				return err
 			}
-			m, err := model.New(ck.Config, nil)
+			m, err := model.New(ck.Config, be)
 			if err != nil {
 				return err
 			}
@@ -129,6 +135,7 @@ last completed step first, and exits with status 130; rerun to resume. Exit stat
 		},
 	}
 	f.register(cmd)
+	backend.register(cmd.Flags())
 	f.spec.Steps = 600
 	f.spec.EvalInterval = 200
 	f.spec.CheckpointInterval = 200
@@ -191,7 +198,7 @@ const defaultLocalWorkers = 2
 // time split, and returns the last checkpoint rank 0 wrote. With metricsAddr set,
 // every replica's and worker's metrics are served there from one registry; rank 0
 // writes TensorBoard event files unless noTensorBoard.
-func runLocalCluster(cmd *cobra.Command, g *globals, log *slog.Logger, spec trainer.Spec, dir string, n, coordinators int, metricsAddr string, noTensorBoard bool) (string, error) {
+func runLocalCluster(cmd *cobra.Command, g *globals, log *slog.Logger, spec trainer.Spec, be tensor.Backend, dir string, n, coordinators int, metricsAddr string, noTensorBoard bool) (string, error) {
 	reg := newRegistry()
 	stop, err := serveMetrics(cmd, metricsAddr, reg, log)
 	if err != nil {
@@ -203,7 +210,7 @@ func runLocalCluster(cmd *cobra.Command, g *globals, log *slog.Logger, spec trai
 		Spec: spec, Workers: n, Coordinators: coordinators, Dir: dir,
 		Replica:  coordinator.Config{Logger: quiet, Settle: 100 * time.Millisecond},
 		Client:   coordinator.ClientOptions{Logger: quiet},
-		Worker:   worker.Config{Logger: log, Progress: cmd.OutOrStdout(), NoTensorBoard: noTensorBoard},
+		Worker:   worker.Config{Logger: log, Progress: cmd.OutOrStdout(), NoTensorBoard: noTensorBoard, Backend: be},
 		Registry: reg,
 	})
 	if err != nil {

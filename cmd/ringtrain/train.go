@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/ringtrain/ringtrain/model"
+	"github.com/ringtrain/ringtrain/tensor"
 	"github.com/ringtrain/ringtrain/trainer"
 )
 
@@ -131,6 +132,7 @@ func overlayChanged(cmd *cobra.Command, base trainer.Spec) (trainer.Spec, error)
 }
 
 func newTrainCmd(g *globals) *cobra.Command {
+	var backend backendFlags
 	f := &specFlags{}
 	var noResume, printConfig, tensorBoard bool
 	cmd := &cobra.Command{
@@ -175,11 +177,16 @@ interrupted.`,
 					return err
 				}
 			}
-			_, err = runTraining(cmd, log, spec, noResume, !tensorBoard)
+			be, err := backend.open()
+			if err != nil {
+				return err
+			}
+			_, err = runTraining(cmd, log, spec, be, noResume, !tensorBoard)
 			return err
 		},
 	}
 	f.register(cmd)
+	backend.register(cmd.Flags())
 	cmd.Flags().BoolVar(&noResume, "no-resume", false, "refuse to start when --out already holds checkpoints (instead of resuming from the newest)")
 	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the job spec these flags and --config make, as job YAML, and exit")
 	cmd.Flags().BoolVar(&tensorBoard, "tensorboard", true, tensorBoardHelp)
@@ -209,10 +216,10 @@ const tensorBoardHelp = "write TensorBoard event files to <out>/tb ('tensorboard
 // runTraining runs spec in this process, printing the banner, progress and a summary
 // line to the command's output, or that there is nothing to do. A signal's
 // interruption is an interruptedError; an invalid spec is a usage error in flag terms.
-func runTraining(cmd *cobra.Command, log *slog.Logger, spec trainer.Spec, noResume, noTensorBoard bool) (*trainer.Result, error) {
+func runTraining(cmd *cobra.Command, log *slog.Logger, spec trainer.Spec, be tensor.Backend, noResume, noTensorBoard bool) (*trainer.Result, error) {
 	out := cmd.OutOrStdout()
 	res, err := trainer.Run(cmd.Context(), spec, trainer.RunOptions{Logger: log, Progress: out, NoResume: noResume,
-		NoTensorBoard: noTensorBoard})
+		NoTensorBoard: noTensorBoard, Backend: be})
 	if err != nil {
 		if interrupted(cmd, err) {
 			return res, interruptedTrain(res)

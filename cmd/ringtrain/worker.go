@@ -25,6 +25,7 @@ import (
 )
 
 func newWorkerCmd(g *globals) *cobra.Command {
+	var backend backendFlags
 	var (
 		addrs              []string
 		id, listen, advert string
@@ -70,6 +71,10 @@ plain text on loopback addresses only, unless --insecure.`,
 			if leaveExitCode < 0 || leaveExitCode > 255 {
 				return usageErrorf("--leave-exit-code %d: want an exit status in [0, 255]", leaveExitCode)
 			}
+			be, err := backend.open()
+			if err != nil {
+				return err
+			}
 			log, err := g.logger()
 			if err != nil {
 				return err
@@ -100,7 +105,7 @@ plain text on loopback addresses only, unless --insecure.`,
 			}
 			defer stop()
 			cfg := worker.Config{ID: id, Listen: listen, Advertise: advert, Coordinators: cl,
-				Device: device, Logger: log, Progress: cmd.OutOrStdout(), RingTimeout: ringTimeout, Metrics: wm,
+				Backend: be, Device: device, Logger: log, Progress: cmd.OutOrStdout(), RingTimeout: ringTimeout, Metrics: wm,
 				NoTensorBoard: !tensorBoard, TLS: creds, DataAddress: dataAddr}
 			if auditPath != "" {
 				f, err := os.OpenFile(auditPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -135,7 +140,8 @@ plain text on loopback addresses only, unless --insecure.`,
 	f.StringVar(&id, "id", host, "stable worker id; default: the host name")
 	f.StringVar(&listen, "listen", ":7100", "peer gRPC listen address")
 	f.StringVar(&advert, "advertise", "", "host:port other workers dial (required when --listen has no host)")
-	f.StringVar(&device, "device", "cpu", "compute device reported to the coordinator")
+	f.StringVar(&device, "device", "", "device name reported to the coordinator instead of the backend's own (\"cpu\", \"cuda:0 NVIDIA H200\")")
+	backend.register(f)
 	f.DurationVar(&ringTimeout, "ring-timeout", 0, "how long a ring operation waits for a silent neighbour (0: 5s)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", metricsAddrHelp)
 	f.StringVar(&auditPath, "audit-log", "", "append an audit of every contribution and applied update to this file (check with 'ringtrain audit')")

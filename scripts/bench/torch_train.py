@@ -149,6 +149,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=10, help="first steps left out of the timing")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (timing synchronises the GPU)")
     ap.add_argument("--data", default="", help="text file (tinyshakespeare) for a real char-level run")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--min-lr", type=float, default=1e-4)
@@ -190,17 +191,21 @@ def main():
         else:
             starts = torch.randint(0, len(split) - args.seq - 1, (args.batch,), generator=gen)
             xy = torch.stack([split[s:s + args.seq + 1] for s in starts.tolist()])
-        return xy[:, :-1].contiguous(), xy[:, 1:].contiguous()
+        return xy[:, :-1].contiguous().to(args.device), xy[:, 1:].contiguous().to(args.device)
 
-    model = GPT(args.layers, args.heads, args.embd, args.seq, vocab)
+    def sync():
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    model = GPT(args.layers, args.heads, args.embd, args.seq, vocab).to(args.device)
     nparams = sum(p.numel() for p in model.parameters())
     opt, kind = make_optimizer(model, args.lr, args.wd, (0.9, 0.95))
 
     print("torch %s, threads %d, BLAS %s, OPENBLAS_CORETYPE=%s, AdamW %s" % (
         torch.__version__, torch.get_num_threads(), blas_kernel(),
         os.environ.get("OPENBLAS_CORETYPE", "(unset)"), kind))
-    print("model: layers %d heads %d embd %d seq %d batch %d vocab %d, %d params" % (
-        args.layers, args.heads, args.embd, args.seq, args.batch, vocab, nparams))
+    print("model: layers %d heads %d embd %d seq %d batch %d vocab %d, %d params, device %s" % (
+        args.layers, args.heads, args.embd, args.seq, args.batch, vocab, nparams, args.device))
 
     @torch.no_grad()
     def evaluate():
@@ -218,6 +223,7 @@ def main():
     reached = None
     for step in range(args.steps):
         if step == args.warmup:
+            sync()
             t0 = time.perf_counter()
         lr = lr_at(step, args) if args.data else args.lr
         for g in opt.param_groups:
@@ -249,6 +255,7 @@ def main():
         return 0
     if args.target_val_loss:
         print("did not reach val loss %.4f in %d steps" % (args.target_val_loss, args.steps))
+    sync()
     elapsed = time.perf_counter() - t0 - eval_time
     timed = args.steps - args.warmup
     toks = timed * args.batch * args.seq

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Builds what scripts/gpu/check.sh runs, into DIR (default .cache/gpu): the GPU binary
+# (-tags cuda) and the test binaries of tensor/cuda and model. Needs only Go: no CUDA
+# toolkit, no cgo (CGO_ENABLED=0; purego reaches the libraries at run time).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=${1:-.cache/gpu}
+mkdir -p "$out"
+export CGO_ENABLED=0 GOTOOLCHAIN=${GOTOOLCHAIN:-local}
+go build -tags cuda -o "$out/ringtrain" ./cmd/ringtrain
+go test -c -tags cuda -o "$out/cuda.test" ./tensor/cuda
+go test -c -tags cuda -o "$out/model.test" ./model
+echo "built $out/ringtrain, $out/cuda.test, $out/model.test"
