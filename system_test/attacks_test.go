@@ -575,29 +575,41 @@ func attackCraftedConfig(t *testing.T, c *cluster, ckpt, data string) {
 	if err := os.WriteFile(filepath.Join(dir, "SHA256SUMS"), []byte(strings.Join(lines, "")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	timeBin, _ := exec.LookPath("time")
+	// Every command runs with its address space limited to 2 GiB: enough for
+	// the real checkpoint, far from the 5.9 GiB of weights (and twice that of
+	// AdamW moments) the crafted config claims. A reader that allocated before
+	// checking would die with the runtime's "out of memory" instead of an error.
+	limited := func(ctx context.Context, args ...string) *exec.Cmd {
+		argv := []string{"-c", `ulimit -v 2097152 && exec "$@"`, "sh"}
+		if timeBin, err := exec.LookPath("time"); err == nil {
+			argv = append(argv, timeBin, "-f", "maxrss_kb=%M")
+		}
+		return exec.CommandContext(ctx, "sh", append(append(argv, c.bin), args...)...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	out, err := limited(ctx, "eval", "--checkpoint", ckpt, "--data", data, "--batches", "1").CombinedOutput()
+	cancel()
+	if err != nil {
+		t.Fatalf("ringtrain eval on the real checkpoint within 2 GiB of address space: %v\n%s", err, out)
+	}
 	for _, args := range [][]string{
 		{"eval", "--checkpoint", dir, "--data", data, "--batches", "1"},
 		{"generate", "--checkpoint", dir, "--max-tokens", "4"},
 		{"export", "--checkpoint", dir, "--out", filepath.Join(c.dir, "crafted-export")},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		var cmd *exec.Cmd
-		if timeBin != "" {
-			cmd = exec.CommandContext(ctx, timeBin, append([]string{"-f", "maxrss_kb=%M", c.bin}, args...)...)
-		} else {
-			cmd = exec.CommandContext(ctx, c.bin, args...)
-		}
 		start := time.Now()
-		out, err := cmd.CombinedOutput()
+		out, err := limited(ctx, args...).CombinedOutput()
 		took := time.Since(start)
 		cancel()
 		var exit *exec.ExitError
 		switch {
 		case !errors.As(err, &exit) || exit.ExitCode() <= 0:
 			t.Errorf("ringtrain %s on a crafted config.json: %v, want a non-zero exit:\n%s", args[0], err, out)
-		case !strings.Contains(string(out), "config.json") && !strings.Contains(string(out), "model.safetensors"):
-			t.Errorf("ringtrain %s on a crafted config.json: the error names neither file:\n%s", args[0], out)
+		case strings.Contains(string(out), "fatal error") || strings.Contains(string(out), "panic"):
+			t.Errorf("ringtrain %s on a crafted config.json crashed:\n%.3000s", args[0], out)
+		case !strings.Contains(string(out), "model.safetensors") || !strings.Contains(string(out), "config needs"):
+			t.Errorf("ringtrain %s on a crafted config.json: the error does not name the weights file and the tensor the config needs:\n%s", args[0], out)
 		case took > 30*time.Second:
 			t.Errorf("ringtrain %s on a crafted config.json took %v", args[0], took)
 		}
