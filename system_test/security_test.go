@@ -33,7 +33,25 @@ import (
 //   - a registration without a certificate is refused;
 //   - a worker process with a certificate of another CA never registers, and
 //     cannot link to a ring member's peer server or lanes;
+//   - Raft refuses a worker's and an admin's certificate: a forged AppendEntries
+//     of a far higher term is not answered and the leader's term is unchanged;
+//   - neither an admin nor coordinator c0 can add a voter "c9" (no such
+//     certificate): the configuration keeps its three voters;
+//   - a job with a model of n_embd 1e9 or 1e6 is refused before Raft, naming the
+//     field and the limit, and the running job stays;
+//   - a 250 MiB first message, with a member's certificate, on a worker's peer
+//     gRPC server and on its lane port is refused within seconds, and the
+//     worker's resident memory does not grow by it;
+//   - 3,000 ring links and 3,000 lane connections from one worker certificate are
+//     capped (4 open links, 32 lanes in their handshake): the worker's file
+//     descriptors stay bounded and training goes on;
+//   - 24 jobs with 3 MiB paths are each refused with a short error naming the
+//     field; the replicated state does not grow, 'ringtrain status' answers
+//     small and fast, and a new worker still registers;
 //
+// and that the cluster then trains to the end with the audit passing. Finally
+// eval, generate and export on a copy of the last checkpoint whose config.json
+// claims a 1.5e9-parameter model fail at once, naming the file, in little memory.
 // and that the cluster then trains to the end with the audit passing.
 func TestSecurity(t *testing.T) {
 	if testing.Short() {
@@ -110,6 +128,7 @@ func TestSecurity(t *testing.T) {
 	c.run("certs", "ca", "--out", c.tlsDir("other-ca"))
 	otherDir := c.tlsDir("other-w2")
 	c.run("certs", "issue", "--ca", c.tlsDir("other-ca"), "--role", "worker", "--id", "w2", "--out", otherDir)
+	intruderStart := time.Now()
 	intruder := startEnv(t, c.bin, c.dir, "w2-other-ca", nil, "worker", "--id", "w2",
 		"--coordinators", strings.Join(c.grpcAddrs(), ","), "--listen", freeAddr(t), "--tls-dir", otherDir)
 	other, err := security.LoadDir(otherDir, nil)
@@ -124,7 +143,25 @@ func TestSecurity(t *testing.T) {
 			}
 		}
 	}
-	time.Sleep(3 * time.Second) // long enough for many registration attempts
+	// Attacks with valid certificates of the cluster's CA, while it trains and
+	// the intruder tries to register.
+	for _, a := range []struct {
+		name string
+		run  func()
+	}{
+		{"forged Raft AppendEntries", func() { attackForgedRaft(t, c) }},
+		{"bogus voter", func() { attackBogusVoter(t, c, ctx) }},
+		{"oversized model", func() { attackOversizedModel(t, c, ctx) }},
+		{"huge first messages", func() { attackHugeFirstMessages(t, c) }},
+		{"giant fields", func() { attackGiantFields(t, c, ctx) }},
+		{"link flood", func() { attackLinkFlood(t, c) }},
+	} {
+		start, step := time.Now(), c.status().GetProgress().GetStep()
+		a.run()
+		t.Logf("attack %s: steps %d → %d of %d, %v", a.name, step, c.status().GetProgress().GetStep(), faultSteps, time.Since(start).Round(time.Millisecond))
+	}
+
+	time.Sleep(time.Until(intruderStart.Add(3 * time.Second))) // long enough for many registration attempts
 	if st := c.status(); slices.ContainsFunc(st.GetWorkers(), func(w *pb.Worker) bool { return w.GetId() == "w2" }) ||
 		slices.Contains(st.GetPlan().GetMembers(), "w2") {
 		t.Error("the worker with a certificate of another CA registered")
@@ -138,6 +175,9 @@ func TestSecurity(t *testing.T) {
 
 	c.finish(180 * time.Second)
 	c.check()
+	cks := c.committed().GetCheckpoints()
+	_, data := shared(t)
+	attackCraftedConfig(t, c, cks[len(cks)-1].GetLocation(), data)
 }
 
 func errString(err error) string {
