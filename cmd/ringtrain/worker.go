@@ -29,6 +29,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		addrs              []string
 		id, listen, advert string
 		device             string
+		zone               string
 		ringTimeout        time.Duration
 		metricsAddr        string
 		auditPath          string
@@ -94,7 +95,7 @@ PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 			}
 			defer stop()
 			cfg := worker.Config{ID: id, Listen: listen, Advertise: advert, Coordinators: cl,
-				Device: device, Logger: log, Progress: cmd.OutOrStdout(), RingTimeout: ringTimeout, Metrics: wm,
+				Device: device, Zone: zone, Logger: log, Progress: cmd.OutOrStdout(), RingTimeout: ringTimeout, Metrics: wm,
 				NoTensorBoard: !tensorBoard, TLS: creds, DataAddress: dataAddr}
 			if auditPath != "" {
 				f, err := os.OpenFile(auditPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -130,6 +131,7 @@ PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.`,
 	f.StringVar(&listen, "listen", ":7100", "peer gRPC listen address")
 	f.StringVar(&advert, "advertise", "", "host:port other workers dial (required when --listen has no host)")
 	f.StringVar(&device, "device", "cpu", "compute device reported to the coordinator")
+	f.StringVar(&zone, "zone", "", "topology label (e.g. the node's topology.kubernetes.io/zone): the ring keeps a zone's workers adjacent")
 	f.DurationVar(&ringTimeout, "ring-timeout", 0, "how long a ring operation waits for a silent neighbour (0: 5s)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", metricsAddrHelp)
 	f.StringVar(&auditPath, "audit-log", "", "append an audit of every contribution and applied update to this file (check with 'ringtrain audit')")
