@@ -93,6 +93,11 @@ func New(ctx context.Context, o Options) (*Lab, error) {
 // Tag is the prefix of the names of every namespace, bridge and veth of the lab.
 func (l *Lab) Tag() string { return l.tag }
 
+// RootIP is the root namespace's address on the lab (on the first zone's bridge):
+// processes outside the lab reach the hosts from it, unshaped but for the hosts'
+// own links (and the trunk, for hosts in other zones).
+func (l *Lab) RootIP() string { return l.subnet + "1" }
+
 // Hosts returns the lab's hosts in the order they were added (a new slice).
 func (l *Lab) Hosts() []*Host {
 	l.mu.Lock()
@@ -170,6 +175,11 @@ func (l *Lab) bridge(ctx context.Context, zone string) (string, error) {
 	}
 	l.rules = append(l.rules, rule)
 	if z == 0 {
+		// The root namespace's own address on the lab, so that a harness outside
+		// the lab (a test, a benchmark) reaches every host.
+		if err := l.run(ctx, "ip", "addr", "add", l.RootIP()+"/24", "dev", br); err != nil {
+			return "", err
+		}
 		return br, nil
 	}
 	first := fmt.Sprintf("%sb0", l.tag)

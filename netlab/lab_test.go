@@ -111,6 +111,14 @@ func TestLabShaping(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The root namespace reaches the hosts.
+	lis := listen(t, c)
+	defer lis.Close()
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatalf("from the root namespace (%s) to c: %v", lab.RootIP(), err)
+	}
+	conn.Close()
 	for _, tc := range []struct {
 		to   *Host
 		n    int
