@@ -141,7 +141,7 @@ func (l *Lab) AddHost(ctx context.Context, name, zone string, link Link) (*Host,
 	cmds = append(cmds, link.shapeCmds(outer, nil, false)...)
 	for _, c := range cmds {
 		if err := l.run(ctx, c...); err != nil {
-			return nil, fmt.Errorf("netlab: host %q: %w", name, netemHint(link, err))
+			return nil, fmt.Errorf("host %q: %w", name, netemHint(link, err))
 		}
 	}
 	l.log.Debug("netlab host", "name", name, "zone", zone, "ns", h.NS, "ip", h.IP, "link", link.String())
@@ -199,7 +199,7 @@ func (l *Lab) bridge(ctx context.Context, zone string) (string, error) {
 	}
 	for _, c := range cmds {
 		if err := l.run(ctx, c...); err != nil {
-			return "", fmt.Errorf("netlab: trunk to zone %q: %w", zone, netemHint(l.trunk, err))
+			return "", fmt.Errorf("trunk to zone %q: %w", zone, netemHint(l.trunk, err))
 		}
 	}
 	return br, nil
@@ -236,7 +236,7 @@ func netemHint(link Link, err error) error {
 	if link.needsNetem() && strings.Contains(err.Error(), "kind is unknown") {
 		return fmt.Errorf("%w: this kernel has no sch_netem, so delay, jitter and loss cannot be shaped (rate can): %v", ErrUnavailable, err)
 	}
-	return err
+	return fmt.Errorf("netlab: %w", err)
 }
 
 // run runs one command and returns its output in the error when it fails.
