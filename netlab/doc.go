@@ -1,7 +1,8 @@
 // Package netlab builds a network laboratory on one Linux machine: each process of
 // an experiment runs in its own network namespace (a "host"), joined to a zone's
-// bridge by a veth pair whose two ends are shaped with tc netem (rate, delay, jitter,
-// loss), so that links behave like a cluster's and not like loopback, where every
+// bridge by a veth pair whose two ends are shaped with tc (a token bucket, tbf, for
+// the rate; netem for delay, jitter and loss), so that links behave like a
+// cluster's and not like loopback, where every
 // link is a memory copy. Every host has its own link settings, so one slow or lossy
 // link can be modelled; hosts in different zones talk through one shared trunk (a
 // veth pair between the zones' bridges) with settings of its own, as racks or
@@ -33,6 +34,12 @@
 // trunk between two zones is shaped the same way at both of its ends (each
 // direction carries the trunk's delay once), and every flow between the zones
 // shares it, which is what makes a ring's order matter.
+//
+// Kernels without sch_netem (some VM kernels) still shape rates; a link with a
+// delay, jitter or loss then fails with ErrUnavailable saying so, rather than
+// running unshaped. The root namespace has an address on the lab (RootIP), so a
+// harness outside the lab reaches every host; Host.Do opens sockets inside a host
+// from the calling process.
 //
 // Names: every namespace, bridge and veth carries the lab's random tag, so labs do
 // not collide and Close (which removes them all, also after a partial New or
