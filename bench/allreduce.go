@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -35,6 +36,9 @@ type AllReduceOptions struct {
 	// (exact mode's gradients: twice the bytes), alternating one float32 and one
 	// int64 operation so that both see the same load.
 	Exact bool
+	// Host is the address a rank serves on: "" is 127.0.0.1. A network lab's
+	// spawner (LabSpawner) sets each rank's own.
+	Host string
 }
 
 // Validate checks the options and names the first bad field.
@@ -48,6 +52,8 @@ func (o AllReduceOptions) Validate() error {
 		return fmt.Errorf("%w: Iters %d, Warmup %d: want at least 1 each", ErrBadOptions, o.Iters, o.Warmup)
 	case o.Compression != "none" && o.Compression != "bf16":
 		return fmt.Errorf("%w: Compression %q: want none or bf16", ErrBadOptions, o.Compression)
+	case o.Host != "" && net.ParseIP(o.Host) == nil:
+		return fmt.Errorf("%w: Host %q: want an IP address", ErrBadOptions, o.Host)
 	}
 	for _, s := range o.Sizes {
 		if s < 0 || s%4 != 0 || s > 1<<34 {
@@ -85,6 +91,14 @@ type AllReduceReport struct {
 	// bandwidths of one direction, alone and with the other direction at once.
 	Wire                   bool
 	OneWayGBps, DuplexGBps float64
+	// Network describes where the ranks ran ("" : processes on 127.0.0.1) and
+	// LinkGBps is each rank's link rate (0: unshaped); the caller that placed the
+	// ranks sets them, and the table then shows busbw as a fraction of the link.
+	Network  string
+	LinkGBps float64
+	// Gloo is PyTorch gloo's result on the same links (one row per size), when the
+	// caller measured it; the table then shows it beside the ring's.
+	Gloo []AllReduceRow
 }
 
 // AllReduce measures ring all-reduce bandwidth between processes on 127.0.0.1: it
@@ -168,14 +182,32 @@ func (r *AllReduceReport) WriteTable(w io.Writer) error {
 	if o.TLS || o.TLSDir != "" {
 		path += ", mutual TLS 1.3"
 	}
-	fmt.Fprintf(&b, "# ringtrain all-reduce: %d ranks as processes on 127.0.0.1, gRPC links, %s, segment %d bytes, compression %s\n",
-		o.World, path, o.Segment, o.Compression)
-	fmt.Fprintf(&b, "# %12s %12s %6s %6s %12s %12s %12s\n", "size(B)", "count", "type", "iters", "time(us)", "algbw(GB/s)", "busbw(GB/s)")
-	for _, row := range r.Rows {
-		fmt.Fprintf(&b, "  %12d %12d %6s %6d %12.1f %12.3f %12.3f\n", row.Bytes, row.Count, row.Type, o.Iters, row.TimeUS, row.AlgBWGBps, row.BusBWGBps)
+	where := r.Network
+	if where == "" {
+		where = "processes on 127.0.0.1"
+	}
+	fmt.Fprintf(&b, "# ringtrain all-reduce: %d ranks as %s, gRPC links, %s, segment %d bytes, compression %s\n",
+		o.World, where, path, o.Segment, o.Compression)
+	fmt.Fprintf(&b, "# %12s %12s %6s %6s %12s %12s %12s", "size(B)", "count", "type", "iters", "time(us)", "algbw(GB/s)", "busbw(GB/s)")
+	if r.LinkGBps > 0 {
+		fmt.Fprintf(&b, " %12s %10s", "link(GB/s)", "busbw/link")
+	}
+	if len(r.Gloo) == len(r.Rows) {
+		fmt.Fprintf(&b, " %12s %8s", "gloo(GB/s)", "x gloo")
+	}
+	b.WriteString("\n")
+	for i, row := range r.Rows {
+		fmt.Fprintf(&b, "  %12d %12d %6s %6d %12.1f %12.3f %12.3f", row.Bytes, row.Count, row.Type, o.Iters, row.TimeUS, row.AlgBWGBps, row.BusBWGBps)
+		if r.LinkGBps > 0 {
+			fmt.Fprintf(&b, " %12.4f %10.2f", r.LinkGBps, row.BusBWGBps/r.LinkGBps)
+		}
+		if len(r.Gloo) == len(r.Rows) {
+			fmt.Fprintf(&b, " %12.4f %8.2f", r.Gloo[i].BusBWGBps, row.BusBWGBps/r.Gloo[i].BusBWGBps)
+		}
+		b.WriteString("\n")
 	}
 	if r.Wire {
-		fmt.Fprintf(&b, "# wire ceiling, raw TCP between two processes on 127.0.0.1: one way %.3f GB/s, both ways at once %.3f GB/s each way\n", r.OneWayGBps, r.DuplexGBps)
+		fmt.Fprintf(&b, "# wire ceiling, raw TCP between two %s: one way %.3f GB/s, both ways at once %.3f GB/s each way\n", where, r.OneWayGBps, r.DuplexGBps)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -188,6 +220,7 @@ func (r *AllReduceReport) WriteJSON(w io.Writer) error {
 	return json.NewEncoder(w).Encode(map[string]any{
 		"world": o.World, "lanes": r.Lanes, "segment_bytes": o.Segment, "compression": o.Compression,
 		"iters": o.Iters, "tls": o.TLS || o.TLSDir != "", "results": r.Rows, "tcp_one_way_gbps": r.OneWayGBps, "tcp_duplex_gbps": r.DuplexGBps,
+		"network": r.Network, "link_gbps": r.LinkGBps, "gloo": r.Gloo,
 	})
 }
 

@@ -45,7 +45,11 @@ func allReduceRank(ctx context.Context, o AllReduceOptions, rank int, stdin io.R
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	in := bufio.NewReader(stdin)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	host := o.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	lis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return err
 	}

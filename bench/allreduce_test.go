@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ringtrain/ringtrain/netlab"
 )
 
 // TestAllReduce runs the all-reduce benchmark between two helper processes at two
@@ -123,4 +125,47 @@ func TestAllReduceExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("\n%s", table.String())
+}
+
+// TestAllReduceInLab runs three ranks in a network lab whose links carry 100
+// Mbit/s and checks that the ring is bound by the links: its bus bandwidth is at
+// most the link rate, and (the CPU not being the limit at this rate) at least half
+// of it.
+func TestAllReduceInLab(t *testing.T) {
+	if err := netlab.Available(); err != nil {
+		t.Skip(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	link := netlab.Link{Rate: 100e6}
+	lab, err := NewLab(ctx, 3, LabOptions{Link: link})
+	if errors.Is(err, netlab.ErrUnavailable) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := lab.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	o := AllReduceOptions{World: 3, Sizes: []int{3 << 20}, Iters: 2, Warmup: 1, Compression: "none"}
+	rep, err := AllReduce(ctx, o, WireOptions{Seconds: 0.3}, LabSpawner{Inner: testSpawner{}, Hosts: lab.Hosts()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.Network, rep.LinkGBps = "processes in lab namespaces", link.GBps()
+	var table bytes.Buffer
+	rep.WriteTable(&table)
+	t.Logf("\n%s", table.String())
+	if bus := rep.Rows[0].BusBWGBps; bus > link.GBps()*1.05 || bus < link.GBps()/2 {
+		t.Errorf("busbw %.4f GB/s over %.4f GB/s links: want at most the link and at least half of it", bus, link.GBps())
+	}
+	if rep.OneWayGBps > link.GBps()*1.05 {
+		t.Errorf("raw TCP %.4f GB/s over a %.4f GB/s link", rep.OneWayGBps, link.GBps())
+	}
+	if !strings.Contains(table.String(), "busbw/link") {
+		t.Errorf("table without the link column:\n%s", table.String())
+	}
 }

@@ -34,6 +34,17 @@
 // benchmark that dies takes its ranks with it. The raw TCP measurement uses two more
 // such processes, for the wire's ceiling under the same conditions.
 //
+// # In a network lab
+//
+// On loopback every link is a memory copy. NewLab builds a network lab (package
+// netlab) with a namespace per rank behind a shaped link, and LabSpawner wraps a
+// Spawner so that rank r runs in host r and serves on its address, and the raw TCP
+// measurement crosses the link between hosts 0 and 1:
+//
+//	lab, err := bench.NewLab(ctx, 4, bench.LabOptions{Link: netlab.Link{Rate: 1e9}})
+//	defer lab.Close()
+//	rep, err := bench.AllReduce(ctx, o, wire, bench.LabSpawner{Inner: spawner, Hosts: lab.Hosts()})
+//
 // The compute benchmarks set process-wide state while they run (GOMAXPROCS); the
 // gemm micro-kernel is chosen beforehand with tensor.SetGemmKernel. They are meant to
 // run alone in their process.

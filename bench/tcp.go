@@ -18,6 +18,7 @@ type TCPEndOptions struct {
 	Msg     int     // bytes per write and per read
 	Seconds float64 // how long the sender sends
 	Duplex  bool    // send and receive at once on both ends
+	Host    string  // the address the listening end listens on; "" is 127.0.0.1
 }
 
 // tcpBandwidth streams msg-byte writes between two helper processes over one
@@ -89,7 +90,11 @@ func tcpEnd(ctx context.Context, o TCPEndOptions, stdin io.Reader, enc *json.Enc
 	// The connecting end sends on connection 'A' and receives on 'B'.
 	var sendConn, recvConn *net.TCPConn
 	if o.Listen {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		host := o.Host
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		lis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			return err
 		}

@@ -317,16 +317,19 @@ func (m *Machine) register(index uint64, op *pb.RegisterOp) *pb.Result {
 	if len(op.GetDevice()) > maxIDLen {
 		return badField("device", op.GetDevice(), fmt.Sprintf("must be at most %d bytes", maxIDLen))
 	}
+	if len(op.GetZone()) > maxIDLen {
+		return badField("zone", op.GetZone(), fmt.Sprintf("must be at most %d bytes", maxIDLen))
+	}
 	i, found := m.findWorker(op.GetWorkerId())
 	if found {
 		w := m.st.Workers[i]
-		if w.GetAddress() != op.GetAddress() || w.GetDevice() != op.GetDevice() {
-			w.Address, w.Device = op.GetAddress(), op.GetDevice()
+		if w.GetAddress() != op.GetAddress() || w.GetDevice() != op.GetDevice() || w.GetZone() != op.GetZone() {
+			w.Address, w.Device, w.Zone = op.GetAddress(), op.GetDevice(), op.GetZone()
 			m.st.MembershipEpoch++
 		}
 		return &pb.Result{Worker: proto.CloneOf(w)}
 	}
-	w := &pb.Worker{Id: op.GetWorkerId(), Address: op.GetAddress(), Device: op.GetDevice(), JoinedAt: index}
+	w := &pb.Worker{Id: op.GetWorkerId(), Address: op.GetAddress(), Device: op.GetDevice(), Zone: op.GetZone(), JoinedAt: index}
 	m.st.Workers = slices.Insert(m.st.Workers, i, w)
 	m.st.MembershipEpoch++
 	return &pb.Result{Worker: proto.CloneOf(w)}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -385,4 +386,32 @@ func FuzzApply(f *testing.F) {
 			t.Fatalf("snapshot round trip: %v", err)
 		}
 	})
+}
+
+// TestMachineRegisterZone: the zone travels in the registration into the worker's
+// record and the plan, a registration that changes it is a membership change, and
+// an oversized one is refused naming the field.
+func TestMachineRegisterZone(t *testing.T) {
+	reg := func(id, zone string) *pb.Command {
+		return &pb.Command{Op: &pb.Command_Register{Register: &pb.RegisterOp{WorkerId: id, Address: id + ":1", Device: "cpu", Zone: zone}}}
+	}
+	m := machineAt(t, opSubmit(testJob(), false),
+		reg("w0", "eu-a"), reg("w1", "eu-b"), reg("w2", "eu-a"), opReplan())
+	if got := m.State().GetPlan().GetMembers(); !slices.Equal(got, []string{"w0", "w2", "w1"}) {
+		t.Fatalf("members %v, want the zones grouped", got)
+	}
+	if z := m.State().GetPlan().GetWorkers()[1].GetZone(); z != "eu-a" {
+		t.Fatalf("plan's w2 has zone %q", z)
+	}
+	epoch := m.State().GetMembershipEpoch()
+	if r := m.Apply(5, enc(t, reg("w1", "eu-b"))); r.GetCode() != pb.ErrorCode_ERROR_CODE_OK || m.State().GetMembershipEpoch() != epoch {
+		t.Fatalf("same registration: %v, epoch %d -> %d", ResultError(r), epoch, m.State().GetMembershipEpoch())
+	}
+	if r := m.Apply(6, enc(t, reg("w1", "eu-a"))); r.GetCode() != pb.ErrorCode_ERROR_CODE_OK || m.State().GetMembershipEpoch() != epoch+1 {
+		t.Fatalf("zone change: %v, epoch %d -> %d", ResultError(r), epoch, m.State().GetMembershipEpoch())
+	}
+	r := m.Apply(7, enc(t, reg("w3", strings.Repeat("z", 1000))))
+	if r.GetCode() == pb.ErrorCode_ERROR_CODE_OK || !strings.Contains(ResultError(r).Error(), "zone") {
+		t.Fatalf("oversized zone: %v", ResultError(r))
+	}
 }

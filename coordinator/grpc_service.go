@@ -30,7 +30,7 @@ func (s *service) Register(ctx context.Context, req *pb.RegisterRequest) (*pb.Re
 		return nil, toStatus(fmt.Errorf("register %q: %w: %s more", req.GetWorkerId(), ErrHeldOff, left.Round(time.Millisecond)))
 	}
 	res, err := s.write(ctx, req.GetRid(), &pb.Command{Op: &pb.Command_Register{Register: &pb.RegisterOp{
-		WorkerId: req.GetWorkerId(), Address: req.GetAddress(), Device: req.GetDevice(),
+		WorkerId: req.GetWorkerId(), Address: req.GetAddress(), Device: req.GetDevice(), Zone: req.GetZone(),
 	}}})
 	if err != nil {
 		return nil, toStatus(err)
@@ -38,7 +38,7 @@ func (s *service) Register(ctx context.Context, req *pb.RegisterRequest) (*pb.Re
 	if t := s.n.duties.currentTerm(); t != nil {
 		s.n.duties.renew(t, res.GetWorker().GetId(), res.GetWorker().GetJoinedAt())
 	}
-	s.n.log.Info("worker registered", "worker", req.GetWorkerId(), "address", req.GetAddress(), "device", req.GetDevice())
+	s.n.log.Info("worker registered", "worker", req.GetWorkerId(), "address", req.GetAddress(), "device", req.GetDevice(), "zone", req.GetZone())
 	return &pb.RegisterResponse{Worker: res.GetWorker(), LeaseMs: s.n.cfg.Lease.Milliseconds()}, nil
 }
 

@@ -141,7 +141,7 @@ func (c *Inmem) Register(ctx context.Context, req *pb.RegisterRequest) (*pb.Regi
 		return nil, fmt.Errorf("coordinator: register: register %q: %w: %s more", req.GetWorkerId(), ErrHeldOff, left.Round(time.Millisecond))
 	}
 	res, err := c.write(ctx, "register", req.GetRid(), &pb.Command{Op: &pb.Command_Register{Register: &pb.RegisterOp{
-		WorkerId: req.GetWorkerId(), Address: req.GetAddress(), Device: req.GetDevice(),
+		WorkerId: req.GetWorkerId(), Address: req.GetAddress(), Device: req.GetDevice(), Zone: req.GetZone(),
 	}}})
 	if err != nil {
 		return nil, err

@@ -177,3 +177,23 @@ func TestInmemPeerLostAndExpire(t *testing.T) {
 		t.Fatalf("after w0 registered again: plan %v", p)
 	}
 }
+
+// TestInmemRegisterZone: the zone of a registration reaches the worker's record and
+// orders the plan's ring.
+func TestInmemRegisterZone(t *testing.T) {
+	c, ctx := inmemWithJob(t, InmemOptions{}, 3, 3)
+	for _, w := range []struct{ id, zone string }{{"w0", "a"}, {"w1", "b"}, {"w2", "a"}} {
+		if _, err := c.Register(ctx, &pb.RegisterRequest{WorkerId: w.id, Address: w.id + ":7100", Device: "cpu", Zone: w.zone}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := c.State().GetPlan()
+	if !slices.Equal(p.GetMembers(), []string{"w0", "w2", "w1"}) || ZoneCrossings(p) != 2 {
+		t.Fatalf("members %v (%d crossings), want w0 w2 w1 (2)", p.GetMembers(), ZoneCrossings(p))
+	}
+	for _, w := range c.State().GetWorkers() {
+		if want := map[string]string{"w0": "a", "w1": "b", "w2": "a"}[w.GetId()]; w.GetZone() != want {
+			t.Errorf("worker %s zone %q, want %q", w.GetId(), w.GetZone(), want)
+		}
+	}
+}

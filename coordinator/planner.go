@@ -24,6 +24,14 @@ import (
 //     order they joined (joined_at, then id). At most max_workers (0 means streams,
 //     and never more than streams, since a member without a stream has nothing to
 //     compute) are members; the rest are standby.
+//   - The members are then grouped by zone (the workers' topology label; "" is a
+//     zone like any other), so that the ring crosses each zone boundary as few
+//     times as possible: once into and once out of every zone, k crossings for k
+//     zones. The zones follow in the order of their first member above, and within
+//     a zone the members keep the order above. So a plan this function made, whose
+//     zones are already contiguous, keeps its survivors' relative order, and a
+//     newcomer takes its place at the end of its zone rather than at the end of
+//     the ring; only a worker that changes zone moves its survivors.
 //   - Fewer members than min_workers: a WAITING plan with a reason naming the counts;
 //     every registered worker is listed as standby.
 //   - Streams are spread evenly (counts differ by at most one) and moved as little as
@@ -64,6 +72,7 @@ func NextPlan(job *pb.JobSpec, workers []*pb.Worker, prev *pb.Plan) *pb.Plan {
 			chosen[w.GetId()] = true
 		}
 	}
+	members = groupByZone(members)
 	if len(members) < minW {
 		return waitingPlan(fmt.Sprintf("waiting for workers: %d registered, min_workers %d", len(byJoin), minW), byJoin)
 	}
@@ -84,6 +93,37 @@ func NextPlan(job *pb.JobSpec, workers []*pb.Worker, prev *pb.Plan) *pb.Plan {
 	}
 	plan.StreamOwner = assignStreams(streams, plan.Members, prevOwner)
 	return plan
+}
+
+// groupByZone returns members reordered so that each zone's members are adjacent:
+// zones in the order of their first member, members within a zone in their order.
+// It is stable, and the identity when every member has the same zone.
+func groupByZone(members []*pb.Worker) []*pb.Worker {
+	first := make(map[string]int, 4)
+	for i, w := range members {
+		if _, ok := first[w.GetZone()]; !ok {
+			first[w.GetZone()] = i
+		}
+	}
+	out := slices.Clone(members)
+	slices.SortStableFunc(out, func(a, b *pb.Worker) int { return cmp.Compare(first[a.GetZone()], first[b.GetZone()]) })
+	return out
+}
+
+// ZoneCrossings counts the links of plan's ring (members in rank order, the last
+// linked to the first) whose two ends are in different zones.
+func ZoneCrossings(plan *pb.Plan) int {
+	ws := plan.GetWorkers()
+	if len(ws) < 2 {
+		return 0
+	}
+	n := 0
+	for i, w := range ws {
+		if w.GetZone() != ws[(i+1)%len(ws)].GetZone() {
+			n++
+		}
+	}
+	return n
 }
 
 // assignStreams spreads streams over members (by rank), keeping prevOwner's

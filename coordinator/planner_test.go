@@ -213,3 +213,121 @@ func TestStreamsOfAndRankOf(t *testing.T) {
 		t.Fatalf("RankOf")
 	}
 }
+
+// zoned gives workers N(ids) the zones zones[i] (in order).
+func zoned(ids []int, zones string) []*pb.Worker {
+	ws := workersN(ids...)
+	for i, w := range ws {
+		w.Zone = string(zones[i])
+	}
+	return ws
+}
+
+func TestPlannerZones(t *testing.T) {
+	job := &pb.JobSpec{Streams: 8, MinWorkers: 1, Steps: 10}
+	for _, tc := range []struct {
+		name      string
+		prev      []*pb.Worker // workers of the previous plan (nil: none)
+		workers   []*pb.Worker
+		want      []string
+		crossings int
+	}{
+		{"one zone keeps join order", nil, zoned([]int{0, 1, 2, 3}, "aaaa"), []string{"w00", "w01", "w02", "w03"}, 0},
+		{"unlabelled keeps join order", nil, workersN(3, 1, 2, 0), []string{"w00", "w01", "w02", "w03"}, 0},
+		{"interleaved joins are grouped", nil, zoned([]int{0, 1, 2, 3, 4, 5, 6, 7}, "abababab"),
+			[]string{"w00", "w02", "w04", "w06", "w01", "w03", "w05", "w07"}, 2},
+		{"three zones, zones in order of first member", nil, zoned([]int{0, 1, 2, 3, 4, 5}, "cabcab"),
+			[]string{"w00", "w03", "w01", "w04", "w02", "w05"}, 3},
+		{"unlabelled is a zone of its own", nil, zoned([]int{0, 1, 2, 3}, "a a "),
+			[]string{"w00", "w02", "w01", "w03"}, 2},
+		{"a newcomer joins the end of its zone, survivors keep their order",
+			zoned([]int{0, 1, 2, 3}, "abab"), zoned([]int{0, 1, 3, 4}, "abba"),
+			[]string{"w00", "w04", "w01", "w03"}, 2},
+		{"a worker that changes zone moves to its new zone",
+			zoned([]int{0, 1, 2, 3}, "aabb"), zoned([]int{0, 1, 2, 3}, "abbb"),
+			[]string{"w00", "w01", "w02", "w03"}, 2},
+		{"a worker that changes zone moves to its new zone (middle)",
+			zoned([]int{0, 1, 2, 3}, "aabb"), zoned([]int{0, 1, 2, 3}, "babb"),
+			[]string{"w00", "w02", "w03", "w01"}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var prev *pb.Plan
+			if tc.prev != nil {
+				prev = NextPlan(job, tc.prev, nil)
+			}
+			p := NextPlan(job, tc.workers, prev)
+			if !slices.Equal(p.GetMembers(), tc.want) {
+				t.Fatalf("members %v, want %v", p.GetMembers(), tc.want)
+			}
+			if got := ZoneCrossings(p); got != tc.crossings {
+				t.Fatalf("%d zone crossings, want %d", got, tc.crossings)
+			}
+			if prev != nil {
+				checkMinimalMoves(t, tc.name, prev, p, int(job.GetStreams()))
+			}
+		})
+	}
+}
+
+// TestPlannerZonesProperty: over random joins, leaves and zones, every plan
+// crosses zone boundaries exactly once per zone (none with one zone), survivors
+// keep their relative order while nobody changes zone, and streams move minimally.
+func TestPlannerZonesProperty(t *testing.T) {
+	for seed := range uint64(200) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		streams := 1 + rng.IntN(12)
+		job := &pb.JobSpec{Streams: int32(streams), MinWorkers: 1, MaxWorkers: int32(rng.IntN(streams + 1)), Steps: 10}
+		zoneOf := map[int]string{}
+		var prev *pb.Plan
+		for step := range 8 {
+			var ws []*pb.Worker
+			for id := range 10 {
+				if rng.IntN(3) == 0 {
+					continue
+				}
+				if _, ok := zoneOf[id]; !ok {
+					zoneOf[id] = string("abc"[rng.IntN(3)])
+				}
+				w := workersN(id)[0]
+				w.Zone = zoneOf[id]
+				ws = append(ws, w)
+			}
+			p := NextPlan(job, ws, prev)
+			ctx := fmt.Sprintf("seed %d step %d", seed, step)
+			if p.GetState() != pb.PlanState_PLAN_STATE_ACTIVE {
+				prev = p
+				continue
+			}
+			zones := map[string]bool{}
+			for _, w := range p.GetWorkers() {
+				zones[w.GetZone()] = true
+			}
+			want := len(zones)
+			if want == 1 {
+				want = 0
+			}
+			if got := ZoneCrossings(p); got != want {
+				t.Fatalf("%s: %d crossings for %d zones: %v", ctx, got, len(zones), p.GetWorkers())
+			}
+			if prev.GetState() == pb.PlanState_PLAN_STATE_ACTIVE {
+				var kept []string
+				for _, id := range prev.GetMembers() {
+					if slices.Contains(p.GetMembers(), id) {
+						kept = append(kept, id)
+					}
+				}
+				var order []string
+				for _, id := range p.GetMembers() {
+					if slices.Contains(kept, id) {
+						order = append(order, id)
+					}
+				}
+				if !slices.Equal(kept, order) {
+					t.Fatalf("%s: survivors %v reordered to %v", ctx, kept, order)
+				}
+				checkMinimalMoves(t, ctx, prev, p, streams)
+			}
+			prev = p
+		}
+	}
+}

@@ -21,7 +21,7 @@ func (w *Worker) register(ctx context.Context) (time.Duration, error) {
 		if heldOff && !w.canReachPeers(ctx) {
 			w.log.Info("held off and no member of the plan answers: waiting before registering again")
 		} else {
-			resp, err := w.cfg.Coordinators.Register(ctx, &pb.RegisterRequest{WorkerId: w.cfg.ID, Address: w.addr, Device: w.cfg.Device})
+			resp, err := w.cfg.Coordinators.Register(ctx, &pb.RegisterRequest{WorkerId: w.cfg.ID, Address: w.addr, Device: w.cfg.Device, Zone: w.cfg.Zone})
 			switch {
 			case errors.Is(err, coordinator.ErrHeldOff):
 				if !heldOff {

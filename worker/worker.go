@@ -48,6 +48,11 @@ type Config struct {
 	// Device names the compute device reported to the coordinator; empty means what
 	// the backend reports (Backend.Device(): "cpu", "cuda:0 NVIDIA H200").
 	Device string
+	// Zone is the worker's topology label (a Kubernetes node's
+	// topology.kubernetes.io/zone, a rack): the coordinator keeps a zone's workers
+	// adjacent in the ring so that it crosses zone boundaries as few times as
+	// possible. "" is unlabelled.
+	Zone string
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 	// Progress receives one human-readable line per log interval while this

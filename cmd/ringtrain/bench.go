@@ -45,7 +45,7 @@ func allReduceArgs(o bench.AllReduceOptions) []string {
 		"--world", strconv.Itoa(o.World), "--size", strings.Join(sizes, ","),
 		"--iters", strconv.Itoa(o.Iters), "--warmup", strconv.Itoa(o.Warmup),
 		"--lanes", strconv.Itoa(o.Lanes), "--segment", strconv.Itoa(o.Segment),
-		"--compression", o.Compression, "--tls-dir", o.TLSDir, "--exact=" + strconv.FormatBool(o.Exact),
+		"--compression", o.Compression, "--tls-dir", o.TLSDir, "--exact=" + strconv.FormatBool(o.Exact), "--host", o.Host,
 	}
 }
 
@@ -108,6 +108,7 @@ func newBenchAllReduceCmd(g *globals) *cobra.Command {
 		timeout    time.Duration
 		tcpSeconds float64
 		profile    string
+		lab        netlabFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "allreduce",
@@ -119,7 +120,15 @@ average), the algorithm bandwidth algbw = size/time and the bus bandwidth
 busbw = algbw * 2(W-1)/W, which is what each link carries and compares across world sizes.
 
 In the same run it measures the wire's ceiling: a raw TCP stream between two processes
-on loopback, one way and both ways at once (a ring sends and receives at the same time).`,
+on loopback, one way and both ways at once (a ring sends and receives at the same time).
+
+With --netlab the ranks run in a network lab instead of on loopback: each rank in a
+network namespace of its own, joined to the others through a bridge by a veth pair
+shaped with tc (rate, delay, jitter, loss), so links behave like a cluster's. The table
+then shows busbw beside the link rate; --netlab-rank gives one rank a link of its own,
+--netlab-zones puts the workers in zones joined by a --netlab-trunk, ordered in the ring
+by the coordinator's planner (--ring-order join: as listed), and --gloo runs PyTorch
+gloo's all-reduce on the same links in the same run. It needs root and iproute2.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o, err := f.options()
@@ -128,9 +137,31 @@ on loopback, one way and both ways at once (a ring sends and receives at the sam
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			rep, err := bench.AllReduce(ctx, o, bench.WireOptions{Skip: noTCP, Seconds: tcpSeconds}, selfSpawner{g: g, profile: profile})
+			var sp bench.Spawner = selfSpawner{g: g, profile: profile}
+			var run *labRun
+			if lab.enabled() {
+				if o.TLS {
+					return usageErrorf("--tls with --netlab: the bench certificates name 127.0.0.1 only")
+				}
+				if run, err = lab.build(ctx, o.World); err != nil {
+					return err
+				}
+				defer run.lab.Close()
+				sp = bench.LabSpawner{Inner: sp, Hosts: run.lab.Hosts()}
+			} else if lab.gloo != "" {
+				return usageErrorf("--gloo needs --netlab (on loopback run the script itself)")
+			}
+			rep, err := bench.AllReduce(ctx, o, bench.WireOptions{Skip: noTCP || o.World < 2 && run != nil, Seconds: tcpSeconds}, sp)
 			if err != nil {
 				return err
+			}
+			if run != nil {
+				rep.Network, rep.LinkGBps = run.desc, run.linkGBps
+				if lab.gloo != "" {
+					if rep.Gloo, err = runGloo(ctx, lab.python, lab.gloo, o, run.lab.Hosts()); err != nil {
+						return err
+					}
+				}
 			}
 			if asJSON {
 				return rep.WriteJSON(cmd.OutOrStdout())
@@ -147,6 +178,7 @@ on loopback, one way and both ways at once (a ring sends and receives at the sam
 	fl.DurationVar(&timeout, "timeout", 10*time.Minute, "give up (and stop every rank) after this long")
 	fl.StringVar(&profile, "rank-cpuprofile", "", "write each rank's CPU profile to this path with .rankN appended")
 	fl.MarkHidden("rank-cpuprofile")
+	lab.register(cmd)
 	return cmd
 }
 
@@ -175,6 +207,9 @@ func (s selfSpawner) TCPEnd(ctx context.Context, o bench.TCPEndOptions) (*exec.C
 	args = append(args, "--msg", strconv.Itoa(o.Msg), "--seconds", strconv.FormatFloat(o.Seconds, 'g', -1, 64))
 	if o.Duplex {
 		args = append(args, "--duplex")
+	}
+	if o.Host != "" {
+		args = append(args, "--host", o.Host)
 	}
 	return s.command(ctx, args)
 }
@@ -215,6 +250,7 @@ func newBenchAllReduceRankCmd(g *globals) *cobra.Command {
 	f.register(cmd)
 	cmd.Flags().IntVar(&rank, "rank", 0, "this process's rank")
 	cmd.Flags().StringVar(&f.TLSDir, "tls-dir", "", "directory of every rank's certificates (rankN/), made by the parent")
+	cmd.Flags().StringVar(&f.Host, "host", "", "address to serve on (default 127.0.0.1)")
 	return cmd
 }
 
@@ -235,5 +271,6 @@ func newBenchTCPRankCmd(*globals) *cobra.Command {
 	fl.IntVar(&o.Msg, "msg", 64<<20, "bytes per write")
 	fl.Float64Var(&o.Seconds, "seconds", 1, "seconds to send for")
 	fl.BoolVar(&o.Duplex, "duplex", false, "send and receive at once on both ends")
+	fl.StringVar(&o.Host, "host", "", "address the listening end listens on (default 127.0.0.1)")
 	return cmd
 }

@@ -246,7 +246,11 @@ func printStatus(w io.Writer, st *pb.StatusResponse, health map[string]string) {
 		state := strings.TrimPrefix(p.GetState().String(), "PLAN_STATE_")
 		fmt.Fprintf(tw, "plan\tgeneration %d\t%s\tstart step %d\t%s\n", p.GetGeneration(), state, p.GetStartStep(), p.GetReason())
 		for r, wk := range p.GetWorkers() {
-			fmt.Fprintf(tw, "  rank %d\t%s\t%s\t%s\tstreams %v\n", r, wk.GetId(), wk.GetAddress(), orNone(wk.GetDevice()), coordinator.StreamsOf(p, wk.GetId()))
+			zone := ""
+			if wk.GetZone() != "" {
+				zone = "\tzone " + wk.GetZone()
+			}
+			fmt.Fprintf(tw, "  rank %d\t%s\t%s\t%s\tstreams %v%s\n", r, wk.GetId(), wk.GetAddress(), orNone(wk.GetDevice()), coordinator.StreamsOf(p, wk.GetId()), zone)
 		}
 		if len(p.GetStandby()) > 0 {
 			fmt.Fprintf(tw, "standby\t%s\n", strings.Join(p.GetStandby(), ", "))

@@ -81,6 +81,7 @@ type workerJSON struct {
 	Address  string `json:"address"`
 	Device   string `json:"device"`
 	JoinedAt uint64 `json:"joined_at"`
+	Zone     string `json:"zone,omitempty"`
 }
 
 type progressJSON struct {
@@ -183,7 +184,7 @@ func planView(p *pb.Plan) *planJSON {
 func workersView(ws []*pb.Worker) []workerJSON {
 	out := []workerJSON{}
 	for _, w := range ws {
-		out = append(out, workerJSON{ID: w.GetId(), Address: w.GetAddress(), Device: w.GetDevice(), JoinedAt: w.GetJoinedAt()})
+		out = append(out, workerJSON{ID: w.GetId(), Address: w.GetAddress(), Device: w.GetDevice(), JoinedAt: w.GetJoinedAt(), Zone: w.GetZone()})
 	}
 	return out
 }

@@ -30,6 +30,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		addrs              []string
 		id, listen, advert string
 		device             string
+		zone               string
 		ringTimeout        time.Duration
 		metricsAddr        string
 		auditPath          string
@@ -105,7 +106,7 @@ plain text on loopback addresses only, unless --insecure.`,
 			}
 			defer stop()
 			cfg := worker.Config{ID: id, Listen: listen, Advertise: advert, Coordinators: cl,
-				Backend: be, Device: device, Logger: log, Progress: cmd.OutOrStdout(), RingTimeout: ringTimeout, Metrics: wm,
+				Backend: be, Device: device, Zone: zone, Logger: log, Progress: cmd.OutOrStdout(), RingTimeout: ringTimeout, Metrics: wm,
 				NoTensorBoard: !tensorBoard, TLS: creds, DataAddress: dataAddr}
 			if auditPath != "" {
 				f, err := os.OpenFile(auditPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -141,6 +142,7 @@ plain text on loopback addresses only, unless --insecure.`,
 	f.StringVar(&listen, "listen", ":7100", "peer gRPC listen address")
 	f.StringVar(&advert, "advertise", "", "host:port other workers dial (required when --listen has no host)")
 	f.StringVar(&device, "device", "", "device name reported to the coordinator instead of the backend's own (\"cpu\", \"cuda:0 NVIDIA H200\")")
+	f.StringVar(&zone, "zone", "", "topology label (e.g. the node's topology.kubernetes.io/zone): the ring keeps a zone's workers adjacent")
 	backend.register(f)
 	f.DurationVar(&ringTimeout, "ring-timeout", 0, "how long a ring operation waits for a silent neighbour (0: 5s)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", metricsAddrHelp)

@@ -9,13 +9,25 @@ in GB/s (1e9 bytes).
 
     /usr/bin/python3 scripts/bench/gloo_allreduce.py --world 2 --size 64MiB
     /usr/bin/python3 scripts/bench/gloo_allreduce.py --world 2 --size 1MiB,64MiB --iters 20 --json
+
+With --netlab the ranks run in a network lab as `ringtrain bench allreduce --netlab` runs
+its own (root and iproute2 needed): each rank in a network namespace of its own on a
+bridge, its veth shaped with tc (a tbf for the rate at both ends, netem for delay, jitter
+and loss on what the rank sends). `ringtrain bench allreduce --netlab ... --gloo THIS`
+instead runs this script in its own lab, on the very links the ring used, passing
+--netns and --addrs (the namespaces and addresses of ranks 0..W-1).
+
+    sudo python3 scripts/bench/gloo_allreduce.py --world 4 --size 64MiB --netlab rate=1gbit
 """
 
 import argparse
+import ctypes
 import json
 import os
+import random
 import re
 import socket
+import subprocess
 import sys
 import time
 
@@ -40,6 +52,110 @@ def parse_sizes(text):
     return sizes
 
 
+RATE_UNITS = {"gbit": 10**9, "mbit": 10**6, "kbit": 10**3, "bit": 1}
+
+
+def parse_link(spec):
+    """Parses a link spec as ringtrain's netlab does: rate=1gbit,delay=0.5ms,jitter=..,loss=..%."""
+    link = {}
+    for kv in filter(None, (f.strip() for f in spec.split(","))):
+        k, _, v = kv.partition("=")
+        if k == "rate":
+            m = re.fullmatch(r"([0-9.]+)(gbit|mbit|kbit|bit)", v.lower())
+            if not m:
+                raise SystemExit(f"--netlab rate={v!r}: want a rate such as 100mbit or 1gbit")
+            link["rate"] = int(float(m.group(1)) * RATE_UNITS[m.group(2)])
+        elif k in ("delay", "jitter"):
+            m = re.fullmatch(r"([0-9.]+)(us|ms|s)", v)
+            if not m:
+                raise SystemExit(f"--netlab {k}={v!r}: want a duration such as 500us or 0.5ms")
+            link[k] = int(float(m.group(1)) * {"us": 1, "ms": 1000, "s": 10**6}[m.group(2)])
+        elif k == "loss":
+            link["loss"] = float(v.rstrip("%"))
+        else:
+            raise SystemExit(f"--netlab: unknown key {k!r}: want rate, delay, jitter or loss")
+    return link
+
+
+def sh(*args):
+    r = subprocess.run(args, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
+
+
+def shape_cmds(dev, ns, link, send):
+    """The tc commands of one end of a link, as netlab's shapeCmds: tbf for the rate, netem under it."""
+    tc = ["tc"] + (["-n", ns] if ns else []) + ["qdisc", "replace", "dev", dev]
+    cmds, parent = [], ["root"]
+    if link.get("rate"):
+        burst = max(128 << 10, link["rate"] // 8 // 250)
+        cmds.append(tc + ["root", "handle", "1:", "tbf", "rate", f"{link['rate']}bit", "burst", str(burst), "latency", "20ms"])
+        parent = ["parent", "1:1"]
+    netem = []
+    if send and link.get("delay"):
+        netem += ["delay", f"{link['delay']}us"]
+        if link.get("jitter"):
+            netem += [f"{link['jitter']}us", "distribution", "normal"]
+    if send and link.get("loss"):
+        netem += ["loss", f"{link['loss']}%"]
+    if netem:
+        cmds.append(tc + parent + ["handle", "10:", "netem"] + netem + ["limit", "100000"])
+    return cmds
+
+
+class Lab:
+    """W network namespaces on one bridge, each behind a veth shaped as link; close() removes them."""
+
+    def __init__(self, world, link):
+        self.tag = "gl%04x" % random.randrange(1 << 16)
+        subnet = f"10.{200 + random.randrange(50)}.{random.randrange(256)}."
+        self.bridge, self.ns, self.addrs, self.rule = self.tag + "b0", [], [], None
+        try:
+            sh("ip", "link", "add", self.bridge, "type", "bridge")
+            self.made_bridge = True
+            sh("ip", "link", "set", self.bridge, "up")
+            self.rule = ["FORWARD", "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"]
+            sh("iptables", "-I", *self.rule)
+            for r in range(world):
+                ns, ip = f"{self.tag}-{r}", f"{subnet}{10 + r}"
+                outer, inner = f"{self.tag}h{r}", f"{self.tag}c{r}"
+                sh("ip", "netns", "add", ns)
+                self.ns.append(ns)
+                self.addrs.append(ip)
+                for c in (["ip", "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", ns],
+                          ["ip", "link", "set", outer, "master", self.bridge], ["ip", "link", "set", outer, "up"],
+                          ["ip", "-n", ns, "addr", "add", ip + "/24", "dev", inner],
+                          ["ip", "-n", ns, "link", "set", inner, "up"], ["ip", "-n", ns, "link", "set", "lo", "up"],
+                          *shape_cmds(inner, ns, link, True), *shape_cmds(outer, None, link, False)):
+                    sh(*c)
+        except Exception:
+            self.close()
+            raise
+
+    def close(self):
+        for ns in self.ns:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        if self.rule:
+            subprocess.run(["iptables", "-D", *self.rule], capture_output=True)
+        self.ns = []
+
+
+def enter_netns(name):
+    """Moves this process into network namespace name (ip netns's /run/netns/name) and
+    points gloo at the namespace's interface."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+            raise OSError(ctypes.get_errno(), f"setns {name}")
+    finally:
+        os.close(fd)
+    ifaces = [n for _, n in socket.if_nameindex() if n != "lo"]
+    if ifaces:
+        os.environ["GLOO_SOCKET_IFNAME"] = ifaces[0]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -48,7 +164,11 @@ def free_port():
 
 def rank_main(rank, args, port, queue):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+    host = "127.0.0.1"
+    if args.netns:
+        enter_netns(args.netns[rank])
+        host = args.addrs[0]
+    dist.init_process_group("gloo", init_method=f"tcp://{host}:{port}", rank=rank,
                             world_size=args.world)
     results = []
     for size in args.sizes:
@@ -79,14 +199,38 @@ def main():
     ap.add_argument("--iters", type=int, default=20, help="timed all-reduces per size")
     ap.add_argument("--warmup", type=int, default=3, help="untimed all-reduces per size (the first is checked)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    ap.add_argument("--netlab", default="", help="run the ranks in a network lab with links shaped so: rate=1gbit,delay=0.5ms[,jitter=..,loss=..%%]")
+    ap.add_argument("--netns", default="", help="run rank r in network namespace r of this comma-separated list (an existing lab)")
+    ap.add_argument("--addrs", default="", help="with --netns, the ranks' addresses, comma-separated (rank 0's serves the rendezvous)")
     args = ap.parse_args()
     args.sizes = parse_sizes(args.size)
     if args.world < 1 or args.iters < 1 or args.warmup < 1:
         raise SystemExit("--world, --iters and --warmup must be at least 1")
+    lab = None
+    if args.netlab:
+        if args.netns:
+            raise SystemExit("--netlab and --netns: one or the other")
+        link = parse_link(args.netlab)
+        try:
+            lab = Lab(args.world, link)
+        except (OSError, RuntimeError) as e:
+            raise SystemExit(f"--netlab: cannot build the lab (root and iproute2 needed): {e}")
+        args.netns, args.addrs = ",".join(lab.ns), ",".join(lab.addrs)
+    args.netns = [n for n in args.netns.split(",") if n]
+    args.addrs = [a for a in args.addrs.split(",") if a]
+    if args.netns and (len(args.netns) != args.world or len(args.addrs) != args.world):
+        raise SystemExit(f"--netns and --addrs: want {args.world} of each, one per rank")
+    try:
+        run(args, lab)
+    finally:
+        if lab:
+            lab.close()
 
+
+def run(args, lab):
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
-    port = free_port()
+    port = free_port() if not args.netns else random.randrange(20000, 60000)
     procs = [ctx.Process(target=rank_main, args=(r, args, port, queue)) for r in range(args.world)]
     for p in procs:
         p.start()
@@ -110,10 +254,15 @@ def main():
                      "busbw_gbps": alg * 2 * (w - 1) / w})
     if args.json:
         json.dump({"world": w, "backend": "gloo", "torch": torch.__version__, "iters": args.iters,
-                   "results": rows}, sys.stdout)
+                   "netlab": args.netlab, "results": rows}, sys.stdout)
         print()
         return
-    print(f"# PyTorch {torch.__version__} gloo all-reduce: {w} ranks as processes on 127.0.0.1")
+    where = "processes on 127.0.0.1"
+    if args.netlab:
+        where = f"processes in lab namespaces, links {args.netlab}"
+    elif args.netns:
+        where = "processes in namespaces " + ",".join(args.netns)
+    print(f"# PyTorch {torch.__version__} gloo all-reduce: {w} ranks as {where}")
     print(f"# {'size(B)':>12} {'count':>12} {'type':>6} {'iters':>6} {'time(us)':>12} {'algbw(GB/s)':>12} {'busbw(GB/s)':>12}")
     for r in rows:
         print(f"  {r['bytes']:12d} {r['count']:12d} {'float':>6} {args.iters:6d} {r['time_us']:12.1f} "

@@ -363,6 +363,7 @@ type Worker struct {
 	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`                    // its peer gRPC address (host:port), dialled by other workers
 	Device        string                 `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`                      // e.g. "cpu", "cuda:0"
 	JoinedAt      uint64                 `protobuf:"varint,4,opt,name=joined_at,json=joinedAt,proto3" json:"joined_at,omitempty"` // Raft log index of the Register that added it: a logical time
+	Zone          string                 `protobuf:"bytes,5,opt,name=zone,proto3" json:"zone,omitempty"`                          // topology label (e.g. topology.kubernetes.io/zone); "" unlabelled
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -423,6 +424,13 @@ func (x *Worker) GetJoinedAt() uint64 {
 		return x.JoinedAt
 	}
 	return 0
+}
+
+func (x *Worker) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
 }
 
 // Plan is one generation of the training ring.
@@ -952,6 +960,7 @@ type RegisterRequest struct {
 	WorkerId      string                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	Address       string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
 	Device        string                 `protobuf:"bytes,4,opt,name=device,proto3" json:"device,omitempty"`
+	Zone          string                 `protobuf:"bytes,5,opt,name=zone,proto3" json:"zone,omitempty"` // topology label: the planner keeps a zone's workers adjacent in the ring
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1010,6 +1019,13 @@ func (x *RegisterRequest) GetAddress() string {
 func (x *RegisterRequest) GetDevice() string {
 	if x != nil {
 		return x.Device
+	}
+	return ""
+}
+
+func (x *RegisterRequest) GetZone() string {
+	if x != nil {
+		return x.Zone
 	}
 	return ""
 }
@@ -2707,6 +2723,7 @@ type RegisterOp struct {
 	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	Device        string                 `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
+	Zone          string                 `protobuf:"bytes,4,opt,name=zone,proto3" json:"zone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2758,6 +2775,13 @@ func (x *RegisterOp) GetAddress() string {
 func (x *RegisterOp) GetDevice() string {
 	if x != nil {
 		return x.Device
+	}
+	return ""
+}
+
+func (x *RegisterOp) GetZone() string {
+	if x != nil {
+		return x.Zone
 	}
 	return ""
 }
@@ -3576,12 +3600,13 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\vmax_workers\x18\x04 \x01(\x05R\n" +
 	"maxWorkers\x12\x14\n" +
 	"\x05steps\x18\x05 \x01(\x03R\x05steps\x12/\n" +
-	"\x13checkpoint_interval\x18\x06 \x01(\x03R\x12checkpointInterval\"g\n" +
+	"\x13checkpoint_interval\x18\x06 \x01(\x03R\x12checkpointInterval\"{\n" +
 	"\x06Worker\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06device\x18\x03 \x01(\tR\x06device\x12\x1b\n" +
-	"\tjoined_at\x18\x04 \x01(\x04R\bjoinedAt\"\xdf\x02\n" +
+	"\tjoined_at\x18\x04 \x01(\x04R\bjoinedAt\x12\x12\n" +
+	"\x04zone\x18\x05 \x01(\tR\x04zone\"\xdf\x02\n" +
 	"\x04Plan\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x01 \x01(\x04R\n" +
@@ -3637,12 +3662,13 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"stopReason\"6\n" +
 	"\aReplica\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
-	"\tgrpc_addr\x18\x02 \x01(\tR\bgrpcAddr\"\x8b\x01\n" +
+	"\tgrpc_addr\x18\x02 \x01(\tR\bgrpcAddr\"\x9f\x01\n" +
 	"\x0fRegisterRequest\x12)\n" +
 	"\x03rid\x18\x01 \x01(\v2\x17.ringtrain.v1.RequestIDR\x03rid\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x16\n" +
-	"\x06device\x18\x04 \x01(\tR\x06device\"[\n" +
+	"\x06device\x18\x04 \x01(\tR\x06device\x12\x12\n" +
+	"\x04zone\x18\x05 \x01(\tR\x04zone\"[\n" +
 	"\x10RegisterResponse\x12,\n" +
 	"\x06worker\x18\x01 \x01(\v2\x14.ringtrain.v1.WorkerR\x06worker\x12\x19\n" +
 	"\blease_ms\x18\x02 \x01(\x03R\aleaseMs\"c\n" +
@@ -3771,12 +3797,13 @@ const file_ringtrain_v1_coordinator_proto_rawDesc = "" +
 	"\x02op\"P\n" +
 	"\vSubmitJobOp\x12'\n" +
 	"\x03job\x18\x01 \x01(\v2\x15.ringtrain.v1.JobSpecR\x03job\x12\x18\n" +
-	"\areplace\x18\x02 \x01(\bR\areplace\"[\n" +
+	"\areplace\x18\x02 \x01(\bR\areplace\"o\n" +
 	"\n" +
 	"RegisterOp\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x16\n" +
-	"\x06device\x18\x03 \x01(\tR\x06device\"\x81\x01\n" +
+	"\x06device\x18\x03 \x01(\tR\x06device\x12\x12\n" +
+	"\x04zone\x18\x04 \x01(\tR\x04zone\"\x81\x01\n" +
 	"\x0eRemoveWorkerOp\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1b\n" +
 	"\tjoined_at\x18\x02 \x01(\x04R\bjoinedAt\x12\x16\n" +

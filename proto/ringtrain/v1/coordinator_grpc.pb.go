@@ -69,7 +69,7 @@ const (
 // workers train through a coordinator fail-over and need it only to change membership,
 // to report progress and to commit checkpoints.
 type CoordinatorClient interface {
-	// Register adds a worker, or updates the address and device of a worker already
+	// Register adds a worker, or updates the address, device and zone of a worker already
 	// registered under the same id (a restarted process). Unary write, leader only,
 	// idempotent by request id. The worker joins the next plan once the leader's settle
 	// window closes; its lease starts now.
@@ -295,7 +295,7 @@ func (c *coordinatorClient) Leader(ctx context.Context, in *LeaderRequest, opts 
 // workers train through a coordinator fail-over and need it only to change membership,
 // to report progress and to commit checkpoints.
 type CoordinatorServer interface {
-	// Register adds a worker, or updates the address and device of a worker already
+	// Register adds a worker, or updates the address, device and zone of a worker already
 	// registered under the same id (a restarted process). Unary write, leader only,
 	// idempotent by request id. The worker joins the next plan once the leader's settle
 	// window closes; its lease starts now.
