@@ -146,6 +146,7 @@ func PrepareSFT(ctx context.Context, opts SFTOptions) (*Manifest, error) {
 		}
 		m.Train = append(m.Train, si)
 	}
+	valExamples := len(val)
 	if len(val) > 0 {
 		if opts.Pack {
 			val = packRows(val, info.RowTokens, int32(m.EOT))
@@ -177,7 +178,7 @@ func PrepareSFT(ctx context.Context, opts SFTOptions) (*Manifest, error) {
 	if !opts.Pack {
 		info.Rows = 0 // one row an example: the manifest records no separate count
 	}
-	log.Info("prepare: sft done", "train_examples", len(train), "val_examples", len(val), "truncated", info.Truncated,
+	log.Info("prepare: sft done", "train_examples", len(train), "val_examples", valExamples, "truncated", info.Truncated,
 		"skipped", info.Skipped, "template", info.Template, "row_tokens", info.RowTokens, "packed", opts.Pack, "rows", info.Rows)
 	return m, nil
 }
