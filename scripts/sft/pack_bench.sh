@@ -9,7 +9,9 @@
 # first steps and the final evaluation left out). Useful tokens are the examples' own
 # tokens (prompt, answer and its end-of-text; not padding): both datasets hold the
 # same examples, so a row carries (the examples' tokens) / (train rows) of them on
-# average. Useful tokens/s = rows/s x useful tokens a row.
+# average. Useful tokens/s = rows/s x useful tokens a row. On a machine shared with
+# other work the wall clock is noisy; the process CPU time per step (user + system over
+# the whole run, its start and final evaluation included) is printed beside it.
 set -euo pipefail
 W=${1:-$(mktemp -d)}
 SEQ=${2:-128}
@@ -26,7 +28,7 @@ done
 for round in 1 2; do
 	for kind in plain packed; do
 		rm -rf "$W/run-$kind-$round"
-		"$RT" train --objective sft --data "$W/data-$kind" --seq "$SEQ" --layers 4 --heads 4 --embd 128 \
+		/usr/bin/time -f "%U %S" -o "$W/cpu-$kind-$round" "$RT" train --objective sft --data "$W/data-$kind" --seq "$SEQ" --layers 4 --heads 4 --embd 128 \
 			--context "$SEQ" --batch 16 --steps "$STEPS" --eval-interval 0 --eval-batches 1 --seed 7 \
 			--out "$W/run-$kind-$round" >/dev/null 2>&1
 	done
@@ -59,6 +61,9 @@ for rnd in (1, 2):
         e = {r["step"]: r["elapsed_s"] for r in recs}
         step_s = (e[steps - 1] - e[5]) / (steps - 1 - 5)
         rows_s = 16 / step_s
+        u, s = map(float, open(os.path.join(W, f"cpu-{kind}-{rnd}")).read().split()[-2:])
+        cpu_step = (u + s) / steps
         print(f"round {rnd} {kind:6s}: {step_s * 1000:7.1f} ms/step, {16 * T / step_s:8.0f} positions/s, "
-              f"{rows_s * per_row[kind]:8.0f} useful tokens/s ({per_row[kind]:.1f} useful of {T} positions a row)")
+              f"{rows_s * per_row[kind]:8.0f} useful tokens/s ({per_row[kind]:.1f} useful of {T} positions a row); "
+              f"CPU {cpu_step * 1000:7.1f} ms/step, {16 * per_row[kind] / cpu_step:8.0f} useful tokens per CPU-second")
 PY
