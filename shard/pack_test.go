@@ -75,8 +75,8 @@ func TestPrepareSFTPacked(t *testing.T) {
 		}
 		packedRows += s.Tokens / (T + 1)
 	}
-	if packedRows != m.SFT.Rows || packedRows*2 > plain.SFT.Examples {
-		t.Fatalf("%d packed rows (manifest %d) for %d examples: want under half", packedRows, m.SFT.Rows, plain.SFT.Examples)
+	if packedRows != m.SFT.PackedRows || packedRows*2 > plain.SFT.Examples {
+		t.Fatalf("%d packed rows (manifest %d) for %d examples: want under half", packedRows, m.SFT.PackedRows, plain.SFT.Examples)
 	}
 	// The same examples: the same trained targets in all.
 	trainedOf := func(m *Manifest, dir string) int64 {

@@ -139,7 +139,7 @@ func PrepareSFT(ctx context.Context, opts SFTOptions) (*Manifest, error) {
 		if opts.Pack {
 			rows = packRows(rows, info.RowTokens, int32(m.EOT))
 		}
-		info.Rows += int64(len(rows))
+		info.PackedRows += int64(len(rows))
 		si, err := writeExampleShard(ctx, opts.OutDir, fmt.Sprintf("%s_train_%06d", opts.Name, s), format, rows)
 		if err != nil {
 			return nil, err
@@ -151,7 +151,7 @@ func PrepareSFT(ctx context.Context, opts SFTOptions) (*Manifest, error) {
 		if opts.Pack {
 			val = packRows(val, info.RowTokens, int32(m.EOT))
 		}
-		info.Rows += int64(len(val))
+		info.PackedRows += int64(len(val))
 		si, err := writeExampleShard(ctx, opts.OutDir, fmt.Sprintf("%s_val_%06d", opts.Name, 0), format, val)
 		if err != nil {
 			return nil, err
@@ -176,10 +176,10 @@ func PrepareSFT(ctx context.Context, opts SFTOptions) (*Manifest, error) {
 		}
 	}
 	if !opts.Pack {
-		info.Rows = 0 // one row an example: the manifest records no separate count
+		info.PackedRows = 0 // one row an example: the manifest records no separate count
 	}
 	log.Info("prepare: sft done", "train_examples", len(train), "val_examples", valExamples, "truncated", info.Truncated,
-		"skipped", info.Skipped, "template", info.Template, "row_tokens", info.RowTokens, "packed", opts.Pack, "rows", info.Rows)
+		"skipped", info.Skipped, "template", info.Template, "row_tokens", info.RowTokens, "packed", opts.Pack, "packed_rows", info.PackedRows)
 	return m, nil
 }
 

@@ -13,7 +13,7 @@ import (
 //
 //	"sft": {"template": "plain", "row_tokens": 129, "train_on_prompt": false,
 //	        "overflow": "skip", "examples": 1800, "truncated": 0, "skipped": 3,
-//	        "packed": true, "rows": 412}
+//	        "packed": true, "packed_rows": 412}
 //
 // Every shard of such a dataset holds whole rows of RowTokens = T+1 tokens, one example
 // per row, padded with the end-of-text id; token i of a row is the input of position i
@@ -60,9 +60,9 @@ type SFTInfo struct {
 	Truncated int64 `json:"truncated"`
 	Skipped   int64 `json:"skipped"`
 	// Packed is true when rows hold several examples each, with a segments sidecar
-	// per shard; Rows is then the number of rows written (train and validation).
-	Packed bool  `json:"packed,omitempty"`
-	Rows   int64 `json:"rows,omitempty"`
+	// per shard; PackedRows is then the number of rows written (train and validation).
+	Packed     bool  `json:"packed,omitempty"`
+	PackedRows int64 `json:"packed_rows,omitempty"`
 }
 
 // MaxPackedRowTokens is the longest row a packed dataset may have: the segments

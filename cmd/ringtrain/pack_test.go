@@ -27,7 +27,7 @@ func TestSFTPackedCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := ds.Manifest()
-	if m.SFT == nil || !m.SFT.Packed || m.SFT.Rows >= m.SFT.Examples {
+	if m.SFT == nil || !m.SFT.Packed || m.SFT.PackedRows >= m.SFT.Examples {
 		t.Fatalf("sft section %+v: want packed, fewer rows than examples", m.SFT)
 	}
 	for _, s := range append(append([]shard.ShardInfo{}, m.Train...), m.Val...) {

@@ -141,7 +141,7 @@ func (f *sftFlags) run(cmd *cobra.Command, log *slog.Logger, inputs []string, to
 	row := int64(m.SFT.RowTokens)
 	if m.SFT.Packed {
 		fmt.Fprintf(cmd.OutOrStdout(), "prepared %s: sft packed, template %s, tokenizer %s (vocab %d), %d examples in %d rows (%.2f a row): %d train rows in %d shards, %d val rows, rows of %d tokens (--seq %d)\n",
-			out, m.SFT.Template, m.Tokenizer.Name, m.Tokenizer.VocabSize, m.SFT.Examples, m.SFT.Rows, float64(m.SFT.Examples)/float64(max(1, m.SFT.Rows)),
+			out, m.SFT.Template, m.Tokenizer.Name, m.Tokenizer.VocabSize, m.SFT.Examples, m.SFT.PackedRows, float64(m.SFT.Examples)/float64(max(1, m.SFT.PackedRows)),
 			train/row, len(m.Train), val/row, row, row-1)
 	} else {
 		fmt.Fprintf(cmd.OutOrStdout(), "prepared %s: sft, template %s, tokenizer %s (vocab %d), %d train examples in %d shards, %d val examples, rows of %d tokens (--seq %d)\n",
