@@ -206,3 +206,31 @@ func withSegments(t *testing.T, dir string, info ShardInfo, data []byte) ShardIn
 	info.Segments = &SidecarInfo{File: name, SHA256: SHA256Hex(data)}
 	return info
 }
+
+// TestManifestPackedValidate checks the manifest rules of a packed dataset: every
+// shard names a segments sidecar, an unpacked one names none, rows fit uint16 offsets.
+func TestManifestPackedValidate(t *testing.T) {
+	in := t.TempDir()
+	m, _ := prepareSFT(t, SFTOptions{Inputs: []string{sftRows(t, in, 8)}, SeqLen: 20, MinShards: 2, ValFraction: NoValidation, Pack: true})
+	if err := m.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, breakIt := range map[string]func(m *Manifest){
+		"packed without segments": func(m *Manifest) { m.Train[1].Segments = nil },
+		"segments but not packed": func(m *Manifest) { m.SFT.Packed = false },
+		"segments listed twice":   func(m *Manifest) { m.Train[1].Segments = m.Train[0].Segments },
+		"segments outside the dir": func(m *Manifest) {
+			m.Train[0].Segments = &SidecarInfo{File: "../x.seg", SHA256: m.Train[0].Segments.SHA256}
+		},
+		"rows too long for offsets": func(m *Manifest) { m.SFT.RowTokens = MaxPackedRowTokens + 1 },
+	} {
+		c := *m
+		c.SFT = new(SFTInfo)
+		*c.SFT = *m.SFT
+		c.Train = append([]ShardInfo(nil), m.Train...)
+		breakIt(&c)
+		if err := c.Validate(); !errors.Is(err, ErrBadManifest) {
+			t.Errorf("%s: %v, want ErrBadManifest", name, err)
+		}
+	}
+}
