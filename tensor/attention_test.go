@@ -302,3 +302,23 @@ func TestAttentionRangesThreadCountIndependent(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAttentionRanges times the ranged kernels on the first shape of
+// BenchmarkAttention with rows cut into examples of 64 positions (packed rows).
+func BenchmarkAttentionRanges(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	B, T, C, H := 8, 256, 384, 6
+	qkv, dout := randSlice(r, B*T*3*C, 1), randSlice(r, B*T*C, 1)
+	out, lse, dqkv := make([]float32, B*T*C), make([]float32, B*H*T), make([]float32, len(qkv))
+	start := make([]int32, B*T)
+	for i := range start {
+		t := i % T
+		start[i] = int32(t - t%64)
+	}
+	be := NewCPU()
+	b.ReportAllocs()
+	for b.Loop() {
+		be.AttentionForwardRanges(out, lse, qkv, start, B, T, C, H)
+		be.AttentionBackwardRanges(dqkv, dout, qkv, out, lse, start, B, T, C, H)
+	}
+}
