@@ -9,9 +9,17 @@ package shard
 // start gives every token the offset of its example's first token, the padding
 // counting as one more example. An example's mask is kept: its first token is never
 // trained (encode trains only tokens after the first).
+//
+// The search visits only rows with room for the shortest example, so its cost is the
+// examples times the rows still open, not all rows.
 func packRows(examples []example, L int, eot int32) []example {
+	shortest := L
+	for _, ex := range examples {
+		shortest = min(shortest, ex.n)
+	}
+	shortest = max(shortest, minExampleTokens)
 	var rows []example
-	var open []int // rows with room for another example, in row order
+	var open []int // rows with room for the shortest example, in row order
 	for _, ex := range examples {
 		at := -1
 		for i, r := range open {
@@ -40,7 +48,7 @@ func packRows(examples []example, L int, eot int32) []example {
 		for i := r.n; i < L; i++ {
 			r.start[i] = uint16(r.n)
 		}
-		if L-r.n < minExampleTokens {
+		if L-r.n < shortest {
 			open = append(open[:at], open[at+1:]...)
 		}
 	}
