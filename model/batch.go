@@ -276,7 +276,7 @@ func (b *BatchDecoder) forward(rows []*batchRow) error {
 		for i, r := range rows {
 			kv[i] = kvCache{k: r.d.k[l*maxT*C : (l+1)*maxT*C], v: r.d.v[l*maxT*C : (l+1)*maxT*C], pos0: r.d.n}
 		}
-		blockForward(be, &p.Blocks[l], &a, res, B, 1, C, H, true, kv)
+		blockForward(be, &p.Blocks[l], &a, res, B, 1, C, H, true, kv, nil)
 	}
 	clear(kv)
 	be.LayerNormForward(b.lnf[:B*C], b.lnfMean[:B], b.lnfRstd[:B], res, p.LnfW, p.LnfB, B, C)

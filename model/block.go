@@ -59,13 +59,18 @@ type kvCache struct {
 // kv[b], which also appends its keys and values to kv[b]. The sequences of a batch may
 // be at different positions; every op but attention treats the N rows alike, so a
 // sequence's rows get the same bits whatever else is in the batch. a.res3 may alias x.
-func blockForward(be tensor.Backend, w *Block, a *blockActs, x []float32, B, T, C, H int, causal bool, kv []kvCache) {
+// start (B,T), set only for packed rows (causal, kv nil), is each position's first key:
+// attention is AttentionForwardRanges, blocked between the examples of a row.
+func blockForward(be tensor.Backend, w *Block, a *blockActs, x []float32, B, T, C, H int, causal bool, kv []kvCache, start []int32) {
 	N := B * T
 	be.LayerNormForward(a.ln1, a.ln1Mean, a.ln1Rstd, x, w.Ln1W, w.Ln1B, N, C)
 	be.MatmulForward(a.qkv, a.ln1, w.QKVW, w.QKVB, N, C, 3*C)
-	if kv == nil {
+	switch {
+	case start != nil:
+		be.AttentionForwardRanges(a.atty, a.lse, a.qkv, start, B, T, C, H)
+	case kv == nil:
 		be.AttentionForward(a.atty, a.lse, a.qkv, B, T, C, H, causal)
-	} else {
+	default:
 		for b := range B {
 			be.AttentionDecodeForward(a.atty[b*T*C:(b+1)*T*C], kv[b].k, kv[b].v, a.qkv[b*T*3*C:(b+1)*T*3*C], T, kv[b].pos0, C, H)
 		}
@@ -81,8 +86,8 @@ func blockForward(be tensor.Backend, w *Block, a *blockActs, x []float32, B, T, 
 
 // blockBackward adds into dw the gradients of block w given d.dres = d res3 (N,C), and
 // replaces d.dres with d x. x and a are the input and activations of the blockForward
-// (without kv) it differentiates; d's other buffers are scratch.
-func blockBackward(be tensor.Backend, w, dw *Block, a *blockActs, x []float32, d *blockGrads, B, T, C, H int, causal bool) {
+// (without kv) it differentiates, with the same start; d's other buffers are scratch.
+func blockBackward(be tensor.Backend, w, dw *Block, a *blockActs, x []float32, d *blockGrads, B, T, C, H int, causal bool, start []int32) {
 	N := B * T
 	// res3 = res2 + fcproj(gelu(fc(ln2(res2)))): dres holds d res3.
 	be.Zero(d.dfchG)
@@ -96,7 +101,11 @@ func blockBackward(be tensor.Backend, w, dw *Block, a *blockActs, x []float32, d
 	be.Zero(d.dbuf)
 	be.MatmulBackward(d.dbuf, dw.AttnProjW, dw.AttnProjB, d.dres, a.atty, w.AttnProjW, N, C, C)
 	be.Zero(d.dqkv)
-	be.AttentionBackward(d.dqkv, d.dbuf, a.qkv, a.atty, a.lse, B, T, C, H, causal)
+	if start != nil {
+		be.AttentionBackwardRanges(d.dqkv, d.dbuf, a.qkv, a.atty, a.lse, start, B, T, C, H)
+	} else {
+		be.AttentionBackward(d.dqkv, d.dbuf, a.qkv, a.atty, a.lse, B, T, C, H, causal)
+	}
 	be.Zero(d.dbuf)
 	be.MatmulBackward(d.dbuf, dw.QKVW, dw.QKVB, d.dqkv, a.ln1, w.QKVW, N, C, 3*C)
 	be.LayerNormBackward(d.dres, dw.Ln1W, dw.Ln1B, d.dbuf, x, w.Ln1W, a.ln1Mean, a.ln1Rstd, N, C)

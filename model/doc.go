@@ -37,7 +37,10 @@
 // A transformer block is written once per direction (block.go: blockForward and
 // blockBackward over one layer's activation views, blockActs); training runs them
 // over every layer's views, generation runs blockForward over the decoder's scratch
-// with attention over a key/value cache. Every op goes through the Backend, so
+// with attention over a key/value cache. ForwardPacked trains rows that pack several
+// examples (a packed SFT dataset): each example is embedded from position 0 and
+// attention runs over per-position causal ranges (Backend.AttentionForwardRanges), so
+// an example trains as it would alone in a row. Every op goes through the Backend, so
 // another backend runs the same model code.
 //
 // # Determinism

@@ -196,7 +196,7 @@ func (d *Decoder) forwardChunk(tokens []int32) {
 	be.EncoderForward(res, d.toks[:T], p.Wte, p.Wpe[pos0*C:], 1, T, C) // positions pos0..pos0+T-1
 	for l := range p.Blocks {
 		kv := [1]kvCache{{k: d.k[l*maxT*C : (l+1)*maxT*C], v: d.v[l*maxT*C : (l+1)*maxT*C], pos0: pos0}}
-		blockForward(be, &p.Blocks[l], &a, res, 1, T, C, H, true, kv[:])
+		blockForward(be, &p.Blocks[l], &a, res, 1, T, C, H, true, kv[:], nil)
 	}
 	d.n += T
 	d.lastT = T

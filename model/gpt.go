@@ -33,6 +33,9 @@ type GPT struct {
 	// set by a Forward with targets, consumed by Backward
 	haveLoss bool
 	causal   bool
+	packed   bool // the last Forward was ForwardPacked: acts.start holds its ranges
+	// hostStart (B,T) is the host's copy of the last ForwardPacked's starts.
+	hostStart []int32
 }
 
 // activations holds everything forward saves for backward, sized for one (B,T).
@@ -40,6 +43,7 @@ type activations struct {
 	B, T    int
 	inputs  []int32     // (B,T)
 	targets []int32     // (B,T), -1 = ignored
+	start   []int32     // (B,T) first position of each position's example (ForwardPacked)
 	encoded []float32   // (B,T,C)
 	layers  []blockActs // (L) views into one (L,B,T,·) slab per kind of buffer
 	lnf     []float32   // (B,T,C)
@@ -94,7 +98,7 @@ func newActivations(be tensor.Backend, c Config, B, T int) *activations {
 	}
 	a := &activations{
 		B: B, T: T,
-		inputs: i32(N), targets: i32(N),
+		inputs: i32(N), targets: i32(N), start: i32(N),
 		encoded: f(N * C),
 		layers:  layers,
 		lnf:     f(N * C), lnfMean: f(N), lnfRstd: f(N),
@@ -256,6 +260,58 @@ func (m *GPT) ZeroGrad() {
 //
 // Bad token ids, target ids or shapes are reported as errors wrapping ErrShape.
 func (m *GPT) Forward(inputs, targets []int32, B, T int, causal bool) (lossSum float64, count int, err error) {
+	return m.forward(inputs, targets, nil, B, T, causal)
+}
+
+// ForwardPacked is causal Forward over rows that each hold several whole examples, the
+// rows of a packed SFT dataset. start (B,T) gives each position the first position of
+// its example in the row: start[b·T+t] is t (an example begins) or start[b·T+t-1]. Each
+// example is embedded with positions restarting at 0 (position t - start[b·T+t]) and
+// attends only to its own tokens up to t (tensor.Backend.AttentionForwardRanges), so
+// its losses, and through Backward its gradients, are those the example has alone in a
+// row, up to float rounding. Backward uses the same ranges. A nil start is Forward with
+// causal true, bit for bit. A start that is not such a segmentation is an error
+// wrapping ErrShape.
+func (m *GPT) ForwardPacked(inputs, targets, start []int32, B, T int) (lossSum float64, count int, err error) {
+	if start != nil {
+		if err := checkStarts(start, B, T); err != nil {
+			return 0, 0, err
+		}
+	}
+	return m.forward(inputs, targets, start, B, T, true)
+}
+
+// checkStarts checks that start (B,T) cuts every row into consecutive examples.
+func checkStarts(start []int32, B, T int) error {
+	if len(start) != B*T {
+		return fmt.Errorf("%w: %d example starts for B=%d T=%d", ErrShape, len(start), B, T)
+	}
+	for b := range B {
+		row := start[b*T : (b+1)*T]
+		for t, s := range row {
+			if int(s) != t && (t == 0 || s != row[t-1]) {
+				return fmt.Errorf("%w: example start %d at position %d of row %d: want %d (a new example) or the start of position %d", ErrShape, s, t, b, t, t-1)
+			}
+		}
+	}
+	return nil
+}
+
+// segments calls f with each example [lo, hi) of the flattened (B,T) positions that
+// start cuts out (rows never share an example).
+func segments(start []int32, B, T int, f func(lo, hi int)) {
+	for b := range B {
+		lo := b * T
+		for t := 1; t <= T; t++ {
+			if t == T || int(start[b*T+t]) == t {
+				f(lo, b*T+t)
+				lo = b*T + t
+			}
+		}
+	}
+}
+
+func (m *GPT) forward(inputs, targets, start []int32, B, T int, causal bool) (lossSum float64, count int, err error) {
 	c := m.Config
 	if B < 1 || T < 1 || T > c.MaxSeqLen {
 		return 0, 0, fmt.Errorf("%w: B=%d T=%d (max_seq_len %d)", ErrShape, B, T, c.MaxSeqLen)
@@ -288,13 +344,29 @@ func (m *GPT) Forward(inputs, targets []int32, B, T int, causal bool) (lossSum f
 	m.uploadParams()
 	m.causal = causal
 	m.haveLoss = false
+	m.packed = start != nil
+	var st []int32 // (B,T) the attention ranges' starts on the backend; nil unpacked
+	if m.packed {
+		// The host keeps its own copy to cut rows into examples; the kernels read
+		// the backend's.
+		m.hostStart = append(m.hostStart[:0], start...)
+		m.be.UploadInt32(a.start, start)
+		st = a.start
+	}
 
 	be, p := m.be, m.dev
 	C, H, V := c.Embd, c.Heads, c.VocabSize
 	BT := B * T
-	be.EncoderForward(a.encoded, a.inputs, p.Wte, p.Wpe, B, T, C)
+	if m.packed {
+		// Each example on its own, so that its positions start at 0.
+		segments(m.hostStart, B, T, func(lo, hi int) {
+			be.EncoderForward(a.encoded[lo*C:hi*C], a.inputs[lo:hi], p.Wte, p.Wpe, 1, hi-lo, C)
+		})
+	} else {
+		be.EncoderForward(a.encoded, a.inputs, p.Wte, p.Wpe, B, T, C)
+	}
 	for l := range a.layers {
-		blockForward(be, &p.Blocks[l], &a.layers[l], a.residualIn(l), B, T, C, H, causal, nil)
+		blockForward(be, &p.Blocks[l], &a.layers[l], a.residualIn(l), B, T, C, H, causal, nil, st)
 	}
 	be.LayerNormForward(a.lnf, a.lnfMean, a.lnfRstd, a.residualOut(), p.LnfW, p.LnfB, BT, C)
 	be.MatmulForward(a.logits, a.lnf, p.Wte, nil, BT, C, V)
@@ -378,15 +450,26 @@ func (m *GPT) Backward(scale float32, ready func(lo, hi int)) error {
 		return err
 	}
 
+	var st []int32
+	if m.packed {
+		st = a.start
+	}
 	for l := L - 1; l >= 0; l-- {
 		dw := &g.Blocks[l]
-		blockBackward(be, &p.Blocks[l], dw, &a.layers[l], a.residualIn(l), d, B, T, C, H, m.causal)
+		blockBackward(be, &p.Blocks[l], dw, &a.layers[l], a.residualIn(l), d, B, T, C, H, m.causal, st)
 		lo, hi := dw.Range()
 		if err := m.handOver(lo, hi, ready); err != nil {
 			return err
 		}
 	}
-	be.EncoderBackward(g.Wte, g.Wpe, d.dres, a.inputs, B, T, C)
+	if m.packed {
+		// Position by position in the order of one call: the same sums as unpacked.
+		segments(m.hostStart, B, T, func(lo, hi int) {
+			be.EncoderBackward(g.Wte, g.Wpe, d.dres[lo*C:hi*C], a.inputs[lo:hi], 1, hi-lo, C)
+		})
+	} else {
+		be.EncoderBackward(g.Wte, g.Wpe, d.dres, a.inputs, B, T, C)
+	}
 	return m.handOver(0, len(g.Wte)+len(g.Wpe), ready)
 }
 

@@ -35,7 +35,10 @@
 // NewExampleSampler draws whole examples per (stream, step) as NewSampler draws
 // windows; the loader sets every target the mask does not train to -1, and
 // Loader.TrainedTargets sums the row counts of a step's global batch without
-// reading tokens: the loss denominator every rank derives alike.
+// reading tokens: the loss denominator every rank derives alike. With Pack, rows hold
+// several whole examples (first fit in example order) and a third sidecar, .seg,
+// gives each token's example start; Loader.BatchPacked hands those starts to the
+// trainer with the tokens.
 //
 // # Usage
 //

@@ -155,7 +155,38 @@ func (l *Loader) Batch(ctx context.Context, stream int, step int64, inputs, targ
 	if err := checkBuffers(p.b, p.t, inputs, targets); err != nil {
 		return err
 	}
-	return l.fill(ctx, SplitTrain, p.Windows(stream, step), p.t, inputs, targets)
+	return l.fill(ctx, SplitTrain, p.Windows(stream, step), p.t, inputs, targets, nil)
+}
+
+// Packed reports whether the dataset's rows pack several examples each (see
+// SFTInfo.Packed): training then needs each position's example start (BatchPacked).
+func (l *Loader) Packed() bool {
+	sft := l.ds.Manifest().SFT
+	return sft != nil && sft.Packed
+}
+
+// BatchPacked is Batch on a packed dataset that also fills start (b*T, row-major (b,
+// T), caller-owned) with each input position's example start, its offset in the row of
+// its example's first token (see model.GPT.ForwardPacked). On a dataset that is not
+// packed it is an error wrapping ErrBadOptions.
+func (l *Loader) BatchPacked(ctx context.Context, stream int, step int64, inputs, targets, start []int32) error {
+	p := l.sampler
+	if !l.Packed() {
+		return fmt.Errorf("%w: dataset %s is not packed (prepare --format sft --pack)", ErrBadOptions, l.ds.Dir())
+	}
+	if len(start) != p.b*p.t {
+		return fmt.Errorf("%w: start must hold b*T = %d tokens, got %d", ErrBadOptions, p.b*p.t, len(start))
+	}
+	if stream < 0 || stream >= p.m {
+		return fmt.Errorf("%w: stream=%d not in [0, %d)", ErrBadOptions, stream, p.m)
+	}
+	if step < 0 {
+		return fmt.Errorf("%w: step=%d must be >= 0", ErrBadOptions, step)
+	}
+	if err := checkBuffers(p.b, p.t, inputs, targets); err != nil {
+		return err
+	}
+	return l.fill(ctx, SplitTrain, p.Windows(stream, step), p.t, inputs, targets, start)
 }
 
 // TrainedTargets returns the number of trained targets in the global batch of step:
@@ -214,18 +245,24 @@ func checkBuffers(b, T int, inputs, targets []int32) error {
 
 // fill reads the windows' tokens from the shards of split into the (b, T) buffers. For
 // an SFT dataset a target that its mask does not train is -1 (ignored by the loss).
-func (l *Loader) fill(ctx context.Context, split Split, windows []Window, T int, inputs, targets []int32) error {
+// start, when not nil, gets each input position's example start from the segments of
+// a packed dataset.
+func (l *Loader) fill(ctx context.Context, split Split, windows []Window, T int, inputs, targets, start []int32) error {
 	shards := l.train
 	if split == SplitVal {
 		shards = l.val
 	}
 	var masks [][]byte
+	var starts [][]uint16
 	if l.ds.Manifest().SFT != nil {
 		sc, err := l.sidecars(ctx, split)
 		if err != nil {
 			return err
 		}
-		masks = sc.masks
+		masks, starts = sc.masks, sc.starts
+	}
+	if start != nil && starts == nil {
+		return fmt.Errorf("%w: dataset %s has no segments to fill example starts from", ErrBadOptions, l.ds.Dir())
 	}
 	var buf []byte
 	for _, w := range windows {
@@ -263,6 +300,9 @@ func (l *Loader) fill(ctx context.Context, split Split, windows []Window, T int,
 			pos := w.Pos + q
 			if pos < T {
 				inputs[row+pos] = int32(v)
+				if start != nil {
+					start[row+pos] = int32(starts[w.Shard][w.Start+int64(q)])
+				}
 			}
 			if pos >= 1 {
 				targets[row+pos-1] = int32(v)
@@ -555,7 +595,28 @@ func (v *ValIterator) Batch(ctx context.Context, i int, inputs, targets []int32)
 	if err := checkBuffers(v.sampler.b, v.sampler.t, inputs, targets); err != nil {
 		return err
 	}
-	return v.l.fill(ctx, v.split, v.sampler.Windows(i), v.sampler.t, inputs, targets)
+	return v.l.fill(ctx, v.split, v.sampler.Windows(i), v.sampler.t, inputs, targets, nil)
+}
+
+// Packed reports whether the batches are packed rows (see Loader.Packed).
+func (v *ValIterator) Packed() bool { return v.l.Packed() }
+
+// BatchPacked is Batch on a packed dataset that also fills start (b*T, caller-owned)
+// with each input position's example start, as Loader.BatchPacked does.
+func (v *ValIterator) BatchPacked(ctx context.Context, i int, inputs, targets, start []int32) error {
+	if !v.l.Packed() {
+		return fmt.Errorf("%w: dataset %s is not packed (prepare --format sft --pack)", ErrBadOptions, v.l.ds.Dir())
+	}
+	if i < 0 || i >= v.sampler.Batches() {
+		return fmt.Errorf("%w: val batch %d not in [0, %d)", ErrBadOptions, i, v.sampler.Batches())
+	}
+	if len(start) != v.sampler.b*v.sampler.t {
+		return fmt.Errorf("%w: start must hold b*T = %d tokens, got %d", ErrBadOptions, v.sampler.b*v.sampler.t, len(start))
+	}
+	if err := checkBuffers(v.sampler.b, v.sampler.t, inputs, targets); err != nil {
+		return err
+	}
+	return v.l.fill(ctx, v.split, v.sampler.Windows(i), v.sampler.t, inputs, targets, start)
 }
 
 // Next fills the buffers with the next batch and reports true, or reports false

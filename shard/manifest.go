@@ -80,6 +80,9 @@ type ShardInfo struct {
 	// nil otherwise.
 	Mask *SidecarInfo `json:"mask,omitempty"`
 	Rows *SidecarInfo `json:"rows,omitempty"`
+	// Segments is the sidecar of a shard of a packed SFT dataset (see SFTInfo.Packed);
+	// nil otherwise.
+	Segments *SidecarInfo `json:"segments,omitempty"`
 }
 
 // TrainTokens returns the token count of each train shard, in manifest order; the

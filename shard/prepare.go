@@ -320,7 +320,7 @@ func removeStaleShards(dir, name string, m *Manifest) error {
 	keep := map[string]bool{}
 	for _, s := range append(slices.Clone(m.Train), m.Val...) {
 		keep[s.File] = true
-		for _, sc := range []*SidecarInfo{s.Mask, s.Rows} {
+		for _, sc := range []*SidecarInfo{s.Mask, s.Rows, s.Segments} {
 			if sc != nil {
 				keep[sc.File] = true
 			}

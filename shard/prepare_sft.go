@@ -50,6 +50,9 @@ type SFTOptions struct {
 	// ValFraction is the share of examples held out when ValInputs is empty: 0 means
 	// DefaultValFraction, NoValidation none.
 	ValFraction float64
+	// Pack fills each row with several whole examples (packRows), each shard's in
+	// turn, and writes a segments sidecar per shard (see SFTInfo).
+	Pack bool
 }
 
 // PrepareSFT turns instruction rows into an SFT dataset (see SFTInfo) in OutDir and
@@ -82,7 +85,7 @@ func PrepareSFT(ctx context.Context, opts SFTOptions) (*Manifest, error) {
 	if err := checkOutDir(opts.OutDir, opts.Name, opts.Overwrite); err != nil {
 		return nil, err
 	}
-	info := &SFTInfo{Template: tmpl.Name(), RowTokens: opts.SeqLen + 1, TrainOnPrompt: opts.TrainOnPrompt, Overflow: opts.Overflow}
+	info := &SFTInfo{Template: tmpl.Name(), RowTokens: opts.SeqLen + 1, TrainOnPrompt: opts.TrainOnPrompt, Overflow: opts.Overflow, Packed: opts.Pack}
 	enc := &exampleEncoder{opts: &opts, tmpl: tmpl, info: info}
 	var train, val []example
 	every := 0
@@ -133,13 +136,22 @@ func PrepareSFT(ctx context.Context, opts SFTOptions) (*Manifest, error) {
 		for j := s; j < len(train); j += k {
 			rows = append(rows, train[j])
 		}
+		if opts.Pack {
+			rows = packRows(rows, info.RowTokens, int32(m.EOT))
+		}
+		info.PackedRows += int64(len(rows))
 		si, err := writeExampleShard(ctx, opts.OutDir, fmt.Sprintf("%s_train_%06d", opts.Name, s), format, rows)
 		if err != nil {
 			return nil, err
 		}
 		m.Train = append(m.Train, si)
 	}
+	valExamples := len(val)
 	if len(val) > 0 {
+		if opts.Pack {
+			val = packRows(val, info.RowTokens, int32(m.EOT))
+		}
+		info.PackedRows += int64(len(val))
 		si, err := writeExampleShard(ctx, opts.OutDir, fmt.Sprintf("%s_val_%06d", opts.Name, 0), format, val)
 		if err != nil {
 			return nil, err
@@ -163,8 +175,11 @@ func PrepareSFT(ctx context.Context, opts SFTOptions) (*Manifest, error) {
 			return nil, err
 		}
 	}
-	log.Info("prepare: sft done", "train_examples", len(train), "val_examples", len(val), "truncated", info.Truncated,
-		"skipped", info.Skipped, "template", info.Template, "row_tokens", info.RowTokens)
+	if !opts.Pack {
+		info.PackedRows = 0 // one row an example: the manifest records no separate count
+	}
+	log.Info("prepare: sft done", "train_examples", len(train), "val_examples", valExamples, "truncated", info.Truncated,
+		"skipped", info.Skipped, "template", info.Template, "row_tokens", info.RowTokens, "packed", opts.Pack, "packed_rows", info.PackedRows)
 	return m, nil
 }
 
@@ -180,6 +195,8 @@ func (o *SFTOptions) setDefaults() (*chat.Template, error) {
 		return nil, fmt.Errorf("%w: no Inputs", ErrBadOptions)
 	case o.SeqLen < 1:
 		return nil, fmt.Errorf("%w: SeqLen=%d must be >= 1", ErrBadOptions, o.SeqLen)
+	case o.Pack && o.SeqLen+1 > MaxPackedRowTokens:
+		return nil, fmt.Errorf("%w: SeqLen=%d: packed rows hold at most %d tokens (SeqLen %d)", ErrBadOptions, o.SeqLen, MaxPackedRowTokens, MaxPackedRowTokens-1)
 	}
 	if o.Name == "" {
 		o.Name = DefaultName
@@ -223,10 +240,14 @@ func (o *SFTOptions) setDefaults() (*chat.Template, error) {
 	return tmpl, nil
 }
 
-// example is one encoded row: T+1 tokens and their mask.
+// example is one encoded row: T+1 tokens and their mask, the example's own n tokens
+// first, then padding; a packed row also has each token's example start (offset in
+// the row).
 type example struct {
-	ids  []int32
-	mask []byte
+	ids   []int32
+	mask  []byte
+	n     int
+	start []uint16
 }
 
 // exampleEncoder turns rows into padded examples under the overflow rule.
@@ -308,7 +329,7 @@ func (e *exampleEncoder) encode(raw []byte) (ex example, ok bool, err error) {
 	}
 	vocab := e.opts.Tokenizer.VocabSize()
 	eot := int32(e.opts.Tokenizer.EOT())
-	ex = example{ids: make([]int32, L), mask: make([]byte, L)}
+	ex = example{ids: make([]int32, L), mask: make([]byte, L), n: len(ids)}
 	trained := 0
 	for i := range L {
 		ex.ids[i] = eot
@@ -335,11 +356,14 @@ func (e *exampleEncoder) encode(raw []byte) (ex example, ok bool, err error) {
 // base.rows, and returns the manifest entry.
 func writeExampleShard(ctx context.Context, dir, base string, format Format, rows []example) (ShardInfo, error) {
 	var tokens []int32
-	var mask []byte
+	var mask, segs []byte
 	counts := make([]byte, 4*len(rows))
 	for j, r := range rows {
 		tokens = append(tokens, r.ids...)
 		mask = append(mask, r.mask...)
+		for _, s := range r.start {
+			segs = binary.LittleEndian.AppendUint16(segs, s)
+		}
 		var n uint32
 		for _, b := range r.mask {
 			n += uint32(b)
@@ -354,11 +378,16 @@ func writeExampleShard(ctx context.Context, dir, base string, format Format, row
 		return ShardInfo{}, err
 	}
 	si.SHA256 = sum
-	for _, sc := range []struct {
+	type sidecar struct {
 		dst  **SidecarInfo
 		ext  string
 		data []byte
-	}{{&si.Mask, ".mask", mask}, {&si.Rows, ".rows", counts}} {
+	}
+	scs := []sidecar{{&si.Mask, ".mask", mask}, {&si.Rows, ".rows", counts}}
+	if len(rows) > 0 && rows[0].start != nil {
+		scs = append(scs, sidecar{&si.Segments, ".seg", segs})
+	}
+	for _, sc := range scs {
 		name := base + sc.ext
 		sum, err := writeFileAtomic(ctx, filepath.Join(dir, name), func(w io.Writer) error {
 			_, err := w.Write(sc.data)

@@ -12,7 +12,8 @@ import (
 // of its manifest:
 //
 //	"sft": {"template": "plain", "row_tokens": 129, "train_on_prompt": false,
-//	        "overflow": "skip", "examples": 1800, "truncated": 0, "skipped": 3}
+//	        "overflow": "skip", "examples": 1800, "truncated": 0, "skipped": 3,
+//	        "packed": true, "packed_rows": 412}
 //
 // Every shard of such a dataset holds whole rows of RowTokens = T+1 tokens, one example
 // per row, padded with the end-of-text id; token i of a row is the input of position i
@@ -28,6 +29,20 @@ import (
 // The row counts are what make the loss normalisation a pure function of the data plan:
 // any rank sums the counts of the rows every stream reads at a step, without reading
 // the other streams' tokens.
+//
+// A packed dataset (Packed) fills each row with several whole examples, one after
+// another, then padding, first fit in example order (see PrepareSFT). Beside each of its shards is a third sidecar:
+//
+//   - Segments, <shard>.seg: one little-endian uint16 per token, the offset in its row
+//     of the first token of the token's example (the padding after the last example
+//     counts as one more example). Offset i either begins an example (it is i) or
+//     continues the one before (it is the offset of token i-1). The first token of an
+//     example is never a trained target (its mask byte is 0), so no loss crosses from
+//     one example into the next.
+//
+// Training on a packed row restarts positions at 0 in each example and blocks
+// attention between examples (model.GPT.ForwardPacked), which gives each example the
+// loss and gradients it has alone in a row.
 type SFTInfo struct {
 	// Template is the chat template the rows were rendered with (package chat).
 	Template string `json:"template"`
@@ -44,7 +59,15 @@ type SFTInfo struct {
 	Examples  int64 `json:"examples"`
 	Truncated int64 `json:"truncated"`
 	Skipped   int64 `json:"skipped"`
+	// Packed is true when rows hold several examples each, with a segments sidecar
+	// per shard; PackedRows is then the number of rows written (train and validation).
+	Packed     bool  `json:"packed,omitempty"`
+	PackedRows int64 `json:"packed_rows,omitempty"`
 }
+
+// MaxPackedRowTokens is the longest row a packed dataset may have: the segments
+// sidecar stores offsets in a row as uint16.
+const MaxPackedRowTokens = 1 << 16
 
 // The rules for an example longer than a row.
 const (
@@ -68,10 +91,16 @@ func (m *Manifest) IsSFT() bool { return m.SFT != nil }
 // shards are whole rows and carry both sidecars, a plain dataset's carry none.
 func (m *Manifest) validateSidecars(where string, s ShardInfo, seen map[string]bool) error {
 	if m.SFT == nil {
-		if s.Mask != nil || s.Rows != nil {
-			return fmt.Errorf("%w: %s has mask or rows sidecars but the manifest has no sft section", ErrBadManifest, where)
+		if s.Mask != nil || s.Rows != nil || s.Segments != nil {
+			return fmt.Errorf("%w: %s has mask, rows or segments sidecars but the manifest has no sft section", ErrBadManifest, where)
 		}
 		return nil
+	}
+	if m.SFT.Packed && m.SFT.RowTokens > MaxPackedRowTokens {
+		return fmt.Errorf("%w: sft.row_tokens=%d: a packed dataset's rows hold at most %d tokens", ErrBadManifest, m.SFT.RowTokens, MaxPackedRowTokens)
+	}
+	if !m.SFT.Packed && s.Segments != nil {
+		return fmt.Errorf("%w: %s has a segments sidecar but sft.packed is false", ErrBadManifest, where)
 	}
 	if m.SFT.RowTokens < 2 {
 		return fmt.Errorf("%w: sft.row_tokens=%d must be >= 2", ErrBadManifest, m.SFT.RowTokens)
@@ -82,10 +111,17 @@ func (m *Manifest) validateSidecars(where string, s ShardInfo, seen map[string]b
 	if s.Tokens%int64(m.SFT.RowTokens) != 0 {
 		return fmt.Errorf("%w: %s.tokens=%d is not a whole number of rows of %d tokens", ErrBadManifest, where, s.Tokens, m.SFT.RowTokens)
 	}
-	for _, sc := range []struct {
+	scs := []struct {
 		name string
 		info *SidecarInfo
-	}{{"mask", s.Mask}, {"rows", s.Rows}} {
+	}{{"mask", s.Mask}, {"rows", s.Rows}}
+	if m.SFT.Packed {
+		scs = append(scs, struct {
+			name string
+			info *SidecarInfo
+		}{"segments", s.Segments})
+	}
+	for _, sc := range scs {
 		if sc.info == nil {
 			return fmt.Errorf("%w: %s has no %s sidecar (an sft dataset needs one per shard)", ErrBadManifest, where, sc.name)
 		}
@@ -105,8 +141,9 @@ func (m *Manifest) validateSidecars(where string, s ShardInfo, seen map[string]b
 
 // sidecars holds the verified sidecars of one split of an SFT dataset in memory.
 type sidecars struct {
-	masks [][]byte   // masks[s][i]: is token i of shard s a trained target
-	rows  [][]uint32 // rows[s][j]: trained targets of row j of shard s
+	masks  [][]byte   // masks[s][i]: is token i of shard s a trained target
+	rows   [][]uint32 // rows[s][j]: trained targets of row j of shard s
+	starts [][]uint16 // starts[s][i]: offset in its row of token i's example; nil unpacked
 }
 
 // loadSidecars reads and verifies (sha256, length, consistency of the row counts with
@@ -143,8 +180,41 @@ func loadSidecars(ctx context.Context, dir string, rowTokens int, shards []Shard
 		}
 		sc.masks = append(sc.masks, mask)
 		sc.rows = append(sc.rows, rows)
+		if info.Segments == nil {
+			continue
+		}
+		starts, err := loadSegments(dir, info, rowTokens, mask)
+		if err != nil {
+			return nil, err
+		}
+		sc.starts = append(sc.starts, starts)
 	}
 	return sc, nil
+}
+
+// loadSegments reads and verifies the segments sidecar of a packed shard: every offset
+// begins an example or continues the one before, and no example's first token is a
+// trained target (it would be trained on the example before it).
+func loadSegments(dir string, info ShardInfo, rowTokens int, mask []byte) ([]uint16, error) {
+	path := filepath.Join(dir, info.Segments.File)
+	raw, err := readSidecar(path, info.Segments.SHA256, 2*info.Tokens)
+	if err != nil {
+		return nil, err
+	}
+	starts := make([]uint16, info.Tokens)
+	for i := range starts {
+		starts[i] = binary.LittleEndian.Uint16(raw[2*i:])
+		pos := i % rowTokens
+		switch s := int(starts[i]); {
+		case s == pos:
+			if mask[i] != 0 {
+				return nil, fmt.Errorf("%w: %s: row %d: the example at offset %d trains its first token", ErrBadManifest, path, i/rowTokens, pos)
+			}
+		case pos == 0 || starts[i] != starts[i-1]:
+			return nil, fmt.Errorf("%w: %s: row %d offset %d: example start %d neither begins an example nor continues the one before", ErrBadManifest, path, i/rowTokens, pos, s)
+		}
+	}
+	return starts, nil
 }
 
 // readSidecar reads a sidecar file and checks its sha256 and size.

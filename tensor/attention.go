@@ -33,15 +33,26 @@ const (
 
 // AttentionForward implements Backend.
 func (CPU) AttentionForward(out, lse, qkv []float32, B, T, C, H int, causal bool) {
+	attentionForward(out, lse, qkv, nil, B, T, C, H, causal)
+}
+
+// AttentionForwardRanges implements Backend.
+func (CPU) AttentionForwardRanges(out, lse, qkv []float32, start []int32, B, T, C, H int) {
+	attentionForward(out, lse, qkv, start, B, T, C, H, true)
+}
+
+func attentionForward(out, lse, qkv []float32, start []int32, B, T, C, H int, causal bool) {
 	k := attnPool.get()
-	k.out, k.lse, k.qkv, k.T, k.C, k.H, k.causal = out, lse, qkv, T, C, H, causal
+	k.out, k.lse, k.qkv, k.start, k.T, k.C, k.H, k.causal = out, lse, qkv, start, T, C, H, causal
 	parallelRange(B*H, 1, (*attnFwd)(k))
+	k.start = nil
 	attnPool.put(k)
 }
 
 type attn struct {
 	out, lse, qkv []float32 // (B,T,C), (B,H,T), (B,T,3C)
 	dout, dqkv    []float32 // (B,T,C), (B,T,3C); backward only
+	start         []int32   // (B,T) first key of each query's causal range; nil: 0
 	T, C, H       int
 	causal        bool
 }
@@ -58,15 +69,18 @@ func (k *attnFwd) do(lo, hi int) {
 	// One tile of scores, then each tile row's running maximum and sum.
 	buf := getScratch(attnBlock*attnKeyBlock + 2*attnBlock)
 	for bh := lo; bh < hi; bh++ {
-		attentionForwardHead(k.out, k.lse, k.qkv, buf, bh/k.H, bh%k.H, k.T, k.C, k.H, k.causal)
+		attentionForwardHead(k.out, k.lse, k.qkv, k.start, buf, bh/k.H, bh%k.H, k.T, k.C, k.H, k.causal)
 	}
 	putScratch(buf)
 }
 
 // attentionForwardHead computes head h of batch row b: out = softmax(scale·Q·Kᵀ)·V and
 // the log-sum-exp of each row of scale·Q·Kᵀ (over the visible keys) into lse. buf is
-// scratch of attnBlock·(attnKeyBlock+2) floats.
-func attentionForwardHead(out, lse, qkv, buf []float32, b, h, T, C, H int, causal bool) {
+// scratch of attnBlock·(attnKeyBlock+2) floats. With start (B,T) set (causal only),
+// query t sees the keys [start[b·T+t], t]: key tiles wholly before the query tile's
+// smallest start are skipped, and a row's running maximum and sum begin at the tile
+// that holds its start (the first tile, 0, when start is nil).
+func attentionForwardHead(out, lse, qkv []float32, start []int32, buf []float32, b, h, T, C, H int, causal bool) {
 	hs, C3 := C/H, 3*C
 	scale := float32(1 / math.Sqrt(float64(hs)))
 	base := b*T*C3 + h*hs
@@ -83,30 +97,43 @@ func attentionForwardHead(out, lse, qkv, buf []float32, b, h, T, C, H int, causa
 		if causal {
 			keys = i1
 		}
-		for j0 := 0; j0 < keys; j0 += attnKeyBlock {
+		var st []int32 // (rows) the tile rows' starts; nil: every row starts at 0
+		jFirst := 0
+		if start != nil {
+			st = start[b*T+i0 : b*T+i1]
+			jFirst = int(minInt32(st)) / attnKeyBlock * attnKeyBlock
+		}
+		for j0 := jFirst; j0 < keys; j0 += attnKeyBlock {
 			w := min(attnKeyBlock, keys-j0)
 			gemmSerial(false, true, rows, w, hs, scale, q[i0*C3:], C3, k[j0*C3:], C3, 0, s, w)
 			for r := range rows {
 				row := s[r*w : r*w+w]
-				vis := w // keys of the tile row r sees
+				vis := w // keys of the tile row r sees: [lo, vis)
 				if causal {
 					vis = min(w, i0+r+1-j0)
 				}
-				if vis <= 0 {
+				lo, first := 0, j0 == 0 // first: the tile holding the row's start
+				if st != nil {
+					lo = int(st[r]) - j0
+					first = lo >= 0 && lo < w
+					lo = max(lo, 0)
+				}
+				if vis <= lo {
 					clear(row)
 					continue
 				}
-				m := rowMaxOf(row[:vis])
-				if j0 > 0 {
+				m := rowMaxOf(row[lo:vis])
+				if !first {
 					m = max(m, rowMax[r])
 				}
 				// exp over whole vectors where the tile allows, then the masked
 				// keys back to zero.
 				vp := min(w, roundUp(vis, 8))
-				expShift(row[:vp], m)
+				expShift(row[lo:vp], m)
+				clear(row[:lo])
 				clear(row[vis:])
 				sum := rowSum(row[:vp])
-				if j0 == 0 {
+				if first {
 					rowMax[r], rowTotal[r] = m, sum
 					continue
 				}
@@ -118,7 +145,7 @@ func attentionForwardHead(out, lse, qkv, buf []float32, b, h, T, C, H int, causa
 				rowMax[r], rowTotal[r] = m, rowTotal[r]+sum
 			}
 			beta := float32(1)
-			if j0 == 0 {
+			if j0 == jFirst {
 				beta = 0
 			}
 			gemmSerial(false, false, rows, hs, w, 1, s, w, v[j0*C3:], C3, beta, o[i0*C:], C)
@@ -128,6 +155,15 @@ func attentionForwardHead(out, lse, qkv, buf []float32, b, h, T, C, H int, causa
 			l[i0+r] = rowMax[r] + float32(math.Log(float64(rowTotal[r])))
 		}
 	}
+}
+
+// minInt32 returns the smallest element of x (not empty).
+func minInt32(x []int32) int32 {
+	m := x[0]
+	for _, v := range x[1:] {
+		m = min(m, v)
+	}
+	return m
 }
 
 // expShift replaces x by exp(x - shift).
@@ -205,9 +241,19 @@ func softmaxGrad(ds, p []float32, d, scale float32) {
 // AttentionBackward implements Backend. Each (batch, head) pair writes only its own
 // slices of dqkv, so the pairs run in parallel without changing any summation order.
 func (CPU) AttentionBackward(dqkv, dout, qkv, out, lse []float32, B, T, C, H int, causal bool) {
+	attentionBackward(dqkv, dout, qkv, out, lse, nil, B, T, C, H, causal)
+}
+
+// AttentionBackwardRanges implements Backend.
+func (CPU) AttentionBackwardRanges(dqkv, dout, qkv, out, lse []float32, start []int32, B, T, C, H int) {
+	attentionBackward(dqkv, dout, qkv, out, lse, start, B, T, C, H, true)
+}
+
+func attentionBackward(dqkv, dout, qkv, out, lse []float32, start []int32, B, T, C, H int, causal bool) {
 	k := attnPool.get()
-	k.dqkv, k.dout, k.qkv, k.out, k.lse, k.T, k.C, k.H, k.causal = dqkv, dout, qkv, out, lse, T, C, H, causal
+	k.dqkv, k.dout, k.qkv, k.out, k.lse, k.start, k.T, k.C, k.H, k.causal = dqkv, dout, qkv, out, lse, start, T, C, H, causal
 	parallelRange(B*H, 1, (*attnBwd)(k))
+	k.start = nil
 	attnPool.put(k)
 }
 
@@ -215,7 +261,7 @@ func (k *attnBwd) do(lo, hi int) {
 	// Tiles of probabilities and of their gradients, then each tile row's D.
 	buf := getScratch(2*attnBlock*attnKeyBlock + attnBlock)
 	for bh := lo; bh < hi; bh++ {
-		attentionBackwardHead(k.dqkv, k.dout, k.qkv, k.out, k.lse, buf, bh/k.H, bh%k.H, k.T, k.C, k.H, k.causal)
+		attentionBackwardHead(k.dqkv, k.dout, k.qkv, k.out, k.lse, k.start, buf, bh/k.H, bh%k.H, k.T, k.C, k.H, k.causal)
 	}
 	putScratch(buf)
 }
@@ -223,8 +269,10 @@ func (k *attnBwd) do(lo, hi int) {
 // attentionBackwardHead adds head h of batch row b's gradients into dqkv; buf is scratch
 // of attnBlock·(2·attnKeyBlock+1) floats. Tile by tile, with P = exp(scale·Q·Kᵀ − lse),
 // dP = dO·Vᵀ and dS = P ⊙ (dP − D)·scale where D = rowsum(dO ⊙ O):
-// dV += Pᵀ·dO, dQ += dS·K, dK += dSᵀ·Q.
-func attentionBackwardHead(dqkv, dout, qkv, out, lse, buf []float32, b, h, T, C, H int, causal bool) {
+// dV += Pᵀ·dO, dQ += dS·K, dK += dSᵀ·Q. start is as in attentionForwardHead: the keys
+// before a row's start get P = 0, and key tiles before the query tile's smallest start
+// are skipped.
+func attentionBackwardHead(dqkv, dout, qkv, out, lse []float32, start []int32, buf []float32, b, h, T, C, H int, causal bool) {
 	hs, C3 := C/H, 3*C
 	scale := float32(1 / math.Sqrt(float64(hs)))
 	base := b*T*C3 + h*hs
@@ -246,7 +294,13 @@ func attentionBackwardHead(dqkv, dout, qkv, out, lse, buf []float32, b, h, T, C,
 			t := i0 + r
 			d[r] = dot8(do[t*C:t*C+hs], o[t*C:t*C+hs])
 		}
-		for j0 := 0; j0 < keys; j0 += attnKeyBlock {
+		var st []int32 // (rows) the tile rows' starts; nil: every row starts at 0
+		jFirst := 0
+		if start != nil {
+			st = start[b*T+i0 : b*T+i1]
+			jFirst = int(minInt32(st)) / attnKeyBlock * attnKeyBlock
+		}
+		for j0 := jFirst; j0 < keys; j0 += attnKeyBlock {
 			w := min(attnKeyBlock, keys-j0)
 			gemmSerial(false, true, rows, w, hs, scale, q[i0*C3:], C3, k[j0*C3:], C3, 0, p, w)
 			for r := range rows {
@@ -255,7 +309,14 @@ func attentionBackwardHead(dqkv, dout, qkv, out, lse, buf []float32, b, h, T, C,
 				if causal {
 					vis = max(0, min(w, i0+r+1-j0))
 				}
-				expShift(row[:min(w, roundUp(vis, 8))], l[i0+r])
+				if st == nil {
+					expShift(row[:min(w, roundUp(vis, 8))], l[i0+r])
+					clear(row[vis:])
+					continue
+				}
+				lo := min(max(int(st[r])-j0, 0), vis)
+				expShift(row[lo:min(w, roundUp(vis, 8))], l[i0+r])
+				clear(row[:lo])
 				clear(row[vis:])
 			}
 			gemmSerial(true, false, w, hs, rows, 1, p, w, do[i0*C:], C, 1, dv[j0*C3:], C3)
@@ -273,22 +334,29 @@ func attentionBackwardHead(dqkv, dout, qkv, out, lse, buf []float32, b, h, T, C,
 // time, the whole row of scores at once, dot products in order. It writes out (B,T,C)
 // and lse (B,H,T).
 func NaiveAttentionForward(out, lse, qkv []float32, B, T, C, H int, causal bool) {
+	naiveAttentionForward(out, lse, qkv, nil, B, T, C, H, causal)
+}
+
+// NaiveAttentionForwardRanges is the reference for CPU.AttentionForwardRanges: causal
+// attention where query t of row b sees the keys [start[b·T+t], t] (start nil: from 0).
+func NaiveAttentionForwardRanges(out, lse, qkv []float32, start []int32, B, T, C, H int) {
+	naiveAttentionForward(out, lse, qkv, start, B, T, C, H, true)
+}
+
+func naiveAttentionForward(out, lse, qkv []float32, start []int32, B, T, C, H int, causal bool) {
 	hs := C / H
 	C3 := 3 * C
 	row := make([]float32, T) // (T) probabilities of one query row
 	for bh := 0; bh < B*H; bh++ {
 		b, h := bh/H, bh%H
 		for t := 0; t < T; t++ {
-			last := T
-			if causal {
-				last = t + 1
-			}
-			lse[bh*T+t] = naiveSoftmaxRow(row[:last], qkv, b, h, t, T, C, H)
+			first, last := naiveRange(start, b, t, T, causal)
+			lse[bh*T+t] = naiveSoftmaxRow(row[:last-first], qkv, b, h, t, first, T, C, H)
 			o := out[(b*T+t)*C+h*hs : (b*T+t)*C+h*hs+hs]
 			clear(o)
-			for t2 := 0; t2 < last; t2++ {
+			for t2 := first; t2 < last; t2++ {
 				v := qkv[(b*T+t2)*C3+2*C+h*hs : (b*T+t2)*C3+2*C+h*hs+hs]
-				a := row[t2]
+				a := row[t2-first]
 				for i, vv := range v {
 					o[i] += a * vv
 				}
@@ -297,22 +365,35 @@ func NaiveAttentionForward(out, lse, qkv []float32, B, T, C, H int, causal bool)
 	}
 }
 
-// naiveSoftmaxRow sets row (len(row) visible keys) to the softmax of the scaled scores
-// of query t in head h of batch row b, and returns their log-sum-exp.
-func naiveSoftmaxRow(row, qkv []float32, b, h, t, T, C, H int) float32 {
+// naiveRange returns the keys [first, last) query t of batch row b sees.
+func naiveRange(start []int32, b, t, T int, causal bool) (first, last int) {
+	last = T
+	if causal {
+		last = t + 1
+	}
+	if start != nil {
+		first = int(start[b*T+t])
+	}
+	return first, last
+}
+
+// naiveSoftmaxRow sets row (the len(row) visible keys from key first) to the softmax of
+// the scaled scores of query t in head h of batch row b, and returns their log-sum-exp.
+func naiveSoftmaxRow(row, qkv []float32, b, h, t, first, T, C, H int) float32 {
 	hs := C / H
 	scale := float32(1 / math.Sqrt(float64(hs)))
 	C3 := 3 * C
 	q := qkv[(b*T+t)*C3+h*hs : (b*T+t)*C3+h*hs+hs]
 	maxv := float32(math.Inf(-1))
-	for t2 := range row {
+	for i2 := range row {
+		t2 := first + i2
 		k := qkv[(b*T+t2)*C3+C+h*hs : (b*T+t2)*C3+C+h*hs+hs]
 		var s float32
 		for i, qv := range q {
 			s += qv * k[i]
 		}
 		s *= scale
-		row[t2] = s
+		row[i2] = s
 		maxv = max(maxv, s)
 	}
 	var sum float32
@@ -332,6 +413,16 @@ func naiveSoftmaxRow(row, qkv []float32, b, h, t, T, C, H int) float32 {
 // (B,T,3C) given dout (B,T,C), recomputing each row of probabilities from qkv as
 // NaiveAttentionForward does (it needs neither out nor the log-sum-exp).
 func NaiveAttentionBackward(dqkv, dout, qkv []float32, B, T, C, H int, causal bool) {
+	naiveAttentionBackward(dqkv, dout, qkv, nil, B, T, C, H, causal)
+}
+
+// NaiveAttentionBackwardRanges is the reference for CPU.AttentionBackwardRanges, with
+// start as in NaiveAttentionForwardRanges.
+func NaiveAttentionBackwardRanges(dqkv, dout, qkv []float32, start []int32, B, T, C, H int) {
+	naiveAttentionBackward(dqkv, dout, qkv, start, B, T, C, H, true)
+}
+
+func naiveAttentionBackward(dqkv, dout, qkv []float32, start []int32, B, T, C, H int, causal bool) {
 	hs := C / H
 	scale := float32(1 / math.Sqrt(float64(hs)))
 	C3 := 3 * C
@@ -339,35 +430,33 @@ func NaiveAttentionBackward(dqkv, dout, qkv []float32, B, T, C, H int, causal bo
 	for bh := 0; bh < B*H; bh++ {
 		b, h := bh/H, bh%H
 		for t := 0; t < T; t++ {
-			last := T
-			if causal {
-				last = t + 1
-			}
-			naiveSoftmaxRow(row[:last], qkv, b, h, t, T, C, H)
+			first, last := naiveRange(start, b, t, T, causal)
+			row, datt := row[:last-first], datt[:last-first]
+			naiveSoftmaxRow(row, qkv, b, h, t, first, T, C, H)
 			do := dout[(b*T+t)*C+h*hs : (b*T+t)*C+h*hs+hs]
-			// out = sum_t2 att[t2] v[t2]: gradients into datt and dv.
-			for t2 := 0; t2 < last; t2++ {
+			// out = sum_t2 att[t2] v[t2]: gradients into datt and dv (indexed from first).
+			for t2 := first; t2 < last; t2++ {
 				off := (b*T+t2)*C3 + 2*C + h*hs
 				v := qkv[off : off+hs]
 				dv := dqkv[off : off+hs]
 				var s float32
-				a := row[t2]
+				a := row[t2-first]
 				for i, g := range do {
 					s += v[i] * g
 					dv[i] += a * g
 				}
-				datt[t2] = s
+				datt[t2-first] = s
 			}
 			// softmax backward: dpre[t2] = att[t2] * (datt[t2] - sum_j att[j] datt[j]).
 			var dot float32
-			for t2 := 0; t2 < last; t2++ {
-				dot += row[t2] * datt[t2]
+			for i2 := range row {
+				dot += row[i2] * datt[i2]
 			}
 			qoff := (b*T+t)*C3 + h*hs
 			q := qkv[qoff : qoff+hs]
 			dq := dqkv[qoff : qoff+hs]
-			for t2 := 0; t2 < last; t2++ {
-				dpre := row[t2] * (datt[t2] - dot) * scale
+			for t2 := first; t2 < last; t2++ {
+				dpre := row[t2-first] * (datt[t2-first] - dot) * scale
 				koff := (b*T+t2)*C3 + C + h*hs
 				k := qkv[koff : koff+hs]
 				dk := dqkv[koff : koff+hs]

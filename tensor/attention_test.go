@@ -155,3 +155,170 @@ func TestAttentionVectorMatchesScalar(t *testing.T) {
 		}
 	}
 }
+
+// randomStarts draws a segmentation of each of B rows of T positions into examples of
+// random lengths (short ones often, a whole row sometimes) and returns each position's
+// start: the first position of its example.
+func randomStarts(r *rand.Rand, B, T int) []int32 {
+	start := make([]int32, B*T)
+	for b := range B {
+		s := 0
+		for s < T {
+			n := 1 + r.IntN(1+r.IntN(T))
+			for t := s; t < min(s+n, T); t++ {
+				start[b*T+t] = int32(s)
+			}
+			s += n
+		}
+	}
+	return start
+}
+
+// checkRangesAgainstNaive runs the tiled ranged kernels and the naive ones on random
+// inputs and compares out, lse and dqkv.
+func checkRangesAgainstNaive(t *testing.T, r *rand.Rand, s attnShape, start []int32) {
+	t.Helper()
+	be := NewCPU()
+	B, T, C, H := s.B, s.T, s.C, s.H
+	qkv, dout := randSlice(r, B*T*3*C, 1), randSlice(r, B*T*C, 1)
+	out, lse := randSlice(r, B*T*C, 1), randSlice(r, B*H*T, 1)
+	wantOut, wantLse := make([]float32, B*T*C), make([]float32, B*H*T)
+	be.AttentionForwardRanges(out, lse, qkv, start, B, T, C, H)
+	NaiveAttentionForwardRanges(wantOut, wantLse, qkv, start, B, T, C, H)
+	closeTo(t, "out", out, wantOut, 1e-5)
+	closeTo(t, "lse", lse, wantLse, 1e-5)
+	d0 := randSlice(r, len(qkv), 1)
+	dqkv, want := append([]float32(nil), d0...), append([]float32(nil), d0...)
+	be.AttentionBackwardRanges(dqkv, dout, qkv, out, lse, start, B, T, C, H)
+	NaiveAttentionBackwardRanges(want, dout, qkv, start, B, T, C, H)
+	closeTo(t, "dqkv", dqkv, want, 1e-4)
+}
+
+// TestAttentionRangesRandomSegments is the property test of the ranged kernels: random
+// shapes (lengths past two key tiles) and random segmentations, against the naive ones,
+// for every gemm micro-kernel.
+func TestAttentionRangesRandomSegments(t *testing.T) {
+	forEachKernel(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(41, 42))
+		n := 30
+		if testing.Short() {
+			n = 10
+		}
+		for i := range n {
+			H := 1 + r.IntN(4)
+			s := attnShape{B: 1 + r.IntN(3), T: 1 + r.IntN(2*attnKeyBlock+50), C: H * (1 + r.IntN(20)), H: H}
+			if i%3 == 0 {
+				s.T = 1 + r.IntN(attnBlock+5)
+			}
+			start := randomStarts(r, s.B, s.T)
+			t.Run(fmt.Sprintf("B%d_T%d_C%d_H%d", s.B, s.T, s.C, s.H), func(t *testing.T) {
+				checkRangesAgainstNaive(t, r, s, start)
+			})
+		}
+	})
+}
+
+// TestAttentionRangesNilIsCausal checks that the ranged kernels with nil start, and
+// with every start 0, give the bits of causal AttentionForward and AttentionBackward.
+func TestAttentionRangesNilIsCausal(t *testing.T) {
+	r := rand.New(rand.NewPCG(43, 44))
+	B, T, C, H := 2, attnKeyBlock+70, 24, 3
+	qkv, dout := randSlice(r, B*T*3*C, 1), randSlice(r, B*T*C, 1)
+	run := func(start []int32, ranged bool) (out, lse, dqkv []float32) {
+		out, lse, dqkv = make([]float32, B*T*C), make([]float32, B*H*T), make([]float32, len(qkv))
+		if ranged {
+			NewCPU().AttentionForwardRanges(out, lse, qkv, start, B, T, C, H)
+			NewCPU().AttentionBackwardRanges(dqkv, dout, qkv, out, lse, start, B, T, C, H)
+		} else {
+			NewCPU().AttentionForward(out, lse, qkv, B, T, C, H, true)
+			NewCPU().AttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, H, true)
+		}
+		return
+	}
+	o0, l0, d0 := run(nil, false)
+	for name, start := range map[string][]int32{"nil": nil, "zeros": make([]int32, B*T)} {
+		o, l, d := run(start, true)
+		for what, pair := range map[string][2][]float32{"out": {o0, o}, "lse": {l0, l}, "dqkv": {d0, d}} {
+			if i := firstDiff(pair[0], pair[1]); i >= 0 {
+				t.Errorf("start %s: %s differs from causal attention at %d", name, what, i)
+			}
+		}
+	}
+}
+
+// TestAttentionRangesSeparateRows checks the packing contract at the kernel: examples
+// packed into one row give the out, lse and dqkv of the same examples each alone in a
+// row of its own length.
+func TestAttentionRangesSeparateRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(45, 46))
+	T, C, H := attnKeyBlock+30, 16, 2
+	lens := []int{5, attnBlock + 3, 1, 200, T - 5 - attnBlock - 3 - 1 - 200}
+	start := make([]int32, T)
+	qkv, dout := randSlice(r, T*3*C, 1), randSlice(r, T*C, 1)
+	out, lse, dqkv := make([]float32, T*C), make([]float32, H*T), make([]float32, T*3*C)
+	NewCPU().AttentionForwardRanges(out, lse, qkv, start, 1, T, C, H) // all zeros first: stale pool state
+	s := 0
+	for _, n := range lens {
+		for t := s; t < s+n; t++ {
+			start[t] = int32(s)
+		}
+		s += n
+	}
+	NewCPU().AttentionForwardRanges(out, lse, qkv, start, 1, T, C, H)
+	NewCPU().AttentionBackwardRanges(dqkv, dout, qkv, out, lse, start, 1, T, C, H)
+	s = 0
+	for _, n := range lens {
+		o, l, d := make([]float32, n*C), make([]float32, H*n), make([]float32, n*3*C)
+		NewCPU().AttentionForward(o, l, qkv[s*3*C:(s+n)*3*C], 1, n, C, H, true)
+		NewCPU().AttentionBackward(d, dout[s*C:(s+n)*C], qkv[s*3*C:(s+n)*3*C], o, l, 1, n, C, H, true)
+		closeTo(t, fmt.Sprintf("out of example at %d", s), out[s*C:(s+n)*C], o, 1e-6)
+		closeTo(t, fmt.Sprintf("dqkv of example at %d", s), dqkv[s*3*C:(s+n)*3*C], d, 1e-5)
+		for h := range H {
+			closeTo(t, fmt.Sprintf("lse of example at %d head %d", s, h), lse[h*T+s:h*T+s+n], l[h*n:(h+1)*n], 1e-6)
+		}
+		s += n
+	}
+}
+
+// TestAttentionRangesThreadCountIndependent checks bit-identical ranged results with 1
+// and 3 threads.
+func TestAttentionRangesThreadCountIndependent(t *testing.T) {
+	r := rand.New(rand.NewPCG(47, 48))
+	B, T, C, H := 3, attnKeyBlock+50, 24, 3
+	qkv, dout := randSlice(r, B*T*3*C, 1), randSlice(r, B*T*C, 1)
+	start := randomStarts(r, B, T)
+	run := func(procs int) (out, lse, dqkv []float32) {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+		out, lse, dqkv = make([]float32, B*T*C), make([]float32, B*H*T), make([]float32, len(qkv))
+		NewCPU().AttentionForwardRanges(out, lse, qkv, start, B, T, C, H)
+		NewCPU().AttentionBackwardRanges(dqkv, dout, qkv, out, lse, start, B, T, C, H)
+		return
+	}
+	o1, l1, d1 := run(1)
+	o3, l3, d3 := run(3)
+	for name, pair := range map[string][2][]float32{"out": {o1, o3}, "lse": {l1, l3}, "dqkv": {d1, d3}} {
+		if i := firstDiff(pair[0], pair[1]); i >= 0 {
+			t.Errorf("%s differs at %d between 1 and 3 threads", name, i)
+		}
+	}
+}
+
+// BenchmarkAttentionRanges times the ranged kernels on the first shape of
+// BenchmarkAttention with rows cut into examples of 64 positions (packed rows).
+func BenchmarkAttentionRanges(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	B, T, C, H := 8, 256, 384, 6
+	qkv, dout := randSlice(r, B*T*3*C, 1), randSlice(r, B*T*C, 1)
+	out, lse, dqkv := make([]float32, B*T*C), make([]float32, B*H*T), make([]float32, len(qkv))
+	start := make([]int32, B*T)
+	for i := range start {
+		t := i % T
+		start[i] = int32(t - t%64)
+	}
+	be := NewCPU()
+	b.ReportAllocs()
+	for b.Loop() {
+		be.AttentionForwardRanges(out, lse, qkv, start, B, T, C, H)
+		be.AttentionBackwardRanges(dqkv, dout, qkv, out, lse, start, B, T, C, H)
+	}
+}

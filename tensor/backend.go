@@ -39,6 +39,15 @@ type Backend interface {
 	// AttentionBackward adds into dqkv (B,T,3C) given dout (B,T,C), and the qkv, out and
 	// lse of the forward; it recomputes the probabilities from them.
 	AttentionBackward(dqkv, dout, qkv, out, lse []float32, B, T, C, H int, causal bool)
+	// AttentionForwardRanges is causal AttentionForward where each query's range of
+	// keys starts per position: query t of batch row b attends to keys [start[b·T+t], t]
+	// (0 <= start[b·T+t] <= t), which is how several examples packed into one row are
+	// kept apart. start (B,T) nil is causal AttentionForward, bit for bit. lse holds
+	// the log-sum-exp over each query's range.
+	AttentionForwardRanges(out, lse, qkv []float32, start []int32, B, T, C, H int)
+	// AttentionBackwardRanges is the backward of AttentionForwardRanges, with the same
+	// start; it adds into dqkv as AttentionBackward does.
+	AttentionBackwardRanges(dqkv, dout, qkv, out, lse []float32, start []int32, B, T, C, H int)
 	// AttentionDecodeForward is causal attention for T new positions pos0..pos0+T-1 of
 	// one sequence over a key/value cache, the step of incremental generation: qkv
 	// (T,3C) holds their q, k, v; their k and v are written to rows pos0..pos0+T-1 of

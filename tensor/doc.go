@@ -64,6 +64,13 @@
 // softmax gradient. Under the causal mask, tiles wholly above the diagonal are skipped.
 // A head's tiles run in a fixed order on one goroutine, heads in parallel.
 //
+// AttentionForwardRanges and AttentionBackwardRanges are the causal kernels with a
+// per-position start of the causal range: query t of row b sees keys [start[b·T+t], t],
+// which keeps several examples packed into one row apart. The same tile loops run
+// with the keys before a row's start zeroed like the masked future ones, key tiles
+// wholly before a query tile's smallest start skipped, and a row's online softmax
+// beginning at the tile holding its start; a nil start is the causal path, bit for bit.
+//
 // Generation uses AttentionDecodeForward instead: a few new positions of one sequence
 // append their keys and values to a per-layer cache and attend over every cached
 // position. A query row is at most MaxSeqLen scores, so it is kept whole and softmaxed
@@ -80,7 +87,7 @@
 // # Reference kernels
 //
 // The naive versions of the optimised kernels (NaiveGemm, NaiveAttentionForward and
-// NaiveAttentionBackward, NaiveAttentionDecodeForward, NaiveGeluForward and
+// NaiveAttentionBackward and their Ranges forms, NaiveAttentionDecodeForward, NaiveGeluForward and
 // NaiveGeluBackward) stay in the package as the references the tests compare against.
 //
 // Usage:

@@ -201,6 +201,18 @@ func (g *Guarded) AttentionBackward(dqkv, dout, qkv, out, lse []float32, B, T, C
 	g.cpu.AttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, H, causal)
 }
 
+// AttentionForwardRanges is CPU.AttentionForwardRanges over guarded buffers.
+func (g *Guarded) AttentionForwardRanges(out, lse, qkv []float32, start []int32, B, T, C, H int) {
+	defer g.enter()()
+	g.cpu.AttentionForwardRanges(out, lse, qkv, start, B, T, C, H)
+}
+
+// AttentionBackwardRanges is CPU.AttentionBackwardRanges over guarded buffers.
+func (g *Guarded) AttentionBackwardRanges(dqkv, dout, qkv, out, lse []float32, start []int32, B, T, C, H int) {
+	defer g.enter()()
+	g.cpu.AttentionBackwardRanges(dqkv, dout, qkv, out, lse, start, B, T, C, H)
+}
+
 // AttentionDecodeForward is CPU.AttentionDecodeForward over guarded buffers.
 func (g *Guarded) AttentionDecodeForward(out, kcache, vcache, qkv []float32, T, pos0, C, H int) {
 	defer g.enter()()

@@ -33,11 +33,21 @@ func (t *Trainer) evaluateWith(ctx context.Context, val ValSource, after func(ta
 	s := t.Spec
 	var sum float64
 	var count int
+	packed, _ := val.(PackedValSource)
+	if packed != nil && !packed.Packed() {
+		packed = nil
+	}
 	for i := 0; i < val.Len(); i++ {
 		if err := ctx.Err(); err != nil {
 			return 0, 0, err
 		}
-		if err := val.Batch(ctx, i, t.inputs, t.targets); err != nil {
+		var err error
+		if packed != nil {
+			err = packed.BatchPacked(ctx, i, t.inputs, t.targets, t.start)
+		} else {
+			err = val.Batch(ctx, i, t.inputs, t.targets)
+		}
+		if err != nil {
 			return 0, 0, fmt.Errorf("eval batch %d: %w", i, err)
 		}
 		causal := s.Objective != MaskedLM
@@ -47,7 +57,13 @@ func (t *Trainer) evaluateWith(ctx context.Context, val ValSource, after func(ta
 				MaskRow(t.inputs[r*T:(r+1)*T], t.targets[r*T:(r+1)*T], s.MaskRate, t.maskID, s.Model.VocabSize, maskRNG(s.Seed, maskEval, i, 0, r))
 			}
 		}
-		l, n, err := t.Model.Forward(t.inputs, t.targets, s.MicroBatch, s.SeqLen, causal)
+		var l float64
+		var n int
+		if packed != nil {
+			l, n, err = t.Model.ForwardPacked(t.inputs, t.targets, t.start, s.MicroBatch, s.SeqLen)
+		} else {
+			l, n, err = t.Model.Forward(t.inputs, t.targets, s.MicroBatch, s.SeqLen, causal)
+		}
 		if err != nil {
 			return 0, 0, fmt.Errorf("eval batch %d: %w", i, err)
 		}

@@ -25,6 +25,13 @@ const sftSeq = 64
 // prepares them with the byte tokenizer into a fresh SFT dataset, which it returns.
 func prepareSFTData(t testing.TB, n int) string {
 	t.Helper()
+	return prepareSFTDataWith(t, n, shard.SFTOptions{SeqLen: sftSeq, MinShards: 4})
+}
+
+// prepareSFTDataWith is prepareSFTData with the given options (inputs, tokenizer and
+// output filled in).
+func prepareSFTDataWith(t testing.TB, n int, o shard.SFTOptions) string {
+	t.Helper()
 	tmp := t.TempDir()
 	var rows bytes.Buffer
 	exs, err := chat.Synthetic(chat.TaskUpper, n, 3)
@@ -45,9 +52,8 @@ func prepareSFTData(t testing.TB, n int) string {
 		t.Fatal(err)
 	}
 	data := filepath.Join(tmp, "sft")
-	if _, err := shard.PrepareSFT(context.Background(), shard.SFTOptions{
-		Inputs: []string{in}, Tokenizer: tok, TokenizerJSON: tj, OutDir: data, SeqLen: sftSeq, MinShards: 4,
-	}); err != nil {
+	o.Inputs, o.Tokenizer, o.TokenizerJSON, o.OutDir = []string{in}, tok, tj, data
+	if _, err := shard.PrepareSFT(context.Background(), o); err != nil {
 		t.Fatalf("prepare sft: %v", err)
 	}
 	return data

@@ -32,8 +32,10 @@ type Trainer struct {
 	data            BatchSource
 	counter         TargetCounter // the sft objective's loss denominators
 	maskID          int32
-	inputs, targets []int32 // (b,T) micro-batch buffers
-	exactAcc        []int64 // StepGradients' fixed-point sum in exact mode
+	inputs, targets []int32      // (b,T) micro-batch buffers
+	exactAcc        []int64      // StepGradients' fixed-point sum in exact mode
+	packed          PackedSource // data, when its rows pack several examples; else nil
+	start           []int32      // (b,T) example starts of a packed micro-batch
 }
 
 // New builds a Trainer. maskID is the mask token of the masked objective (ignored for
@@ -52,9 +54,13 @@ func New(spec Spec, m *model.GPT, opt *model.AdamW, data BatchSource, maskID int
 	if spec.Objective == SFT && counter == nil {
 		return nil, fmt.Errorf("%w: objective sft needs a data source that counts the trained targets of a step (an SFT dataset's loader)", ErrBadSpec)
 	}
+	packed := packedSource(data)
+	if packed != nil && spec.Objective != SFT {
+		return nil, fmt.Errorf("%w: objective %s cannot train packed rows (objective sft does)", ErrBadSpec, spec.Objective)
+	}
 	n := spec.MicroBatch * spec.SeqLen
 	return &Trainer{Spec: spec, Model: m, Opt: opt, data: data, counter: counter, maskID: maskID,
-		inputs: make([]int32, n), targets: make([]int32, n)}, nil
+		inputs: make([]int32, n), targets: make([]int32, n), packed: packed, start: make([]int32, n)}, nil
 }
 
 // GlobalTargets returns the number of target tokens in the global batch of step: the
@@ -118,7 +124,13 @@ func (t *Trainer) Gradients(ctx context.Context, step int64, streams []int, read
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		if err := t.data.Batch(ctx, stream, step, t.inputs, t.targets); err != nil {
+		var err error
+		if t.packed != nil {
+			err = t.packed.BatchPacked(ctx, stream, step, t.inputs, t.targets, t.start)
+		} else {
+			err = t.data.Batch(ctx, stream, step, t.inputs, t.targets)
+		}
+		if err != nil {
 			return 0, fmt.Errorf("step %d stream %d: %w", step, stream, err)
 		}
 		causal := true
@@ -129,7 +141,12 @@ func (t *Trainer) Gradients(ctx context.Context, step int64, streams []int, read
 				MaskRow(t.inputs[r*T:(r+1)*T], t.targets[r*T:(r+1)*T], s.MaskRate, t.maskID, s.Model.VocabSize, maskRNG(s.Seed, maskTrain, stream, step, r))
 			}
 		}
-		sum, _, err := t.Model.Forward(t.inputs, t.targets, s.MicroBatch, s.SeqLen, causal)
+		var sum float64
+		if t.packed != nil {
+			sum, _, err = t.Model.ForwardPacked(t.inputs, t.targets, t.start, s.MicroBatch, s.SeqLen)
+		} else {
+			sum, _, err = t.Model.Forward(t.inputs, t.targets, s.MicroBatch, s.SeqLen, causal)
+		}
 		if err != nil {
 			return 0, fmt.Errorf("step %d stream %d: %w", step, stream, err)
 		}

@@ -30,6 +30,7 @@ type sftFlags struct {
 	synTrain      int
 	synVal        int
 	seed          uint64
+	pack          bool
 }
 
 func (f *sftFlags) register(cmd *cobra.Command) {
@@ -45,6 +46,7 @@ func (f *sftFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.synTrain, "synthetic-examples", 2000, "sft: train examples per synthetic task")
 	fl.IntVar(&f.synVal, "synthetic-val", 200, "sft: validation examples per synthetic task (prompts also in train are left out)")
 	fl.Uint64Var(&f.seed, "seed", 1337, "sft: seed of the synthetic examples")
+	fl.BoolVar(&f.pack, "pack", false, "sft: fill each row with several whole examples (first fit in example order); training restarts positions and blocks attention per example")
 }
 
 // used reports whether the command prepares instruction data.
@@ -53,7 +55,7 @@ func (f *sftFlags) used(cmd *cobra.Command) bool {
 }
 
 // sftOnly are the flags that mean something only with --format sft or --synthetic.
-var sftOnly = []string{"columns", "template", "train-on-prompt", "seq", "overflow", "val-input", "synthetic-examples", "synthetic-val", "seed"}
+var sftOnly = []string{"columns", "template", "train-on-prompt", "seq", "overflow", "val-input", "synthetic-examples", "synthetic-val", "seed", "pack"}
 
 // checkText refuses instruction-data flags on a plain-text prepare, which would ignore
 // them.
@@ -119,7 +121,7 @@ func (f *sftFlags) run(cmd *cobra.Command, log *slog.Logger, inputs []string, to
 		Inputs: inputs, ValInputs: valInputs, Tokenizer: tok, TokenizerJSON: tokJSON,
 		OutDir: out, MinShards: minShards, Overwrite: overwrite, Logger: log,
 		Columns: cols, Template: f.template, TrainOnPrompt: f.trainOnPrompt,
-		SeqLen: f.seq, Overflow: f.overflow, ValFraction: valFrac,
+		SeqLen: f.seq, Overflow: f.overflow, ValFraction: valFrac, Pack: f.pack,
 	})
 	switch {
 	case errors.Is(err, shard.ErrDatasetExists):
@@ -137,8 +139,14 @@ func (f *sftFlags) run(cmd *cobra.Command, log *slog.Logger, inputs []string, to
 		val += n
 	}
 	row := int64(m.SFT.RowTokens)
-	fmt.Fprintf(cmd.OutOrStdout(), "prepared %s: sft, template %s, tokenizer %s (vocab %d), %d train examples in %d shards, %d val examples, rows of %d tokens (--seq %d)\n",
-		out, m.SFT.Template, m.Tokenizer.Name, m.Tokenizer.VocabSize, train/row, len(m.Train), val/row, row, row-1)
+	if m.SFT.Packed {
+		fmt.Fprintf(cmd.OutOrStdout(), "prepared %s: sft packed, template %s, tokenizer %s (vocab %d), %d examples in %d rows (%.2f a row): %d train rows in %d shards, %d val rows, rows of %d tokens (--seq %d)\n",
+			out, m.SFT.Template, m.Tokenizer.Name, m.Tokenizer.VocabSize, m.SFT.Examples, m.SFT.PackedRows, float64(m.SFT.Examples)/float64(max(1, m.SFT.PackedRows)),
+			train/row, len(m.Train), val/row, row, row-1)
+	} else {
+		fmt.Fprintf(cmd.OutOrStdout(), "prepared %s: sft, template %s, tokenizer %s (vocab %d), %d train examples in %d shards, %d val examples, rows of %d tokens (--seq %d)\n",
+			out, m.SFT.Template, m.Tokenizer.Name, m.Tokenizer.VocabSize, train/row, len(m.Train), val/row, row, row-1)
+	}
 	fmt.Fprintf(cmd.OutOrStdout(), "longer than a row (--overflow %s): %d truncated, %d skipped\n", m.SFT.Overflow, m.SFT.Truncated, m.SFT.Skipped)
 	return nil
 }

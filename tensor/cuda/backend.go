@@ -462,6 +462,20 @@ func (b *Backend) AttentionForward(out, lse, qkv []float32, B, T, C, H int, caus
 	}
 }
 
+// errPackedAttention: the kernels have no per-position causal ranges yet, so packed
+// SFT rows cannot train on this backend; unpacked rows can.
+var errPackedAttention = fmt.Errorf("%w: attention over packed rows (per-position ranges) has no CUDA kernel yet: prepare the data without --pack", tensor.ErrDevice)
+
+// AttentionForwardRanges fails the backend with errPackedAttention.
+func (b *Backend) AttentionForwardRanges(out, lse, qkv []float32, start []int32, B, T, C, H int) {
+	b.setErr(errPackedAttention)
+}
+
+// AttentionBackwardRanges fails the backend with errPackedAttention.
+func (b *Backend) AttentionBackwardRanges(dqkv, dout, qkv, out, lse []float32, start []int32, B, T, C, H int) {
+	b.setErr(errPackedAttention)
+}
+
 // scratchBuf returns a device scratch buffer of at least n floats.
 func (b *Backend) scratchBuf(buf *[]float32, n int) []float32 {
 	if len(*buf) < n {
