@@ -127,8 +127,11 @@ func TestLabShaping(t *testing.T) {
 		want := time.Duration(float64(tc.n*8) / tc.rate * float64(time.Second))
 		got := transfer(ctx, t, a, tc.to, tc.n)
 		t.Logf("%d bytes a -> %s at %.0f Mbit/s: %v (the rate implies %v)", tc.n, tc.to.Name, tc.rate/1e6, got, want)
-		if got < want*85/100 || got > want*140/100 {
-			t.Errorf("transfer to %s took %v, want %v within -15%%/+40%%", tc.to.Name, got, want)
+		// Faster than the rate means the shaping is missing (unshaped, it takes
+		// milliseconds); a loaded machine may make it slower, so the upper bound only
+		// catches a link gone badly wrong.
+		if got < want*85/100 || got > want*250/100 {
+			t.Errorf("transfer to %s took %v, want %v within -15%%/+150%%", tc.to.Name, got, want)
 		}
 	}
 }
