@@ -260,25 +260,34 @@ func Prepare(ctx context.Context, opts PrepareOptions) (*Manifest, error) {
 			pos += cnt
 		}
 	}
-	if _, err := writeFileAtomic(ctx, filepath.Join(opts.OutDir, TokenizerFile), func(w io.Writer) error {
-		_, err := w.Write(opts.TokenizerJSON)
-		return err
-	}); err != nil {
+	if err := finishDataset(ctx, opts.OutDir, opts.Name, opts.TokenizerJSON, opts.Overwrite, m); err != nil {
 		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := WriteManifest(opts.OutDir, m); err != nil {
-		return nil, err
-	}
-	if opts.Overwrite {
-		if err := removeStaleShards(opts.OutDir, opts.Name, m); err != nil {
-			return nil, err
-		}
 	}
 	log.Info("prepare: done", "train_tokens", nTrain, "train_shards", len(m.Train), "val_tokens", nVal, "val_shards", len(m.Val), "format", format)
 	return m, nil
+}
+
+// finishDataset writes the tokenizer and then the manifest of a dataset whose shards
+// are written to outDir, and with overwrite removes the shards of an earlier dataset
+// called name that m does not list. The manifest comes last: a directory with one is
+// whole.
+func finishDataset(ctx context.Context, outDir, name string, tokenizerJSON []byte, overwrite bool, m *Manifest) error {
+	if _, err := writeFileAtomic(ctx, filepath.Join(outDir, TokenizerFile), func(w io.Writer) error {
+		_, err := w.Write(tokenizerJSON)
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := WriteManifest(outDir, m); err != nil {
+		return err
+	}
+	if overwrite {
+		return removeStaleShards(outDir, name, m)
+	}
+	return nil
 }
 
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }

@@ -158,22 +158,8 @@ func PrepareSFT(ctx context.Context, opts SFTOptions) (*Manifest, error) {
 		}
 		m.Val = append(m.Val, si)
 	}
-	if _, err := writeFileAtomic(ctx, filepath.Join(opts.OutDir, TokenizerFile), func(w io.Writer) error {
-		_, err := w.Write(opts.TokenizerJSON)
-		return err
-	}); err != nil {
+	if err := finishDataset(ctx, opts.OutDir, opts.Name, opts.TokenizerJSON, opts.Overwrite, m); err != nil {
 		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := WriteManifest(opts.OutDir, m); err != nil {
-		return nil, err
-	}
-	if opts.Overwrite {
-		if err := removeStaleShards(opts.OutDir, opts.Name, m); err != nil {
-			return nil, err
-		}
 	}
 	if !opts.Pack {
 		info.PackedRows = 0 // one row an example: the manifest records no separate count
