@@ -140,9 +140,6 @@ gloo's all-reduce on the same links in the same run. It needs root and iproute2.
 			var sp bench.Spawner = selfSpawner{g: g, profile: profile}
 			var run *labRun
 			if lab.enabled() {
-				if o.TLS {
-					return usageErrorf("--tls with --netlab: the bench certificates name 127.0.0.1 only")
-				}
 				if run, err = lab.build(ctx, o.World); err != nil {
 					return err
 				}
