@@ -46,9 +46,9 @@ default --id is POD_NAME (see docs/kubernetes.md).
 
 With --tls-dir (a certificate ringtrain://coordinator/<id>, see 'ringtrain certs'
 and docs/security.md) the gRPC service and Raft are mutual TLS: Raft admits only
-coordinator certificates, and each call is authorized by the caller's certificate.
-Without it the replica serves plain text on loopback addresses only, unless
---insecure.`,
+coordinator certificates, and each call is authorized by the caller's certificate;
+the default --id is the one the certificate names. Without it the replica serves
+plain text on loopback addresses only, unless --insecure.`,
 		Example: `  ringtrain coordinator --id c0 --data-dir /var/lib/ringtrain --raft-addr :7000 --grpc-addr :7001 \
       --peers c0=host0:7000,c1=host1:7000,c2=host2:7000 --tls-dir /etc/ringtrain/tls
   ringtrain coordinator --id c3 --data-dir /var/lib/ringtrain --join host0:7001 --tls-dir /etc/ringtrain/tls`,
@@ -64,6 +64,9 @@ Without it the replica serves plain text on loopback addresses only, unless
 			cfg.Join = splitList(join)
 			cfg.Logger = log.With("ordinal", g.ident.Ordinal)
 			if cfg.TLS, err = tf.serve(cfg.Logger, map[string]string{"--raft-addr": cfg.RaftAddr, "--grpc-addr": cfg.GRPCAddr}); err != nil {
+				return err
+			}
+			if cfg.ID, err = certifiedID(security.RoleCoordinator, cfg.ID, g.given["id"], cfg.TLS); err != nil {
 				return err
 			}
 			if jobs.Limits.MaxParams <= 0 || jobs.Limits.MaxActivationBytes <= 0 {

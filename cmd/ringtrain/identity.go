@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ringtrain/ringtrain/security"
 )
 
 // identity is what a process learns about itself from the environment a scheduler
@@ -174,4 +176,23 @@ func (id identity) apply(cmd *cobra.Command) error {
 		}
 	}
 	return nil
+}
+
+// certifiedID returns the id a worker or coordinator runs as. An id the user gave
+// (--id or RINGTRAIN_ID) is kept, and the process checks at start that its
+// certificate names it. Otherwise, with TLS on (st non-nil), it is the id the
+// certificate names, since a peer's id always comes from its certificate: a
+// certificate issued per pod (cert-manager's csi-driver, whose URI SAN can only
+// name the pod, not an Indexed Job's host name) then decides the id. Without TLS
+// the default from the environment (id) stays. A certificate of another role is
+// an error naming it.
+func certifiedID(role security.Role, id string, given bool, st *security.Store) (string, error) {
+	if given || st == nil {
+		return id, nil
+	}
+	who := st.Identity()
+	if who.Role != role {
+		return "", fmt.Errorf("--tls-dir: the certificate names %s, a %s needs %s://%s/ID", who, role, security.Scheme, role)
+	}
+	return who.ID, nil
 }

@@ -98,6 +98,9 @@ type globals struct {
 	cpuProfile string
 	profFile   *os.File
 	ident      identity // from the environment; set before a command runs
+	// given holds the flags the user set, on the command line or as
+	// RINGTRAIN_<FLAG>, before ident filled others; set before a command runs.
+	given map[string]bool
 }
 
 func newRoot() *cobra.Command {
@@ -112,6 +115,8 @@ func newRoot() *cobra.Command {
 			if err := applyEnv(cmd); err != nil {
 				return usageError(err)
 			}
+			g.given = map[string]bool{}
+			cmd.Flags().Visit(func(f *pflag.Flag) { g.given[f.Name] = true })
 			host, _ := os.Hostname()
 			id, err := identityFromEnv(os.LookupEnv, host)
 			if err != nil {

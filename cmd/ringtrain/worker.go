@@ -20,6 +20,7 @@ import (
 	"github.com/ringtrain/ringtrain/jobspec"
 	"github.com/ringtrain/ringtrain/metrics"
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+	"github.com/ringtrain/ringtrain/security"
 	"github.com/ringtrain/ringtrain/trainer"
 	"github.com/ringtrain/ringtrain/worker"
 )
@@ -62,9 +63,11 @@ Kubernetes pod the default --id is POD_NAME (in an Indexed Job the host name
 PyTorchJob sets them) stands for --coordinators; see docs/kubernetes.md.
 
 With --tls-dir (a certificate ringtrain://worker/<id>, see 'ringtrain certs' and
-docs/security.md) every connection is mutual TLS, and ring links and lanes are
-accepted only from the plan's members, by certificate. Without it the worker serves
-plain text on loopback addresses only, unless --insecure.`,
+docs/security.md) every connection is mutual TLS, ring links and lanes are accepted
+only from the plan's members, by certificate, and the default --id is the one the
+certificate names (a certificate issued per pod, as cert-manager's csi-driver does,
+decides the id). Without it the worker serves plain text on loopback addresses only,
+unless --insecure.`,
 		Example: `  ringtrain worker --id w0 --coordinators host0:7001,host1:7001,host2:7001 --listen :7100 --advertise host3:7100 \
       --data-port 7101 --tls-dir /etc/ringtrain/tls`,
 		Args: cobra.NoArgs,
@@ -81,7 +84,6 @@ plain text on loopback addresses only, unless --insecure.`,
 				return err
 			}
 			log = log.With("ordinal", g.ident.Ordinal)
-			log.Info("starting worker", "worker", id, "advertise", advert, "ordinal_from", orNone(g.ident.OrdinalFrom))
 			dataAddr, err := dataAddress(listen, dataPort)
 			if err != nil {
 				return err
@@ -90,6 +92,10 @@ plain text on loopback addresses only, unless --insecure.`,
 			if err != nil {
 				return err
 			}
+			if id, err = certifiedID(security.RoleWorker, id, g.given["id"], creds); err != nil {
+				return err
+			}
+			log.Info("starting worker", "worker", id, "advertise", advert, "ordinal_from", orNone(g.ident.OrdinalFrom))
 			cl, err := coordinator.NewClient(splitList(addrs), coordinator.ClientOptions{Logger: log, TLS: creds})
 			if err != nil {
 				return err
