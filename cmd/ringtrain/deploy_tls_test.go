@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -116,10 +118,12 @@ func checkCertManager(t *testing.T, r *rendered) {
 	}
 }
 
-// tlsIdentity returns the identity of the certificate a container reads from
-// its --tls-dir: the mounted projected volume's Secret for that directory and the
-// Certificate that makes it.
-func tlsIdentity(t *testing.T, r *rendered, where string, spec corev1.PodSpec, c corev1.Container, dir string) security.Identity {
+// tlsIdentity returns the identity of the certificate a container of pod reads
+// from its --tls-dir, and whether that certificate is the pod's own (perPod): a
+// cert-manager csi-driver volume, issued for this pod alone when it starts, or the
+// mounted projected volume's Secret for that directory and the Certificate that
+// makes it (shared by every pod of the template).
+func tlsIdentity(t *testing.T, r *rendered, where string, pod podMeta, spec corev1.PodSpec, c corev1.Container, dir string) (id security.Identity, perPod bool) {
 	t.Helper()
 	for _, m := range c.VolumeMounts {
 		rel, err := filepath.Rel(m.MountPath, filepath.Join(dir, security.CertFile))
@@ -127,7 +131,13 @@ func tlsIdentity(t *testing.T, r *rendered, where string, spec corev1.PodSpec, c
 			continue
 		}
 		for _, v := range spec.Volumes {
-			if v.Name != m.Name || v.Projected == nil {
+			if v.Name != m.Name {
+				continue
+			}
+			if v.CSI != nil {
+				return csiIdentity(t, r, where+" volume "+v.Name, pod, spec, v.CSI, rel), true
+			}
+			if v.Projected == nil {
 				continue
 			}
 			for _, src := range v.Projected.Sources {
@@ -148,15 +158,124 @@ func tlsIdentity(t *testing.T, r *rendered, where string, spec corev1.PodSpec, c
 							t.Fatalf("%s: Certificate %s: %v", where, cert.Name, err)
 						}
 						checkSecretLayout(t, where, src.Secret, filepath.Dir(rel))
-						return u
+						return u, false
 					}
 				}
 				t.Fatalf("%s: --tls-dir %s is Secret %s, which no Certificate makes", where, dir, src.Secret.Name)
 			}
 		}
 	}
-	t.Fatalf("%s: --tls-dir %s is not on a projected volume of certificate Secrets", where, dir)
-	return security.Identity{}
+	t.Fatalf("%s: --tls-dir %s is neither on a csi-driver volume nor on a projected volume of certificate Secrets", where, dir)
+	return security.Identity{}, false
+}
+
+// csiDriver is cert-manager's csi-driver, and csiAttributes the volume attributes
+// it reads (github.com/cert-manager/csi-driver, pkg/apis/v1alpha1): one outside
+// this set is a misspelling the driver would ignore.
+const csiDriver = "csi.cert-manager.io"
+
+var csiAttributes = map[string]bool{}
+
+func init() {
+	for _, k := range []string{"issuer-name", "issuer-kind", "issuer-group", "literal-subject", "common-name",
+		"organizations", "organizationalunits", "countries", "provinces", "localities", "streetaddresses",
+		"postalcodes", "serialnumber", "dns-names", "ip-sans", "uri-sans", "duration", "is-ca", "key-usages",
+		"key-algorithm", "key-encoding", "key-size", "ca-file", "certificate-file", "privatekey-file", "fs-group",
+		"renew-before", "reuse-private-key", "pkcs12-enable", "pkcs12-filename", "pkcs12-password"} {
+		csiAttributes[csiDriver+"/"+k] = true
+	}
+}
+
+// csiExpand expands the variables the csi-driver expands in a volume's names
+// (${POD_NAME}, ${POD_NAMESPACE}, ${POD_UID}, ${SERVICE_ACCOUNT_NAME}) for pod; any
+// other is an error, as the driver refuses it.
+func csiExpand(t *testing.T, where string, pod podMeta, spec corev1.PodSpec, s string) string {
+	t.Helper()
+	sa := spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	vars := map[string]string{"POD_NAME": pod.name, "POD_NAMESPACE": pod.namespace, "POD_UID": "uid-of-" + pod.name, "SERVICE_ACCOUNT_NAME": sa}
+	return os.Expand(s, func(k string) string {
+		v, ok := vars[k]
+		if !ok {
+			t.Errorf("%s: %q: the csi-driver knows no variable %s", where, s, k)
+		}
+		return v
+	})
+}
+
+// csiIdentity checks a cert-manager csi-driver volume against the driver's rules
+// and ringtrain's needs, and returns the identity of the certificate it issues
+// for pod: a CA Issuer that is rendered, the files of the Secret layout at the
+// mount's root (rel is tls.crt's path in the volume), an ECDSA P-256 key,
+// server and client usage, durations with renew-before shorter, the files
+// readable by the pod's group, and one ringtrain URI SAN.
+func csiIdentity(t *testing.T, r *rendered, where string, pod podMeta, spec corev1.PodSpec, v *corev1.CSIVolumeSource, rel string) security.Identity {
+	t.Helper()
+	if v.Driver != csiDriver {
+		t.Fatalf("%s: CSI driver %q, want %s", where, v.Driver, csiDriver)
+	}
+	if v.ReadOnly == nil || !*v.ReadOnly {
+		t.Errorf("%s: want readOnly", where)
+	}
+	a := v.VolumeAttributes
+	for k := range a {
+		if !csiAttributes[k] {
+			t.Errorf("%s: volume attribute %s is not one of the csi-driver's", where, k)
+		}
+	}
+	attr := func(name, def string) string {
+		if v, ok := a[csiDriver+"/"+name]; ok {
+			return v
+		}
+		return def
+	}
+	// The driver's defaults for the files are the Secret layout's names.
+	for name, want := range map[string]string{"ca-file": security.CAFile, "certificate-file": security.CertFile, "privatekey-file": security.KeyFile} {
+		if got := attr(name, want); got != want {
+			t.Errorf("%s: %s %q, want %q (--tls-dir reads the Secret layout)", where, name, got, want)
+		}
+	}
+	if rel != security.CertFile {
+		t.Errorf("%s: --tls-dir is %s's directory in the volume, the driver writes at its root", where, rel)
+	}
+	is := slices.IndexFunc(r.issuers, func(is *issuer) bool { return is.Name == attr("issuer-name", "") })
+	if is < 0 || r.issuers[is].Spec.CA == nil || attr("issuer-kind", "Issuer") != "Issuer" || attr("issuer-group", "cert-manager.io") != "cert-manager.io" {
+		t.Errorf("%s: issuer %s/%s is not a rendered CA Issuer", where, attr("issuer-kind", "Issuer"), attr("issuer-name", ""))
+	}
+	if attr("is-ca", "false") != "false" {
+		t.Errorf("%s: is-ca: a process's certificate is no CA", where)
+	}
+	if !strings.EqualFold(attr("key-algorithm", "RSA"), "ECDSA") || attr("key-size", "") != "256" {
+		t.Errorf("%s: key-algorithm %q key-size %q: want an ECDSA P-256 key (the driver's default is RSA)", where, attr("key-algorithm", ""), attr("key-size", ""))
+	}
+	var usages []string
+	for u := range strings.SplitSeq(attr("key-usages", "digital signature,key encipherment"), ",") {
+		usages = append(usages, strings.TrimSpace(u))
+	}
+	if !slices.Contains(usages, "server auth") || !slices.Contains(usages, "client auth") {
+		t.Errorf("%s: key-usages %v: every process is a TLS server and client", where, usages)
+	}
+	d, err1 := time.ParseDuration(attr("duration", "2160h"))
+	rb, err2 := time.ParseDuration(attr("renew-before", "0s"))
+	if err1 != nil || err2 != nil || rb >= d {
+		t.Errorf("%s: duration %q, renew-before %q: want durations with renew-before shorter", where, attr("duration", ""), attr("renew-before", ""))
+	}
+	// The driver writes the key for root alone unless fs-group names the group
+	// that may read it: the process's.
+	if psc := spec.SecurityContext; psc == nil || psc.RunAsGroup == nil || attr("fs-group", "") != strconv.FormatInt(*psc.RunAsGroup, 10) {
+		t.Errorf("%s: fs-group %q: want the pod's runAsGroup, or the process cannot read its key", where, attr("fs-group", ""))
+	}
+	uris := strings.Split(csiExpand(t, where, pod, spec, attr("uri-sans", "")), ",")
+	if len(uris) != 1 {
+		t.Fatalf("%s: uri-sans %q: want one ringtrain URI SAN", where, attr("uri-sans", ""))
+	}
+	id, err := parseURI(strings.TrimSpace(uris[0]))
+	if err != nil {
+		t.Fatalf("%s: uri-sans: %v", where, err)
+	}
+	return id
 }
 
 // checkSecretLayout checks that a projected Secret gives the directory all three
@@ -169,6 +288,54 @@ func checkSecretLayout(t *testing.T, where string, s *corev1.SecretProjection, d
 	for _, f := range []string{security.CAFile, security.CertFile, security.KeyFile} {
 		if !slices.ContainsFunc(s.Items, func(it corev1.KeyToPath) bool { return it.Key == f && it.Path == filepath.Join(dir, f) }) {
 			t.Errorf("%s: Secret %s does not project %s into %s", where, s.Name, f, dir)
+		}
+	}
+}
+
+// checkOwnKey checks what certificate keys a coordinator or worker pod holds. No
+// pod mounts the CA's Secret (its key signs any identity). A pod with its own
+// certificate (perPod: the csi-driver) mounts exactly one csi-driver volume and
+// no Secret of a Certificate, so it holds no other identity's key; it gives no
+// --id that the certificate does not name (without --id it takes the
+// certificate's). With certificates shared through Secrets, every pod of the
+// template mounts them all (the base's known limit, docs/security.md).
+func checkOwnKey(t *testing.T, r *rendered, where string, spec corev1.PodSpec, p parsedCmd, own security.Identity, perPod bool) {
+	t.Helper()
+	certs := map[string]*certificate{}
+	for _, c := range r.certificates {
+		certs[c.Spec.SecretName] = c
+	}
+	var secrets []string
+	csiVolumes := 0
+	for _, v := range spec.Volumes {
+		switch {
+		case v.CSI != nil && v.CSI.Driver == csiDriver:
+			csiVolumes++
+		case v.Secret != nil:
+			secrets = append(secrets, v.Secret.SecretName)
+		case v.Projected != nil:
+			for _, src := range v.Projected.Sources {
+				if src.Secret != nil {
+					secrets = append(secrets, src.Secret.Name)
+				}
+			}
+		}
+	}
+	for _, name := range secrets {
+		c := certs[name]
+		switch {
+		case c != nil && c.Spec.IsCA:
+			t.Errorf("%s: mounts the CA's Secret %s, whose key signs any identity", where, name)
+		case c != nil && perPod:
+			t.Errorf("%s: has a certificate of its own but also mounts Secret %s of Certificate %s (%v)", where, name, c.Name, c.Spec.URIs)
+		}
+	}
+	if perPod {
+		if csiVolumes != 1 {
+			t.Errorf("%s: %d csi-driver volumes, want exactly one (its own certificate)", where, csiVolumes)
+		}
+		if p.cmd.Flags().Changed("id") && p.flag("id") != own.ID {
+			t.Errorf("%s: --id %s, its certificate names %s", where, p.flag("id"), own)
 		}
 	}
 }
@@ -198,23 +365,36 @@ func checkRenderedTLS(t *testing.T, r *rendered, co *appsv1.StatefulSet, wk *bat
 		}
 		c := co.Spec.Template.Spec.Containers[0]
 		p := parseArgs(t, pod, expandArgs(c.Args, containerEnv(t, pod, c, meta)), containerEnv(t, pod, c, meta))
-		if got := tlsIdentity(t, r, pod, co.Spec.Template.Spec, c, p.flag("tls-dir")); got != (security.Identity{Role: security.RoleCoordinator, ID: pod}) {
+		got, perPod := tlsIdentity(t, r, pod, meta, co.Spec.Template.Spec, c, p.flag("tls-dir"))
+		if got != (security.Identity{Role: security.RoleCoordinator, ID: pod}) {
 			t.Errorf("coordinator %s runs with the certificate of %s", pod, got)
 		}
+		checkOwnKey(t, r, pod, co.Spec.Template.Spec, p, got, perPod)
 	}
 	for i := range int(*wk.Spec.Completions) {
 		host := fmt.Sprintf("%s-%d", wk.Name, i)
 		meta := indexedPod(ns, wk.Spec.Template, i)
+		// The Job controller names an Indexed Job's pod <job>-<index>-<random suffix>.
+		meta.name = fmt.Sprintf("%s-%d-x7k2q", wk.Name, i)
 		c := wk.Spec.Template.Spec.Containers[0]
 		env := containerEnv(t, host, c, meta)
 		p := parseArgs(t, host, expandArgs(c.Args, env), env)
-		if got := tlsIdentity(t, r, host, wk.Spec.Template.Spec, c, p.flag("tls-dir")); got != (security.Identity{Role: security.RoleWorker, ID: host}) {
-			t.Errorf("worker %s runs with the certificate of %s", host, got)
+		got, perPod := tlsIdentity(t, r, host, meta, wk.Spec.Template.Spec, c, p.flag("tls-dir"))
+		// A certificate shared through Secrets names the index's host name, the
+		// worker's id from the environment; one of the pod's own names the pod,
+		// and the worker, given no --id, takes its id from it.
+		want := security.Identity{Role: security.RoleWorker, ID: host}
+		if perPod {
+			want.ID = meta.name
 		}
+		if got != want {
+			t.Errorf("worker %s (pod %s) runs with the certificate of %s, want %s", host, meta.name, got, want)
+		}
+		checkOwnKey(t, r, host, wk.Spec.Template.Spec, p, got, perPod)
 	}
 	for _, c := range submit.Spec.Template.Spec.Containers {
 		if p := submitCmds[c.Name]; p.cmd.Name() == "submit" {
-			if got := tlsIdentity(t, r, "Job "+submit.Name, submit.Spec.Template.Spec, c, p.flag("tls-dir")); got.Role != security.RoleAdmin {
+			if got, _ := tlsIdentity(t, r, "Job "+submit.Name, podMeta{namespace: ns}, submit.Spec.Template.Spec, c, p.flag("tls-dir")); got.Role != security.RoleAdmin {
 				t.Errorf("Job %s submits with the certificate of %s, want an admin's", submit.Name, got)
 			}
 		}
@@ -340,4 +520,50 @@ func checkExecProbe(t *testing.T, where string, probe *corev1.Probe, env map[str
 		t.Errorf("%s: health --timeout %s must end before the probe's timeoutSeconds %d", where, p.flag("timeout"), probe.TimeoutSeconds)
 	}
 	return port(t, where, p.flag("addr")), p.flag("service")
+}
+
+// TestKubernetesCSICertificates checks the csi-certs overlay beyond what every
+// kustomization is checked for: each coordinator and worker pod runs with a
+// certificate of its own from the csi-driver, naming its role and the pod
+// (TestKubernetesManifests checks the names against the pods' ids), and no
+// Certificate of a coordinator or worker is left, whose Secret would hold a key
+// no pod needs.
+func TestKubernetesCSICertificates(t *testing.T) {
+	r := render(t, filepath.Join(deployDir, "k8s/overlays/csi-certs"))
+	co := r.statefulSet(t, "coordinator")
+	wk := r.job(t, "worker")
+	coPod := podMeta{name: co.Name + "-1", namespace: co.Namespace, labels: maps.Clone(co.Spec.Template.Labels)}
+	coPod.labels[appsv1.PodIndexLabel] = "1"
+	wkPod := indexedPod(wk.Namespace, wk.Spec.Template, 1)
+	wkPod.name = wk.Name + "-1-b8d4z"
+	for _, tc := range []struct {
+		role security.Role
+		spec corev1.PodSpec
+		meta podMeta
+	}{
+		{security.RoleCoordinator, co.Spec.Template.Spec, coPod},
+		{security.RoleWorker, wk.Spec.Template.Spec, wkPod},
+	} {
+		where := string(tc.role) + " pod " + tc.meta.name
+		c := tc.spec.Containers[0]
+		env := containerEnv(t, where, c, tc.meta)
+		p := parseArgs(t, where, expandArgs(c.Args, env), env)
+		got, perPod := tlsIdentity(t, r, where, tc.meta, tc.spec, c, p.flag("tls-dir"))
+		if !perPod || got != (security.Identity{Role: tc.role, ID: tc.meta.name}) {
+			t.Errorf("%s: certificate %s (its own: %v), want one of its own naming %s://%s/%s", where, got, perPod, security.Scheme, tc.role, tc.meta.name)
+		}
+		if p.cmd.Flags().Changed("id") {
+			t.Errorf("%s: gives --id %s; the certificate should decide", where, p.flag("id"))
+		}
+	}
+	for _, c := range r.certificates {
+		if c.Spec.IsCA {
+			continue
+		}
+		for _, u := range c.Spec.URIs {
+			if id, err := parseURI(u); err != nil || id.Role != security.RoleAdmin {
+				t.Errorf("Certificate %s (%s): only the CA and the admin's are left, every pod has its own", c.Name, u)
+			}
+		}
+	}
 }
