@@ -73,3 +73,89 @@ func TestPreparePreferenceErrors(t *testing.T) {
 		t.Fatalf("pack and preference: %v", err)
 	}
 }
+
+// TestPairSamplerKeepsPairs draws pairs with the pair sampler over 3 streams and checks
+// that every micro-batch row cut by SplitPairs is a chosen row followed by its own
+// rejected row, and that an epoch visits every train pair once.
+func TestPairSamplerKeepsPairs(t *testing.T) {
+	in := t.TempDir()
+	var b strings.Builder
+	for i := range 30 {
+		fmt.Fprintf(&b, "{\"prompt\":\"q%d:\",\"chosen\":\"g%d\",\"rejected\":\"b%d\"}\n", i, i, i)
+	}
+	p := filepath.Join(in, "prefs.jsonl")
+	writeFile(t, p, b.String())
+	const T, M, mb = 10, 3, 2
+	m, out := prepareSFT(t, SFTOptions{Inputs: []string{p}, SeqLen: T, MinShards: M, ValFraction: NoValidation, Preference: true})
+	ds, err := Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sampler, err := NewPairSampler(m.TrainTokens(), 3, M, mb, T)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sampler.StepsPerEpoch() != 5 {
+		t.Fatalf("steps per epoch %d, want 5 (30 pairs, 3 streams of 2)", sampler.StepsPerEpoch())
+	}
+	l, err := NewLoader(ds, sampler, LoaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	W := PairSeqLen(T)
+	in32, tg := make([]int32, mb*W), make([]int32, mb*W)
+	rin, rtg := make([]int32, 2*mb*T), make([]int32, 2*mb*T)
+	seen := map[string]bool{}
+	for step := range int64(5) {
+		for s := range M {
+			if err := l.Batch(t.Context(), s, step, in32, tg); err != nil {
+				t.Fatal(err)
+			}
+			if err := SplitPairs(in32, tg, mb, T, rin, rtg); err != nil {
+				t.Fatal(err)
+			}
+			for q := range mb {
+				c, r := rin[2*q*T:(2*q+1)*T], rin[(2*q+1)*T:(2*q+2)*T]
+				cs, rs := decodeBytes(c), decodeBytes(r)
+				id := strings.TrimPrefix(strings.SplitN(cs, ":", 2)[0], "q")
+				if !strings.HasPrefix(cs, "q"+id+":g"+id) || !strings.HasPrefix(rs, "q"+id+":b"+id) {
+					t.Fatalf("step %d stream %d pair %d: rows %q and %q are not one pair", step, s, q, cs, rs)
+				}
+				seen[id] = true
+				for i, v := range rtg[(2*q+1)*T : (2*q+2)*T] {
+					if v >= 0 && v != 256 && v != 'b' && (v < '0' || v > '9') {
+						t.Fatalf("rejected row trains target %d at %d", v, i)
+					}
+				}
+			}
+		}
+		n, err := l.TrainedTargets(t.Context(), step)
+		if err != nil || n <= 0 {
+			t.Fatalf("trained targets of step %d: %d, %v", step, n, err)
+		}
+	}
+	if len(seen) != 30 {
+		t.Fatalf("an epoch visited %d distinct pairs, want 30", len(seen))
+	}
+	// A row sampler is refused on a preference dataset.
+	rows, err := NewExampleSampler(m.TrainTokens(), 3, M, mb, T)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewLoader(ds, rows, LoaderOptions{}); !errors.Is(err, ErrSamplerMismatch) {
+		t.Fatalf("row sampler on pairs: %v", err)
+	}
+}
+
+// decodeBytes renders byte-tokenizer ids as text, EOT as '|'.
+func decodeBytes(ids []int32) string {
+	var b strings.Builder
+	for _, v := range ids {
+		if v >= 256 {
+			b.WriteByte('|')
+			continue
+		}
+		b.WriteByte(byte(v))
+	}
+	return b.String()
+}
