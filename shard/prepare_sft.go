@@ -170,11 +170,11 @@ func PrepareSFT(ctx context.Context, opts SFTOptions) (*Manifest, error) {
 		}
 		m.Val = append(m.Val, si)
 	}
-	if err := finishDataset(ctx, opts.OutDir, opts.Name, opts.TokenizerJSON, opts.Overwrite, m); err != nil {
-		return nil, err
-	}
 	if !opts.Pack {
 		info.PackedRows = 0 // one row an example: the manifest records no separate count
+	}
+	if err := finishDataset(ctx, opts.OutDir, opts.Name, opts.TokenizerJSON, opts.Overwrite, m); err != nil {
+		return nil, err
 	}
 	log.Info("prepare: sft done", "format", info.Format, "train_examples", len(train), "val_examples", valExamples, "truncated", info.Truncated,
 		"skipped", info.Skipped, "template", info.Template, "row_tokens", info.RowTokens, "packed", opts.Pack, "packed_rows", info.PackedRows)
