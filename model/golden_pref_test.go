@@ -2,6 +2,9 @@ package model
 
 import (
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -101,4 +104,44 @@ func TestGoldenDPO(t *testing.T) {
 	compare(t, "logp", logps, goldenF32(t, f, "logp"), 1e-4, 1e-5)
 	compare(t, "loss", []float32{float32(sum / pairs)}, goldenF32(t, f, "loss"), 1e-6, 1e-5)
 	compareGrads(t, m, goldenSlab(t, f, m.Config, "grad."))
+}
+
+// TestRewardModelHFRoundTrip exports a reward model and imports it back: the config
+// names GPT2ForSequenceClassification with one label and the pad token, score.weight
+// sits beside the transformer's tensors, and the weights come back bit for bit.
+func TestRewardModelHFRoundTrip(t *testing.T) {
+	c := Config{Layers: 1, Heads: 2, Embd: 8, MaxSeqLen: 8, VocabSize: 11, NumLabels: 1}
+	m, err := New(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.InitWeights(3)
+	for i := range m.Params.Score {
+		m.Params.Score[i] = float32(i) / 10
+	}
+	dir := filepath.Join(t.TempDir(), "rm")
+	if err := ExportHF(dir, c, m.Params.Slab, WithEOT(10)); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"GPT2ForSequenceClassification"`, `"pad_token_id": 10`, `"LABEL_0"`} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("config.json lacks %s:\n%s", want, raw)
+		}
+	}
+	got, slab, err := ImportHF(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != c {
+		t.Fatalf("imported config %+v, want %+v", got, c)
+	}
+	for i := range slab {
+		if slab[i] != m.Params.Slab[i] {
+			t.Fatalf("slab[%d] = %v, want %v", i, slab[i], m.Params.Slab[i])
+		}
+	}
 }

@@ -7,8 +7,9 @@ prompt, an answer, an end-of-text and padding, with a 0/1 mask over the answer):
 
 * reward (pref_reward.safetensors): a reward model is the GPT-2 with a scalar head
   score.weight (1, n_embd), no bias, read from the final LayerNorm's output at each
-  row's last real token (the end-of-text closing the answer), as Hugging Face's
-  GPT2ForSequenceClassification does with one label. The Bradley-Terry loss is the
+  row's last real token (the answer's last token, before the end-of-text padding), as
+  Hugging Face's GPT2ForSequenceClassification does with one label and pad_token_id
+  the end-of-text. The Bradley-Terry loss is the
   mean over the pairs of -log sigmoid(r_chosen - r_rejected). Stored: the rows, the
   last positions, score.weight, the rewards, the loss and the gradient of every
   parameter (score.weight included).
@@ -84,12 +85,12 @@ def rows():
 def reward_case(out, P):
     inputs, targets, weights = rows()
     # The last real token: the input position whose target is the row's last trained
-    # target holds the answer's last token; the end-of-text closing it is the input
-    # one further on.
+    # target (the end-of-text closing the answer) holds the answer's last token, the
+    # token before the first padding (end-of-text is GPT-2's pad), which is where
+    # GPT2ForSequenceClassification reads the score.
     last = []
     for b in range(inputs.shape[0]):
-        t = max(i for i in range(weights.shape[1]) if weights[b, i] > 0)
-        last.append(t + 1)
+        last.append(max(i for i in range(weights.shape[1]) if weights[b, i] > 0))
     gen = torch.Generator().manual_seed(7)
     score = (torch.randn(1, g.N_EMBD, generator=gen, dtype=DT) * 0.3).to(torch.float32).to(DT)
     leaves = {k: v.detach().clone().requires_grad_(True) for k, v in P.items()}
