@@ -63,6 +63,16 @@ func (m *GPT) ForwardReward(inputs []int32, last []int, B, T int) ([]float32, er
 	return rewards, nil
 }
 
+// InitScore draws a reward model's score head as InitWeights draws a weight (normal,
+// std 0.02, from seed) and leaves every other parameter as it is: a reward model that
+// starts from a language model's weights gets a fresh head. No-op without a head.
+func (m *GPT) InitScore(seed uint64) {
+	rng := newNormal(seed ^ 0x73636f7265) // "score": not the stream InitWeights uses
+	for i := range m.Params.Score {
+		m.Params.Score[i] = float32(rng.next() * 0.02)
+	}
+}
+
 // BackwardReward adds into Grads the gradient of sum over b of dr[b] * reward[b] of the
 // last ForwardReward: into the score head, then down through the final LayerNorm and
 // every block. dr (B) is the loss's derivative with respect to each reward (for the
