@@ -189,8 +189,8 @@ func (s Spec) Validate() error {
 	switch {
 	case s.Objective != CausalLM && s.Objective != MaskedLM && s.Objective != SFT && s.Objective != Reward && s.Objective != DPO:
 		return bad("objective", s.Objective, `must be "causal", "masked", "sft", "reward" or "dpo"`)
-	case s.Objective == Reward && s.Model.NumLabels != 1:
-		return bad("model.num_labels", s.Model.NumLabels, "must be 1 for objective reward (the scalar score head)")
+	case s.Objective == Reward && s.Model.NumLabels != 0 && s.Model.NumLabels != 1:
+		return bad("model.num_labels", s.Model.NumLabels, "must be 1 (or 0, which Prepare makes 1) for objective reward: the scalar score head")
 	case s.Objective != Reward && s.Model.NumLabels != 0:
 		return bad("model.num_labels", s.Model.NumLabels, fmt.Sprintf("must be 0 for objective %s (a language model)", s.Objective))
 	case s.Objective == DPO && s.InitFrom == "":
