@@ -242,8 +242,12 @@ func (t *Trainer) dpoMicroBatch(pairs int, ready func(lo, hi int)) (float64, Pre
 type PrefEval struct {
 	Pairs                      int64
 	Loss, Accuracy, MeanMargin float64
-	ChosenMean, ChosenStd      float64
-	RejectedMean, RejectedStd  float64
+	// PolicyAccuracy (dpo) is the share of pairs whose chosen answer the model itself
+	// finds more likely than the rejected one (summed answer log-probabilities), with
+	// no reference: it compares a tuned policy with the model it started from.
+	PolicyAccuracy            float64
+	ChosenMean, ChosenStd     float64
+	RejectedMean, RejectedStd float64
 }
 
 // EvaluatePreference runs every batch of val (pair windows, as the pair sampler's
@@ -258,6 +262,7 @@ func (t *Trainer) EvaluatePreference(ctx context.Context, val ValSource) (PrefEv
 	b, T, rows := s.MicroBatch, s.SeqLen, 2*s.MicroBatch
 	var chosen, rejected []float64
 	var lossSum float64
+	var policyCorrect int64
 	for i := 0; i < val.Len(); i++ {
 		if err := ctx.Err(); err != nil {
 			return ev, err
@@ -295,6 +300,11 @@ func (t *Trainer) EvaluatePreference(ctx context.Context, val ValSource) (PrefEv
 			logp := model.RowLogProbs(t.Model.Losses(), pb.rowTg, rows, T)
 			sum, _, _ := model.DPO(logp, refLogp, s.Beta, 1)
 			lossSum += sum
+			for p := 0; p < rows; p += 2 {
+				if logp[p] > logp[p+1] {
+					policyCorrect++
+				}
+			}
 			for j := range logp {
 				r = append(r, s.Beta*(logp[j]-refLogp[j]))
 			}
@@ -319,6 +329,7 @@ func (t *Trainer) EvaluatePreference(ctx context.Context, val ValSource) (PrefEv
 	ev.Loss = lossSum / float64(ev.Pairs)
 	ev.Accuracy = float64(correct) / float64(ev.Pairs)
 	ev.MeanMargin = margin / float64(ev.Pairs)
+	ev.PolicyAccuracy = float64(policyCorrect) / float64(ev.Pairs)
 	ev.ChosenMean, ev.ChosenStd = meanStd(chosen)
 	ev.RejectedMean, ev.RejectedStd = meanStd(rejected)
 	return ev, nil
