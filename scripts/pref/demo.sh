@@ -21,8 +21,8 @@ if [[ -z "${RINGTRAIN:-}" ]]; then
 fi
 rt() { "$RINGTRAIN" --log-level warn "$@"; }
 TASKS=${TASKS:-reverse,sort}
-SFT_STEPS=${SFT_STEPS:-600}
-RM_STEPS=${RM_STEPS:-600}
+SFT_STEPS=${SFT_STEPS:-150}
+RM_STEPS=${RM_STEPS:-1200}
 DPO_STEPS=${DPO_STEPS:-300}
 BETA=${BETA:-0.1}
 start=$(date +%s)
