@@ -97,6 +97,29 @@ func TestPreferenceDataParallelEquivalence(t *testing.T) {
 					checkEquivalent(t, runCluster(t, s, n), ck.Params, ref.TrainLoss)
 				})
 			}
+			// In exact mode the gradients are summed in fixed point: 3 workers give
+			// the single process's weights bit for bit.
+			t.Run("exact/workers=3", func(t *testing.T) {
+				one := spec
+				one.Exact, one.Out = true, t.TempDir()
+				r1, err := trainer.Run(context.Background(), one, trainer.RunOptions{NoTensorBoard: true})
+				if err != nil {
+					t.Fatalf("exact reference run: %v", err)
+				}
+				ck1, err := model.LoadCheckpoint(r1.Checkpoint)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := one
+				s.Out = t.TempDir()
+				for rank, got := range runCluster(t, s, 3) {
+					for i := range got.Params {
+						if got.Params[i] != ck1.Params[i] {
+							t.Fatalf("rank %d: weight %d = %v, the single process %v", rank, i, got.Params[i], ck1.Params[i])
+						}
+					}
+				}
+			})
 		})
 	}
 }
