@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ringtrain/ringtrain/tensor"
 )
 
 // TestGoldenReward checks the reward model against the reward case of
@@ -14,12 +16,14 @@ import (
 // each, as two streams would), the Bradley-Terry gradient of each normalised by the
 // global pair count; the rewards, the loss and every gradient (score.weight included)
 // are compared.
-func TestGoldenReward(t *testing.T) {
+func TestGoldenReward(t *testing.T) { onBackends(t, goldenReward) }
+
+func goldenReward(t *testing.T, be tensor.Backend) {
 	f := openGolden(t, "pref_reward.safetensors")
 	lm := loadGoldenModel(t)
 	cfg := lm.Config
 	cfg.NumLabels = 1
-	m, err := New(cfg, nil)
+	m, err := New(cfg, be)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,9 +72,11 @@ func TestGoldenReward(t *testing.T) {
 // policy's summed answer log-probabilities come from the per-position losses, and the
 // gradient runs through BackwardRows with each row's scale the derivative of the
 // global mean loss with respect to its summed loss.
-func TestGoldenDPO(t *testing.T) {
+func TestGoldenDPO(t *testing.T) { onBackends(t, goldenDPO) }
+
+func goldenDPO(t *testing.T, be tensor.Backend) {
 	f := openGolden(t, "pref_dpo.safetensors")
-	m := loadGoldenModel(t)
+	m := loadGoldenModelOn(t, be)
 	inputs, targets, mask := goldenI32(t, f, "inputs"), goldenI32(t, f, "targets"), goldenI32(t, f, "mask")
 	ref32, beta := goldenF32(t, f, "ref_logp"), float64(goldenF32(t, f, "beta")[0])
 	const rows, pairs = 4, 2
