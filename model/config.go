@@ -13,6 +13,10 @@ type Config struct {
 	Embd      int `json:"n_embd" yaml:"embd"`
 	MaxSeqLen int `json:"n_positions" yaml:"max_seq_len"`
 	VocabSize int `json:"vocab_size" yaml:"vocab_size"`
+	// NumLabels is 0 for a language model and 1 for a reward model: a GPT-2 with a
+	// scalar head "score.weight" (1, Embd), no bias, read at the last real token of
+	// each row (Hugging Face's GPT2ForSequenceClassification with one label).
+	NumLabels int `json:"num_labels,omitempty" yaml:"num_labels,omitempty"`
 }
 
 // Sentinel errors of the model package.
@@ -38,6 +42,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: max_seq_len=%d must be >= 1", ErrBadConfig, c.MaxSeqLen)
 	case c.VocabSize < 2:
 		return fmt.Errorf("%w: vocab_size=%d must be >= 2", ErrBadConfig, c.VocabSize)
+	case c.NumLabels != 0 && c.NumLabels != 1:
+		return fmt.Errorf("%w: num_labels=%d: 0 (a language model) or 1 (a reward model's scalar head)", ErrBadConfig, c.NumLabels)
 	}
 	return c.CheckLimits(HardLimits, 0, 0)
 }

@@ -34,6 +34,10 @@ type GPT struct {
 	haveLoss bool
 	causal   bool
 	packed   bool // the last Forward was ForwardPacked: acts.start holds its ranges
+	// noLogits stops forward at the final LayerNorm (ForwardReward); reward holds
+	// what BackwardReward needs.
+	noLogits bool
+	reward   *rewardState
 	// hostStart (B,T) is the host's copy of the last ForwardPacked's starts.
 	hostStart []int32
 }
@@ -55,6 +59,8 @@ type activations struct {
 
 	// host copies of logits and losses (the buffers themselves on a host-shared backend)
 	hostLogits, hostLosses []float32
+	// hostLnf (B,T,C) is the host copy of lnf a reward model reads, allocated on use
+	hostLnf []float32
 	// bufs lists every buffer allocated, for free; cleanup frees them if the
 	// activations are collected first (backends that do not share host memory)
 	bufs    []any
@@ -344,6 +350,7 @@ func (m *GPT) forward(inputs, targets, start []int32, B, T int, causal bool) (lo
 	m.uploadParams()
 	m.causal = causal
 	m.haveLoss = false
+	m.reward = nil
 	m.packed = start != nil
 	var st []int32 // (B,T) the attention ranges' starts on the backend; nil unpacked
 	if m.packed {
@@ -369,6 +376,12 @@ func (m *GPT) forward(inputs, targets, start []int32, B, T int, causal bool) (lo
 		blockForward(be, &p.Blocks[l], &a.layers[l], a.residualIn(l), B, T, C, H, causal, nil, st)
 	}
 	be.LayerNormForward(a.lnf, a.lnfMean, a.lnfRstd, a.residualOut(), p.LnfW, p.LnfB, BT, C)
+	if m.noLogits {
+		if err := be.Err(); err != nil {
+			return 0, 0, fmt.Errorf("model: forward on %s: %w", be.Device(), err)
+		}
+		return 0, 0, nil
+	}
 	be.MatmulForward(a.logits, a.lnf, p.Wte, nil, BT, C, V)
 	if targets == nil {
 		if err := be.Err(); err != nil {
@@ -431,22 +444,61 @@ func (m *GPT) Backward(scale float32, ready func(lo, hi int)) error {
 		return fmt.Errorf("%w: Backward without a Forward with targets", ErrShape)
 	}
 	m.haveLoss = false
-	c, a, be, p, g := m.Config, m.acts, m.be, m.dev, m.dgrads
-	B, T := a.B, a.T
-	L, C, H, V := c.Layers, c.Embd, c.Heads, c.VocabSize
-	BT := B * T
+	a := m.acts
 	if ready == nil {
 		ready = func(int, int) {}
 	}
+	m.be.CrossEntropyBackward(a.logits, a.targets, scale, a.B*a.T, m.Config.VocabSize)
+	return m.backwardFromLogits(ready)
+}
 
+// BackwardRows is Backward with one scale per row: it adds into Grads the gradient of
+// sum over rows b of scales[b] * (sum of row b's losses of the last Forward). A
+// preference objective whose loss depends on each row's summed log-probability (DPO)
+// passes the derivative of its loss with respect to each row's summed loss. scales is
+// (B); the rest is as Backward.
+func (m *GPT) BackwardRows(scales []float32, ready func(lo, hi int)) error {
+	if !m.haveLoss {
+		return fmt.Errorf("%w: BackwardRows without a Forward with targets", ErrShape)
+	}
+	a := m.acts
+	if len(scales) != a.B {
+		return fmt.Errorf("%w: %d row scales for B=%d", ErrShape, len(scales), a.B)
+	}
+	m.haveLoss = false
+	T, V := a.T, m.Config.VocabSize
+	if ready == nil {
+		ready = func(int, int) {}
+	}
+	for b, s := range scales {
+		m.be.CrossEntropyBackward(a.logits[b*T*V:(b+1)*T*V], a.targets[b*T:(b+1)*T], s, T, V)
+	}
+	return m.backwardFromLogits(ready)
+}
+
+// backwardFromLogits runs Backward from the logits' gradient (in acts.logits) down.
+func (m *GPT) backwardFromLogits(ready func(lo, hi int)) error {
+	c, a, be, p, g := m.Config, m.acts, m.be, m.dev, m.dgrads
+	BT, C, V := a.B*a.T, c.Embd, c.VocabSize
 	d := &a.grads
-	be.CrossEntropyBackward(a.logits, a.targets, scale, BT, V)
 	be.Zero(d.dbuf)
 	be.MatmulBackward(d.dbuf, g.Wte, nil, a.logits, a.lnf, p.Wte, BT, C, V)
+	return m.backwardFromHidden(ready)
+}
+
+// backwardFromHidden runs Backward from the gradient of the final LayerNorm's output
+// (in acts.grads.dbuf) down; the final LayerNorm's and the score head's gradients are
+// handed over first.
+func (m *GPT) backwardFromHidden(ready func(lo, hi int)) error {
+	c, a, be, p, g := m.Config, m.acts, m.be, m.dev, m.dgrads
+	B, T := a.B, a.T
+	L, C, H := c.Layers, c.Embd, c.Heads
+	BT := B * T
+	d := &a.grads
 	be.Zero(d.dres)
 	be.LayerNormBackward(d.dres, g.LnfW, g.LnfB, d.dbuf, a.residualOut(), p.LnfW, a.lnfMean, a.lnfRstd, BT, C)
-	// ln_f weight and bias close the slab
-	if err := m.handOver(len(g.Slab)-len(g.LnfW)-len(g.LnfB), len(g.Slab), ready); err != nil {
+	// ln_f weight and bias (and a reward model's score head) close the slab
+	if err := m.handOver(len(g.Slab)-len(g.LnfW)-len(g.LnfB)-len(g.Score), len(g.Slab), ready); err != nil {
 		return err
 	}
 

@@ -260,10 +260,18 @@ type hfConfigOut struct {
 	BosTokenID         *int        `json:"bos_token_id"`
 	EosTokenID         *int        `json:"eos_token_id"`
 	TieWordEmbeddings  bool        `json:"tie_word_embeddings"`
+	// A reward model (Config.NumLabels 1) is GPT2ForSequenceClassification with one
+	// label; it reads the last token before the padding, so it names pad_token_id.
+	ID2Label   map[string]string `json:"id2label,omitempty"`
+	Label2ID   map[string]int    `json:"label2id,omitempty"`
+	PadTokenID *int              `json:"pad_token_id,omitempty"`
 }
 
+// seqClsArch is the Hugging Face class of a reward model.
+const seqClsArch = "GPT2ForSequenceClassification"
+
 func hfConfigJSON(cfg Config, eot *int) ([]byte, error) {
-	b, err := json.MarshalIndent(hfConfigOut{
+	out := hfConfigOut{
 		ModelType:          "gpt2",
 		Architectures:      []string{"GPT2LMHeadModel"},
 		VocabSize:          cfg.VocabSize,
@@ -281,7 +289,14 @@ func hfConfigJSON(cfg Config, eot *int) ([]byte, error) {
 		BosTokenID:         eot,
 		EosTokenID:         eot,
 		TieWordEmbeddings:  true,
-	}, "", "  ")
+	}
+	if cfg.NumLabels == 1 {
+		out.Architectures = []string{seqClsArch}
+		out.ID2Label = map[string]string{"0": "LABEL_0"}
+		out.Label2ID = map[string]int{"LABEL_0": 0}
+		out.PadTokenID = eot
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("model: encode %s: %w", hfConfigFile, err)
 	}
@@ -297,6 +312,11 @@ func hfTensors(cfg Config, slab []float32, prefix string) []safetensors.Tensor {
 	var out []safetensors.Tensor
 	for _, t := range cfg.Tensors() {
 		src := slab[t.Offset : t.Offset+t.Size]
+		if t.Name == ScoreTensor {
+			// Hugging Face keeps the head beside the transformer, not inside it.
+			out = append(out, safetensors.FromFloat32(strings.TrimSuffix(prefix, hfPrefix)+t.Name, t.Shape, src))
+			continue
+		}
 		if !t.Transposed {
 			out = append(out, safetensors.FromFloat32(prefix+t.Name, t.Shape, src))
 			continue
@@ -405,6 +425,26 @@ func parseHFConfig(b []byte, path string) (Config, *int, error) {
 		}
 		if err := get(f.key, f.dst); err != nil {
 			return Config{}, nil, err
+		}
+	}
+	if present("architectures") {
+		var archs []string
+		if err := get("architectures", &archs); err != nil {
+			return Config{}, nil, err
+		}
+		if slices.Contains(archs, seqClsArch) {
+			// transformers' default is two labels; a reward model has one.
+			c.NumLabels = 2
+			if present("id2label") {
+				var labels map[string]string
+				if err := get("id2label", &labels); err != nil {
+					return Config{}, nil, err
+				}
+				c.NumLabels = len(labels)
+			}
+			if c.NumLabels != 1 {
+				return Config{}, nil, fmt.Errorf("%w: %s: %s with %d labels: only one (a reward model's scalar score) is supported", ErrFormat, path, seqClsArch, c.NumLabels)
+			}
 		}
 	}
 	if err := c.Validate(); err != nil {

@@ -34,7 +34,7 @@ type Block struct {
 
 // Params is a set of typed views over one flat []float32 slab. The same type views the
 // gradient slab. The slab order is: wte, wpe, then each layer's tensors contiguously
-// (layer 0 first), then the final LayerNorm. Keeping a layer contiguous lets a worker
+// (layer 0 first), then the final LayerNorm, then a reward model's score head. Keeping a layer contiguous lets a worker
 // start all-reducing a layer's gradients as soon as backward has finished it.
 type Params struct {
 	Slab   []float32
@@ -43,7 +43,11 @@ type Params struct {
 	Blocks []Block   // (L)
 	LnfW   []float32 // (C)
 	LnfB   []float32 // (C)
+	Score  []float32 // (NumLabels, C): a reward model's head; nil for a language model
 }
+
+// ScoreTensor names a reward model's head, the last tensor of its slab.
+const ScoreTensor = "score.weight"
 
 type layout struct {
 	tensors []Tensor
@@ -80,6 +84,9 @@ func layoutOf(c Config) layout {
 	}
 	add("ln_f.weight", false, false, C)
 	add("ln_f.bias", false, false, C)
+	if c.NumLabels > 0 {
+		add(ScoreTensor, true, false, c.NumLabels, C)
+	}
 	return l
 }
 
@@ -123,6 +130,9 @@ func ViewParams(c Config, slab []float32) *Params {
 	}
 	p.LnfW = next()
 	p.LnfB = next()
+	if c.NumLabels > 0 {
+		p.Score = next()
+	}
 	return p
 }
 

@@ -104,7 +104,12 @@ func NewLoader(ds *Dataset, sampler *Sampler, opts LoaderOptions) (*Loader, erro
 			return nil, fmt.Errorf("%w: sampler says train shard %d has %d tokens, dataset %s says %d", ErrSamplerMismatch, i, sampler.shardTokens[i], ds.Dir(), n)
 		}
 	}
-	if sft := ds.Manifest().SFT; sft != nil && (sampler.stride != sampler.t+1 || sampler.t+1 != sft.RowTokens) {
+	if sft := ds.Manifest().SFT; sft != nil && sft.Format == FormatPreference {
+		if sampler.stride != sampler.t+1 || sampler.t+1 != 2*sft.RowTokens {
+			return nil, fmt.Errorf("%w: dataset %s holds preference pairs of two rows of %d tokens (seq_len %d); the sampler needs NewPairSampler with T = %d",
+				ErrSamplerMismatch, ds.Dir(), sft.RowTokens, sft.RowTokens-1, sft.RowTokens-1)
+		}
+	} else if sft != nil && (sampler.stride != sampler.t+1 || sampler.t+1 != sft.RowTokens) {
 		return nil, fmt.Errorf("%w: dataset %s holds examples of %d tokens (seq_len %d); the sampler needs NewExampleSampler with T = %d, it has T = %d",
 			ErrSamplerMismatch, ds.Dir(), sft.RowTokens, sft.RowTokens-1, sft.RowTokens-1, sampler.t)
 	} else if sft == nil && sampler.stride != sampler.t {
@@ -210,6 +215,12 @@ func (l *Loader) TrainedTargets(ctx context.Context, step int64) (int64, error) 
 	var n int64
 	for m := range p.m {
 		for _, w := range p.Windows(m, step) {
+			if sft.Format == FormatPreference {
+				// A pair window is two rows.
+				j := w.Start / int64(sft.RowTokens)
+				n += int64(sc.rows[w.Shard][j]) + int64(sc.rows[w.Shard][j+1])
+				continue
+			}
 			n += int64(sc.rows[w.Shard][w.Start/int64(p.stride)])
 		}
 	}

@@ -53,6 +53,10 @@ type SFTOptions struct {
 	// Pack fills each row with several whole examples (packRows), each shard's in
 	// turn, and writes a segments sidecar per shard (see SFTInfo).
 	Pack bool
+	// Preference reads preference rows (chat.ParsePair) instead: each pair becomes
+	// two adjacent rows, chosen then rejected (see SFTInfo.Preference). It cannot be
+	// packed.
+	Preference bool
 }
 
 // PrepareSFT turns instruction rows into an SFT dataset (see SFTInfo) in OutDir and
@@ -86,14 +90,18 @@ func PrepareSFT(ctx context.Context, opts SFTOptions) (*Manifest, error) {
 		return nil, err
 	}
 	info := &SFTInfo{Template: tmpl.Name(), RowTokens: opts.SeqLen + 1, TrainOnPrompt: opts.TrainOnPrompt, Overflow: opts.Overflow, Packed: opts.Pack}
+	if opts.Preference {
+		info.Format = FormatPreference
+	}
 	enc := &exampleEncoder{opts: &opts, tmpl: tmpl, info: info}
-	var train, val []example
+	// Each unit is one example, or the two rows of a pair, which stay adjacent.
+	var train, val [][]example
 	every := 0
 	if len(opts.ValInputs) == 0 && opts.ValFraction != NoValidation {
 		every = max(1, int(math.Round(1/opts.ValFraction)))
 	}
 	i := 0
-	if err := enc.read(ctx, opts.Inputs, func(ex example) {
+	if err := enc.read(ctx, opts.Inputs, func(ex []example) {
 		if every > 0 && i%every == every-1 {
 			val = append(val, ex)
 		} else {
@@ -104,7 +112,7 @@ func PrepareSFT(ctx context.Context, opts SFTOptions) (*Manifest, error) {
 		return nil, err
 	}
 	if len(opts.ValInputs) > 0 {
-		if err := enc.read(ctx, opts.ValInputs, func(ex example) { val = append(val, ex) }); err != nil {
+		if err := enc.read(ctx, opts.ValInputs, func(ex []example) { val = append(val, ex) }); err != nil {
 			return nil, err
 		}
 	}
@@ -112,7 +120,10 @@ func PrepareSFT(ctx context.Context, opts SFTOptions) (*Manifest, error) {
 	if len(train) < k {
 		return nil, fmt.Errorf("%w: %d train examples, too few for %d shards (MinShards=%d); each shard needs one", ErrTooFewTokens, len(train), k, k)
 	}
-	info.Examples = int64(len(train) + len(val))
+	info.Examples = int64(len(flatten(train)) + len(flatten(val)))
+	if opts.Preference {
+		info.Pairs = int64(len(train) + len(val))
+	}
 	if opts.Overwrite {
 		if err := os.Remove(filepath.Join(opts.OutDir, ManifestFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("shard: %w", err)
@@ -134,7 +145,7 @@ func PrepareSFT(ctx context.Context, opts SFTOptions) (*Manifest, error) {
 	for s := range k {
 		var rows []example
 		for j := s; j < len(train); j += k {
-			rows = append(rows, train[j])
+			rows = append(rows, train[j]...)
 		}
 		if opts.Pack {
 			rows = packRows(rows, info.RowTokens, int32(m.EOT))
@@ -148,23 +159,24 @@ func PrepareSFT(ctx context.Context, opts SFTOptions) (*Manifest, error) {
 	}
 	valExamples := len(val)
 	if len(val) > 0 {
+		valRows := flatten(val)
 		if opts.Pack {
-			val = packRows(val, info.RowTokens, int32(m.EOT))
+			valRows = packRows(valRows, info.RowTokens, int32(m.EOT))
 		}
-		info.PackedRows += int64(len(val))
-		si, err := writeExampleShard(ctx, opts.OutDir, fmt.Sprintf("%s_val_%06d", opts.Name, 0), format, val)
+		info.PackedRows += int64(len(valRows))
+		si, err := writeExampleShard(ctx, opts.OutDir, fmt.Sprintf("%s_val_%06d", opts.Name, 0), format, valRows)
 		if err != nil {
 			return nil, err
 		}
 		m.Val = append(m.Val, si)
 	}
-	if err := finishDataset(ctx, opts.OutDir, opts.Name, opts.TokenizerJSON, opts.Overwrite, m); err != nil {
-		return nil, err
-	}
 	if !opts.Pack {
 		info.PackedRows = 0 // one row an example: the manifest records no separate count
 	}
-	log.Info("prepare: sft done", "train_examples", len(train), "val_examples", valExamples, "truncated", info.Truncated,
+	if err := finishDataset(ctx, opts.OutDir, opts.Name, opts.TokenizerJSON, opts.Overwrite, m); err != nil {
+		return nil, err
+	}
+	log.Info("prepare: sft done", "format", info.Format, "train_examples", len(train), "val_examples", valExamples, "truncated", info.Truncated,
 		"skipped", info.Skipped, "template", info.Template, "row_tokens", info.RowTokens, "packed", opts.Pack, "packed_rows", info.PackedRows)
 	return m, nil
 }
@@ -181,6 +193,8 @@ func (o *SFTOptions) setDefaults() (*chat.Template, error) {
 		return nil, fmt.Errorf("%w: no Inputs", ErrBadOptions)
 	case o.SeqLen < 1:
 		return nil, fmt.Errorf("%w: SeqLen=%d must be >= 1", ErrBadOptions, o.SeqLen)
+	case o.Pack && o.Preference:
+		return nil, fmt.Errorf("%w: Pack and Preference: the rows of a preference pair are not packed", ErrBadOptions)
 	case o.Pack && o.SeqLen+1 > MaxPackedRowTokens:
 		return nil, fmt.Errorf("%w: SeqLen=%d: packed rows hold at most %d tokens (SeqLen %d)", ErrBadOptions, o.SeqLen, MaxPackedRowTokens, MaxPackedRowTokens-1)
 	}
@@ -243,9 +257,18 @@ type exampleEncoder struct {
 	info *SFTInfo
 }
 
+// flatten returns the rows of units in order.
+func flatten(units [][]example) []example {
+	var rows []example
+	for _, u := range units {
+		rows = append(rows, u...)
+	}
+	return rows
+}
+
 // read encodes every row of the files under inputs in order and hands each example
-// kept to keep.
-func (e *exampleEncoder) read(ctx context.Context, inputs []string, keep func(example)) error {
+// kept to keep: one row, or the chosen and rejected rows of a preference pair.
+func (e *exampleEncoder) read(ctx context.Context, inputs []string, keep func([]example)) error {
 	files, err := collectInputs(inputs, e.opts.OutDir)
 	if err != nil {
 		return err
@@ -261,7 +284,7 @@ func (e *exampleEncoder) read(ctx context.Context, inputs []string, keep func(ex
 	return nil
 }
 
-func (e *exampleEncoder) readFile(ctx context.Context, path string, keep func(example)) error {
+func (e *exampleEncoder) readFile(ctx context.Context, path string, keep func([]example)) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("shard: %w", err)
@@ -279,12 +302,23 @@ func (e *exampleEncoder) readFile(ctx context.Context, path string, keep func(ex
 		if len(raw) == 0 {
 			continue
 		}
-		ex, ok, err := e.encode(raw)
+		var unit []example
+		var err error
+		if e.opts.Preference {
+			unit, err = e.encodePair(raw)
+		} else {
+			var ex example
+			var ok bool
+			ex, ok, err = e.encode(raw)
+			if ok {
+				unit = []example{ex}
+			}
+		}
 		if err != nil {
 			return fmt.Errorf("%w: %s:%d: %w", ErrBadDocument, path, line, err)
 		}
-		if ok {
-			keep(ex)
+		if unit != nil {
+			keep(unit)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -293,12 +327,42 @@ func (e *exampleEncoder) readFile(ctx context.Context, path string, keep func(ex
 	return nil
 }
 
+// encodePair renders one preference row as its chosen and rejected rows; nil when the
+// overflow rule leaves either out (the pair is then left out, and both rows count as
+// skipped).
+func (e *exampleEncoder) encodePair(raw []byte) ([]example, error) {
+	p, err := chat.ParsePair(raw, e.opts.Columns)
+	if err != nil {
+		return nil, err
+	}
+	c, okC, err := e.encodeExample(p.Chosen)
+	if err != nil {
+		return nil, fmt.Errorf("chosen: %w", err)
+	}
+	r, okR, err := e.encodeExample(p.Rejected)
+	if err != nil {
+		return nil, fmt.Errorf("rejected: %w", err)
+	}
+	if !okC || !okR {
+		if okC || okR {
+			e.info.Skipped++
+		}
+		return nil, nil
+	}
+	return []example{c, r}, nil
+}
+
 // encode renders one row; ok is false for an example the overflow rule leaves out.
 func (e *exampleEncoder) encode(raw []byte) (ex example, ok bool, err error) {
 	row, err := chat.ParseRow(raw, e.opts.Columns, true)
 	if err != nil {
 		return example{}, false, err
 	}
+	return e.encodeExample(row)
+}
+
+// encodeExample renders one parsed example under the overflow rule.
+func (e *exampleEncoder) encodeExample(row chat.Example) (ex example, ok bool, err error) {
 	segs, err := e.tmpl.Segments(row)
 	if err != nil {
 		return example{}, false, err

@@ -63,7 +63,20 @@ type SFTInfo struct {
 	// per shard; PackedRows is then the number of rows written (train and validation).
 	Packed     bool  `json:"packed,omitempty"`
 	PackedRows int64 `json:"packed_rows,omitempty"`
+	// Format is "" for instruction rows and FormatPreference for preference pairs:
+	// rows 2i and 2i+1 of every shard are then the chosen and the rejected answer of
+	// one pair (each shard holds whole pairs), and Pairs counts the pairs written
+	// (train and validation).
+	Format string `json:"format,omitempty"`
+	Pairs  int64  `json:"pairs,omitempty"`
 }
+
+// FormatPreference is SFTInfo.Format of a preference dataset.
+const FormatPreference = "preference"
+
+// IsPreference reports whether the manifest describes a preference dataset: adjacent
+// chosen and rejected rows.
+func (m *Manifest) IsPreference() bool { return m.SFT != nil && m.SFT.Format == FormatPreference }
 
 // MaxPackedRowTokens is the longest row a packed dataset may have: the segments
 // sidecar stores offsets in a row as uint16.
@@ -110,6 +123,18 @@ func (m *Manifest) validateSidecars(where string, s ShardInfo, seen map[string]b
 	}
 	if s.Tokens%int64(m.SFT.RowTokens) != 0 {
 		return fmt.Errorf("%w: %s.tokens=%d is not a whole number of rows of %d tokens", ErrBadManifest, where, s.Tokens, m.SFT.RowTokens)
+	}
+	switch m.SFT.Format {
+	case "":
+	case FormatPreference:
+		if m.SFT.Packed {
+			return fmt.Errorf("%w: sft.format=%s cannot be packed", ErrBadManifest, FormatPreference)
+		}
+		if (s.Tokens/int64(m.SFT.RowTokens))%2 != 0 {
+			return fmt.Errorf("%w: %s holds %d rows: a preference shard holds whole pairs (an even number of rows)", ErrBadManifest, where, s.Tokens/int64(m.SFT.RowTokens))
+		}
+	default:
+		return fmt.Errorf("%w: sft.format=%q (want empty or %s)", ErrBadManifest, m.SFT.Format, FormatPreference)
 	}
 	scs := []struct {
 		name string

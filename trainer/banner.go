@@ -88,11 +88,16 @@ func (r RunInfo) Banner() []string {
 	case r.InitFrom != "":
 		start = "from the weights of " + r.InitFrom
 	}
+	batch := fmt.Sprintf("batch: %d sequences (%s x %d) of %d tokens = %s tokens per step%s",
+		r.Streams*r.MicroBatch, plural(r.Streams, "stream"), r.MicroBatch, r.SeqLen, thousands(r.TokensPerStep), workers)
+	if isPreference(r.Objective) {
+		batch = fmt.Sprintf("batch: %d pairs (%s x %d) of two rows of %d tokens = %s tokens per step%s",
+			r.Streams*r.MicroBatch, plural(r.Streams, "stream"), r.MicroBatch, r.SeqLen, thousands(2*r.TokensPerStep), workers)
+	}
 	return []string{
 		fmt.Sprintf("model: %s, %s, %d wide, context %d, vocabulary %d; %s parameters; %s objective",
 			plural(m.Layers, "layer"), plural(m.Heads, "head"), m.Embd, m.MaxSeqLen, m.VocabSize, count(r.Params), r.Objective),
-		fmt.Sprintf("batch: %d sequences (%s x %d) of %d tokens = %s tokens per step%s",
-			r.Streams*r.MicroBatch, plural(r.Streams, "stream"), r.MicroBatch, r.SeqLen, thousands(r.TokensPerStep), workers),
+		batch,
 		fmt.Sprintf("data: %s train tokens in %s; %s steps per epoch",
 			thousands(r.TrainTokens), plural(r.TrainShards, "shard"), thousands(r.StepsPerEpoch)),
 		fmt.Sprintf("run: %s steps, %s epochs, %s; lr %g after %s warmup steps, cosine to %g",

@@ -52,7 +52,14 @@ func InitWeights(tr *Trainer, p *Prepared) error {
 	if err != nil {
 		return fmt.Errorf("init_from: %w", err)
 	}
-	if err := checkModel("init_from", spec.InitFrom, ck.Config, spec.Model); err != nil {
+	// A reward model may start from a language model: the transformer's weights are
+	// the language model's, the score head is drawn fresh.
+	newHead := spec.Model.NumLabels == 1 && ck.Config.NumLabels == 0
+	ckShape := ck.Config
+	if newHead {
+		ckShape.NumLabels = 1
+	}
+	if err := checkModel("init_from", spec.InitFrom, ckShape, spec.Model); err != nil {
 		return err
 	}
 	if same, err := sameTokenizer(ck.Tokenizer, p); err != nil || !same {
@@ -60,5 +67,8 @@ func InitWeights(tr *Trainer, p *Prepared) error {
 			ErrBadSpec, spec.InitFrom, spec.Data, spec.InitFrom)
 	}
 	copy(tr.Model.Params.Slab, ck.Params)
+	if newHead {
+		tr.Model.InitScore(spec.Seed)
+	}
 	return nil
 }

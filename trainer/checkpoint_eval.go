@@ -49,6 +49,9 @@ type EvalReport struct {
 	SeqLen     int       // T of every batch
 	MicroBatch int       // b of every batch
 	Seed       uint64    // masking seed (masked objective)
+	// Preference holds the pair measures of the reward and dpo objectives (Loss is
+	// then per pair, Accuracy the pair accuracy and Tokens the pairs); nil otherwise.
+	Preference *PrefEval
 }
 
 // EvaluateCheckpoint loads a checkpoint (ringtrain's or a Hugging Face GPT-2 directory)
@@ -89,6 +92,7 @@ func EvaluateCheckpointReport(ctx context.Context, dir string, o EvalOptions) (*
 	spec.SeqLen, spec.MicroBatch, spec.EvalBatches = o.SeqLen, o.MicroBatch, o.Batches
 	spec.Tokenizer = o.Tokenizer
 	spec.Objective, spec.Seed, spec.MaskRate = job.Objective, job.Seed, job.MaskRate
+	spec.InitFrom, spec.Beta = job.InitFrom, job.Beta
 	if spec.SeqLen == 0 {
 		spec.SeqLen = ck.Config.MaxSeqLen
 		// An SFT dataset's rows fix T.
@@ -107,6 +111,13 @@ func EvaluateCheckpointReport(ctx context.Context, dir string, o EvalOptions) (*
 	}
 	if o.Seed != 0 {
 		spec.Seed = o.Seed
+	}
+	if spec.Objective != DPO {
+		spec.InitFrom, spec.Beta = "", 0
+	} else if spec.InitFrom == "" {
+		// A model not trained with dpo is its own reference: its margins are 0, and
+		// PrefEval.PolicyAccuracy still ranks its answers.
+		spec.InitFrom = dir
 	}
 	p, err := Prepare(ctx, spec)
 	if err != nil {
@@ -134,6 +145,17 @@ func EvaluateCheckpointReport(ctx context.Context, dir string, o EvalOptions) (*
 	if err != nil {
 		return nil, err
 	}
+	if isPreference(p.Spec.Objective) {
+		pe, err := tr.EvaluatePreference(ctx, batches)
+		if err != nil {
+			return nil, err
+		}
+		return &EvalReport{
+			Loss: pe.Loss, Perplexity: math.Exp(pe.Loss), Tokens: pe.Pairs, Accuracy: pe.Accuracy, Batches: batches.Len(),
+			Split: string(split), Objective: p.Spec.Objective, SeqLen: p.Spec.SeqLen, MicroBatch: p.Spec.MicroBatch, Seed: p.Spec.Seed,
+			Preference: &pe,
+		}, nil
+	}
 	ev, err := tr.EvaluateFull(ctx, batches)
 	if err != nil {
 		return nil, err
@@ -157,6 +179,8 @@ func checkpointJob(dir string, ck *model.Checkpoint) (Spec, error) {
 		Objective Objective `json:"objective"`
 		Seed      *uint64   `json:"seed"`
 		MaskRate  *float64  `json:"mask_rate"`
+		InitFrom  string    `json:"init_from"`
+		Beta      float64   `json:"beta"`
 	}
 	if err := json.Unmarshal(ck.Trainer.Job, &job); err != nil {
 		return def, fmt.Errorf("checkpoint %s: trainer state: job: %w", dir, err)
@@ -170,5 +194,6 @@ func checkpointJob(dir string, ck *model.Checkpoint) (Spec, error) {
 	if job.MaskRate != nil && *job.MaskRate > 0 {
 		def.MaskRate = *job.MaskRate
 	}
+	def.InitFrom, def.Beta = job.InitFrom, job.Beta
 	return def, nil
 }

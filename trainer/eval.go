@@ -30,6 +30,10 @@ func (t *Trainer) evaluate(ctx context.Context, val ValSource) (float64, int64, 
 // evaluateWith is evaluate calling after, when not nil, following each batch's forward
 // pass with the batch's targets (the model's Logits then hold its probabilities).
 func (t *Trainer) evaluateWith(ctx context.Context, val ValSource, after func(targets []int32)) (float64, int64, error) {
+	if t.pref != nil {
+		ev, err := t.EvaluatePreference(ctx, val)
+		return ev.Loss, ev.Pairs, err
+	}
 	s := t.Spec
 	var sum float64
 	var count int

@@ -21,6 +21,9 @@ type TargetCounter interface {
 // sft objective needs an SFT dataset whose rows are seq_len+1 tokens; the masked
 // objective cannot read an SFT dataset.
 func resolveObjective(spec *Spec, ds *shard.Dataset) (note string, err error) {
+	if isPreference(spec.Objective) || ds.Manifest().IsPreference() {
+		return "", resolvePreference(spec, ds)
+	}
 	sft := ds.Manifest().SFT
 	switch {
 	case sft == nil && spec.Objective == SFT:
@@ -46,6 +49,9 @@ func resolveObjective(spec *Spec, ds *shard.Dataset) (note string, err error) {
 // newSampler returns the job's train sampler: whole examples for an SFT dataset,
 // overlapping windows of text otherwise.
 func newSampler(spec Spec, m *shard.Manifest) (*shard.Sampler, error) {
+	if m.IsPreference() {
+		return shard.NewPairSampler(m.TrainTokens(), spec.Seed, spec.Streams, spec.MicroBatch, spec.SeqLen)
+	}
 	if m.SFT != nil {
 		return shard.NewExampleSampler(m.TrainTokens(), spec.Seed, spec.Streams, spec.MicroBatch, spec.SeqLen)
 	}
@@ -105,9 +111,19 @@ type EvalResult struct {
 }
 
 // EvaluateFull is Evaluate that also measures token accuracy: for the sft objective
-// over the trained (answer) tokens, for the others over every target.
+// over the trained (answer) tokens, for the others over every target. For the reward
+// and dpo objectives it is EvaluatePreference's loss per pair and pair accuracy, with
+// Tokens the pairs.
 func (t *Trainer) EvaluateFull(ctx context.Context, val ValSource) (EvalResult, error) {
 	var r EvalResult
+	if t.pref != nil {
+		// The mean loss per pair and the share of pairs ranked correctly.
+		ev, err := t.EvaluatePreference(ctx, val)
+		if err != nil {
+			return r, err
+		}
+		return EvalResult{Loss: ev.Loss, Accuracy: ev.Accuracy, Tokens: ev.Pairs}, nil
+	}
 	var correct int64
 	loss, n, err := t.evaluateWith(ctx, val, func(targets []int32) {
 		correct += countCorrect(t.Model.Logits(), targets, t.Spec.Model.VocabSize)

@@ -23,7 +23,18 @@ const (
 	// SFT is supervised fine-tuning on an instruction dataset (shard.SFTInfo): causal
 	// attention, the loss over the tokens the dataset's mask trains (the answers).
 	SFT Objective = "sft"
+	// Reward trains a reward model (model.Config.NumLabels 1) on a preference dataset:
+	// the Bradley-Terry loss -log sigmoid(r_chosen - r_rejected), the mean over the
+	// global batch's pairs.
+	Reward Objective = "reward"
+	// DPO is direct preference optimisation on a preference dataset: the mean over the
+	// global batch's pairs of -log sigmoid(beta*((pi_c - ref_c) - (pi_r - ref_r))),
+	// the reference the frozen init_from model.
+	DPO Objective = "dpo"
 )
+
+// DefaultBeta is the DPO beta a job that sets none trains with.
+const DefaultBeta = 0.1
 
 // Spec is everything a training job needs. It is what a job YAML file holds; the same
 // spec drives the single-process trainer and the distributed workers, so that both
@@ -54,6 +65,9 @@ type Spec struct {
 	AdamW       model.AdamWConfig `yaml:"adamw" json:"adamw"`
 	GradClip    float64           `yaml:"grad_clip" json:"grad_clip"` // 0 disables clipping
 	MaskRate    float64           `yaml:"mask_rate" json:"mask_rate"` // masked LM only
+	// Beta is DPO's inverse temperature (dpo only; 0 means DefaultBeta). Omitted from
+	// the JSON of a job that does not set it.
+	Beta float64 `yaml:"beta" json:"beta,omitempty"`
 
 	LogInterval        int64 `yaml:"log_interval" json:"log_interval"`
 	EvalInterval       int64 `yaml:"eval_interval" json:"eval_interval"` // 0: only at the end
@@ -166,15 +180,23 @@ func (s Spec) Validate() error {
 	}{
 		{"lr", s.LR}, {"min_lr", s.MinLR}, {"adamw.beta1", s.AdamW.Beta1}, {"adamw.beta2", s.AdamW.Beta2},
 		{"adamw.eps", s.AdamW.Eps}, {"adamw.weight_decay", s.AdamW.WeightDecay}, {"grad_clip", s.GradClip},
-		{"mask_rate", s.MaskRate}, {"target_val_loss", s.TargetValLoss},
+		{"mask_rate", s.MaskRate}, {"target_val_loss", s.TargetValLoss}, {"beta", s.Beta},
 	} {
 		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
 			return bad(f.name, f.v, "must be a finite number")
 		}
 	}
 	switch {
-	case s.Objective != CausalLM && s.Objective != MaskedLM && s.Objective != SFT:
-		return bad("objective", s.Objective, `must be "causal", "masked" or "sft"`)
+	case s.Objective != CausalLM && s.Objective != MaskedLM && s.Objective != SFT && s.Objective != Reward && s.Objective != DPO:
+		return bad("objective", s.Objective, `must be "causal", "masked", "sft", "reward" or "dpo"`)
+	case s.Objective == Reward && s.Model.NumLabels != 0 && s.Model.NumLabels != 1:
+		return bad("model.num_labels", s.Model.NumLabels, "must be 1 (or 0, which Prepare makes 1) for objective reward: the scalar score head")
+	case s.Objective != Reward && s.Model.NumLabels != 0:
+		return bad("model.num_labels", s.Model.NumLabels, fmt.Sprintf("must be 0 for objective %s (a language model)", s.Objective))
+	case s.Objective == DPO && s.InitFrom == "":
+		return bad("init_from", s.InitFrom, "is required for objective dpo: the frozen reference is the model training starts from")
+	case s.Beta < 0 || (s.Beta != 0 && s.Objective != DPO):
+		return bad("beta", s.Beta, "must be >= 0, and is set only for objective dpo")
 	case s.Epochs < 0:
 		return bad("epochs", s.Epochs, "must be >= 0 (0: steps decides)")
 	case s.SeqLen < 1:

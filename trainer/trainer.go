@@ -36,6 +36,11 @@ type Trainer struct {
 	exactAcc        []int64      // StepGradients' fixed-point sum in exact mode
 	packed          PackedSource // data, when its rows pack several examples; else nil
 	start           []int32      // (b,T) example starts of a packed micro-batch
+	pref            *prefBuffers // the reward and dpo objectives' buffers; nil otherwise
+
+	// Pref accumulates the preference measures of the pairs Gradients computed (reward
+	// and dpo); the caller reads and resets it.
+	Pref PrefStats
 }
 
 // New builds a Trainer. maskID is the mask token of the masked objective (ignored for
@@ -59,8 +64,15 @@ func New(spec Spec, m *model.GPT, opt *model.AdamW, data BatchSource, maskID int
 		return nil, fmt.Errorf("%w: objective %s cannot train packed rows (objective sft does)", ErrBadSpec, spec.Objective)
 	}
 	n := spec.MicroBatch * spec.SeqLen
-	return &Trainer{Spec: spec, Model: m, Opt: opt, data: data, counter: counter, maskID: maskID,
-		inputs: make([]int32, n), targets: make([]int32, n), packed: packed, start: make([]int32, n)}, nil
+	t := &Trainer{Spec: spec, Model: m, Opt: opt, data: data, counter: counter, maskID: maskID,
+		inputs: make([]int32, n), targets: make([]int32, n), packed: packed, start: make([]int32, n)}
+	if isPreference(spec.Objective) {
+		if packed != nil {
+			return nil, fmt.Errorf("%w: objective %s cannot train packed rows", ErrBadSpec, spec.Objective)
+		}
+		t.pref = newPrefBuffers(spec)
+	}
+	return t, nil
 }
 
 // GlobalTargets returns the number of target tokens in the global batch of step: the
@@ -74,6 +86,8 @@ func (t *Trainer) GlobalTargets(step int64) int {
 	switch s.Objective {
 	case CausalLM:
 		return s.Streams * s.MicroBatch * s.SeqLen
+	case Reward, DPO:
+		return s.Streams * s.MicroBatch // pairs
 	case SFT:
 		n, err := t.counter.TrainedTargets(context.Background(), step)
 		if err != nil {
@@ -108,6 +122,9 @@ func (t *Trainer) MeanLoss(step int64, lossSum float64) float64 {
 func (t *Trainer) Gradients(ctx context.Context, step int64, streams []int, ready func(lo, hi int)) (lossSum float64, err error) {
 	s := t.Spec
 	t.Model.ZeroGrad()
+	if t.pref != nil {
+		return t.preferenceGradients(ctx, step, streams, ready)
+	}
 	total := t.GlobalTargets(step)
 	if s.Objective == SFT {
 		n, err := t.counter.TrainedTargets(ctx, step)

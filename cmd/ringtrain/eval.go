@@ -48,10 +48,10 @@ the share of answers equal to the rows' answers.`,
 			}
 			o.Split = split
 			switch trainer.Objective(objective) {
-			case "", trainer.CausalLM, trainer.MaskedLM, trainer.SFT:
+			case "", trainer.CausalLM, trainer.MaskedLM, trainer.SFT, trainer.Reward, trainer.DPO:
 				o.Objective = trainer.Objective(objective)
 			default:
-				return usageErrorf("--objective %q: want causal, masked or sft", objective)
+				return usageErrorf("--objective %q: want causal, masked, sft, reward or dpo", objective)
 			}
 			o.Notes = g.notes(cmd, slog.LevelInfo)
 			be, err := backend.open()
@@ -65,6 +65,15 @@ the share of answers equal to the rows' answers.`,
 			}
 			if asJSON {
 				return printEvalJSON(cmd, ckpt, o.Data, r)
+			}
+			if pe := r.Preference; pe != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s on %s (%s, %d pairs), %s objective: accuracy %.4f, mean margin %.4f, loss %.4f per pair\n",
+					ckpt, o.Data, r.Split, pe.Pairs, r.Objective, pe.Accuracy, pe.MeanMargin, pe.Loss)
+				fmt.Fprintf(cmd.OutOrStdout(), "rewards: chosen %.4f ± %.4f, rejected %.4f ± %.4f\n", pe.ChosenMean, pe.ChosenStd, pe.RejectedMean, pe.RejectedStd)
+				if r.Objective == trainer.DPO {
+					fmt.Fprintf(cmd.OutOrStdout(), "policy accuracy (chosen answer more likely, no reference): %.4f\n", pe.PolicyAccuracy)
+				}
+				return nil
 			}
 			seq := fmt.Sprint(o.SeqLen)
 			switch {

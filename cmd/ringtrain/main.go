@@ -140,6 +140,7 @@ func newRoot() *cobra.Command {
 		newPrepareCmd(g),
 		newTrainCmd(g),
 		newEvalCmd(g),
+		newScoreCmd(),
 		newGenerateCmd(g),
 		newChatCmd(g),
 		newServeCmd(g),

@@ -544,7 +544,7 @@ func TestExitCodes(t *testing.T) {
 		{tinyTrain(data, t.TempDir(), "--log-format", "xml"), 2, "--log-format"},
 		{[]string{"local", "--workers", "0"}, 2, "--workers 0"},
 		{[]string{"eval", "--checkpoint", missing, "--data", data, "--split", "test"}, 2, `--split "test"`},
-		{[]string{"eval", "--checkpoint", missing, "--data", data, "--objective", "dpo"}, 2, `--objective "dpo"`},
+		{[]string{"eval", "--checkpoint", missing, "--data", data, "--objective", "ppo"}, 2, `--objective "ppo"`},
 		{[]string{"status", "--coordinators", "127.0.0.1:1", "--watch", "--interval", "0s"}, 2, "--interval 0s"},
 		{[]string{"submit", "job.yaml", "--coordinators", "127.0.0.1:1", "--interval", "-1s"}, 2, "--interval -1s"},
 		{[]string{"health", "--addr", "nowhere"}, 2, `--addr "nowhere"`},

@@ -35,14 +35,14 @@ type sftFlags struct {
 
 func (f *sftFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.format, "format", "text", "input format: text (documents) or sft (instruction rows, one example per row with a loss mask)")
+	fl.StringVar(&f.format, "format", "text", "input format: text (documents), sft (instruction rows, one example per row with a loss mask) or preference (prompt/chosen/rejected rows, each pair two adjacent rows)")
 	fl.StringVar(&f.columns, "columns", "", "sft: rename row keys, field=key,... (fields: prompt, completion, instruction, input, output, messages, role, content)")
 	fl.StringVar(&f.template, "template", chat.Plain, "sft: chat template")
 	fl.BoolVar(&f.trainOnPrompt, "train-on-prompt", false, "sft: train every token of an example, not only the answers")
 	fl.IntVar(&f.seq, "seq", 64, "sft: sequence length T of the job; every example becomes one row of T+1 tokens")
 	fl.StringVar(&f.overflow, "overflow", shard.OverflowSkip, "sft: an example longer than T+1 tokens is skipped (skip) or cut to its first T+1 tokens (truncate)")
 	fl.StringArrayVar(&f.valInputs, "val-input", nil, "sft: validation rows (repeatable); without it every 1/--val-fraction-th example is held out")
-	fl.StringVar(&f.synthetic, "synthetic", "", "sft: generate these tasks instead of reading --input, comma-separated: "+strings.Join(chat.SyntheticTasks(), ", "))
+	fl.StringVar(&f.synthetic, "synthetic", "", "sft: generate these tasks instead of reading --input, comma-separated: "+strings.Join(chat.SyntheticTasks(), ", ")+"; with --format preference, pairs whose rejected answer is a corrupted one of the same length")
 	fl.IntVar(&f.synTrain, "synthetic-examples", 2000, "sft: train examples per synthetic task")
 	fl.IntVar(&f.synVal, "synthetic-val", 200, "sft: validation examples per synthetic task (prompts also in train are left out)")
 	fl.Uint64Var(&f.seed, "seed", 1337, "sft: seed of the synthetic examples")
@@ -51,7 +51,7 @@ func (f *sftFlags) register(cmd *cobra.Command) {
 
 // used reports whether the command prepares instruction data.
 func (f *sftFlags) used(cmd *cobra.Command) bool {
-	return f.format == "sft" || f.synthetic != ""
+	return f.format == "sft" || f.format == "preference" || f.synthetic != ""
 }
 
 // sftOnly are the flags that mean something only with --format sft or --synthetic.
@@ -61,7 +61,7 @@ var sftOnly = []string{"columns", "template", "train-on-prompt", "seq", "overflo
 // them.
 func (f *sftFlags) checkText(cmd *cobra.Command) error {
 	if f.format != "text" {
-		return usageErrorf("--format %q: want text or sft", f.format)
+		return usageErrorf("--format %q: want text, sft or preference", f.format)
 	}
 	for _, name := range sftOnly {
 		if cmd.Flags().Changed(name) {
@@ -73,8 +73,12 @@ func (f *sftFlags) checkText(cmd *cobra.Command) error {
 
 // run prepares an SFT dataset and prints what was written, truncated and skipped.
 func (f *sftFlags) run(cmd *cobra.Command, log *slog.Logger, inputs []string, tokSpec, out string, valFrac float64, minShards int, overwrite, ifMissing bool) error {
-	if f.format != "sft" && f.format != "text" {
-		return usageErrorf("--format %q: want text or sft", f.format)
+	if f.format != "sft" && f.format != "text" && f.format != "preference" {
+		return usageErrorf("--format %q: want text, sft or preference", f.format)
+	}
+	pref := f.format == "preference"
+	if pref && f.pack {
+		return usageErrorf("--pack: the rows of a preference pair are not packed")
 	}
 	if cmd.Flags().Changed("shipped") {
 		return usageErrorf("--shipped is text: instruction data comes from --input rows or --synthetic")
@@ -121,7 +125,7 @@ func (f *sftFlags) run(cmd *cobra.Command, log *slog.Logger, inputs []string, to
 		Inputs: inputs, ValInputs: valInputs, Tokenizer: tok, TokenizerJSON: tokJSON,
 		OutDir: out, MinShards: minShards, Overwrite: overwrite, Logger: log,
 		Columns: cols, Template: f.template, TrainOnPrompt: f.trainOnPrompt,
-		SeqLen: f.seq, Overflow: f.overflow, ValFraction: valFrac, Pack: f.pack,
+		SeqLen: f.seq, Overflow: f.overflow, ValFraction: valFrac, Pack: f.pack, Preference: pref,
 	})
 	switch {
 	case errors.Is(err, shard.ErrDatasetExists):
@@ -139,7 +143,10 @@ func (f *sftFlags) run(cmd *cobra.Command, log *slog.Logger, inputs []string, to
 		val += n
 	}
 	row := int64(m.SFT.RowTokens)
-	if m.SFT.Packed {
+	if pref {
+		fmt.Fprintf(cmd.OutOrStdout(), "prepared %s: preference, template %s, tokenizer %s (vocab %d), %d pairs: %d train pairs in %d shards, %d val pairs, rows of %d tokens (--seq %d)\n",
+			out, m.SFT.Template, m.Tokenizer.Name, m.Tokenizer.VocabSize, m.SFT.Pairs, train/row/2, len(m.Train), val/row/2, row, row-1)
+	} else if m.SFT.Packed {
 		fmt.Fprintf(cmd.OutOrStdout(), "prepared %s: sft packed, template %s, tokenizer %s (vocab %d), %d examples in %d rows (%.2f a row): %d train rows in %d shards, %d val rows, rows of %d tokens (--seq %d)\n",
 			out, m.SFT.Template, m.Tokenizer.Name, m.Tokenizer.VocabSize, m.SFT.Examples, m.SFT.PackedRows, float64(m.SFT.Examples)/float64(max(1, m.SFT.PackedRows)),
 			train/row, len(m.Train), val/row, row, row-1)
@@ -159,26 +166,56 @@ func (f *sftFlags) writeSynthetic(out string) (train, val string, err error) {
 	if f.synTrain < 1 || f.synVal < 0 {
 		return "", "", usageErrorf("--synthetic-examples %d must be >= 1 and --synthetic-val %d >= 0", f.synTrain, f.synVal)
 	}
-	var trainSets, valSets [][]chat.Example
+	// draw returns n rows of task from seed with their prompts: examples, or
+	// preference pairs under --format preference.
+	draw := func(task string, n int, seed uint64) (rows [][]byte, prompts []string, err error) {
+		if f.format == "preference" {
+			pairs, err := chat.SyntheticPairs(task, n, seed)
+			if err != nil {
+				return nil, nil, err
+			}
+			for _, p := range pairs {
+				row, err := chat.MarshalPair(p)
+				if err != nil {
+					return nil, nil, err
+				}
+				rows, prompts = append(rows, row), append(prompts, p.Chosen.Messages[0].Content)
+			}
+			return rows, prompts, nil
+		}
+		exs, err := chat.Synthetic(task, n, seed)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, ex := range exs {
+			row, err := chat.MarshalRow(ex)
+			if err != nil {
+				return nil, nil, err
+			}
+			rows, prompts = append(rows, row), append(prompts, ex.Messages[0].Content)
+		}
+		return rows, prompts, nil
+	}
+	var trainSets, valSets [][][]byte
 	for _, task := range tasks {
-		tr, err := chat.Synthetic(strings.TrimSpace(task), f.synTrain, f.seed)
+		tr, trPrompts, err := draw(strings.TrimSpace(task), f.synTrain, f.seed)
 		if err != nil {
 			return "", "", usageError(fmt.Errorf("--synthetic: %w", err))
 		}
 		// The validation draw uses another seed stream: mix the seed.
-		va, err := chat.Synthetic(strings.TrimSpace(task), f.synVal, ^f.seed)
+		va, vaPrompts, err := draw(strings.TrimSpace(task), f.synVal, ^f.seed)
 		if err != nil {
 			return "", "", usageError(fmt.Errorf("--synthetic: %w", err))
 		}
 		seen := map[string]bool{}
-		for _, ex := range tr {
-			seen[ex.Messages[0].Content] = true
+		for _, p := range trPrompts {
+			seen[p] = true
 		}
-		var held []chat.Example
-		for _, ex := range va {
-			if !seen[ex.Messages[0].Content] {
-				seen[ex.Messages[0].Content] = true
-				held = append(held, ex)
+		var held [][]byte
+		for i, row := range va {
+			if !seen[vaPrompts[i]] {
+				seen[vaPrompts[i]] = true
+				held = append(held, row)
 			}
 		}
 		trainSets, valSets = append(trainSets, tr), append(valSets, held)
@@ -190,18 +227,14 @@ func (f *sftFlags) writeSynthetic(out string) (train, val string, err error) {
 	train, val = filepath.Join(dir, "train.jsonl"), filepath.Join(dir, "val.jsonl")
 	for _, file := range []struct {
 		path string
-		sets [][]chat.Example
+		sets [][][]byte
 	}{{train, trainSets}, {val, valSets}} {
 		var b bytes.Buffer
 		for i := 0; ; i++ {
 			wrote := false
 			for _, set := range file.sets {
 				if i < len(set) {
-					row, err := chat.MarshalRow(set[i])
-					if err != nil {
-						return "", "", err
-					}
-					b.Write(row)
+					b.Write(set[i])
 					b.WriteByte('\n')
 					wrote = true
 				}

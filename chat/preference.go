@@ -1,0 +1,188 @@
+package chat
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Pair is one preference judgement: two complete examples that share a prompt, the
+// answer preferred (Chosen) and the other (Rejected).
+type Pair struct {
+	Chosen, Rejected Example
+}
+
+// ParsePair decodes one preference row. Two shapes are read, with cols naming the keys
+// of the prompt and of the messages' role and content:
+//
+//   - {"prompt": "...", "chosen": "...", "rejected": "..."}: the prompt is a string,
+//     the answers completions of it (rendered like prompt/completion rows); or the
+//     prompt is a list of messages and each answer one assistant message after them.
+//   - {"chosen": [messages], "rejected": [messages]}: two whole conversations, each
+//     ending on an assistant message (the answer trained on); a "prompt" of messages,
+//     when also given, comes before each.
+//
+// Errors wrap ErrBadRow and say what is missing.
+func ParsePair(line []byte, cols Columns) (Pair, error) {
+	var row map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(line))
+	if err := dec.Decode(&row); err != nil || row == nil {
+		return Pair{}, fmt.Errorf("%w: not a JSON object: %v", ErrBadRow, err)
+	}
+	for _, k := range []string{"chosen", "rejected"} {
+		if !has(row, k) {
+			return Pair{}, fmt.Errorf("%w: a preference row needs %q and %q, missing %q", ErrBadRow, "chosen", "rejected", k)
+		}
+	}
+	var promptStr string
+	var promptMsgs []Message
+	promptIsString := false
+	if raw, ok := row[cols.Prompt]; ok {
+		if err := json.Unmarshal(raw, &promptStr); err == nil {
+			promptIsString = true
+		} else if msgs, err := decodeMessages(raw, cols); err == nil {
+			promptMsgs = msgs
+		} else {
+			return Pair{}, fmt.Errorf("%w: %q is neither a string nor a list of messages", ErrBadRow, cols.Prompt)
+		}
+	}
+	side := func(key string) (Example, error) {
+		raw := row[key]
+		var s string
+		if err := json.Unmarshal(raw, &s); err == nil {
+			switch {
+			case promptIsString:
+				ex := Example{Prompt: promptStr, Completion: s, IsPair: true}
+				if !ex.HasAnswer() {
+					return Example{}, fmt.Errorf("%w: %q is empty", ErrBadRow, key)
+				}
+				return ex, nil
+			case promptMsgs != nil:
+				msgs := append(slices.Clone(promptMsgs), Message{Role: RoleAssistant, Content: s})
+				return messagesExample(key, msgs)
+			default:
+				return Example{}, fmt.Errorf("%w: %q is a string but the row has no %q", ErrBadRow, key, cols.Prompt)
+			}
+		}
+		msgs, err := decodeMessages(raw, cols)
+		if err != nil {
+			return Example{}, fmt.Errorf("%w: %q is neither a string nor a list of messages", ErrBadRow, key)
+		}
+		if promptMsgs != nil {
+			msgs = append(slices.Clone(promptMsgs), msgs...)
+		} else if promptIsString {
+			msgs = append([]Message{{Role: RoleUser, Content: promptStr}}, msgs...)
+		}
+		return messagesExample(key, msgs)
+	}
+	chosen, err := side("chosen")
+	if err != nil {
+		return Pair{}, err
+	}
+	rejected, err := side("rejected")
+	if err != nil {
+		return Pair{}, err
+	}
+	return Pair{Chosen: chosen, Rejected: rejected}, nil
+}
+
+// messagesExample checks a conversation that must end on an assistant answer.
+func messagesExample(key string, msgs []Message) (Example, error) {
+	if err := checkMessages(msgs); err != nil {
+		return Example{}, fmt.Errorf("%q: %w", key, err)
+	}
+	ex := Example{Messages: msgs}
+	if !ex.HasAnswer() {
+		return Example{}, fmt.Errorf("%w: %q does not end on an assistant answer", ErrBadRow, key)
+	}
+	return ex, nil
+}
+
+func decodeMessages(raw json.RawMessage, cols Columns) ([]Message, error) {
+	var list []map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, err
+	}
+	msgs := make([]Message, 0, len(list))
+	for i, m := range list {
+		var msg Message
+		if err := json.Unmarshal(m[cols.Role], &msg.Role); err != nil {
+			return nil, fmt.Errorf("%w: message %d: %q is not a string", ErrBadRow, i, cols.Role)
+		}
+		if err := json.Unmarshal(m[cols.Content], &msg.Content); err != nil {
+			return nil, fmt.Errorf("%w: message %d: %q is not a string", ErrBadRow, i, cols.Content)
+		}
+		msgs = append(msgs, msg)
+	}
+	return msgs, nil
+}
+
+// MarshalPair returns p as one JSONL row ParsePair reads with DefaultColumns: the two
+// conversations, without a trailing newline.
+func MarshalPair(p Pair) ([]byte, error) {
+	return jsonMarshal(map[string][]Message{"chosen": p.Chosen.Messages, "rejected": p.Rejected.Messages})
+}
+
+// SyntheticPairs returns n preference pairs of task drawn from seed: the prompt and
+// correct answer of Synthetic(task, n, seed), and a rejected answer corrupted so that
+// its length does not tell it apart:
+//
+//   - arith: a wrong sum with the same number of digits;
+//   - reverse and sort: the correct words with two of them swapped;
+//   - upper: the correct answer with one word left in lower case.
+//
+// The same task, n and seed give the same pairs on every machine.
+func SyntheticPairs(task string, n int, seed uint64) ([]Pair, error) {
+	exs, err := Synthetic(task, n, seed)
+	if err != nil {
+		return nil, err
+	}
+	taskKey := uint64(slices.Index(SyntheticTasks(), task)) + 1
+	r := rand.New(rand.NewPCG(seed, 0x7072656665727321^taskKey))
+	out := make([]Pair, n)
+	for i, ex := range exs {
+		good := ex.Messages[1].Content
+		bad := corrupt(task, good, r)
+		rej := Example{Messages: []Message{ex.Messages[0], {Role: RoleAssistant, Content: bad}}}
+		out[i] = Pair{Chosen: ex, Rejected: rej}
+	}
+	return out, nil
+}
+
+// corrupt returns a wrong answer of the same length in characters as good.
+func corrupt(task, good string, r *rand.Rand) string {
+	switch task {
+	case TaskArith:
+		v, _ := strconv.Atoi(good)
+		digits := len(good)
+		lo, hi := 0, 9
+		if digits > 1 {
+			lo = 1
+			for range digits - 1 {
+				lo *= 10
+			}
+			hi = lo*10 - 1
+		}
+		for {
+			w := lo + r.IntN(hi-lo+1)
+			if w != v {
+				return strconv.Itoa(w)
+			}
+		}
+	case TaskUpper:
+		words := strings.Fields(good)
+		k := r.IntN(len(words))
+		words[k] = strings.ToLower(words[k])
+		return strings.Join(words, " ")
+	default:
+		words := strings.Fields(good)
+		i := r.IntN(len(words))
+		j := (i + 1 + r.IntN(len(words)-1)) % len(words)
+		words[i], words[j] = words[j], words[i]
+		return strings.Join(words, " ")
+	}
+}
