@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ringtrain/ringtrain/chat"
-	"github.com/ringtrain/ringtrain/model"
 	"github.com/ringtrain/ringtrain/trainer"
 )
 
@@ -51,44 +47,15 @@ func (f *exactMatchFlags) run(cmd *cobra.Command, ckpt string) error {
 	if f.maxTokens < 1 {
 		return usageErrorf("--max-tokens %d: must be >= 1", f.maxTokens)
 	}
-	ck, err := model.LoadCheckpoint(ckpt)
+	tm, err := loadTuned(ckpt, f.template)
 	if err != nil {
 		return err
 	}
-	name := f.template
-	if name == "" {
-		name = ck.Trainer.ChatTemplate
-	}
-	tmpl, err := chat.Lookup(name)
-	if err != nil {
-		return usageError(fmt.Errorf("--template: %w", err))
-	}
-	tok, err := checkpointTokenizer(ck, "")
-	if err != nil {
-		return fmt.Errorf("--checkpoint %s: %w", ckpt, err)
-	}
-	m, err := model.New(ck.Config, nil)
+	examples, _, err := readRows("--exact-match", f.file, cols)
 	if err != nil {
 		return err
 	}
-	copy(m.Params.Slab, ck.Params)
-	raw, err := os.ReadFile(f.file)
-	if err != nil {
-		return fmt.Errorf("--exact-match: %w", err)
-	}
-	var examples []chat.Example
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for line := 1; sc.Scan(); line++ {
-		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
-			continue
-		}
-		ex, err := chat.ParseRow(sc.Bytes(), cols, true)
-		if err != nil {
-			return fmt.Errorf("--exact-match %s:%d: %w", f.file, line, err)
-		}
-		examples = append(examples, ex)
-	}
+	m, tok, tmpl := tm.m, tm.tok, tm.tmpl
 	r, err := trainer.ExactMatch(cmd.Context(), m, tok, examples, trainer.ExactMatchOptions{Template: tmpl, MaxTokens: f.maxTokens, Limit: f.limit})
 	if err != nil {
 		return err

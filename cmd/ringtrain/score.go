@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ringtrain/ringtrain/chat"
-	"github.com/ringtrain/ringtrain/model"
 	"github.com/ringtrain/ringtrain/trainer"
 )
 
@@ -32,46 +28,15 @@ object a row is printed: {"line": N, "reward": R}.`,
 			if err != nil {
 				return usageError(fmt.Errorf("--columns: %w", err))
 			}
-			ck, err := model.LoadCheckpoint(ckpt)
+			tm, err := loadTuned(ckpt, template)
 			if err != nil {
 				return err
 			}
-			name := template
-			if name == "" {
-				name = ck.Trainer.ChatTemplate
-			}
-			tmpl, err := chat.Lookup(name)
-			if err != nil {
-				return usageError(fmt.Errorf("--template: %w", err))
-			}
-			tok, err := checkpointTokenizer(ck, "")
-			if err != nil {
-				return fmt.Errorf("--checkpoint %s: %w", ckpt, err)
-			}
-			m, err := model.New(ck.Config, nil)
+			examples, lines, err := readRows("--in", in, cols)
 			if err != nil {
 				return err
 			}
-			copy(m.Params.Slab, ck.Params)
-			raw, err := os.ReadFile(in)
-			if err != nil {
-				return fmt.Errorf("--in: %w", err)
-			}
-			var examples []chat.Example
-			var lines []int
-			sc := bufio.NewScanner(bytes.NewReader(raw))
-			sc.Buffer(make([]byte, 1<<20), 64<<20)
-			for line := 1; sc.Scan(); line++ {
-				if len(bytes.TrimSpace(sc.Bytes())) == 0 {
-					continue
-				}
-				ex, err := chat.ParseRow(sc.Bytes(), cols, true)
-				if err != nil {
-					return fmt.Errorf("--in %s:%d: %w", in, line, err)
-				}
-				examples, lines = append(examples, ex), append(lines, line)
-			}
-			rewards, err := trainer.Score(cmd.Context(), m, tok, tmpl, examples)
+			rewards, err := trainer.Score(cmd.Context(), tm.m, tm.tok, tm.tmpl, examples)
 			if err != nil {
 				return fmt.Errorf("--in %s: %w", in, err)
 			}
