@@ -1,15 +1,21 @@
 package model
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/ringtrain/ringtrain/tensor"
+)
 
 // TestGoldenSFT checks the masked SFT loss and every gradient against
 // scripts/golden/gen_sft_golden.py: three example rows whose untrained targets
 // (prompts, padding) are -1, computed as two micro-batches (rows 0-1, then row 2, as
 // two streams would) whose backward passes are each scaled by 1/(trained targets of the
 // whole batch), so the summed gradient is that of the global masked mean.
-func TestGoldenSFT(t *testing.T) {
+func TestGoldenSFT(t *testing.T) { onBackends(t, goldenSFT) }
+
+func goldenSFT(t *testing.T, be tensor.Backend) {
 	f := openGolden(t, "sft.safetensors")
-	m := loadGoldenModel(t)
+	m := loadGoldenModelOn(t, be)
 	inputs, targets, mask := goldenI32(t, f, "inputs"), goldenI32(t, f, "targets"), goldenI32(t, f, "mask")
 	const rows = 3
 	T := len(inputs) / rows
@@ -50,9 +56,11 @@ func TestGoldenSFT(t *testing.T) {
 // computed one micro-batch per row, each backward scaled by 1/(trained targets of both
 // rows); the loss and every gradient are compared. The script checks in float64 that
 // the loss equals that of the same examples each alone in a padded row.
-func TestGoldenSFTPacked(t *testing.T) {
+func TestGoldenSFTPacked(t *testing.T) { onBackends(t, goldenSFTPacked) }
+
+func goldenSFTPacked(t *testing.T, be tensor.Backend) {
 	f := openGolden(t, "sft_packed.safetensors")
-	m := loadGoldenModel(t)
+	m := loadGoldenModelOn(t, be)
 	inputs, targets, mask := goldenI32(t, f, "inputs"), goldenI32(t, f, "targets"), goldenI32(t, f, "mask")
 	start := goldenI32(t, f, "start")
 	const rows = 2

@@ -457,23 +457,24 @@ func bit(causal bool) int32 {
 
 // AttentionForward: one thread per query row.
 func (b *Backend) AttentionForward(out, lse, qkv []float32, B, T, C, H int, causal bool) {
+	b.attentionForward(out, lse, qkv, nil, B, T, C, H, causal)
+}
+
+// AttentionForwardRanges: causal attention where query t sees the keys from start[b·T+t].
+// start is a device buffer (AllocInt32, UploadInt32); nil is AttentionForward.
+func (b *Backend) AttentionForwardRanges(out, lse, qkv []float32, start []int32, B, T, C, H int) {
+	b.attentionForward(out, lse, qkv, start, B, T, C, H, true)
+}
+
+func (b *Backend) attentionForward(out, lse, qkv []float32, start []int32, B, T, C, H int, causal bool) {
 	if b.checkHeads(C, H) {
-		b.elementwise("attention_forward", B*H*T, dp(out), dp(lse), dp(qkv), i32(B), i32(T), i32(C), i32(H), bit(causal))
+		b.elementwise("attention_forward", B*H*T, dp(out), dp(lse), dp(qkv), dp(start), i32(B), i32(T), i32(C), i32(H), bit(causal))
 	}
 }
 
-// errPackedAttention: the kernels have no per-position causal ranges yet, so packed
-// SFT rows cannot train on this backend; unpacked rows can.
-var errPackedAttention = fmt.Errorf("%w: attention over packed rows (per-position ranges) has no CUDA kernel yet: prepare the data without --pack", tensor.ErrDevice)
-
-// AttentionForwardRanges fails the backend with errPackedAttention.
-func (b *Backend) AttentionForwardRanges(out, lse, qkv []float32, start []int32, B, T, C, H int) {
-	b.setErr(errPackedAttention)
-}
-
-// AttentionBackwardRanges fails the backend with errPackedAttention.
+// AttentionBackwardRanges adds into dqkv; start as in AttentionForwardRanges.
 func (b *Backend) AttentionBackwardRanges(dqkv, dout, qkv, out, lse []float32, start []int32, B, T, C, H int) {
-	b.setErr(errPackedAttention)
+	b.attentionBackward(dqkv, dout, qkv, out, lse, start, B, T, C, H, true)
 }
 
 // scratchBuf returns a device scratch buffer of at least n floats.
@@ -489,14 +490,18 @@ func (b *Backend) scratchBuf(buf *[]float32, n int) []float32 {
 
 // AttentionBackward adds into dqkv.
 func (b *Backend) AttentionBackward(dqkv, dout, qkv, out, lse []float32, B, T, C, H int, causal bool) {
+	b.attentionBackward(dqkv, dout, qkv, out, lse, nil, B, T, C, H, causal)
+}
+
+func (b *Backend) attentionBackward(dqkv, dout, qkv, out, lse []float32, start []int32, B, T, C, H int, causal bool) {
 	if !b.checkHeads(C, H) {
 		return
 	}
 	D := b.scratchBuf(&b.scratch, B*H*T)
 	n := B * H * T
 	b.elementwise("attention_backward_d", n, dp(D), dp(dout), dp(out), i32(B), i32(T), i32(C), i32(H))
-	b.elementwise("attention_backward_dq", n, dp(dqkv), dp(dout), dp(qkv), dp(lse), dp(D), i32(B), i32(T), i32(C), i32(H), bit(causal))
-	b.elementwise("attention_backward_dkv", n, dp(dqkv), dp(dout), dp(qkv), dp(lse), dp(D), i32(B), i32(T), i32(C), i32(H), bit(causal))
+	b.elementwise("attention_backward_dq", n, dp(dqkv), dp(dout), dp(qkv), dp(lse), dp(D), dp(start), i32(B), i32(T), i32(C), i32(H), bit(causal))
+	b.elementwise("attention_backward_dkv", n, dp(dqkv), dp(dout), dp(qkv), dp(lse), dp(D), dp(start), i32(B), i32(T), i32(C), i32(H), bit(causal))
 }
 
 // AttentionDecodeForward appends the keys and values to the cache and attends over it.

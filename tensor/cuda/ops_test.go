@@ -157,6 +157,36 @@ func TestOpsMatchCPU(t *testing.T) {
 				b.AttentionBackward(dad, c.dev(g), dqkv, dao, dlse, B, T, C, H, causal)
 				c.compare(fmt.Sprintf("attention_backward(causal=%v)", causal), dad, ad, 1e-4, 1e-3)
 			}
+			// attention over packed rows: each row cut into segments at random, each
+			// query seeing the keys from its segment's start
+			start := make([]int32, N)
+			for bi := range B {
+				seg := 0
+				for t := range T {
+					if t > 0 && rng.IntN(4) == 0 {
+						seg = t
+					}
+					start[bi*T+t] = int32(seg)
+				}
+			}
+			dstart := b.AllocInt32(N)
+			b.UploadInt32(dstart, start)
+			{
+				qkv := c.rand(N * 3 * C)
+				ao, lse := make([]float32, N*C), make([]float32, B*H*T)
+				cpu.AttentionForwardRanges(ao, lse, qkv, start, B, T, C, H)
+				dqkv := c.dev(qkv)
+				dao, dlse := c.poisoned(N*C), c.poisoned(B*H*T)
+				b.AttentionForwardRanges(dao, dlse, dqkv, dstart, B, T, C, H)
+				c.compare("attention_forward_ranges", dao, ao, 1e-5, 1e-4)
+				c.compare("attention_forward_ranges.lse", dlse, lse, 1e-5, 1e-4)
+				ad := c.rand(N * 3 * C)
+				dad := c.dev(ad)
+				cpu.AttentionBackwardRanges(ad, g, qkv, ao, lse, start, B, T, C, H)
+				b.AttentionBackwardRanges(dad, c.dev(g), dqkv, dao, dlse, dstart, B, T, C, H)
+				c.compare("attention_backward_ranges", dad, ad, 1e-4, 1e-3)
+			}
+
 			// decode attention over a cache
 			pos0 := rng.IntN(T)
 			Td := T - pos0

@@ -161,7 +161,9 @@ extern "C" __global__ void bias_backward(float* dbias, const float* dout, int N,
 }
 
 // Attention forward: one thread per query row (b, h, t), two passes over its keys.
-extern "C" __global__ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C, int H, int causal) {
+// With start (B,T) not null (causal only), query t sees the keys [start[b*T+t], t]: the
+// packed rows of SFT, where each segment attends only within itself.
+extern "C" __global__ void attention_forward(float* out, float* lse, const float* qkv, const int* start, int B, int T, int C, int H, int causal) {
 	i64 i = GID;
 	if (i >= (i64)B * H * T) return;
 	int t = (int)(i % T), h = (int)((i / T) % H);
@@ -170,8 +172,9 @@ extern "C" __global__ void attention_forward(float* out, float* lse, const float
 	float scale = 1.f / SQRTF((float)hs);
 	const float* q = qkv + (b * T + t) * 3 * C + h * hs;
 	int nk = causal ? t + 1 : T;
+	int k0 = start ? start[b * T + t] : 0;
 	float mx = -3.0e38f;
-	for (int s = 0; s < nk; s++) {
+	for (int s = k0; s < nk; s++) {
 		const float* k = qkv + (b * T + s) * 3 * C + C + h * hs;
 		float d = 0.f;
 		for (int j = 0; j < hs; j++) d += q[j] * k[j];
@@ -181,7 +184,7 @@ extern "C" __global__ void attention_forward(float* out, float* lse, const float
 	float acc[MAXHS];
 	for (int j = 0; j < hs; j++) acc[j] = 0.f;
 	float sum = 0.f;
-	for (int s = 0; s < nk; s++) {
+	for (int s = k0; s < nk; s++) {
 		const float* k = qkv + (b * T + s) * 3 * C + C + h * hs;
 		const float* v = k + C;
 		float d = 0.f;
@@ -210,7 +213,7 @@ extern "C" __global__ void attention_backward_d(float* D, const float* dout, con
 }
 
 // dq += Σ_s p(dp - D) k / √hs; one thread per query row.
-extern "C" __global__ void attention_backward_dq(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* D, int B, int T, int C, int H, int causal) {
+extern "C" __global__ void attention_backward_dq(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* D, const int* start, int B, int T, int C, int H, int causal) {
 	i64 i = GID;
 	if (i >= (i64)B * H * T) return;
 	int t = (int)(i % T), h = (int)((i / T) % H);
@@ -222,7 +225,7 @@ extern "C" __global__ void attention_backward_dq(float* dqkv, const float* dout,
 	float acc[MAXHS];
 	for (int j = 0; j < hs; j++) acc[j] = 0.f;
 	int nk = causal ? t + 1 : T;
-	for (int s = 0; s < nk; s++) {
+	for (int s = start ? start[b * T + t] : 0; s < nk; s++) {
 		const float* k = qkv + (b * T + s) * 3 * C + C + h * hs;
 		const float* v = k + C;
 		float qk = 0.f, dp = 0.f;
@@ -235,8 +238,9 @@ extern "C" __global__ void attention_backward_dq(float* dqkv, const float* dout,
 	for (int j = 0; j < hs; j++) dq[j] += acc[j];
 }
 
-// dk, dv of key s: Σ over the queries that see it; one thread per key row.
-extern "C" __global__ void attention_backward_dkv(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* D, int B, int T, int C, int H, int causal) {
+// dk, dv of key s: Σ over the queries that see it (with start: those whose range begins
+// at or before s); one thread per key row.
+extern "C" __global__ void attention_backward_dkv(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* D, const int* start, int B, int T, int C, int H, int causal) {
 	i64 i = GID;
 	if (i >= (i64)B * H * T) return;
 	int s = (int)(i % T), h = (int)((i / T) % H);
@@ -249,6 +253,7 @@ extern "C" __global__ void attention_backward_dkv(float* dqkv, const float* dout
 	for (int j = 0; j < hs; j++) { dk[j] = 0.f; dv[j] = 0.f; }
 	i64 row0 = (b * H + h) * T;
 	for (int t = causal ? s : 0; t < T; t++) {
+		if (start && start[b * T + t] > s) continue;
 		const float* q = qkv + (b * T + t) * 3 * C + h * hs;
 		const float* d = dout + (b * T + t) * C + h * hs;
 		float qk = 0.f, dp = 0.f;
