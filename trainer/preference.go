@@ -26,29 +26,124 @@ import (
 // the init_from checkpoint or the tokenizer, and a recovered or re-planned rank derives
 // the same numbers from what every rank already has (the job spec).
 
-// PrefStats are the preference measures of one step's streams on this rank, summed:
-// the pairs, those whose chosen answer scores higher (reward: the reward; dpo: the
-// implicit reward beta*(pi - ref)), and the sum of the margins (chosen minus rejected).
+// PrefStats are the preference measures of a step's pairs, summed: the pairs, those
+// whose chosen answer scores higher (reward: the reward; dpo: the implicit reward
+// beta*(pi - ref)), the sum of the margins (chosen minus rejected), and the sums of the
+// chosen and of the rejected answers' rewards. Sums and counts, not means, so that the
+// ranks' measures add up to the global batch's, as their loss sums do.
 type PrefStats struct {
-	Pairs     int64
-	Correct   int64
-	MarginSum float64
+	Pairs       int64
+	Correct     int64
+	MarginSum   float64
+	ChosenSum   float64
+	RejectedSum float64
+}
+
+// prefStats returns the measures of the pairs whose rewards r holds (2n values, the
+// chosen answer's at 2p and the rejected one's at 2p+1). A pair counts as correct when
+// its chosen reward is the higher, as in EvaluatePreference.
+func prefStats(r []float64) PrefStats {
+	var s PrefStats
+	for p := 0; p+1 < len(r); p += 2 {
+		d := r[p] - r[p+1]
+		s.Pairs++
+		if d > 0 {
+			s.Correct++
+		}
+		s.MarginSum += d
+		s.ChosenSum += r[p]
+		s.RejectedSum += r[p+1]
+	}
+	return s
+}
+
+// Add returns the sum of s and o.
+func (s PrefStats) Add(o PrefStats) PrefStats {
+	return PrefStats{Pairs: s.Pairs + o.Pairs, Correct: s.Correct + o.Correct, MarginSum: s.MarginSum + o.MarginSum,
+		ChosenSum: s.ChosenSum + o.ChosenSum, RejectedSum: s.RejectedSum + o.RejectedSum}
 }
 
 // Accuracy is the share of pairs ranked correctly (0 with no pairs).
-func (s PrefStats) Accuracy() float64 {
-	if s.Pairs == 0 {
-		return 0
-	}
-	return float64(s.Correct) / float64(s.Pairs)
-}
+func (s PrefStats) Accuracy() float64 { return s.mean(float64(s.Correct)) }
 
 // MeanMargin is the mean margin (0 with no pairs).
-func (s PrefStats) MeanMargin() float64 {
+func (s PrefStats) MeanMargin() float64 { return s.mean(s.MarginSum) }
+
+// MeanChosen is the mean reward of the chosen answers (0 with no pairs).
+func (s PrefStats) MeanChosen() float64 { return s.mean(s.ChosenSum) }
+
+// MeanRejected is the mean reward of the rejected answers (0 with no pairs).
+func (s PrefStats) MeanRejected() float64 { return s.mean(s.RejectedSum) }
+
+func (s PrefStats) mean(sum float64) float64 {
 	if s.Pairs == 0 {
 		return 0
 	}
-	return s.MarginSum / float64(s.Pairs)
+	return sum / float64(s.Pairs)
+}
+
+// PrefSlots is the number of values a PrefStats travels as in a step's summary
+// (Put, PrefStatsOf): pairs, correct, and the margin, chosen and rejected sums.
+const PrefSlots = 5
+
+// Put writes s into dst[:PrefSlots] as float32, the float step summary's type. The
+// counts are exact up to 2^24 pairs per step.
+func (s PrefStats) Put(dst []float32) {
+	dst[0], dst[1] = float32(s.Pairs), float32(s.Correct)
+	dst[2], dst[3], dst[4] = float32(s.MarginSum), float32(s.ChosenSum), float32(s.RejectedSum)
+}
+
+// PrefStatsOf reads the PrefStats Put wrote (summed over ranks) from src[:PrefSlots].
+func PrefStatsOf(src []float32) PrefStats {
+	return PrefStats{Pairs: int64(src[0]), Correct: int64(src[1]),
+		MarginSum: float64(src[2]), ChosenSum: float64(src[3]), RejectedSum: float64(src[4])}
+}
+
+// PrefFixed is a PrefStats in exact mode's fixed point: the counts as they are and the
+// sums in quanta of 2^-ExactLossBits, each stream's converted on its own
+// (GradientsExact), so that their integer sum does not depend on which rank computed
+// which stream.
+type PrefFixed [PrefSlots]int64
+
+// fixed converts s to fixed point. A sum beyond limit quanta (or NaN) is an error
+// wrapping ErrExactRange.
+func (s PrefStats) fixed(limit float64) (PrefFixed, error) {
+	f := PrefFixed{s.Pairs, s.Correct}
+	for i, v := range []float64{s.MarginSum, s.ChosenSum, s.RejectedSum} {
+		q := math.Ldexp(v, ExactLossBits)
+		if !(math.Abs(q) <= limit) {
+			return f, fmt.Errorf("%w: preference sum %g is outside ±%g", ErrExactRange, v, math.Ldexp(limit, -ExactLossBits))
+		}
+		f[2+i] = int64(math.RoundToEven(q))
+	}
+	return f, nil
+}
+
+// Add returns the sum of f and o.
+func (f PrefFixed) Add(o PrefFixed) PrefFixed {
+	for i := range f {
+		f[i] += o[i]
+	}
+	return f
+}
+
+// Stats converts f (summed over streams and ranks) back to a PrefStats.
+func (f PrefFixed) Stats() PrefStats {
+	return PrefStats{Pairs: f[0], Correct: f[1], MarginSum: ExactLossSum(f[2]), ChosenSum: ExactLossSum(f[3]),
+		RejectedSum: ExactLossSum(f[4])}
+}
+
+// Record books a step's preference measures (global: summed over every rank) into
+// its metrics record: reward_acc (the share of pairs whose chosen answer has the
+// higher reward: the reward model's, or dpo's implicit reward beta*(pi - ref)),
+// reward_margin (the mean of chosen minus rejected), reward_chosen and
+// reward_rejected (the mean rewards). A step without pairs books nothing.
+func (s PrefStats) Record(rec Record) {
+	if s.Pairs == 0 {
+		return
+	}
+	rec["reward_acc"], rec["reward_margin"] = s.Accuracy(), s.MeanMargin()
+	rec["reward_chosen"], rec["reward_rejected"] = s.MeanChosen(), s.MeanRejected()
 }
 
 // isPreference reports whether o trains on preference pairs.
@@ -175,9 +270,7 @@ func (t *Trainer) preferenceGradients(ctx context.Context, step int64, streams [
 			return 0, fmt.Errorf("step %d stream %d: %w", step, stream, err)
 		}
 		lossSum += sum
-		t.Pref.Pairs += st.Pairs
-		t.Pref.Correct += st.Correct
-		t.Pref.MarginSum += st.MarginSum
+		t.Pref = t.Pref.Add(st)
 	}
 	return lossSum, nil
 }
@@ -192,12 +285,12 @@ func (t *Trainer) rewardMicroBatch(pairs int, ready func(lo, hi int)) (float64, 
 	if err != nil {
 		return 0, PrefStats{}, err
 	}
-	sum, dr, correct := model.BradleyTerry(r, pairs)
-	st := PrefStats{Pairs: int64(rows / 2), Correct: int64(correct)}
-	for p := 0; p < rows; p += 2 {
-		st.MarginSum += float64(r[p]) - float64(r[p+1])
+	sum, dr, _ := model.BradleyTerry(r, pairs)
+	r64 := make([]float64, rows)
+	for i, v := range r {
+		r64[i] = float64(v)
 	}
-	return sum, st, t.Model.BackwardReward(dr, ready)
+	return sum, prefStats(r64), t.Model.BackwardReward(dr, ready)
 }
 
 // dpoMicroBatch runs the DPO loss of the micro-batch's pairs forward and backward:
@@ -219,20 +312,24 @@ func (t *Trainer) dpoMicroBatch(pairs int, ready func(lo, hi int)) (float64, Pre
 		return 0, PrefStats{}, err
 	}
 	logp := model.RowLogProbs(t.Model.Losses(), pb.rowTg, rows, T)
-	sum, dlogp, margins := model.DPO(logp, refLogp, t.Spec.Beta, pairs)
-	st := PrefStats{Pairs: int64(len(margins))}
-	for _, m := range margins {
-		st.MarginSum += m
-		if m > 0 {
-			st.Correct++
-		}
-	}
+	sum, dlogp, _ := model.DPO(logp, refLogp, t.Spec.Beta, pairs)
+	st := prefStats(implicitRewards(logp, refLogp, t.Spec.Beta))
 	// A row's summed loss is minus its summed log-probability.
 	scales := make([]float32, rows)
 	for r, g := range dlogp {
 		scales[r] = float32(-g)
 	}
 	return sum, st, t.Model.BackwardRows(scales, ready)
+}
+
+// implicitRewards returns DPO's implicit rewards beta*(pi - ref) of rows whose summed
+// answer log-probabilities are logp under the policy and ref under the reference.
+func implicitRewards(logp, ref []float64, beta float64) []float64 {
+	r := make([]float64, len(logp))
+	for i := range logp {
+		r[i] = beta * (logp[i] - ref[i])
+	}
+	return r
 }
 
 // PrefEval is an evaluation of a preference objective over validation pairs: the mean
@@ -305,9 +402,7 @@ func (t *Trainer) EvaluatePreference(ctx context.Context, val ValSource) (PrefEv
 					policyCorrect++
 				}
 			}
-			for j := range logp {
-				r = append(r, s.Beta*(logp[j]-refLogp[j]))
-			}
+			r = implicitRewards(logp, refLogp, s.Beta)
 		}
 		for p := 0; p < rows; p += 2 {
 			chosen, rejected = append(chosen, r[p]), append(rejected, r[p+1])

@@ -253,6 +253,7 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 		}
 		res.Step, res.TrainLoss = tr.Step, tr.MeanLoss(step, lossSum)
 		rec := books.Step(StepDone{Step: tr.Step, Loss: res.TrainLoss, LR: lr, GradNorm: norm})
+		tr.Pref.Record(rec)
 		if books.Cadence().Evaluate(tr.Step) {
 			// An evaluation cut short by ctx is left out: the run stops at the top
 			// of the loop.
