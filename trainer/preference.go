@@ -337,7 +337,9 @@ func implicitRewards(logp, ref []float64, beta float64) []float64 {
 // and standard deviation of the rewards of the chosen and the rejected answers (the
 // reward model's scores; for dpo the implicit rewards beta*(pi - ref)).
 type PrefEval struct {
-	Pairs                      int64
+	Pairs int64
+	// Batches is the number of batches evaluated, a final partial one included.
+	Batches                    int
 	Loss, Accuracy, MeanMargin float64
 	// PolicyAccuracy (dpo) is the share of pairs whose chosen answer the model itself
 	// finds more likely than the rejected one (summed answer log-probabilities), with
@@ -347,19 +349,37 @@ type PrefEval struct {
 	RejectedMean, RejectedStd float64
 }
 
+// valTail is a ValSource whose split ends with a partial batch (shard.ValIterator):
+// Tail pairs after the last whole batch, which BatchTail reads into the first rows of
+// a batch's buffers.
+type valTail interface {
+	Tail() int
+	BatchTail(ctx context.Context, inputs, targets []int32) error
+}
+
 // EvaluatePreference runs every batch of val (pair windows, as the pair sampler's
 // validation iterator yields them) forward through the reward or dpo objective and
-// returns its measures. It leaves the gradients untouched.
+// returns its measures. When val also has a partial batch after its whole ones
+// (shard.ValIterator.Tail), its pairs are evaluated too, in a batch of the usual
+// shape whose other rows are left out of every measure, so every pair of the split
+// counts. It leaves the gradients untouched.
 func (t *Trainer) EvaluatePreference(ctx context.Context, val ValSource) (PrefEval, error) {
 	var ev PrefEval
 	if t.pref == nil {
 		return ev, fmt.Errorf("%w: objective %s has no preference evaluation", ErrBadSpec, t.Spec.Objective)
 	}
-	s, pb := t.Spec, t.pref
-	b, T, rows := s.MicroBatch, s.SeqLen, 2*s.MicroBatch
+	b := t.Spec.MicroBatch
 	var chosen, rejected []float64
 	var lossSum float64
 	var policyCorrect int64
+	add := func(r []float64, loss float64, policy int64) {
+		for p := 0; p+1 < len(r); p += 2 {
+			chosen, rejected = append(chosen, r[p]), append(rejected, r[p+1])
+		}
+		lossSum += loss
+		policyCorrect += policy
+	}
+	pb := t.pref
 	for i := 0; i < val.Len(); i++ {
 		if err := ctx.Err(); err != nil {
 			return ev, err
@@ -367,50 +387,27 @@ func (t *Trainer) EvaluatePreference(ctx context.Context, val ValSource) (PrefEv
 		if err := val.Batch(ctx, i, pb.pairIn, pb.pairTg); err != nil {
 			return ev, fmt.Errorf("eval batch %d: %w", i, err)
 		}
-		if err := shard.SplitPairs(pb.pairIn, pb.pairTg, b, T, pb.rowIn, pb.rowTg); err != nil {
-			return ev, err
+		r, loss, policy, err := t.evalPrefBatch(b)
+		if err != nil {
+			return ev, fmt.Errorf("eval batch %d: %w", i, err)
 		}
-		var r []float64 // (2b) rewards, chosen at 2p
-		if s.Objective == Reward {
-			lastTokens(pb.rowTg, rows, T, pb.last)
-			r32, err := t.Model.ForwardReward(pb.rowIn, pb.last, rows, T)
-			if err != nil {
-				return ev, fmt.Errorf("eval batch %d: %w", i, err)
-			}
-			sum, _, _ := model.BradleyTerry(r32, 1)
-			lossSum += sum
-			for _, v := range r32 {
-				r = append(r, float64(v))
-			}
-		} else {
-			ref, err := t.reference()
-			if err != nil {
-				return ev, err
-			}
-			if _, _, err := ref.Forward(pb.rowIn, pb.rowTg, rows, T, true); err != nil {
-				return ev, fmt.Errorf("eval batch %d: dpo reference: %w", i, err)
-			}
-			refLogp := model.RowLogProbs(ref.Losses(), pb.rowTg, rows, T)
-			if _, _, err := t.Model.Forward(pb.rowIn, pb.rowTg, rows, T, true); err != nil {
-				return ev, fmt.Errorf("eval batch %d: %w", i, err)
-			}
-			logp := model.RowLogProbs(t.Model.Losses(), pb.rowTg, rows, T)
-			sum, _, _ := model.DPO(logp, refLogp, s.Beta, 1)
-			lossSum += sum
-			for p := 0; p < rows; p += 2 {
-				if logp[p] > logp[p+1] {
-					policyCorrect++
-				}
-			}
-			r = implicitRewards(logp, refLogp, s.Beta)
+		add(r, loss, policy)
+	}
+	batches := val.Len()
+	if vt, ok := val.(valTail); ok && vt.Tail() > 0 {
+		if err := vt.BatchTail(ctx, pb.pairIn, pb.pairTg); err != nil {
+			return ev, fmt.Errorf("eval: the last %d pairs: %w", vt.Tail(), err)
 		}
-		for p := 0; p < rows; p += 2 {
-			chosen, rejected = append(chosen, r[p]), append(rejected, r[p+1])
+		r, loss, policy, err := t.evalPrefBatch(vt.Tail())
+		if err != nil {
+			return ev, fmt.Errorf("eval: the last %d pairs: %w", vt.Tail(), err)
 		}
+		add(r, loss, policy)
+		batches++
 	}
 	ev.Pairs = int64(len(chosen))
 	if ev.Pairs == 0 {
-		return ev, fmt.Errorf("evaluation has no pairs (%d batches)", val.Len())
+		return ev, fmt.Errorf("evaluation has no pairs (%d batches)", batches)
 	}
 	var correct int64
 	var margin float64
@@ -421,6 +418,7 @@ func (t *Trainer) EvaluatePreference(ctx context.Context, val ValSource) (PrefEv
 			correct++
 		}
 	}
+	ev.Batches = batches
 	ev.Loss = lossSum / float64(ev.Pairs)
 	ev.Accuracy = float64(correct) / float64(ev.Pairs)
 	ev.MeanMargin = margin / float64(ev.Pairs)
@@ -428,6 +426,51 @@ func (t *Trainer) EvaluatePreference(ctx context.Context, val ValSource) (PrefEv
 	ev.ChosenMean, ev.ChosenStd = meanStd(chosen)
 	ev.RejectedMean, ev.RejectedStd = meanStd(rejected)
 	return ev, nil
+}
+
+// evalPrefBatch runs the batch of pair windows in t.pref's buffers forward and
+// returns the rewards of its first n pairs (2n, chosen at 2p: the reward model's, or
+// dpo's implicit rewards), their loss sum and, for dpo, how many of them the policy
+// itself ranks correctly. The batch is computed whole (b pairs), so a partial batch
+// runs in the shape of the others; the pairs after the first n are left out.
+func (t *Trainer) evalPrefBatch(n int) (r []float64, lossSum float64, policyCorrect int64, err error) {
+	s, pb := t.Spec, t.pref
+	b, T, rows := s.MicroBatch, s.SeqLen, 2*s.MicroBatch
+	if err := shard.SplitPairs(pb.pairIn, pb.pairTg, b, T, pb.rowIn, pb.rowTg); err != nil {
+		return nil, 0, 0, err
+	}
+	if s.Objective == Reward {
+		lastTokens(pb.rowTg, rows, T, pb.last)
+		r32, err := t.Model.ForwardReward(pb.rowIn, pb.last, rows, T)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		lossSum, _, _ = model.BradleyTerry(r32[:2*n], 1)
+		r = make([]float64, 2*n)
+		for i := range r {
+			r[i] = float64(r32[i])
+		}
+		return r, lossSum, 0, nil
+	}
+	ref, err := t.reference()
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if _, _, err := ref.Forward(pb.rowIn, pb.rowTg, rows, T, true); err != nil {
+		return nil, 0, 0, fmt.Errorf("dpo reference: %w", err)
+	}
+	refLogp := model.RowLogProbs(ref.Losses(), pb.rowTg, rows, T)[:2*n]
+	if _, _, err := t.Model.Forward(pb.rowIn, pb.rowTg, rows, T, true); err != nil {
+		return nil, 0, 0, err
+	}
+	logp := model.RowLogProbs(t.Model.Losses(), pb.rowTg, rows, T)[:2*n]
+	lossSum, _, _ = model.DPO(logp, refLogp, s.Beta, 1)
+	for p := 0; p < 2*n; p += 2 {
+		if logp[p] > logp[p+1] {
+			policyCorrect++
+		}
+	}
+	return implicitRewards(logp, refLogp, s.Beta), lossSum, policyCorrect, nil
 }
 
 func meanStd(xs []float64) (mean, std float64) {

@@ -232,3 +232,59 @@ func TestPreferenceMetricsRecord(t *testing.T) {
 	checkMeasures(t, "step 1 record", r["reward_acc"].(float64), r["reward_margin"].(float64), r["reward_chosen"].(float64),
 		r["reward_rejected"].(float64), want)
 }
+
+// TestEvaluatePreferenceEveryPair: evaluated in batches of 5, a validation split of
+// 12 pairs is 2 whole batches and a partial one of 2 pairs, and every pair counts:
+// the measures equal those of an evaluation one pair per batch (no partial batch),
+// for the reward model and for dpo. A cap on the batches leaves the partial one out.
+func TestEvaluatePreferenceEveryPair(t *testing.T) {
+	data := preparePrefData(t, 60, 0.2)
+	for _, obj := range []Objective{Reward, DPO} {
+		t.Run(string(obj), func(t *testing.T) {
+			eval := func(b, maxBatches int) PrefEval {
+				spec := prefSpec(data, t.TempDir(), obj)
+				spec.MicroBatch = b
+				tr, p := newTrainer(t, spec)
+				if obj == DPO {
+					ref, err := model.New(tr.Spec.Model, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					ref.InitWeights(99)
+					if err := tr.SetReference(ref); err != nil {
+						t.Fatal(err)
+					}
+				}
+				val, err := p.Loader.Val(maxBatches)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ev, err := tr.EvaluatePreference(t.Context(), val)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ev
+			}
+			one, five := eval(1, 0), eval(5, 0)
+			if one.Pairs != 12 || one.Batches != 12 {
+				t.Fatalf("one pair per batch: %d pairs in %d batches, want 12 in 12", one.Pairs, one.Batches)
+			}
+			if five.Pairs != 12 || five.Batches != 3 {
+				t.Fatalf("batches of 5: %d pairs in %d batches, want 12 in 3 (the last of 2 pairs)", five.Pairs, five.Batches)
+			}
+			for _, c := range []struct {
+				name      string
+				got, want float64
+			}{{"loss", five.Loss, one.Loss}, {"accuracy", five.Accuracy, one.Accuracy}, {"mean margin", five.MeanMargin, one.MeanMargin},
+				{"chosen mean", five.ChosenMean, one.ChosenMean}, {"rejected std", five.RejectedStd, one.RejectedStd},
+				{"policy accuracy", five.PolicyAccuracy, one.PolicyAccuracy}} {
+				if math.Abs(c.got-c.want) > 1e-5*(1+math.Abs(c.want)) {
+					t.Errorf("%s: %v in batches of 5, %v one pair per batch", c.name, c.got, c.want)
+				}
+			}
+			if capped := eval(5, 2); capped.Pairs != 10 || capped.Batches != 2 {
+				t.Errorf("capped at 2 batches of 5: %d pairs in %d batches, want 10 in 2", capped.Pairs, capped.Batches)
+			}
+		})
+	}
+}
