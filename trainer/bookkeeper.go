@@ -126,7 +126,7 @@ func NewBookkeeper(spec Spec, c Cadence, o BookkeeperOptions) *Bookkeeper {
 	if o.Start.IsZero() {
 		o.Start = now
 	}
-	tokensPerStep := int64(spec.GlobalBatch() * spec.SeqLen)
+	tokensPerStep := spec.TokensPerStep()
 	return &Bookkeeper{
 		cadence: c, out: spec.Out, tokensPerStep: tokensPerStep, start: o.Start, log: o.Logger,
 		prog: progress.New(o.Progress, progress.Options{Steps: spec.Steps, StartStep: o.StartStep,

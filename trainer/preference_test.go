@@ -207,13 +207,28 @@ func TestPreferenceStepMeasures(t *testing.T) {
 
 // TestPreferenceMetricsRecord: a reward run's metrics.jsonl carries reward_acc,
 // reward_margin, reward_chosen and reward_rejected at every step, and the first
-// step's are those of the initial weights computed directly.
+// step's are those of the initial weights computed directly; its tokens, tokens/s
+// and the checkpoint's tokens_seen count both rows of every pair.
 func TestPreferenceMetricsRecord(t *testing.T) {
 	data := preparePrefData(t, 60, 0)
 	spec := prefSpec(data, t.TempDir(), Reward)
 	spec.Steps = 2
-	if _, err := Run(t.Context(), spec, RunOptions{NoTensorBoard: true}); err != nil {
+	res, err := Run(t.Context(), spec, RunOptions{NoTensorBoard: true})
+	if err != nil {
 		t.Fatal(err)
+	}
+	// A step computes both rows of each of its pairs: 2 streams x 2 pairs x 2 rows
+	// of prefSeqLen tokens.
+	const stepTokens = 2 * 2 * 2 * prefSeqLen
+	if got := res.TokensPerSec * res.Elapsed.Seconds(); math.Abs(got-2*stepTokens) > 1e-6*stepTokens {
+		t.Errorf("tokens/s x elapsed = %v tokens, want %d (2 steps of %d)", got, 2*stepTokens, stepTokens)
+	}
+	ck, err := model.LoadCheckpoint(res.Checkpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.Trainer.TokensSeen != 2*stepTokens {
+		t.Errorf("checkpoint tokens_seen %d, want %d", ck.Trainer.TokensSeen, 2*stepTokens)
 	}
 	tr, p := newTrainer(t, spec) // the same initial weights: InitWeights(seed)
 	want := directRewards(t, tr.Spec, p.Loader, tr.Model, nil, tr.Spec.AllStreams(), 0)
@@ -226,6 +241,11 @@ func TestPreferenceMetricsRecord(t *testing.T) {
 			if _, ok := rec[k].(float64); !ok {
 				t.Fatalf("step %v: no %s in %v", rec["step"], k, rec)
 			}
+		}
+	}
+	for i, rec := range recs {
+		if got := rec["tokens"].(float64); got != float64((i+1)*stepTokens) {
+			t.Errorf("record %d: tokens %v, want %d", i, got, (i+1)*stepTokens)
 		}
 	}
 	r := recs[0]

@@ -297,7 +297,7 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 	res.Step = tr.Step
 	res.Elapsed = time.Since(start)
 	if s := res.Elapsed.Seconds(); s > 0 {
-		res.TokensPerSec = float64((tr.Step-startStep)*int64(spec.GlobalBatch()*spec.SeqLen)) / s
+		res.TokensPerSec = float64((tr.Step-startStep)*spec.TokensPerStep()) / s
 	}
 	return res, nil
 }
@@ -364,7 +364,7 @@ func saveCheckpoint(tr *Trainer, p *Prepared, loss, valLoss float64) (string, er
 		Params: tr.Model.Params.Slab,
 		Opt:    tr.Opt,
 		Trainer: model.TrainerState{
-			Step: tr.Step, Seed: tr.Spec.Seed, TokensSeen: tr.Step * int64(tr.Spec.GlobalBatch()*tr.Spec.SeqLen),
+			Step: tr.Step, Seed: tr.Spec.Seed, TokensSeen: tr.Step * tr.Spec.TokensPerStep(),
 			Loss: loss, Job: job,
 		},
 		Tokenizer:   p.TokenizerJSON,

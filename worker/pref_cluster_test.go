@@ -104,6 +104,7 @@ func TestPreferenceDataParallelEquivalence(t *testing.T) {
 					recs := prefRecords(t, s.Out)
 					checkPrefRecords(t, recs, prefRecords(t, spec.Out), false)
 					checkPrefGauges(t, reg, n, recs[len(recs)-1])
+					checkTokens(t, reg, s)
 				})
 			}
 			// In exact mode the gradients are summed in fixed point: 3 workers give
@@ -215,5 +216,27 @@ func checkPrefGauges(t *testing.T, reg *prometheus.Registry, n int, want []float
 				t.Errorf("%s = %v (exported: %v), metrics.jsonl's %s %v", key, v, ok, prefFields[i], want[i])
 			}
 		}
+	}
+}
+
+// checkTokens checks that the workers registered on reg counted, together, both rows
+// of every pair of every step as computed tokens.
+func checkTokens(t *testing.T, reg *prometheus.Registry, spec trainer.Spec) {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range fams {
+		if f.GetName() == "ringtrain_tokens_total" {
+			for _, m := range f.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if want := float64(spec.Steps) * float64(spec.Streams*spec.MicroBatch*2*spec.SeqLen); sum != want {
+		t.Errorf("ringtrain_tokens_total over the workers: %v, want %v (%d steps of %d pairs of 2 rows of %d tokens)",
+			sum, want, spec.Steps, spec.Streams*spec.MicroBatch, spec.SeqLen)
 	}
 }

@@ -320,8 +320,8 @@ func (w *Worker) startSteps(js *jobState, g *generation) {
 		js.start, js.startStep = time.Now(), tr.Step
 	}
 	g.cadence = js.p.Cadence()
-	g.tokensPerStep = int64(spec.GlobalBatch() * spec.SeqLen)
-	g.localTokens = int64(len(g.streams) * spec.MicroBatch * spec.SeqLen)
+	g.tokensPerStep = spec.TokensPerStep()
+	g.localTokens = int64(len(g.streams)) * spec.StreamTokens()
 	spans := cutBuckets(tr.Model.Grads, max(w.cfg.BucketBytes/4, 1))
 	if g.exact = spec.Exact; g.exact {
 		g.exactAcc = make([]int64, len(tr.Model.Grads.Slab))
