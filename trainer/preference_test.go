@@ -230,6 +230,10 @@ func TestPreferenceMetricsRecord(t *testing.T) {
 	if ck.Trainer.TokensSeen != 2*stepTokens {
 		t.Errorf("checkpoint tokens_seen %d, want %d", ck.Trainer.TokensSeen, 2*stepTokens)
 	}
+	// Score reads a reward model with the template its pairs were rendered with.
+	if ck.Trainer.ChatTemplate != "plain" {
+		t.Errorf("checkpoint chat template %q, want the dataset's %q", ck.Trainer.ChatTemplate, "plain")
+	}
 	tr, p := newTrainer(t, spec) // the same initial weights: InitWeights(seed)
 	want := directRewards(t, tr.Spec, p.Loader, tr.Model, nil, tr.Spec.AllStreams(), 0)
 	recs := readMetrics(t, spec.Out)

@@ -371,8 +371,9 @@ func saveCheckpoint(tr *Trainer, p *Prepared, loss, valLoss float64) (string, er
 		HFTokenizer: p.hfTokenizerFiles(),
 		EOT:         &eot,
 	}
-	if sft := p.Dataset.Manifest().SFT; sft != nil && tr.Spec.Objective == SFT {
-		// Generation renders prompts with the template the model was tuned with.
+	if sft := p.Dataset.Manifest().SFT; sft != nil && (tr.Spec.Objective == SFT || isPreference(tr.Spec.Objective)) {
+		// Generation (an sft or dpo policy) and scoring (a reward model) render
+		// prompts with the template the model was tuned with.
 		ck.Trainer.ChatTemplate = sft.Template
 	}
 	if !math.IsNaN(valLoss) {
