@@ -38,7 +38,7 @@ ringtrain train --objective reward --data life/pref-data --init-from life/sft/ck
 ringtrain eval --checkpoint life/rm/ckpt/step-000200 --data life/pref-data
 
 stamp "4. DPO"
-ringtrain train --objective dpo --beta 0.1 --data life/pref-data --init-from life/sft/ckpt/step-000400 --seq 64 --batch 16 --steps 100 --lr 2e-4 --out life/dpo --tensorboard=false
+ringtrain train --objective dpo --beta 1 --data life/pref-data --init-from life/sft/ckpt/step-000400 --seq 64 --batch 16 --steps 100 --lr 5e-5 --min-lr 5e-6 --out life/dpo --tensorboard=false
 ringtrain eval --checkpoint life/dpo/ckpt/step-000100 --data life/pref-data
 ringtrain eval --checkpoint life/dpo/ckpt/step-000100 --exact-match life/sft-data/synthetic/val.jsonl --limit 100
 
