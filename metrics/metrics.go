@@ -27,6 +27,10 @@ type Worker struct {
 	worldSize         prometheus.Gauge
 	rankCompute       prometheus.Gauge
 	rankWait          prometheus.Gauge
+	rewardAcc         prometheus.Gauge
+	rewardMargin      prometheus.Gauge
+	rewardChosen      prometheus.Gauge
+	rewardRejected    prometheus.Gauge
 }
 
 // NewWorker registers the instruments of the worker named id on reg, each with the
@@ -63,9 +67,18 @@ func NewWorker(reg prometheus.Registerer, id string) (*Worker, error) {
 			"last steps (up to 20): the slowest rank has the largest."),
 		rankWait: g("ringtrain_rank_wait_seconds", "Mean time per step this worker was blocked in the ring after its backward, "+
 			"over its last steps (up to 20): what waiting for slower ranks costs it."),
+		rewardAcc: g("ringtrain_reward_accuracy", "Share of the last step's preference pairs (all ranks) whose chosen answer has the "+
+			"higher reward: the reward model's (objective reward) or the implicit reward beta*(logp - logp_ref) (objective dpo)."),
+		rewardMargin: g("ringtrain_reward_margin", "Mean reward margin (chosen minus rejected) of the last step's preference pairs "+
+			"(all ranks; objectives reward and dpo)."),
+		rewardChosen: g("ringtrain_reward_chosen", "Mean reward of the chosen answers of the last step's preference pairs "+
+			"(all ranks; objectives reward and dpo)."),
+		rewardRejected: g("ringtrain_reward_rejected", "Mean reward of the rejected answers of the last step's preference pairs "+
+			"(all ranks; objectives reward and dpo)."),
 	}
 	for _, col := range []prometheus.Collector{w.step, w.loss, w.tokens, w.stepDuration, w.stepPhase,
-		w.allReduceBytes, w.allReduceDuration, w.evalDuration, w.generation, w.worldSize, w.rankCompute, w.rankWait} {
+		w.allReduceBytes, w.allReduceDuration, w.evalDuration, w.generation, w.worldSize, w.rankCompute, w.rankWait,
+		w.rewardAcc, w.rewardMargin, w.rewardChosen, w.rewardRejected} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}
@@ -105,6 +118,19 @@ func (w *Worker) StepDone(step int64, loss float64, tokens int64, t StepTimes, a
 	}
 	w.allReduceBytes.Add(float64(arBytes))
 	w.allReduceDuration.Observe(t.RingBusy.Seconds())
+}
+
+// Preference records the preference measures of the last step's global batch
+// (objectives reward and dpo): the pair accuracy, the mean margin and the mean
+// rewards of the chosen and the rejected answers.
+func (w *Worker) Preference(acc, margin, chosen, rejected float64) {
+	if w == nil {
+		return
+	}
+	w.rewardAcc.Set(acc)
+	w.rewardMargin.Set(margin)
+	w.rewardChosen.Set(chosen)
+	w.rewardRejected.Set(rejected)
 }
 
 // SetRankTimes records this worker's mean compute and ring wait per step over its

@@ -609,6 +609,24 @@ func (v *ValIterator) Batch(ctx context.Context, i int, inputs, targets []int32)
 	return v.l.fill(ctx, v.split, v.sampler.Windows(i), v.sampler.t, inputs, targets, nil)
 }
 
+// Tail returns the number of rows after the last whole batch (see ValSampler.Tail):
+// 0 when the split is a whole number of batches or the iterator was capped at its
+// whole batches.
+func (v *ValIterator) Tail() int { return v.sampler.Tail() }
+
+// BatchTail fills rows 0 to Tail()-1 of inputs and targets (each b*T, row-major
+// (b, T), caller-owned) with the rows after the last whole batch, and leaves the
+// other rows alone. Without a tail it is an error.
+func (v *ValIterator) BatchTail(ctx context.Context, inputs, targets []int32) error {
+	if v.sampler.Tail() == 0 {
+		return fmt.Errorf("%w: the %s split has no rows after its %d whole batches", ErrBadOptions, v.split, v.sampler.Batches())
+	}
+	if err := checkBuffers(v.sampler.b, v.sampler.t, inputs, targets); err != nil {
+		return err
+	}
+	return v.l.fill(ctx, v.split, v.sampler.TailWindows(), v.sampler.t, inputs, targets, nil)
+}
+
 // Packed reports whether the batches are packed rows (see Loader.Packed).
 func (v *ValIterator) Packed() bool { return v.l.Packed() }
 

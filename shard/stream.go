@@ -376,6 +376,7 @@ type ValSampler struct {
 	b, t    int
 	stride  int // tokens between row starts: T, or T+1 for example rows
 	batches int
+	tail    int // rows after the last whole batch (Tail)
 }
 
 // NewValSampler builds the validation sampler for the given val shard token
@@ -412,9 +413,12 @@ func newValSampler(valTokens []int64, b, T, stride, maxBatches int) (*ValSampler
 	}
 	v := &ValSampler{order: order, off: prefixOffsets(order, valTokens), b: b, t: T, stride: stride}
 	if total := v.off[len(order)]; total > int64(T) {
-		n := shardRows(total, T, stride) / int64(b)
-		if maxBatches > 0 && n > int64(maxBatches) {
+		rows := shardRows(total, T, stride)
+		n := rows / int64(b)
+		if maxBatches > 0 && n >= int64(maxBatches) {
 			n = int64(maxBatches)
+		} else {
+			v.tail = int(rows - n*int64(b))
 		}
 		v.batches = int(n)
 	}
@@ -423,6 +427,22 @@ func newValSampler(valTokens []int64, b, T, stride, maxBatches int) (*ValSampler
 
 // Batches returns the number of validation batches.
 func (v *ValSampler) Batches() int { return v.batches }
+
+// Tail returns the number of rows of the split after the last whole batch (fewer
+// than b): the partial batch a caller that measures every row evaluates last
+// (TailWindows). It counts as one batch against maxBatches: a sampler capped at its
+// whole batches has no tail.
+func (v *ValSampler) Tail() int { return v.tail }
+
+// TailWindows returns the windows of the Tail() rows after the last whole batch, as
+// rows 0 to Tail()-1 of a batch, ordered by row and then position; the caller owns
+// the slice. Without a tail it returns nil.
+func (v *ValSampler) TailWindows() []Window {
+	if v.tail == 0 {
+		return nil
+	}
+	return seqWindows(nil, v.order, v.off, int64(v.batches)*int64(v.b)*int64(v.stride), v.tail, v.t, v.stride)
+}
 
 // Windows returns the windows of validation batch i, ordered by row and then
 // position; the caller owns the slice. It panics if i is not in [0, Batches()).

@@ -468,3 +468,34 @@ func TestValSampler(t *testing.T) {
 	_, err = NewValSampler(tokens, 0, 4, 0)
 	wantErr(t, err, ErrBadOptions)
 }
+
+// TestExampleValSamplerTail: a split of 7 example rows in batches of 3 is 2 whole
+// batches and a tail of 1 row, the 7th; a cap below the whole batches, or at them,
+// leaves no tail, and a cap above them keeps it.
+func TestExampleValSamplerTail(t *testing.T) {
+	const T = 4
+	tokens := []int64{3 * (T + 1), 0, 4 * (T + 1)} // 7 rows; rows never span shards
+	for _, c := range []struct{ max, batches, tail int }{{0, 2, 1}, {3, 2, 1}, {2, 2, 0}, {1, 1, 0}} {
+		v, err := NewExampleValSampler(tokens, 3, T, c.max)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Batches() != c.batches || v.Tail() != c.tail {
+			t.Fatalf("max %d: %d batches and a tail of %d, want %d and %d", c.max, v.Batches(), v.Tail(), c.batches, c.tail)
+		}
+		ws := v.TailWindows()
+		if c.tail == 0 {
+			if ws != nil {
+				t.Fatalf("max %d: tail windows %+v without a tail", c.max, ws)
+			}
+			continue
+		}
+		// The 7th row: the last of shard 2, one window of T+1 tokens.
+		if len(ws) != 1 || ws[0] != (Window{Row: 0, Pos: 0, Shard: 2, Start: 3 * (T + 1), End: 4 * (T + 1)}) {
+			t.Fatalf("tail windows %+v", ws)
+		}
+	}
+	if v, _ := NewExampleValSampler([]int64{2 * (T + 1)}, 3, T, 0); v.Batches() != 0 || v.Tail() != 2 {
+		t.Fatalf("2 rows in batches of 3: %d batches, tail %d; want 0 and 2", v.Batches(), v.Tail())
+	}
+}

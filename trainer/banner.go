@@ -27,7 +27,7 @@ type RunInfo struct {
 	Streams       int   // data streams M
 	MicroBatch    int   // sequences per stream per step
 	SeqLen        int   // tokens per sequence T
-	TokensPerStep int64 // streams x micro_batch x seq_len
+	TokensPerStep int64 // Spec.TokensPerStep: streams x micro_batch x seq_len, both rows of a pair
 	TrainTokens   int64 // tokens in the train split
 	TrainShards   int   // files of the train split
 	StepsPerEpoch int64 // steps in one pass over the train split (the sampler's epoch)
@@ -50,7 +50,7 @@ func Describe(p *Prepared, startStep int64, resumedFrom string) RunInfo {
 	r := RunInfo{
 		Model: s.Model, Objective: s.Objective, Params: s.Model.NumParams(),
 		Streams: s.Streams, MicroBatch: s.MicroBatch, SeqLen: s.SeqLen,
-		TokensPerStep: int64(s.GlobalBatch() * s.SeqLen),
+		TokensPerStep: s.TokensPerStep(),
 		Steps:         s.Steps, StartStep: startStep, ResumedFrom: resumedFrom, InitFrom: s.InitFrom,
 		LR: s.LR, MinLR: s.MinLR, WarmupSteps: s.WarmupSteps, Out: s.Out,
 		StepsPerEpoch: p.Loader.Sampler().StepsPerEpoch(),
@@ -92,7 +92,7 @@ func (r RunInfo) Banner() []string {
 		r.Streams*r.MicroBatch, plural(r.Streams, "stream"), r.MicroBatch, r.SeqLen, thousands(r.TokensPerStep), workers)
 	if isPreference(r.Objective) {
 		batch = fmt.Sprintf("batch: %d pairs (%s x %d) of two rows of %d tokens = %s tokens per step%s",
-			r.Streams*r.MicroBatch, plural(r.Streams, "stream"), r.MicroBatch, r.SeqLen, thousands(2*r.TokensPerStep), workers)
+			r.Streams*r.MicroBatch, plural(r.Streams, "stream"), r.MicroBatch, r.SeqLen, thousands(r.TokensPerStep), workers)
 	}
 	return []string{
 		fmt.Sprintf("model: %s, %s, %d wide, context %d, vocabulary %d; %s parameters; %s objective",

@@ -30,6 +30,10 @@ var tensorBoardScalars = []struct{ field, tag string }{
 	{"lr", "train/lr"},
 	{"grad_norm", "train/grad_norm"},
 	{"tokens_per_sec", "train/tokens_per_sec"},
+	{"reward_acc", "train/reward_acc"},
+	{"reward_margin", "train/reward_margin"},
+	{"reward_chosen", "train/reward_chosen"},
+	{"reward_rejected", "train/reward_rejected"},
 	{"val_loss", "val/loss"},
 	{"val_token_acc", "val/token_acc"},
 	{"step_s", "time/step_s"},
@@ -122,7 +126,7 @@ func NewBookkeeper(spec Spec, c Cadence, o BookkeeperOptions) *Bookkeeper {
 	if o.Start.IsZero() {
 		o.Start = now
 	}
-	tokensPerStep := int64(spec.GlobalBatch() * spec.SeqLen)
+	tokensPerStep := spec.TokensPerStep()
 	return &Bookkeeper{
 		cadence: c, out: spec.Out, tokensPerStep: tokensPerStep, start: o.Start, log: o.Logger,
 		prog: progress.New(o.Progress, progress.Options{Steps: spec.Steps, StartStep: o.StartStep,

@@ -19,7 +19,10 @@ type EvalOptions struct {
 	Split      string
 	SeqLen     int // T; 0 means the model's context
 	MicroBatch int // b; 0 means 8
-	Batches    int // batches; 0 means all that fit
+	// Batches is the number of batches to evaluate; 0 means all that fit, and for
+	// reward and dpo also the pairs after the last whole batch, so that every pair of
+	// the split counts.
+	Batches int
 	// Objective is the objective to measure; "" means the checkpoint's: the
 	// objective of the job it was trained with, causal for one that records no job
 	// (a Hugging Face directory).
@@ -43,7 +46,7 @@ type EvalReport struct {
 	Perplexity float64   // exp(Loss)
 	Tokens     int64     // target tokens the mean is over: every position (causal), the masked ones (masked), the trained ones (sft)
 	Accuracy   float64   // share of those targets the model ranks first
-	Batches    int       // batches evaluated
+	Batches    int       // batches evaluated (for reward and dpo a final partial one included)
 	Split      string    // "val" or "train"
 	Objective  Objective // the objective measured
 	SeqLen     int       // T of every batch
@@ -133,7 +136,7 @@ func EvaluateCheckpointReport(ctx context.Context, dir string, o EvalOptions) (*
 	if err != nil {
 		return nil, fmt.Errorf("dataset %s: %s split: %w", o.Data, split, err)
 	}
-	if batches.Len() == 0 {
+	if batches.Len() == 0 && (!isPreference(p.Spec.Objective) || batches.Tail() == 0) {
 		return nil, fmt.Errorf("dataset %s: %s split has no batch of %d x %d tokens", o.Data, split, spec.MicroBatch, spec.SeqLen)
 	}
 	m, err := model.New(ck.Config, o.Backend)
@@ -151,7 +154,7 @@ func EvaluateCheckpointReport(ctx context.Context, dir string, o EvalOptions) (*
 			return nil, err
 		}
 		return &EvalReport{
-			Loss: pe.Loss, Perplexity: math.Exp(pe.Loss), Tokens: pe.Pairs, Accuracy: pe.Accuracy, Batches: batches.Len(),
+			Loss: pe.Loss, Perplexity: math.Exp(pe.Loss), Tokens: pe.Pairs, Accuracy: pe.Accuracy, Batches: pe.Batches,
 			Split: string(split), Objective: p.Spec.Objective, SeqLen: p.Spec.SeqLen, MicroBatch: p.Spec.MicroBatch, Seed: p.Spec.Seed,
 			Preference: &pe,
 		}, nil

@@ -66,7 +66,9 @@ func ExactGradLimit(streams int) float64 {
 // as by Gradients, for each range of the last micro-batch once its values are in acc;
 // the ranges tile the slab. The model's float32 gradients are scratch: their contents
 // afterwards are unspecified until ExactGrads fills them. A value outside the range
-// returns an error wrapping ErrExactRange.
+// returns an error wrapping ErrExactRange. For the reward and dpo objectives it sets
+// t.PrefFixed to the fixed-point sum of the streams' preference measures (each
+// converted on its own) and t.Pref to their float sum.
 func (t *Trainer) GradientsExact(ctx context.Context, step int64, streams []int, acc []int64, ready func(lo, hi int)) (lossSum int64, err error) {
 	g := t.Model.Grads.Slab
 	if len(acc) != len(g) {
@@ -76,6 +78,9 @@ func (t *Trainer) GradientsExact(ctx context.Context, step int64, streams []int,
 		clear(acc)
 	}
 	limit := exactLimit(t.Spec.Streams)
+	var pref PrefStats
+	t.PrefFixed = PrefFixed{}
+	defer func() { t.Pref = pref }()
 	for i, stream := range streams {
 		last := i == len(streams)-1
 		taken := 0
@@ -110,6 +115,11 @@ func (t *Trainer) GradientsExact(ctx context.Context, step int64, streams []int,
 			return 0, fmt.Errorf("%w: step %d stream %d: loss sum %g is outside ±%g", ErrExactRange, step, stream, sum, math.Ldexp(limit, -ExactLossBits))
 		}
 		lossSum += int64(math.RoundToEven(q))
+		pf, err := t.Pref.fixed(limit)
+		if err != nil {
+			return 0, fmt.Errorf("step %d stream %d: %w", step, stream, err)
+		}
+		pref, t.PrefFixed = pref.Add(t.Pref), t.PrefFixed.Add(pf)
 	}
 	return lossSum, nil
 }
@@ -152,8 +162,10 @@ func ExactLossSum(q int64) float64 { return math.Ldexp(float64(q), -ExactLossBit
 
 // StepGradients computes the summed gradient of streams at step into the model's
 // gradients, as the spec asks: Gradients (float32 accumulation) or, in exact mode,
-// GradientsExact followed by ExactGrads. It returns the sum of the token losses. It is
-// the single process's step; a worker calls the two halves around its all-reduce.
+// GradientsExact followed by ExactGrads. It returns the sum of the token losses; t.Pref
+// holds the step's preference measures (in exact mode those of t.PrefFixed, as a
+// cluster's exact summary gives them). It is the single process's step; a worker
+// calls the two halves around its all-reduce.
 func (t *Trainer) StepGradients(ctx context.Context, step int64, streams []int) (lossSum float64, err error) {
 	if !t.Spec.Exact {
 		return t.Gradients(ctx, step, streams, nil)
@@ -166,5 +178,6 @@ func (t *Trainer) StepGradients(ctx context.Context, step int64, streams []int) 
 		return 0, err
 	}
 	t.ExactGrads(t.exactAcc)
+	t.Pref = t.PrefFixed.Stats()
 	return ExactLossSum(q), nil
 }

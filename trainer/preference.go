@@ -26,29 +26,124 @@ import (
 // the init_from checkpoint or the tokenizer, and a recovered or re-planned rank derives
 // the same numbers from what every rank already has (the job spec).
 
-// PrefStats are the preference measures of one step's streams on this rank, summed:
-// the pairs, those whose chosen answer scores higher (reward: the reward; dpo: the
-// implicit reward beta*(pi - ref)), and the sum of the margins (chosen minus rejected).
+// PrefStats are the preference measures of a step's pairs, summed: the pairs, those
+// whose chosen answer scores higher (reward: the reward; dpo: the implicit reward
+// beta*(pi - ref)), the sum of the margins (chosen minus rejected), and the sums of the
+// chosen and of the rejected answers' rewards. Sums and counts, not means, so that the
+// ranks' measures add up to the global batch's, as their loss sums do.
 type PrefStats struct {
-	Pairs     int64
-	Correct   int64
-	MarginSum float64
+	Pairs       int64
+	Correct     int64
+	MarginSum   float64
+	ChosenSum   float64
+	RejectedSum float64
+}
+
+// prefStats returns the measures of the pairs whose rewards r holds (2n values, the
+// chosen answer's at 2p and the rejected one's at 2p+1). A pair counts as correct when
+// its chosen reward is the higher, as in EvaluatePreference.
+func prefStats(r []float64) PrefStats {
+	var s PrefStats
+	for p := 0; p+1 < len(r); p += 2 {
+		d := r[p] - r[p+1]
+		s.Pairs++
+		if d > 0 {
+			s.Correct++
+		}
+		s.MarginSum += d
+		s.ChosenSum += r[p]
+		s.RejectedSum += r[p+1]
+	}
+	return s
+}
+
+// Add returns the sum of s and o.
+func (s PrefStats) Add(o PrefStats) PrefStats {
+	return PrefStats{Pairs: s.Pairs + o.Pairs, Correct: s.Correct + o.Correct, MarginSum: s.MarginSum + o.MarginSum,
+		ChosenSum: s.ChosenSum + o.ChosenSum, RejectedSum: s.RejectedSum + o.RejectedSum}
 }
 
 // Accuracy is the share of pairs ranked correctly (0 with no pairs).
-func (s PrefStats) Accuracy() float64 {
-	if s.Pairs == 0 {
-		return 0
-	}
-	return float64(s.Correct) / float64(s.Pairs)
-}
+func (s PrefStats) Accuracy() float64 { return s.mean(float64(s.Correct)) }
 
 // MeanMargin is the mean margin (0 with no pairs).
-func (s PrefStats) MeanMargin() float64 {
+func (s PrefStats) MeanMargin() float64 { return s.mean(s.MarginSum) }
+
+// MeanChosen is the mean reward of the chosen answers (0 with no pairs).
+func (s PrefStats) MeanChosen() float64 { return s.mean(s.ChosenSum) }
+
+// MeanRejected is the mean reward of the rejected answers (0 with no pairs).
+func (s PrefStats) MeanRejected() float64 { return s.mean(s.RejectedSum) }
+
+func (s PrefStats) mean(sum float64) float64 {
 	if s.Pairs == 0 {
 		return 0
 	}
-	return s.MarginSum / float64(s.Pairs)
+	return sum / float64(s.Pairs)
+}
+
+// PrefSlots is the number of values a PrefStats travels as in a step's summary
+// (Put, PrefStatsOf): pairs, correct, and the margin, chosen and rejected sums.
+const PrefSlots = 5
+
+// Put writes s into dst[:PrefSlots] as float32, the float step summary's type. The
+// counts are exact up to 2^24 pairs per step.
+func (s PrefStats) Put(dst []float32) {
+	dst[0], dst[1] = float32(s.Pairs), float32(s.Correct)
+	dst[2], dst[3], dst[4] = float32(s.MarginSum), float32(s.ChosenSum), float32(s.RejectedSum)
+}
+
+// PrefStatsOf reads the PrefStats Put wrote (summed over ranks) from src[:PrefSlots].
+func PrefStatsOf(src []float32) PrefStats {
+	return PrefStats{Pairs: int64(src[0]), Correct: int64(src[1]),
+		MarginSum: float64(src[2]), ChosenSum: float64(src[3]), RejectedSum: float64(src[4])}
+}
+
+// PrefFixed is a PrefStats in exact mode's fixed point: the counts as they are and the
+// sums in quanta of 2^-ExactLossBits, each stream's converted on its own
+// (GradientsExact), so that their integer sum does not depend on which rank computed
+// which stream.
+type PrefFixed [PrefSlots]int64
+
+// fixed converts s to fixed point. A sum beyond limit quanta (or NaN) is an error
+// wrapping ErrExactRange.
+func (s PrefStats) fixed(limit float64) (PrefFixed, error) {
+	f := PrefFixed{s.Pairs, s.Correct}
+	for i, v := range []float64{s.MarginSum, s.ChosenSum, s.RejectedSum} {
+		q := math.Ldexp(v, ExactLossBits)
+		if !(math.Abs(q) <= limit) {
+			return f, fmt.Errorf("%w: preference sum %g is outside ±%g", ErrExactRange, v, math.Ldexp(limit, -ExactLossBits))
+		}
+		f[2+i] = int64(math.RoundToEven(q))
+	}
+	return f, nil
+}
+
+// Add returns the sum of f and o.
+func (f PrefFixed) Add(o PrefFixed) PrefFixed {
+	for i := range f {
+		f[i] += o[i]
+	}
+	return f
+}
+
+// Stats converts f (summed over streams and ranks) back to a PrefStats.
+func (f PrefFixed) Stats() PrefStats {
+	return PrefStats{Pairs: f[0], Correct: f[1], MarginSum: ExactLossSum(f[2]), ChosenSum: ExactLossSum(f[3]),
+		RejectedSum: ExactLossSum(f[4])}
+}
+
+// Record books a step's preference measures (global: summed over every rank) into
+// its metrics record: reward_acc (the share of pairs whose chosen answer has the
+// higher reward: the reward model's, or dpo's implicit reward beta*(pi - ref)),
+// reward_margin (the mean of chosen minus rejected), reward_chosen and
+// reward_rejected (the mean rewards). A step without pairs books nothing.
+func (s PrefStats) Record(rec Record) {
+	if s.Pairs == 0 {
+		return
+	}
+	rec["reward_acc"], rec["reward_margin"] = s.Accuracy(), s.MeanMargin()
+	rec["reward_chosen"], rec["reward_rejected"] = s.MeanChosen(), s.MeanRejected()
 }
 
 // isPreference reports whether o trains on preference pairs.
@@ -175,9 +270,7 @@ func (t *Trainer) preferenceGradients(ctx context.Context, step int64, streams [
 			return 0, fmt.Errorf("step %d stream %d: %w", step, stream, err)
 		}
 		lossSum += sum
-		t.Pref.Pairs += st.Pairs
-		t.Pref.Correct += st.Correct
-		t.Pref.MarginSum += st.MarginSum
+		t.Pref = t.Pref.Add(st)
 	}
 	return lossSum, nil
 }
@@ -192,12 +285,12 @@ func (t *Trainer) rewardMicroBatch(pairs int, ready func(lo, hi int)) (float64, 
 	if err != nil {
 		return 0, PrefStats{}, err
 	}
-	sum, dr, correct := model.BradleyTerry(r, pairs)
-	st := PrefStats{Pairs: int64(rows / 2), Correct: int64(correct)}
-	for p := 0; p < rows; p += 2 {
-		st.MarginSum += float64(r[p]) - float64(r[p+1])
+	sum, dr, _ := model.BradleyTerry(r, pairs)
+	r64 := make([]float64, rows)
+	for i, v := range r {
+		r64[i] = float64(v)
 	}
-	return sum, st, t.Model.BackwardReward(dr, ready)
+	return sum, prefStats(r64), t.Model.BackwardReward(dr, ready)
 }
 
 // dpoMicroBatch runs the DPO loss of the micro-batch's pairs forward and backward:
@@ -219,14 +312,8 @@ func (t *Trainer) dpoMicroBatch(pairs int, ready func(lo, hi int)) (float64, Pre
 		return 0, PrefStats{}, err
 	}
 	logp := model.RowLogProbs(t.Model.Losses(), pb.rowTg, rows, T)
-	sum, dlogp, margins := model.DPO(logp, refLogp, t.Spec.Beta, pairs)
-	st := PrefStats{Pairs: int64(len(margins))}
-	for _, m := range margins {
-		st.MarginSum += m
-		if m > 0 {
-			st.Correct++
-		}
-	}
+	sum, dlogp, _ := model.DPO(logp, refLogp, t.Spec.Beta, pairs)
+	st := prefStats(implicitRewards(logp, refLogp, t.Spec.Beta))
 	// A row's summed loss is minus its summed log-probability.
 	scales := make([]float32, rows)
 	for r, g := range dlogp {
@@ -235,12 +322,24 @@ func (t *Trainer) dpoMicroBatch(pairs int, ready func(lo, hi int)) (float64, Pre
 	return sum, st, t.Model.BackwardRows(scales, ready)
 }
 
+// implicitRewards returns DPO's implicit rewards beta*(pi - ref) of rows whose summed
+// answer log-probabilities are logp under the policy and ref under the reference.
+func implicitRewards(logp, ref []float64, beta float64) []float64 {
+	r := make([]float64, len(logp))
+	for i := range logp {
+		r[i] = beta * (logp[i] - ref[i])
+	}
+	return r
+}
+
 // PrefEval is an evaluation of a preference objective over validation pairs: the mean
 // loss per pair, the share of pairs ranked correctly, the mean margin, and the mean
 // and standard deviation of the rewards of the chosen and the rejected answers (the
 // reward model's scores; for dpo the implicit rewards beta*(pi - ref)).
 type PrefEval struct {
-	Pairs                      int64
+	Pairs int64
+	// Batches is the number of batches evaluated, a final partial one included.
+	Batches                    int
 	Loss, Accuracy, MeanMargin float64
 	// PolicyAccuracy (dpo) is the share of pairs whose chosen answer the model itself
 	// finds more likely than the rejected one (summed answer log-probabilities), with
@@ -250,19 +349,37 @@ type PrefEval struct {
 	RejectedMean, RejectedStd float64
 }
 
+// valTail is a ValSource whose split ends with a partial batch (shard.ValIterator):
+// Tail pairs after the last whole batch, which BatchTail reads into the first rows of
+// a batch's buffers.
+type valTail interface {
+	Tail() int
+	BatchTail(ctx context.Context, inputs, targets []int32) error
+}
+
 // EvaluatePreference runs every batch of val (pair windows, as the pair sampler's
 // validation iterator yields them) forward through the reward or dpo objective and
-// returns its measures. It leaves the gradients untouched.
+// returns its measures. When val also has a partial batch after its whole ones
+// (shard.ValIterator.Tail), its pairs are evaluated too, in a batch of the usual
+// shape whose other rows are left out of every measure, so every pair of the split
+// counts. It leaves the gradients untouched.
 func (t *Trainer) EvaluatePreference(ctx context.Context, val ValSource) (PrefEval, error) {
 	var ev PrefEval
 	if t.pref == nil {
 		return ev, fmt.Errorf("%w: objective %s has no preference evaluation", ErrBadSpec, t.Spec.Objective)
 	}
-	s, pb := t.Spec, t.pref
-	b, T, rows := s.MicroBatch, s.SeqLen, 2*s.MicroBatch
+	b := t.Spec.MicroBatch
 	var chosen, rejected []float64
 	var lossSum float64
 	var policyCorrect int64
+	add := func(r []float64, loss float64, policy int64) {
+		for p := 0; p+1 < len(r); p += 2 {
+			chosen, rejected = append(chosen, r[p]), append(rejected, r[p+1])
+		}
+		lossSum += loss
+		policyCorrect += policy
+	}
+	pb := t.pref
 	for i := 0; i < val.Len(); i++ {
 		if err := ctx.Err(); err != nil {
 			return ev, err
@@ -270,52 +387,27 @@ func (t *Trainer) EvaluatePreference(ctx context.Context, val ValSource) (PrefEv
 		if err := val.Batch(ctx, i, pb.pairIn, pb.pairTg); err != nil {
 			return ev, fmt.Errorf("eval batch %d: %w", i, err)
 		}
-		if err := shard.SplitPairs(pb.pairIn, pb.pairTg, b, T, pb.rowIn, pb.rowTg); err != nil {
-			return ev, err
+		r, loss, policy, err := t.evalPrefBatch(b)
+		if err != nil {
+			return ev, fmt.Errorf("eval batch %d: %w", i, err)
 		}
-		var r []float64 // (2b) rewards, chosen at 2p
-		if s.Objective == Reward {
-			lastTokens(pb.rowTg, rows, T, pb.last)
-			r32, err := t.Model.ForwardReward(pb.rowIn, pb.last, rows, T)
-			if err != nil {
-				return ev, fmt.Errorf("eval batch %d: %w", i, err)
-			}
-			sum, _, _ := model.BradleyTerry(r32, 1)
-			lossSum += sum
-			for _, v := range r32 {
-				r = append(r, float64(v))
-			}
-		} else {
-			ref, err := t.reference()
-			if err != nil {
-				return ev, err
-			}
-			if _, _, err := ref.Forward(pb.rowIn, pb.rowTg, rows, T, true); err != nil {
-				return ev, fmt.Errorf("eval batch %d: dpo reference: %w", i, err)
-			}
-			refLogp := model.RowLogProbs(ref.Losses(), pb.rowTg, rows, T)
-			if _, _, err := t.Model.Forward(pb.rowIn, pb.rowTg, rows, T, true); err != nil {
-				return ev, fmt.Errorf("eval batch %d: %w", i, err)
-			}
-			logp := model.RowLogProbs(t.Model.Losses(), pb.rowTg, rows, T)
-			sum, _, _ := model.DPO(logp, refLogp, s.Beta, 1)
-			lossSum += sum
-			for p := 0; p < rows; p += 2 {
-				if logp[p] > logp[p+1] {
-					policyCorrect++
-				}
-			}
-			for j := range logp {
-				r = append(r, s.Beta*(logp[j]-refLogp[j]))
-			}
+		add(r, loss, policy)
+	}
+	batches := val.Len()
+	if vt, ok := val.(valTail); ok && vt.Tail() > 0 {
+		if err := vt.BatchTail(ctx, pb.pairIn, pb.pairTg); err != nil {
+			return ev, fmt.Errorf("eval: the last %d pairs: %w", vt.Tail(), err)
 		}
-		for p := 0; p < rows; p += 2 {
-			chosen, rejected = append(chosen, r[p]), append(rejected, r[p+1])
+		r, loss, policy, err := t.evalPrefBatch(vt.Tail())
+		if err != nil {
+			return ev, fmt.Errorf("eval: the last %d pairs: %w", vt.Tail(), err)
 		}
+		add(r, loss, policy)
+		batches++
 	}
 	ev.Pairs = int64(len(chosen))
 	if ev.Pairs == 0 {
-		return ev, fmt.Errorf("evaluation has no pairs (%d batches)", val.Len())
+		return ev, fmt.Errorf("evaluation has no pairs (%d batches)", batches)
 	}
 	var correct int64
 	var margin float64
@@ -326,6 +418,7 @@ func (t *Trainer) EvaluatePreference(ctx context.Context, val ValSource) (PrefEv
 			correct++
 		}
 	}
+	ev.Batches = batches
 	ev.Loss = lossSum / float64(ev.Pairs)
 	ev.Accuracy = float64(correct) / float64(ev.Pairs)
 	ev.MeanMargin = margin / float64(ev.Pairs)
@@ -333,6 +426,51 @@ func (t *Trainer) EvaluatePreference(ctx context.Context, val ValSource) (PrefEv
 	ev.ChosenMean, ev.ChosenStd = meanStd(chosen)
 	ev.RejectedMean, ev.RejectedStd = meanStd(rejected)
 	return ev, nil
+}
+
+// evalPrefBatch runs the batch of pair windows in t.pref's buffers forward and
+// returns the rewards of its first n pairs (2n, chosen at 2p: the reward model's, or
+// dpo's implicit rewards), their loss sum and, for dpo, how many of them the policy
+// itself ranks correctly. The batch is computed whole (b pairs), so a partial batch
+// runs in the shape of the others; the pairs after the first n are left out.
+func (t *Trainer) evalPrefBatch(n int) (r []float64, lossSum float64, policyCorrect int64, err error) {
+	s, pb := t.Spec, t.pref
+	b, T, rows := s.MicroBatch, s.SeqLen, 2*s.MicroBatch
+	if err := shard.SplitPairs(pb.pairIn, pb.pairTg, b, T, pb.rowIn, pb.rowTg); err != nil {
+		return nil, 0, 0, err
+	}
+	if s.Objective == Reward {
+		lastTokens(pb.rowTg, rows, T, pb.last)
+		r32, err := t.Model.ForwardReward(pb.rowIn, pb.last, rows, T)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		lossSum, _, _ = model.BradleyTerry(r32[:2*n], 1)
+		r = make([]float64, 2*n)
+		for i := range r {
+			r[i] = float64(r32[i])
+		}
+		return r, lossSum, 0, nil
+	}
+	ref, err := t.reference()
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if _, _, err := ref.Forward(pb.rowIn, pb.rowTg, rows, T, true); err != nil {
+		return nil, 0, 0, fmt.Errorf("dpo reference: %w", err)
+	}
+	refLogp := model.RowLogProbs(ref.Losses(), pb.rowTg, rows, T)[:2*n]
+	if _, _, err := t.Model.Forward(pb.rowIn, pb.rowTg, rows, T, true); err != nil {
+		return nil, 0, 0, err
+	}
+	logp := model.RowLogProbs(t.Model.Losses(), pb.rowTg, rows, T)[:2*n]
+	lossSum, _, _ = model.DPO(logp, refLogp, s.Beta, 1)
+	for p := 0; p < 2*n; p += 2 {
+		if logp[p] > logp[p+1] {
+			policyCorrect++
+		}
+	}
+	return implicitRewards(logp, refLogp, s.Beta), lossSum, policyCorrect, nil
 }
 
 func meanStd(xs []float64) (mean, std float64) {

@@ -253,6 +253,7 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 		}
 		res.Step, res.TrainLoss = tr.Step, tr.MeanLoss(step, lossSum)
 		rec := books.Step(StepDone{Step: tr.Step, Loss: res.TrainLoss, LR: lr, GradNorm: norm})
+		tr.Pref.Record(rec)
 		if books.Cadence().Evaluate(tr.Step) {
 			// An evaluation cut short by ctx is left out: the run stops at the top
 			// of the loop.
@@ -296,7 +297,7 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 	res.Step = tr.Step
 	res.Elapsed = time.Since(start)
 	if s := res.Elapsed.Seconds(); s > 0 {
-		res.TokensPerSec = float64((tr.Step-startStep)*int64(spec.GlobalBatch()*spec.SeqLen)) / s
+		res.TokensPerSec = float64((tr.Step-startStep)*spec.TokensPerStep()) / s
 	}
 	return res, nil
 }
@@ -363,15 +364,16 @@ func saveCheckpoint(tr *Trainer, p *Prepared, loss, valLoss float64) (string, er
 		Params: tr.Model.Params.Slab,
 		Opt:    tr.Opt,
 		Trainer: model.TrainerState{
-			Step: tr.Step, Seed: tr.Spec.Seed, TokensSeen: tr.Step * int64(tr.Spec.GlobalBatch()*tr.Spec.SeqLen),
+			Step: tr.Step, Seed: tr.Spec.Seed, TokensSeen: tr.Step * tr.Spec.TokensPerStep(),
 			Loss: loss, Job: job,
 		},
 		Tokenizer:   p.TokenizerJSON,
 		HFTokenizer: p.hfTokenizerFiles(),
 		EOT:         &eot,
 	}
-	if sft := p.Dataset.Manifest().SFT; sft != nil && tr.Spec.Objective == SFT {
-		// Generation renders prompts with the template the model was tuned with.
+	if sft := p.Dataset.Manifest().SFT; sft != nil && (tr.Spec.Objective == SFT || isPreference(tr.Spec.Objective)) {
+		// Generation (an sft or dpo policy) and scoring (a reward model) render
+		// prompts with the template the model was tuned with.
 		ck.Trainer.ChatTemplate = sft.Template
 	}
 	if !math.IsNaN(valLoss) {

@@ -168,6 +168,22 @@ func (s Spec) CheckSubmitted(lim model.Limits) error {
 // GlobalBatch is the number of sequences per optimizer step (streams * micro_batch).
 func (s Spec) GlobalBatch() int { return s.Streams * s.MicroBatch }
 
+// TokensPerStep returns the tokens one step computes over the global batch
+// (streams x StreamTokens). Throughput (tokens/s), metrics.jsonl's tokens and a
+// checkpoint's tokens_seen count these.
+func (s Spec) TokensPerStep() int64 { return int64(s.Streams) * s.StreamTokens() }
+
+// StreamTokens returns the tokens of one stream's micro-batch in a step: every row of
+// T tokens, so for the reward and dpo objectives, whose micro-batch counts pairs, both
+// rows of each pair (dpo's reference forward pass is not counted again).
+func (s Spec) StreamTokens() int64 {
+	n := int64(s.MicroBatch) * int64(s.SeqLen)
+	if isPreference(s.Objective) {
+		n *= 2
+	}
+	return n
+}
+
 // Validate checks every field and names the first bad one. The model's vocabulary and
 // maximum sequence length must have been filled in (from the data and seq_len).
 func (s Spec) Validate() error {

@@ -38,9 +38,13 @@ type Trainer struct {
 	start           []int32      // (b,T) example starts of a packed micro-batch
 	pref            *prefBuffers // the reward and dpo objectives' buffers; nil otherwise
 
-	// Pref accumulates the preference measures of the pairs Gradients computed (reward
-	// and dpo); the caller reads and resets it.
+	// Pref holds the preference measures (reward and dpo) of the pairs the last
+	// Gradients, GradientsExact or StepGradients computed: this rank's share of the
+	// step, which a worker sums over the ring as it sums the loss.
 	Pref PrefStats
+	// PrefFixed is Pref in fixed point, each stream converted on its own: what
+	// GradientsExact leaves for the exact step summary.
+	PrefFixed PrefFixed
 }
 
 // New builds a Trainer. maskID is the mask token of the masked objective (ignored for
@@ -118,10 +122,12 @@ func (t *Trainer) MeanLoss(step int64, lossSum float64) float64 {
 // step, each scaled by 1/GlobalTargets(step), so that the sum over all streams (over
 // all ranks) is the gradient of the global mean loss. It returns the sum of the token
 // losses of these micro-batches. ready is passed to the backward pass of the last
-// micro-batch (see model.GPT.Backward).
+// micro-batch (see model.GPT.Backward). For the reward and dpo objectives it sets
+// t.Pref to the measures of these micro-batches' pairs.
 func (t *Trainer) Gradients(ctx context.Context, step int64, streams []int, ready func(lo, hi int)) (lossSum float64, err error) {
 	s := t.Spec
 	t.Model.ZeroGrad()
+	t.Pref = PrefStats{}
 	if t.pref != nil {
 		return t.preferenceGradients(ctx, step, streams, ready)
 	}

@@ -3,10 +3,14 @@ package worker_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ringtrain/ringtrain/chat"
 	"github.com/ringtrain/ringtrain/model"
@@ -17,7 +21,8 @@ import (
 
 // TestPreferenceDataParallelEquivalence: the reward and dpo objectives on 1 and 3
 // workers train the same weights as the single-process trainer (up to summation
-// order), every rank with the same bits. Each pair's two rows stay in one stream, and
+// order), every rank with the same bits, and book the same per-step preference
+// measures in metrics.jsonl (in exact mode the same bits). Each pair's two rows stay in one stream, and
 // each step's loss is normalised by the global batch's pair count, which every rank
 // knows from the spec. Both start from one short sft run's checkpoint (the reward
 // model with a fresh score head, dpo with that checkpoint as its frozen reference).
@@ -94,7 +99,12 @@ func TestPreferenceDataParallelEquivalence(t *testing.T) {
 				t.Run(fmt.Sprintf("workers=%d", n), func(t *testing.T) {
 					s := spec
 					s.Out = t.TempDir()
-					checkEquivalent(t, runCluster(t, s, n), ck.Params, ref.TrainLoss)
+					reg := prometheus.NewRegistry()
+					checkEquivalent(t, runClusterMetrics(t, s, n, reg), ck.Params, ref.TrainLoss)
+					recs := prefRecords(t, s.Out)
+					checkPrefRecords(t, recs, prefRecords(t, spec.Out), false)
+					checkPrefGauges(t, reg, n, recs[len(recs)-1])
+					checkTokens(t, reg, s)
 				})
 			}
 			// In exact mode the gradients are summed in fixed point: 3 workers give
@@ -119,7 +129,114 @@ func TestPreferenceDataParallelEquivalence(t *testing.T) {
 						}
 					}
 				}
+				checkPrefRecords(t, prefRecords(t, s.Out), prefRecords(t, one.Out), true)
 			})
 		})
+	}
+}
+
+// prefFields are the per-step preference measures of metrics.jsonl.
+var prefFields = []string{"reward_acc", "reward_margin", "reward_chosen", "reward_rejected"}
+
+// prefRecords returns the preference measures of every record of the run directory
+// out's metrics.jsonl, in prefFields' order.
+func prefRecords(t *testing.T, out string) [][]float64 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(out, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs [][]float64
+	for line := range bytes.Lines(b) {
+		var rec map[string]any
+		if err := json.Unmarshal(line, &rec); err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		var vs []float64
+		for _, k := range prefFields {
+			v, ok := rec[k].(float64)
+			if !ok {
+				t.Fatalf("%s: step %v has no %s", out, rec["step"], k)
+			}
+			vs = append(vs, v)
+		}
+		recs = append(recs, vs)
+	}
+	return recs
+}
+
+// checkPrefRecords compares a cluster's per-step preference measures with the single
+// process's: equal, or within float summation noise (an accuracy within one pair of
+// the batch's 12).
+func checkPrefRecords(t *testing.T, got, want [][]float64, exact bool) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d metrics records, the single process %d", len(got), len(want))
+	}
+	for i := range got {
+		for j, k := range prefFields {
+			g, w := got[i][j], want[i][j]
+			tol := 1e-4 + 1e-3*math.Abs(w)
+			if k == "reward_acc" {
+				tol = 1.0/12 + 1e-9
+			}
+			if exact && g != w || math.Abs(g-w) > tol {
+				t.Errorf("record %d: %s = %v, the single process %v", i, k, g, w)
+			}
+		}
+	}
+}
+
+// prefGauges are the Prometheus gauges of prefFields, in its order.
+var prefGauges = []string{"ringtrain_reward_accuracy", "ringtrain_reward_margin", "ringtrain_reward_chosen", "ringtrain_reward_rejected"}
+
+// checkPrefGauges checks that every one of the n workers registered on reg exports
+// the last step's preference measures (want, as metrics.jsonl booked them): every
+// rank holds the global batch's sums.
+func checkPrefGauges(t *testing.T, reg *prometheus.Registry, n int, want []float64) {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{} // name/worker -> value
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "worker" && m.GetGauge() != nil {
+					got[f.GetName()+"/"+l.GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	for w := range n {
+		for i, name := range prefGauges {
+			key := fmt.Sprintf("%s/w%d", name, w)
+			if v, ok := got[key]; !ok || v != want[i] {
+				t.Errorf("%s = %v (exported: %v), metrics.jsonl's %s %v", key, v, ok, prefFields[i], want[i])
+			}
+		}
+	}
+}
+
+// checkTokens checks that the workers registered on reg counted, together, both rows
+// of every pair of every step as computed tokens.
+func checkTokens(t *testing.T, reg *prometheus.Registry, spec trainer.Spec) {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range fams {
+		if f.GetName() == "ringtrain_tokens_total" {
+			for _, m := range f.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if want := float64(spec.Steps) * float64(spec.Streams*spec.MicroBatch*2*spec.SeqLen); sum != want {
+		t.Errorf("ringtrain_tokens_total over the workers: %v, want %v (%d steps of %d pairs of 2 rows of %d tokens)",
+			sum, want, spec.Steps, spec.Streams*spec.MicroBatch, spec.SeqLen)
 	}
 }

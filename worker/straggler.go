@@ -4,6 +4,7 @@ import (
 	"time"
 
 	pb "github.com/ringtrain/ringtrain/proto/ringtrain/v1"
+	"github.com/ringtrain/ringtrain/trainer"
 )
 
 // Stragglers: a slow rank slows every step, since every other rank waits for it
@@ -47,11 +48,13 @@ func (c *rankClock) means() (compute, wait time.Duration) {
 }
 
 // The step summary all-reduced after the gradient buckets: the loss sum, rank 0's
-// stop code, then two slots per rank (compute, wait).
+// stop code, the preference measures (trainer.PrefSlots sums and counts, zero for
+// other objectives), then two slots per rank (compute, wait).
 const (
 	sumLoss  = 0
 	sumStop  = 1
-	sumRanks = 2
+	sumPref  = 2
+	sumRanks = sumPref + trainer.PrefSlots
 )
 
 // summaryLen is the length of the step summary of a ring of world ranks.

@@ -28,7 +28,8 @@ type jobState struct {
 	version   uint64       // the coordinator's job version of the job (0: unknown)
 	lastSaved int64        // step of the newest checkpoint written or restored
 	lastCkpt  string
-	loss      float64 // mean loss of the last step
+	loss      float64           // mean loss of the last step
+	pref      trainer.PrefStats // the last step's preference measures (all ranks)
 	valLoss   float64
 	valStep   int64 // step of valLoss, which the checkpoint of that step records
 	start     time.Time
@@ -319,8 +320,8 @@ func (w *Worker) startSteps(js *jobState, g *generation) {
 		js.start, js.startStep = time.Now(), tr.Step
 	}
 	g.cadence = js.p.Cadence()
-	g.tokensPerStep = int64(spec.GlobalBatch() * spec.SeqLen)
-	g.localTokens = int64(len(g.streams) * spec.MicroBatch * spec.SeqLen)
+	g.tokensPerStep = spec.TokensPerStep()
+	g.localTokens = int64(len(g.streams)) * spec.StreamTokens()
 	spans := cutBuckets(tr.Model.Grads, max(w.cfg.BucketBytes/4, 1))
 	if g.exact = spec.Exact; g.exact {
 		g.exactAcc = make([]int64, len(tr.Model.Grads.Slab))
@@ -417,18 +418,22 @@ func (w *Worker) step(ctx context.Context, js *jobState, g *generation) (times m
 			return times, 0, 0, fatal(err)
 		}
 	}
-	js.loss = tr.MeanLoss(step, sums.loss)
+	js.loss, js.pref = tr.MeanLoss(step, sums.loss), sums.pref
 	w.cfg.Metrics.StepDone(tr.Step, js.loss, g.localTokens, times, g.arBytes)
+	if js.pref.Pairs > 0 {
+		w.cfg.Metrics.Preference(js.pref.Accuracy(), js.pref.MeanMargin(), js.pref.MeanChosen(), js.pref.MeanRejected())
+	}
 	g.log.Debug("step", "step", tr.Step, "loss", js.loss, "lr", lr, "grad_norm", norm, "compute", times.Compute,
 		"allreduce", times.AllReduce, "ring_busy", times.RingBusy, "optimizer", times.Optimizer, "waiting", times.Waiting)
 	return times, norm, lr, nil
 }
 
 // stepSums is what a step's reductions gave: the loss sum of the global batch,
-// rank 0's stop code, when this rank's backward ended and how long the ring was
-// busy.
+// its preference measures, rank 0's stop code, when this rank's backward ended and
+// how long the ring was busy.
 type stepSums struct {
 	loss        float64
+	pref        trainer.PrefStats
 	stop        float32
 	backwardEnd time.Time
 	busy        time.Duration
@@ -457,6 +462,7 @@ func (g *generation) gradients(ctx context.Context, tr *trainer.Trainer, step in
 	sums.backwardEnd = time.Now()
 	clear(g.lossBuf)
 	g.lossBuf[sumLoss], g.lossBuf[sumStop] = float32(lossSum), stop
+	tr.Pref.Put(g.lossBuf[sumPref:])
 	compute, wait := g.clock.means()
 	g.lossBuf[sumRanks+2*g.rank], g.lossBuf[sumRanks+2*g.rank+1] = float32(compute.Seconds()), float32(wait.Seconds())
 	hl := g.ring.Start(ctx, g.lossBuf)
@@ -465,6 +471,7 @@ func (g *generation) gradients(ctx context.Context, tr *trainer.Trainer, step in
 		return sums, fmt.Errorf("step %d: all-reduce: %w", step, err)
 	}
 	sums.loss, sums.stop, sums.busy = float64(g.lossBuf[sumLoss]), g.lossBuf[sumStop], busy+hl.Busy()
+	sums.pref = trainer.PrefStatsOf(g.lossBuf[sumPref:])
 	return sums, nil
 }
 
@@ -484,6 +491,7 @@ func (g *generation) exactGradients(ctx context.Context, tr *trainer.Trainer, st
 	sums.backwardEnd = time.Now()
 	clear(g.sumInts)
 	g.sumInts[sumLoss], g.sumInts[sumStop] = lossSum, int64(stop)
+	copy(g.sumInts[sumPref:sumPref+trainer.PrefSlots], tr.PrefFixed[:])
 	compute, wait := g.clock.means()
 	g.sumInts[sumRanks+2*g.rank], g.sumInts[sumRanks+2*g.rank+1] = int64(compute), int64(wait)
 	hl := g.ring.StartInt64(ctx, g.sumInts)
@@ -492,6 +500,7 @@ func (g *generation) exactGradients(ctx context.Context, tr *trainer.Trainer, st
 		return sums, fmt.Errorf("step %d: all-reduce: %w", step, err)
 	}
 	sums.loss, sums.stop, sums.busy = trainer.ExactLossSum(g.sumInts[sumLoss]), float32(g.sumInts[sumStop]), busy+hl.Busy()
+	sums.pref = trainer.PrefFixed(g.sumInts[sumPref : sumPref+trainer.PrefSlots]).Stats()
 	return sums, nil
 }
 
@@ -521,6 +530,7 @@ func (w *Worker) keepBooks(ctx context.Context, js *jobState, g *generation, rep
 	rep.report(&pb.ReportProgressRequest{WorkerId: w.cfg.ID, Generation: g.gen, Step: tr.Step, Loss: js.loss, Tokens: tr.Step * g.tokensPerStep,
 		Ranks: g.rankTimes()})
 	rec := js.books.Step(trainer.StepDone{Step: tr.Step, Loss: js.loss, LR: lr, GradNorm: norm, Workers: g.world})
+	js.pref.Record(rec)
 	rec["generation"], rec["world_size"] = g.gen, g.world
 	rec["step_s"], rec["compute_s"], rec["allreduce_s"] = times.Total().Seconds(), times.Compute.Seconds(), times.AllReduce.Seconds()
 	rec["allreduce_busy_s"], rec["optimizer_s"], rec["waiting_s"] = times.RingBusy.Seconds(), times.Optimizer.Seconds(), times.Waiting.Seconds()
