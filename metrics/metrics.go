@@ -27,6 +27,7 @@ type Worker struct {
 	worldSize         prometheus.Gauge
 	rankCompute       prometheus.Gauge
 	rankWait          prometheus.Gauge
+	ppo               *prometheus.GaugeVec // PPO measures of the last step (ppo.go)
 }
 
 // NewWorker registers the instruments of the worker named id on reg, each with the
@@ -63,9 +64,10 @@ func NewWorker(reg prometheus.Registerer, id string) (*Worker, error) {
 			"last steps (up to 20): the slowest rank has the largest."),
 		rankWait: g("ringtrain_rank_wait_seconds", "Mean time per step this worker was blocked in the ring after its backward, "+
 			"over its last steps (up to 20): what waiting for slower ranks costs it."),
+		ppo: newPPOGauges(labels),
 	}
 	for _, col := range []prometheus.Collector{w.step, w.loss, w.tokens, w.stepDuration, w.stepPhase,
-		w.allReduceBytes, w.allReduceDuration, w.evalDuration, w.generation, w.worldSize, w.rankCompute, w.rankWait} {
+		w.allReduceBytes, w.allReduceDuration, w.evalDuration, w.generation, w.worldSize, w.rankCompute, w.rankWait, w.ppo} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}

@@ -37,10 +37,14 @@ type Trainer struct {
 	packed          PackedSource // data, when its rows pack several examples; else nil
 	start           []int32      // (b,T) example starts of a packed micro-batch
 	pref            *prefBuffers // the reward and dpo objectives' buffers; nil otherwise
+	ppo             *ppoState    // the ppo objective's models and rollouts; nil otherwise
+	reducer         Reducer      // sums over the ranks (ppo); nil in a single process
 
 	// Pref accumulates the preference measures of the pairs Gradients computed (reward
 	// and dpo); the caller reads and resets it.
 	Pref PrefStats
+	// PPO holds the measures of the last ppo step, over the global batch.
+	PPO PPOStats
 }
 
 // New builds a Trainer. maskID is the mask token of the masked objective (ignored for
@@ -72,6 +76,9 @@ func New(spec Spec, m *model.GPT, opt *model.AdamW, data BatchSource, maskID int
 		}
 		t.pref = newPrefBuffers(spec)
 	}
+	if spec.Objective == PPO {
+		t.ppo = &ppoState{}
+	}
 	return t, nil
 }
 
@@ -88,6 +95,8 @@ func (t *Trainer) GlobalTargets(step int64) int {
 		return s.Streams * s.MicroBatch * s.SeqLen
 	case Reward, DPO:
 		return s.Streams * s.MicroBatch // pairs
+	case PPO:
+		return 1 // Gradients returns the mean loss (ppo.go)
 	case SFT:
 		n, err := t.counter.TrainedTargets(context.Background(), step)
 		if err != nil {
@@ -124,6 +133,9 @@ func (t *Trainer) Gradients(ctx context.Context, step int64, streams []int, read
 	t.Model.ZeroGrad()
 	if t.pref != nil {
 		return t.preferenceGradients(ctx, step, streams, ready)
+	}
+	if t.ppo != nil {
+		return t.ppoGradients(ctx, step, streams, ready)
 	}
 	total := t.GlobalTargets(step)
 	if s.Objective == SFT {
@@ -193,6 +205,7 @@ func (t *Trainer) Apply() (gradNorm, lr float64, err error) {
 		return gradNorm, lr, err
 	}
 	t.Step++
+	t.ppoApplied()
 	return gradNorm, lr, nil
 }
 

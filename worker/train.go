@@ -158,8 +158,12 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 		return nil, err
 	}
 	w.startSteps(js, g)
+	js.tr.SetReducer(ringReducer{ring: g.ring})
 	for js.tr.Step < js.tr.Spec.Steps {
 		times, norm, lr, err := w.step(ctx, js, g)
+		if err != nil {
+			js.tr.Rollback() // a ppo step's inner updates are undone before the state is shared again
+		}
 		if errors.Is(err, errStopped) {
 			break
 		}
@@ -522,6 +526,7 @@ func (w *Worker) keepBooks(ctx context.Context, js *jobState, g *generation, rep
 		Ranks: g.rankTimes()})
 	rec := js.books.Step(trainer.StepDone{Step: tr.Step, Loss: js.loss, LR: lr, GradNorm: norm, Workers: g.world})
 	rec["generation"], rec["world_size"] = g.gen, g.world
+	w.ppoBooks(tr, rec)
 	rec["step_s"], rec["compute_s"], rec["allreduce_s"] = times.Total().Seconds(), times.Compute.Seconds(), times.AllReduce.Seconds()
 	rec["allreduce_busy_s"], rec["optimizer_s"], rec["waiting_s"] = times.RingBusy.Seconds(), times.Optimizer.Seconds(), times.Waiting.Seconds()
 	if g.cadence.Evaluate(tr.Step) {

@@ -1,0 +1,503 @@
+package trainer
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/ringtrain/ringtrain/model"
+)
+
+// The ppo objective: one step of the job is one PPO iteration.
+//
+//  1. Rollouts. Each rank samples, for every stream it owns, an answer to each of the
+//     stream's micro_batch prompts (the tokens of an SFT row before its first trained
+//     target) with the policy as it is at the start of the step: batched KV-cache
+//     sampling (model.GenerateBatch) at temperature 1, up to ppo.max_new_tokens
+//     tokens, ending at the end-of-text. The sampler of (step, stream, row) is seeded
+//     from the job seed and those three numbers alone, so a step recomputed after a
+//     fault, on any rank of any world size, samples the same answers.
+//  2. Scores. The policy's log-probabilities and values, the frozen reference's
+//     log-probabilities and the reward model's score of each answer. A token's reward
+//     is -beta*(logp - logp_ref), the reward model's score added to the last token;
+//     GAE (gamma, lambda) gives advantages and returns.
+//  3. Whitening over the global batch. The advantages are whitened with the mean and
+//     variance of every answer token of the step, over all ranks: each rank adds its
+//     tokens' count, sum and sum of squares, each value rounded to fixed point (2^-24),
+//     as integers, and one small int64 all-reduce sums them. Integer sums do not
+//     depend on the order of addition, so the statistics, and everything after them,
+//     are the same bits whatever the world size.
+//  4. ppo.epochs optimizer updates over the whole global batch: the clipped policy
+//     loss, the clipped value loss (times vf_coef) and the entropy bonus (times
+//     ent_coef), a mean over the global batch's answer tokens. The gradients of every
+//     update but the last are summed over the ranks here (Reducer) and applied at once
+//     (clipped, AdamW at the step's learning rate); the last update's gradients are
+//     the step's gradients, summed and applied by the caller as for every objective.
+//
+// A step that fails after an inner update has changed the weights must be undone
+// before it is recomputed or the state is shared: Rollback restores the weights and
+// optimizer state the step started from (a copy taken when the step starts).
+
+// Reducer sums small vectors over the ranks of a data-parallel job, in place. Every
+// rank calls the same sums in the same order. A single process sums over itself
+// (nothing to do). It is called from the trainer's goroutine and blocks.
+type Reducer interface {
+	SumInt64(ctx context.Context, buf []int64) error
+	SumFloat32(ctx context.Context, buf []float32) error
+}
+
+// SetReducer gives a ppo trainer the sums over the ranks of its job (a worker's ring);
+// without one it sums over itself, a single process owning every stream.
+func (t *Trainer) SetReducer(r Reducer) { t.reducer = r }
+
+// PPOStats are the measures of a ppo step over the global batch (every rank holds
+// the same numbers).
+type PPOStats struct {
+	Rows   int64 // answers sampled
+	Tokens int64 // answer tokens (actions), the end-of-text included
+	// Score is the mean reward-model score of an answer; KL the mean over answers of
+	// the summed per-token estimate logp - logp_ref (the sampling policy's KL from
+	// the reference); Length the mean answer length in tokens.
+	Score, KL, Length float64
+	// Entropy is the mean entropy per token, ClipFrac the share of tokens whose ratio
+	// was clipped, ValueLoss and PolicyLoss the mean losses per token, all averaged
+	// over the step's ppo epochs.
+	Entropy, ClipFrac, ValueLoss, PolicyLoss float64
+}
+
+// Record adds the stats to a metrics record (ppo_* fields).
+func (s PPOStats) Record(rec Record) {
+	rec["ppo_reward"], rec["ppo_kl"], rec["ppo_entropy"] = s.Score, s.KL, s.Entropy
+	rec["ppo_clip_frac"], rec["ppo_value_loss"], rec["ppo_policy_loss"] = s.ClipFrac, s.ValueLoss, s.PolicyLoss
+	rec["ppo_response_len"] = s.Length
+}
+
+// fixedOne is the fixed-point unit of the step sums: 2^24.
+const fixedOne = 1 << 24
+
+func ppoFixed(x float64) int64 { return int64(math.Round(x * fixedOne)) }
+
+func ppoFloat(n int64) float64 { return float64(n) / fixedOne }
+
+// rollout is one stream's batch of sampled answers.
+type rollout struct {
+	in, tg []int32   // (b,T) prompt and answer tokens, the answer's tokens the targets
+	acts   [][]int   // (b) each row's action positions (input positions with a target)
+	score  []float64 // (b) reward-model scores
+	kl     []float64 // (b) summed logp - logp_ref
+	oldLp  [][]float64
+	oldV   [][]float64
+	adv    [][]float64
+	ret    [][]float64
+}
+
+// ppoState is a ppo trainer's frozen models, rollouts and undo copy.
+type ppoState struct {
+	ref, rm  *model.GPT
+	eot      int32
+	rolls    []*rollout
+	backup   []float32 // params, then M, then V of the step's start
+	backStep int64     // optimizer step count of the backup
+	dirty    bool      // an inner update has changed the weights since the backup
+	stepOf   int64     // the trainer step the backup belongs to
+}
+
+// loadPPO loads the reference (init_from, as a language model) and the reward model.
+func (t *Trainer) loadPPO() error {
+	st := t.ppo
+	if st.ref != nil {
+		return nil
+	}
+	s := t.Spec
+	ck, err := model.LoadCheckpoint(s.InitFrom)
+	if err != nil {
+		return fmt.Errorf("ppo reference: %w", err)
+	}
+	lm, _ := model.SplitValueHead(s.Model, nil)
+	refCfg, _ := model.SplitValueHead(ck.Config, ck.Params)
+	if err := checkModel("init_from", s.InitFrom, refCfg, lm); err != nil {
+		return err
+	}
+	ref, err := model.New(lm, t.Model.Backend())
+	if err != nil {
+		return fmt.Errorf("ppo reference: %w", err)
+	}
+	copy(ref.Params.Slab, ck.Params[:lm.NumParams()])
+	if ck.EOT == nil {
+		return fmt.Errorf("%w: init_from %s records no end-of-text token: ppo needs it to end answers", ErrBadSpec, s.InitFrom)
+	}
+	rck, err := model.LoadCheckpoint(s.PPO.RewardModel)
+	if err != nil {
+		return fmt.Errorf("ppo reward model: %w", err)
+	}
+	if rck.Config.NumLabels != 1 {
+		return fmt.Errorf("%w: ppo.reward_model %s is not a reward model (num_labels %d; train one with --objective reward)", ErrBadSpec, s.PPO.RewardModel, rck.Config.NumLabels)
+	}
+	if !bytes.Equal(rck.Tokenizer, ck.Tokenizer) {
+		return fmt.Errorf("%w: ppo.reward_model %s and init_from %s have different tokenizers", ErrBadSpec, s.PPO.RewardModel, s.InitFrom)
+	}
+	if rck.Config.VocabSize != s.Model.VocabSize || rck.Config.MaxSeqLen < s.SeqLen {
+		return fmt.Errorf("%w: ppo.reward_model %s (vocab %d, %d positions) cannot score rows of %d tokens of vocabulary %d",
+			ErrBadSpec, s.PPO.RewardModel, rck.Config.VocabSize, rck.Config.MaxSeqLen, s.SeqLen, s.Model.VocabSize)
+	}
+	rm, err := model.New(rck.Config, t.Model.Backend())
+	if err != nil {
+		return fmt.Errorf("ppo reward model: %w", err)
+	}
+	copy(rm.Params.Slab, rck.Params)
+	st.ref, st.rm, st.eot = ref, rm, int32(*ck.EOT)
+	return nil
+}
+
+// SetPPOModels gives a ppo trainer its frozen reference and reward model and the
+// end-of-text id instead of loading them from the spec (tests).
+func (t *Trainer) SetPPOModels(ref, rm *model.GPT, eot int32) error {
+	if t.ppo == nil {
+		return fmt.Errorf("%w: objective %s has no PPO models", ErrBadSpec, t.Spec.Objective)
+	}
+	if rm.Config.NumLabels != 1 || ref.Config.ValueHead {
+		return fmt.Errorf("%w: the reference must be a language model and the reward model have num_labels 1", ErrBadSpec)
+	}
+	t.ppo.ref, t.ppo.rm, t.ppo.eot = ref, rm, eot
+	return nil
+}
+
+// rowSeed is the sampler seed of row r of stream's micro-batch at step: a function
+// of the job seed and the three numbers alone.
+func rowSeed(seed uint64, step int64, stream, r int) uint64 {
+	x := seed ^ 0x70706f // "ppo"
+	for _, v := range []uint64{uint64(step), uint64(stream), uint64(r)} {
+		x = splitmix(x ^ v)
+	}
+	return x
+}
+
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+// sumInt64 sums buf over the ranks (nothing in a single process).
+func (t *Trainer) sumInt64(ctx context.Context, buf []int64) error {
+	if t.reducer == nil {
+		return nil
+	}
+	return t.reducer.SumInt64(ctx, buf)
+}
+
+// Rollback undoes the inner updates of a ppo step that did not finish: the weights
+// and optimizer state return to those the step started from. A worker calls it when
+// a step fails, before the state is recomputed or shared; a no-op for the other
+// objectives and for a step that changed nothing.
+func (t *Trainer) Rollback() {
+	st := t.ppo
+	if st == nil || !st.dirty {
+		return
+	}
+	n := len(t.Model.Params.Slab)
+	copy(t.Model.Params.Slab, st.backup[:n])
+	copy(t.Opt.M, st.backup[n:2*n])
+	copy(t.Opt.V, st.backup[2*n:])
+	t.Opt.Step = st.backStep
+	st.dirty = false
+}
+
+// ppoApplied marks the step's weights as final (Apply).
+func (t *Trainer) ppoApplied() {
+	if t.ppo != nil {
+		t.ppo.dirty = false
+	}
+}
+
+// ppoGradients is Gradients for the ppo objective (see the top of this file): it
+// samples and scores the rollouts of streams, applies every inner update, and leaves
+// the last update's gradients (this rank's share) in the model. It returns this
+// rank's share of the last update's mean loss and sets t.PPO.
+func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, ready func(lo, hi int)) (float64, error) {
+	st := t.ppo
+	if st.dirty {
+		t.Rollback()
+	}
+	if err := t.loadPPO(); err != nil {
+		return 0, err
+	}
+	s := t.Spec
+	p := *s.PPO
+	if p.Epochs > 1 {
+		n := len(t.Model.Params.Slab)
+		if len(st.backup) != 3*n {
+			st.backup = make([]float32, 3*n)
+		}
+		copy(st.backup, t.Model.Params.Slab)
+		copy(st.backup[n:], t.Opt.M)
+		copy(st.backup[2*n:], t.Opt.V)
+		st.backStep, st.stepOf = t.Opt.Step, step
+	}
+	st.rolls = st.rolls[:0]
+	// Rollouts, and the sums that whiten the advantages and report the step.
+	var sums [ppoSumLen]int64
+	for _, stream := range streams {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		ro, err := t.rollout(ctx, step, stream)
+		if err != nil {
+			return 0, fmt.Errorf("step %d stream %d: %w", step, stream, err)
+		}
+		st.rolls = append(st.rolls, ro)
+		for r := range ro.acts {
+			if len(ro.acts[r]) == 0 {
+				continue
+			}
+			sums[sumRows]++
+			sums[sumScore] += ppoFixed(ro.score[r])
+			sums[sumKL] += ppoFixed(ro.kl[r])
+			for _, a := range ro.adv[r] {
+				sums[sumTokens]++
+				sums[sumAdv] += ppoFixed(a)
+				sums[sumAdv2] += ppoFixed(a * a)
+			}
+		}
+	}
+	if err := t.sumInt64(ctx, sums[:]); err != nil {
+		return 0, fmt.Errorf("step %d: ppo sums: %w", step, err)
+	}
+	N := int(sums[sumTokens])
+	t.PPO = PPOStats{Rows: sums[sumRows], Tokens: sums[sumTokens]}
+	if N == 0 {
+		return 0, fmt.Errorf("step %d: no prompt of the global batch leaves room for an answer in rows of seq_len %d", step, s.SeqLen)
+	}
+	mean := ppoFloat(sums[sumAdv]) / float64(N)
+	variance := max(ppoFloat(sums[sumAdv2])/float64(N)-mean*mean, 0)
+	for _, ro := range st.rolls {
+		for r := range ro.adv {
+			ro.adv[r] = model.Whiten(ro.adv[r], mean, variance)
+		}
+	}
+	t.PPO.Score = ppoFloat(sums[sumScore]) / float64(sums[sumRows])
+	t.PPO.KL = ppoFloat(sums[sumKL]) / float64(sums[sumRows])
+	t.PPO.Length = float64(N) / float64(sums[sumRows])
+
+	coefs := model.PPOCoefs{ClipEps: p.ClipEps, ValueClip: p.ValueClip, VFCoef: p.VFCoef, EntCoef: p.EntCoef}
+	var epochSums [ppoEpochSumLen]int64
+	var lossSum float64
+	for e := range p.Epochs {
+		last := e == p.Epochs-1
+		t.Model.ZeroGrad()
+		lossSum = 0
+		for i, ro := range st.rolls {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+			var cb func(lo, hi int)
+			final := last && i == len(st.rolls)-1
+			if final {
+				cb = ready
+			}
+			ls, err := t.ppoMicroBatch(ctx, ro, coefs, N, &epochSums, final, cb)
+			if err != nil {
+				return 0, fmt.Errorf("step %d epoch %d: %w", step, e, err)
+			}
+			lossSum += ls
+		}
+		if len(st.rolls) == 0 && last {
+			// A rank without streams still sums the epoch's measures with the others.
+			if err := t.sumInt64(ctx, epochSums[:]); err != nil {
+				return 0, fmt.Errorf("step %d: ppo sums: %w", step, err)
+			}
+		}
+		if last {
+			break
+		}
+		if err := t.innerUpdate(ctx, step); err != nil {
+			return 0, fmt.Errorf("step %d epoch %d: %w", step, e, err)
+		}
+	}
+	den := float64(N) * float64(p.Epochs)
+	t.PPO.Entropy = ppoFloat(epochSums[esEntropy]) / den
+	t.PPO.ClipFrac = float64(epochSums[esClipped]) / den
+	t.PPO.ValueLoss = ppoFloat(epochSums[esValue]) / den
+	t.PPO.PolicyLoss = ppoFloat(epochSums[esPolicy]) / den
+	return lossSum, nil
+}
+
+// The step sums of the rollouts and of the epochs, in fixed point where fractional.
+const (
+	sumTokens = iota
+	sumRows
+	sumAdv
+	sumAdv2
+	sumScore
+	sumKL
+	ppoSumLen
+)
+
+const (
+	esClipped = iota
+	esEntropy
+	esValue
+	esPolicy
+	ppoEpochSumLen
+)
+
+// ppoMicroBatch runs the PPO loss of one stream's rollouts forward and backward at
+// the current weights, normalised by the global batch's N tokens, adding its
+// measures to es. The last micro-batch of the last epoch (final) sums es over the
+// ranks before its backward, whose ready then hands the gradients on.
+func (t *Trainer) ppoMicroBatch(ctx context.Context, ro *rollout, c model.PPOCoefs, N int, es *[ppoEpochSumLen]int64, final bool, ready func(lo, hi int)) (float64, error) {
+	b, T := t.Spec.MicroBatch, t.Spec.SeqLen
+	out, err := t.Model.ForwardPolicy(ro.in, ro.tg, b, T)
+	if err != nil {
+		return 0, err
+	}
+	var tk model.PPOTokens
+	for r, acts := range ro.acts {
+		for _, pos := range acts {
+			i := r*T + pos
+			tk.Logp = append(tk.Logp, float64(out.LogProbs[i]))
+			tk.Entropy = append(tk.Entropy, float64(out.Entropy[i]))
+			tk.Value = append(tk.Value, float64(out.Values[i]))
+		}
+		tk.OldLogp = append(tk.OldLogp, ro.oldLp[r]...)
+		tk.OldValue = append(tk.OldValue, ro.oldV[r]...)
+		tk.Adv = append(tk.Adv, ro.adv[r]...)
+		tk.Ret = append(tk.Ret, ro.ret[r]...)
+	}
+	sums, dlogp, dent, dval := model.PPOLoss(c, tk, N)
+	es[esClipped] += int64(sums.Clipped)
+	es[esEntropy] += ppoFixed(sums.Entropy)
+	es[esValue] += ppoFixed(sums.Value)
+	es[esPolicy] += ppoFixed(sums.Policy)
+	if final {
+		if err := t.sumInt64(ctx, es[:]); err != nil {
+			return 0, fmt.Errorf("ppo sums: %w", err)
+		}
+	}
+	gl, ge, gv := make([]float32, b*T), make([]float32, b*T), make([]float32, b*T)
+	k := 0
+	for r, acts := range ro.acts {
+		for _, pos := range acts {
+			i := r*T + pos
+			gl[i], ge[i], gv[i] = float32(dlogp[k]), float32(dent[k]), float32(dval[k])
+			k++
+		}
+	}
+	if err := t.Model.BackwardPolicy(gl, ge, gv, ready); err != nil {
+		return 0, err
+	}
+	return sums.Loss(c, N), nil
+}
+
+// innerUpdate sums the gradients over the ranks and applies them: clipped, one AdamW
+// update at the learning rate of the trainer's step (which does not advance).
+func (t *Trainer) innerUpdate(ctx context.Context, step int64) error {
+	if t.reducer != nil {
+		if err := t.reducer.SumFloat32(ctx, t.Model.Grads.Slab); err != nil {
+			return fmt.Errorf("gradient all-reduce: %w", err)
+		}
+	}
+	s := t.Spec
+	norm := model.ClipGradNorm(t.Model.Grads.Slab, s.GradClip)
+	if math.IsNaN(norm) || math.IsInf(norm, 0) {
+		return fmt.Errorf("gradient norm is %v: training diverged", norm)
+	}
+	t.ppo.dirty = true
+	lr := LearningRate(step, s.WarmupSteps, s.Steps, s.LR, s.MinLR)
+	return t.Opt.Update(s.Model, s.AdamW, lr, t.Model.Params.Slab, t.Model.Grads.Slab)
+}
+
+// rollout samples and scores the answers of stream's micro-batch at step with the
+// current weights.
+func (t *Trainer) rollout(ctx context.Context, step int64, stream int) (*rollout, error) {
+	s, st := t.Spec, t.ppo
+	b, T := s.MicroBatch, s.SeqLen
+	if err := t.data.Batch(ctx, stream, step, t.inputs, t.targets); err != nil {
+		return nil, err
+	}
+	ro := &rollout{in: make([]int32, b*T), tg: make([]int32, b*T), acts: make([][]int, b),
+		score: make([]float64, b), kl: make([]float64, b),
+		oldLp: make([][]float64, b), oldV: make([][]float64, b), adv: make([][]float64, b), ret: make([][]float64, b)}
+	// Prompts: each row's tokens up to its first trained target.
+	prompts := make([][]int32, 0, b)
+	rows := make([]int, 0, b)
+	var opts []model.GenerateOptions
+	for r := range b {
+		p := -1
+		for tt := range T {
+			if t.targets[r*T+tt] >= 0 {
+				p = tt + 1
+				break
+			}
+		}
+		maxNew := min(s.PPO.MaxNewTokens, T-p)
+		if p < 1 || maxNew < 1 {
+			continue // no prompt, or no room for an answer: the row sits out
+		}
+		prompts = append(prompts, append([]int32(nil), t.inputs[r*T:r*T+p]...))
+		rows = append(rows, r)
+		opts = append(opts, model.GenerateOptions{MaxTokens: maxNew, Temperature: 1, Seed: rowSeed(s.Seed, step, stream, r), StopAtEOT: true, EOT: st.eot})
+	}
+	var gens []model.BatchResult
+	if len(prompts) > 0 {
+		var err error
+		if gens, err = t.Model.GenerateBatch(ctx, prompts, opts, len(prompts)); err != nil {
+			return nil, err
+		}
+	}
+	// Rows: prompt, answer and (when sampled) the end-of-text, the answer's tokens
+	// the targets; the reward model reads the prompt and answer without it.
+	rmIn := make([]int32, b*T)
+	last := make([]int, b)
+	for i := range ro.in {
+		ro.in[i], ro.tg[i], rmIn[i] = st.eot, -1, st.eot
+	}
+	for k, r := range rows {
+		g := gens[k]
+		if g.Err != nil {
+			return nil, fmt.Errorf("sampling row %d: %w", r, g.Err)
+		}
+		seq := append(append([]int32(nil), prompts[k]...), g.Gen.Tokens...)
+		copy(rmIn[r*T:], seq)
+		last[r] = len(seq) - 1
+		if g.Gen.Reason == model.StopEOT {
+			seq = append(seq, st.eot)
+		}
+		P := len(prompts[k])
+		copy(ro.in[r*T:], seq[:len(seq)-1])
+		for pos := P - 1; pos < len(seq)-1; pos++ {
+			ro.tg[r*T+pos] = seq[pos+1]
+			ro.acts[r] = append(ro.acts[r], pos)
+		}
+	}
+	out, err := t.Model.ForwardPolicy(ro.in, ro.tg, b, T)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	if _, _, err := st.ref.Forward(ro.in, ro.tg, b, T, true); err != nil {
+		return nil, fmt.Errorf("ppo reference: %w", err)
+	}
+	refLoss := st.ref.Losses()
+	scores, err := st.rm.ForwardReward(rmIn, last, b, T)
+	if err != nil {
+		return nil, fmt.Errorf("ppo reward model: %w", err)
+	}
+	for r, acts := range ro.acts {
+		if len(acts) == 0 {
+			continue
+		}
+		lp, lpRef, v := make([]float64, len(acts)), make([]float64, len(acts)), make([]float64, len(acts))
+		for j, pos := range acts {
+			i := r*T + pos
+			lp[j], lpRef[j], v[j] = float64(out.LogProbs[i]), -float64(refLoss[i]), float64(out.Values[i])
+			ro.kl[r] += lp[j] - lpRef[j]
+		}
+		ro.score[r] = float64(scores[r])
+		rew := model.TokenRewards(lp, lpRef, ro.score[r], s.Beta)
+		ro.adv[r], ro.ret[r] = model.GAE(rew, v, s.PPO.Gamma, s.PPO.Lambda)
+		ro.oldLp[r], ro.oldV[r] = lp, v
+	}
+	return ro, nil
+}
