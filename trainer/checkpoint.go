@@ -74,7 +74,7 @@ func InitWeights(tr *Trainer, p *Prepared) error {
 		tr.Model.InitScore(spec.Seed)
 	}
 	if newValue {
-		tr.Model.InitValue(spec.Seed)
+		return initValueHead(tr)
 	}
 	return nil
 }

@@ -150,6 +150,23 @@ func (t *Trainer) loadPPO() error {
 	return nil
 }
 
+// initValueHead gives a ppo policy that starts from a language model its value
+// head: the reward model's score head when the widths match (the value function
+// starts as the reward model's, as InstructGPT's does; the bias is 0), else one
+// drawn fresh (model.GPT.InitValue).
+func initValueHead(tr *Trainer) error {
+	tr.Model.InitValue(tr.Spec.Seed)
+	ck, err := model.LoadCheckpoint(tr.Spec.PPO.RewardModel)
+	if err != nil {
+		return fmt.Errorf("ppo reward model: %w", err)
+	}
+	if ck.Config.NumLabels == 1 && ck.Config.Embd == tr.Spec.Model.Embd {
+		score := model.ViewParams(ck.Config, ck.Params).Score
+		copy(tr.Model.Params.Value, score)
+	}
+	return nil
+}
+
 // SetPPOModels gives a ppo trainer its frozen reference and reward model and the
 // end-of-text id instead of loading them from the spec (tests).
 func (t *Trainer) SetPPOModels(ref, rm *model.GPT, eot int32) error {
