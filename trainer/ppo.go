@@ -232,14 +232,17 @@ func (t *Trainer) ppoApplied() {
 // ppoGradients is Gradients for the ppo objective (see the top of this file): it
 // samples and scores the rollouts of streams, applies every inner update, and leaves
 // the last update's gradients (this rank's share) in the model. It returns this
-// rank's share of the last update's mean loss and sets t.PPO.
-func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, ready func(lo, hi int)) (float64, error) {
+// rank's share of the last update's mean loss and sets t.PPO. With acc (exact mode,
+// GradientsExact) each stream's gradients go into acc in fixed point, the inner
+// updates sum acc over the ranks as integers, and it also returns the loss share in
+// fixed point; the model's gradients are then scratch.
+func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, ready func(lo, hi int), acc []int64) (float64, int64, error) {
 	st := t.ppo
 	if st.dirty {
 		t.Rollback()
 	}
 	if err := t.loadPPO(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	s := t.Spec
 	p := *s.PPO
@@ -258,11 +261,11 @@ func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, r
 	var sums [ppoSumLen]int64
 	for _, stream := range streams {
 		if err := ctx.Err(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		ro, err := t.rollout(ctx, step, stream)
 		if err != nil {
-			return 0, fmt.Errorf("step %d stream %d: %w", step, stream, err)
+			return 0, 0, fmt.Errorf("step %d stream %d: %w", step, stream, err)
 		}
 		st.rolls = append(st.rolls, ro)
 		for r := range ro.acts {
@@ -280,12 +283,12 @@ func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, r
 		}
 	}
 	if err := t.sumInt64(ctx, sums[:]); err != nil {
-		return 0, fmt.Errorf("step %d: ppo sums: %w", step, err)
+		return 0, 0, fmt.Errorf("step %d: ppo sums: %w", step, err)
 	}
 	N := int(sums[sumTokens])
 	t.PPO = PPOStats{Rows: sums[sumRows], Tokens: sums[sumTokens]}
 	if N == 0 {
-		return 0, fmt.Errorf("step %d: no prompt of the global batch leaves room for an answer in rows of seq_len %d", step, s.SeqLen)
+		return 0, 0, fmt.Errorf("step %d: no prompt of the global batch leaves room for an answer in rows of seq_len %d", step, s.SeqLen)
 	}
 	mean := ppoFloat(sums[sumAdv]) / float64(N)
 	variance := max(ppoFloat(sums[sumAdv2])/float64(N)-mean*mean, 0)
@@ -301,36 +304,61 @@ func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, r
 	coefs := model.PPOCoefs{ClipEps: p.ClipEps, ValueClip: p.ValueClip, VFCoef: p.VFCoef, EntCoef: p.EntCoef}
 	var epochSums [ppoEpochSumLen]int64
 	var lossSum float64
+	var lossFixed int64
+	limit := exactLimit(s.Streams)
 	for e := range p.Epochs {
 		last := e == p.Epochs-1
 		t.Model.ZeroGrad()
-		lossSum = 0
+		lossSum, lossFixed = 0, 0
+		if acc != nil && len(st.rolls) == 0 {
+			clear(acc)
+		}
 		for i, ro := range st.rolls {
 			if err := ctx.Err(); err != nil {
-				return 0, err
+				return 0, 0, err
 			}
-			var cb func(lo, hi int)
 			final := last && i == len(st.rolls)-1
+			var cb func(lo, hi int)
 			if final {
 				cb = ready
 			}
+			var sink *exactSink
+			if acc != nil {
+				// Exact mode: each stream's gradient on its own, into acc in fixed
+				// point (as GradientsExact does for the other objectives).
+				if i > 0 {
+					t.Model.ZeroGrad()
+				}
+				sink = &exactSink{acc: acc, g: t.Model.Grads.Slab, add: i > 0, limit: limit, ready: cb, step: step, stream: streams[i], streams: s.Streams}
+				cb = sink.take
+			}
 			ls, err := t.ppoMicroBatch(ctx, ro, coefs, N, &epochSums, final, cb)
+			if err == nil && sink != nil {
+				err = sink.done()
+			}
 			if err != nil {
-				return 0, fmt.Errorf("step %d epoch %d: %w", step, e, err)
+				return 0, 0, fmt.Errorf("step %d epoch %d: %w", step, e, err)
 			}
 			lossSum += ls
+			if acc != nil {
+				q := math.Ldexp(ls, ExactLossBits)
+				if !(math.Abs(q) <= limit) {
+					return 0, 0, fmt.Errorf("%w: step %d stream %d: loss %g", ErrExactRange, step, streams[i], ls)
+				}
+				lossFixed += int64(math.RoundToEven(q))
+			}
 		}
 		if len(st.rolls) == 0 && last {
 			// A rank without streams still sums the epoch's measures with the others.
 			if err := t.sumInt64(ctx, epochSums[:]); err != nil {
-				return 0, fmt.Errorf("step %d: ppo sums: %w", step, err)
+				return 0, 0, fmt.Errorf("step %d: ppo sums: %w", step, err)
 			}
 		}
 		if last {
 			break
 		}
-		if err := t.innerUpdate(ctx, step); err != nil {
-			return 0, fmt.Errorf("step %d epoch %d: %w", step, e, err)
+		if err := t.innerUpdate(ctx, step, acc); err != nil {
+			return 0, 0, fmt.Errorf("step %d epoch %d: %w", step, e, err)
 		}
 	}
 	den := float64(N) * float64(p.Epochs)
@@ -338,7 +366,48 @@ func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, r
 	t.PPO.ClipFrac = float64(epochSums[esClipped]) / den
 	t.PPO.ValueLoss = ppoFloat(epochSums[esValue]) / den
 	t.PPO.PolicyLoss = ppoFloat(epochSums[esPolicy]) / den
-	return lossSum, nil
+	return lossSum, lossFixed, nil
+}
+
+// exactSink converts one stream's gradient ranges, as backward hands them over, to
+// fixed point in acc (stored for the first stream, added for the others) and passes
+// each range on to ready (the last stream of the last epoch).
+type exactSink struct {
+	acc     []int64
+	g       []float32
+	add     bool
+	limit   float64
+	ready   func(lo, hi int)
+	step    int64
+	stream  int
+	streams int
+	taken   int
+	err     error
+}
+
+func (k *exactSink) take(lo, hi int) {
+	k.taken += hi - lo
+	if k.err != nil {
+		return
+	}
+	if j, ok := toFixed(k.acc[lo:hi], k.g[lo:hi], ExactGradBits, k.limit, k.add); !ok {
+		k.err = fmt.Errorf("%w: step %d stream %d: gradient value %g at index %d is outside ±%g",
+			ErrExactRange, k.step, k.stream, k.g[lo+j], lo+j, ExactGradLimit(k.streams))
+		return
+	}
+	if k.ready != nil {
+		k.ready(lo, hi)
+	}
+}
+
+func (k *exactSink) done() error {
+	if k.err != nil {
+		return k.err
+	}
+	if k.taken != len(k.acc) {
+		return fmt.Errorf("trainer: exact mode: backward reported %d of %d gradient values final", k.taken, len(k.acc))
+	}
+	return nil
 }
 
 // The step sums of the rollouts and of the epochs, in fixed point where fractional.
@@ -409,9 +478,16 @@ func (t *Trainer) ppoMicroBatch(ctx context.Context, ro *rollout, c model.PPOCoe
 }
 
 // innerUpdate sums the gradients over the ranks and applies them: clipped, one AdamW
-// update at the learning rate of the trainer's step (which does not advance).
-func (t *Trainer) innerUpdate(ctx context.Context, step int64) error {
-	if t.reducer != nil {
+// update at the learning rate of the trainer's step (which does not advance). In
+// exact mode the sum is acc's, as integers, converted to the gradients once.
+func (t *Trainer) innerUpdate(ctx context.Context, step int64, acc []int64) error {
+	switch {
+	case acc != nil:
+		if err := t.sumInt64(ctx, acc); err != nil {
+			return fmt.Errorf("gradient all-reduce: %w", err)
+		}
+		t.ExactGrads(acc)
+	case t.reducer != nil:
 		if err := t.reducer.SumFloat32(ctx, t.Model.Grads.Slab); err != nil {
 			return fmt.Errorf("gradient all-reduce: %w", err)
 		}

@@ -87,9 +87,6 @@ func (s Spec) validatePPO() error {
 	if s.PPO == nil || s.PPO.RewardModel == "" {
 		return bad("ppo.reward_model", "", "is required for objective ppo: the checkpoint of a reward model (train --objective reward)")
 	}
-	if s.Exact {
-		return bad("exact", true, "is not supported for objective ppo")
-	}
 	p := s.PPO.withDefaults()
 	for _, f := range []struct {
 		name string

@@ -135,7 +135,8 @@ func (t *Trainer) Gradients(ctx context.Context, step int64, streams []int, read
 		return t.preferenceGradients(ctx, step, streams, ready)
 	}
 	if t.ppo != nil {
-		return t.ppoGradients(ctx, step, streams, ready)
+		lossSum, _, err := t.ppoGradients(ctx, step, streams, ready, nil)
+		return lossSum, err
 	}
 	total := t.GlobalTargets(step)
 	if s.Objective == SFT {
