@@ -508,10 +508,16 @@ func (g *generation) rankTimes() []*pb.RankTime {
 }
 
 // gradientsErr is the error of a step whose gradients failed: the abort of a
-// cancelled step, else fatal (bad data, or a gradient exact mode cannot hold).
+// cancelled step, a failed sum over the ring inside the step (errRingSum), else
+// fatal (bad data, or a gradient exact mode cannot hold).
 func (g *generation) gradientsErr(ctx context.Context, step int64, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("step %d aborted: %w", step, context.Cause(ctx))
+	}
+	if errors.Is(err, errRingSum) {
+		// A sum over the ring inside the step (ppo) failed: a ring fault, retried
+		// in a new generation like a failed gradient all-reduce.
+		return fmt.Errorf("step %d: all-reduce: %w", step, err)
 	}
 	return fatal(err)
 }
