@@ -180,3 +180,51 @@ func TestValueHeadCheckpointAndExport(t *testing.T) {
 		t.Errorf("%s holds %v, want %v", ValueHeadFile, got, head)
 	}
 }
+
+// TestNewFrozen: a frozen model computes the forward passes of a trainable one with
+// the same weights, bit for bit, holds no gradients, and refuses every backward.
+func TestNewFrozen(t *testing.T) {
+	c := Config{Layers: 1, Heads: 2, Embd: 8, MaxSeqLen: 8, VocabSize: 11, NumLabels: 1}
+	m, err := New(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.InitWeights(5)
+	m.InitScore(6)
+	f, err := NewFrozen(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(f.Params.Slab, m.Params.Slab)
+	if f.Grads != nil {
+		t.Fatal("a frozen model has a gradient slab")
+	}
+	inputs := []int32{1, 2, 3, 4, 5, 6, 7, 8}
+	want, err := m.ForwardReward(inputs, []int{3, 2}, 2, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.ForwardReward(inputs, []int{3, 2}, 2, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("frozen rewards %v, trainable %v", got, want)
+	}
+	if err := f.BackwardReward([]float32{1, 1}, nil); err == nil {
+		t.Error("BackwardReward on a frozen model succeeded")
+	}
+	lm := c
+	lm.NumLabels = 0
+	g, err := NewFrozen(lm, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.ZeroGrad()
+	if _, _, err := g.Forward(inputs, inputs, 2, 4, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Backward(1, nil); err == nil {
+		t.Error("Backward on a frozen model succeeded")
+	}
+}

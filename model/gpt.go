@@ -253,6 +253,9 @@ func (n *normal) next() float64 {
 
 // ZeroGrad clears the gradient slab (and the backend's gradients).
 func (m *GPT) ZeroGrad() {
+	if m.dgrads == nil {
+		return // a frozen model (NewFrozen) has no gradients
+	}
 	m.be.Zero(m.dgrads.Slab)
 	if !m.be.HostShared() {
 		clear(m.Grads.Slab)
@@ -401,7 +404,7 @@ func (m *GPT) forward(inputs, targets, start []int32, B, T int, causal bool) (lo
 	if err := be.Err(); err != nil {
 		return 0, 0, fmt.Errorf("model: forward on %s: %w", be.Device(), err)
 	}
-	m.haveLoss = true
+	m.haveLoss = m.dgrads != nil // a frozen model (NewFrozen) has no backward
 	return lossSum, count, nil
 }
 

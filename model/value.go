@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 
 	"github.com/ringtrain/ringtrain/safetensors"
+	"github.com/ringtrain/ringtrain/tensor"
 )
 
 // A PPO policy is a GPT-2 language model with a value head (Config.ValueHead): a
@@ -74,6 +76,29 @@ func (m *GPT) InitValue(seed uint64) {
 	clear(m.Params.ValueB)
 }
 
+// NewFrozen builds a model that only runs forward, as PPO's frozen reference and
+// reward model do: it has no gradient slab (Grads is nil), so it costs its weights
+// and the activations of its forward passes, not twice its weights. ZeroGrad does
+// nothing, and no Forward prepares a backward: every Backward returns an error
+// wrapping ErrShape.
+func NewFrozen(c Config, be tensor.Backend) (*GPT, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if be == nil {
+		be = tensor.NewCPU()
+	}
+	m := &GPT{Config: c, Params: NewParams(c), be: be}
+	m.dev = ViewParams(c, be.Mirror(m.Params.Slab))
+	if err := be.Err(); err != nil {
+		return nil, fmt.Errorf("model: allocating %d parameters on %s: %w", c.NumParams(), be.Device(), err)
+	}
+	if !be.HostShared() {
+		runtime.AddCleanup(m, freeAll, deviceBufs{be: be, bufs: []any{m.dev.Slab}})
+	}
+	return m, nil
+}
+
 // PolicyOutput is what ForwardPolicy computes at each position (B,T) of a batch.
 // The slices are the caller's.
 type PolicyOutput struct {
@@ -135,6 +160,9 @@ func (m *GPT) ForwardPolicy(inputs, targets []int32, B, T int) (*PolicyOutput, e
 			}
 		}
 		out.Entropy[i] = float32(h)
+	}
+	if m.dgrads == nil {
+		return out, nil // a frozen model (NewFrozen) has no backward
 	}
 	m.policy = &policyState{targets: append([]int32(nil), targets...), entropy: append([]float32(nil), out.Entropy...), lnf: lnf}
 	m.haveLoss = false

@@ -119,7 +119,7 @@ func (t *Trainer) loadPPO() error {
 	if err := checkModel("init_from", s.InitFrom, refCfg, lm); err != nil {
 		return err
 	}
-	ref, err := model.New(lm, t.Model.Backend())
+	ref, err := model.NewFrozen(lm, t.Model.Backend())
 	if err != nil {
 		return fmt.Errorf("ppo reference: %w", err)
 	}
@@ -141,7 +141,7 @@ func (t *Trainer) loadPPO() error {
 		return fmt.Errorf("%w: ppo.reward_model %s (vocab %d, %d positions) cannot score rows of %d tokens of vocabulary %d",
 			ErrBadSpec, s.PPO.RewardModel, rck.Config.VocabSize, rck.Config.MaxSeqLen, s.SeqLen, s.Model.VocabSize)
 	}
-	rm, err := model.New(rck.Config, t.Model.Backend())
+	rm, err := model.NewFrozen(rck.Config, t.Model.Backend())
 	if err != nil {
 		return fmt.Errorf("ppo reward model: %w", err)
 	}
