@@ -67,7 +67,8 @@ func (p PPOSpec) withDefaults() PPOSpec {
 }
 
 // validatePPO checks the ppo objective's fields, and that no other objective sets
-// them.
+// them. model.value_head is not one of them: a PPO policy is a language model with a
+// head, which the other causal objectives (sft, evaluation) can run as it is.
 func (s Spec) validatePPO() error {
 	bad := func(field string, v any, why string) error {
 		return fmt.Errorf("%w: %s=%v %s", ErrBadSpec, field, v, why)
@@ -76,8 +77,6 @@ func (s Spec) validatePPO() error {
 		switch {
 		case s.PPO != nil:
 			return bad("ppo", "{...}", fmt.Sprintf("is set only for objective ppo, not %s", s.Objective))
-		case s.Model.ValueHead:
-			return bad("model.value_head", true, fmt.Sprintf("is set only for objective ppo, not %s", s.Objective))
 		}
 		return nil
 	}
@@ -133,4 +132,14 @@ func resolvePPO(spec *Spec, ds *shard.Dataset) error {
 		spec.Beta = DefaultPPOBeta
 	}
 	return nil
+}
+
+// ppoEvalObjective is the objective a checkpoint trained with o is evaluated with: a
+// ppo policy is a language model, measured as sft measures one on an SFT dataset
+// (its loss and token accuracy on the reference answers); the others as they are.
+func ppoEvalObjective(o Objective) Objective {
+	if o == PPO {
+		return SFT
+	}
+	return o
 }

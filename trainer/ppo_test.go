@@ -128,7 +128,6 @@ func TestPPOSpecValidate(t *testing.T) {
 		{"ppo.gamma", func(s *Spec) { s.PPO = &PPOSpec{RewardModel: "rm", Gamma: -1} }},
 		{"ppo.epochs", func(s *Spec) { s.PPO = &PPOSpec{RewardModel: "rm", Epochs: -2} }},
 		{"ppo", func(s *Spec) { s.Objective, s.InitFrom = SFT, "" }},
-		{"model.value_head", func(s *Spec) { s.Objective, s.PPO, s.Model.ValueHead = CausalLM, nil, true }},
 		{"beta", func(s *Spec) { s.Objective, s.PPO, s.Beta = CausalLM, nil, 0.1 }},
 	} {
 		s := base

@@ -77,6 +77,10 @@ func TestPPOCommands(t *testing.T) {
 		}
 	}
 
+	// A ppo policy is evaluated as the language model it is, on the SFT answers.
+	if out := mustRun(t, "eval", "--checkpoint", ppoCk, "--data", prompts); !strings.Contains(out, "sft objective") {
+		t.Errorf("eval of the ppo checkpoint:\n%s", out)
+	}
 	mustRun(t, "generate", "--checkpoint", ppoCk, "--prompt", "Reverse: cat dog", "--max-tokens", "4", "--seed", "3")
 	exp := filepath.Join(tmp, "hf")
 	mustRun(t, "export", "--checkpoint", ppoCk, "--out", exp)
