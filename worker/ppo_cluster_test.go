@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ringtrain/ringtrain/chat"
 	"github.com/ringtrain/ringtrain/model"
 	"github.com/ringtrain/ringtrain/shard"
@@ -104,6 +106,32 @@ func ppoMetrics(t *testing.T, out string) []map[string]any {
 	return recs
 }
 
+// ppoGauge reads the one ringtrain_ppo{measure=m} gauge in reg (rank 0's).
+func ppoGauge(t *testing.T, reg *prometheus.Registry, m string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vals []float64
+	for _, mf := range mfs {
+		if mf.GetName() != "ringtrain_ppo" {
+			continue
+		}
+		for _, x := range mf.GetMetric() {
+			for _, l := range x.GetLabel() {
+				if l.GetName() == "measure" && l.GetValue() == m {
+					vals = append(vals, x.GetGauge().GetValue())
+				}
+			}
+		}
+	}
+	if len(vals) != 1 {
+		t.Fatalf("ringtrain_ppo{measure=%q}: %d gauges, want rank 0's", m, len(vals))
+	}
+	return vals[0]
+}
+
 // TestPPODataParallelEquivalence: the ppo objective on 1 and 3 workers trains the
 // same weights as the single-process trainer (up to the summation order of the
 // gradients), every rank with the same bits. Each rank samples its own streams'
@@ -142,8 +170,13 @@ func TestPPODataParallelEquivalence(t *testing.T) {
 		t.Run(fmt.Sprintf("workers=%d", n), func(t *testing.T) {
 			s := spec
 			s.Out = t.TempDir()
-			checkEquivalent(t, runCluster(t, s, n), ck.Params, ref.TrainLoss)
+			reg := prometheus.NewRegistry()
+			checkEquivalent(t, runClusterMetrics(t, s, n, reg), ck.Params, ref.TrainLoss)
 			got := ppoMetrics(t, s.Out)
+			// Rank 0 exports the last step's measures as ringtrain_ppo{measure=...}.
+			if g, w := ppoGauge(t, reg, "reward"), got[len(got)-1]["ppo_reward"]; g != w {
+				t.Errorf("ringtrain_ppo{measure=\"reward\"} = %v, the last metrics record %v", g, w)
+			}
 			if len(got) != len(want) {
 				t.Fatalf("%d metrics records, single process %d", len(got), len(want))
 			}
