@@ -59,7 +59,7 @@ func InitWeights(tr *Trainer, p *Prepared) error {
 	if newHead {
 		ckShape.NumLabels = 1
 	}
-	// A PPO policy starts from a language model: its value head is drawn fresh.
+	// A PPO policy starts from a language model: its value head is new (initValueHead).
 	newValue := spec.Model.ValueHead && !ck.Config.ValueHead
 	ckShape.ValueHead = ckShape.ValueHead || newValue
 	if err := checkModel("init_from", spec.InitFrom, ckShape, spec.Model); err != nil {
