@@ -23,11 +23,12 @@ import (
 //     is -beta*(logp - logp_ref), the reward model's score added to the last token;
 //     GAE (gamma, lambda) gives advantages and returns.
 //  3. Whitening over the global batch. The advantages are whitened with the mean and
-//     variance of every answer token of the step, over all ranks: each rank adds its
-//     tokens' count, sum and sum of squares, each value rounded to fixed point (2^-24),
-//     as integers, and one small int64 all-reduce sums them. Integer sums do not
-//     depend on the order of addition, so the statistics, and everything after them,
-//     are the same bits whatever the world size.
+//     variance of every answer token of the step, over all ranks. Each stream's
+//     token count, sum and sum of squares (with the scores and KL the metrics
+//     report) are gathered, not summed: one small int64 all-reduce in which every
+//     stream's float64 values sit in the stream's own slots (streamSums), after
+//     which every rank adds them up in stream order. So the statistics, and
+//     everything after them, are the same bits whatever the world size.
 //  4. ppo.epochs optimizer updates over the whole global batch: the clipped policy
 //     loss, the clipped value loss (times vf_coef) and the entropy bonus (times
 //     ent_coef), a mean over the global batch's answer tokens. The gradients of every
@@ -73,12 +74,31 @@ func (s PPOStats) Record(rec Record) {
 	rec["ppo_response_len"] = s.Length
 }
 
-// fixedOne is the fixed-point unit of the step sums: 2^24.
-const fixedOne = 1 << 24
-
-func ppoFixed(x float64) int64 { return int64(math.Round(x * fixedOne)) }
-
-func ppoFloat(n int64) float64 { return float64(n) / fixedOne }
+// streamSums returns, for k quantities, their sums over all the job's streams,
+// added in stream order: local[i] holds the k values of this rank's stream
+// streams[i]. Each rank writes its streams' values, as float64 bits, into the
+// streams' own slots of a zeroed vector; the int64 all-reduce gathers them (every
+// slot has one writer, so the sum is that writer's bits), and every rank adds them
+// up in the same order. So the totals are the same bits whatever the world size, and
+// no value is rounded or bounded on the way.
+func (t *Trainer) streamSums(ctx context.Context, streams []int, local [][]float64, k int) ([]float64, error) {
+	buf := make([]int64, t.Spec.Streams*k)
+	for i, stream := range streams {
+		for j, v := range local[i] {
+			buf[stream*k+j] = int64(math.Float64bits(v))
+		}
+	}
+	if err := t.sumInt64(ctx, buf); err != nil {
+		return nil, err
+	}
+	out := make([]float64, k)
+	for i := range t.Spec.Streams {
+		for j := range k {
+			out[j] += math.Float64frombits(uint64(buf[i*k+j]))
+		}
+	}
+	return out, nil
+}
 
 // rollout is one stream's batch of sampled answers.
 type rollout struct {
@@ -100,7 +120,6 @@ type ppoState struct {
 	backup   []float32 // params, then M, then V of the step's start
 	backStep int64     // optimizer step count of the backup
 	dirty    bool      // an inner update has changed the weights since the backup
-	stepOf   int64     // the trainer step the backup belongs to
 }
 
 // loadPPO loads the reference (init_from, as a language model) and the reward model.
@@ -254,12 +273,12 @@ func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, r
 		copy(st.backup, t.Model.Params.Slab)
 		copy(st.backup[n:], t.Opt.M)
 		copy(st.backup[2*n:], t.Opt.V)
-		st.backStep, st.stepOf = t.Opt.Step, step
+		st.backStep = t.Opt.Step
 	}
 	st.rolls = st.rolls[:0]
 	// Rollouts, and the sums that whiten the advantages and report the step.
-	var sums [ppoSumLen]int64
-	for _, stream := range streams {
+	local := make([][]float64, len(streams))
+	for i, stream := range streams {
 		if err := ctx.Err(); err != nil {
 			return 0, 0, err
 		}
@@ -268,41 +287,53 @@ func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, r
 			return 0, 0, fmt.Errorf("step %d stream %d: %w", step, stream, err)
 		}
 		st.rolls = append(st.rolls, ro)
+		v := make([]float64, ppoSumLen)
 		for r := range ro.acts {
 			if len(ro.acts[r]) == 0 {
 				continue
 			}
-			sums[sumRows]++
-			sums[sumScore] += ppoFixed(ro.score[r])
-			sums[sumKL] += ppoFixed(ro.kl[r])
+			v[sumRows]++
+			v[sumScore] += ro.score[r]
+			v[sumKL] += ro.kl[r]
 			for _, a := range ro.adv[r] {
-				sums[sumTokens]++
-				sums[sumAdv] += ppoFixed(a)
-				sums[sumAdv2] += ppoFixed(a * a)
+				v[sumTokens]++
+				v[sumAdv] += a
+				v[sumAdv2] += a * a
 			}
 		}
+		local[i] = v
 	}
-	if err := t.sumInt64(ctx, sums[:]); err != nil {
+	sums, err := t.streamSums(ctx, streams, local, ppoSumLen)
+	if err != nil {
 		return 0, 0, fmt.Errorf("step %d: ppo sums: %w", step, err)
 	}
 	N := int(sums[sumTokens])
-	t.PPO = PPOStats{Rows: sums[sumRows], Tokens: sums[sumTokens]}
+	t.PPO = PPOStats{Rows: int64(sums[sumRows]), Tokens: int64(N)}
 	if N == 0 {
 		return 0, 0, fmt.Errorf("step %d: no prompt of the global batch leaves room for an answer in rows of seq_len %d", step, s.SeqLen)
 	}
-	mean := ppoFloat(sums[sumAdv]) / float64(N)
-	variance := max(ppoFloat(sums[sumAdv2])/float64(N)-mean*mean, 0)
+	mean := sums[sumAdv] / float64(N)
+	variance := max(sums[sumAdv2]/float64(N)-mean*mean, 0)
 	for _, ro := range st.rolls {
 		for r := range ro.adv {
 			ro.adv[r] = model.Whiten(ro.adv[r], mean, variance)
 		}
 	}
-	t.PPO.Score = ppoFloat(sums[sumScore]) / float64(sums[sumRows])
-	t.PPO.KL = ppoFloat(sums[sumKL]) / float64(sums[sumRows])
-	t.PPO.Length = float64(N) / float64(sums[sumRows])
+	t.PPO.Score = sums[sumScore] / sums[sumRows]
+	t.PPO.KL = sums[sumKL] / sums[sumRows]
+	t.PPO.Length = float64(N) / sums[sumRows]
 
 	coefs := model.PPOCoefs{ClipEps: p.ClipEps, ValueClip: p.ValueClip, VFCoef: p.VFCoef, EntCoef: p.EntCoef}
-	var epochSums [ppoEpochSumLen]int64
+	epochSums := make([][]float64, len(streams)) // per stream, summed over the epochs
+	for i := range epochSums {
+		epochSums[i] = make([]float64, ppoEpochSumLen)
+	}
+	var total []float64 // the epoch sums over all streams, once the last epoch's are in
+	sumEpochs := func() error {
+		var err error
+		total, err = t.streamSums(ctx, streams, epochSums, ppoEpochSumLen)
+		return err
+	}
 	var lossSum float64
 	var lossFixed int64
 	limit := exactLimit(s.Streams)
@@ -332,7 +363,11 @@ func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, r
 				sink = &exactSink{acc: acc, g: t.Model.Grads.Slab, add: i > 0, limit: limit, ready: cb, step: step, stream: streams[i], streams: s.Streams}
 				cb = sink.take
 			}
-			ls, err := t.ppoMicroBatch(ctx, ro, coefs, N, &epochSums, final, cb)
+			var before func() error // the last micro-batch sums the measures before its backward
+			if final {
+				before = sumEpochs
+			}
+			ls, err := t.ppoMicroBatch(ro, coefs, N, epochSums[i], before, cb)
 			if err == nil && sink != nil {
 				err = sink.done()
 			}
@@ -350,7 +385,7 @@ func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, r
 		}
 		if len(st.rolls) == 0 && last {
 			// A rank without streams still sums the epoch's measures with the others.
-			if err := t.sumInt64(ctx, epochSums[:]); err != nil {
+			if err := sumEpochs(); err != nil {
 				return 0, 0, fmt.Errorf("step %d: ppo sums: %w", step, err)
 			}
 		}
@@ -362,10 +397,10 @@ func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, r
 		}
 	}
 	den := float64(N) * float64(p.Epochs)
-	t.PPO.Entropy = ppoFloat(epochSums[esEntropy]) / den
-	t.PPO.ClipFrac = float64(epochSums[esClipped]) / den
-	t.PPO.ValueLoss = ppoFloat(epochSums[esValue]) / den
-	t.PPO.PolicyLoss = ppoFloat(epochSums[esPolicy]) / den
+	t.PPO.Entropy = total[esEntropy] / den
+	t.PPO.ClipFrac = total[esClipped] / den
+	t.PPO.ValueLoss = total[esValue] / den
+	t.PPO.PolicyLoss = total[esPolicy] / den
 	return lossSum, lossFixed, nil
 }
 
@@ -410,7 +445,7 @@ func (k *exactSink) done() error {
 	return nil
 }
 
-// The step sums of the rollouts and of the epochs, in fixed point where fractional.
+// The step sums of the rollouts and of the epochs (streamSums).
 const (
 	sumTokens = iota
 	sumRows
@@ -431,9 +466,10 @@ const (
 
 // ppoMicroBatch runs the PPO loss of one stream's rollouts forward and backward at
 // the current weights, normalised by the global batch's N tokens, adding its
-// measures to es. The last micro-batch of the last epoch (final) sums es over the
-// ranks before its backward, whose ready then hands the gradients on.
-func (t *Trainer) ppoMicroBatch(ctx context.Context, ro *rollout, c model.PPOCoefs, N int, es *[ppoEpochSumLen]int64, final bool, ready func(lo, hi int)) (float64, error) {
+// measures to es (the stream's, ppoEpochSumLen). before, when set (the last
+// micro-batch of the last epoch), runs between the loss and the backward, whose
+// ready then hands the gradients on.
+func (t *Trainer) ppoMicroBatch(ro *rollout, c model.PPOCoefs, N int, es []float64, before func() error, ready func(lo, hi int)) (float64, error) {
 	b, T := t.Spec.MicroBatch, t.Spec.SeqLen
 	out, err := t.Model.ForwardPolicy(ro.in, ro.tg, b, T)
 	if err != nil {
@@ -453,12 +489,12 @@ func (t *Trainer) ppoMicroBatch(ctx context.Context, ro *rollout, c model.PPOCoe
 		tk.Ret = append(tk.Ret, ro.ret[r]...)
 	}
 	sums, dlogp, dent, dval := model.PPOLoss(c, tk, N)
-	es[esClipped] += int64(sums.Clipped)
-	es[esEntropy] += ppoFixed(sums.Entropy)
-	es[esValue] += ppoFixed(sums.Value)
-	es[esPolicy] += ppoFixed(sums.Policy)
-	if final {
-		if err := t.sumInt64(ctx, es[:]); err != nil {
+	es[esClipped] += float64(sums.Clipped)
+	es[esEntropy] += sums.Entropy
+	es[esValue] += sums.Value
+	es[esPolicy] += sums.Policy
+	if before != nil {
+		if err := before(); err != nil {
 			return 0, fmt.Errorf("ppo sums: %w", err)
 		}
 	}
