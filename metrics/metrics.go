@@ -31,6 +31,7 @@ type Worker struct {
 	rewardMargin      prometheus.Gauge
 	rewardChosen      prometheus.Gauge
 	rewardRejected    prometheus.Gauge
+	ppo               *prometheus.GaugeVec // PPO measures of the last step (ppo.go)
 }
 
 // NewWorker registers the instruments of the worker named id on reg, each with the
@@ -75,10 +76,11 @@ func NewWorker(reg prometheus.Registerer, id string) (*Worker, error) {
 			"(all ranks; objectives reward and dpo)."),
 		rewardRejected: g("ringtrain_reward_rejected", "Mean reward of the rejected answers of the last step's preference pairs "+
 			"(all ranks; objectives reward and dpo)."),
+		ppo: newPPOGauges(labels),
 	}
 	for _, col := range []prometheus.Collector{w.step, w.loss, w.tokens, w.stepDuration, w.stepPhase,
 		w.allReduceBytes, w.allReduceDuration, w.evalDuration, w.generation, w.worldSize, w.rankCompute, w.rankWait,
-		w.rewardAcc, w.rewardMargin, w.rewardChosen, w.rewardRejected} {
+		w.rewardAcc, w.rewardMargin, w.rewardChosen, w.rewardRejected, w.ppo} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}

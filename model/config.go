@@ -17,6 +17,10 @@ type Config struct {
 	// scalar head "score.weight" (1, Embd), no bias, read at the last real token of
 	// each row (Hugging Face's GPT2ForSequenceClassification with one label).
 	NumLabels int `json:"num_labels,omitempty" yaml:"num_labels,omitempty"`
+	// ValueHead adds a PPO value head to a language model: "value.weight" (1, Embd)
+	// and "value.bias" (1), applied to the final LayerNorm's output at every position
+	// (model/value.go). The language-model head is unchanged.
+	ValueHead bool `json:"value_head,omitempty" yaml:"value_head,omitempty"`
 }
 
 // Sentinel errors of the model package.
@@ -44,6 +48,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: vocab_size=%d must be >= 2", ErrBadConfig, c.VocabSize)
 	case c.NumLabels != 0 && c.NumLabels != 1:
 		return fmt.Errorf("%w: num_labels=%d: 0 (a language model) or 1 (a reward model's scalar head)", ErrBadConfig, c.NumLabels)
+	case c.ValueHead && c.NumLabels != 0:
+		return fmt.Errorf("%w: value_head needs a language model (num_labels 0), not num_labels %d", ErrBadConfig, c.NumLabels)
 	}
 	return c.CheckLimits(HardLimits, 0, 0)
 }

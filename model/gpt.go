@@ -38,6 +38,7 @@ type GPT struct {
 	// what BackwardReward needs.
 	noLogits bool
 	reward   *rewardState
+	policy   *policyState // what BackwardPolicy needs (ForwardPolicy)
 	// hostStart (B,T) is the host's copy of the last ForwardPacked's starts.
 	hostStart []int32
 }
@@ -252,6 +253,9 @@ func (n *normal) next() float64 {
 
 // ZeroGrad clears the gradient slab (and the backend's gradients).
 func (m *GPT) ZeroGrad() {
+	if m.dgrads == nil {
+		return // a frozen model (NewFrozen) has no gradients
+	}
 	m.be.Zero(m.dgrads.Slab)
 	if !m.be.HostShared() {
 		clear(m.Grads.Slab)
@@ -351,6 +355,7 @@ func (m *GPT) forward(inputs, targets, start []int32, B, T int, causal bool) (lo
 	m.causal = causal
 	m.haveLoss = false
 	m.reward = nil
+	m.policy = nil
 	m.packed = start != nil
 	var st []int32 // (B,T) the attention ranges' starts on the backend; nil unpacked
 	if m.packed {
@@ -399,7 +404,7 @@ func (m *GPT) forward(inputs, targets, start []int32, B, T int, causal bool) (lo
 	if err := be.Err(); err != nil {
 		return 0, 0, fmt.Errorf("model: forward on %s: %w", be.Device(), err)
 	}
-	m.haveLoss = true
+	m.haveLoss = m.dgrads != nil // a frozen model (NewFrozen) has no backward
 	return lossSum, count, nil
 }
 
@@ -497,8 +502,8 @@ func (m *GPT) backwardFromHidden(ready func(lo, hi int)) error {
 	d := &a.grads
 	be.Zero(d.dres)
 	be.LayerNormBackward(d.dres, g.LnfW, g.LnfB, d.dbuf, a.residualOut(), p.LnfW, a.lnfMean, a.lnfRstd, BT, C)
-	// ln_f weight and bias (and a reward model's score head) close the slab
-	if err := m.handOver(len(g.Slab)-len(g.LnfW)-len(g.LnfB)-len(g.Score), len(g.Slab), ready); err != nil {
+	// ln_f weight and bias (and a reward model's score head or a value head) close the slab
+	if err := m.handOver(len(g.Slab)-len(g.LnfW)-len(g.LnfB)-len(g.Score)-len(g.Value)-len(g.ValueB), len(g.Slab), ready); err != nil {
 		return err
 	}
 

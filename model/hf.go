@@ -81,9 +81,14 @@ func ExportHF(dir string, cfg Config, params []float32, opts ...ExportOption) er
 	if err := checkModel(cfg, params, o.eot, o.hf); err != nil {
 		return fmt.Errorf("model: export %s: %w", dir, err)
 	}
+	// A PPO model exports as the language model it is; its value head goes to a
+	// side file (value.go).
+	lm, head := SplitValueHead(cfg, params)
 	return writeDirAtomic(dir, func(tmp string) error {
-		_, err := writeHFFiles(tmp, cfg, params, o.eot, o.tokenizer, o.hf)
-		return err
+		if _, err := writeHFFiles(tmp, lm, params[:lm.NumParams()], o.eot, o.tokenizer, o.hf); err != nil {
+			return err
+		}
+		return writeValueHead(tmp, cfg, head)
 	})
 }
 
@@ -265,6 +270,9 @@ type hfConfigOut struct {
 	ID2Label   map[string]string `json:"id2label,omitempty"`
 	Label2ID   map[string]int    `json:"label2id,omitempty"`
 	PadTokenID *int              `json:"pad_token_id,omitempty"`
+	// ValueHead marks a PPO checkpoint whose weights file also holds the value head
+	// (value.weight, value.bias); ExportHF leaves it out (see value.go).
+	ValueHead bool `json:"ringtrain_value_head,omitempty"`
 }
 
 // seqClsArch is the Hugging Face class of a reward model.
@@ -289,6 +297,7 @@ func hfConfigJSON(cfg Config, eot *int) ([]byte, error) {
 		BosTokenID:         eot,
 		EosTokenID:         eot,
 		TieWordEmbeddings:  true,
+		ValueHead:          cfg.ValueHead,
 	}
 	if cfg.NumLabels == 1 {
 		out.Architectures = []string{seqClsArch}
@@ -312,7 +321,7 @@ func hfTensors(cfg Config, slab []float32, prefix string) []safetensors.Tensor {
 	var out []safetensors.Tensor
 	for _, t := range cfg.Tensors() {
 		src := slab[t.Offset : t.Offset+t.Size]
-		if t.Name == ScoreTensor {
+		if t.Name == ScoreTensor || isValueTensor(t.Name) {
 			// Hugging Face keeps the head beside the transformer, not inside it.
 			out = append(out, safetensors.FromFloat32(strings.TrimSuffix(prefix, hfPrefix)+t.Name, t.Shape, src))
 			continue
@@ -445,6 +454,11 @@ func parseHFConfig(b []byte, path string) (Config, *int, error) {
 			if c.NumLabels != 1 {
 				return Config{}, nil, fmt.Errorf("%w: %s: %s with %d labels: only one (a reward model's scalar score) is supported", ErrFormat, path, seqClsArch, c.NumLabels)
 			}
+		}
+	}
+	if present(valueHeadKey) {
+		if err := get(valueHeadKey, &c.ValueHead); err != nil {
+			return Config{}, nil, err
 		}
 	}
 	if err := c.Validate(); err != nil {

@@ -34,7 +34,7 @@ type Block struct {
 
 // Params is a set of typed views over one flat []float32 slab. The same type views the
 // gradient slab. The slab order is: wte, wpe, then each layer's tensors contiguously
-// (layer 0 first), then the final LayerNorm, then a reward model's score head. Keeping a layer contiguous lets a worker
+// (layer 0 first), then the final LayerNorm, then a reward model's score head or a PPO value head. Keeping a layer contiguous lets a worker
 // start all-reducing a layer's gradients as soon as backward has finished it.
 type Params struct {
 	Slab   []float32
@@ -44,6 +44,8 @@ type Params struct {
 	LnfW   []float32 // (C)
 	LnfB   []float32 // (C)
 	Score  []float32 // (NumLabels, C): a reward model's head; nil for a language model
+	Value  []float32 // (1, C): a PPO value head's weight (Config.ValueHead); else nil
+	ValueB []float32 // (1): the value head's bias; else nil
 }
 
 // ScoreTensor names a reward model's head, the last tensor of its slab.
@@ -86,6 +88,10 @@ func layoutOf(c Config) layout {
 	add("ln_f.bias", false, false, C)
 	if c.NumLabels > 0 {
 		add(ScoreTensor, true, false, c.NumLabels, C)
+	}
+	if c.ValueHead {
+		add(ValueTensor, true, false, 1, C)
+		add(ValueBiasTensor, false, false, 1)
 	}
 	return l
 }
@@ -132,6 +138,9 @@ func ViewParams(c Config, slab []float32) *Params {
 	p.LnfB = next()
 	if c.NumLabels > 0 {
 		p.Score = next()
+	}
+	if c.ValueHead {
+		p.Value, p.ValueB = next(), next()
 	}
 	return p
 }

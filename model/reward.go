@@ -59,7 +59,9 @@ func (m *GPT) ForwardReward(inputs []int32, last []int, B, T int) ([]float32, er
 		}
 		rewards[b] = float32(r)
 	}
-	m.reward = st
+	if m.dgrads != nil { // a frozen model (NewFrozen) has no backward
+		m.reward = st
+	}
 	return rewards, nil
 }
 

@@ -106,6 +106,7 @@ type jobKind int
 const (
 	textJob jobKind = iota
 	sftJob
+	ppoJob // ppo on the SFT job's prompts (ppo_test.go)
 )
 
 // cluster is a coordinator cluster and workers run as separate processes on
@@ -158,9 +159,13 @@ func newClusterJob(t *testing.T, lab network, kind jobKind, n, minWorkers, maxWo
 	t.Helper()
 	bin, data := shared(t)
 	objective := "causal"
-	if kind == sftJob {
+	if kind == sftJob || kind == ppoJob {
 		bin, data = sharedSFT(t)
 		objective = "sft"
+	}
+	extraSpec := ""
+	if kind == ppoJob {
+		objective, extraSpec = "ppo", ppoJobYAML(t)
 	}
 	c := &cluster{t: t, bin: bin, dir: t.TempDir(), workers: map[string]*workerProc{}, lab: lab, extra: coordFlags}
 	c.auditDir = filepath.Join(c.dir, "audit")
@@ -221,7 +226,7 @@ eval_interval: 0
 eval_batches: 0
 checkpoint_interval: %d
 exact: true
-`, objective, data, filepath.Join(c.dir, "run"), faultStreams, faultSteps, faultCkpt)
+%s`, objective, data, filepath.Join(c.dir, "run"), faultStreams, faultSteps, faultCkpt, extraSpec)
 	if err := os.WriteFile(job, []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -556,7 +561,7 @@ func referenceOf(t *testing.T, kind jobKind, once *sync.Once, out **outcome) *ou
 		}
 		_, gap, _ := recovery((*out).records, time.Unix(0, first))
 		t.Logf("fault-free %s run of 3 workers: median step %v, longest gap between steps %v (checkpoints are written every %d steps)",
-			map[jobKind]string{textJob: "text", sftJob: "sft"}[kind], medianStep((*out).records).Round(time.Microsecond), gap.Round(time.Millisecond), faultCkpt)
+			map[jobKind]string{textJob: "text", sftJob: "sft", ppoJob: "ppo"}[kind], medianStep((*out).records).Round(time.Microsecond), gap.Round(time.Millisecond), faultCkpt)
 	})
 	if *out == nil {
 		t.Fatal("the fault-free reference run failed")

@@ -94,6 +94,10 @@ func (r RunInfo) Banner() []string {
 		batch = fmt.Sprintf("batch: %d pairs (%s x %d) of two rows of %d tokens = %s tokens per step%s",
 			r.Streams*r.MicroBatch, plural(r.Streams, "stream"), r.MicroBatch, r.SeqLen, thousands(r.TokensPerStep), workers)
 	}
+	if r.Objective == PPO {
+		batch = fmt.Sprintf("batch: %d prompts (%s x %d), each answered in a row of %d tokens%s",
+			r.Streams*r.MicroBatch, plural(r.Streams, "stream"), r.MicroBatch, r.SeqLen, workers)
+	}
 	return []string{
 		fmt.Sprintf("model: %s, %s, %d wide, context %d, vocabulary %d; %s parameters; %s objective",
 			plural(m.Layers, "layer"), plural(m.Heads, "head"), m.Embd, m.MaxSeqLen, m.VocabSize, count(r.Params), r.Objective),

@@ -59,6 +59,9 @@ func InitWeights(tr *Trainer, p *Prepared) error {
 	if newHead {
 		ckShape.NumLabels = 1
 	}
+	// A PPO policy starts from a language model: its value head is new (initValueHead).
+	newValue := spec.Model.ValueHead && !ck.Config.ValueHead
+	ckShape.ValueHead = ckShape.ValueHead || newValue
 	if err := checkModel("init_from", spec.InitFrom, ckShape, spec.Model); err != nil {
 		return err
 	}
@@ -69,6 +72,9 @@ func InitWeights(tr *Trainer, p *Prepared) error {
 	copy(tr.Model.Params.Slab, ck.Params)
 	if newHead {
 		tr.Model.InitScore(spec.Seed)
+	}
+	if newValue {
+		return initValueHead(tr)
 	}
 	return nil
 }

@@ -189,7 +189,7 @@ func checkpointJob(dir string, ck *model.Checkpoint) (Spec, error) {
 		return def, fmt.Errorf("checkpoint %s: trainer state: job: %w", dir, err)
 	}
 	if job.Objective != "" {
-		def.Objective = job.Objective
+		def.Objective = ppoEvalObjective(job.Objective)
 	}
 	if job.Seed != nil {
 		def.Seed = *job.Seed

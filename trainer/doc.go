@@ -41,4 +41,9 @@
 // source is a TargetCounter). All three share the streams, the ring, the recovery and
 // the checkpoints; an SFT run also records its chat template in every checkpoint and
 // reports token accuracy (EvaluateFull), and ExactMatch scores greedy answers.
+//
+// reward and dpo train on preference pairs (preference.go); ppo (ppo.go) samples
+// answers to an SFT dataset's prompts, scores them with a frozen reward model and
+// makes several PPO updates a step, the sums it needs inside a step going over the
+// ring through a Reducer the worker gives it (docs/preferences.md).
 package trainer

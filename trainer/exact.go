@@ -74,6 +74,10 @@ func (t *Trainer) GradientsExact(ctx context.Context, step int64, streams []int,
 	if len(acc) != len(g) {
 		return 0, fmt.Errorf("trainer: exact accumulator of %d values for %d gradients", len(acc), len(g))
 	}
+	if t.ppo != nil {
+		_, lossSum, err := t.ppoGradients(ctx, step, streams, ready, acc)
+		return lossSum, err
+	}
 	if len(streams) == 0 {
 		clear(acc)
 	}

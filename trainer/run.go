@@ -243,7 +243,8 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 		lossSum, err := tr.StepGradients(ctx, step, streams)
 		if err != nil {
 			if ctx.Err() != nil {
-				continue // stop at the top of the loop, checkpointing the last full step
+				tr.Rollback() // a ppo step's inner updates are undone
+				continue      // stop at the top of the loop, checkpointing the last full step
 			}
 			return res, err
 		}
@@ -254,6 +255,9 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 		res.Step, res.TrainLoss = tr.Step, tr.MeanLoss(step, lossSum)
 		rec := books.Step(StepDone{Step: tr.Step, Loss: res.TrainLoss, LR: lr, GradNorm: norm})
 		tr.Pref.Record(rec)
+		if spec.Objective == PPO {
+			tr.PPO.Record(rec)
+		}
 		if books.Cadence().Evaluate(tr.Step) {
 			// An evaluation cut short by ctx is left out: the run stops at the top
 			// of the loop.
@@ -371,8 +375,8 @@ func saveCheckpoint(tr *Trainer, p *Prepared, loss, valLoss float64) (string, er
 		HFTokenizer: p.hfTokenizerFiles(),
 		EOT:         &eot,
 	}
-	if sft := p.Dataset.Manifest().SFT; sft != nil && (tr.Spec.Objective == SFT || isPreference(tr.Spec.Objective)) {
-		// Generation (an sft or dpo policy) and scoring (a reward model) render
+	if sft := p.Dataset.Manifest().SFT; sft != nil && (tr.Spec.Objective == SFT || tr.Spec.Objective == PPO || isPreference(tr.Spec.Objective)) {
+		// Generation (an sft, dpo or ppo policy) and scoring (a reward model) render
 		// prompts with the template the model was tuned with.
 		ck.Trainer.ChatTemplate = sft.Template
 	}

@@ -21,6 +21,9 @@ type TargetCounter interface {
 // sft objective needs an SFT dataset whose rows are seq_len+1 tokens; the masked
 // objective cannot read an SFT dataset.
 func resolveObjective(spec *Spec, ds *shard.Dataset) (note string, err error) {
+	if spec.Objective == PPO {
+		return "", resolvePPO(spec, ds)
+	}
 	if isPreference(spec.Objective) || ds.Manifest().IsPreference() {
 		return "", resolvePreference(spec, ds)
 	}

@@ -68,6 +68,9 @@ type Spec struct {
 	// Beta is DPO's inverse temperature (dpo only; 0 means DefaultBeta). Omitted from
 	// the JSON of a job that does not set it.
 	Beta float64 `yaml:"beta" json:"beta,omitempty"`
+	// PPO holds the ppo objective's settings (ppo_spec.go); nil for the others. For
+	// ppo, beta is the KL penalty's coefficient (0 means DefaultPPOBeta).
+	PPO *PPOSpec `yaml:"ppo,omitempty" json:"ppo,omitempty"`
 
 	LogInterval        int64 `yaml:"log_interval" json:"log_interval"`
 	EvalInterval       int64 `yaml:"eval_interval" json:"eval_interval"` // 0: only at the end
@@ -203,16 +206,16 @@ func (s Spec) Validate() error {
 		}
 	}
 	switch {
-	case s.Objective != CausalLM && s.Objective != MaskedLM && s.Objective != SFT && s.Objective != Reward && s.Objective != DPO:
-		return bad("objective", s.Objective, `must be "causal", "masked", "sft", "reward" or "dpo"`)
+	case s.Objective != CausalLM && s.Objective != MaskedLM && s.Objective != SFT && s.Objective != Reward && s.Objective != DPO && s.Objective != PPO:
+		return bad("objective", s.Objective, `must be "causal", "masked", "sft", "reward", "dpo" or "ppo"`)
 	case s.Objective == Reward && s.Model.NumLabels != 0 && s.Model.NumLabels != 1:
 		return bad("model.num_labels", s.Model.NumLabels, "must be 1 (or 0, which Prepare makes 1) for objective reward: the scalar score head")
 	case s.Objective != Reward && s.Model.NumLabels != 0:
 		return bad("model.num_labels", s.Model.NumLabels, fmt.Sprintf("must be 0 for objective %s (a language model)", s.Objective))
 	case s.Objective == DPO && s.InitFrom == "":
 		return bad("init_from", s.InitFrom, "is required for objective dpo: the frozen reference is the model training starts from")
-	case s.Beta < 0 || (s.Beta != 0 && s.Objective != DPO):
-		return bad("beta", s.Beta, "must be >= 0, and is set only for objective dpo")
+	case s.Beta < 0 || (s.Beta != 0 && s.Objective != DPO && s.Objective != PPO):
+		return bad("beta", s.Beta, "must be >= 0, and is set only for objectives dpo and ppo")
 	case s.Epochs < 0:
 		return bad("epochs", s.Epochs, "must be >= 0 (0: steps decides)")
 	case s.SeqLen < 1:
@@ -265,6 +268,9 @@ func (s Spec) Validate() error {
 		return bad("patience", s.Patience, fmt.Sprintf("needs evaluations during the run: eval_interval (%d) and eval_batches (%d) must be >= 1", s.EvalInterval, s.EvalBatches))
 	case s.SeqLen > s.Model.MaxSeqLen:
 		return bad("seq_len", s.SeqLen, fmt.Sprintf("exceeds the model's max_seq_len %d", s.Model.MaxSeqLen))
+	}
+	if err := s.validatePPO(); err != nil {
+		return err
 	}
 	if err := s.Model.Validate(); err != nil {
 		return fmt.Errorf("%w: model: %w", ErrBadSpec, err)

@@ -37,6 +37,8 @@ type Trainer struct {
 	packed          PackedSource // data, when its rows pack several examples; else nil
 	start           []int32      // (b,T) example starts of a packed micro-batch
 	pref            *prefBuffers // the reward and dpo objectives' buffers; nil otherwise
+	ppo             *ppoState    // the ppo objective's models and rollouts; nil otherwise
+	reducer         Reducer      // sums over the ranks (ppo); nil in a single process
 
 	// Pref holds the preference measures (reward and dpo) of the pairs the last
 	// Gradients, GradientsExact or StepGradients computed: this rank's share of the
@@ -45,6 +47,8 @@ type Trainer struct {
 	// PrefFixed is Pref in fixed point, each stream converted on its own: what
 	// GradientsExact leaves for the exact step summary.
 	PrefFixed PrefFixed
+	// PPO holds the measures of the last ppo step, over the global batch.
+	PPO PPOStats
 }
 
 // New builds a Trainer. maskID is the mask token of the masked objective (ignored for
@@ -76,6 +80,9 @@ func New(spec Spec, m *model.GPT, opt *model.AdamW, data BatchSource, maskID int
 		}
 		t.pref = newPrefBuffers(spec)
 	}
+	if spec.Objective == PPO {
+		t.ppo = &ppoState{}
+	}
 	return t, nil
 }
 
@@ -92,6 +99,8 @@ func (t *Trainer) GlobalTargets(step int64) int {
 		return s.Streams * s.MicroBatch * s.SeqLen
 	case Reward, DPO:
 		return s.Streams * s.MicroBatch // pairs
+	case PPO:
+		return 1 // Gradients returns the mean loss (ppo.go)
 	case SFT:
 		n, err := t.counter.TrainedTargets(context.Background(), step)
 		if err != nil {
@@ -130,6 +139,10 @@ func (t *Trainer) Gradients(ctx context.Context, step int64, streams []int, read
 	t.Pref = PrefStats{}
 	if t.pref != nil {
 		return t.preferenceGradients(ctx, step, streams, ready)
+	}
+	if t.ppo != nil {
+		lossSum, _, err := t.ppoGradients(ctx, step, streams, ready, nil)
+		return lossSum, err
 	}
 	total := t.GlobalTargets(step)
 	if s.Objective == SFT {
@@ -199,6 +212,7 @@ func (t *Trainer) Apply() (gradNorm, lr float64, err error) {
 		return gradNorm, lr, err
 	}
 	t.Step++
+	t.ppoApplied()
 	return gradNorm, lr, nil
 }
 

@@ -10,4 +10,5 @@ var (
 	CheckEquivalent  = checkEquivalent
 	ReferenceRun     = referenceRun
 	CheckJobFinished = checkJobFinished
+	RelL2            = relL2
 )

@@ -159,8 +159,12 @@ func (w *Worker) runGeneration(ctx context.Context, js *jobState, plan *pb.Plan,
 		return nil, err
 	}
 	w.startSteps(js, g)
+	js.tr.SetReducer(ringReducer{ring: g.ring})
 	for js.tr.Step < js.tr.Spec.Steps {
 		times, norm, lr, err := w.step(ctx, js, g)
+		if err != nil {
+			js.tr.Rollback() // a ppo step's inner updates are undone before the state is shared again
+		}
 		if errors.Is(err, errStopped) {
 			break
 		}
@@ -513,10 +517,16 @@ func (g *generation) rankTimes() []*pb.RankTime {
 }
 
 // gradientsErr is the error of a step whose gradients failed: the abort of a
-// cancelled step, else fatal (bad data, or a gradient exact mode cannot hold).
+// cancelled step, a failed sum over the ring inside the step (errRingSum), else
+// fatal (bad data, or a gradient exact mode cannot hold).
 func (g *generation) gradientsErr(ctx context.Context, step int64, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("step %d aborted: %w", step, context.Cause(ctx))
+	}
+	if errors.Is(err, errRingSum) {
+		// A sum over the ring inside the step (ppo) failed: a ring fault, retried
+		// in a new generation like a failed gradient all-reduce.
+		return fmt.Errorf("step %d: all-reduce: %w", step, err)
 	}
 	return fatal(err)
 }
@@ -532,6 +542,7 @@ func (w *Worker) keepBooks(ctx context.Context, js *jobState, g *generation, rep
 	rec := js.books.Step(trainer.StepDone{Step: tr.Step, Loss: js.loss, LR: lr, GradNorm: norm, Workers: g.world})
 	js.pref.Record(rec)
 	rec["generation"], rec["world_size"] = g.gen, g.world
+	w.ppoBooks(tr, rec)
 	rec["step_s"], rec["compute_s"], rec["allreduce_s"] = times.Total().Seconds(), times.Compute.Seconds(), times.AllReduce.Seconds()
 	rec["allreduce_busy_s"], rec["optimizer_s"], rec["waiting_s"] = times.RingBusy.Seconds(), times.Optimizer.Seconds(), times.Waiting.Seconds()
 	if g.cadence.Evaluate(tr.Step) {

@@ -22,6 +22,7 @@ type specFlags struct {
 	config string
 	spec   trainer.Spec
 	batch  int
+	ppo    trainer.PPOSpec // the --ppo-* flags, applied over the spec's ppo section (ppo_flags.go)
 }
 
 func (f *specFlags) register(cmd *cobra.Command) {
@@ -32,8 +33,9 @@ func (f *specFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&s.Data, "data", "", "prepared dataset directory (made by 'ringtrain prepare')")
 	fl.StringVar(&s.Out, "out", s.Out, "run directory for checkpoints and metrics.jsonl")
 	fl.StringVar(&s.InitFrom, "init-from", "", "start from this checkpoint or Hugging Face GPT-2 directory")
-	fl.StringVar((*string)(&s.Objective), "objective", string(s.Objective), "training objective: causal, masked, sft (an SFT dataset under the default causal trains sft), reward (a reward model on preference pairs) or dpo")
-	fl.Float64Var(&s.Beta, "beta", 0, "dpo: inverse temperature of the DPO loss (0: 0.1)")
+	fl.StringVar((*string)(&s.Objective), "objective", string(s.Objective), "training objective: causal, masked, sft (an SFT dataset under the default causal trains sft), reward (a reward model on preference pairs), dpo or ppo (RLHF against --reward-model)")
+	fl.Float64Var(&s.Beta, "beta", 0, "dpo: inverse temperature of the DPO loss (0: 0.1); ppo: the KL penalty's coefficient (0: 0.05)")
+	f.registerPPO(fl)
 	fl.StringVar(&s.Tokenizer, "tokenizer", "", "tokenizer of a dataset without a tokenizer file (llm.c shards): gpt2 (the default there), byte, or a tokenizer file")
 	fl.IntVar(&s.Model.Layers, "layers", s.Model.Layers, "transformer layers")
 	fl.IntVar(&s.Model.Heads, "heads", s.Model.Heads, "attention heads")
@@ -88,6 +90,7 @@ func (f *specFlags) resolve(cmd *cobra.Command) (trainer.Spec, error) {
 	if cmd.Flags().Changed("epochs") && !cmd.Flags().Changed("steps") {
 		spec.Steps = 0 // ResolveEpochs sets it
 	}
+	f.applyPPO(cmd, &spec)
 	return spec, nil
 }
 

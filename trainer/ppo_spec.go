@@ -1,0 +1,145 @@
+package trainer
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/ringtrain/ringtrain/shard"
+)
+
+// PPO is reinforcement learning from a reward model with proximal policy
+// optimisation (ppo.go): the policy samples answers to the prompts of an SFT
+// dataset, a frozen reward model scores them, and the policy (with a value head) is
+// updated for ppo.epochs optimizer updates per batch of rollouts, penalised by beta
+// times its KL divergence from the frozen init_from model.
+const PPO Objective = "ppo"
+
+// PPOSpec holds the ppo objective's settings (the job's ppo section). A zero field
+// means its default (DefaultPPO), except ent_coef, whose default is 0.
+type PPOSpec struct {
+	// RewardModel is the reward model's checkpoint (num_labels 1; train --objective
+	// reward). Required.
+	RewardModel string `yaml:"reward_model" json:"reward_model"`
+	// MaxNewTokens bounds a sampled answer (it also ends at the end-of-text, and where
+	// the row of seq_len tokens is full).
+	MaxNewTokens int `yaml:"max_new_tokens" json:"max_new_tokens"`
+	// Epochs is the number of optimizer updates per batch of rollouts, each over the
+	// whole global batch.
+	Epochs int `yaml:"epochs" json:"epochs"`
+	// Gamma and Lambda are GAE's discount and trace decay.
+	Gamma  float64 `yaml:"gamma" json:"gamma"`
+	Lambda float64 `yaml:"lambda" json:"lambda"`
+	// ClipEps clips the probability ratio to [1-clip_eps, 1+clip_eps]; ValueClip the
+	// value to the rollout's value ± value_clip.
+	ClipEps   float64 `yaml:"clip_eps" json:"clip_eps"`
+	ValueClip float64 `yaml:"value_clip" json:"value_clip"`
+	// VFCoef weighs the value loss, EntCoef the entropy bonus.
+	VFCoef  float64 `yaml:"vf_coef" json:"vf_coef"`
+	EntCoef float64 `yaml:"ent_coef" json:"ent_coef"`
+}
+
+// DefaultPPOBeta is the KL penalty coefficient (the job's beta) of a ppo job that
+// sets none.
+const DefaultPPOBeta = 0.05
+
+// DefaultPPO returns the ppo settings a job gets for the fields it leaves zero.
+func DefaultPPO() PPOSpec {
+	return PPOSpec{MaxNewTokens: 32, Epochs: 4, Gamma: 1, Lambda: 0.95, ClipEps: 0.2, ValueClip: 0.2, VFCoef: 0.1}
+}
+
+// withDefaults fills the zero fields of p from DefaultPPO.
+func (p PPOSpec) withDefaults() PPOSpec {
+	d := DefaultPPO()
+	if p.MaxNewTokens == 0 {
+		p.MaxNewTokens = d.MaxNewTokens
+	}
+	if p.Epochs == 0 {
+		p.Epochs = d.Epochs
+	}
+	for _, f := range []struct{ v, d *float64 }{
+		{&p.Gamma, &d.Gamma}, {&p.Lambda, &d.Lambda}, {&p.ClipEps, &d.ClipEps}, {&p.ValueClip, &d.ValueClip}, {&p.VFCoef, &d.VFCoef},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.d
+		}
+	}
+	return p
+}
+
+// validatePPO checks the ppo objective's fields, and that no other objective sets
+// them. model.value_head is not one of them: a PPO policy is a language model with a
+// head, which the other causal objectives (sft, evaluation) can run as it is.
+func (s Spec) validatePPO() error {
+	bad := func(field string, v any, why string) error {
+		return fmt.Errorf("%w: %s=%v %s", ErrBadSpec, field, v, why)
+	}
+	if s.Objective != PPO {
+		switch {
+		case s.PPO != nil:
+			return bad("ppo", "{...}", fmt.Sprintf("is set only for objective ppo, not %s", s.Objective))
+		}
+		return nil
+	}
+	if s.InitFrom == "" {
+		return bad("init_from", s.InitFrom, "is required for objective ppo: the policy starts from it and it is the frozen reference of the KL penalty")
+	}
+	if s.PPO == nil || s.PPO.RewardModel == "" {
+		return bad("ppo.reward_model", "", "is required for objective ppo: the checkpoint of a reward model (train --objective reward)")
+	}
+	p := s.PPO.withDefaults()
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"ppo.gamma", p.Gamma}, {"ppo.lambda", p.Lambda}, {"ppo.clip_eps", p.ClipEps}, {"ppo.value_clip", p.ValueClip}, {"ppo.vf_coef", p.VFCoef}, {"ppo.ent_coef", p.EntCoef}} {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
+			return bad(f.name, f.v, "must be a finite number >= 0")
+		}
+	}
+	switch {
+	case p.MaxNewTokens < 1:
+		return bad("ppo.max_new_tokens", p.MaxNewTokens, "must be >= 1")
+	case p.Epochs < 1:
+		return bad("ppo.epochs", p.Epochs, "must be >= 1")
+	case p.Gamma > 1:
+		return bad("ppo.gamma", p.Gamma, "must be in (0, 1]")
+	case p.Lambda > 1:
+		return bad("ppo.lambda", p.Lambda, "must be in (0, 1]")
+	case p.ClipEps >= 1:
+		return bad("ppo.clip_eps", p.ClipEps, "must be in (0, 1)")
+	}
+	return nil
+}
+
+// resolvePPO completes a ppo job from its dataset: the prompts are an SFT dataset's
+// rows (the tokens before each row's first trained target), seq_len its rows' T; the
+// model gets a value head, ppo its defaults and beta DefaultPPOBeta when unset.
+func resolvePPO(spec *Spec, ds *shard.Dataset) error {
+	m := ds.Manifest()
+	if m.SFT == nil || m.IsPreference() {
+		return fmt.Errorf("%w: objective=ppo reads its prompts from an SFT dataset (ringtrain prepare --format sft or --synthetic TASK), and dataset %s is not one", ErrBadSpec, spec.Data)
+	}
+	if spec.SeqLen != m.SFT.RowTokens-1 {
+		return fmt.Errorf("%w: seq_len=%d, but prompt dataset %s holds rows of %d tokens: seq_len must be %d (--seq %d)",
+			ErrBadSpec, spec.SeqLen, spec.Data, m.SFT.RowTokens, m.SFT.RowTokens-1, m.SFT.RowTokens-1)
+	}
+	spec.Model.ValueHead = true
+	if spec.PPO == nil {
+		spec.PPO = &PPOSpec{}
+	}
+	p := spec.PPO.withDefaults()
+	spec.PPO = &p
+	if spec.Beta == 0 {
+		spec.Beta = DefaultPPOBeta
+	}
+	return nil
+}
+
+// ppoEvalObjective is the objective a checkpoint trained with o is evaluated with: a
+// ppo policy is a language model, measured as sft measures one on an SFT dataset
+// (its loss and token accuracy on the reference answers); the others as they are.
+func ppoEvalObjective(o Objective) Objective {
+	if o == PPO {
+		return SFT
+	}
+	return o
+}
