@@ -239,6 +239,11 @@ func (w *Worker) Run(ctx context.Context) (res *Result, err error) {
 	w.plans = newPlanWatch()
 	lease, err := w.register(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped while registering: the coordinator may have applied the
+			// registration before the answer was lost, so leave all the same.
+			w.leave(ctx)
+		}
 		return nil, err
 	}
 	defer w.leave(ctx)
