@@ -81,6 +81,9 @@ type TrainerState struct {
 	// ChatTemplate names the chat template (package chat) the model was fine-tuned
 	// with, so generation renders prompts as training did; "" when it was not.
 	ChatTemplate string `json:"chat_template,omitempty"`
+	// PPOBeta is a ppo policy's KL coefficient for its next step (which an adaptive
+	// KL controller changes as it trains); nil for the other objectives.
+	PPOBeta *float64 `json:"ppo_beta,omitempty"`
 }
 
 // Checkpoint is everything needed to resume training bit-identically.
