@@ -273,3 +273,21 @@ func TestPPOAdaptiveKLResume(t *testing.T) {
 		t.Fatalf("a checkpoint with ppo_beta 0: got %v", err)
 	}
 }
+
+// TestPPOMeasuresInTensorBoard: every measure a ppo step adds to its record is one
+// of the TensorBoard scalars, under ppo/.
+func TestPPOMeasuresInTensorBoard(t *testing.T) {
+	rec := Record{}
+	PPOStats{}.Record(rec)
+	if len(rec) < 8 {
+		t.Fatalf("PPOStats.Record wrote %d fields", len(rec))
+	}
+	for field := range rec {
+		i := slices.IndexFunc(tensorBoardScalars, func(s struct{ field, tag string }) bool { return s.field == field })
+		if i < 0 {
+			t.Errorf("%s is not a TensorBoard scalar", field)
+		} else if want := "ppo/" + strings.TrimPrefix(field, "ppo_"); tensorBoardScalars[i].tag != want {
+			t.Errorf("%s has tag %s, want %s", field, tensorBoardScalars[i].tag, want)
+		}
+	}
+}
