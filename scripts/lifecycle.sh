@@ -38,7 +38,7 @@ ringtrain train --objective reward --data life/pref-data --init-from life/sft/ck
 ringtrain eval --checkpoint life/rm/ckpt/step-000400 --data life/pref-data
 
 stamp "4. PPO"
-ringtrain train --objective ppo --prompts life/sft-data --init-from life/sft/ckpt/step-000800 --reward-model life/rm/ckpt/step-000400 --seq 64 --batch 16 --steps 20 --lr 2e-5 --min-lr 2e-5 --warmup 0 --beta 0.1 --target-kl 2 --kl-horizon 64 --max-new-tokens 12 --out life/ppo --tensorboard=false
+ringtrain train --objective ppo --prompts life/sft-data --init-from life/sft/ckpt/step-000800 --reward-model life/rm/ckpt/step-000400 --seq 64 --batch 16 --steps 20 --lr 1e-5 --min-lr 1e-5 --warmup 0 --beta 0.1 --target-kl 2 --kl-horizon 64 --max-new-tokens 12 --out life/ppo --tensorboard=false
 ringtrain eval --checkpoint life/ppo/ckpt/step-000020 --exact-match life/sft-data/synthetic/val.jsonl --limit 100
 
 stamp "5. DPO"
