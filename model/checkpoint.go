@@ -214,6 +214,9 @@ func checkCheckpoint(ck *Checkpoint) error {
 	if v := ck.Trainer.ValLoss; v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0)) {
 		return fmt.Errorf("%w: trainer val_loss %v is not finite and cannot be stored in JSON", ErrFormat, *v)
 	}
+	if b := ck.Trainer.PPOBeta; b != nil && (!(*b > 0) || math.IsInf(*b, 0)) {
+		return fmt.Errorf("%w: trainer ppo_beta %v must be a finite number > 0", ErrFormat, *b)
+	}
 	return nil
 }
 

@@ -20,8 +20,10 @@ import (
 //     fault, on any rank of any world size, samples the same answers.
 //  2. Scores. The policy's log-probabilities and values, the frozen reference's
 //     log-probabilities and the reward model's score of each answer. A token's reward
-//     is -beta*(logp - logp_ref) (beta is t.PPOBeta), the reward model's score added to the last token;
-//     GAE (gamma, lambda) gives advantages and returns.
+//     is -beta*(logp - logp_ref) (beta: t.PPOBeta), the reward model's score added
+//     to the last token; GAE (gamma, lambda) gives advantages and returns. With
+//     ppo.target_kl the step's global KL gives the next step's beta (klController),
+//     which Apply makes current.
 //  3. Whitening over the global batch. The advantages are whitened with the mean and
 //     variance of every answer token of the step, over all ranks. Each stream's
 //     token count, sum and sum of squares (with the scores and KL the metrics
@@ -250,7 +252,7 @@ func (t *Trainer) Rollback() {
 func (t *Trainer) ppoApplied() {
 	if t.ppo != nil {
 		t.ppo.dirty = false
-		if t.ppo.nextBeta > 0 {
+		if t.ppo.nextBeta > 0 { // 0: no step computed one (or it underflowed)
 			t.PPOBeta, t.ppo.nextBeta = t.ppo.nextBeta, 0
 		}
 	}
