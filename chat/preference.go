@@ -132,8 +132,14 @@ func MarshalPair(p Pair) ([]byte, error) {
 // its length does not tell it apart:
 //
 //   - arith: a wrong sum with the same number of digits;
-//   - reverse and sort: the correct words with two of them swapped;
-//   - upper: the correct answer with one word left in lower case.
+//   - reverse and sort: half of them the correct words with two of them swapped, half
+//     the correct answer with one or two letters of one word changed to other
+//     letters;
+//   - upper: half of them the correct answer with one word left in lower case, half
+//     with one or two letters of one word changed to other capitals.
+//
+// The letter-level half teaches a reward model that a garbled word is wrong, not
+// only a misplaced one.
 //
 // The same task, n and seed give the same pairs on every machine.
 func SyntheticPairs(task string, n int, seed uint64) ([]Pair, error) {
@@ -173,16 +179,42 @@ func corrupt(task, good string, r *rand.Rand) string {
 				return strconv.Itoa(w)
 			}
 		}
+	}
+	words := strings.Fields(good)
+	if r.IntN(2) == 0 {
+		base := byte('a')
+		if task == TaskUpper {
+			base = 'A'
+		}
+		return garble(words, base, r)
+	}
+	switch task {
 	case TaskUpper:
-		words := strings.Fields(good)
 		k := r.IntN(len(words))
 		words[k] = strings.ToLower(words[k])
 		return strings.Join(words, " ")
 	default:
-		words := strings.Fields(good)
 		i := r.IntN(len(words))
 		j := (i + 1 + r.IntN(len(words)-1)) % len(words)
 		words[i], words[j] = words[j], words[i]
 		return strings.Join(words, " ")
 	}
+}
+
+// garble returns words joined by spaces after one or two letters of one of them
+// (distinct positions) are replaced by other letters of the alphabet starting at
+// base: a letter-level corruption of the same length.
+func garble(words []string, base byte, r *rand.Rand) string {
+	k := r.IntN(len(words))
+	w := []byte(words[k])
+	n := min(1+r.IntN(2), len(w))
+	for _, i := range r.Perm(len(w))[:n] {
+		c := base + byte(r.IntN(25))
+		if c >= w[i] {
+			c++ // any letter but the one there
+		}
+		w[i] = c
+	}
+	words[k] = string(w)
+	return strings.Join(words, " ")
 }

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -76,6 +77,56 @@ func TestSyntheticPairsNotByLength(t *testing.T) {
 			if err != nil || back.Chosen.Answer() != c || back.Rejected.Answer() != r {
 				t.Fatalf("%s pair %d does not round-trip: %v", task, i, err)
 			}
+		}
+	}
+}
+
+// TestSyntheticPairsLetterCorruptions: the rejected answers of the word tasks are a
+// mix of word-level corruptions (two words swapped; upper: one word in lower case)
+// and letter-level ones: one word with one or two letters changed to other letters
+// of the answer's case, every other word as it was.
+func TestSyntheticPairsLetterCorruptions(t *testing.T) {
+	for _, task := range []string{TaskReverse, TaskSort, TaskUpper} {
+		pairs, err := SyntheticPairs(task, 400, 9)
+		if err != nil {
+			t.Fatal(err)
+		}
+		letters := 0
+		for i, p := range pairs {
+			c, r := strings.Fields(p.Chosen.Answer()), strings.Fields(p.Rejected.Answer())
+			if len(c) != len(r) {
+				t.Fatalf("%s pair %d: %q vs %q: word counts differ", task, i, c, r)
+			}
+			sc, sr := slices.Sorted(slices.Values(c)), slices.Sorted(slices.Values(r))
+			if slices.Equal(sc, sr) || (task == TaskUpper && strings.EqualFold(strings.Join(c, " "), strings.Join(r, " "))) {
+				continue // word level
+			}
+			letters++
+			changedWords, changedLetters := 0, 0
+			for k := range c {
+				if c[k] == r[k] {
+					continue
+				}
+				changedWords++
+				for j := range len(c[k]) {
+					if c[k][j] != r[k][j] {
+						changedLetters++
+						lo, hi := byte('a'), byte('z')
+						if task == TaskUpper {
+							lo, hi = 'A', 'Z'
+						}
+						if r[k][j] < lo || r[k][j] > hi {
+							t.Fatalf("%s pair %d: %q has %q, not a letter of the answer's case", task, i, r[k], r[k][j])
+						}
+					}
+				}
+			}
+			if changedWords != 1 || changedLetters < 1 || changedLetters > 2 {
+				t.Fatalf("%s pair %d: chosen %q rejected %q: want one word with one or two letters changed", task, i, c, r)
+			}
+		}
+		if letters < 120 || letters > 280 {
+			t.Errorf("%s: %d of 400 rejected answers are letter-level: want about half", task, letters)
 		}
 	}
 }

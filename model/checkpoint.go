@@ -81,6 +81,9 @@ type TrainerState struct {
 	// ChatTemplate names the chat template (package chat) the model was fine-tuned
 	// with, so generation renders prompts as training did; "" when it was not.
 	ChatTemplate string `json:"chat_template,omitempty"`
+	// PPOBeta is a ppo policy's KL coefficient for its next step (which an adaptive
+	// KL controller changes as it trains); nil for the other objectives.
+	PPOBeta *float64 `json:"ppo_beta,omitempty"`
 }
 
 // Checkpoint is everything needed to resume training bit-identically.
@@ -210,6 +213,9 @@ func checkCheckpoint(ck *Checkpoint) error {
 	}
 	if v := ck.Trainer.ValLoss; v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0)) {
 		return fmt.Errorf("%w: trainer val_loss %v is not finite and cannot be stored in JSON", ErrFormat, *v)
+	}
+	if b := ck.Trainer.PPOBeta; b != nil && (!(*b > 0) || math.IsInf(*b, 0)) {
+		return fmt.Errorf("%w: trainer ppo_beta %v must be a finite number > 0", ErrFormat, *b)
 	}
 	return nil
 }

@@ -609,3 +609,32 @@ func TestVerifyDigest(t *testing.T) {
 		t.Fatalf("the replacement is a valid checkpoint on its own: %v", err)
 	}
 }
+
+// TestCheckpointPPOBeta: a checkpoint records a ppo policy's KL coefficient exactly
+// and loads it back, writes no key without one, and refuses one that is not a
+// finite number > 0.
+func TestCheckpointPPOBeta(t *testing.T) {
+	root := t.TempDir()
+	ck := ckTest(t)
+	beta := 0.07312345678912345
+	ck.Trainer.PPOBeta = &beta
+	ckSave(t, CheckpointDir(root, 1), ck)
+	back, err := LoadCheckpoint(CheckpointDir(root, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Trainer.PPOBeta == nil || *back.Trainer.PPOBeta != beta {
+		t.Errorf("loaded ppo_beta %v, want %v", back.Trainer.PPOBeta, beta)
+	}
+	ck.Trainer.PPOBeta = nil
+	ckSave(t, CheckpointDir(root, 2), ck)
+	if b, err := os.ReadFile(filepath.Join(CheckpointDir(root, 2), trainerStateFile)); err != nil || strings.Contains(string(b), "ppo_beta") {
+		t.Errorf("a checkpoint without a KL coefficient: %v\n%s", err, b)
+	}
+	for i, v := range []float64{0, -0.1, math.Inf(1), math.NaN()} {
+		ck.Trainer.PPOBeta = &v
+		if err := SaveCheckpoint(CheckpointDir(root, int64(3+i)), ck); !errors.Is(err, ErrFormat) {
+			t.Errorf("ppo_beta %v: err %v, want ErrFormat", v, err)
+		}
+	}
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The model lifecycle of README.md ("The lifecycle in five minutes"), command for
 # command: pre-train on the shipped corpus, instruction-tune, train a reward model,
-# tune with DPO, chat. cmd/ringtrain's TestReadmeLifecycle checks that the README's
+# tune with PPO against it, tune with DPO, chat. cmd/ringtrain's TestReadmeLifecycle checks that the README's
 # commands and this script's are the same and that their flags exist.
 #
 #   scripts/lifecycle.sh [WORKDIR]        (default: a fresh temporary directory)
@@ -37,12 +37,16 @@ ringtrain prepare --format preference --synthetic reverse,sort --seed 2 --tokeni
 ringtrain train --objective reward --data life/pref-data --init-from life/sft/ckpt/step-000800 --seq 64 --batch 16 --steps 400 --lr 5e-4 --out life/rm --tensorboard=false
 ringtrain eval --checkpoint life/rm/ckpt/step-000400 --data life/pref-data
 
-stamp "4. DPO"
+stamp "4. PPO"
+ringtrain train --objective ppo --prompts life/sft-data --init-from life/sft/ckpt/step-000800 --reward-model life/rm/ckpt/step-000400 --seq 64 --batch 16 --steps 20 --lr 1e-5 --min-lr 1e-5 --warmup 0 --beta 0.1 --target-kl 2 --kl-horizon 64 --max-new-tokens 12 --out life/ppo --tensorboard=false
+ringtrain eval --checkpoint life/ppo/ckpt/step-000020 --exact-match life/sft-data/synthetic/val.jsonl --limit 100
+
+stamp "5. DPO"
 ringtrain train --objective dpo --beta 1 --data life/pref-data --init-from life/sft/ckpt/step-000800 --seq 64 --batch 16 --steps 200 --lr 5e-5 --min-lr 5e-6 --warmup 20 --out life/dpo --tensorboard=false
 ringtrain eval --checkpoint life/dpo/ckpt/step-000200 --data life/pref-data
 ringtrain eval --checkpoint life/dpo/ckpt/step-000200 --exact-match life/sft-data/synthetic/val.jsonl --limit 100
 
-stamp "5. chat (here fed two prompts; in a terminal it is interactive)"
+stamp "6. chat (here fed two prompts; in a terminal it is interactive)"
 printf 'Reverse: owl sea hat\n/reset\nSort: yew elk fog\n' | ringtrain chat --checkpoint life/dpo/ckpt/step-000200
 
 stamp "done in $work/life"

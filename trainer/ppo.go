@@ -20,8 +20,10 @@ import (
 //     fault, on any rank of any world size, samples the same answers.
 //  2. Scores. The policy's log-probabilities and values, the frozen reference's
 //     log-probabilities and the reward model's score of each answer. A token's reward
-//     is -beta*(logp - logp_ref), the reward model's score added to the last token;
-//     GAE (gamma, lambda) gives advantages and returns.
+//     is -beta*(logp - logp_ref) (beta: t.PPOBeta), the reward model's score added
+//     to the last token; GAE (gamma, lambda) gives advantages and returns. With
+//     ppo.target_kl the step's global KL gives the next step's beta (klController),
+//     which Apply makes current.
 //  3. Whitening over the global batch. The advantages are whitened with the mean and
 //     variance of every answer token of the step, over all ranks. Each stream's
 //     token count, sum and sum of squares (with the scores and KL the metrics
@@ -61,6 +63,8 @@ type PPOStats struct {
 	// the summed per-token estimate logp - logp_ref (the sampling policy's KL from
 	// the reference); Length the mean answer length in tokens.
 	Score, KL, Length float64
+	// Beta is the KL coefficient the step's rewards used.
+	Beta float64
 	// Entropy is the mean entropy per token, ClipFrac the share of tokens whose ratio
 	// was clipped, ValueLoss and PolicyLoss the mean losses per token, all averaged
 	// over the step's ppo epochs.
@@ -71,7 +75,7 @@ type PPOStats struct {
 func (s PPOStats) Record(rec Record) {
 	rec["ppo_reward"], rec["ppo_kl"], rec["ppo_entropy"] = s.Score, s.KL, s.Entropy
 	rec["ppo_clip_frac"], rec["ppo_value_loss"], rec["ppo_policy_loss"] = s.ClipFrac, s.ValueLoss, s.PolicyLoss
-	rec["ppo_response_len"] = s.Length
+	rec["ppo_response_len"], rec["ppo_beta"] = s.Length, s.Beta
 }
 
 // streamSums returns, for k quantities, their sums over all the job's streams,
@@ -120,6 +124,7 @@ type ppoState struct {
 	backup   []float32 // params, then M, then V of the step's start
 	backStep int64     // optimizer step count of the backup
 	dirty    bool      // an inner update has changed the weights since the backup
+	nextBeta float64   // the KL coefficient after the step being computed (Apply sets it)
 }
 
 // loadPPO loads the reference (init_from, as a language model) and the reward model.
@@ -241,10 +246,15 @@ func (t *Trainer) Rollback() {
 	st.dirty = false
 }
 
-// ppoApplied marks the step's weights as final (Apply).
+// ppoApplied marks the step's weights as final (Apply), and makes the KL
+// coefficient the adaptive controller computed from the step's KL the next step's.
+// A step that is not applied (it failed, and is recomputed) leaves beta as it was.
 func (t *Trainer) ppoApplied() {
 	if t.ppo != nil {
 		t.ppo.dirty = false
+		if t.ppo.nextBeta > 0 { // 0: no step computed one (or it underflowed)
+			t.PPOBeta, t.ppo.nextBeta = t.ppo.nextBeta, 0
+		}
 	}
 }
 
@@ -322,6 +332,11 @@ func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, r
 	t.PPO.Score = sums[sumScore] / sums[sumRows]
 	t.PPO.KL = sums[sumKL] / sums[sumRows]
 	t.PPO.Length = float64(N) / sums[sumRows]
+	t.PPO.Beta = t.PPOBeta
+	st.nextBeta = t.PPOBeta
+	if p.TargetKL > 0 {
+		st.nextBeta = klController(t.PPOBeta, t.PPO.KL, p.TargetKL, s.GlobalBatch(), p.KLHorizon)
+	}
 
 	coefs := model.PPOCoefs{ClipEps: p.ClipEps, ValueClip: p.ValueClip, VFCoef: p.VFCoef, EntCoef: p.EntCoef}
 	epochSums := make([][]float64, len(streams)) // per stream, summed over the epochs
@@ -624,7 +639,7 @@ func (t *Trainer) rollout(ctx context.Context, step int64, stream int) (*rollout
 			ro.kl[r] += lp[j] - lpRef[j]
 		}
 		ro.score[r] = float64(scores[r])
-		rew := model.TokenRewards(lp, lpRef, ro.score[r], s.Beta)
+		rew := model.TokenRewards(lp, lpRef, ro.score[r], t.PPOBeta)
 		ro.adv[r], ro.ret[r] = model.GAE(rew, v, s.PPO.Gamma, s.PPO.Lambda)
 		ro.oldLp[r], ro.oldV[r] = lp, v
 	}

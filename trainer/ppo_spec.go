@@ -36,6 +36,33 @@ type PPOSpec struct {
 	// VFCoef weighs the value loss, EntCoef the entropy bonus.
 	VFCoef  float64 `yaml:"vf_coef" json:"vf_coef"`
 	EntCoef float64 `yaml:"ent_coef" json:"ent_coef"`
+	// TargetKL, when set, makes the KL coefficient adaptive (the proportional
+	// controller of Ziegler et al. 2019, klController): beta starts at the job's beta
+	// and after every step moves toward the value that holds the mean KL per answer
+	// at target_kl nats. 0 (the default) keeps beta fixed.
+	TargetKL float64 `yaml:"target_kl" json:"target_kl,omitempty"`
+	// KLHorizon is the controller's horizon in sampled answers: a step of B answers
+	// changes beta by the factor 1 + e*B/kl_horizon, e the KL's relative error
+	// clipped to ±0.2. Set only with target_kl; default DefaultKLHorizon; at least
+	// the global batch (micro_batch*streams), so beta stays positive.
+	KLHorizon int `yaml:"kl_horizon" json:"kl_horizon,omitempty"`
+}
+
+// DefaultKLHorizon is the adaptive KL controller's horizon, in answers, of a job
+// that sets target_kl and no kl_horizon (the value of Ziegler et al.).
+const DefaultKLHorizon = 10000
+
+// klErrClip bounds the adaptive KL controller's relative error.
+const klErrClip = 0.2
+
+// klController returns the KL coefficient of the step after one that sampled
+// answers answers with coefficient beta and measured a mean KL per answer of kl:
+// beta*(1 + e*answers/horizon), with e = (kl - target)/target clipped to ±0.2. It
+// is a function of numbers every rank holds alike (the global batch's KL), so every
+// rank, of any world size, computes the same bits.
+func klController(beta, kl, target float64, answers, horizon int) float64 {
+	e := min(max(kl/target-1, -klErrClip), klErrClip)
+	return beta * (1 + e*float64(answers)/float64(horizon))
 }
 
 // DefaultPPOBeta is the KL penalty coefficient (the job's beta) of a ppo job that
@@ -55,6 +82,9 @@ func (p PPOSpec) withDefaults() PPOSpec {
 	}
 	if p.Epochs == 0 {
 		p.Epochs = d.Epochs
+	}
+	if p.TargetKL > 0 && p.KLHorizon == 0 {
+		p.KLHorizon = DefaultKLHorizon
 	}
 	for _, f := range []struct{ v, d *float64 }{
 		{&p.Gamma, &d.Gamma}, {&p.Lambda, &d.Lambda}, {&p.ClipEps, &d.ClipEps}, {&p.ValueClip, &d.ValueClip}, {&p.VFCoef, &d.VFCoef},
@@ -90,7 +120,7 @@ func (s Spec) validatePPO() error {
 	for _, f := range []struct {
 		name string
 		v    float64
-	}{{"ppo.gamma", p.Gamma}, {"ppo.lambda", p.Lambda}, {"ppo.clip_eps", p.ClipEps}, {"ppo.value_clip", p.ValueClip}, {"ppo.vf_coef", p.VFCoef}, {"ppo.ent_coef", p.EntCoef}} {
+	}{{"ppo.gamma", p.Gamma}, {"ppo.lambda", p.Lambda}, {"ppo.clip_eps", p.ClipEps}, {"ppo.value_clip", p.ValueClip}, {"ppo.vf_coef", p.VFCoef}, {"ppo.ent_coef", p.EntCoef}, {"ppo.target_kl", p.TargetKL}} {
 		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
 			return bad(f.name, f.v, "must be a finite number >= 0")
 		}
@@ -106,6 +136,10 @@ func (s Spec) validatePPO() error {
 		return bad("ppo.lambda", p.Lambda, "must be in (0, 1]")
 	case p.ClipEps >= 1:
 		return bad("ppo.clip_eps", p.ClipEps, "must be in (0, 1)")
+	case p.KLHorizon != 0 && p.TargetKL == 0:
+		return bad("ppo.kl_horizon", p.KLHorizon, "is set only with ppo.target_kl (the adaptive KL coefficient)")
+	case p.TargetKL > 0 && p.KLHorizon < s.GlobalBatch():
+		return bad("ppo.kl_horizon", p.KLHorizon, fmt.Sprintf("must be at least the global batch of %d answers (micro_batch*streams), so a step changes beta by at most ±20%%", s.GlobalBatch()))
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package trainer
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -117,6 +118,11 @@ func TestPPOSpecValidate(t *testing.T) {
 	if err := base.Validate(); err != nil {
 		t.Fatalf("a valid ppo spec: %v", err)
 	}
+	adaptive := base
+	adaptive.PPO = &PPOSpec{RewardModel: "rm", TargetKL: 6}
+	if err := adaptive.Validate(); err != nil || adaptive.PPO.withDefaults().KLHorizon != DefaultKLHorizon {
+		t.Fatalf("a valid ppo spec with target_kl: %v (horizon %d)", err, adaptive.PPO.withDefaults().KLHorizon)
+	}
 	for _, tc := range []struct {
 		field string
 		edit  func(s *Spec)
@@ -129,12 +135,159 @@ func TestPPOSpecValidate(t *testing.T) {
 		{"ppo.epochs", func(s *Spec) { s.PPO = &PPOSpec{RewardModel: "rm", Epochs: -2} }},
 		{"ppo", func(s *Spec) { s.Objective, s.InitFrom = SFT, "" }},
 		{"beta", func(s *Spec) { s.Objective, s.PPO, s.Beta = CausalLM, nil, 0.1 }},
+		{"ppo.target_kl", func(s *Spec) { s.PPO = &PPOSpec{RewardModel: "rm", TargetKL: -1} }},
+		{"ppo.kl_horizon", func(s *Spec) { s.PPO = &PPOSpec{RewardModel: "rm", KLHorizon: 100} }},
+		{"ppo.kl_horizon", func(s *Spec) { s.PPO = &PPOSpec{RewardModel: "rm", TargetKL: 6, KLHorizon: s.GlobalBatch() - 1} }},
 	} {
 		s := base
 		tc.edit(&s)
 		err := s.Validate()
 		if !errors.Is(err, ErrBadSpec) || !strings.Contains(err.Error(), tc.field+"=") {
 			t.Errorf("%s: got %v, want an ErrBadSpec naming %s", tc.field, err, tc.field)
+		}
+	}
+}
+
+// TestKLController: the adaptive KL coefficient moves by e*answers/horizon, e the
+// relative KL error clipped to ±0.2, and stays put at the target.
+func TestKLController(t *testing.T) {
+	for _, tc := range []struct {
+		kl, want float64
+	}{
+		{6, 0.1},                   // on target
+		{6.6, 0.1 * (1 + 0.1*0.5)}, // 10% over: e = 0.1
+		{5.4, 0.1 * (1 - 0.1*0.5)}, // 10% under
+		{60, 0.1 * (1 + 0.2*0.5)},  // far over: e clipped to 0.2
+		{0, 0.1 * (1 - 0.2*0.5)},   // no KL at all: e clipped to -0.2
+		{-3, 0.1 * (1 - 0.2*0.5)},  // a negative estimate
+	} {
+		if got := klController(0.1, tc.kl, 6, 32, 64); math.Abs(got-tc.want) > 1e-15 {
+			t.Errorf("kl %v: beta %v, want %v", tc.kl, got, tc.want)
+		}
+	}
+	// The horizon is the global batch (the smallest kl_horizon validation allows): the
+	// coefficient changes by at most ±20% a step and stays positive.
+	if got := klController(0.1, 0, 6, 32, 32); math.Abs(got-0.08) > 1e-15 {
+		t.Errorf("horizon = batch: beta %v, want 0.08", got)
+	}
+}
+
+// TestPPOAdaptiveKL: with ppo.target_kl a step's rewards use the coefficient the
+// earlier steps left, Apply moves it by the controller from the step's global KL, a
+// step that is rolled back and recomputed moves it once, and without target_kl it
+// stays the job's beta.
+func TestPPOAdaptiveKL(t *testing.T) {
+	ctx := context.Background()
+	fixed := ppoTestTrainer(t)
+	tr := ppoTestTrainer(t)
+	tr.Spec.PPO.TargetKL, tr.Spec.PPO.KLHorizon = 1e-3, 4 // the tiny policy's KL is never on target
+	for step := range int64(3) {
+		for _, x := range []*Trainer{fixed, tr} {
+			if _, err := x.Gradients(ctx, step, x.Spec.AllStreams(), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := tr.PPOBeta
+		if tr.PPO.Beta != before {
+			t.Fatalf("step %d used beta %v, want the coefficient %v", step, tr.PPO.Beta, before)
+		}
+		want := klController(before, tr.PPO.KL, 1e-3, 4, 4)
+		if step == 1 { // a failed step: recomputed before it is applied
+			tr.Rollback()
+			if _, err := tr.Gradients(ctx, step, tr.Spec.AllStreams(), nil); err != nil {
+				t.Fatal(err)
+			}
+			if tr.PPOBeta != before {
+				t.Fatalf("step %d: an unapplied step changed beta to %v", step, tr.PPOBeta)
+			}
+		}
+		for _, x := range []*Trainer{fixed, tr} {
+			if _, _, err := x.Apply(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if tr.PPOBeta != want || tr.PPOBeta == before {
+			t.Fatalf("step %d: beta %v after Apply, want %v (KL %v)", step, tr.PPOBeta, want, tr.PPO.KL)
+		}
+		if fixed.PPOBeta != 0.1 || fixed.PPO.Beta != 0.1 {
+			t.Fatalf("step %d: without target_kl beta became %v (step used %v)", step, fixed.PPOBeta, fixed.PPO.Beta)
+		}
+	}
+	rec := Record{}
+	tr.PPO.Record(rec)
+	if rec["ppo_beta"] != tr.PPO.Beta {
+		t.Fatalf("record ppo_beta %v, want %v", rec["ppo_beta"], tr.PPO.Beta)
+	}
+}
+
+// TestPPOAdaptiveKLResume: a run resumed from a checkpoint of an adaptive-KL ppo
+// run continues bit for bit as the uninterrupted run, because the checkpoint
+// records the coefficient; one restored without it (the job's beta) does not.
+func TestPPOAdaptiveKLResume(t *testing.T) {
+	ctx := context.Background()
+	adaptive := func() *Trainer {
+		tr := ppoTestTrainer(t)
+		tr.Spec.PPO.TargetKL, tr.Spec.PPO.KLHorizon = 1e-3, 4
+		return tr
+	}
+	step := func(tr *Trainer) {
+		t.Helper()
+		if _, err := tr.Gradients(ctx, tr.Step, tr.Spec.AllStreams(), nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := tr.Apply(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := adaptive()
+	step(a)
+	step(a)
+	beta := a.PPOBeta
+	ck := &model.Checkpoint{Config: a.Spec.Model, Params: slices.Clone(a.Model.Params.Slab),
+		Opt:     &model.AdamW{M: slices.Clone(a.Opt.M), V: slices.Clone(a.Opt.V), Step: a.Opt.Step},
+		Trainer: model.TrainerState{Step: a.Step, PPOBeta: &beta}}
+	b, c := adaptive(), adaptive()
+	if err := resumeFrom(b, ck, nil, "ckpt"); err != nil {
+		t.Fatal(err)
+	}
+	ck.Trainer.PPOBeta = nil
+	if err := resumeFrom(c, ck, nil, "ckpt"); err != nil {
+		t.Fatal(err)
+	}
+	if b.PPOBeta != beta || c.PPOBeta != 0.1 || beta == 0.1 {
+		t.Fatalf("restored beta %v (checkpoint %v), without it %v", b.PPOBeta, beta, c.PPOBeta)
+	}
+	for range 2 {
+		step(a)
+		step(b)
+		step(c)
+	}
+	if !slices.Equal(a.Model.Params.Slab, b.Model.Params.Slab) || a.PPOBeta != b.PPOBeta || a.PPO != b.PPO {
+		t.Fatalf("the resumed run differs: beta %v vs %v", b.PPOBeta, a.PPOBeta)
+	}
+	if slices.Equal(a.Model.Params.Slab, c.Model.Params.Slab) {
+		t.Fatal("a run resumed with the job's beta trained the same weights: the test does not exercise beta")
+	}
+	ck.Trainer.PPOBeta = new(float64)
+	if err := resumeFrom(adaptive(), ck, nil, "ckpt"); err == nil || !strings.Contains(err.Error(), "ppo_beta") {
+		t.Fatalf("a checkpoint with ppo_beta 0: got %v", err)
+	}
+}
+
+// TestPPOMeasuresInTensorBoard: every measure a ppo step adds to its record is one
+// of the TensorBoard scalars, under ppo/.
+func TestPPOMeasuresInTensorBoard(t *testing.T) {
+	rec := Record{}
+	PPOStats{}.Record(rec)
+	if len(rec) < 8 {
+		t.Fatalf("PPOStats.Record wrote %d fields", len(rec))
+	}
+	for field := range rec {
+		i := slices.IndexFunc(tensorBoardScalars, func(s struct{ field, tag string }) bool { return s.field == field })
+		if i < 0 {
+			t.Errorf("%s is not a TensorBoard scalar", field)
+		} else if want := "ppo/" + strings.TrimPrefix(field, "ppo_"); tensorBoardScalars[i].tag != want {
+			t.Errorf("%s has tag %s, want %s", field, tensorBoardScalars[i].tag, want)
 		}
 	}
 }

@@ -353,6 +353,13 @@ func resumeFrom(tr *Trainer, ck *model.Checkpoint, p *Prepared, dir string) erro
 	copy(tr.Opt.V, ck.Opt.V)
 	tr.Opt.Step = ck.Opt.Step
 	tr.Step = ck.Trainer.Step
+	if b := ck.Trainer.PPOBeta; b != nil && tr.Spec.Objective == PPO && tr.Spec.PPO != nil && tr.Spec.PPO.TargetKL > 0 {
+		// The adaptive KL coefficient is trained state; a fixed one is the job's beta.
+		if !(*b > 0) || math.IsInf(*b, 0) {
+			return fmt.Errorf("resume: checkpoint %s records ppo_beta %v: must be a finite number > 0", dir, *b)
+		}
+		tr.PPOBeta = *b
+	}
 	return nil
 }
 
@@ -382,6 +389,10 @@ func saveCheckpoint(tr *Trainer, p *Prepared, loss, valLoss float64) (string, er
 	}
 	if !math.IsNaN(valLoss) {
 		ck.Trainer.ValLoss = &valLoss
+	}
+	if tr.Spec.Objective == PPO {
+		beta := tr.PPOBeta
+		ck.Trainer.PPOBeta = &beta
 	}
 	if err := model.SaveCheckpoint(dir, ck); err != nil {
 		return "", err

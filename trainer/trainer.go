@@ -49,6 +49,11 @@ type Trainer struct {
 	PrefFixed PrefFixed
 	// PPO holds the measures of the last ppo step, over the global batch.
 	PPO PPOStats
+	// PPOBeta is the ppo objective's KL coefficient for the next step: the job's
+	// beta, or with ppo.target_kl what the adaptive controller made of it. It is
+	// trained state: checkpoints (model.TrainerState.PPOBeta) and a worker's state
+	// sync carry it with the weights. 0 for the other objectives.
+	PPOBeta float64
 }
 
 // New builds a Trainer. maskID is the mask token of the masked objective (ignored for
@@ -82,6 +87,7 @@ func New(spec Spec, m *model.GPT, opt *model.AdamW, data BatchSource, maskID int
 	}
 	if spec.Objective == PPO {
 		t.ppo = &ppoState{}
+		t.PPOBeta = spec.Beta
 	}
 	return t, nil
 }

@@ -46,5 +46,5 @@ func (w *Worker) ppoBooks(tr *trainer.Trainer, rec trainer.Record) {
 		s.Record(rec)
 	}
 	w.cfg.Metrics.SetPPO(metrics.PPOValues{Reward: s.Score, KL: s.KL, Entropy: s.Entropy, ClipFrac: s.ClipFrac,
-		ValueLoss: s.ValueLoss, PolicyLoss: s.PolicyLoss, ResponseLen: s.Length})
+		ValueLoss: s.ValueLoss, PolicyLoss: s.PolicyLoss, ResponseLen: s.Length, Beta: s.Beta})
 }

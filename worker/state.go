@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/ringtrain/ringtrain/allreduce"
 	"github.com/ringtrain/ringtrain/trainer"
@@ -55,17 +56,23 @@ func gatherInt64(ctx context.Context, ring *allreduce.Ring, vals []int64) ([][]i
 }
 
 // packState lays out a replica's state in one buffer: parameters, AdamW first and
-// second moments, then the AdamW step and the trainer step as exact integers.
+// second moments, then the AdamW step and the trainer step as exact integers, and
+// the ppo KL coefficient's float64 bits (trainer.Trainer.PPOBeta; 0 for the other
+// objectives).
 func packState(tr *trainer.Trainer) []float32 {
 	n := len(tr.Model.Params.Slab)
-	buf := make([]float32, 3*n+2*intPieces)
+	buf := make([]float32, stateLen(n))
 	copy(buf, tr.Model.Params.Slab)
 	copy(buf[n:], tr.Opt.M)
 	copy(buf[2*n:], tr.Opt.V)
 	putInt64(buf[3*n:], tr.Opt.Step)
 	putInt64(buf[3*n+intPieces:], tr.Step)
+	putInt64(buf[3*n+2*intPieces:], int64(math.Float64bits(tr.PPOBeta)))
 	return buf
 }
+
+// stateLen is the length of packState's buffer for n parameters.
+func stateLen(n int) int { return 3*n + 3*intPieces }
 
 func unpackState(tr *trainer.Trainer, buf []float32) {
 	n := len(tr.Model.Params.Slab)
@@ -74,6 +81,7 @@ func unpackState(tr *trainer.Trainer, buf []float32) {
 	copy(tr.Opt.V, buf[2*n:3*n])
 	tr.Opt.Step = getInt64(buf[3*n:])
 	tr.Step = getInt64(buf[3*n+intPieces:])
+	tr.PPOBeta = math.Float64frombits(uint64(getInt64(buf[3*n+2*intPieces:])))
 }
 
 // syncState makes every rank's state that of the rank at the newest applied step
@@ -107,7 +115,7 @@ func syncState(ctx context.Context, ring *allreduce.Ring, tr *trainer.Trainer) (
 	if ring.Rank() == root {
 		buf = packState(tr)
 	} else {
-		buf = make([]float32, 3*len(tr.Model.Params.Slab)+2*intPieces)
+		buf = make([]float32, stateLen(len(tr.Model.Params.Slab)))
 	}
 	if err := ring.Broadcast(ctx, root, buf); err != nil {
 		return 0, 0, fmt.Errorf("broadcast state from rank %d: %w", root, err)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,7 +35,7 @@ func TestPPOCommands(t *testing.T) {
 	ppo := filepath.Join(tmp, "ppo")
 	out := mustRun(t, "train", "--objective", "ppo", "--prompts", prompts, "--init-from", sftCk, "--reward-model", rmCk,
 		"--out", ppo, "--seq", "64", "--batch", "4", "--steps", "2", "--ppo-epochs", "2", "--max-new-tokens", "6",
-		"--beta", "0.2", "--eval-batches", "0", "--log-interval", "1", "--tensorboard=false")
+		"--beta", "0.2", "--target-kl", "0.5", "--kl-horizon", "8", "--eval-batches", "0", "--log-interval", "1", "--tensorboard=false")
 	for _, want := range []string{"ppo objective", "batch: 4 prompts", "done: step 2,"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("train --objective ppo output lacks %q:\n%s", want, out)
@@ -51,12 +52,15 @@ func TestPPOCommands(t *testing.T) {
 	var job struct {
 		Beta float64 `json:"beta"`
 		PPO  struct {
-			RewardModel  string `json:"reward_model"`
-			Epochs       int    `json:"epochs"`
-			MaxNewTokens int    `json:"max_new_tokens"`
+			RewardModel  string  `json:"reward_model"`
+			Epochs       int     `json:"epochs"`
+			MaxNewTokens int     `json:"max_new_tokens"`
+			TargetKL     float64 `json:"target_kl"`
+			KLHorizon    int     `json:"kl_horizon"`
 		} `json:"ppo"`
 	}
-	if err := json.Unmarshal(ck.Trainer.Job, &job); err != nil || job.PPO.RewardModel != rmCk || job.PPO.Epochs != 2 || job.PPO.MaxNewTokens != 6 || job.Beta != 0.2 {
+	if err := json.Unmarshal(ck.Trainer.Job, &job); err != nil || job.PPO.RewardModel != rmCk || job.PPO.Epochs != 2 || job.PPO.MaxNewTokens != 6 || job.Beta != 0.2 ||
+		job.PPO.TargetKL != 0.5 || job.PPO.KLHorizon != 8 {
 		t.Errorf("the checkpoint's job %s (%v)", ck.Trainer.Job, err)
 	}
 	f, err := os.Open(filepath.Join(ppo, "metrics.jsonl"))
@@ -65,16 +69,27 @@ func TestPPOCommands(t *testing.T) {
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
+	var last map[string]any
 	for sc.Scan() {
 		var rec map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range []string{"ppo_reward", "ppo_kl", "ppo_entropy", "ppo_clip_frac", "ppo_value_loss", "ppo_policy_loss", "ppo_response_len"} {
+		for _, k := range []string{"ppo_reward", "ppo_kl", "ppo_entropy", "ppo_clip_frac", "ppo_value_loss", "ppo_policy_loss", "ppo_response_len", "ppo_beta"} {
 			if _, ok := rec[k].(float64); !ok {
 				t.Errorf("metrics record %v lacks %s", rec, k)
 			}
 		}
+		if rec["step"] == 1.0 && rec["ppo_beta"] != 0.2 {
+			t.Errorf("step 1 used beta %v, want --beta 0.2", rec["ppo_beta"])
+		}
+		last = rec
+	}
+	// The checkpoint holds the coefficient the adaptive controller made of the last
+	// step's: beta*(1 + e*4/8), e the relative KL error clipped to ±0.2.
+	if kl, beta := last["ppo_kl"].(float64), last["ppo_beta"].(float64); ck.Trainer.PPOBeta == nil ||
+		math.Abs(*ck.Trainer.PPOBeta-beta*(1+min(max(kl/0.5-1, -0.2), 0.2)*0.5)) > 1e-12 {
+		t.Errorf("checkpoint ppo_beta %v after a step at beta %v with KL %v", ck.Trainer.PPOBeta, beta, kl)
 	}
 
 	// A ppo policy is evaluated as the language model it is, on the SFT answers.

@@ -2,19 +2,22 @@
 # RLHF demonstration on synthetic tasks: an SFT model is tuned from scratch on the
 # tasks' correct answers (checkpoints every 150 steps), a reward model is trained
 # from its last checkpoint on preference pairs (the rejected answer a corrupted one of
-# the same length), and an early SFT checkpoint (step 150, which leaves room to
-# improve) is tuned with PPO against the reward model, with a KL penalty to itself.
+# the same length: two words swapped or letters of a word changed), and an early SFT
+# checkpoint (step 150, which leaves room to improve; PPO_FROM=last for the last one)
+# is tuned with PPO against the reward model, with a KL penalty to itself whose
+# coefficient an adaptive controller moves to hold the KL near TARGET_KL.
 # It prints, on held-out prompts (the SFT dataset's validation prompts, never
 # trained on), the mean reward-model score of sampled (temperature 1) and greedy
 # answers and the exact-match rate of the greedy ones, before and after PPO (and of
 # the last SFT checkpoint, for scale), and the KL from the reference of the last PPO
-# steps.
+# steps against the target.
 #
 #   scripts/pref/ppo_demo.sh [WORKDIR]        (default: a fresh temporary directory)
 #
 # Environment: RINGTRAIN (binary; built from this checkout when unset), TASKS
-# (default reverse,sort), SFT_STEPS, RM_STEPS, PPO_STEPS, BETA (the KL coefficient),
-# PPO_LR, PPO_BATCH. A WORKDIR that already holds the SFT and reward model runs
+# (default reverse,sort), SFT_STEPS, RM_STEPS, PPO_STEPS, BETA (the KL coefficient,
+# or its start), TARGET_KL (nats per answer; 0 keeps BETA fixed), KL_HORIZON (the
+# controller's horizon in answers), PPO_FROM (150 or last), PPO_LR, PPO_BATCH. A WORKDIR that already holds the SFT and reward model runs
 # reuses them. Needs python3 (to put the generated answers into conversations).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -30,6 +33,9 @@ SFT_STEPS=${SFT_STEPS:-600}
 RM_STEPS=${RM_STEPS:-600}
 PPO_STEPS=${PPO_STEPS:-60}
 BETA=${BETA:-0.1}
+TARGET_KL=${TARGET_KL:-3}
+KL_HORIZON=${KL_HORIZON:-128}
+PPO_FROM=${PPO_FROM:-150}
 PPO_LR=${PPO_LR:-5e-5}
 PPO_BATCH=${PPO_BATCH:-32}
 MAX_NEW=12 # the tasks' answers are at most 11 bytes and an end-of-text
@@ -47,8 +53,9 @@ if [[ ! -d "$work/sft/ckpt" ]]; then
     --seq 64 --batch 16 --steps "$SFT_STEPS" --lr 2e-3 --warmup 30 --log-interval 200 \
     --checkpoint-interval 150 --eval-batches 0 --tensorboard=false | tail -1
 fi
-sft_early=$work/sft/ckpt/step-000150
 sft_last=$(ls -d "$work"/sft/ckpt/step-* | tail -1)
+sft_early=$work/sft/ckpt/step-000150
+if [[ $PPO_FROM == last ]]; then sft_early=$sft_last; fi
 if [[ ! -d "$work/rm/ckpt" ]]; then
   stamp "3. reward model from $sft_last for $RM_STEPS steps"
   rt train --objective reward --data "$work/pref-data" --init-from "$sft_last" --out "$work/rm" \
@@ -57,11 +64,13 @@ if [[ ! -d "$work/rm/ckpt" ]]; then
 fi
 rm=$(ls -d "$work"/rm/ckpt/step-* | tail -1)
 
-stamp "4. PPO from $sft_early against $rm for $PPO_STEPS steps (beta $BETA)"
+kl_flags=()
+if [[ $TARGET_KL != 0 ]]; then kl_flags=(--target-kl "$TARGET_KL" --kl-horizon "$KL_HORIZON"); fi
+stamp "4. PPO from $sft_early against $rm for $PPO_STEPS steps (beta $BETA, target KL $TARGET_KL)"
 rm -rf "$work/ppo"
 rt train --objective ppo --prompts "$work/sft-data" --init-from "$sft_early" --reward-model "$rm" --out "$work/ppo" \
   --seq 64 --batch "$PPO_BATCH" --steps "$PPO_STEPS" --lr "$PPO_LR" --min-lr "$PPO_LR" --warmup 0 --beta "$BETA" \
-  --max-new-tokens "$MAX_NEW" --log-interval 10 --eval-batches 0 --tensorboard=false | tail -1
+  "${kl_flags[@]}" --max-new-tokens "$MAX_NEW" --log-interval 10 --eval-batches 0 --tensorboard=false | tail -1
 ppo=$(ls -d "$work"/ppo/ckpt/step-* | tail -1)
 
 stamp "5. held-out prompts ($work/sft-data/synthetic/val.jsonl)"
@@ -89,9 +98,14 @@ kl=$(tail -10 "$work/ppo/metrics.jsonl" | awk -F'"ppo_kl":' '{split($2, a, ",");
 echo
 echo "| policy | mean RM score, sampled (T=1) | mean RM score, greedy | greedy exact match |"
 echo "|---|---|---|---|"
-row "SFT step 150 (PPO's start and reference)" sft150 "$sft_early"
+row "SFT $(basename "$sft_early") (PPO's start and reference)" sftstart "$sft_early"
 row "PPO, $PPO_STEPS steps from it" ppo "$ppo"
 row "SFT $(basename "$sft_last") (the reward model's start, for scale)" sftlast "$sft_last"
 echo
-echo "KL(policy || reference) per answer, mean over the last 10 PPO steps: $kl nats"
+beta=$(tail -1 "$work/ppo/metrics.jsonl" | sed -n 's/.*"ppo_beta":\([^,}]*\).*/\1/p')
+echo "KL(policy || reference) per answer, mean over the last 10 PPO steps: $kl nats (target $TARGET_KL; beta at the last step $beta)"
+echo "per 10 steps: reward, KL, beta"
+awk -F'"ppo_' '{for (i = 2; i <= NF; i++) {split($i, a, /[":,}]+/); v[a[1]] = a[2]}
+  r += v["reward"]; k += v["kl"]; b += v["beta"]; n++
+  if (n == 10) {printf "  steps %d-%d: %.2f %.2f %.4f\n", NR-9, NR, r/n, k/n, b/n; r = k = b = n = 0}}' "$work/ppo/metrics.jsonl"
 stamp "done"
