@@ -412,11 +412,15 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 func (p *phase2) volumes(ctx context.Context) error {
 	for i := range 5 {
 		dir := p.c.path("pv", strconv.Itoa(i))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		if err := os.Chown(dir, 65532, 65532); err != nil {
-			return err
+		// The workers' audit logs go to run/audit on the data volume, whichever
+		// volume that is.
+		for _, d := range []string{dir, filepath.Join(dir, "run"), filepath.Join(dir, "run", "audit")} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return err
+			}
+			if err := os.Chown(d, 65532, 65532); err != nil {
+				return err
+			}
 		}
 		pv := &corev1.PersistentVolume{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("e2e-pv-%d", i)},
@@ -597,7 +601,7 @@ patches:
 		return err
 	}
 	// The namespace first, for the Secrets; then everything.
-	if _, _, err := p.kubectl(ctx, "create", "namespace", ns); err != nil {
+	if _, _, err := p.kubectl(ctx, "create", "namespace", ns, "--save-config"); err != nil {
 		return err
 	}
 	if err := p.secrets(ctx, ns, 3); err != nil {
@@ -803,7 +807,7 @@ func runPhase2(ctx context.Context, c *cluster, repo, images, bins string) (err 
 	// Pods first, so that the kubelet tears their sandboxes down.
 	dctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, _, derr := p.kubectl(dctx, "delete", "namespace", "ringtrain-example", "--wait=true", "--timeout=90s"); derr != nil {
+	if _, _, derr := p.kubectl(dctx, "delete", "namespace", "ringtrain-example", "--wait=true", "--timeout=60s"); derr != nil {
 		slog.Warn("deleting the namespace", "err", derr)
 	}
 	if err != nil {
