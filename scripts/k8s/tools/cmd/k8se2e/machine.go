@@ -120,10 +120,13 @@ func ours(line string, bridge string) bool {
 }
 
 func iptablesSave(cmd string) (map[string][]string, error) {
-	out, err := sh(cmd + "-save")
+	// Standard output only: iptables-save warns on standard error (of legacy
+	// tables), which would otherwise land in the middle of a rule.
+	b, err := exec.Command(cmd + "-save").Output()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s-save: %w", cmd, err)
 	}
+	out := string(b)
 	tables := map[string][]string{}
 	table := ""
 	sc := bufio.NewScanner(strings.NewReader(out))

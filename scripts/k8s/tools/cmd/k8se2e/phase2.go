@@ -521,8 +521,8 @@ func (p *phase2) watchReady(ctx context.Context, ns string, flips map[string]int
 
 var http2Client = *selfSignedHTTP()
 
-// leader returns the coordinator pod whose log says it became leader last.
-func (p *phase2) leader(ctx context.Context, ns string) (string, error) {
+// leader returns the coordinator pod whose log says it became leader last, and the term.
+func (p *phase2) leader(ctx context.Context, ns string) (string, int, error) {
 	best, bestTerm := "", -1
 	for i := range 3 {
 		pod := fmt.Sprintf("ringtrain-coordinator-%d", i)
@@ -541,9 +541,41 @@ func (p *phase2) leader(ctx context.Context, ns string) (string, error) {
 		}
 	}
 	if best == "" {
-		return "", errors.New("no coordinator says it became leader")
+		return "", 0, errors.New("no coordinator says it became leader")
 	}
-	return best, nil
+	return best, bestTerm, nil
+}
+
+// resolve checks that CoreDNS answers each worker's stable host name under the
+// headless Service with the address of the pod that holds it now.
+func (p *phase2) resolve(ctx context.Context, ns string) error {
+	pods, err := p.pods(ctx, instance{namespace: ns, prefix: "ringtrain"}, "worker")
+	if err != nil {
+		return err
+	}
+	r := net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "udp", bridgeIP+":53")
+	}}
+	var seen []string
+	for _, pod := range pods {
+		if pod.Status.Phase != corev1.PodRunning || pod.DeletionTimestamp != nil {
+			continue
+		}
+		name := fmt.Sprintf("%s.ringtrain-worker.%s.svc.cluster.local", pod.Spec.Hostname, ns)
+		ips, err := r.LookupHost(ctx, name)
+		if err != nil {
+			return fmt.Errorf("resolve %s: %w", name, err)
+		}
+		if !slices.Equal(ips, []string{pod.Status.PodIP}) {
+			return fmt.Errorf("%s resolves to %v, pod %s has %s", name, ips, pod.Name, pod.Status.PodIP)
+		}
+		seen = append(seen, name+" -> "+pod.Status.PodIP)
+	}
+	if len(seen) < 2 {
+		return fmt.Errorf("only %d running workers to resolve", len(seen))
+	}
+	p.mark("DNS: %s", strings.Join(seen, ", "))
+	return nil
 }
 
 // workerStep returns the highest training step any worker's log has reached.
@@ -638,11 +670,15 @@ patches:
 	}); err != nil {
 		return err
 	}
-	lead, err := p.leader(ctx, ns)
-	if err != nil {
+	var lead string
+	var term int
+	if err := eventually(ctx, time.Minute, "a leader", func() (err error) {
+		lead, term, err = p.leader(ctx, ns)
+		return err
+	}); err != nil {
 		return err
 	}
-	p.mark("3 coordinators Ready; leader %s", lead)
+	p.mark("3 coordinators Ready; leader %s (term %d)", lead, term)
 	if err := eventually(ctx, 5*time.Minute, "submit Job complete", func() error {
 		j, err := p.kube.BatchV1().Jobs(ns).Get(ctx, "ringtrain-submit", metav1.GetOptions{})
 		if err != nil {
@@ -656,6 +692,9 @@ patches:
 		return err
 	}
 	p.mark("Job ringtrain-submit complete (prepare, then submit)")
+	if err := eventually(ctx, 2*time.Minute, "workers in DNS", func() error { return p.resolve(ctx, ns) }); err != nil {
+		return err
+	}
 
 	// Faults while it trains.
 	waitStep := func(s int) error {
@@ -686,13 +725,26 @@ patches:
 	if err := waitStep(600); err != nil {
 		return err
 	}
-	if lead, err = p.leader(ctx, ns); err != nil {
+	if lead, term, err = p.leader(ctx, ns); err != nil {
 		return err
 	}
 	if _, _, err := p.kubectl(ctx, "-n", ns, "delete", "pod", lead, "--wait=false"); err != nil {
 		return err
 	}
-	p.mark("fault: deleted the leader's pod %s at step >= 600", lead)
+	p.mark("fault: deleted the leader's pod %s (term %d) at step >= 600", lead, term)
+	if err := eventually(ctx, 2*time.Minute, "a new leader", func() error {
+		l, t, err := p.leader(ctx, ns)
+		if err != nil {
+			return err
+		}
+		if t <= term {
+			return fmt.Errorf("leader %s term %d", l, t)
+		}
+		p.mark("new leader %s (term %d)", l, t)
+		return nil
+	}); err != nil {
+		return err
+	}
 	if err := waitStep(900); err != nil {
 		return err
 	}
