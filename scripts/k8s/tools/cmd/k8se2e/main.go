@@ -70,7 +70,11 @@ func run2(ctx context.Context, bin, repo, images, bins string, keep bool) error 
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	start := time.Now()
+	defer func() {
+		c.Close()
+		slog.Info("phase 2: node and control plane stopped, the machine restored", "after", time.Since(start).Round(time.Millisecond))
+	}()
 	return runPhase2(ctx, c, repo, images, bins)
 }
 
