@@ -409,8 +409,9 @@ func openFDs(pid int) int {
 // in their handshake and of 4 open links per member, w1 would hold a goroutine
 // and a descriptor per lane connection for the 10 s handshake deadline, and a
 // goroutine, a stream and a lane token per link for as long as the dialler
-// likes; with them, its descriptors stay bounded and training goes on.
-func attackLinkFlood(t *testing.T, c *cluster) {
+// likes; with them, its descriptors stay bounded and training goes on once thaw
+// (which lets a frozen peer run again) has been called.
+func attackLinkFlood(t *testing.T, c *cluster, thaw func()) {
 	t.Helper()
 	const attempts = 3000
 	pid := c.worker("w1").p.cmd.Process.Pid
@@ -511,6 +512,7 @@ func attackLinkFlood(t *testing.T, c *cluster) {
 	cc.Close()
 
 	// Training goes on (or has finished).
+	thaw()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		step := c.status().GetProgress().GetStep()
