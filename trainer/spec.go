@@ -29,7 +29,8 @@ const (
 	Reward Objective = "reward"
 	// DPO is direct preference optimisation on a preference dataset: the mean over the
 	// global batch's pairs of -log sigmoid(beta*((pi_c - ref_c) - (pi_r - ref_r))),
-	// the reference the frozen init_from model.
+	// the reference the frozen init_from model, plus dpo_nll times the chosen answer's
+	// mean per-token NLL when dpo_nll is set.
 	DPO Objective = "dpo"
 )
 
