@@ -72,13 +72,30 @@ func goldenReward(t *testing.T, be tensor.Backend) {
 // policy's summed answer log-probabilities come from the per-position losses, and the
 // gradient runs through BackwardRows with each row's scale the derivative of the
 // global mean loss with respect to its summed loss.
-func TestGoldenDPO(t *testing.T) { onBackends(t, goldenDPO) }
+func TestGoldenDPO(t *testing.T) {
+	onBackends(t, func(t *testing.T, be tensor.Backend) { goldenDPO(t, be, "pref_dpo.safetensors", false) })
+}
 
-func goldenDPO(t *testing.T, be tensor.Backend) {
-	f := openGolden(t, "pref_dpo.safetensors")
+// TestGoldenDPONLL checks the DPO loss with the NLL term on the chosen answers
+// (ChosenNLL, alpha times each chosen answer's mean per-token NLL) and every gradient
+// against the dpo_nll case of scripts/golden/gen_pref_golden.py, computed as
+// TestGoldenDPO's: the term's gradient joins the chosen row's scale.
+func TestGoldenDPONLL(t *testing.T) {
+	onBackends(t, func(t *testing.T, be tensor.Backend) { goldenDPO(t, be, "pref_dpo_nll.safetensors", true) })
+}
+
+func goldenDPO(t *testing.T, be tensor.Backend, file string, nll bool) {
+	f := openGolden(t, file)
 	m := loadGoldenModelOn(t, be)
 	inputs, targets, mask := goldenI32(t, f, "inputs"), goldenI32(t, f, "targets"), goldenI32(t, f, "mask")
 	ref32, beta := goldenF32(t, f, "ref_logp"), float64(goldenF32(t, f, "beta")[0])
+	var alpha float64
+	if nll {
+		alpha = float64(goldenF32(t, f, "alpha")[0])
+		if alpha <= 0 {
+			t.Fatalf("%s: alpha %v, want > 0", file, alpha)
+		}
+	}
 	const rows, pairs = 4, 2
 	T := len(inputs) / rows
 	masked := make([]int32, len(targets))
@@ -99,6 +116,9 @@ func goldenDPO(t *testing.T, be tensor.Backend) {
 		logp := RowLogProbs(m.Losses(), masked[lo:hi], 2, T)
 		ref := []float64{float64(ref32[2*p]), float64(ref32[2*p+1])}
 		s, dlogp, _ := DPO(logp, ref, beta, pairs)
+		if nll {
+			s += ChosenNLL(logp, RowTargets(masked[lo:hi], 2, T), alpha, pairs, dlogp)
+		}
 		sum += s
 		// A row's summed loss is minus its log-probability.
 		scales := []float32{float32(-dlogp[0]), float32(-dlogp[1])}

@@ -153,6 +153,37 @@ func DPO(logp, ref []float64, beta float64, total int) (lossSum float64, dlogp [
 	return lossSum, dlogp, margins
 }
 
+// ChosenNLL adds to DPO's loss the NLL term on the chosen answers: for each pair, alpha
+// times its chosen answer's mean per-token NLL, -logp[2p]/tokens[2p] (logp the summed
+// log-probability of the answer's tokens[2p] trained targets; an answer without any
+// adds nothing). It returns the term's sum over the pairs and adds the derivative of
+// that sum divided by total to dlogp (2n, as DPO returns it).
+func ChosenNLL(logp []float64, tokens []int, alpha float64, total int, dlogp []float64) (lossSum float64) {
+	for p := 0; p+1 < len(logp); p += 2 {
+		if tokens[p] == 0 {
+			continue
+		}
+		n := float64(tokens[p])
+		lossSum += alpha * (-logp[p] / n)
+		dlogp[p] -= alpha / (n * float64(total))
+	}
+	return lossSum
+}
+
+// RowTargets returns each row's number of trained targets (those not -1) of targets
+// (B,T).
+func RowTargets(targets []int32, B, T int) []int {
+	out := make([]int, B)
+	for b := range B {
+		for _, tg := range targets[b*T : (b+1)*T] {
+			if tg >= 0 {
+				out[b]++
+			}
+		}
+	}
+	return out
+}
+
 // softplus is log(1+e^x), stable for large |x|.
 func softplus(x float64) float64 {
 	if x > 0 {

@@ -296,7 +296,9 @@ func (t *Trainer) rewardMicroBatch(pairs int, ready func(lo, hi int)) (float64, 
 // dpoMicroBatch runs the DPO loss of the micro-batch's pairs forward and backward:
 // the reference's summed answer log-probabilities, the policy's, and the policy's
 // backward with each row's masked cross-entropy scaled by the loss's derivative with
-// respect to that row's summed log-probability.
+// respect to that row's summed log-probability. With dpo_nll alpha > 0 the loss adds
+// alpha times each chosen answer's mean per-token NLL (model.ChosenNLL), whose
+// gradient joins the chosen row's scale: alpha/(tokens*pairs).
 func (t *Trainer) dpoMicroBatch(pairs int, ready func(lo, hi int)) (float64, PrefStats, error) {
 	pb := t.pref
 	rows, T := 2*t.Spec.MicroBatch, t.Spec.SeqLen
@@ -313,6 +315,9 @@ func (t *Trainer) dpoMicroBatch(pairs int, ready func(lo, hi int)) (float64, Pre
 	}
 	logp := model.RowLogProbs(t.Model.Losses(), pb.rowTg, rows, T)
 	sum, dlogp, _ := model.DPO(logp, refLogp, t.Spec.Beta, pairs)
+	if a := t.Spec.DPONLL; a != 0 {
+		sum += model.ChosenNLL(logp, model.RowTargets(pb.rowTg, rows, T), a, pairs, dlogp)
+	}
 	st := prefStats(implicitRewards(logp, refLogp, t.Spec.Beta))
 	// A row's summed loss is minus its summed log-probability.
 	scales := make([]float32, rows)
@@ -464,7 +469,10 @@ func (t *Trainer) evalPrefBatch(n int) (r []float64, lossSum float64, policyCorr
 		return nil, 0, 0, err
 	}
 	logp := model.RowLogProbs(t.Model.Losses(), pb.rowTg, rows, T)[:2*n]
-	lossSum, _, _ = model.DPO(logp, refLogp, s.Beta, 1)
+	lossSum, dlogp, _ := model.DPO(logp, refLogp, s.Beta, 1)
+	if s.DPONLL != 0 {
+		lossSum += model.ChosenNLL(logp, model.RowTargets(pb.rowTg, rows, T)[:2*n], s.DPONLL, 1, dlogp)
+	}
 	for p := 0; p < 2*n; p += 2 {
 		if logp[p] > logp[p+1] {
 			policyCorrect++

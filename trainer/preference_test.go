@@ -312,3 +312,96 @@ func TestEvaluatePreferenceEveryPair(t *testing.T) {
 		})
 	}
 }
+
+// TestDPONLL: with dpo_nll alpha the loss of a dpo step is plain DPO's plus alpha times
+// the chosen answers' mean per-token NLL, computed directly one row at a time and
+// averaged over the global batch's pairs; the gradient changes with it, and summed
+// stream by stream it is the whole step's (the normalisation needs no other rank).
+func TestDPONLL(t *testing.T) {
+	data := preparePrefData(t, 60, 0)
+	spec := prefSpec(data, t.TempDir(), DPO)
+	tr, p := newTrainer(t, spec)
+	ref, err := model.New(tr.Spec.Model, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref.InitWeights(99)
+	if err := tr.SetReference(ref); err != nil {
+		t.Fatal(err)
+	}
+	streams := tr.Spec.AllStreams()
+	const step, alpha = 2, 0.75
+	plain, err := tr.Gradients(t.Context(), step, streams, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plainGrads := append([]float32(nil), tr.Model.Grads.Slab...)
+
+	// The chosen rows' mean per-token NLL, one row at a time.
+	b, T := tr.Spec.MicroBatch, tr.Spec.SeqLen
+	W := shard.PairSeqLen(T)
+	pairIn, pairTg := make([]int32, b*W), make([]int32, b*W)
+	rowIn, rowTg := make([]int32, 2*b*T), make([]int32, 2*b*T)
+	var nll float64
+	for _, stream := range streams {
+		if err := p.Loader.Batch(t.Context(), stream, step, pairIn, pairTg); err != nil {
+			t.Fatal(err)
+		}
+		if err := shard.SplitPairs(pairIn, pairTg, b, T, rowIn, rowTg); err != nil {
+			t.Fatal(err)
+		}
+		for pair := range b {
+			in, tg := rowIn[2*pair*T:(2*pair+1)*T], rowTg[2*pair*T:(2*pair+1)*T]
+			if _, _, err := tr.Model.Forward(in, tg, 1, T, true); err != nil {
+				t.Fatal(err)
+			}
+			var sum, n float64
+			for i, l := range tr.Model.Losses()[:T] {
+				if tg[i] >= 0 {
+					sum += float64(l)
+					n++
+				}
+			}
+			if n == 0 {
+				t.Fatalf("stream %d pair %d: a chosen answer without trained targets", stream, pair)
+			}
+			nll += sum / n
+		}
+	}
+	pairs := float64(tr.Spec.GlobalBatch())
+
+	tr.Spec.DPONLL = alpha
+	got, err := tr.Gradients(t.Context(), step, streams, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := plain + alpha*nll
+	if math.Abs(got-want) > 1e-4*(1+math.Abs(want)) {
+		t.Fatalf("loss sum with dpo_nll %v: %v, want DPO's %v + %v * %v = %v", alpha, got, plain, alpha, nll, want)
+	}
+	if m := tr.MeanLoss(step, got); math.Abs(m-want/pairs) > 1e-4*(1+math.Abs(want/pairs)) {
+		t.Fatalf("mean loss %v, want %v", m, want/pairs)
+	}
+	all := append([]float32(nil), tr.Model.Grads.Slab...)
+	var diff float64
+	for i := range all {
+		diff = max(diff, math.Abs(float64(all[i]-plainGrads[i])))
+	}
+	if diff == 0 {
+		t.Fatal("dpo_nll left the gradient unchanged")
+	}
+	summed := make([]float64, len(all))
+	for _, s := range streams {
+		if _, err := tr.Gradients(t.Context(), step, []int{s}, nil); err != nil {
+			t.Fatal(err)
+		}
+		for i, g := range tr.Model.Grads.Slab {
+			summed[i] += float64(g)
+		}
+	}
+	for i := range all {
+		if math.Abs(summed[i]-float64(all[i])) > 1e-6+1e-4*math.Abs(float64(all[i])) {
+			t.Fatalf("grad[%d]: streams summed %v, whole step %v", i, summed[i], all[i])
+		}
+	}
+}

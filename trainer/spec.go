@@ -29,7 +29,8 @@ const (
 	Reward Objective = "reward"
 	// DPO is direct preference optimisation on a preference dataset: the mean over the
 	// global batch's pairs of -log sigmoid(beta*((pi_c - ref_c) - (pi_r - ref_r))),
-	// the reference the frozen init_from model.
+	// the reference the frozen init_from model, plus dpo_nll times the chosen answer's
+	// mean per-token NLL when dpo_nll is set.
 	DPO Objective = "dpo"
 )
 
@@ -68,6 +69,11 @@ type Spec struct {
 	// Beta is DPO's inverse temperature (dpo only; 0 means DefaultBeta). Omitted from
 	// the JSON of a job that does not set it.
 	Beta float64 `yaml:"beta" json:"beta,omitempty"`
+	// DPONLL (dpo only) is the weight alpha of an NLL term on the chosen answers added
+	// to the DPO loss: alpha times the chosen answer's mean per-token NLL, averaged over
+	// the global batch's pairs. 0 trains plain DPO. Omitted from the JSON of a job that
+	// does not set it.
+	DPONLL float64 `yaml:"dpo_nll" json:"dpo_nll,omitempty"`
 	// PPO holds the ppo objective's settings (ppo_spec.go); nil for the others. For
 	// ppo, beta is the KL penalty's coefficient (0 means DefaultPPOBeta).
 	PPO *PPOSpec `yaml:"ppo,omitempty" json:"ppo,omitempty"`
@@ -200,6 +206,7 @@ func (s Spec) Validate() error {
 		{"lr", s.LR}, {"min_lr", s.MinLR}, {"adamw.beta1", s.AdamW.Beta1}, {"adamw.beta2", s.AdamW.Beta2},
 		{"adamw.eps", s.AdamW.Eps}, {"adamw.weight_decay", s.AdamW.WeightDecay}, {"grad_clip", s.GradClip},
 		{"mask_rate", s.MaskRate}, {"target_val_loss", s.TargetValLoss}, {"beta", s.Beta},
+		{"dpo_nll", s.DPONLL},
 	} {
 		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
 			return bad(f.name, f.v, "must be a finite number")
@@ -216,6 +223,8 @@ func (s Spec) Validate() error {
 		return bad("init_from", s.InitFrom, "is required for objective dpo: the frozen reference is the model training starts from")
 	case s.Beta < 0 || (s.Beta != 0 && s.Objective != DPO && s.Objective != PPO):
 		return bad("beta", s.Beta, "must be >= 0, and is set only for objectives dpo and ppo")
+	case s.DPONLL < 0 || (s.DPONLL != 0 && s.Objective != DPO):
+		return bad("dpo_nll", s.DPONLL, "must be >= 0, and is set only for objective dpo")
 	case s.Epochs < 0:
 		return bad("epochs", s.Epochs, "must be >= 0 (0: steps decides)")
 	case s.SeqLen < 1:

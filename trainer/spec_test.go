@@ -75,6 +75,10 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"target_val_loss", func(s *Spec) { s.TargetValLoss, s.EvalInterval = 2, 0 }},
 		{"target_val_loss", func(s *Spec) { s.TargetValLoss, s.EvalBatches = 2, 0 }},
 		{"patience", func(s *Spec) { s.Patience = -1 }},
+		{"dpo_nll", func(s *Spec) { s.DPONLL = 1 }}, // not a dpo job
+		{"dpo_nll", func(s *Spec) { s.Objective, s.InitFrom, s.DPONLL = DPO, "sft", -0.5 }},
+		{"dpo_nll", func(s *Spec) { s.Objective, s.InitFrom, s.DPONLL = DPO, "sft", math.NaN() }},
+		{"dpo_nll", func(s *Spec) { s.Objective, s.InitFrom, s.DPONLL = DPO, "sft", math.Inf(1) }},
 		{"patience", func(s *Spec) { s.Patience, s.EvalInterval = 3, 0 }},
 	}
 	for _, c := range cases {

@@ -35,6 +35,7 @@ func (f *specFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&s.InitFrom, "init-from", "", "start from this checkpoint or Hugging Face GPT-2 directory")
 	fl.StringVar((*string)(&s.Objective), "objective", string(s.Objective), "training objective: causal, masked, sft (an SFT dataset under the default causal trains sft), reward (a reward model on preference pairs), dpo or ppo (RLHF against --reward-model)")
 	fl.Float64Var(&s.Beta, "beta", 0, "dpo: inverse temperature of the DPO loss (0: 0.1); ppo: the KL penalty's coefficient (0: 0.05)")
+	fl.Float64Var(&s.DPONLL, "dpo-nll", 0, "dpo: weight of an NLL term on the chosen answers (their mean per-token NLL) added to the DPO loss (0: plain DPO)")
 	f.registerPPO(fl)
 	fl.StringVar(&s.Tokenizer, "tokenizer", "", "tokenizer of a dataset without a tokenizer file (llm.c shards): gpt2 (the default there), byte, or a tokenizer file")
 	fl.IntVar(&s.Model.Layers, "layers", s.Model.Layers, "transformer layers")

@@ -22,13 +22,20 @@ prompt, an answer, an end-of-text and padding, with a 0/1 mask over the answer):
   rows, the mask, the reference log-probabilities, the policy's, the loss and the
   gradient of every parameter.
 
+* dpo_nll (pref_dpo_nll.safetensors): the dpo case's rows, reference and beta, with
+  the NLL term on the chosen answers added: the loss is the mean over pairs of
+  -log sigmoid(z) + alpha * (-pi_c / n_c), n_c the chosen answer's masked target
+  count (its mean per-token NLL), alpha = 0.7. Stored as the dpo case, plus alpha.
+
 The Go tests (model/golden_pref_test.go) compute each case as two micro-batches (one
 pair each, as two streams would), each normalised by the global pair count, and
 compare the loss and every gradient.
 
 Run from the repository root:
 
-    /usr/bin/python3 scripts/golden/gen_pref_golden.py
+    /usr/bin/python3 scripts/golden/gen_pref_golden.py [CASE...]
+
+CASE is reward, dpo or dpo_nll (default: all three).
 
 Needs only PyTorch; the Go build and tests never run it.
 """
@@ -45,6 +52,7 @@ import gen_gpt2_golden as g  # noqa: E402
 DT = torch.float64
 EOT = g.BOS_EOS_ID
 BETA = 0.5
+ALPHA = 0.7
 # Two pairs: rows 0/1 and 2/3 (chosen, rejected), T+1 = 9 tokens each.
 ROWS = [
     ([7, 8, 9, 10, 20, 21, EOT, EOT, EOT], [0, 0, 0, 0, 1, 1, 1, 0, 0]),
@@ -123,7 +131,8 @@ def row_logps(P, inputs, targets, weights):
     return (weights * tok).sum(dim=1)  # (B)
 
 
-def dpo_case(out, P):
+def dpo_case(out, P, alpha=0.0):
+    """The dpo case, or with alpha > 0 the dpo_nll case."""
     inputs, targets, weights = rows()
     gen = torch.Generator().manual_seed(11)
     R = {k: v + 0.02 * torch.randn(v.shape, generator=gen, dtype=DT) for k, v in P.items()}
@@ -132,7 +141,10 @@ def dpo_case(out, P):
     leaves = {k: v.detach().clone().requires_grad_(True) for k, v in P.items()}
     pi = row_logps(leaves, inputs, targets, weights)
     z = BETA * ((pi[0::2] - ref[0::2]) - (pi[1::2] - ref[1::2]))
-    loss = -torch.nn.functional.logsigmoid(z).mean()
+    loss = -torch.nn.functional.logsigmoid(z)
+    if alpha:
+        loss = loss + alpha * (-pi[0::2] / weights[0::2].sum(dim=1))
+    loss = loss.mean()
     names = list(leaves)
     grads = torch.autograd.grad(loss, [leaves[n] for n in names])
     tensors = [
@@ -144,21 +156,30 @@ def dpo_case(out, P):
         ("beta", "F32", torch.tensor([BETA], dtype=torch.float32)),
         ("loss", "F32", g.f32(loss.detach().reshape(1))),
     ]
+    name = "dpo"
+    if alpha:
+        tensors.append(("alpha", "F32", torch.tensor([alpha], dtype=torch.float32)))
+        name = "dpo_nll"
     for n, gr in zip(names, grads):
         tensors.append(("grad." + n, "F32", g.f32(gr)))
-    path = os.path.join(out, "pref_dpo.safetensors")
+    path = os.path.join(out, "pref_%s.safetensors" % name)
     g.write_safetensors(path, tensors)
     g.verify_file(path, tensors)
-    print("dpo: logp %s, ref %s, loss %.12f -> %s" % ([round(v, 5) for v in pi.tolist()], [round(v, 5) for v in ref.tolist()], loss.item(), path))
+    print(name + ": logp %s, ref %s, loss %.12f -> %s" % ([round(v, 5) for v in pi.tolist()], [round(v, 5) for v in ref.tolist()], loss.item(), path))
 
 
 def main():
+    cases = {"reward": reward_case, "dpo": dpo_case, "dpo_nll": lambda out, P: dpo_case(out, P, ALPHA)}
+    want = sys.argv[1:] or list(cases)
+    for c in want:
+        if c not in cases:
+            sys.exit("unknown case %r: want %s" % (c, ", ".join(cases)))
     out, P = load_tiny()
     inputs, _, _ = rows()
     # hidden is the trunk of gen_gpt2_golden.forward.
     assert torch.allclose(hidden(P, inputs) @ P["wte.weight"].t(), g.forward(P, inputs, True), atol=1e-12)
-    reward_case(out, P)
-    dpo_case(out, P)
+    for c in want:
+        cases[c](out, P)
 
 
 if __name__ == "__main__":

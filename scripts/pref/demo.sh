@@ -13,8 +13,12 @@
 #   scripts/pref/demo.sh [WORKDIR]        (default: a fresh temporary directory)
 #
 # Environment: RINGTRAIN (binary; built from this checkout when unset), TASKS
-# (default reverse,sort), SFT_STEPS, RM_STEPS, DPO_STEPS, BETA, DPO_LR,
-# OWN_STEPS (the DPO on the SFT model's own mistakes; 0 skips it).
+# (default reverse,sort), SFT_STEPS, RM_STEPS, DPO_STEPS, BETA, DPO_LR, DPO_NLL
+# (the weight of the NLL term on the chosen answers, --dpo-nll; 0 is plain DPO),
+# OWN_STEPS (the DPO on the SFT model's own mistakes; 0 skips it), REUSE=1 (keep
+# the stages whose outputs WORKDIR already holds: the data sets, the SFT and reward
+# models, the own-mistakes pairs, and each DPO run's checkpoint; delete a stage's
+# directory to rerun it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 work=${1:-$(mktemp -d /tmp/ringtrain-pref-demo.XXXXXX)}
@@ -30,45 +34,61 @@ RM_STEPS=${RM_STEPS:-1200}
 DPO_STEPS=${DPO_STEPS:-300}
 BETA=${BETA:-1.0}
 DPO_LR=${DPO_LR:-5e-5}
+DPO_NLL=${DPO_NLL:-0}
 OWN_STEPS=${OWN_STEPS:-200}
+REUSE=${REUSE:-0}
+# have DIR: REUSE is set and DIR exists (a data set, pairs file or run to keep).
+have() { [[ "$REUSE" == 1 && -e "$1" ]]; }
+ckpt() { ls -d "$1"/ckpt/step-* | tail -1; }
 min_lr=$(python3 -c "print($DPO_LR / 10)")
 start=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - start ))s] $*"; }
 
 stamp "1. data: synthetic $TASKS, instruction rows and preference pairs (byte tokenizer)"
-rt prepare --synthetic "$TASKS" --synthetic-examples 3000 --synthetic-val 200 \
-  --tokenizer byte --seq 64 --out "$work/sft-data" --overwrite
-rt prepare --format preference --synthetic "$TASKS" --synthetic-examples 3000 --synthetic-val 200 --seed 2024 \
-  --tokenizer byte --seq 64 --out "$work/pref-data" --overwrite
+if ! have "$work/sft-data"; then
+  rt prepare --synthetic "$TASKS" --synthetic-examples 3000 --synthetic-val 200 \
+    --tokenizer byte --seq 64 --out "$work/sft-data" --overwrite
+fi
+if ! have "$work/pref-data"; then
+  rt prepare --format preference --synthetic "$TASKS" --synthetic-examples 3000 --synthetic-val 200 --seed 2024 \
+    --tokenizer byte --seq 64 --out "$work/pref-data" --overwrite
+fi
 held=$work/pref-data/synthetic/val.jsonl
 
 stamp "2. SFT from scratch for $SFT_STEPS steps"
-rt train --objective sft --data "$work/sft-data" --out "$work/sft" --layers 4 --heads 4 --embd 128 \
-  --seq 64 --batch 16 --steps "$SFT_STEPS" --lr 2e-3 --warmup 30 --log-interval 200 \
-  --eval-batches 10 --tensorboard=false | tail -1
-sft=$(ls -d "$work"/sft/ckpt/step-* | tail -1)
+if ! have "$work/sft"; then
+  rt train --objective sft --data "$work/sft-data" --out "$work/sft" --layers 4 --heads 4 --embd 128 \
+    --seq 64 --batch 16 --steps "$SFT_STEPS" --lr 2e-3 --warmup 30 --log-interval 200 \
+    --eval-batches 10 --tensorboard=false | tail -1
+fi
+sft=$(ckpt "$work/sft")
 
 stamp "3. reward model from $sft for $RM_STEPS steps"
-rt train --objective reward --data "$work/pref-data" --init-from "$sft" --out "$work/rm" \
-  --seq 64 --batch 16 --steps "$RM_STEPS" --lr 5e-4 --warmup 30 --log-interval 200 \
-  --eval-batches 10 --tensorboard=false | tail -1
-rm=$(ls -d "$work"/rm/ckpt/step-* | tail -1)
+if ! have "$work/rm"; then
+  rt train --objective reward --data "$work/pref-data" --init-from "$sft" --out "$work/rm" \
+    --seq 64 --batch 16 --steps "$RM_STEPS" --lr 5e-4 --warmup 30 --log-interval 200 \
+    --eval-batches 10 --tensorboard=false | tail -1
+fi
+rm=$(ckpt "$work/rm")
 
-stamp "4. DPO from $sft for $DPO_STEPS steps (beta $BETA, lr $DPO_LR)"
-rt train --objective dpo --beta "$BETA" --data "$work/pref-data" --init-from "$sft" --out "$work/dpo" \
-  --seq 64 --batch 16 --steps "$DPO_STEPS" --lr "$DPO_LR" --min-lr "$min_lr" --warmup 20 --log-interval 100 \
-  --eval-batches 10 --tensorboard=false | tail -1
-dpo=$(ls -d "$work"/dpo/ckpt/step-* | tail -1)
+stamp "4. DPO from $sft for $DPO_STEPS steps (beta $BETA, dpo_nll $DPO_NLL, lr $DPO_LR)"
+if ! have "$work/dpo"; then
+  rt train --objective dpo --beta "$BETA" --dpo-nll "$DPO_NLL" --data "$work/pref-data" --init-from "$sft" --out "$work/dpo" \
+    --seq 64 --batch 16 --steps "$DPO_STEPS" --lr "$DPO_LR" --min-lr "$min_lr" --warmup 20 --log-interval 100 \
+    --eval-batches 10 --tensorboard=false | tail -1
+fi
+dpo=$(ckpt "$work/dpo")
 
 models=(sft dpo)
 if (( OWN_STEPS > 0 )); then
   # The SFT model answers the preference training prompts greedily; each wrong
   # answer becomes the rejected one of a pair whose chosen answer is the correct one.
   # The held-out pairs stay the validation split.
-  stamp "5. DPO on the SFT model's own mistakes, $OWN_STEPS steps (beta $BETA, lr $DPO_LR)"
-  rt generate --checkpoint "$sft" --prompts "$work/pref-data/synthetic/train.jsonl" --columns messages=chosen \
-    --max-tokens 32 --batch 16 --out "$work/own-answers.jsonl" | tail -1
-  python3 - "$work/own-answers.jsonl" "$work/own-pairs.jsonl" <<'PY'
+  stamp "5. DPO on the SFT model's own mistakes, $OWN_STEPS steps (beta $BETA, dpo_nll $DPO_NLL, lr $DPO_LR)"
+  if ! have "$work/own-data"; then
+    rt generate --checkpoint "$sft" --prompts "$work/pref-data/synthetic/train.jsonl" --columns messages=chosen \
+      --max-tokens 32 --batch 16 --out "$work/own-answers.jsonl" | tail -1
+    python3 - "$work/own-answers.jsonl" "$work/own-pairs.jsonl" <<'PY'
 import json, sys
 n = 0
 with open(sys.argv[2], "w") as out:
@@ -81,12 +101,15 @@ with open(sys.argv[2], "w") as out:
         n += 1
 print(f"  {n} pairs of a correct answer and the SFT model's own wrong one")
 PY
-  rt prepare --format preference --input "$work/own-pairs.jsonl" --val-input "$held" \
-    --tokenizer byte --seq 64 --out "$work/own-data" --overwrite | sed -n 1p
-  rt train --objective dpo --beta "$BETA" --data "$work/own-data" --init-from "$sft" --out "$work/dpo-own" \
-    --seq 64 --batch 16 --steps "$OWN_STEPS" --lr "$DPO_LR" --min-lr "$min_lr" --warmup 20 --log-interval 100 \
-    --eval-batches 10 --tensorboard=false | tail -1
-  dpo_own=$(ls -d "$work"/dpo-own/ckpt/step-* | tail -1)
+    rt prepare --format preference --input "$work/own-pairs.jsonl" --val-input "$held" \
+      --tokenizer byte --seq 64 --out "$work/own-data" --overwrite | sed -n 1p
+  fi
+  if ! have "$work/dpo-own"; then
+    rt train --objective dpo --beta "$BETA" --dpo-nll "$DPO_NLL" --data "$work/own-data" --init-from "$sft" --out "$work/dpo-own" \
+      --seq 64 --batch 16 --steps "$OWN_STEPS" --lr "$DPO_LR" --min-lr "$min_lr" --warmup 20 --log-interval 100 \
+      --eval-batches 10 --tensorboard=false | tail -1
+  fi
+  dpo_own=$(ckpt "$work/dpo-own")
   models+=(dpo_own)
 fi
 
