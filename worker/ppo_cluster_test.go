@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,10 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/ringtrain/ringtrain/chat"
 	"github.com/ringtrain/ringtrain/model"
-	"github.com/ringtrain/ringtrain/shard"
-	"github.com/ringtrain/ringtrain/tokenizer"
 	"github.com/ringtrain/ringtrain/trainer"
 	"github.com/ringtrain/ringtrain/worker"
 )
@@ -27,36 +23,8 @@ import (
 func ppoFixture(t *testing.T) trainer.Spec {
 	t.Helper()
 	tmp := t.TempDir()
-	tok := tokenizer.NewByte()
-	tj, _ := tokenizer.Marshal(tok)
-	pairs, err := chat.SyntheticPairs(chat.TaskArith, 240, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var prefRows, sftRows bytes.Buffer
-	for _, p := range pairs {
-		b, _ := chat.MarshalPair(p)
-		prefRows.Write(append(b, '\n'))
-		b, _ = chat.MarshalRow(p.Chosen)
-		sftRows.Write(append(b, '\n'))
-	}
-	prefIn, sftIn := filepath.Join(tmp, "prefs.jsonl"), filepath.Join(tmp, "rows.jsonl")
-	for path, b := range map[string][]byte{prefIn: prefRows.Bytes(), sftIn: sftRows.Bytes()} {
-		if err := os.WriteFile(path, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	const T = 64
-	prefData, sftData := filepath.Join(tmp, "prefs"), filepath.Join(tmp, "sft")
-	for _, o := range []shard.SFTOptions{
-		{Inputs: []string{prefIn}, OutDir: prefData, Preference: true},
-		{Inputs: []string{sftIn}, OutDir: sftData},
-	} {
-		o.Tokenizer, o.TokenizerJSON, o.SeqLen, o.MinShards = tok, tj, T, 6
-		if _, err := shard.PrepareSFT(context.Background(), o); err != nil {
-			t.Fatal(err)
-		}
-	}
+	prefData, sftData := prefFixtureData(t, tmp, T)
 	base := tinySpec(sftData, filepath.Join(tmp, "sft-run"))
 	base.Objective, base.SeqLen, base.Streams, base.MicroBatch, base.Steps = trainer.SFT, T, 6, 2, 20
 	sft, err := trainer.Run(context.Background(), base, trainer.RunOptions{NoTensorBoard: true})

@@ -27,38 +27,8 @@ import (
 // knows from the spec. Both start from one short sft run's checkpoint (the reward
 // model with a fresh score head, dpo with that checkpoint as its frozen reference).
 func TestPreferenceDataParallelEquivalence(t *testing.T) {
-	tmp := t.TempDir()
-	tok := tokenizer.NewByte()
-	tj, _ := tokenizer.Marshal(tok)
-	pairs, err := chat.SyntheticPairs(chat.TaskArith, 240, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var prefRows, sftRows bytes.Buffer
-	for _, p := range pairs {
-		b, _ := chat.MarshalPair(p)
-		prefRows.Write(append(b, '\n'))
-		b, _ = chat.MarshalRow(p.Chosen)
-		sftRows.Write(append(b, '\n'))
-	}
-	prefIn, sftIn := filepath.Join(tmp, "prefs.jsonl"), filepath.Join(tmp, "rows.jsonl")
-	for path, b := range map[string][]byte{prefIn: prefRows.Bytes(), sftIn: sftRows.Bytes()} {
-		if err := os.WriteFile(path, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	const T = 64
-	prefData, sftData := filepath.Join(tmp, "prefs"), filepath.Join(tmp, "sft")
-	if _, err := shard.PrepareSFT(context.Background(), shard.SFTOptions{
-		Inputs: []string{prefIn}, Tokenizer: tok, TokenizerJSON: tj, OutDir: prefData, SeqLen: T, MinShards: 6, Preference: true,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := shard.PrepareSFT(context.Background(), shard.SFTOptions{
-		Inputs: []string{sftIn}, Tokenizer: tok, TokenizerJSON: tj, OutDir: sftData, SeqLen: T, MinShards: 6,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	prefData, sftData := prefFixtureData(t, t.TempDir(), T)
 	base := tinySpec(sftData, t.TempDir())
 	base.Objective, base.SeqLen, base.Streams, base.MicroBatch, base.Steps = trainer.SFT, T, 6, 2, 3
 	sft, err := trainer.Run(context.Background(), base, trainer.RunOptions{NoTensorBoard: true})
@@ -239,4 +209,41 @@ func checkTokens(t *testing.T, reg *prometheus.Registry, spec trainer.Spec) {
 		t.Errorf("ringtrain_tokens_total over the workers: %v, want %v (%d steps of %d pairs of 2 rows of %d tokens)",
 			sum, want, spec.Steps, spec.Streams*spec.MicroBatch, spec.SeqLen)
 	}
+}
+
+// prefFixtureData writes 240 synthetic arith preference pairs to dir and prepares
+// them twice with the byte tokenizer at seq_len T in 6 shards: as a preference
+// dataset (prefData) and, their chosen answers alone, as an SFT dataset (sftData).
+func prefFixtureData(t *testing.T, dir string, T int) (prefData, sftData string) {
+	t.Helper()
+	tok := tokenizer.NewByte()
+	tj, _ := tokenizer.Marshal(tok)
+	pairs, err := chat.SyntheticPairs(chat.TaskArith, 240, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prefRows, sftRows bytes.Buffer
+	for _, p := range pairs {
+		b, _ := chat.MarshalPair(p)
+		prefRows.Write(append(b, '\n'))
+		b, _ = chat.MarshalRow(p.Chosen)
+		sftRows.Write(append(b, '\n'))
+	}
+	prefIn, sftIn := filepath.Join(dir, "prefs.jsonl"), filepath.Join(dir, "rows.jsonl")
+	for path, b := range map[string][]byte{prefIn: prefRows.Bytes(), sftIn: sftRows.Bytes()} {
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prefData, sftData = filepath.Join(dir, "prefs"), filepath.Join(dir, "sft")
+	for _, o := range []shard.SFTOptions{
+		{Inputs: []string{prefIn}, OutDir: prefData, Preference: true},
+		{Inputs: []string{sftIn}, OutDir: sftData},
+	} {
+		o.Tokenizer, o.TokenizerJSON, o.SeqLen, o.MinShards = tok, tj, T, 6
+		if _, err := shard.PrepareSFT(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return prefData, sftData
 }
