@@ -80,26 +80,8 @@ func TestPreferenceDataParallelEquivalence(t *testing.T) {
 			// In exact mode the gradients are summed in fixed point: 3 workers give
 			// the single process's weights bit for bit.
 			t.Run("exact/workers=3", func(t *testing.T) {
-				one := spec
-				one.Exact, one.Out = true, t.TempDir()
-				r1, err := trainer.Run(context.Background(), one, trainer.RunOptions{NoTensorBoard: true})
-				if err != nil {
-					t.Fatalf("exact reference run: %v", err)
-				}
-				ck1, err := model.LoadCheckpoint(r1.Checkpoint)
-				if err != nil {
-					t.Fatal(err)
-				}
-				s := one
-				s.Out = t.TempDir()
-				for rank, got := range runCluster(t, s, 3) {
-					for i := range got.Params {
-						if got.Params[i] != ck1.Params[i] {
-							t.Fatalf("rank %d: weight %d = %v, the single process %v", rank, i, got.Params[i], ck1.Params[i])
-						}
-					}
-				}
-				checkPrefRecords(t, prefRecords(t, s.Out), prefRecords(t, one.Out), true)
+				oneOut, clusterOut, _ := exactMatchesSingleProcess(t, spec)
+				checkPrefRecords(t, prefRecords(t, clusterOut), prefRecords(t, oneOut), true)
 			})
 		})
 	}
@@ -246,4 +228,31 @@ func prefFixtureData(t *testing.T, dir string, T int) (prefData, sftData string)
 		}
 	}
 	return prefData, sftData
+}
+
+// exactMatchesSingleProcess runs spec in exact mode in a single process and on a
+// cluster of 3 workers, and fails unless every rank ends with the single process's
+// weights bit for bit. It returns both runs' directories and those weights.
+func exactMatchesSingleProcess(t *testing.T, spec trainer.Spec) (oneOut, clusterOut string, params []float32) {
+	t.Helper()
+	one := spec
+	one.Exact, one.Out = true, t.TempDir()
+	r1, err := trainer.Run(context.Background(), one, trainer.RunOptions{NoTensorBoard: true})
+	if err != nil {
+		t.Fatalf("exact reference run: %v", err)
+	}
+	ck1, err := model.LoadCheckpoint(r1.Checkpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := one
+	s.Out = t.TempDir()
+	for rank, got := range runCluster(t, s, 3) {
+		for i := range got.Params {
+			if got.Params[i] != ck1.Params[i] {
+				t.Fatalf("rank %d: weight %d = %v, the single process %v", rank, i, got.Params[i], ck1.Params[i])
+			}
+		}
+	}
+	return one.Out, s.Out, ck1.Params
 }
