@@ -128,8 +128,9 @@ func MarshalPair(p Pair) ([]byte, error) {
 }
 
 // SyntheticPairs returns n preference pairs of task drawn from seed: the prompt and
-// correct answer of Synthetic(task, n, seed), and a rejected answer corrupted so that
-// its length does not tell it apart:
+// correct answer of Synthetic(task, n, seed), and a corrupted rejected answer. Three
+// in four rejected answers have the correct answer's length, so length alone does
+// not tell most pairs apart:
 //
 //   - arith: a wrong sum with the same number of digits;
 //   - reverse and sort: half of them the correct words with two of them swapped, half
@@ -138,8 +139,12 @@ func MarshalPair(p Pair) ([]byte, error) {
 //   - upper: half of them the correct answer with one word left in lower case, half
 //     with one or two letters of one word changed to other capitals.
 //
-// The letter-level half teaches a reward model that a garbled word is wrong, not
-// only a misplaced one.
+// The fourth is wrong in length: a sum with one digit more or one fewer, or the
+// correct words with one word left out or one word of the vocabulary inserted
+// (capitalised for upper). The letter-level corruptions teach a reward model that a
+// garbled word is wrong, not only a misplaced one; the length ones that an answer
+// padded with an extra word is wrong too, so a policy tuned against the reward model
+// gains nothing by writing longer answers.
 //
 // The same task, n and seed give the same pairs on every machine.
 func SyntheticPairs(task string, n int, seed uint64) ([]Pair, error) {
@@ -152,11 +157,50 @@ func SyntheticPairs(task string, n int, seed uint64) ([]Pair, error) {
 	out := make([]Pair, n)
 	for i, ex := range exs {
 		good := ex.Messages[1].Content
-		bad := corrupt(task, good, r)
+		var bad string
+		if r.IntN(4) == 0 {
+			bad = corruptLength(task, good, r)
+		} else {
+			bad = corrupt(task, good, r)
+		}
 		rej := Example{Messages: []Message{ex.Messages[0], {Role: RoleAssistant, Content: bad}}}
 		out[i] = Pair{Chosen: ex, Rejected: rej}
 	}
 	return out, nil
+}
+
+// corruptLength returns a wrong answer whose length differs from good's: for arith a
+// sum with one digit more (a digit appended; before a sum of 0) or one fewer (the
+// last dropped; a one-digit sum always gains one), for the word tasks the words of
+// good with one left out (answers of three words) or one other word of the
+// vocabulary inserted.
+func corruptLength(task, good string, r *rand.Rand) string {
+	if task == TaskArith {
+		if len(good) > 1 && r.IntN(2) == 0 {
+			return good[:len(good)-1]
+		}
+		if good == "0" {
+			return strconv.Itoa(1+r.IntN(9)) + good // no leading zero
+		}
+		return good + strconv.Itoa(r.IntN(10))
+	}
+	words := strings.Fields(good)
+	if len(words) > 2 && r.IntN(2) == 0 {
+		k := r.IntN(len(words))
+		return strings.Join(slices.Delete(words, k, k+1), " ")
+	}
+	var extra string
+	for {
+		extra = syntheticWords[r.IntN(len(syntheticWords))]
+		if task == TaskUpper {
+			extra = strings.ToUpper(extra)
+		}
+		if !slices.Contains(words, extra) {
+			break
+		}
+	}
+	words = slices.Insert(words, r.IntN(len(words)+1), extra)
+	return strings.Join(words, " ")
 }
 
 // corrupt returns a wrong answer of the same length in characters as good.

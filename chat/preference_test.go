@@ -3,6 +3,7 @@ package chat
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -54,20 +55,26 @@ func TestParsePairErrors(t *testing.T) {
 }
 
 // TestSyntheticPairsNotByLength checks that every rejected answer differs from the
-// chosen one but has the same length, and that the pairs round-trip through a row.
+// chosen one, that about three in four have its length and the others are wrong in
+// length in the documented ways, and that the pairs round-trip through a row.
 func TestSyntheticPairsNotByLength(t *testing.T) {
 	for _, task := range SyntheticTasks() {
-		pairs, err := SyntheticPairs(task, 200, 5)
+		pairs, err := SyntheticPairs(task, 400, 5)
 		if err != nil {
 			t.Fatal(err)
 		}
+		longer := 0
 		for i, p := range pairs {
 			c, r := p.Chosen.Answer(), p.Rejected.Answer()
-			if c == r || len(c) != len(r) {
-				t.Fatalf("%s pair %d: chosen %q rejected %q: want different answers of one length", task, i, c, r)
+			if c == r {
+				t.Fatalf("%s pair %d: rejected %q is the chosen answer", task, i, r)
 			}
 			if task == TaskArith && strings.HasPrefix(r, "0") && len(r) > 1 {
 				t.Fatalf("arith pair %d: rejected %q has a leading zero", i, r)
+			}
+			if len(c) != len(r) {
+				longer++
+				checkLengthCorruption(t, task, i, c, r)
 			}
 			row, err := MarshalPair(p)
 			if err != nil {
@@ -78,11 +85,47 @@ func TestSyntheticPairsNotByLength(t *testing.T) {
 				t.Fatalf("%s pair %d does not round-trip: %v", task, i, err)
 			}
 		}
+		if longer < 60 || longer > 140 {
+			t.Errorf("%s: %d of 400 rejected answers differ in length: want about a quarter", task, longer)
+		}
 	}
 }
 
-// TestSyntheticPairsLetterCorruptions: the rejected answers of the word tasks are a
-// mix of word-level corruptions (two words swapped; upper: one word in lower case)
+// checkLengthCorruption checks that rejected answer r of pair i is chosen answer c
+// with one digit more or fewer (arith), or with one word left out or one other
+// vocabulary word inserted (the word tasks).
+func checkLengthCorruption(t *testing.T, task string, i int, c, r string) {
+	t.Helper()
+	if task == TaskArith {
+		if d := len(r) - len(c); d != 1 && d != -1 {
+			t.Fatalf("arith pair %d: %q vs %q: want one digit more or fewer", i, c, r)
+		}
+		if _, err := strconv.Atoi(r); err != nil {
+			t.Fatalf("arith pair %d: rejected %q is not a number", i, r)
+		}
+		return
+	}
+	cw, rw := strings.Fields(c), strings.Fields(r)
+	short, long := cw, rw
+	if len(rw) < len(cw) {
+		short, long = rw, cw
+	}
+	if len(long) != len(short)+1 {
+		t.Fatalf("%s pair %d: %q vs %q: want one word more or fewer", task, i, c, r)
+	}
+	for k := range long {
+		if slices.Equal(slices.Delete(slices.Clone(long), k, k+1), short) {
+			if len(rw) > len(cw) && slices.Contains(cw, long[k]) {
+				t.Fatalf("%s pair %d: inserted %q is already in %q", task, i, long[k], c)
+			}
+			return
+		}
+	}
+	t.Fatalf("%s pair %d: %q vs %q: not one word left out or inserted", task, i, c, r)
+}
+
+// TestSyntheticPairsLetterCorruptions: the same-length rejected answers of the word
+// tasks are a mix of word-level corruptions (two words swapped; upper: one word in lower case)
 // and letter-level ones: one word with one or two letters changed to other letters
 // of the answer's case, every other word as it was.
 func TestSyntheticPairsLetterCorruptions(t *testing.T) {
@@ -95,7 +138,7 @@ func TestSyntheticPairsLetterCorruptions(t *testing.T) {
 		for i, p := range pairs {
 			c, r := strings.Fields(p.Chosen.Answer()), strings.Fields(p.Rejected.Answer())
 			if len(c) != len(r) {
-				t.Fatalf("%s pair %d: %q vs %q: word counts differ", task, i, c, r)
+				continue // wrong in length: TestSyntheticPairsNotByLength
 			}
 			sc, sr := slices.Sorted(slices.Values(c)), slices.Sorted(slices.Values(r))
 			if slices.Equal(sc, sr) || (task == TaskUpper && strings.EqualFold(strings.Join(c, " "), strings.Join(r, " "))) {
@@ -125,8 +168,8 @@ func TestSyntheticPairsLetterCorruptions(t *testing.T) {
 				t.Fatalf("%s pair %d: chosen %q rejected %q: want one word with one or two letters changed", task, i, c, r)
 			}
 		}
-		if letters < 120 || letters > 280 {
-			t.Errorf("%s: %d of 400 rejected answers are letter-level: want about half", task, letters)
+		if letters < 90 || letters > 210 {
+			t.Errorf("%s: %d of 400 rejected answers are letter-level: want about three in eight", task, letters)
 		}
 	}
 }

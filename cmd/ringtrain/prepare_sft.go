@@ -42,7 +42,7 @@ func (f *sftFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.seq, "seq", 64, "sft: sequence length T of the job; every example becomes one row of T+1 tokens")
 	fl.StringVar(&f.overflow, "overflow", shard.OverflowSkip, "sft: an example longer than T+1 tokens is skipped (skip) or cut to its first T+1 tokens (truncate)")
 	fl.StringArrayVar(&f.valInputs, "val-input", nil, "sft: validation rows (repeatable); without it every 1/--val-fraction-th example is held out")
-	fl.StringVar(&f.synthetic, "synthetic", "", "sft: generate these tasks instead of reading --input, comma-separated: "+strings.Join(chat.SyntheticTasks(), ", ")+"; with --format preference, pairs whose rejected answer is a corrupted one of the same length")
+	fl.StringVar(&f.synthetic, "synthetic", "", "sft: generate these tasks instead of reading --input, comma-separated: "+strings.Join(chat.SyntheticTasks(), ", ")+"; with --format preference, pairs whose rejected answer is a corrupted one")
 	fl.IntVar(&f.synTrain, "synthetic-examples", 2000, "sft: train examples per synthetic task")
 	fl.IntVar(&f.synVal, "synthetic-val", 200, "sft: validation examples per synthetic task (prompts also in train are left out)")
 	fl.Uint64Var(&f.seed, "seed", 1337, "sft: seed of the synthetic examples")
