@@ -15,7 +15,11 @@
 # Environment: RINGTRAIN (binary; built from this checkout when unset), TASKS
 # (default reverse,sort), SFT_STEPS, RM_STEPS, DPO_STEPS, BETA, DPO_LR, DPO_NLL
 # (the weight of the NLL term on the chosen answers, --dpo-nll; 0 is plain DPO),
-# OWN_STEPS (the DPO on the SFT model's own mistakes; 0 skips it), REUSE=1 (keep
+# OWN_STEPS (the DPO on the SFT model's own mistakes; 0 skips it), VAL (held-out
+# examples drawn per task before those whose prompt a training set holds are left
+# out; default 200), WORKERS (default 1: 'ringtrain train', one process; N > 1: the
+# reward and DPO runs on an in-process cluster of N workers, 'ringtrain local'),
+# REUSE=1 (keep
 # the stages whose outputs WORKDIR already holds: the data sets, the SFT and reward
 # models, the own-mistakes pairs, and each DPO run's checkpoint; delete a stage's
 # directory to rerun it).
@@ -36,7 +40,20 @@ BETA=${BETA:-1.0}
 DPO_LR=${DPO_LR:-5e-5}
 DPO_NLL=${DPO_NLL:-0}
 OWN_STEPS=${OWN_STEPS:-200}
+VAL=${VAL:-200}
+WORKERS=${WORKERS:-1}
 REUSE=${REUSE:-0}
+# fit OUT FLAGS...: a training run into OUT, on one process or WORKERS workers, its
+# batch in 4 data streams either way (the same trajectory for any worker count).
+fit() {
+  local out=$1
+  shift
+  if (( WORKERS > 1 )); then
+    rt local --workers "$WORKERS" --streams 4 --dir "$out.cluster" --out "$out" "$@"
+  else
+    rt train --streams 4 --out "$out" "$@"
+  fi
+}
 # have DIR: REUSE is set and DIR exists (a data set, pairs file or run to keep).
 have() { [[ "$REUSE" == 1 && -e "$1" ]]; }
 ckpt() { ls -d "$1"/ckpt/step-* | tail -1; }
@@ -50,7 +67,7 @@ if ! have "$work/sft-data"; then
     --tokenizer byte --seq 64 --out "$work/sft-data" --overwrite
 fi
 if ! have "$work/pref-data"; then
-  rt prepare --format preference --synthetic "$TASKS" --synthetic-examples 3000 --synthetic-val 200 --seed 2024 \
+  rt prepare --format preference --synthetic "$TASKS" --synthetic-examples 3000 --synthetic-val "$VAL" --seed 2024 \
     --tokenizer byte --seq 64 --out "$work/pref-data" --overwrite
 fi
 held=$work/pref-data/synthetic/val.jsonl
@@ -65,7 +82,7 @@ sft=$(ckpt "$work/sft")
 
 stamp "3. reward model from $sft for $RM_STEPS steps"
 if ! have "$work/rm"; then
-  rt train --objective reward --data "$work/pref-data" --init-from "$sft" --out "$work/rm" \
+  fit "$work/rm" --objective reward --data "$work/pref-data" --init-from "$sft" \
     --seq 64 --batch 16 --steps "$RM_STEPS" --lr 5e-4 --warmup 30 --log-interval 200 \
     --eval-batches 10 --tensorboard=false | tail -1
 fi
@@ -73,7 +90,7 @@ rm=$(ckpt "$work/rm")
 
 stamp "4. DPO from $sft for $DPO_STEPS steps (beta $BETA, dpo_nll $DPO_NLL, lr $DPO_LR)"
 if ! have "$work/dpo"; then
-  rt train --objective dpo --beta "$BETA" --dpo-nll "$DPO_NLL" --data "$work/pref-data" --init-from "$sft" --out "$work/dpo" \
+  fit "$work/dpo" --objective dpo --beta "$BETA" --dpo-nll "$DPO_NLL" --data "$work/pref-data" --init-from "$sft" \
     --seq 64 --batch 16 --steps "$DPO_STEPS" --lr "$DPO_LR" --min-lr "$min_lr" --warmup 20 --log-interval 100 \
     --eval-batches 10 --tensorboard=false | tail -1
 fi
@@ -96,8 +113,10 @@ with open(sys.argv[2], "w") as out:
         r = json.loads(line)
         if r["exact_match"] or not r["completion"].strip():
             continue
-        user, answer = r["chosen"][0]["content"], r["chosen"][1]["content"]
-        out.write(json.dumps({"prompt": user, "chosen": answer, "rejected": r["completion"]}) + "\n")
+        # The prompt as a message list, so the pair is rendered with the chat template
+        # the SFT model learned (a string prompt would be a raw, untemplated pair).
+        prompt = r["chosen"][:1]
+        out.write(json.dumps({"prompt": prompt, "chosen": r["chosen"][1]["content"], "rejected": r["completion"]}) + "\n")
         n += 1
 print(f"  {n} pairs of a correct answer and the SFT model's own wrong one")
 PY
@@ -105,7 +124,7 @@ PY
       --tokenizer byte --seq 64 --out "$work/own-data" --overwrite | sed -n 1p
   fi
   if ! have "$work/dpo-own"; then
-    rt train --objective dpo --beta "$BETA" --dpo-nll "$DPO_NLL" --data "$work/own-data" --init-from "$sft" --out "$work/dpo-own" \
+    fit "$work/dpo-own" --objective dpo --beta "$BETA" --dpo-nll "$DPO_NLL" --data "$work/own-data" --init-from "$sft" \
       --seq 64 --batch 16 --steps "$OWN_STEPS" --lr "$DPO_LR" --min-lr "$min_lr" --warmup 20 --log-interval 100 \
       --eval-batches 10 --tensorboard=false | tail -1
   fi
