@@ -335,7 +335,8 @@ func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, r
 	t.PPO.Beta = t.PPOBeta
 	st.nextBeta = t.PPOBeta
 	if p.TargetKL > 0 {
-		st.nextBeta = klController(t.PPOBeta, t.PPO.KL, p.TargetKL, s.GlobalBatch(), p.KLHorizon)
+		lo, hi := s.betaBounds()
+		st.nextBeta = klController(t.PPOBeta, t.PPO.KL, p.TargetKL, s.GlobalBatch(), p.KLHorizon, lo, hi)
 	}
 
 	coefs := model.PPOCoefs{ClipEps: p.ClipEps, ValueClip: p.ValueClip, VFCoef: p.VFCoef, EntCoef: p.EntCoef}
