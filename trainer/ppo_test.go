@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ringtrain/ringtrain/model"
@@ -372,5 +373,172 @@ func TestPPOMeasuresInTensorBoard(t *testing.T) {
 		} else if want := "ppo/" + strings.TrimPrefix(field, "ppo_"); tensorBoardScalars[i].tag != want {
 			t.Errorf("%s has tag %s, want %s", field, tensorBoardScalars[i].tag, want)
 		}
+	}
+}
+
+// rankSums is the Reducer of n ranks in one process: each call blocks until every
+// rank has made it, and gives each the sum of their buffers.
+type rankSums struct {
+	n       int
+	mu      sync.Mutex
+	cond    *sync.Cond
+	arrived int
+	round   int
+	accI    []int64
+	accF    []float32
+	outI    []int64
+	outF    []float32
+}
+
+func newRankSums(n int) *rankSums {
+	r := &rankSums{n: n}
+	r.cond = sync.NewCond(&r.mu)
+	return r
+}
+
+func (r *rankSums) SumInt64(_ context.Context, buf []int64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.arrived == 0 {
+		r.accI = make([]int64, len(buf))
+	}
+	for i, v := range buf {
+		r.accI[i] += v
+	}
+	r.wait()
+	copy(buf, r.outI)
+	return nil
+}
+
+func (r *rankSums) SumFloat32(_ context.Context, buf []float32) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.arrived == 0 {
+		r.accF = make([]float32, len(buf))
+	}
+	for i, v := range buf {
+		r.accF[i] += v
+	}
+	r.wait()
+	copy(buf, r.outF)
+	return nil
+}
+
+// wait counts the caller in and blocks, r.mu held, until every rank has arrived.
+func (r *rankSums) wait() {
+	round := r.round
+	if r.arrived++; r.arrived == r.n {
+		r.outI, r.outF, r.accI, r.accF = r.accI, r.accF, nil, nil
+		r.arrived = 0
+		r.round++
+		r.cond.Broadcast()
+		return
+	}
+	for r.round == round {
+		r.cond.Wait()
+	}
+}
+
+// TestPPOStepTokens: a ppo step processes the prompt and answer tokens of its
+// rollouts, not prompts × seq_len: PPOStats counts them over the global batch, the
+// same for 1 rank and for 2 ranks of a stream each (each rank's share its own
+// streams'), Apply adds them to TokensSeen once (a step rolled back and recomputed
+// too), and a checkpoint's tokens_seen restores the count.
+func TestPPOStepTokens(t *testing.T) {
+	ctx := context.Background()
+	tr := ppoTestTrainer(t)
+	streams := tr.Spec.AllStreams()
+	if _, err := tr.Gradients(ctx, 0, streams, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Counted directly: promptRows' prompts are 3 tokens, and a row's answer is its
+	// trained targets (the end-of-text included when sampled).
+	var prompts, answers int64
+	for _, ro := range tr.ppo.rolls {
+		for r := range ro.acts {
+			if len(ro.acts[r]) == 0 {
+				continue
+			}
+			prompts += 3
+			for _, tg := range ro.tg[r*tr.Spec.SeqLen : (r+1)*tr.Spec.SeqLen] {
+				if tg >= 0 {
+					answers++
+				}
+			}
+		}
+	}
+	global := tr.PPO.PromptTokens + tr.PPO.Tokens
+	if tr.PPO.PromptTokens != prompts || tr.PPO.Tokens != answers || prompts == 0 {
+		t.Fatalf("step 0: %d prompt and %d answer tokens, counted %d and %d", tr.PPO.PromptTokens, tr.PPO.Tokens, prompts, answers)
+	}
+	if padded := int64(tr.Spec.GlobalBatch() * tr.Spec.SeqLen); global >= padded {
+		t.Fatalf("step 0 processed %d tokens, not fewer than the %d of its padded rows", global, padded)
+	}
+	if got := tr.LocalStepTokens(len(streams)); got != global {
+		t.Errorf("a single process's share %d, the global %d", got, global)
+	}
+
+	// Two ranks of one stream each, summing over a shared reducer.
+	ranks := [2]*Trainer{ppoTestTrainer(t), ppoTestTrainer(t)}
+	sums := newRankSums(2)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, rt := range ranks {
+		rt.SetReducer(sums)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = rt.Gradients(ctx, 0, []int{i}, nil)
+		}()
+	}
+	wg.Wait()
+	for i, rt := range ranks {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if rt.PPO.PromptTokens != tr.PPO.PromptTokens || rt.PPO.Tokens != tr.PPO.Tokens {
+			t.Errorf("rank %d of 2: %d prompt and %d answer tokens, one rank %d and %d", i, rt.PPO.PromptTokens, rt.PPO.Tokens, tr.PPO.PromptTokens, tr.PPO.Tokens)
+		}
+	}
+	if a, b := ranks[0].LocalStepTokens(1), ranks[1].LocalStepTokens(1); a+b != global || a == 0 || b == 0 {
+		t.Errorf("the ranks' shares %d + %d, the global batch %d", a, b, global)
+	}
+
+	// Apply counts the step once; a rolled-back, recomputed step too.
+	if _, _, err := tr.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	if tr.TokensSeen() != global {
+		t.Fatalf("after step 0 TokensSeen = %d, want %d", tr.TokensSeen(), global)
+	}
+	for range 2 {
+		if _, err := tr.Gradients(ctx, 1, streams, nil); err != nil {
+			t.Fatal(err)
+		}
+		tr.Rollback()
+	}
+	if _, err := tr.Gradients(ctx, 1, streams, nil); err != nil {
+		t.Fatal(err)
+	}
+	second := tr.PPO.PromptTokens + tr.PPO.Tokens
+	if _, _, err := tr.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	if want := global + second; tr.TokensSeen() != want {
+		t.Fatalf("after step 1 TokensSeen = %d, want %d + %d", tr.TokensSeen(), global, second)
+	}
+	ck := &model.Checkpoint{Config: tr.Spec.Model, Params: slices.Clone(tr.Model.Params.Slab),
+		Opt:     &model.AdamW{M: slices.Clone(tr.Opt.M), V: slices.Clone(tr.Opt.V), Step: tr.Opt.Step},
+		Trainer: model.TrainerState{Step: tr.Step, TokensSeen: tr.TokensSeen()}}
+	back := ppoTestTrainer(t)
+	if err := resumeFrom(back, ck, nil, "ckpt"); err != nil {
+		t.Fatal(err)
+	}
+	if back.TokensSeen() != tr.TokensSeen() {
+		t.Errorf("resumed TokensSeen = %d, the checkpoint's tokens_seen %d", back.TokensSeen(), tr.TokensSeen())
+	}
+	ck.Trainer.TokensSeen = -1
+	if err := resumeFrom(ppoTestTrainer(t), ck, nil, "ckpt"); err == nil || !strings.Contains(err.Error(), "tokens_seen") {
+		t.Errorf("a negative tokens_seen: %v, want an error naming it", err)
 	}
 }
