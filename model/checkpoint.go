@@ -63,7 +63,8 @@ type TrainerState struct {
 	Step int64 `json:"step"`
 	// Seed is the job seed that fixes data order and initialisation.
 	Seed uint64 `json:"seed"`
-	// TokensSeen counts training tokens consumed so far.
+	// TokensSeen counts the tokens the training steps so far processed over the
+	// global batch (for ppo the prompt and answer tokens of its rollouts).
 	TokensSeen int64 `json:"tokens_seen"`
 	// Loss is the loss of the last step. It must be finite (JSON has no NaN).
 	Loss float64 `json:"loss"`

@@ -228,3 +228,119 @@ func TestNewFrozen(t *testing.T) {
 		t.Error("Backward on a frozen model succeeded")
 	}
 }
+
+// TestFrozenForwardBuffers: a frozen model of several layers, whose forward reuses
+// one block's buffers for every layer and keeps no backward scratch, computes every
+// forward of a trainable model with the same weights bit for bit (Forward with and
+// without targets, ForwardPacked, ForwardReward, ForwardPolicy), and holds only the
+// bytes FrozenActivationBytes gives: no logits for a reward model.
+func TestFrozenForwardBuffers(t *testing.T) {
+	const B, T = 2, 6
+	lm := Config{Layers: 3, Heads: 2, Embd: 8, MaxSeqLen: 8, VocabSize: 11}
+	inputs := []int32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 1}
+	targets := []int32{2, 3, -1, 5, 6, 7, -1, 9, 10, 0, 1, 2}
+	start := []int32{0, 0, 0, 3, 3, 3, 0, 0, 0, 0, 4, 4}
+	pair := func(c Config) (m, f *GPT) {
+		t.Helper()
+		m, err := New(c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.InitWeights(5)
+		m.InitScore(6)
+		m.InitValue(7)
+		if f, err = NewFrozen(c, nil); err != nil {
+			t.Fatal(err)
+		}
+		copy(f.Params.Slab, m.Params.Slab)
+		return m, f
+	}
+	same := func(what string, got, want []float32) {
+		t.Helper()
+		if len(got) != len(want) || len(got) == 0 {
+			t.Fatalf("%s: %d values from the frozen model, %d from the trainable one", what, len(got), len(want))
+		}
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("%s %d: frozen %v, trainable %v", what, i, got[i], want[i])
+			}
+		}
+	}
+	held := func(what string, f *GPT, logits bool) {
+		t.Helper()
+		want, _ := f.Config.FrozenActivationBytes(B, T, logits)
+		train, _ := f.Config.ActivationBytes(B, T)
+		if got := allocatedBytes(f.acts); got != want || got >= train {
+			t.Errorf("%s: the frozen model holds %d bytes of activations, want %d (a trainable one: %d)", what, got, want, train)
+		}
+	}
+
+	m, f := pair(lm)
+	ls, n, err := m.Forward(inputs, targets, B, T, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fls, fn, err := f.Forward(inputs, targets, B, T, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fls != ls || fn != n {
+		t.Fatalf("Forward: frozen loss sum %v over %d targets, trainable %v over %d", fls, fn, ls, n)
+	}
+	same("Forward losses", f.Losses(), m.Losses())
+	held("Forward", f, true)
+	if _, _, err := m.Forward(inputs, nil, B, T, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.Forward(inputs, nil, B, T, true); err != nil {
+		t.Fatal(err)
+	}
+	same("Forward logits", f.Logits(), m.Logits())
+	if _, _, err := m.ForwardPacked(inputs, targets, start, B, T); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.ForwardPacked(inputs, targets, start, B, T); err != nil {
+		t.Fatal(err)
+	}
+	same("ForwardPacked losses", f.Losses(), m.Losses())
+
+	rc := lm
+	rc.NumLabels = 1
+	m, f = pair(rc)
+	last := []int{4, 2}
+	want, err := m.ForwardReward(inputs, last, B, T)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.ForwardReward(inputs, last, B, T)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same("ForwardReward", got, want)
+	held("ForwardReward", f, false)
+	// A forward that needs the logits after one that did not gets them.
+	if _, _, err := m.Forward(inputs, targets, B, T, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.Forward(inputs, targets, B, T, true); err != nil {
+		t.Fatal(err)
+	}
+	same("Forward after ForwardReward", f.Losses(), m.Losses())
+	held("Forward after ForwardReward", f, true)
+
+	vc := lm
+	vc.ValueHead = true
+	m, f = pair(vc)
+	po, err := m.ForwardPolicy(inputs, targets, B, T)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fo, err := f.ForwardPolicy(inputs, targets, B, T)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same("ForwardPolicy log-probabilities", fo.LogProbs, po.LogProbs)
+	same("ForwardPolicy entropies", fo.Entropy, po.Entropy)
+	same("ForwardPolicy values", fo.Values, po.Values)
+	held("ForwardPolicy", f, true)
+}

@@ -44,19 +44,27 @@ type GPT struct {
 }
 
 // activations holds everything forward saves for backward, sized for one (B,T).
+//
+// A frozen model's (forwardOnly) holds only what forward itself reads: one block's
+// buffers, which every layer reuses as generation's Decoder does (ln_1 and ln_2 share
+// ln, mean and rstd, and the block's output res3 is its input, the residual stream in
+// encoded), no backward scratch, and logits only once a forward has needed them (a
+// reward model never does). The same ops run on the same values, so its outputs are
+// a trainable model's bit for bit.
 type activations struct {
-	B, T    int
-	inputs  []int32     // (B,T)
-	targets []int32     // (B,T), -1 = ignored
-	start   []int32     // (B,T) first position of each position's example (ForwardPacked)
-	encoded []float32   // (B,T,C)
-	layers  []blockActs // (L) views into one (L,B,T,·) slab per kind of buffer
-	lnf     []float32   // (B,T,C)
-	lnfMean []float32   // (B,T)
-	lnfRstd []float32   // (B,T)
-	logits  []float32   // (B,T,V): logits, then probabilities, then dlogits
-	losses  []float32   // (B,T)
-	grads   blockGrads  // backward scratch, shared by the head and every block
+	B, T        int
+	forwardOnly bool        // a frozen model's buffers: nothing kept for backward
+	inputs      []int32     // (B,T)
+	targets     []int32     // (B,T), -1 = ignored
+	start       []int32     // (B,T) first position of each position's example (ForwardPacked)
+	encoded     []float32   // (B,T,C); forwardOnly: the residual stream of every layer
+	layers      []blockActs // (L) views into one (L,B,T,·) slab per kind of buffer; forwardOnly: (L) views of one block's buffers
+	lnf         []float32   // (B,T,C)
+	lnfMean     []float32   // (B,T)
+	lnfRstd     []float32   // (B,T)
+	logits      []float32   // (B,T,V): logits, then probabilities, then dlogits; nil when not allocated (forwardOnly)
+	losses      []float32   // (B,T)
+	grads       blockGrads  // backward scratch, shared by the head and every block; empty when forwardOnly
 
 	// host copies of logits and losses (the buffers themselves on a host-shared backend)
 	hostLogits, hostLosses []float32
@@ -68,8 +76,10 @@ type activations struct {
 	cleanup runtime.Cleanup
 }
 
-// newActivations allocates the buffers of one (B,T) on be.
-func newActivations(be tensor.Backend, c Config, B, T int) *activations {
+// newActivations allocates the buffers of one (B,T) on be: a trainable model's
+// (everything backward reads) or, with forwardOnly, a frozen model's, with the
+// logits only when logits is set.
+func newActivations(be tensor.Backend, c Config, B, T int, forwardOnly, logits bool) *activations {
 	L, C, H, V := c.Layers, c.Embd, c.Heads, c.VocabSize
 	N := B * T
 	var bufs []any
@@ -83,6 +93,38 @@ func newActivations(be tensor.Backend, c Config, B, T int) *activations {
 		bufs = append(bufs, b)
 		return b
 	}
+	a := &activations{
+		B: B, T: T, forwardOnly: forwardOnly,
+		inputs: i32(N), targets: i32(N), start: i32(N),
+		encoded: f(N * C),
+		lnf:     f(N * C), lnfMean: f(N), lnfRstd: f(N),
+		losses: f(N),
+	}
+	if forwardOnly {
+		a.layers = sharedBlockActs(f, L, B, T, C, H, a.encoded)
+	} else {
+		a.layers = layerBlockActs(f, L, B, T, C, H)
+		a.grads = blockGrads{
+			dres: f(N * C), dbuf: f(N * C), dfch: f(N * 4 * C), dfchG: f(N * 4 * C), dqkv: f(N * 3 * C),
+		}
+		logits = true
+	}
+	if logits {
+		a.logits = f(N * V)
+		a.hostLogits = tensor.HostBuffer(be, a.logits)
+	}
+	a.hostLosses = tensor.HostBuffer(be, a.losses)
+	a.bufs = bufs
+	if !be.HostShared() {
+		a.cleanup = runtime.AddCleanup(a, freeAll, deviceBufs{be: be, bufs: bufs})
+	}
+	return a
+}
+
+// layerBlockActs allocates with f the activations of L blocks over (B,T), each
+// layer's its own (backward reads them all); proj is scratch every layer shares.
+func layerBlockActs(f func(int) []float32, L, B, T, C, H int) []blockActs {
+	N := B * T
 	ln1, ln1Mean, ln1Rstd := f(L*N*C), f(L*N), f(L*N)
 	qkv, atty, lse := f(L*N*3*C), f(L*N*C), f(L*B*H*T)
 	res2 := f(L * N * C)
@@ -103,23 +145,31 @@ func newActivations(be tensor.Backend, c Config, B, T int) *activations {
 			res3: view(res3, N*C),
 		}
 	}
-	a := &activations{
-		B: B, T: T,
-		inputs: i32(N), targets: i32(N), start: i32(N),
-		encoded: f(N * C),
-		layers:  layers,
-		lnf:     f(N * C), lnfMean: f(N), lnfRstd: f(N),
-		logits: f(N * V), losses: f(N),
-		grads: blockGrads{
-			dres: f(N * C), dbuf: f(N * C), dfch: f(N * 4 * C), dfchG: f(N * 4 * C), dqkv: f(N * 3 * C),
-		},
+	return layers
+}
+
+// sharedBlockActs allocates with f one block's buffers over (B,T) and returns L
+// views of them, for a forward that keeps nothing for backward: blockForward has
+// finished with ln_1's output and statistics before it writes ln_2's, and with its
+// input x before it writes res3, so ln1 and ln2 share buffers and every block's
+// output is written over its input, the residual stream res (N,C) that the first
+// block reads (the embeddings).
+func sharedBlockActs(f func(int) []float32, L, B, T, C, H int, res []float32) []blockActs {
+	N := B * T
+	ln, mean, rstd := f(N*C), f(N), f(N)
+	one := blockActs{
+		ln1: ln, ln1Mean: mean, ln1Rstd: rstd,
+		qkv: f(N * 3 * C), atty: f(N * C), lse: f(B * H * T),
+		proj: f(N * C), res2: f(N * C),
+		ln2: ln, ln2Mean: mean, ln2Rstd: rstd,
+		fch: f(N * 4 * C), fchGelu: f(N * 4 * C),
+		res3: res,
 	}
-	a.hostLogits, a.hostLosses = tensor.HostBuffer(be, a.logits), tensor.HostBuffer(be, a.losses)
-	a.bufs = bufs
-	if !be.HostShared() {
-		a.cleanup = runtime.AddCleanup(a, freeAll, deviceBufs{be: be, bufs: bufs})
+	layers := make([]blockActs, L)
+	for l := range layers {
+		layers[l] = one
 	}
-	return a
+	return layers
 }
 
 // free returns the buffers to be now; a must not be used afterwards.
@@ -339,7 +389,8 @@ func (m *GPT) forward(inputs, targets, start []int32, B, T int, causal bool) (lo
 			return 0, 0, fmt.Errorf("%w: target token %d at position %d outside vocabulary of %d", ErrShape, id, i, c.VocabSize)
 		}
 	}
-	if m.acts == nil || m.acts.B != B || m.acts.T != T {
+	frozen := m.dgrads == nil // a frozen model (NewFrozen) keeps nothing for backward
+	if m.acts == nil || m.acts.B != B || m.acts.T != T || (!m.noLogits && m.acts.logits == nil) {
 		if err := c.CheckLimits(HardLimits, B, T); err != nil {
 			return 0, 0, fmt.Errorf("%w: %w", ErrShape, err)
 		}
@@ -347,7 +398,7 @@ func (m *GPT) forward(inputs, targets, start []int32, B, T int, causal bool) (lo
 			m.acts.free(m.be)
 		}
 		m.acts = nil // let the old buffers go before allocating new ones
-		m.acts = newActivations(m.be, c, B, T)
+		m.acts = newActivations(m.be, c, B, T, frozen, !m.noLogits)
 	}
 	a := m.acts
 	m.be.UploadInt32(a.inputs, inputs)

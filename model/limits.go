@@ -80,8 +80,8 @@ func (c Config) ParamCount() (n int64, ok bool) {
 }
 
 // ActivationBytes returns the bytes of the buffers one Forward of B sequences of T
-// tokens allocates for Backward (what newActivations allocates), computed without
-// overflow; ok is false when the count does not fit in 2^62.
+// tokens allocates for Backward (what newActivations allocates for a trainable
+// model), computed without overflow; ok is false when the count does not fit in 2^62.
 func (c Config) ActivationBytes(B, T int) (n int64, ok bool) {
 	L, C, H, V := num(c.Layers), num(c.Embd), num(c.Heads), num(c.VocabSize)
 	N := num(B).mul(num(T))
@@ -90,9 +90,30 @@ func (c Config) ActivationBytes(B, T int) (n int64, ok bool) {
 	// log-sum-exp per head (H).
 	perLayer := N.mul(num(16).mul(C).add(num(4)).add(H))
 	// encoded, lnf, proj and the backward scratch (dres, dbuf, dfch, dfchG, dqkv: 13C):
-	// 16C per token; lnf mean and rstd, losses, inputs and targets: 5; logits V.
-	rest := N.mul(num(16).mul(C).add(num(5)).add(V))
+	// 16C per token; lnf mean and rstd, losses, and the inputs, targets and example
+	// starts (int32): 6; logits V.
+	rest := N.mul(num(16).mul(C).add(num(6)).add(V))
 	return L.mul(perLayer).add(rest).mul(num(4)).int64()
+}
+
+// FrozenActivationBytes returns the bytes of the buffers one forward of B sequences
+// of T tokens allocates on a frozen model (NewFrozen), which keeps nothing for
+// backward: one block's buffers that every layer reuses, whatever the number of
+// layers, and no backward scratch. logits says whether the forward needs the
+// logits (Forward, ForwardPolicy) or not (ForwardReward). ok is as in
+// ActivationBytes.
+func (c Config) FrozenActivationBytes(B, T int, logits bool) (n int64, ok bool) {
+	C, H, V := num(c.Embd), num(c.Heads), num(c.VocabSize)
+	N := num(B).mul(num(T))
+	// one block: ln (ln_1 and ln_2), atty, res2, proj (4C), qkv 3C, fch and its GELU
+	// 8C: 15C floats per token, the LayerNorm mean and rstd (2) and the attention's
+	// log-sum-exp per head (H); encoded (every block's input and output) and lnf:
+	// 2C; lnf mean and rstd, losses, and the inputs, targets and example starts: 6.
+	per := num(17).mul(C).add(H).add(num(8))
+	if logits {
+		per = per.add(V)
+	}
+	return N.mul(per).mul(num(4)).int64()
 }
 
 // CheckLimits checks that c fits lim, and that its activations for micro-batches of

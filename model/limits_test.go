@@ -30,12 +30,26 @@ func TestParamCountMatchesLayout(t *testing.T) {
 	}
 }
 
+// allocatedBytes returns the bytes of every buffer a holds.
+func allocatedBytes(a *activations) int64 {
+	var n int64
+	for _, b := range a.bufs {
+		switch b := b.(type) {
+		case []float32:
+			n += 4 * int64(len(b))
+		case []int32:
+			n += 4 * int64(len(b))
+		}
+	}
+	return n
+}
+
 func TestActivationBytesMatchesAllocation(t *testing.T) {
 	c := hfTestConfig
 	B, T := 3, 5
-	a := newActivations(tensor.NewCPU(), c, B, T)
+	a := newActivations(tensor.NewCPU(), c, B, T, false, true)
 	floats := len(a.encoded) + len(a.lnf) + len(a.lnfMean) + len(a.lnfRstd) + len(a.logits) + len(a.losses) +
-		len(a.inputs) + len(a.targets) +
+		len(a.inputs) + len(a.targets) + len(a.start) +
 		len(a.grads.dres) + len(a.grads.dbuf) + len(a.grads.dfch) + len(a.grads.dfchG) + len(a.grads.dqkv)
 	for l, la := range a.layers {
 		floats += len(la.ln1) + len(la.ln1Mean) + len(la.ln1Rstd) + len(la.qkv) + len(la.atty) + len(la.lse) +
@@ -45,8 +59,39 @@ func TestActivationBytesMatchesAllocation(t *testing.T) {
 		}
 	}
 	got, ok := c.ActivationBytes(B, T)
-	if !ok || got != int64(4*floats) {
-		t.Fatalf("ActivationBytes = %d (ok %v), newActivations allocates %d bytes", got, ok, 4*floats)
+	if !ok || got != int64(4*floats) || got != allocatedBytes(a) {
+		t.Fatalf("ActivationBytes = %d (ok %v), newActivations allocates %d bytes (%d in its buffers)", got, ok, 4*floats, allocatedBytes(a))
+	}
+}
+
+// TestFrozenActivationBytes: a frozen model's activations are what
+// FrozenActivationBytes says, with and without logits, and whatever the number of
+// layers; they are smaller than a trainable model's by at least the backward
+// scratch and every layer's buffers but one's.
+func TestFrozenActivationBytes(t *testing.T) {
+	B, T := 3, 5
+	for _, layers := range []int{1, 2, 4} {
+		c := hfTestConfig
+		c.Layers = layers
+		for _, logits := range []bool{true, false} {
+			a := newActivations(tensor.NewCPU(), c, B, T, true, logits)
+			got, ok := c.FrozenActivationBytes(B, T, logits)
+			if !ok || got != allocatedBytes(a) {
+				t.Errorf("layers %d logits %v: FrozenActivationBytes = %d (ok %v), newActivations allocates %d bytes", layers, logits, got, ok, allocatedBytes(a))
+			}
+			if (a.logits != nil) != logits || a.grads.dres != nil {
+				t.Errorf("layers %d logits %v: logits allocated %v, backward scratch %d floats", layers, logits, a.logits != nil, len(a.grads.dres))
+			}
+		}
+		train, _ := c.ActivationBytes(B, T)
+		frozen, _ := c.FrozenActivationBytes(B, T, true)
+		// A token saves the backward scratch (13C), every layer's buffers but one's
+		// ((L-1)(16C+4+H)), and in that one ln_2's output and statistics and res3,
+		// which the frozen forward shares with ln_1's and the residual stream (2C+2).
+		N, C := int64(B*T), int64(c.Embd)
+		if saved := train - frozen; saved != 4*N*(13*C+int64(layers-1)*(16*C+4+int64(c.Heads))+2*C+2) {
+			t.Errorf("layers %d: a frozen forward saves %d bytes", layers, saved)
+		}
 	}
 }
 

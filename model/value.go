@@ -77,10 +77,13 @@ func (m *GPT) InitValue(seed uint64) {
 }
 
 // NewFrozen builds a model that only runs forward, as PPO's frozen reference and
-// reward model do: it has no gradient slab (Grads is nil), so it costs its weights
-// and the activations of its forward passes, not twice its weights. ZeroGrad does
-// nothing, and no Forward prepares a backward: every Backward returns an error
-// wrapping ErrShape.
+// reward model and DPO's reference do: it has no gradient slab (Grads is nil), so
+// it costs its weights and the buffers of its forward passes, not twice its
+// weights, and those buffers keep nothing for backward (one block's buffers that
+// every layer reuses, no backward scratch, logits only once a forward needs them:
+// Config.FrozenActivationBytes). Its outputs are a trainable model's bit for bit.
+// ZeroGrad does nothing, and no Forward prepares a backward: every Backward returns
+// an error wrapping ErrShape.
 func NewFrozen(c Config, be tensor.Backend) (*GPT, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err

@@ -11,10 +11,11 @@
 //
 // # Usage
 //
-//	p := progress.New(os.Stdout, progress.Options{Steps: 600, StartStep: 0, TokensPerStep: 768, Every: 25})
+//	p := progress.New(os.Stdout, progress.Options{Steps: 600, StartStep: 0, Every: 25})
 //	for step := ...; ; {
 //		... train ...
-//		p.Update(progress.Status{Step: step + 1, Loss: loss})
+//		tokens += stepTokens
+//		p.Update(progress.Status{Step: step + 1, Tokens: tokens, Loss: loss})
 //		if evaluated {
 //			p.Println(fmt.Sprintf("step %d  val loss %.4f", step+1, vl))
 //		}

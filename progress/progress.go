@@ -14,7 +14,10 @@ import (
 
 // Status is what one progress line or bar shows.
 type Status struct {
-	Step, Steps  int64 // steps applied, and the run's last step
+	Step, Steps int64 // steps applied, and the run's last step
+	// Tokens is the number of tokens the run's steps up to Step processed, over the
+	// global batch: tokens/s is reckoned from it.
+	Tokens       int64
 	Loss         float64
 	TokensPerSec float64
 	Elapsed      time.Duration // since the run (or this resumed part of it) began
@@ -104,10 +107,10 @@ func IsTerminal(w io.Writer) bool {
 
 // Options configure a Printer.
 type Options struct {
-	Steps         int64 // the run's last step
-	StartStep     int64 // the step the run (or its resumed part) began at
-	TokensPerStep int64 // tokens of one step of the global batch
-	Every         int64 // steps between plain lines (the log interval); 0 means 1
+	Steps       int64 // the run's last step
+	StartStep   int64 // the step the run (or its resumed part) began at
+	StartTokens int64 // the tokens processed by then (Status.Tokens at StartStep)
+	Every       int64 // steps between plain lines (the log interval); 0 means 1
 	// Terminal decides whether w gets a live bar (true) or plain lines; nil means
 	// IsTerminal.
 	Terminal func(io.Writer) bool
@@ -132,6 +135,7 @@ type Printer struct {
 	start       time.Time
 	winT        time.Time // start of the current tokens/s window
 	winStep     int64
+	winTokens   int64   // Status.Tokens at the window's start
 	tps         float64 // tokens/s over the last finished window (or since start)
 	last        Status
 	drawn       bool // a bar is on the current line
@@ -162,7 +166,7 @@ func New(w io.Writer, o Options) *Printer {
 		p.bar = o.Terminal(w)
 	}
 	now := o.Now()
-	p.start, p.winT, p.winStep = now, now, o.StartStep
+	p.start, p.winT, p.winStep, p.winTokens = now, now, o.StartStep, o.StartTokens
 	return p
 }
 
@@ -189,13 +193,13 @@ func (p *Printer) Update(s Status) {
 	boundary := s.Step%p.o.Every == 0 || s.Step >= p.o.Steps
 	rate := func() float64 {
 		if dt := now.Sub(p.winT).Seconds(); dt > 0 && s.Step > p.winStep {
-			return float64((s.Step-p.winStep)*p.o.TokensPerStep) / dt
+			return float64(s.Tokens-p.winTokens) / dt
 		}
 		return p.tps
 	}
 	if boundary {
 		p.tps = rate()
-		p.winT, p.winStep = now, s.Step
+		p.winT, p.winStep, p.winTokens = now, s.Step, s.Tokens
 		s.TokensPerSec = p.tps
 	} else if p.tps > 0 {
 		s.TokensPerSec = p.tps

@@ -57,13 +57,13 @@ func (c *fakeClock) now() time.Time { c.t = c.t.Add(c.step); return c.t }
 func TestPrinterLines(t *testing.T) {
 	var out bytes.Buffer
 	clk := &fakeClock{t: time.Unix(0, 0), step: time.Second}
-	p := New(&out, Options{Steps: 10, StartStep: 0, TokensPerStep: 100, Every: 4,
+	p := New(&out, Options{Steps: 10, StartStep: 0, Every: 4,
 		Terminal: func(io.Writer) bool { return false }, Now: clk.now})
 	if p.Bar() {
 		t.Fatal("bar on a writer that is not a terminal")
 	}
 	for s := int64(1); s <= 10; s++ {
-		p.Update(Status{Step: s, Loss: 1, Workers: 2})
+		p.Update(Status{Step: s, Tokens: 100 * s, Loss: 1, Workers: 2})
 		if s == 5 {
 			p.Println("step 5  val loss 1.2000")
 		}
@@ -84,13 +84,13 @@ func TestPrinterLines(t *testing.T) {
 func TestPrinterBar(t *testing.T) {
 	var out bytes.Buffer
 	clk := &fakeClock{t: time.Unix(0, 0), step: 40 * time.Millisecond}
-	p := New(&out, Options{Steps: 4, TokensPerStep: 10, Every: 2, BarWidth: 4,
+	p := New(&out, Options{Steps: 4, Every: 2, BarWidth: 4,
 		Terminal: func(io.Writer) bool { return true }, Now: clk.now})
 	if !p.Bar() {
 		t.Fatal("no bar on a terminal")
 	}
 	for s := int64(1); s <= 4; s++ {
-		p.Update(Status{Step: s, Loss: 2})
+		p.Update(Status{Step: s, Tokens: 10 * s, Loss: 2})
 		if s == 2 {
 			p.Println("eval")
 		}
@@ -127,5 +127,28 @@ func TestClearingWriter(t *testing.T) {
 	io.WriteString(w, "log line\n")
 	if got := out.String(); got != "\r\x1b[Klog line\n" {
 		t.Errorf("got %q", got)
+	}
+}
+
+// TestPrinterRateFromTokens: tokens/s is the tokens the window's steps processed, not
+// a fixed number a step (a ppo step's tokens vary with its answers), counted from
+// the tokens a resumed run started with.
+func TestPrinterRateFromTokens(t *testing.T) {
+	var out bytes.Buffer
+	clk := &fakeClock{t: time.Unix(0, 0), step: time.Second}
+	p := New(&out, Options{Steps: 14, StartStep: 10, StartTokens: 5000, Every: 2,
+		Terminal: func(io.Writer) bool { return false }, Now: clk.now})
+	tokens := int64(5000)
+	for i, n := range []int64{30, 50, 400, 0} { // steps 11 to 14, 1 s apart
+		tokens += n
+		p.Update(Status{Step: 11 + int64(i), Tokens: tokens, Loss: 1})
+	}
+	// Steps 11-12: 80 tokens in 2 s; steps 13-14: 400 in 2 s.
+	want := strings.Join([]string{
+		"step 12/14  loss 1.0000      40 tok/s  elapsed 2s  eta 2s",
+		"step 14/14  loss 1.0000     200 tok/s  elapsed 4s  eta 0s",
+		""}, "\n")
+	if out.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
 	}
 }

@@ -627,6 +627,25 @@ func (v *ValIterator) BatchTail(ctx context.Context, inputs, targets []int32) er
 	return v.l.fill(ctx, v.split, v.sampler.TailWindows(), v.sampler.t, inputs, targets, nil)
 }
 
+// BatchTailPacked is BatchTail on a packed dataset that also fills rows 0 to
+// Tail()-1 of start (b*T, caller-owned) with each input position's example start, as
+// BatchPacked does.
+func (v *ValIterator) BatchTailPacked(ctx context.Context, inputs, targets, start []int32) error {
+	if !v.l.Packed() {
+		return fmt.Errorf("%w: dataset %s is not packed (prepare --format sft --pack)", ErrBadOptions, v.l.ds.Dir())
+	}
+	if v.sampler.Tail() == 0 {
+		return fmt.Errorf("%w: the %s split has no rows after its %d whole batches", ErrBadOptions, v.split, v.sampler.Batches())
+	}
+	if len(start) != v.sampler.b*v.sampler.t {
+		return fmt.Errorf("%w: start must hold b*T = %d tokens, got %d", ErrBadOptions, v.sampler.b*v.sampler.t, len(start))
+	}
+	if err := checkBuffers(v.sampler.b, v.sampler.t, inputs, targets); err != nil {
+		return err
+	}
+	return v.l.fill(ctx, v.split, v.sampler.TailWindows(), v.sampler.t, inputs, targets, start)
+}
+
 // Packed reports whether the batches are packed rows (see Loader.Packed).
 func (v *ValIterator) Packed() bool { return v.l.Packed() }
 

@@ -367,9 +367,10 @@ func uniform(r *rand.PCG, n uint64) uint64 {
 // Unlike train rows, validation rows are read in order, not shuffled: every
 // batch is evaluated, so the order does not matter, and the first maxBatches
 // are the same whatever the job. Batches do not overlap (except for the one
-// shared token between consecutive rows), are the same on every call, and the
-// tail that does not fill a batch is not evaluated. A ValSampler is pure,
-// immutable and safe for concurrent use.
+// shared token between consecutive rows) and are the same on every call; the
+// rows after the last whole batch are the tail (Tail, TailWindows), which an
+// evaluation reads as one partial batch. A ValSampler is pure, immutable and safe
+// for concurrent use.
 type ValSampler struct {
 	order   []int
 	off     []int64

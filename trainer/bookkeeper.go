@@ -60,7 +60,10 @@ type Record map[string]any
 
 // StepDone is what a finished step hands to the books.
 type StepDone struct {
-	Step     int64   // steps applied, the finished one included
+	Step int64 // steps applied, the finished one included
+	// Tokens is the number of tokens the run's steps up to Step processed over the
+	// global batch (Trainer.TokensSeen): metrics.jsonl's tokens, and its tokens/s.
+	Tokens   int64
 	Loss     float64 // mean loss of the step over the global batch
 	LR       float64 // learning rate the step applied
 	GradNorm float64 // gradient norm before clipping
@@ -80,6 +83,9 @@ type BookkeeperOptions struct {
 	// StartStep is the step this process began training at: the progress ETA is
 	// reckoned from the steps done since.
 	StartStep int64
+	// StartTokens is the tokens processed by StartStep (Trainer.TokensSeen then):
+	// the first tokens/s window counts from it.
+	StartTokens int64
 	// Logger, when set, receives a debug record of every log step (step, loss, lr,
 	// grad_norm, tokens_per_sec).
 	Logger *slog.Logger
@@ -94,7 +100,7 @@ type BookkeeperOptions struct {
 // early. trainer.Run keeps one for the run; a cluster's rank 0 keeps one for the job,
 // across generations. The caller steps and evaluates; the Bookkeeper records:
 //
-//	rec := bk.Step(trainer.StepDone{Step: tr.Step, Loss: loss, LR: lr, GradNorm: norm})
+//	rec := bk.Step(trainer.StepDone{Step: tr.Step, Tokens: tr.TokensSeen(), Loss: loss, LR: lr, GradNorm: norm})
 //	if bk.Cadence().Evaluate(tr.Step) {
 //		vl, err := tr.Evaluate(ctx, p.Val)
 //		...
@@ -108,16 +114,15 @@ type BookkeeperOptions struct {
 //
 // A Bookkeeper is used from the training loop's goroutine only.
 type Bookkeeper struct {
-	cadence       Cadence
-	out           string
-	tokensPerStep int64
-	start         time.Time
-	prog          *progress.Printer
-	log           *slog.Logger // nil: no debug records
+	cadence Cadence
+	out     string
+	start   time.Time
+	prog    *progress.Printer
+	log     *slog.Logger // nil: no debug records
 
 	// The tokens/s window of metrics.jsonl: since the last log step, or StartWindow.
-	winStart time.Time
-	winStep  int64
+	winStart  time.Time
+	winTokens int64
 
 	file *os.File // metrics.jsonl, once open
 	enc  *json.Encoder
@@ -134,12 +139,11 @@ func NewBookkeeper(spec Spec, c Cadence, o BookkeeperOptions) *Bookkeeper {
 	if o.Start.IsZero() {
 		o.Start = now
 	}
-	tokensPerStep := spec.TokensPerStep()
 	return &Bookkeeper{
-		cadence: c, out: spec.Out, tokensPerStep: tokensPerStep, start: o.Start, log: o.Logger,
+		cadence: c, out: spec.Out, start: o.Start, log: o.Logger,
 		prog: progress.New(o.Progress, progress.Options{Steps: spec.Steps, StartStep: o.StartStep,
-			TokensPerStep: tokensPerStep, Every: spec.LogInterval}),
-		winStart: now, winStep: o.StartStep, tbOff: o.NoTensorBoard,
+			StartTokens: o.StartTokens, Every: spec.LogInterval}),
+		winStart: now, winTokens: o.StartTokens, tbOff: o.NoTensorBoard,
 	}
 }
 
@@ -163,14 +167,15 @@ func (b *Bookkeeper) Open() error {
 	return nil
 }
 
-// StartWindow restarts the tokens/s window of metrics.jsonl at step, now. A cluster
+// StartWindow restarts the tokens/s window of metrics.jsonl now, at a step by which
+// the run had processed tokens (Trainer.TokensSeen). A cluster
 // calls it when a generation begins, so that building the ring and syncing state
 // count in no window. It also ends the current TensorBoard event file: the next
 // Write starts a new one, marked as a restart at its first step, since the
 // generation may redo steps that an earlier one (or an earlier rank 0) recorded. It
 // returns the error of closing that file, if any.
-func (b *Bookkeeper) StartWindow(step int64) error {
-	b.winStart, b.winStep = time.Now(), step
+func (b *Bookkeeper) StartWindow(tokens int64) error {
+	b.winStart, b.winTokens = time.Now(), tokens
 	return b.closeEvents()
 }
 
@@ -179,18 +184,18 @@ func (b *Bookkeeper) StartWindow(step int64) error {
 // a log step) and updates the progress output. The caller owns the record.
 func (b *Bookkeeper) Step(d StepDone) Record {
 	rec := Record{"step": d.Step, "loss": d.Loss, "lr": d.LR, "grad_norm": d.GradNorm,
-		"tokens": d.Step * b.tokensPerStep, "elapsed_s": time.Since(b.start).Seconds(),
+		"tokens": d.Tokens, "elapsed_s": time.Since(b.start).Seconds(),
 		"time": time.Now().UTC().Format(time.RFC3339Nano)}
 	if b.cadence.Log(d.Step) {
 		now := time.Now()
-		tps := float64((d.Step-b.winStep)*b.tokensPerStep) / now.Sub(b.winStart).Seconds()
-		b.winStart, b.winStep = now, d.Step
+		tps := float64(d.Tokens-b.winTokens) / now.Sub(b.winStart).Seconds()
+		b.winStart, b.winTokens = now, d.Tokens
 		rec["tokens_per_sec"] = tps
 		if b.log != nil {
 			b.log.Debug("step", "step", d.Step, "loss", d.Loss, "lr", d.LR, "grad_norm", d.GradNorm, "tokens_per_sec", tps)
 		}
 	}
-	st := progress.Status{Step: d.Step, Loss: d.Loss, Workers: d.Workers}
+	st := progress.Status{Step: d.Step, Tokens: d.Tokens, Loss: d.Loss, Workers: d.Workers}
 	if d.Workers == 0 {
 		st.LR, st.GradNorm = d.LR, d.GradNorm
 	}

@@ -40,7 +40,7 @@ func TestBookkeeperRecordsAndPrints(t *testing.T) {
 		t.Fatal(err)
 	}
 	for step := int64(1); step <= spec.Steps; step++ {
-		rec := books.Step(StepDone{Step: step, Loss: 4 - float64(step)/4, LR: 1e-3, GradNorm: 0.5})
+		rec := books.Step(StepDone{Step: step, Tokens: step * 64, Loss: 4 - float64(step)/4, LR: 1e-3, GradNorm: 0.5})
 		if books.Cadence().Evaluate(step) {
 			books.Evaluated(rec, step, 3.25)
 		}

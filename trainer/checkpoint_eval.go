@@ -19,9 +19,9 @@ type EvalOptions struct {
 	Split      string
 	SeqLen     int // T; 0 means the model's context
 	MicroBatch int // b; 0 means 8
-	// Batches is the number of batches to evaluate; 0 means all that fit, and for
-	// reward and dpo also the pairs after the last whole batch, so that every pair of
-	// the split counts.
+	// Batches is the number of batches to evaluate; 0 means all that fit, and also
+	// the rows (for reward and dpo the pairs) after the last whole batch, so that
+	// every row of the split counts.
 	Batches int
 	// Objective is the objective to measure; "" means the checkpoint's: the
 	// objective of the job it was trained with, causal for one that records no job
@@ -46,7 +46,7 @@ type EvalReport struct {
 	Perplexity float64   // exp(Loss)
 	Tokens     int64     // target tokens the mean is over: every position (causal), the masked ones (masked), the trained ones (sft)
 	Accuracy   float64   // share of those targets the model ranks first
-	Batches    int       // batches evaluated (for reward and dpo a final partial one included)
+	Batches    int       // batches evaluated, a final partial one included
 	Split      string    // "val" or "train"
 	Objective  Objective // the objective measured
 	SeqLen     int       // T of every batch
@@ -136,7 +136,7 @@ func EvaluateCheckpointReport(ctx context.Context, dir string, o EvalOptions) (*
 	if err != nil {
 		return nil, fmt.Errorf("dataset %s: %s split: %w", o.Data, split, err)
 	}
-	if batches.Len() == 0 && (!isPreference(p.Spec.Objective) || batches.Tail() == 0) {
+	if batches.Len() == 0 && batches.Tail() == 0 {
 		return nil, fmt.Errorf("dataset %s: %s split has no batch of %d x %d tokens", o.Data, split, spec.MicroBatch, spec.SeqLen)
 	}
 	m, err := model.New(ck.Config, o.Backend)
@@ -164,8 +164,12 @@ func EvaluateCheckpointReport(ctx context.Context, dir string, o EvalOptions) (*
 		return nil, err
 	}
 	loss := ev.Loss
+	n := batches.Len()
+	if batches.Tail() > 0 {
+		n++ // the rows after the last whole batch
+	}
 	return &EvalReport{
-		Loss: loss, Perplexity: math.Exp(loss), Tokens: ev.Tokens, Accuracy: ev.Accuracy, Batches: batches.Len(),
+		Loss: loss, Perplexity: math.Exp(loss), Tokens: ev.Tokens, Accuracy: ev.Accuracy, Batches: n,
 		Split: string(split), Objective: p.Spec.Objective, SeqLen: p.Spec.SeqLen, MicroBatch: p.Spec.MicroBatch, Seed: p.Spec.Seed,
 	}, nil
 }

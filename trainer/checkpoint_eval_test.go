@@ -50,8 +50,10 @@ func TestEvaluateCheckpointMatchesTheRun(t *testing.T) {
 			for _, k := range ds.Manifest().ValTokens() {
 				val += k
 			}
-			if want := int((val - 1) / int64(8*spec.SeqLen)); n != want || n < 40 {
-				t.Errorf("the whole %d-token split gave %d batches of 8 x %d, want %d", val, n, spec.SeqLen, want)
+			// Every window of T+1 tokens, in whole batches of 8 and a partial one.
+			rows := int((val-int64(spec.SeqLen)-1)/int64(spec.SeqLen) + 1)
+			if want := (rows + 7) / 8; n != want || n < 40 {
+				t.Errorf("the whole %d-token split gave %d batches of 8 x %d, want %d (%d windows)", val, n, spec.SeqLen, want, rows)
 			}
 			if math.IsNaN(all) || math.Abs(all-loss) > 0.5 {
 				t.Errorf("loss over the whole split %v, over 4 batches %v", all, loss)
@@ -158,8 +160,10 @@ func TestEvaluateCheckpointTrainSplit(t *testing.T) {
 	for _, k := range ds.Manifest().TrainTokens() {
 		train += k
 	}
-	if want := int((train - 1) / (8 * 16)); r.Split != "train" || r.Batches != want || r.Tokens != int64(want*8*16) {
-		t.Errorf("train split: report %+v, want %d batches of 8 x 16 over its %d tokens", r, want, train)
+	// Every window of 17 tokens every 16: whole batches of 8 and a partial one.
+	rows := int((train-17)/16 + 1)
+	if want := (rows + 7) / 8; r.Split != "train" || r.Batches != want || r.Tokens != int64(rows*16) {
+		t.Errorf("train split: report %+v, want %d batches of 8 x 16 (%d windows) over its %d tokens", r, want, rows, train)
 	}
 	o.Split = ""
 	v, err := EvaluateCheckpointReport(context.Background(), res.Checkpoint, o)

@@ -59,6 +59,9 @@ func (t *Trainer) SetReducer(r Reducer) { t.reducer = r }
 type PPOStats struct {
 	Rows   int64 // answers sampled
 	Tokens int64 // answer tokens (actions), the end-of-text included
+	// PromptTokens is the number of prompt tokens of the rows answered: with
+	// Tokens, the tokens the step processed (the rows' padding is not counted).
+	PromptTokens int64
 	// Score is the mean reward-model score of an answer; KL the mean over answers of
 	// the summed per-token estimate logp - logp_ref (the sampling policy's KL from
 	// the reference); Length the mean answer length in tokens.
@@ -125,6 +128,9 @@ type ppoState struct {
 	backStep int64     // optimizer step count of the backup
 	dirty    bool      // an inner update has changed the weights since the backup
 	nextBeta float64   // the KL coefficient after the step being computed (Apply sets it)
+	// localTokens is the prompt and answer tokens of the rollouts of this rank's
+	// streams in the step computed last (Trainer.LocalStepTokens).
+	localTokens int64
 }
 
 // loadPPO loads the reference (init_from, as a language model) and the reward model.
@@ -246,12 +252,14 @@ func (t *Trainer) Rollback() {
 	st.dirty = false
 }
 
-// ppoApplied marks the step's weights as final (Apply), and makes the KL
-// coefficient the adaptive controller computed from the step's KL the next step's.
+// ppoApplied marks the step's weights as final (Apply), counts the step's tokens
+// into PPOTokens, and makes the KL coefficient the adaptive controller computed from
+// the step's KL the next step's.
 // A step that is not applied (it failed, and is recomputed) leaves beta as it was.
 func (t *Trainer) ppoApplied() {
 	if t.ppo != nil {
 		t.ppo.dirty = false
+		t.PPOTokens += t.PPO.PromptTokens + t.PPO.Tokens
 		if t.ppo.nextBeta > 0 { // 0: no step computed one (or it underflowed)
 			t.PPOBeta, t.ppo.nextBeta = t.ppo.nextBeta, 0
 		}
@@ -286,6 +294,7 @@ func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, r
 		st.backStep = t.Opt.Step
 	}
 	st.rolls = st.rolls[:0]
+	st.localTokens = 0
 	// Rollouts, and the sums that whiten the advantages and report the step.
 	local := make([][]float64, len(streams))
 	for i, stream := range streams {
@@ -303,6 +312,7 @@ func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, r
 				continue
 			}
 			v[sumRows]++
+			v[sumPrompt] += float64(ro.acts[r][0] + 1) // the first action reads the prompt's last token
 			v[sumScore] += ro.score[r]
 			v[sumKL] += ro.kl[r]
 			for _, a := range ro.adv[r] {
@@ -312,13 +322,14 @@ func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, r
 			}
 		}
 		local[i] = v
+		st.localTokens += int64(v[sumPrompt] + v[sumTokens])
 	}
 	sums, err := t.streamSums(ctx, streams, local, ppoSumLen)
 	if err != nil {
 		return 0, 0, fmt.Errorf("step %d: ppo sums: %w", step, err)
 	}
 	N := int(sums[sumTokens])
-	t.PPO = PPOStats{Rows: int64(sums[sumRows]), Tokens: int64(N)}
+	t.PPO = PPOStats{Rows: int64(sums[sumRows]), Tokens: int64(N), PromptTokens: int64(sums[sumPrompt])}
 	if N == 0 {
 		return 0, 0, fmt.Errorf("step %d: no prompt of the global batch leaves room for an answer in rows of seq_len %d", step, s.SeqLen)
 	}
@@ -335,7 +346,8 @@ func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, r
 	t.PPO.Beta = t.PPOBeta
 	st.nextBeta = t.PPOBeta
 	if p.TargetKL > 0 {
-		st.nextBeta = klController(t.PPOBeta, t.PPO.KL, p.TargetKL, s.GlobalBatch(), p.KLHorizon)
+		lo, hi := s.betaBounds()
+		st.nextBeta = klController(t.PPOBeta, t.PPO.KL, p.TargetKL, s.GlobalBatch(), p.KLHorizon, lo, hi)
 	}
 
 	coefs := model.PPOCoefs{ClipEps: p.ClipEps, ValueClip: p.ValueClip, VFCoef: p.VFCoef, EntCoef: p.EntCoef}
@@ -463,6 +475,7 @@ func (k *exactSink) done() error {
 // The step sums of the rollouts and of the epochs (streamSums).
 const (
 	sumTokens = iota
+	sumPrompt
 	sumRows
 	sumAdv
 	sumAdv2

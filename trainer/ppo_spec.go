@@ -46,6 +46,13 @@ type PPOSpec struct {
 	// clipped to ±0.2. Set only with target_kl; default DefaultKLHorizon; at least
 	// the global batch (micro_batch*streams), so beta stays positive.
 	KLHorizon int `yaml:"kl_horizon" json:"kl_horizon,omitempty"`
+	// MinBeta and MaxBeta bound the adaptive KL coefficient: the controller never
+	// moves it below min_beta or above max_beta, so a KL that stays under (or over)
+	// its target cannot drive beta toward 0 (or without limit). Set only with
+	// target_kl; 0 means the default, the job's beta divided (min) or multiplied
+	// (max) by DefaultBetaRange; min_beta <= beta <= max_beta.
+	MinBeta float64 `yaml:"min_beta" json:"min_beta,omitempty"`
+	MaxBeta float64 `yaml:"max_beta" json:"max_beta,omitempty"`
 }
 
 // DefaultKLHorizon is the adaptive KL controller's horizon, in answers, of a job
@@ -55,14 +62,43 @@ const DefaultKLHorizon = 10000
 // klErrClip bounds the adaptive KL controller's relative error.
 const klErrClip = 0.2
 
+// DefaultBetaRange is how far the adaptive KL coefficient may move from the job's
+// beta when ppo.min_beta and ppo.max_beta are not set: a hundredfold either way.
+// That leaves the controller two orders of magnitude to find the coefficient that
+// holds the target (more than a run of a few hundred steps needs: at its fastest,
+// ±20% a step, it takes 21 steps to fall a hundredfold) and keeps a KL that stays
+// under its target from dissolving the penalty: a run that lowered beta 10% a step
+// went from 0.1 to 0.0002 (docs/preferences.md), where the penalty no longer holds
+// the policy near its reference should the KL start to grow.
+const DefaultBetaRange = 100
+
 // klController returns the KL coefficient of the step after one that sampled
 // answers answers with coefficient beta and measured a mean KL per answer of kl:
-// beta*(1 + e*answers/horizon), with e = (kl - target)/target clipped to ±0.2. It
-// is a function of numbers every rank holds alike (the global batch's KL), so every
-// rank, of any world size, computes the same bits.
-func klController(beta, kl, target float64, answers, horizon int) float64 {
+// beta*(1 + e*answers/horizon), with e = (kl - target)/target clipped to ±0.2, and
+// the result clamped to [lo, hi] (ppo.min_beta, ppo.max_beta). It is a function of
+// numbers every rank holds alike (the global batch's KL), so every rank, of any
+// world size, computes the same bits.
+func klController(beta, kl, target float64, answers, horizon int, lo, hi float64) float64 {
 	e := min(max(kl/target-1, -klErrClip), klErrClip)
-	return beta * (1 + e*float64(answers)/float64(horizon))
+	return min(max(beta*(1+e*float64(answers)/float64(horizon)), lo), hi)
+}
+
+// betaBounds returns the bounds of a ppo job's adaptive KL coefficient: ppo.min_beta
+// and ppo.max_beta, or for either left 0 the job's beta (0: DefaultPPOBeta) divided
+// or multiplied by DefaultBetaRange.
+func (s Spec) betaBounds() (lo, hi float64) {
+	beta := s.Beta
+	if beta == 0 {
+		beta = DefaultPPOBeta
+	}
+	lo, hi = beta/DefaultBetaRange, beta*DefaultBetaRange
+	if s.PPO != nil && s.PPO.MinBeta != 0 {
+		lo = s.PPO.MinBeta
+	}
+	if s.PPO != nil && s.PPO.MaxBeta != 0 {
+		hi = s.PPO.MaxBeta
+	}
+	return lo, hi
 }
 
 // DefaultPPOBeta is the KL penalty coefficient (the job's beta) of a ppo job that
@@ -120,7 +156,8 @@ func (s Spec) validatePPO() error {
 	for _, f := range []struct {
 		name string
 		v    float64
-	}{{"ppo.gamma", p.Gamma}, {"ppo.lambda", p.Lambda}, {"ppo.clip_eps", p.ClipEps}, {"ppo.value_clip", p.ValueClip}, {"ppo.vf_coef", p.VFCoef}, {"ppo.ent_coef", p.EntCoef}, {"ppo.target_kl", p.TargetKL}} {
+	}{{"ppo.gamma", p.Gamma}, {"ppo.lambda", p.Lambda}, {"ppo.clip_eps", p.ClipEps}, {"ppo.value_clip", p.ValueClip}, {"ppo.vf_coef", p.VFCoef}, {"ppo.ent_coef", p.EntCoef}, {"ppo.target_kl", p.TargetKL},
+		{"ppo.min_beta", p.MinBeta}, {"ppo.max_beta", p.MaxBeta}} {
 		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
 			return bad(f.name, f.v, "must be a finite number >= 0")
 		}
@@ -140,13 +177,31 @@ func (s Spec) validatePPO() error {
 		return bad("ppo.kl_horizon", p.KLHorizon, "is set only with ppo.target_kl (the adaptive KL coefficient)")
 	case p.TargetKL > 0 && p.KLHorizon < s.GlobalBatch():
 		return bad("ppo.kl_horizon", p.KLHorizon, fmt.Sprintf("must be at least the global batch of %d answers (micro_batch*streams), so a step changes beta by at most ±20%%", s.GlobalBatch()))
+	case p.MinBeta != 0 && p.TargetKL == 0:
+		return bad("ppo.min_beta", p.MinBeta, "is set only with ppo.target_kl (it bounds the adaptive KL coefficient)")
+	case p.MaxBeta != 0 && p.TargetKL == 0:
+		return bad("ppo.max_beta", p.MaxBeta, "is set only with ppo.target_kl (it bounds the adaptive KL coefficient)")
+	}
+	if p.TargetKL > 0 {
+		lo, hi := s.betaBounds()
+		beta := s.Beta
+		if beta == 0 {
+			beta = DefaultPPOBeta
+		}
+		switch {
+		case lo > beta:
+			return bad("ppo.min_beta", lo, fmt.Sprintf("must be at most beta=%v, the adaptive KL coefficient's start", beta))
+		case hi < beta:
+			return bad("ppo.max_beta", hi, fmt.Sprintf("must be at least beta=%v, the adaptive KL coefficient's start", beta))
+		}
 	}
 	return nil
 }
 
 // resolvePPO completes a ppo job from its dataset: the prompts are an SFT dataset's
 // rows (the tokens before each row's first trained target), seq_len its rows' T; the
-// model gets a value head, ppo its defaults and beta DefaultPPOBeta when unset.
+// model gets a value head, ppo its defaults and beta DefaultPPOBeta when unset (and
+// with target_kl, the bounds of beta theirs).
 func resolvePPO(spec *Spec, ds *shard.Dataset) error {
 	m := ds.Manifest()
 	if m.SFT == nil || m.IsPreference() {
@@ -164,6 +219,10 @@ func resolvePPO(spec *Spec, ds *shard.Dataset) error {
 	spec.PPO = &p
 	if spec.Beta == 0 {
 		spec.Beta = DefaultPPOBeta
+	}
+	if p.TargetKL > 0 {
+		// The adaptive coefficient's bounds, defaults filled in, as the job records them.
+		p.MinBeta, p.MaxBeta = spec.betaBounds()
 	}
 	return nil
 }

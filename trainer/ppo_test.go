@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ringtrain/ringtrain/model"
@@ -138,6 +139,20 @@ func TestPPOSpecValidate(t *testing.T) {
 		{"ppo.target_kl", func(s *Spec) { s.PPO = &PPOSpec{RewardModel: "rm", TargetKL: -1} }},
 		{"ppo.kl_horizon", func(s *Spec) { s.PPO = &PPOSpec{RewardModel: "rm", KLHorizon: 100} }},
 		{"ppo.kl_horizon", func(s *Spec) { s.PPO = &PPOSpec{RewardModel: "rm", TargetKL: 6, KLHorizon: s.GlobalBatch() - 1} }},
+		{"ppo.min_beta", func(s *Spec) { s.PPO = &PPOSpec{RewardModel: "rm", MinBeta: 0.01} }},
+		{"ppo.max_beta", func(s *Spec) { s.PPO = &PPOSpec{RewardModel: "rm", MaxBeta: 1} }},
+		{"ppo.min_beta", func(s *Spec) { s.PPO = &PPOSpec{RewardModel: "rm", TargetKL: 6, MinBeta: -0.01} }},
+		{"ppo.max_beta", func(s *Spec) { s.PPO = &PPOSpec{RewardModel: "rm", TargetKL: 6, MaxBeta: math.Inf(1)} }},
+		{"ppo.min_beta", func(s *Spec) { s.PPO = &PPOSpec{RewardModel: "rm", TargetKL: 6, MinBeta: math.NaN()} }},
+		// beta 0.1 must lie in [min_beta, max_beta]; beta 0 means DefaultPPOBeta.
+		{"ppo.min_beta", func(s *Spec) { s.Beta, s.PPO = 0.1, &PPOSpec{RewardModel: "rm", TargetKL: 6, MinBeta: 0.2} }},
+		{"ppo.max_beta", func(s *Spec) { s.Beta, s.PPO = 0.1, &PPOSpec{RewardModel: "rm", TargetKL: 6, MaxBeta: 0.05} }},
+		{"ppo.min_beta", func(s *Spec) { s.PPO = &PPOSpec{RewardModel: "rm", TargetKL: 6, MinBeta: DefaultPPOBeta * 1.5} }},
+		{"ppo.max_beta", func(s *Spec) { s.PPO = &PPOSpec{RewardModel: "rm", TargetKL: 6, MaxBeta: DefaultPPOBeta / 2} }},
+		// A default bound beyond a bound that is set: min_beta above beta*100.
+		{"ppo.max_beta", func(s *Spec) {
+			s.Beta, s.PPO = 0.1, &PPOSpec{RewardModel: "rm", TargetKL: 6, MinBeta: 0.1, MaxBeta: 0.09}
+		}},
 	} {
 		s := base
 		tc.edit(&s)
@@ -161,14 +176,53 @@ func TestKLController(t *testing.T) {
 		{0, 0.1 * (1 - 0.2*0.5)},   // no KL at all: e clipped to -0.2
 		{-3, 0.1 * (1 - 0.2*0.5)},  // a negative estimate
 	} {
-		if got := klController(0.1, tc.kl, 6, 32, 64); math.Abs(got-tc.want) > 1e-15 {
+		if got := klController(0.1, tc.kl, 6, 32, 64, 0, math.Inf(1)); math.Abs(got-tc.want) > 1e-15 {
 			t.Errorf("kl %v: beta %v, want %v", tc.kl, got, tc.want)
 		}
 	}
 	// The horizon is the global batch (the smallest kl_horizon validation allows): the
 	// coefficient changes by at most ±20% a step and stays positive.
-	if got := klController(0.1, 0, 6, 32, 32); math.Abs(got-0.08) > 1e-15 {
+	if got := klController(0.1, 0, 6, 32, 32, 0, math.Inf(1)); math.Abs(got-0.08) > 1e-15 {
 		t.Errorf("horizon = batch: beta %v, want 0.08", got)
+	}
+	// The bounds hold the coefficient: a KL under the target lowers it to min_beta
+	// and no further, one over it raises it to max_beta; inside them it moves freely.
+	const lo, hi = 0.001, 10
+	for _, tc := range []struct {
+		beta, kl, want float64
+	}{
+		{0.00105, 0, lo},          // 0.00105 * 0.8 = 0.00084: held at lo
+		{lo, 0, lo},               // at the floor, the KL still under target: stays
+		{lo, 60, lo * 1.2},        // leaves the floor as soon as the KL is over
+		{9, 60, hi},               // 9 * 1.2 = 10.8: held at hi
+		{hi, 60, hi},              // at the ceiling
+		{hi, 0, hi * 0.8},         // and leaves it
+		{0.1, 0, 0.1 * 0.8},       // inside: as without bounds
+		{0.002, 5.4, 0.002 * 0.9}, // 10% under, e*B/horizon = -0.1
+	} {
+		if got := klController(tc.beta, tc.kl, 6, 32, 32, lo, hi); math.Abs(got-tc.want) > 1e-15*tc.want {
+			t.Errorf("beta %v kl %v bounded to [%v, %v]: %v, want %v", tc.beta, tc.kl, lo, hi, got, tc.want)
+		}
+	}
+	// A run whose KL stays under the target: beta falls 20% a step and stops at
+	// min_beta, the job's beta / DefaultBetaRange by default, where the demonstration
+	// that motivated the bound went on to 0.0002.
+	spec := DefaultSpec()
+	spec.Beta, spec.PPO = 0.1, &PPOSpec{RewardModel: "rm", TargetKL: 3}
+	lo0, hi0 := spec.betaBounds()
+	if lo0 != 0.1/DefaultBetaRange || hi0 != 0.1*DefaultBetaRange {
+		t.Fatalf("default bounds [%v, %v], want beta/%d and beta*%d", lo0, hi0, DefaultBetaRange, DefaultBetaRange)
+	}
+	beta := spec.Beta
+	for range 100 {
+		beta = klController(beta, 0.5, 3, 32, 32, lo0, hi0)
+	}
+	if beta != lo0 {
+		t.Errorf("after 100 steps under the target beta is %v, want min_beta %v", beta, lo0)
+	}
+	spec.PPO.MinBeta, spec.PPO.MaxBeta = 0.05, 0.2
+	if lo, hi := spec.betaBounds(); lo != 0.05 || hi != 0.2 {
+		t.Errorf("bounds set in the spec read [%v, %v], want [0.05, 0.2]", lo, hi)
 	}
 }
 
@@ -191,7 +245,8 @@ func TestPPOAdaptiveKL(t *testing.T) {
 		if tr.PPO.Beta != before {
 			t.Fatalf("step %d used beta %v, want the coefficient %v", step, tr.PPO.Beta, before)
 		}
-		want := klController(before, tr.PPO.KL, 1e-3, 4, 4)
+		lo, hi := tr.Spec.betaBounds()
+		want := klController(before, tr.PPO.KL, 1e-3, 4, 4, lo, hi)
 		if step == 1 { // a failed step: recomputed before it is applied
 			tr.Rollback()
 			if _, err := tr.Gradients(ctx, step, tr.Spec.AllStreams(), nil); err != nil {
@@ -217,6 +272,35 @@ func TestPPOAdaptiveKL(t *testing.T) {
 	tr.PPO.Record(rec)
 	if rec["ppo_beta"] != tr.PPO.Beta {
 		t.Fatalf("record ppo_beta %v, want %v", rec["ppo_beta"], tr.PPO.Beta)
+	}
+}
+
+// TestPPOAdaptiveKLBounded: a trainer's adaptive coefficient stops at ppo.min_beta
+// and ppo.max_beta: Apply sets the controller's update clamped to them.
+func TestPPOAdaptiveKLBounded(t *testing.T) {
+	ctx := context.Background()
+	tr := ppoTestTrainer(t)
+	tr.Spec.PPO.TargetKL, tr.Spec.PPO.KLHorizon = 1e-3, 4 // beta moves by ±20% a step
+	tr.Spec.PPO.MinBeta, tr.Spec.PPO.MaxBeta = 0.095, 0.105
+	atBound := 0
+	for step := range int64(3) {
+		if _, err := tr.Gradients(ctx, step, tr.Spec.AllStreams(), nil); err != nil {
+			t.Fatal(err)
+		}
+		before := tr.PPOBeta
+		free := klController(before, tr.PPO.KL, 1e-3, 4, 4, 0, math.Inf(1))
+		if _, _, err := tr.Apply(); err != nil {
+			t.Fatal(err)
+		}
+		if want := min(max(free, 0.095), 0.105); tr.PPOBeta != want {
+			t.Fatalf("step %d: beta %v after Apply, want %v (unbounded %v, KL %v)", step, tr.PPOBeta, want, free, tr.PPO.KL)
+		}
+		if free < 0.095 || free > 0.105 {
+			atBound++
+		}
+	}
+	if atBound == 0 {
+		t.Fatal("no step reached a bound: the test checks nothing")
 	}
 }
 
@@ -289,5 +373,172 @@ func TestPPOMeasuresInTensorBoard(t *testing.T) {
 		} else if want := "ppo/" + strings.TrimPrefix(field, "ppo_"); tensorBoardScalars[i].tag != want {
 			t.Errorf("%s has tag %s, want %s", field, tensorBoardScalars[i].tag, want)
 		}
+	}
+}
+
+// rankSums is the Reducer of n ranks in one process: each call blocks until every
+// rank has made it, and gives each the sum of their buffers.
+type rankSums struct {
+	n       int
+	mu      sync.Mutex
+	cond    *sync.Cond
+	arrived int
+	round   int
+	accI    []int64
+	accF    []float32
+	outI    []int64
+	outF    []float32
+}
+
+func newRankSums(n int) *rankSums {
+	r := &rankSums{n: n}
+	r.cond = sync.NewCond(&r.mu)
+	return r
+}
+
+func (r *rankSums) SumInt64(_ context.Context, buf []int64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.arrived == 0 {
+		r.accI = make([]int64, len(buf))
+	}
+	for i, v := range buf {
+		r.accI[i] += v
+	}
+	r.wait()
+	copy(buf, r.outI)
+	return nil
+}
+
+func (r *rankSums) SumFloat32(_ context.Context, buf []float32) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.arrived == 0 {
+		r.accF = make([]float32, len(buf))
+	}
+	for i, v := range buf {
+		r.accF[i] += v
+	}
+	r.wait()
+	copy(buf, r.outF)
+	return nil
+}
+
+// wait counts the caller in and blocks, r.mu held, until every rank has arrived.
+func (r *rankSums) wait() {
+	round := r.round
+	if r.arrived++; r.arrived == r.n {
+		r.outI, r.outF, r.accI, r.accF = r.accI, r.accF, nil, nil
+		r.arrived = 0
+		r.round++
+		r.cond.Broadcast()
+		return
+	}
+	for r.round == round {
+		r.cond.Wait()
+	}
+}
+
+// TestPPOStepTokens: a ppo step processes the prompt and answer tokens of its
+// rollouts, not prompts × seq_len: PPOStats counts them over the global batch, the
+// same for 1 rank and for 2 ranks of a stream each (each rank's share its own
+// streams'), Apply adds them to TokensSeen once (a step rolled back and recomputed
+// too), and a checkpoint's tokens_seen restores the count.
+func TestPPOStepTokens(t *testing.T) {
+	ctx := context.Background()
+	tr := ppoTestTrainer(t)
+	streams := tr.Spec.AllStreams()
+	if _, err := tr.Gradients(ctx, 0, streams, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Counted directly: promptRows' prompts are 3 tokens, and a row's answer is its
+	// trained targets (the end-of-text included when sampled).
+	var prompts, answers int64
+	for _, ro := range tr.ppo.rolls {
+		for r := range ro.acts {
+			if len(ro.acts[r]) == 0 {
+				continue
+			}
+			prompts += 3
+			for _, tg := range ro.tg[r*tr.Spec.SeqLen : (r+1)*tr.Spec.SeqLen] {
+				if tg >= 0 {
+					answers++
+				}
+			}
+		}
+	}
+	global := tr.PPO.PromptTokens + tr.PPO.Tokens
+	if tr.PPO.PromptTokens != prompts || tr.PPO.Tokens != answers || prompts == 0 {
+		t.Fatalf("step 0: %d prompt and %d answer tokens, counted %d and %d", tr.PPO.PromptTokens, tr.PPO.Tokens, prompts, answers)
+	}
+	if padded := int64(tr.Spec.GlobalBatch() * tr.Spec.SeqLen); global >= padded {
+		t.Fatalf("step 0 processed %d tokens, not fewer than the %d of its padded rows", global, padded)
+	}
+	if got := tr.LocalStepTokens(len(streams)); got != global {
+		t.Errorf("a single process's share %d, the global %d", got, global)
+	}
+
+	// Two ranks of one stream each, summing over a shared reducer.
+	ranks := [2]*Trainer{ppoTestTrainer(t), ppoTestTrainer(t)}
+	sums := newRankSums(2)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, rt := range ranks {
+		rt.SetReducer(sums)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = rt.Gradients(ctx, 0, []int{i}, nil)
+		}()
+	}
+	wg.Wait()
+	for i, rt := range ranks {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if rt.PPO.PromptTokens != tr.PPO.PromptTokens || rt.PPO.Tokens != tr.PPO.Tokens {
+			t.Errorf("rank %d of 2: %d prompt and %d answer tokens, one rank %d and %d", i, rt.PPO.PromptTokens, rt.PPO.Tokens, tr.PPO.PromptTokens, tr.PPO.Tokens)
+		}
+	}
+	if a, b := ranks[0].LocalStepTokens(1), ranks[1].LocalStepTokens(1); a+b != global || a == 0 || b == 0 {
+		t.Errorf("the ranks' shares %d + %d, the global batch %d", a, b, global)
+	}
+
+	// Apply counts the step once; a rolled-back, recomputed step too.
+	if _, _, err := tr.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	if tr.TokensSeen() != global {
+		t.Fatalf("after step 0 TokensSeen = %d, want %d", tr.TokensSeen(), global)
+	}
+	for range 2 {
+		if _, err := tr.Gradients(ctx, 1, streams, nil); err != nil {
+			t.Fatal(err)
+		}
+		tr.Rollback()
+	}
+	if _, err := tr.Gradients(ctx, 1, streams, nil); err != nil {
+		t.Fatal(err)
+	}
+	second := tr.PPO.PromptTokens + tr.PPO.Tokens
+	if _, _, err := tr.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	if want := global + second; tr.TokensSeen() != want {
+		t.Fatalf("after step 1 TokensSeen = %d, want %d + %d", tr.TokensSeen(), global, second)
+	}
+	ck := &model.Checkpoint{Config: tr.Spec.Model, Params: slices.Clone(tr.Model.Params.Slab),
+		Opt:     &model.AdamW{M: slices.Clone(tr.Opt.M), V: slices.Clone(tr.Opt.V), Step: tr.Opt.Step},
+		Trainer: model.TrainerState{Step: tr.Step, TokensSeen: tr.TokensSeen()}}
+	back := ppoTestTrainer(t)
+	if err := resumeFrom(back, ck, nil, "ckpt"); err != nil {
+		t.Fatal(err)
+	}
+	if back.TokensSeen() != tr.TokensSeen() {
+		t.Errorf("resumed TokensSeen = %d, the checkpoint's tokens_seen %d", back.TokensSeen(), tr.TokensSeen())
+	}
+	ck.Trainer.TokensSeen = -1
+	if err := resumeFrom(ppoTestTrainer(t), ck, nil, "ckpt"); err == nil || !strings.Contains(err.Error(), "tokens_seen") {
+		t.Errorf("a negative tokens_seen: %v, want an error naming it", err)
 	}
 }

@@ -20,8 +20,9 @@ import (
 // summed over ranks are those of the global mean, whatever the world size.
 //
 // DPO's reference log-probabilities come from a second model instance, loaded from
-// init_from when the trainer first needs it and never updated: it recomputes them for
-// every micro-batch (one forward, no backward). Recomputing costs a third more compute
+// init_from when the trainer first needs it and never updated: a frozen model
+// (model.NewFrozen: weights and forward buffers, no gradients) that recomputes them
+// for every micro-batch (one forward, no backward). Recomputing costs a third more compute
 // than caching them beside the data, but needs no cache to keep in step with the data,
 // the init_from checkpoint or the tokenizer, and a recovered or re-planned rank derives
 // the same numbers from what every rank already has (the job spec).
@@ -218,7 +219,9 @@ func (t *Trainer) reference() (*model.GPT, error) {
 	if err := checkModel("init_from", t.Spec.InitFrom, ck.Config, t.Spec.Model); err != nil {
 		return nil, err
 	}
-	ref, err := model.New(ck.Config, t.Model.Backend())
+	// Frozen: the reference only runs forward, so it has no gradient slab (nor, in
+	// the trainer, optimizer state).
+	ref, err := model.NewFrozen(ck.Config, t.Model.Backend())
 	if err != nil {
 		return nil, fmt.Errorf("dpo reference: %w", err)
 	}
@@ -228,7 +231,8 @@ func (t *Trainer) reference() (*model.GPT, error) {
 }
 
 // SetReference gives a dpo trainer its frozen reference model instead of loading
-// init_from (tests; a caller that already holds the weights).
+// init_from (tests; a caller that already holds the weights). It is only run
+// forward; a model built with model.NewFrozen is enough.
 func (t *Trainer) SetReference(ref *model.GPT) error {
 	if ref.Config != t.Spec.Model {
 		return fmt.Errorf("%w: reference model shape %+v differs from the spec's %+v", ErrBadSpec, ref.Config, t.Spec.Model)

@@ -3,6 +3,7 @@ package trainer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -403,5 +404,64 @@ func TestDPONLL(t *testing.T) {
 		if math.Abs(summed[i]-float64(all[i])) > 1e-6+1e-4*math.Abs(float64(all[i])) {
 			t.Fatalf("grad[%d]: streams summed %v, whole step %v", i, summed[i], all[i])
 		}
+	}
+}
+
+// TestDPOReferenceIsFrozen: the reference a dpo trainer loads from init_from is a
+// frozen model (model.NewFrozen): it has no gradient slab, so it costs its weights
+// and forward buffers, not weights and gradients. The step it gives is the one a
+// trainable copy of the same weights gives, bit for bit.
+func TestDPOReferenceIsFrozen(t *testing.T) {
+	data := preparePrefData(t, 60, 0)
+	spec := prefSpec(data, t.TempDir(), DPO)
+	// The reference: the policy's initial weights, perturbed so that the margins are
+	// not all 0, saved as the checkpoint init_from names.
+	src, p := newTrainer(t, spec)
+	for i := range src.Model.Params.Slab {
+		src.Model.Params.Slab[i] *= 1.01
+	}
+	dir, err := SaveCheckpoint(src, p, 1, math.NaN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.InitFrom = dir
+	step := func(ref *model.GPT) (*Trainer, float64) {
+		tr, _ := newTrainer(t, spec)
+		if ref != nil {
+			if err := tr.SetReference(ref); err != nil {
+				t.Fatal(err)
+			}
+		}
+		loss, err := tr.Gradients(t.Context(), 0, tr.Spec.AllStreams(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr, loss
+	}
+	tr, loss := step(nil)
+	ref := tr.pref.ref
+	if ref == nil {
+		t.Fatal("no reference loaded")
+	}
+	if ref.Grads != nil {
+		t.Fatalf("the dpo reference has a gradient slab of %d floats: it is only run forward", len(ref.Grads.Slab))
+	}
+	if err := ref.Backward(1, nil); !errors.Is(err, model.ErrShape) {
+		t.Errorf("Backward on the reference: %v, want ErrShape (frozen)", err)
+	}
+	trainable, err := model.New(src.Spec.Model, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(trainable.Params.Slab, src.Model.Params.Slab)
+	want, wantLoss := step(trainable)
+	if loss != wantLoss {
+		t.Errorf("loss %v with the frozen reference, %v with a trainable one", loss, wantLoss)
+	}
+	if i := firstBitDiff(tr.Model.Grads.Slab, want.Model.Grads.Slab); i >= 0 {
+		t.Errorf("gradient %d differs: %v with the frozen reference, %v with a trainable one", i, tr.Model.Grads.Slab[i], want.Model.Grads.Slab[i])
+	}
+	if tr.Pref != want.Pref || tr.Pref.MarginSum == 0 {
+		t.Errorf("measures %+v with the frozen reference, %+v with a trainable one (margins must not be 0)", tr.Pref, want.Pref)
 	}
 }

@@ -198,8 +198,8 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 	}
 	Describe(p, tr.Step, resumed).Announce(opts.Progress, log)
 	streams := spec.AllStreams()
-	start, startStep := time.Now(), tr.Step
-	books := NewBookkeeper(spec, p.Cadence(), BookkeeperOptions{Progress: opts.Progress, Start: start, StartStep: startStep, Logger: log,
+	start, startStep, startTokens := time.Now(), tr.Step, tr.TokensSeen()
+	books := NewBookkeeper(spec, p.Cadence(), BookkeeperOptions{Progress: opts.Progress, Start: start, StartStep: startStep, StartTokens: startTokens, Logger: log,
 		NoTensorBoard: opts.NoTensorBoard})
 	defer books.Close()
 	if err := books.Open(); err != nil {
@@ -253,7 +253,7 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 			return res, err
 		}
 		res.Step, res.TrainLoss = tr.Step, tr.MeanLoss(step, lossSum)
-		rec := books.Step(StepDone{Step: tr.Step, Loss: res.TrainLoss, LR: lr, GradNorm: norm})
+		rec := books.Step(StepDone{Step: tr.Step, Tokens: tr.TokensSeen(), Loss: res.TrainLoss, LR: lr, GradNorm: norm})
 		tr.Pref.Record(rec)
 		if spec.Objective == PPO {
 			tr.PPO.Record(rec)
@@ -301,7 +301,7 @@ func Run(ctx context.Context, spec Spec, opts RunOptions) (*Result, error) {
 	res.Step = tr.Step
 	res.Elapsed = time.Since(start)
 	if s := res.Elapsed.Seconds(); s > 0 {
-		res.TokensPerSec = float64((tr.Step-startStep)*spec.TokensPerStep()) / s
+		res.TokensPerSec = float64(tr.TokensSeen()-startTokens) / s
 	}
 	return res, nil
 }
@@ -353,6 +353,13 @@ func resumeFrom(tr *Trainer, ck *model.Checkpoint, p *Prepared, dir string) erro
 	copy(tr.Opt.V, ck.Opt.V)
 	tr.Opt.Step = ck.Opt.Step
 	tr.Step = ck.Trainer.Step
+	if tr.Spec.Objective == PPO {
+		// A ppo step's tokens depend on its answers: the count is trained state.
+		if ck.Trainer.TokensSeen < 0 {
+			return fmt.Errorf("resume: checkpoint %s records tokens_seen %d: must be >= 0", dir, ck.Trainer.TokensSeen)
+		}
+		tr.PPOTokens = ck.Trainer.TokensSeen
+	}
 	if b := ck.Trainer.PPOBeta; b != nil && tr.Spec.Objective == PPO && tr.Spec.PPO != nil && tr.Spec.PPO.TargetKL > 0 {
 		// The adaptive KL coefficient is trained state; a fixed one is the job's beta.
 		if !(*b > 0) || math.IsInf(*b, 0) {
@@ -375,7 +382,7 @@ func saveCheckpoint(tr *Trainer, p *Prepared, loss, valLoss float64) (string, er
 		Params: tr.Model.Params.Slab,
 		Opt:    tr.Opt,
 		Trainer: model.TrainerState{
-			Step: tr.Step, Seed: tr.Spec.Seed, TokensSeen: tr.Step * tr.Spec.TokensPerStep(),
+			Step: tr.Step, Seed: tr.Spec.Seed, TokensSeen: tr.TokensSeen(),
 			Loss: loss, Job: job,
 		},
 		Tokenizer:   p.TokenizerJSON,

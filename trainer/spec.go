@@ -179,7 +179,8 @@ func (s Spec) GlobalBatch() int { return s.Streams * s.MicroBatch }
 
 // TokensPerStep returns the tokens one step computes over the global batch
 // (streams x StreamTokens). Throughput (tokens/s), metrics.jsonl's tokens and a
-// checkpoint's tokens_seen count these.
+// checkpoint's tokens_seen count these (Trainer.TokensSeen), except for ppo, whose
+// steps count the prompt and answer tokens of their rollouts.
 func (s Spec) TokensPerStep() int64 { return int64(s.Streams) * s.StreamTokens() }
 
 // StreamTokens returns the tokens of one stream's micro-batch in a step: every row of

@@ -54,6 +54,35 @@ type Trainer struct {
 	// trained state: checkpoints (model.TrainerState.PPOBeta) and a worker's state
 	// sync carry it with the weights. 0 for the other objectives.
 	PPOBeta float64
+	// PPOTokens is the number of tokens the applied steps of a ppo job processed:
+	// the prompt and answer tokens of their rollouts over the global batch (see
+	// TokensSeen). Trained state, as PPOBeta: checkpoints (tokens_seen) and a
+	// worker's state sync carry it. 0 for the other objectives.
+	PPOTokens int64
+}
+
+// TokensSeen returns the number of tokens the steps applied so far processed over
+// the global batch: Step × Spec.TokensPerStep for the objectives whose step has a
+// fixed shape, and for ppo the prompt and answer tokens its rollouts held
+// (PPOTokens; the padding after an answer is not counted). metrics.jsonl's tokens
+// and tokens/s, the progress output, a checkpoint's tokens_seen and the progress a
+// worker reports count these.
+func (t *Trainer) TokensSeen() int64 {
+	if t.ppo != nil {
+		return t.PPOTokens
+	}
+	return t.Step * t.Spec.TokensPerStep()
+}
+
+// LocalStepTokens returns the tokens of the last step that this trainer computed
+// for its streams (the streams passed to Gradients, n of them): n × StreamTokens, or
+// for ppo the prompt and answer tokens of those streams' rollouts. A worker counts
+// them as the tokens it computed gradients for.
+func (t *Trainer) LocalStepTokens(n int) int64 {
+	if t.ppo != nil {
+		return t.ppo.localTokens
+	}
+	return int64(n) * t.Spec.StreamTokens()
 }
 
 // New builds a Trainer. maskID is the mask token of the masked objective (ignored for

@@ -148,6 +148,12 @@ func TestPPODataParallelEquivalence(t *testing.T) {
 			if len(got) != len(want) {
 				t.Fatalf("%d metrics records, single process %d", len(got), len(want))
 			}
+			// The workers' counters add up to the tokens the job's steps processed, the
+			// prompts and answers of the rollouts, which padded rows would exceed.
+			last := got[len(got)-1]["tokens"].(float64)
+			if sum := tokensTotal(t, reg); sum != last || last >= float64(int(s.Steps)*s.GlobalBatch()*s.SeqLen) {
+				t.Errorf("ringtrain_tokens_total over the workers %v, the last record's tokens %v (padded rows: %d)", sum, last, int(s.Steps)*s.GlobalBatch()*s.SeqLen)
+			}
 			if got[0]["ppo_kl"] != want[0]["ppo_kl"] {
 				t.Errorf("step 1 ppo_kl = %v, single process %v", got[0]["ppo_kl"], want[0]["ppo_kl"])
 			}
@@ -155,7 +161,9 @@ func TestPPODataParallelEquivalence(t *testing.T) {
 			// tokens (a draw would have to fall within rounding of a boundary to
 			// differ), so the same answers, lengths and scores.
 			for i := range got {
-				for _, k := range []string{"ppo_reward", "ppo_response_len"} {
+				// The tokens a step processed (prompts and answers) are the global
+				// batch's, whatever the world size.
+				for _, k := range []string{"ppo_reward", "ppo_response_len", "tokens"} {
 					if got[i][k] != want[i][k] {
 						t.Errorf("step %d %s = %v, single process %v", i+1, k, got[i][k], want[i][k])
 					}

@@ -175,6 +175,16 @@ func checkPrefGauges(t *testing.T, reg *prometheus.Registry, n int, want []float
 // of every pair of every step as computed tokens.
 func checkTokens(t *testing.T, reg *prometheus.Registry, spec trainer.Spec) {
 	t.Helper()
+	if sum, want := tokensTotal(t, reg), float64(spec.Steps)*float64(spec.Streams*spec.MicroBatch*2*spec.SeqLen); sum != want {
+		t.Errorf("ringtrain_tokens_total over the workers: %v, want %v (%d steps of %d pairs of 2 rows of %d tokens)",
+			sum, want, spec.Steps, spec.Streams*spec.MicroBatch, spec.SeqLen)
+	}
+}
+
+// tokensTotal returns the sum of ringtrain_tokens_total over the workers registered
+// on reg.
+func tokensTotal(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -187,10 +197,7 @@ func checkTokens(t *testing.T, reg *prometheus.Registry, spec trainer.Spec) {
 			}
 		}
 	}
-	if want := float64(spec.Steps) * float64(spec.Streams*spec.MicroBatch*2*spec.SeqLen); sum != want {
-		t.Errorf("ringtrain_tokens_total over the workers: %v, want %v (%d steps of %d pairs of 2 rows of %d tokens)",
-			sum, want, spec.Steps, spec.Streams*spec.MicroBatch, spec.SeqLen)
-	}
+	return sum
 }
 
 // prefFixtureData writes 240 synthetic arith preference pairs to dir and prepares

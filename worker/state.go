@@ -56,9 +56,9 @@ func gatherInt64(ctx context.Context, ring *allreduce.Ring, vals []int64) ([][]i
 }
 
 // packState lays out a replica's state in one buffer: parameters, AdamW first and
-// second moments, then the AdamW step and the trainer step as exact integers, and
-// the ppo KL coefficient's float64 bits (trainer.Trainer.PPOBeta; 0 for the other
-// objectives).
+// second moments, then the AdamW step and the trainer step as exact integers, the
+// ppo KL coefficient's float64 bits (trainer.Trainer.PPOBeta) and the tokens the
+// ppo steps processed (trainer.Trainer.PPOTokens; both 0 for the other objectives).
 func packState(tr *trainer.Trainer) []float32 {
 	n := len(tr.Model.Params.Slab)
 	buf := make([]float32, stateLen(n))
@@ -68,11 +68,12 @@ func packState(tr *trainer.Trainer) []float32 {
 	putInt64(buf[3*n:], tr.Opt.Step)
 	putInt64(buf[3*n+intPieces:], tr.Step)
 	putInt64(buf[3*n+2*intPieces:], int64(math.Float64bits(tr.PPOBeta)))
+	putInt64(buf[3*n+3*intPieces:], tr.PPOTokens)
 	return buf
 }
 
 // stateLen is the length of packState's buffer for n parameters.
-func stateLen(n int) int { return 3*n + 3*intPieces }
+func stateLen(n int) int { return 3*n + 4*intPieces }
 
 func unpackState(tr *trainer.Trainer, buf []float32) {
 	n := len(tr.Model.Params.Slab)
@@ -82,6 +83,7 @@ func unpackState(tr *trainer.Trainer, buf []float32) {
 	tr.Opt.Step = getInt64(buf[3*n:])
 	tr.Step = getInt64(buf[3*n+intPieces:])
 	tr.PPOBeta = math.Float64frombits(uint64(getInt64(buf[3*n+2*intPieces:])))
+	tr.PPOTokens = getInt64(buf[3*n+3*intPieces:])
 }
 
 // syncState makes every rank's state that of the rank at the newest applied step

@@ -9,8 +9,8 @@ import (
 )
 
 // TestPackStateCarriesPPOBeta: the state a sync sends holds the weights, moments,
-// both steps and the ppo KL coefficient, and unpacking it restores every one bit for
-// bit.
+// both steps, the ppo KL coefficient and the tokens the ppo steps processed, and
+// unpacking it restores every one bit for bit.
 func TestPackStateCarriesPPOBeta(t *testing.T) {
 	cfg := model.Config{Layers: 1, Heads: 2, Embd: 8, MaxSeqLen: 8, VocabSize: 10}
 	newTrainer := func() *trainer.Trainer {
@@ -25,7 +25,7 @@ func TestPackStateCarriesPPOBeta(t *testing.T) {
 	for i := range src.Opt.M {
 		src.Opt.M[i], src.Opt.V[i] = float32(i)*1e-3, float32(i)*1e-6
 	}
-	src.Opt.Step, src.Step, src.PPOBeta = 41, 37, 0.0731234567891
+	src.Opt.Step, src.Step, src.PPOBeta, src.PPOTokens = 41, 37, 0.0731234567891, 1<<45+12345
 	buf := packState(src)
 	if len(buf) != stateLen(len(src.Model.Params.Slab)) {
 		t.Fatalf("packed %d values, stateLen says %d", len(buf), stateLen(len(src.Model.Params.Slab)))
@@ -35,7 +35,8 @@ func TestPackStateCarriesPPOBeta(t *testing.T) {
 	if !slices.Equal(dst.Model.Params.Slab, src.Model.Params.Slab) || !slices.Equal(dst.Opt.M, src.Opt.M) || !slices.Equal(dst.Opt.V, src.Opt.V) {
 		t.Fatal("weights or moments differ after unpacking")
 	}
-	if dst.Opt.Step != 41 || dst.Step != 37 || dst.PPOBeta != src.PPOBeta {
-		t.Fatalf("steps %d, %d and beta %v after unpacking, want 41, 37 and %v", dst.Opt.Step, dst.Step, dst.PPOBeta, src.PPOBeta)
+	if dst.Opt.Step != 41 || dst.Step != 37 || dst.PPOBeta != src.PPOBeta || dst.PPOTokens != src.PPOTokens {
+		t.Fatalf("steps %d, %d, beta %v and ppo tokens %d after unpacking, want 41, 37, %v and %d",
+			dst.Opt.Step, dst.Step, dst.PPOBeta, dst.PPOTokens, src.PPOBeta, src.PPOTokens)
 	}
 }

@@ -34,8 +34,10 @@ type jobState struct {
 	valStep   int64 // step of valLoss, which the checkpoint of that step records
 	start     time.Time
 	startStep int64
-	split     metrics.Split       // where the step time went
-	books     *trainer.Bookkeeper // rank 0's metrics.jsonl and progress output, made at its first generation as rank 0
+	// startTokens is the tokens processed by startStep (trainer.Trainer.TokensSeen).
+	startTokens int64
+	split       metrics.Split       // where the step time went
+	books       *trainer.Bookkeeper // rank 0's metrics.jsonl and progress output, made at its first generation as rank 0
 	// stop is the stopping rule that holds, once one does: rank 0 decides it
 	// (stopAfter) and every rank learns it from the next step's loss all-reduce.
 	stop trainer.StopReason
@@ -244,15 +246,13 @@ type generation struct {
 	// loss sum, rank 0's stop code (stopCode) and every rank's step times. In
 	// exact mode it travels as integers (sumInts: the loss in fixed point, the
 	// times in nanoseconds) beside the fixed-point gradients (exactAcc).
-	lossBuf       []float32
-	exact         bool
-	exactAcc      []int64
-	sumInts       []int64
-	clock         rankClock // this rank's step times
-	members       []string  // the plan's members in ring order
-	tokensPerStep int64     // tokens of the global batch
-	localTokens   int64     // tokens of this rank's streams in one step
-	arBytes       int64     // all-reduce payload of one step
+	lossBuf  []float32
+	exact    bool
+	exactAcc []int64
+	sumInts  []int64
+	clock    rankClock // this rank's step times
+	members  []string  // the plan's members in ring order
+	arBytes  int64     // all-reduce payload of one step
 	// stepEnd is when the last step ended, its evaluation excluded: the next
 	// step's waiting starts there. Before the first step it is when the generation
 	// began, so that building the ring and the state sync count as waiting.
@@ -321,11 +321,9 @@ func (w *Worker) syncReplicas(ctx context.Context, js *jobState, g *generation) 
 func (w *Worker) startSteps(js *jobState, g *generation) {
 	tr, spec := js.tr, js.tr.Spec
 	if js.start.IsZero() {
-		js.start, js.startStep = time.Now(), tr.Step
+		js.start, js.startStep, js.startTokens = time.Now(), tr.Step, tr.TokensSeen()
 	}
 	g.cadence = js.p.Cadence()
-	g.tokensPerStep = spec.TokensPerStep()
-	g.localTokens = int64(len(g.streams)) * spec.StreamTokens()
 	spans := cutBuckets(tr.Model.Grads, max(w.cfg.BucketBytes/4, 1))
 	if g.exact = spec.Exact; g.exact {
 		g.exactAcc = make([]int64, len(tr.Model.Grads.Slab))
@@ -345,9 +343,9 @@ func (w *Worker) startSteps(js *jobState, g *generation) {
 		}
 		if js.books == nil {
 			js.books = trainer.NewBookkeeper(spec, g.cadence, trainer.BookkeeperOptions{Progress: w.cfg.Progress,
-				Start: js.start, StartStep: js.startStep, NoTensorBoard: w.cfg.NoTensorBoard})
+				Start: js.start, StartStep: js.startStep, StartTokens: js.startTokens, NoTensorBoard: w.cfg.NoTensorBoard})
 		}
-		if err := js.books.StartWindow(tr.Step); err != nil {
+		if err := js.books.StartWindow(tr.TokensSeen()); err != nil {
 			w.log.Warn("metrics file", "err", err)
 		}
 	}
@@ -423,7 +421,7 @@ func (w *Worker) step(ctx context.Context, js *jobState, g *generation) (times m
 		}
 	}
 	js.loss, js.pref = tr.MeanLoss(step, sums.loss), sums.pref
-	w.cfg.Metrics.StepDone(tr.Step, js.loss, g.localTokens, times, g.arBytes)
+	w.cfg.Metrics.StepDone(tr.Step, js.loss, tr.LocalStepTokens(len(g.streams)), times, g.arBytes)
 	if js.pref.Pairs > 0 {
 		w.cfg.Metrics.Preference(js.pref.Accuracy(), js.pref.MeanMargin(), js.pref.MeanChosen(), js.pref.MeanRejected())
 	}
@@ -537,9 +535,9 @@ func (g *generation) gradientsErr(ctx context.Context, step int64, err error) er
 // written is logged, never fatal.
 func (w *Worker) keepBooks(ctx context.Context, js *jobState, g *generation, rep *reporter, times metrics.StepTimes, norm, lr float64) error {
 	tr := js.tr
-	rep.report(&pb.ReportProgressRequest{WorkerId: w.cfg.ID, Generation: g.gen, Step: tr.Step, Loss: js.loss, Tokens: tr.Step * g.tokensPerStep,
+	rep.report(&pb.ReportProgressRequest{WorkerId: w.cfg.ID, Generation: g.gen, Step: tr.Step, Loss: js.loss, Tokens: tr.TokensSeen(),
 		Ranks: g.rankTimes()})
-	rec := js.books.Step(trainer.StepDone{Step: tr.Step, Loss: js.loss, LR: lr, GradNorm: norm, Workers: g.world})
+	rec := js.books.Step(trainer.StepDone{Step: tr.Step, Tokens: tr.TokensSeen(), Loss: js.loss, LR: lr, GradNorm: norm, Workers: g.world})
 	js.pref.Record(rec)
 	rec["generation"], rec["world_size"] = g.gen, g.world
 	w.ppoBooks(tr, rec)
@@ -626,7 +624,7 @@ func (w *Worker) finishJob(ctx context.Context, js *jobState, g *generation) (*R
 		// sendReport and sendCommit name the step and generation themselves: w.log,
 		// not log, which has the generation already.
 		if err := sendReport(ctx, w.cfg.Coordinators, w.log, &pb.ReportProgressRequest{WorkerId: w.cfg.ID, Generation: g.gen,
-			Step: tr.Step, Loss: finite(js.loss), Tokens: tr.Step * g.tokensPerStep, Ranks: g.rankTimes()}, callPatience); err != nil {
+			Step: tr.Step, Loss: finite(js.loss), Tokens: tr.TokensSeen(), Ranks: g.rankTimes()}, callPatience); err != nil {
 			return nil, fmt.Errorf("report the final step: %w", err)
 		}
 		if c != nil {

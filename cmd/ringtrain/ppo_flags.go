@@ -23,10 +23,12 @@ func (f *specFlags) registerPPO(fl *pflag.FlagSet) {
 	fl.Float64Var(&p.EntCoef, "ent-coef", 0, "ppo: entropy bonus weight")
 	fl.Float64Var(&p.TargetKL, "target-kl", 0, "ppo: target KL per answer (nats) of an adaptive KL coefficient starting at --beta (0: beta fixed)")
 	fl.IntVar(&p.KLHorizon, "kl-horizon", 0, "ppo: the adaptive KL controller's horizon in answers (0: 10000; at least --batch times the streams)")
+	fl.Float64Var(&p.MinBeta, "min-beta", 0, "ppo: the adaptive KL coefficient's lower bound (0: --beta / 100; at most --beta)")
+	fl.Float64Var(&p.MaxBeta, "max-beta", 0, "ppo: the adaptive KL coefficient's upper bound (0: --beta * 100; at least --beta)")
 }
 
 // ppoFlagNames are the flags of the job's ppo section.
-var ppoFlagNames = []string{"reward-model", "max-new-tokens", "ppo-epochs", "gamma", "lam", "clip-eps", "value-clip", "vf-coef", "ent-coef", "target-kl", "kl-horizon"}
+var ppoFlagNames = []string{"reward-model", "max-new-tokens", "ppo-epochs", "gamma", "lam", "clip-eps", "value-clip", "vf-coef", "ent-coef", "target-kl", "kl-horizon", "min-beta", "max-beta"}
 
 // applyPPO sets the ppo fields whose flags were given over spec's ppo section (from
 // --config or empty), creating it when a ppo job has none.
@@ -54,5 +56,7 @@ func (f *specFlags) applyPPO(cmd *cobra.Command, spec *trainer.Spec) {
 	set("ent-coef", func() { p.EntCoef = f.ppo.EntCoef })
 	set("target-kl", func() { p.TargetKL = f.ppo.TargetKL })
 	set("kl-horizon", func() { p.KLHorizon = f.ppo.KLHorizon })
+	set("min-beta", func() { p.MinBeta = f.ppo.MinBeta })
+	set("max-beta", func() { p.MaxBeta = f.ppo.MaxBeta })
 	spec.PPO = &p
 }
