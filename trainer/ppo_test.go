@@ -399,12 +399,7 @@ func newRankSums(n int) *rankSums {
 func (r *rankSums) SumInt64(_ context.Context, buf []int64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.arrived == 0 {
-		r.accI = make([]int64, len(buf))
-	}
-	for i, v := range buf {
-		r.accI[i] += v
-	}
+	addRank(&r.accI, buf)
 	r.wait()
 	copy(buf, r.outI)
 	return nil
@@ -413,15 +408,20 @@ func (r *rankSums) SumInt64(_ context.Context, buf []int64) error {
 func (r *rankSums) SumFloat32(_ context.Context, buf []float32) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.arrived == 0 {
-		r.accF = make([]float32, len(buf))
-	}
-	for i, v := range buf {
-		r.accF[i] += v
-	}
+	addRank(&r.accF, buf)
 	r.wait()
 	copy(buf, r.outF)
 	return nil
+}
+
+// addRank adds one rank's buf into *acc, which the round's first rank allocates.
+func addRank[T int64 | float32](acc *[]T, buf []T) {
+	if *acc == nil {
+		*acc = make([]T, len(buf))
+	}
+	for i, v := range buf {
+		(*acc)[i] += v
+	}
 }
 
 // wait counts the caller in and blocks, r.mu held, until every rank has arrived.
