@@ -25,8 +25,11 @@ func TestPPOCommands(t *testing.T) {
 	mustRun(t, "prepare", "--synthetic", "reverse", "--synthetic-examples", "40", "--synthetic-val", "8",
 		"--tokenizer", "byte", "--seq", "64", "--min-shards", "2", "--out", prompts)
 	sft := filepath.Join(tmp, "sft")
-	mustRun(t, "train", "--data", prompts, "--out", sft, "--layers", "1", "--heads", "2", "--embd", "16",
-		"--seq", "64", "--batch", "4", "--steps", "2", "--eval-batches", "0", "--tensorboard=false")
+	if out := mustRun(t, "train", "--data", prompts, "--out", sft, "--layers", "1", "--heads", "2", "--embd", "16",
+		"--seq", "64", "--batch", "4", "--steps", "2", "--eval-batches", "0", "--tensorboard=false"); !strings.Contains(out, "train loss") ||
+		!strings.Contains(out, ", no val loss,") || strings.Contains(out, "NaN") {
+		t.Errorf("train --eval-batches 0: the done line should say there is no val loss:\n%s", out)
+	}
 	sftCk := filepath.Join(sft, "ckpt", "step-000002")
 	rm := filepath.Join(tmp, "rm")
 	mustRun(t, "train", "--objective", "reward", "--data", prefs, "--init-from", sftCk, "--out", rm,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -235,10 +236,20 @@ func runTraining(cmd *cobra.Command, log *slog.Logger, spec trainer.Spec, be ten
 		printNothingToDo(out, res.Step, spec.Steps, res.Checkpoint)
 		return res, nil
 	}
-	fmt.Fprintf(out, "done: step %d, train loss %.4f, val loss %.4f, %.0f tok/s in %s; checkpoint %s\n",
-		res.Step, res.TrainLoss, res.ValLoss, res.TokensPerSec, res.Elapsed.Round(time.Second), res.Checkpoint)
+	fmt.Fprintf(out, "done: step %d, train loss %.4f, %s, %.0f tok/s in %s; checkpoint %s\n",
+		res.Step, res.TrainLoss, valLossText(res.ValLoss), res.TokensPerSec, res.Elapsed.Round(time.Second), res.Checkpoint)
 	if res.Stopped != "" {
 		fmt.Fprintf(out, "stopped early by %s at step %d of %d\n", res.Stopped, res.Step, spec.Steps)
 	}
 	return res, nil
+}
+
+// valLossText is a done line's validation part: "val loss 0.1234", or "no val loss"
+// for the NaN of a run that never evaluated (--eval-batches 0, no validation split, or
+// a worker other than rank 0).
+func valLossText(v float64) string {
+	if math.IsNaN(v) {
+		return "no val loss"
+	}
+	return fmt.Sprintf("val loss %.4f", v)
 }

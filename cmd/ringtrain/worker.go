@@ -310,8 +310,8 @@ func printDone(cmd *cobra.Command, res *worker.Result) {
 		fmt.Fprintf(cmd.OutOrStdout(), "done: the job had already finished at step %d%s; checkpoint %s\n", res.Step, early, orNone(res.Checkpoint))
 		return
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "done: step %d, train loss %.4f, val loss %.4f, rank %d of generation %d in %s; weights %s; checkpoint %s\n",
-		res.Step, res.Loss, res.ValLoss, res.Rank, res.Generation, res.Elapsed.Round(time.Second), weightsDigest(res.Params), orNone(res.Checkpoint))
+	fmt.Fprintf(cmd.OutOrStdout(), "done: step %d, train loss %.4f, %s, rank %d of generation %d in %s; weights %s; checkpoint %s\n",
+		res.Step, res.Loss, valLossText(res.ValLoss), res.Rank, res.Generation, res.Elapsed.Round(time.Second), weightsDigest(res.Params), orNone(res.Checkpoint))
 	if res.Stopped != "" {
 		fmt.Fprintf(cmd.OutOrStdout(), "stopped early by %s at step %d\n", res.Stopped, res.Step)
 	}
