@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # RLHF demonstration on synthetic tasks: an SFT model is tuned from scratch on the
 # tasks' correct answers (checkpoints every 150 steps), a reward model is trained
-# from its last checkpoint on preference pairs (the rejected answer a corrupted one of
-# the same length: two words swapped or letters of a word changed), and an early SFT
+# from its last checkpoint on preference pairs (the rejected answer a corrupted one:
+# two words swapped, letters of a word changed, a word too many or too few), and an early SFT
 # checkpoint (step 150, which leaves room to improve; PPO_FROM=last for the last one)
 # is tuned with PPO against the reward model, with a KL penalty to itself whose
 # coefficient an adaptive controller moves to hold the KL near TARGET_KL.
@@ -17,8 +17,12 @@
 # Environment: RINGTRAIN (binary; built from this checkout when unset), TASKS
 # (default reverse,sort), SFT_STEPS, RM_STEPS, PPO_STEPS, BETA (the KL coefficient,
 # or its start), TARGET_KL (nats per answer; 0 keeps BETA fixed), KL_HORIZON (the
-# controller's horizon in answers), PPO_FROM (150 or last), PPO_LR, PPO_BATCH. A WORKDIR that already holds the SFT and reward model runs
-# reuses them. Needs python3 (to put the generated answers into conversations).
+# controller's horizon in answers), PPO_FROM (150 or last), PPO_LR, PPO_BATCH,
+# WORKERS (default 1: 'ringtrain train', one process; N > 1: the PPO run on an
+# in-process cluster of N workers, 'ringtrain local'; the batch is in 4 data streams
+# either way), RM (a reward model checkpoint to use instead of training one; it
+# must share the byte tokenizer and plain template, e.g. scripts/pref/demo.sh's). A
+# WORKDIR that already holds the SFT and reward model runs reuses them. Needs python3 (to put the generated answers into conversations).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 work=${1:-$(mktemp -d /tmp/ringtrain-ppo-demo.XXXXXX)}
@@ -38,6 +42,7 @@ KL_HORIZON=${KL_HORIZON:-128}
 PPO_FROM=${PPO_FROM:-150}
 PPO_LR=${PPO_LR:-5e-5}
 PPO_BATCH=${PPO_BATCH:-32}
+WORKERS=${WORKERS:-1}
 MAX_NEW=12 # the tasks' answers are at most 11 bytes and an end-of-text
 start=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - start ))s] $*"; }
@@ -56,19 +61,23 @@ fi
 sft_last=$(ls -d "$work"/sft/ckpt/step-* | tail -1)
 sft_early=$work/sft/ckpt/step-000150
 if [[ $PPO_FROM == last ]]; then sft_early=$sft_last; fi
-if [[ ! -d "$work/rm/ckpt" ]]; then
+if [[ -n "${RM:-}" ]]; then
+  rm=$RM
+elif [[ ! -d "$work/rm/ckpt" ]]; then
   stamp "3. reward model from $sft_last for $RM_STEPS steps"
   rt train --objective reward --data "$work/pref-data" --init-from "$sft_last" --out "$work/rm" \
     --seq 64 --batch 16 --steps "$RM_STEPS" --lr 5e-4 --warmup 30 --log-interval 200 \
     --eval-batches 0 --tensorboard=false | tail -1
 fi
-rm=$(ls -d "$work"/rm/ckpt/step-* | tail -1)
+rm=${RM:-$(ls -d "$work"/rm/ckpt/step-* | tail -1)}
 
 kl_flags=()
 if [[ $TARGET_KL != 0 ]]; then kl_flags=(--target-kl "$TARGET_KL" --kl-horizon "$KL_HORIZON"); fi
 stamp "4. PPO from $sft_early against $rm for $PPO_STEPS steps (beta $BETA, target KL $TARGET_KL)"
-rm -rf "$work/ppo"
-rt train --objective ppo --prompts "$work/sft-data" --init-from "$sft_early" --reward-model "$rm" --out "$work/ppo" \
+rm -rf "$work/ppo" "$work/ppo.cluster"
+run=(train)
+if (( WORKERS > 1 )); then run=(local --workers "$WORKERS" --dir "$work/ppo.cluster"); fi
+rt "${run[@]}" --streams 4 --objective ppo --prompts "$work/sft-data" --init-from "$sft_early" --reward-model "$rm" --out "$work/ppo" \
   --seq 64 --batch "$PPO_BATCH" --steps "$PPO_STEPS" --lr "$PPO_LR" --min-lr "$PPO_LR" --warmup 0 --beta "$BETA" \
   "${kl_flags[@]}" --max-new-tokens "$MAX_NEW" --log-interval 10 --eval-batches 0 --tensorboard=false | tail -1
 ppo=$(ls -d "$work"/ppo/ckpt/step-* | tail -1)
