@@ -121,6 +121,10 @@ last completed step first, and exits with status 130; rerun to resume. Exit stat
 			if err != nil {
 				return err
 			}
+			if why := noSample(ck, ckpt); why != "" {
+				fmt.Fprintln(cmd.OutOrStdout(), why)
+				return nil
+			}
 			tok, err := checkpointTokenizer(ck, "")
 			if err != nil {
 				return err
@@ -155,7 +159,7 @@ last completed step first, and exits with status 130; rerun to resume. Exit stat
 		fl.Usage, fl.DefValue = d.usage, d.zero
 	}
 	cmd.Flags().StringVar(&dir, "dir", "ringtrain-local", "working directory for the prepared corpus and the run")
-	cmd.Flags().IntVar(&sample, "sample-tokens", 300, "tokens to generate at the end (0: none)")
+	cmd.Flags().IntVar(&sample, "sample-tokens", 300, "tokens to generate at the end from \"ROMEO:\" (0: none; none after a reward model or a chat-tuned model)")
 	cmd.Flags().BoolVar(&noResume, "no-resume", false, "refuse to start when the run directory already holds checkpoints (instead of resuming from the newest)")
 	cmd.Flags().IntVar(&workers, "workers", defaultLocalWorkers, "training workers in this process (each a ring member over loopback gRPC)")
 	cmd.Flags().IntVar(&coordinators, "coordinators", 1, "embedded coordinator replicas: 1 or 3")
@@ -229,4 +233,17 @@ func runLocalCluster(cmd *cobra.Command, g *globals, log *slog.Logger, spec trai
 		fmt.Fprintf(cmd.OutOrStdout(), "rank %d %s\n", r.Rank, r.Split)
 	}
 	return res.Workers[0].Checkpoint, nil
+}
+
+// noSample says why local prints no continuation of "ROMEO:" after training ck (in
+// directory dir), or returns "" when it does: a reward model writes no text, and a
+// chat-tuned model answers prompts in its template, not raw text.
+func noSample(ck *model.Checkpoint, dir string) string {
+	switch {
+	case ck.Config.NumLabels != 0:
+		return fmt.Sprintf("no sample from a reward model: score answers with 'ringtrain score --checkpoint %s --in ROWS'", dir)
+	case ck.Trainer.ChatTemplate != "":
+		return fmt.Sprintf("no raw-text sample from a model tuned with the %s chat template: talk to it with 'ringtrain chat --checkpoint %s'", ck.Trainer.ChatTemplate, dir)
+	}
+	return ""
 }

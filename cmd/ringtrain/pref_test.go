@@ -43,6 +43,19 @@ func TestPreferenceCommands(t *testing.T) {
 		t.Errorf("train --objective reward output:\n%s", out)
 	}
 	rmCk := filepath.Join(rm, "ckpt", "step-000003")
+	// local trains the same on a cluster of 2 and, after a reward model or a
+	// chat-tuned model, prints no "ROMEO:" continuation but the command to use.
+	local := filepath.Join(tmp, "local")
+	out = mustRun(t, "local", "--objective", "reward", "--data", prefs, "--init-from", sftCk, "--dir", local, "--workers", "2",
+		"--seq", "64", "--batch", "4", "--steps", "2", "--eval-batches", "1", "--sample-tokens", "10")
+	if !strings.Contains(out, "no sample from a reward model: score answers with 'ringtrain score --checkpoint ") || strings.Contains(out, "--- sample ---") {
+		t.Errorf("local --objective reward output:\n%s", out)
+	}
+	out = mustRun(t, "local", "--data", sftData, "--init-from", sftCk, "--dir", filepath.Join(tmp, "local-sft"), "--workers", "2",
+		"--seq", "64", "--batch", "4", "--steps", "2", "--eval-batches", "1", "--sample-tokens", "10")
+	if !strings.Contains(out, "no raw-text sample from a model tuned with the plain chat template: talk to it with 'ringtrain chat --checkpoint ") || strings.Contains(out, "--- sample ---") {
+		t.Errorf("local on sft data output:\n%s", out)
+	}
 	out = mustRun(t, "eval", "--checkpoint", rmCk, "--data", prefs)
 	for _, want := range []string{"reward objective: accuracy", "rewards: chosen"} {
 		if !strings.Contains(out, want) {
