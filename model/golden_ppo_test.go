@@ -275,6 +275,16 @@ func TestFrozenForwardBuffers(t *testing.T) {
 		}
 	}
 
+	// forward runs fw on the trainable model and then on the frozen one.
+	forward := func(m, f *GPT, fw func(*GPT) error) {
+		t.Helper()
+		for _, g := range []*GPT{m, f} {
+			if err := fw(g); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
 	m, f := pair(lm)
 	ls, n, err := m.Forward(inputs, targets, B, T, true)
 	if err != nil {
@@ -289,19 +299,9 @@ func TestFrozenForwardBuffers(t *testing.T) {
 	}
 	same("Forward losses", f.Losses(), m.Losses())
 	held("Forward", f, true)
-	if _, _, err := m.Forward(inputs, nil, B, T, true); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := f.Forward(inputs, nil, B, T, true); err != nil {
-		t.Fatal(err)
-	}
+	forward(m, f, func(g *GPT) error { _, _, err := g.Forward(inputs, nil, B, T, true); return err })
 	same("Forward logits", f.Logits(), m.Logits())
-	if _, _, err := m.ForwardPacked(inputs, targets, start, B, T); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := f.ForwardPacked(inputs, targets, start, B, T); err != nil {
-		t.Fatal(err)
-	}
+	forward(m, f, func(g *GPT) error { _, _, err := g.ForwardPacked(inputs, targets, start, B, T); return err })
 	same("ForwardPacked losses", f.Losses(), m.Losses())
 
 	rc := lm
@@ -319,12 +319,7 @@ func TestFrozenForwardBuffers(t *testing.T) {
 	same("ForwardReward", got, want)
 	held("ForwardReward", f, false)
 	// A forward that needs the logits after one that did not gets them.
-	if _, _, err := m.Forward(inputs, targets, B, T, true); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := f.Forward(inputs, targets, B, T, true); err != nil {
-		t.Fatal(err)
-	}
+	forward(m, f, func(g *GPT) error { _, _, err := g.Forward(inputs, targets, B, T, true); return err })
 	same("Forward after ForwardReward", f.Losses(), m.Losses())
 	held("Forward after ForwardReward", f, true)
 

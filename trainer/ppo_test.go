@@ -397,31 +397,28 @@ func newRankSums(n int) *rankSums {
 }
 
 func (r *rankSums) SumInt64(_ context.Context, buf []int64) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	addRank(&r.accI, buf)
-	r.wait()
-	copy(buf, r.outI)
+	sumRanks(r, &r.accI, &r.outI, buf)
 	return nil
 }
 
 func (r *rankSums) SumFloat32(_ context.Context, buf []float32) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	addRank(&r.accF, buf)
-	r.wait()
-	copy(buf, r.outF)
+	sumRanks(r, &r.accF, &r.outF, buf)
 	return nil
 }
 
-// addRank adds one rank's buf into *acc, which the round's first rank allocates.
-func addRank[T int64 | float32](acc *[]T, buf []T) {
+// sumRanks adds one rank's buf into *acc (the round's first rank allocates it),
+// waits for every rank, and copies the round's sum, *out, back into buf.
+func sumRanks[T int64 | float32](r *rankSums, acc, out *[]T, buf []T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if *acc == nil {
 		*acc = make([]T, len(buf))
 	}
 	for i, v := range buf {
 		(*acc)[i] += v
 	}
+	r.wait()
+	copy(buf, *out)
 }
 
 // wait counts the caller in and blocks, r.mu held, until every rank has arrived.
