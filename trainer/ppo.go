@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/ringtrain/ringtrain/model"
 )
@@ -19,9 +20,12 @@ import (
 //     from the job seed and those three numbers alone, so a step recomputed after a
 //     fault, on any rank of any world size, samples the same answers.
 //  2. Scores. The policy's log-probabilities and values, the frozen reference's
-//     log-probabilities and the reward model's score of each answer. A token's reward
-//     is -beta*(logp - logp_ref) (beta: t.PPOBeta), the reward model's score added
-//     to the last token; GAE (gamma, lambda) gives advantages and returns. With
+//     log-probabilities and the reward model's score of each answer. With
+//     ppo.whiten_rewards the scores are standardised over the global batch (mean 0,
+//     standard deviation 1; their count, sum and sum of squares gathered as in 3,
+//     rewardScores). A token's reward is -beta*(logp - logp_ref) (beta: t.PPOBeta),
+//     the answer's score added to the last token; GAE (gamma, lambda) gives
+//     advantages and returns. With
 //     ppo.target_kl the step's global KL gives the next step's beta (klController),
 //     which Apply makes current.
 //  3. Whitening over the global batch. The advantages are whitened with the mean and
@@ -112,7 +116,11 @@ type rollout struct {
 	in, tg []int32   // (b,T) prompt and answer tokens, the answer's tokens the targets
 	acts   [][]int   // (b) each row's action positions (input positions with a target)
 	score  []float64 // (b) reward-model scores
+	// reward is (b) the score each answer's rewards add: the reward model's score,
+	// or with ppo.whiten_rewards that score standardised over the global batch.
+	reward []float64
 	kl     []float64 // (b) summed logp - logp_ref
+	refLp  [][]float64
 	oldLp  [][]float64
 	oldV   [][]float64
 	adv    [][]float64
@@ -295,9 +303,9 @@ func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, r
 	}
 	st.rolls = st.rolls[:0]
 	st.localTokens = 0
-	// Rollouts, and the sums that whiten the advantages and report the step.
-	local := make([][]float64, len(streams))
-	for i, stream := range streams {
+	// Rollouts, their rewards and advantages, and the sums that whiten the
+	// advantages and report the step.
+	for _, stream := range streams {
 		if err := ctx.Err(); err != nil {
 			return 0, 0, err
 		}
@@ -306,6 +314,13 @@ func (t *Trainer) ppoGradients(ctx context.Context, step int64, streams []int, r
 			return 0, 0, fmt.Errorf("step %d stream %d: %w", step, stream, err)
 		}
 		st.rolls = append(st.rolls, ro)
+	}
+	if err := t.rewardScores(ctx, streams, p.WhitenRewards); err != nil {
+		return 0, 0, fmt.Errorf("step %d: ppo score sums: %w", step, err)
+	}
+	local := make([][]float64, len(streams))
+	for i, ro := range st.rolls {
+		ro.advantages(t.PPOBeta, p.Gamma, p.Lambda)
 		v := make([]float64, ppoSumLen)
 		for r := range ro.acts {
 			if len(ro.acts[r]) == 0 {
@@ -576,7 +591,7 @@ func (t *Trainer) rollout(ctx context.Context, step int64, stream int) (*rollout
 	}
 	ro := &rollout{in: make([]int32, b*T), tg: make([]int32, b*T), acts: make([][]int, b),
 		score: make([]float64, b), kl: make([]float64, b),
-		oldLp: make([][]float64, b), oldV: make([][]float64, b), adv: make([][]float64, b), ret: make([][]float64, b)}
+		refLp: make([][]float64, b), oldLp: make([][]float64, b), oldV: make([][]float64, b), adv: make([][]float64, b), ret: make([][]float64, b)}
 	// Prompts: each row's tokens up to its first trained target.
 	prompts := make([][]int32, 0, b)
 	rows := make([]int, 0, b)
@@ -652,9 +667,75 @@ func (t *Trainer) rollout(ctx context.Context, step int64, stream int) (*rollout
 			ro.kl[r] += lp[j] - lpRef[j]
 		}
 		ro.score[r] = float64(scores[r])
-		rew := model.TokenRewards(lp, lpRef, ro.score[r], t.PPOBeta)
-		ro.adv[r], ro.ret[r] = model.GAE(rew, v, s.PPO.Gamma, s.PPO.Lambda)
-		ro.oldLp[r], ro.oldV[r] = lp, v
+		ro.oldLp[r], ro.refLp[r], ro.oldV[r] = lp, lpRef, v
 	}
 	return ro, nil
+}
+
+// rewardScoreEps is added to the variance of the global batch's reward-model scores
+// that ppo.whiten_rewards divides by, so a batch of equal scores stays finite.
+const rewardScoreEps = 1e-8
+
+// The step sums of the reward-model scores (rewardScores).
+const (
+	scoreRows = iota
+	scoreSum
+	scoreSum2
+	scoreSumLen
+)
+
+// rewardScores sets the score each rollout's rewards add: the reward model's own,
+// or with whiten the score standardised, (score - mean) / sqrt(variance + 1e-8),
+// with the mean and variance of every answer of the step over all ranks, gathered
+// as the advantages' are (streamSums), so the same bits for any world size.
+func (t *Trainer) rewardScores(ctx context.Context, streams []int, whiten bool) error {
+	rolls := t.ppo.rolls
+	for _, ro := range rolls {
+		ro.reward = slices.Clone(ro.score)
+	}
+	if !whiten {
+		return nil
+	}
+	local := make([][]float64, len(streams))
+	for i, ro := range rolls {
+		v := make([]float64, scoreSumLen)
+		for r, s := range ro.score {
+			if len(ro.acts[r]) == 0 {
+				continue
+			}
+			v[scoreRows]++
+			v[scoreSum] += s
+			v[scoreSum2] += s * s
+		}
+		local[i] = v
+	}
+	sums, err := t.streamSums(ctx, streams, local, scoreSumLen)
+	if err != nil {
+		return err
+	}
+	if sums[scoreRows] == 0 {
+		return nil
+	}
+	mean := sums[scoreSum] / sums[scoreRows]
+	variance := max(sums[scoreSum2]/sums[scoreRows]-mean*mean, 0)
+	inv := 1 / math.Sqrt(variance+rewardScoreEps)
+	for _, ro := range rolls {
+		for r, s := range ro.score {
+			ro.reward[r] = (s - mean) * inv
+		}
+	}
+	return nil
+}
+
+// advantages computes the rollout's per-token rewards, -beta*(logp - logp_ref) with
+// the row's reward score added to its last token, and from them GAE's advantages
+// and returns.
+func (ro *rollout) advantages(beta, gamma, lambda float64) {
+	for r, acts := range ro.acts {
+		if len(acts) == 0 {
+			continue
+		}
+		rew := model.TokenRewards(ro.oldLp[r], ro.refLp[r], ro.reward[r], beta)
+		ro.adv[r], ro.ret[r] = model.GAE(rew, ro.oldV[r], gamma, lambda)
+	}
 }

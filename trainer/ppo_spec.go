@@ -36,6 +36,12 @@ type PPOSpec struct {
 	// VFCoef weighs the value loss, EntCoef the entropy bonus.
 	VFCoef  float64 `yaml:"vf_coef" json:"vf_coef"`
 	EntCoef float64 `yaml:"ent_coef" json:"ent_coef"`
+	// WhitenRewards standardises each step's reward-model scores over the global
+	// batch of answers (mean 0, standard deviation 1) before the KL penalty is
+	// added, so beta weighs the KL against a score of unit spread and the value
+	// head's targets stay small whatever the reward model's scale. The step's
+	// reported reward (ppo_reward) stays the raw scores' mean. Default false.
+	WhitenRewards bool `yaml:"whiten_rewards" json:"whiten_rewards,omitempty"`
 	// TargetKL, when set, makes the KL coefficient adaptive (the proportional
 	// controller of Ziegler et al. 2019, klController): beta starts at the job's beta
 	// and after every step moves toward the value that holds the mean KL per answer

@@ -539,3 +539,87 @@ func TestPPOStepTokens(t *testing.T) {
 		t.Errorf("a negative tokens_seen: %v, want an error naming it", err)
 	}
 }
+
+// TestPPOWhitenRewards: with ppo.whiten_rewards the reward-model scores that enter
+// a step's rewards are standardised over the global batch (mean 0, standard
+// deviation 1), the same bits for 1 rank and for 2 ranks of a stream each, while
+// the step reports the raw scores' mean; without it they are the raw scores.
+func TestPPOWhitenRewards(t *testing.T) {
+	ctx := context.Background()
+	whitened := func() *Trainer {
+		tr := ppoTestTrainer(t)
+		tr.Spec.PPO.WhitenRewards = true
+		return tr
+	}
+	// answered returns the raw and the reward scores of the answered rows of rolls.
+	answered := func(rolls []*rollout) (raw, rew []float64) {
+		for _, ro := range rolls {
+			for r := range ro.acts {
+				if len(ro.acts[r]) > 0 {
+					raw, rew = append(raw, ro.score[r]), append(rew, ro.reward[r])
+				}
+			}
+		}
+		return raw, rew
+	}
+	moments := func(x []float64) (mean, std float64) {
+		for _, v := range x {
+			mean += v
+		}
+		mean /= float64(len(x))
+		for _, v := range x {
+			std += (v - mean) * (v - mean)
+		}
+		return mean, math.Sqrt(std / float64(len(x)))
+	}
+
+	plain := ppoTestTrainer(t)
+	if _, err := plain.Gradients(ctx, 0, plain.Spec.AllStreams(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if raw, rew := answered(plain.ppo.rolls); !slices.Equal(raw, rew) {
+		t.Fatalf("without whiten_rewards the rewards add %v, not the raw scores %v", rew, raw)
+	}
+
+	tr := whitened()
+	if _, err := tr.Gradients(ctx, 0, tr.Spec.AllStreams(), nil); err != nil {
+		t.Fatal(err)
+	}
+	raw, rew := answered(tr.ppo.rolls)
+	rawMean, rawStd := moments(raw)
+	if len(raw) != 4 || rawStd < 1e-3 {
+		t.Fatalf("raw scores %v: want 4 that differ", raw)
+	}
+	if mean, std := moments(rew); math.Abs(mean) > 1e-9 || math.Abs(std-1) > 1e-3 {
+		t.Fatalf("whitened scores %v: mean %g, std %g, want 0 and 1 (raw %v)", rew, mean, std, raw)
+	}
+	if math.Abs(tr.PPO.Score-rawMean) > 1e-12 || tr.PPO.Score != plain.PPO.Score {
+		t.Errorf("reported score %v, want the raw mean %v (unwhitened run %v)", tr.PPO.Score, rawMean, plain.PPO.Score)
+	}
+
+	ranks := [2]*Trainer{whitened(), whitened()}
+	sums := newRankSums(2)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, rt := range ranks {
+		rt.SetReducer(sums)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = rt.Gradients(ctx, 0, []int{i}, nil)
+		}()
+	}
+	wg.Wait()
+	for i, rt := range ranks {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		one, two := tr.ppo.rolls[i], rt.ppo.rolls[0]
+		if !slices.Equal(two.reward, one.reward) || !slices.Equal(slices.Concat(two.adv...), slices.Concat(one.adv...)) {
+			t.Errorf("stream %d: 2 ranks' reward scores %v, advantages %v; 1 rank's %v, %v", i, two.reward, two.adv, one.reward, one.adv)
+		}
+		if rt.PPO != tr.PPO {
+			t.Errorf("rank %d of 2 measures %+v, one rank %+v", i, rt.PPO, tr.PPO)
+		}
+	}
+}

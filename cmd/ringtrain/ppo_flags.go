@@ -21,6 +21,7 @@ func (f *specFlags) registerPPO(fl *pflag.FlagSet) {
 	fl.Float64Var(&p.ValueClip, "value-clip", 0, "ppo: value clip around the rollout's value (0: 0.2)")
 	fl.Float64Var(&p.VFCoef, "vf-coef", 0, "ppo: value loss weight (0: 0.1)")
 	fl.Float64Var(&p.EntCoef, "ent-coef", 0, "ppo: entropy bonus weight")
+	fl.BoolVar(&p.WhitenRewards, "whiten-rewards", false, "ppo: standardise each step's reward-model scores over the global batch (mean 0, std 1) before the KL penalty")
 	fl.Float64Var(&p.TargetKL, "target-kl", 0, "ppo: target KL per answer (nats) of an adaptive KL coefficient starting at --beta (0: beta fixed)")
 	fl.IntVar(&p.KLHorizon, "kl-horizon", 0, "ppo: the adaptive KL controller's horizon in answers (0: 10000; at least --batch times the streams)")
 	fl.Float64Var(&p.MinBeta, "min-beta", 0, "ppo: the adaptive KL coefficient's lower bound (0: --beta / 100; at most --beta)")
@@ -28,7 +29,7 @@ func (f *specFlags) registerPPO(fl *pflag.FlagSet) {
 }
 
 // ppoFlagNames are the flags of the job's ppo section.
-var ppoFlagNames = []string{"reward-model", "max-new-tokens", "ppo-epochs", "gamma", "lam", "clip-eps", "value-clip", "vf-coef", "ent-coef", "target-kl", "kl-horizon", "min-beta", "max-beta"}
+var ppoFlagNames = []string{"reward-model", "max-new-tokens", "ppo-epochs", "gamma", "lam", "clip-eps", "value-clip", "vf-coef", "ent-coef", "whiten-rewards", "target-kl", "kl-horizon", "min-beta", "max-beta"}
 
 // applyPPO sets the ppo fields whose flags were given over spec's ppo section (from
 // --config or empty), creating it when a ppo job has none.
@@ -54,6 +55,7 @@ func (f *specFlags) applyPPO(cmd *cobra.Command, spec *trainer.Spec) {
 	set("value-clip", func() { p.ValueClip = f.ppo.ValueClip })
 	set("vf-coef", func() { p.VFCoef = f.ppo.VFCoef })
 	set("ent-coef", func() { p.EntCoef = f.ppo.EntCoef })
+	set("whiten-rewards", func() { p.WhitenRewards = f.ppo.WhitenRewards })
 	set("target-kl", func() { p.TargetKL = f.ppo.TargetKL })
 	set("kl-horizon", func() { p.KLHorizon = f.ppo.KLHorizon })
 	set("min-beta", func() { p.MinBeta = f.ppo.MinBeta })

@@ -39,7 +39,7 @@ func TestPPOCommands(t *testing.T) {
 	ppo := filepath.Join(tmp, "ppo")
 	out := mustRun(t, "train", "--objective", "ppo", "--prompts", prompts, "--init-from", sftCk, "--reward-model", rmCk,
 		"--out", ppo, "--seq", "64", "--batch", "4", "--steps", "2", "--ppo-epochs", "2", "--max-new-tokens", "6",
-		"--beta", "0.2", "--target-kl", "0.5", "--kl-horizon", "8", "--min-beta", "0.01", "--eval-batches", "0", "--log-interval", "1", "--tensorboard=false")
+		"--beta", "0.2", "--target-kl", "0.5", "--kl-horizon", "8", "--min-beta", "0.01", "--whiten-rewards", "--eval-batches", "0", "--log-interval", "1", "--tensorboard=false")
 	for _, want := range []string{"ppo objective", "batch: 4 prompts", "done: step 2,"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("train --objective ppo output lacks %q:\n%s", want, out)
@@ -63,10 +63,11 @@ func TestPPOCommands(t *testing.T) {
 			KLHorizon    int     `json:"kl_horizon"`
 			MinBeta      float64 `json:"min_beta"`
 			MaxBeta      float64 `json:"max_beta"`
+			Whiten       bool    `json:"whiten_rewards"`
 		} `json:"ppo"`
 	}
 	if err := json.Unmarshal(ck.Trainer.Job, &job); err != nil || job.PPO.RewardModel != rmCk || job.PPO.Epochs != 2 || job.PPO.MaxNewTokens != 6 || job.Beta != 0.2 ||
-		job.PPO.TargetKL != 0.5 || job.PPO.KLHorizon != 8 || job.PPO.MinBeta != 0.01 || job.PPO.MaxBeta != 0.2*trainer.DefaultBetaRange {
+		job.PPO.TargetKL != 0.5 || job.PPO.KLHorizon != 8 || job.PPO.MinBeta != 0.01 || job.PPO.MaxBeta != 0.2*trainer.DefaultBetaRange || !job.PPO.Whiten {
 		t.Errorf("the checkpoint's job %s (%v)", ck.Trainer.Job, err)
 	}
 	f, err := os.Open(filepath.Join(ppo, "metrics.jsonl"))

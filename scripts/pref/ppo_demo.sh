@@ -4,8 +4,9 @@
 # from its last checkpoint on preference pairs (the rejected answer a corrupted one:
 # two words swapped, letters of a word changed, a word too many or too few), and an early SFT
 # checkpoint (step 150, which leaves room to improve; PPO_FROM=last for the last one)
-# is tuned with PPO against the reward model, with a KL penalty to itself whose
-# coefficient an adaptive controller moves to hold the KL near TARGET_KL.
+# is tuned with PPO against the reward model (its scores standardised over each
+# step's batch, --whiten-rewards), with a KL penalty to itself whose coefficient an
+# adaptive controller moves to hold the KL near TARGET_KL.
 # It prints, on held-out prompts (the SFT dataset's validation prompts, never
 # trained on), the mean reward-model score of sampled (temperature 1) and greedy
 # answers and the exact-match rate of the greedy ones, before and after PPO (and of
@@ -79,7 +80,7 @@ run=(train)
 if (( WORKERS > 1 )); then run=(local --workers "$WORKERS" --dir "$work/ppo.cluster"); fi
 rt "${run[@]}" --streams 4 --objective ppo --prompts "$work/sft-data" --init-from "$sft_early" --reward-model "$rm" --out "$work/ppo" \
   --seq 64 --batch "$PPO_BATCH" --steps "$PPO_STEPS" --lr "$PPO_LR" --min-lr "$PPO_LR" --warmup 0 --beta "$BETA" \
-  "${kl_flags[@]}" --max-new-tokens "$MAX_NEW" --log-interval 10 --eval-batches 0 --tensorboard=false | tail -1
+  "${kl_flags[@]}" --whiten-rewards --max-new-tokens "$MAX_NEW" --log-interval 10 --eval-batches 0 --tensorboard=false | tail -1
 ppo=$(ls -d "$work"/ppo/ckpt/step-* | tail -1)
 
 stamp "5. held-out prompts ($work/sft-data/synthetic/val.jsonl)"
