@@ -477,22 +477,8 @@ func TestPPOStepTokens(t *testing.T) {
 
 	// Two ranks of one stream each, summing over a shared reducer.
 	ranks := [2]*Trainer{ppoTestTrainer(t), ppoTestTrainer(t)}
-	sums := newRankSums(2)
-	var wg sync.WaitGroup
-	errs := make([]error, 2)
+	twoRankStep(t, ctx, ranks)
 	for i, rt := range ranks {
-		rt.SetReducer(sums)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = rt.Gradients(ctx, 0, []int{i}, nil)
-		}()
-	}
-	wg.Wait()
-	for i, rt := range ranks {
-		if errs[i] != nil {
-			t.Fatal(errs[i])
-		}
 		if rt.PPO.PromptTokens != tr.PPO.PromptTokens || rt.PPO.Tokens != tr.PPO.Tokens {
 			t.Errorf("rank %d of 2: %d prompt and %d answer tokens, one rank %d and %d", i, rt.PPO.PromptTokens, rt.PPO.Tokens, tr.PPO.PromptTokens, tr.PPO.Tokens)
 		}
@@ -598,6 +584,22 @@ func TestPPOWhitenRewards(t *testing.T) {
 	}
 
 	ranks := [2]*Trainer{whitened(), whitened()}
+	twoRankStep(t, ctx, ranks)
+	for i, rt := range ranks {
+		one, two := tr.ppo.rolls[i], rt.ppo.rolls[0]
+		if !slices.Equal(two.reward, one.reward) || !slices.Equal(slices.Concat(two.adv...), slices.Concat(one.adv...)) {
+			t.Errorf("stream %d: 2 ranks' reward scores %v, advantages %v; 1 rank's %v, %v", i, two.reward, two.adv, one.reward, one.adv)
+		}
+		if rt.PPO != tr.PPO {
+			t.Errorf("rank %d of 2 measures %+v, one rank %+v", i, rt.PPO, tr.PPO)
+		}
+	}
+}
+
+// twoRankStep computes step 0's gradients on two ranks over one in-process reducer,
+// rank i computing stream i, and fails the test on either rank's error.
+func twoRankStep(t *testing.T, ctx context.Context, ranks [2]*Trainer) {
+	t.Helper()
 	sums := newRankSums(2)
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
@@ -610,16 +612,9 @@ func TestPPOWhitenRewards(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	for i, rt := range ranks {
-		if errs[i] != nil {
-			t.Fatal(errs[i])
-		}
-		one, two := tr.ppo.rolls[i], rt.ppo.rolls[0]
-		if !slices.Equal(two.reward, one.reward) || !slices.Equal(slices.Concat(two.adv...), slices.Concat(one.adv...)) {
-			t.Errorf("stream %d: 2 ranks' reward scores %v, advantages %v; 1 rank's %v, %v", i, two.reward, two.adv, one.reward, one.adv)
-		}
-		if rt.PPO != tr.PPO {
-			t.Errorf("rank %d of 2 measures %+v, one rank %+v", i, rt.PPO, tr.PPO)
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 }
