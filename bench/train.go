@@ -39,10 +39,18 @@ type TrainResult struct {
 	TokensPerSecond    float64
 	CPU                time.Duration // process CPU time over the timed steps
 	FLOPsPerToken      float64       // 6N + 6·L·T·C
-	PeakGFLOPS         float64       // the micro-kernel's peak, measured after the steps
+	PeakGFLOPS         float64       // the peak, measured after the steps (see Peaker)
+	Gradients, Apply   time.Duration // of Elapsed: forward and backward with the gradients' hand-over; clipping and AdamW
 	MFU                float64       // model FLOP utilisation: FLOPsPerToken × tokens/s over the peak
 	AllocationsPerStep float64
 	PeakRSS            string // VmHWM of /proc/self/status, or "unknown"
+}
+
+// Peaker is a backend that measures its own float32 peak for MFU (a GPU's matrix
+// product); on any other, Train measures the CPU's gemm micro-kernel.
+type Peaker interface {
+	// MeasurePeak runs float32 matrix products for about d and returns their GFLOP/s.
+	MeasurePeak(d time.Duration) float64
 }
 
 // randomTokens is a trainer.BatchSource of uniformly random tokens: a pure function of
@@ -103,14 +111,18 @@ func Train(ctx context.Context, o TrainOptions, w io.Writer) (*TrainResult, erro
 	fmt.Fprintf(w, "model: layers %d heads %d embd %d seq %d batch %d vocab %d, %d params; device %s, gemm kernel %s, threads %d\n",
 		c.Layers, c.Heads, c.Embd, seq, batch, c.VocabSize, n, m.Backend().Device(), tensor.GemmKernel(), threads)
 
+	var gradTime, applyTime time.Duration
 	step := func() (float64, error) {
+		t0 := time.Now()
 		loss, err := tr.Gradients(ctx, tr.Step, spec.AllStreams(), nil)
 		if err != nil {
 			return 0, err
 		}
+		t1 := time.Now()
 		if _, _, err := tr.Apply(); err != nil {
 			return 0, err
 		}
+		gradTime, applyTime = gradTime+t1.Sub(t0), applyTime+time.Since(t1)
 		return loss / float64(batch*seq), nil
 	}
 	var first, last float64
@@ -126,6 +138,7 @@ func Train(ctx context.Context, o TrainOptions, w io.Writer) (*TrainResult, erro
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	mallocs := ms.Mallocs
+	gradTime, applyTime = 0, 0
 	cpu0 := processCPU()
 	start := time.Now()
 	for range steps {
@@ -140,21 +153,30 @@ func Train(ctx context.Context, o TrainOptions, w io.Writer) (*TrainResult, erro
 	if warmup == 0 {
 		first = last
 	}
-	peak := tensor.MeasurePeak(threads, o.PeakTime)
+	peak, peakOf := 0.0, "gemm micro-kernel on the CPU"
+	if p, ok := m.Backend().(Peaker); ok {
+		peak, peakOf = p.MeasurePeak(o.PeakTime), "matrix product on "+m.Backend().Device()
+	} else {
+		peak = tensor.MeasurePeak(threads, o.PeakTime)
+	}
 
 	tokens := float64(steps * batch * seq)
 	tps := tokens / elapsed.Seconds()
 	flopsPerToken := 6*float64(n) + 6*float64(c.Layers*seq*c.Embd)
 	*res = TrainResult{Params: n, FirstLoss: first, Loss: last, Elapsed: elapsed, TokensPerSecond: tps, CPU: cpu,
 		FLOPsPerToken: flopsPerToken, PeakGFLOPS: peak, MFU: flopsPerToken * tps / 1e9 / peak,
+		Gradients: gradTime, Apply: applyTime,
 		AllocationsPerStep: allocs, PeakRSS: peakRSS()}
 	fmt.Fprintf(w, "loss %.4f (first step) -> %.4f (last)\n", first, last)
 	fmt.Fprintf(w, "timed %d steps after %d warmup: %.3f s, %.1f ms/step, %.0f tokens/s\n",
 		steps, warmup, elapsed.Seconds(), 1000*elapsed.Seconds()/float64(steps), tps)
+	perStep := func(d time.Duration) float64 { return 1000 * d.Seconds() / float64(steps) }
+	fmt.Fprintf(w, "of a step: gradients %.1f ms (forward, backward, hand-over), apply %.1f ms (clipping, AdamW)\n",
+		perStep(gradTime), perStep(applyTime))
 	fmt.Fprintf(w, "process CPU time %.3f s, %.1f ms/step: %.2f of %d threads busy (other load on the machine shows as less)\n",
 		cpu.Seconds(), 1000*cpu.Seconds()/float64(steps), cpu.Seconds()/elapsed.Seconds(), threads)
-	fmt.Fprintf(w, "model FLOPs %.3g per token: %.1f GFLOP/s, MFU %.1f%% of the measured peak %.1f GFLOP/s\n",
-		flopsPerToken, flopsPerToken*tps/1e9, 100*flopsPerToken*tps/1e9/peak, peak)
+	fmt.Fprintf(w, "model FLOPs %.3g per token: %.1f GFLOP/s, MFU %.1f%% of the measured peak %.1f GFLOP/s (%s)\n",
+		flopsPerToken, flopsPerToken*tps/1e9, 100*flopsPerToken*tps/1e9/peak, peak, peakOf)
 	fmt.Fprintf(w, "allocations %.1f per step; peak RSS %s\n", allocs, res.PeakRSS)
 	return res, nil
 }

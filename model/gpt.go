@@ -211,7 +211,9 @@ func New(c Config, be tensor.Backend) (*GPT, error) {
 	}
 	if !be.HostShared() {
 		// Device buffers are not garbage collected: free them with the model.
-		runtime.AddCleanup(m, freeAll, deviceBufs{be: be, bufs: []any{m.dev.Slab, m.dgrads.Slab}})
+		// The host slabs stay reachable until then: the backend may have pinned them.
+		runtime.AddCleanup(m, freeAll, deviceBufs{be: be, bufs: []any{m.dev.Slab, m.dgrads.Slab},
+			host: [][]float32{m.Params.Slab, m.Grads.Slab}})
 	}
 	return m, nil
 }
@@ -220,6 +222,7 @@ func New(c Config, be tensor.Backend) (*GPT, error) {
 type deviceBufs struct {
 	be   tensor.Backend
 	bufs []any
+	host [][]float32 // host memory kept reachable until the buffers are freed
 }
 
 func freeAll(d deviceBufs) {

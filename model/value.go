@@ -97,7 +97,7 @@ func NewFrozen(c Config, be tensor.Backend) (*GPT, error) {
 		return nil, fmt.Errorf("model: allocating %d parameters on %s: %w", c.NumParams(), be.Device(), err)
 	}
 	if !be.HostShared() {
-		runtime.AddCleanup(m, freeAll, deviceBufs{be: be, bufs: []any{m.dev.Slab}})
+		runtime.AddCleanup(m, freeAll, deviceBufs{be: be, bufs: []any{m.dev.Slab}, host: [][]float32{m.Params.Slab}})
 	}
 	return m, nil
 }

@@ -7,7 +7,9 @@ cd "$(dirname "$0")/../.."
 out=${1:-.cache/gpu}
 mkdir -p "$out"
 export CGO_ENABLED=0 GOTOOLCHAIN=${GOTOOLCHAIN:-local}
-go build -tags cuda -o "$out/ringtrain" ./cmd/ringtrain
-go test -c -tags cuda -o "$out/cuda.test" ./tensor/cuda
-go test -c -tags cuda -o "$out/model.test" ./model
+# -s -w: no symbol tables, so that the three binaries travel small (about 40 MB).
+flags=(-trimpath -ldflags=-s\ -w)
+go build -tags cuda "${flags[@]}" -o "$out/ringtrain" ./cmd/ringtrain
+go test -c -tags cuda "${flags[@]}" -o "$out/cuda.test" ./tensor/cuda
+go test -c -tags cuda "${flags[@]}" -o "$out/model.test" ./model
 echo "built $out/ringtrain, $out/cuda.test, $out/model.test"

@@ -11,13 +11,16 @@
 #   2. every op against the CPU backend on random shapes, outputs poisoned with NaN
 #   3. the model's golden tests on the cuda backend
 #   4. 300 training steps of the tiny recipe on cuda and on cpu: the loss curves
-#   5. GPT-2 124M training throughput: ringtrain bench train --backend cuda next to
-#      scripts/bench/torch_train.py --device cuda (skipped without PyTorch with CUDA)
-#   6. a cluster of a coordinator and two workers on the GPU (--backend cuda), each
+#   5. a cluster of a coordinator and two workers on the GPU (--backend cuda), each
 #      with an audit log, checked by `ringtrain audit`
+#   6. GPT-2 124M (T=1024, B=16) training throughput: ringtrain bench train --backend
+#      cuda next to scripts/bench/torch_train.py --device cuda (skipped without PyTorch
+#      with CUDA), then ringtrain's again with TF32 matrix products
 #
 # With Go on the machine it builds what it runs; otherwise it uses the binaries that
-# scripts/gpu/build.sh made on another machine (GPU_BIN, default .cache/gpu).
+# scripts/gpu/build.sh made on another machine (GPU_BIN, default .cache/gpu). The whole
+# check keeps within CHECK_BUDGET seconds (default 420): each step's time limit is cut
+# to what is left, and a step with no time left fails as skipped.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -28,12 +31,20 @@ bin=${GPU_BIN:-$root/.cache/gpu}
 summary=$log/summary.txt
 : >"$summary"
 failed=0
+budget=${CHECK_BUDGET:-420}
 
 note() { echo "$*" | tee -a "$summary"; }
 # step NAME TIMEOUT CMD...: runs CMD with a time limit, its output in LOGDIR/NAME.log.
 step() {
 	local name=$1 limit=$2
 	shift 2
+	local left=$((budget - SECONDS))
+	if [ $left -lt 15 ]; then
+		note "FAIL $name (skipped: the check's budget of $budget s is spent)"
+		failed=1
+		return
+	fi
+	[ $left -lt $limit ] && limit=$left
 	local start=$SECONDS
 	if timeout "$limit" "$@" >"$log/$name.log" 2>&1; then
 		if grep -q -- '--- SKIP' "$log/$name.log"; then
@@ -52,6 +63,13 @@ step() {
 }
 
 nvidia-smi >"$log/nvidia-smi.log" 2>&1 || note "note: nvidia-smi not found or failed (see nvidia-smi.log)"
+{
+	echo "## the loader's CUDA libraries"
+	ldconfig -p 2>/dev/null | grep -E 'libcuda\.so|libcublas' || echo "(none in the ld.so cache)"
+	echo "## python3"
+	command -v python3 && python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
+} >"$log/machine.log" 2>&1
+grep -m1 'Driver Version' "$log/nvidia-smi.log" | tee -a "$summary"
 
 if command -v go >/dev/null 2>&1; then
 	step build 240 scripts/gpu/build.sh "$bin"
@@ -104,18 +122,7 @@ else:
 PY
 grep -q "FAIL curve" "$summary" && failed=1
 
-# 5. GPT-2 124M throughput.
-gpt2="--layers 12 --heads 12 --embd 768 --vocab 50257 --seq 1024 --batch 8"
-step bench-ringtrain 150 "$rt" bench train --backend cuda $gpt2 --warmup 2 --steps 10 --peak-time 100ms
-grep -E 'tokens/s|device' "$log/bench-ringtrain.log" | tee -a "$summary"
-if python3 -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-	step bench-torch 150 python3 scripts/bench/torch_train.py --device cuda $gpt2 --warmup 3 --steps 13
-	grep -E 'tokens/s' "$log/bench-torch.log" | sed 's/^/torch: /' | tee -a "$summary"
-else
-	note "SKIP bench-torch: no PyTorch with CUDA here"
-fi
-
-# 6. Coordinator and two cuda workers with audit logs.
+# 5. Coordinator and two cuda workers with audit logs.
 cluster() {
 	set -e
 	local d=$log/cluster
@@ -143,6 +150,20 @@ cluster() {
 	"$rt" audit --streams 2 "$d"/audit/*.jsonl
 }
 step cluster 150 bash -c "$(declare -f cluster); log='$log' rt='$rt' cluster"
+
+# 6. GPT-2 124M throughput.
+gpt2="--layers 12 --heads 12 --embd 768 --vocab 50257 --seq 1024 --batch 16"
+step bench-ringtrain 120 "$rt" bench train --backend cuda $gpt2 --warmup 2 --steps 8 --peak-time 500ms
+grep -E 'tokens/s|device|of a step|MFU' "$log/bench-ringtrain.log" | tee -a "$summary"
+if python3 -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+	step bench-torch 120 python3 scripts/bench/torch_train.py --device cuda $gpt2 --warmup 3 --steps 11
+	grep -E 'tokens/s' "$log/bench-torch.log" | sed 's/^/torch: /' | tee -a "$summary"
+else
+	note "SKIP bench-torch: no PyTorch with CUDA here"
+fi
+
+step bench-ringtrain-tf32 120 env RINGTRAIN_CUDA_TF32=1 "$rt" bench train --backend cuda $gpt2 --warmup 2 --steps 8 --peak-time 500ms
+grep -E 'tokens/s|MFU' "$log/bench-ringtrain-tf32.log" | sed 's/^/tf32: /' | tee -a "$summary"
 
 if [ $failed = 0 ]; then note "gpu check: all steps passed"; else note "gpu check: some steps failed (see above and the logs in $log)"; fi
 exit $failed

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/ringtrain/ringtrain/tensor"
@@ -56,9 +57,10 @@ type Backend struct {
 	tf32    bool
 	mu      sync.Mutex
 	err     error
-	allocs  map[uintptr]bool // base addresses of live device buffers
-	scratch []float32        // device scratch of attention backward
-	partial []float32        // device scratch of the float64 partial sums (2 floats each)
+	allocs  map[uintptr]bool           // base addresses of live device buffers
+	mirrors map[uintptr]unsafe.Pointer // device buffer of Mirror -> the host memory it registered
+	scratch []float32                  // device scratch of attention backward
+	partial []float32                  // device scratch of the float64 partial sums (2 floats each)
 }
 
 var _ tensor.Backend = (*Backend)(nil)
@@ -75,7 +77,7 @@ func Open(gpu int, o Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", tensor.ErrBackend, err)
 	}
-	b := &Backend{d: d, ex: newExecutor(), libs: libs, tf32: o.TF32, allocs: map[uintptr]bool{}}
+	b := &Backend{d: d, ex: newExecutor(), libs: libs, tf32: o.TF32, allocs: map[uintptr]bool{}, mirrors: map[uintptr]unsafe.Pointer{}}
 	b.ex.Do(func() { err = b.init(gpu) })
 	if err != nil {
 		b.ex.Close()
@@ -217,20 +219,37 @@ func (b *Backend) Free(buf any) {
 	}
 	b.mu.Lock()
 	own := b.allocs[p]
+	host, mirrored := b.mirrors[p]
 	delete(b.allocs, p)
+	delete(b.mirrors, p)
 	b.mu.Unlock()
 	if own {
-		b.ex.Do(func() { b.setErr(b.d.check("cuMemFree", b.d.cuMemFree(p))) })
+		b.ex.Do(func() {
+			if mirrored {
+				// Unpinned before the host memory can be collected and its pages reused.
+				_ = b.d.cuMemHostUnregister(host)
+			}
+			b.setErr(b.d.check("cuMemFree", b.d.cuMemFree(p)))
+		})
 	}
 }
 
 // Mirror pins host (page-locked, so transfers of the canonical slabs run by DMA) and
-// returns a device copy of it.
+// returns a device copy of it. Free of the copy unpins host: host must stay reachable
+// until then (the pages of collected memory can be given back to the system and
+// mapped anew, while a pinned range still points the driver at the old ones).
 func (b *Backend) Mirror(host []float32) []float32 {
-	if len(host) > 0 && !b.failed() {
-		b.ex.Do(func() { _ = b.d.cuMemHostRegister(unsafe.Pointer(&host[0]), uintptr(4*len(host)), 0) }) // best effort
-	}
 	buf := b.Alloc(len(host))
+	if len(host) > 0 && !b.failed() {
+		var ok bool
+		h := unsafe.Pointer(&host[0])
+		b.ex.Do(func() { ok = b.d.cuMemHostRegister(h, uintptr(4*len(host)), 0) == 0 }) // best effort
+		if ok {
+			b.mu.Lock()
+			b.mirrors[dp(buf)] = h
+			b.mu.Unlock()
+		}
+	}
 	b.Upload(buf, host)
 	return buf
 }
@@ -501,7 +520,8 @@ func (b *Backend) attentionBackward(dqkv, dout, qkv, out, lse []float32, start [
 	n := B * H * T
 	b.elementwise("attention_backward_d", n, dp(D), dp(dout), dp(out), i32(B), i32(T), i32(C), i32(H))
 	b.elementwise("attention_backward_dq", n, dp(dqkv), dp(dout), dp(qkv), dp(lse), dp(D), dp(start), i32(B), i32(T), i32(C), i32(H), bit(causal))
-	b.elementwise("attention_backward_dkv", n, dp(dqkv), dp(dout), dp(qkv), dp(lse), dp(D), dp(start), i32(B), i32(T), i32(C), i32(H), bit(causal))
+	b.elementwise("attention_backward_dk", n, dp(dqkv), dp(dout), dp(qkv), dp(lse), dp(D), dp(start), i32(B), i32(T), i32(C), i32(H), bit(causal))
+	b.elementwise("attention_backward_dv", n, dp(dqkv), dp(dout), dp(qkv), dp(lse), dp(start), i32(B), i32(T), i32(C), i32(H), bit(causal))
 }
 
 // AttentionDecodeForward appends the keys and values to the cache and attends over it.
@@ -589,6 +609,37 @@ func (b *Backend) SumSquares(x []float32, chunk int) float64 {
 // AdamW applies one AdamW step element-wise.
 func (b *Backend) AdamW(p, g, m, v []float32, b1, b2, eps, stepSize, invSqrtBC2, decayFactor float32) {
 	b.elementwise("adamw", len(p), dp(p), dp(g), dp(m), dp(v), int64(len(p)), b1, b2, eps, stepSize, invSqrtBC2, decayFactor)
+}
+
+// MeasurePeak times float32 matrix products of 8192×8192 matrices of non-zero values
+// through cuBLAS, in the backend's math mode, for about d after one untimed, and
+// returns their GFLOP/s (two FLOPs per multiply-add): the peak an MFU is stated
+// against. It returns 0 when the device fails.
+func (b *Backend) MeasurePeak(d time.Duration) float64 {
+	const n = 8192
+	host := make([]float32, n*n)
+	for i := range host {
+		host[i] = float32(i%13-6) / 64
+	}
+	x, y, z := b.Alloc(n*n), b.Alloc(n*n), b.Alloc(n*n)
+	defer func() { b.Free(x); b.Free(y); b.Free(z) }()
+	b.Upload(x, host)
+	b.Upload(y, host)
+	product := func() error {
+		b.sgemm(cublasOpN, cublasOpN, n, n, n, dp(x), n, dp(y), n, 0, dp(z), n)
+		return b.Record().Wait()
+	}
+	if product() != nil {
+		return 0
+	}
+	start, calls := time.Now(), 0
+	for calls < 3 || time.Since(start) < d {
+		if product() != nil {
+			return 0
+		}
+		calls++
+	}
+	return 2 * n * n * n * float64(calls) / time.Since(start).Seconds() / 1e9
 }
 
 // Close releases the executor's thread. Buffers still live are lost with the process.

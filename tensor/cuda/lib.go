@@ -62,11 +62,18 @@ func searchPath(sonames []string, envDir string, sitePackages []string) []string
 }
 
 // sitePackages lists Python's site-packages and dist-packages folders that exist: of
-// the active virtual environment, the user's, and the system's.
+// the active virtual environment, of the environment of each python3 on PATH (a
+// virtual environment's bin folder put on PATH without activating it), the user's,
+// and the system's.
 func sitePackages() []string {
 	var globs []string
 	if v := os.Getenv("VIRTUAL_ENV"); v != "" {
 		globs = append(globs, filepath.Join(v, "lib", "python3*", "site-packages"))
+	}
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		if _, err := os.Stat(filepath.Join(dir, "python3")); err == nil && dir != "" {
+			globs = append(globs, filepath.Join(filepath.Dir(dir), "lib", "python3*", "site-packages"))
+		}
 	}
 	if h, err := os.UserHomeDir(); err == nil {
 		globs = append(globs, filepath.Join(h, ".local", "lib", "python3*", "site-packages"))
@@ -74,10 +81,16 @@ func sitePackages() []string {
 	globs = append(globs, "/usr/local/lib/python3*/site-packages", "/usr/local/lib/python3*/dist-packages",
 		"/usr/lib/python3*/site-packages", "/usr/lib/python3/dist-packages", "/opt/conda/lib/python3*/site-packages")
 	var out []string
+	seen := map[string]bool{}
 	for _, g := range globs {
 		m, _ := filepath.Glob(g)
 		sort.Strings(m)
-		out = append(out, m...)
+		for _, d := range m {
+			if !seen[d] {
+				seen[d] = true
+				out = append(out, d)
+			}
+		}
 	}
 	return out
 }

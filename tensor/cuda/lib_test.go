@@ -163,3 +163,25 @@ func TestDiscover(t *testing.T) {
 	t.Logf("driver %s", l.DriverPath)
 	t.Logf("cublas %s", l.CublasPath)
 }
+
+// TestSitePackagesOfPythonOnPath checks that the site-packages of a virtual environment
+// whose bin folder is on PATH, not activated, are searched (where a GPU image's python3
+// keeps pip's CUDA wheels).
+func TestSitePackagesOfPythonOnPath(t *testing.T) {
+	env := t.TempDir()
+	site := filepath.Join(env, "lib", "python3.12", "site-packages")
+	if err := os.MkdirAll(site, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(env, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(env, "bin", "python3"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("VIRTUAL_ENV", "")
+	t.Setenv("PATH", filepath.Join(env, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"))
+	if got := sitePackages(); !slices.Contains(got, site) {
+		t.Fatalf("site-packages %v do not hold %s", got, site)
+	}
+}

@@ -160,42 +160,57 @@ extern "C" __global__ void bias_backward(float* dbias, const float* dout, int N,
 	dbias[o] += s;
 }
 
+// Attention's kernels are instantiated twice: for GPT-2's head size (HS = 64), where the
+// loops over a head unroll and each thread's rows live in registers, and for any other
+// head size up to MAXHS (HS = 0: read at run time, the rows in local memory). Both do the
+// same float operations in the same order, so they give the same bits.
+#define UNROLL _Pragma("unroll")
+#define ROW(HS) ((HS) > 0 ? (HS) : MAXHS)
+
 // Attention forward: one thread per query row (b, h, t), two passes over its keys.
 // With start (B,T) not null (causal only), query t sees the keys [start[b*T+t], t]: the
 // packed rows of SFT, where each segment attends only within itself.
-extern "C" __global__ void attention_forward(float* out, float* lse, const float* qkv, const int* start, int B, int T, int C, int H, int causal) {
+template <int HS>
+__device__ static void attention_forward_t(float* out, float* lse, const float* qkv, const int* start, int B, int T, int C, int H, int causal) {
 	i64 i = GID;
 	if (i >= (i64)B * H * T) return;
 	int t = (int)(i % T), h = (int)((i / T) % H);
 	i64 b = i / ((i64)T * H);
-	int hs = C / H;
+	const int hs = HS > 0 ? HS : C / H;
 	float scale = 1.f / SQRTF((float)hs);
-	const float* q = qkv + (b * T + t) * 3 * C + h * hs;
+	const float* qp = qkv + (b * T + t) * 3 * C + h * hs;
+	float q[ROW(HS)];
+	UNROLL for (int j = 0; j < hs; j++) q[j] = qp[j];
 	int nk = causal ? t + 1 : T;
 	int k0 = start ? start[b * T + t] : 0;
 	float mx = -3.0e38f;
 	for (int s = k0; s < nk; s++) {
 		const float* k = qkv + (b * T + s) * 3 * C + C + h * hs;
 		float d = 0.f;
-		for (int j = 0; j < hs; j++) d += q[j] * k[j];
+		UNROLL for (int j = 0; j < hs; j++) d += q[j] * k[j];
 		d *= scale;
 		if (d > mx) mx = d;
 	}
-	float acc[MAXHS];
-	for (int j = 0; j < hs; j++) acc[j] = 0.f;
+	float acc[ROW(HS)];
+	UNROLL for (int j = 0; j < hs; j++) acc[j] = 0.f;
 	float sum = 0.f;
 	for (int s = k0; s < nk; s++) {
 		const float* k = qkv + (b * T + s) * 3 * C + C + h * hs;
 		const float* v = k + C;
 		float d = 0.f;
-		for (int j = 0; j < hs; j++) d += q[j] * k[j];
+		UNROLL for (int j = 0; j < hs; j++) d += q[j] * k[j];
 		float p = EXPF(d * scale - mx);
 		sum += p;
-		for (int j = 0; j < hs; j++) acc[j] += p * v[j];
+		UNROLL for (int j = 0; j < hs; j++) acc[j] += p * v[j];
 	}
 	float* o = out + (b * T + t) * C + h * hs;
-	for (int j = 0; j < hs; j++) o[j] = acc[j] / sum;
+	UNROLL for (int j = 0; j < hs; j++) o[j] = acc[j] / sum;
 	lse[i] = mx + LOGF(sum);
+}
+
+extern "C" __global__ void attention_forward(float* out, float* lse, const float* qkv, const int* start, int B, int T, int C, int H, int causal) {
+	if (C == 64 * H) attention_forward_t<64>(out, lse, qkv, start, B, T, C, H, causal);
+	else attention_forward_t<0>(out, lse, qkv, start, B, T, C, H, causal);
 }
 
 // D (B,H,T) = rowsum(dout ⊙ out) per head; one thread per query row.
@@ -213,57 +228,101 @@ extern "C" __global__ void attention_backward_d(float* D, const float* dout, con
 }
 
 // dq += Σ_s p(dp - D) k / √hs; one thread per query row.
-extern "C" __global__ void attention_backward_dq(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* D, const int* start, int B, int T, int C, int H, int causal) {
+template <int HS>
+__device__ static void attention_backward_dq_t(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* D, const int* start, int B, int T, int C, int H, int causal) {
 	i64 i = GID;
 	if (i >= (i64)B * H * T) return;
 	int t = (int)(i % T), h = (int)((i / T) % H);
 	i64 b = i / ((i64)T * H);
-	int hs = C / H;
+	const int hs = HS > 0 ? HS : C / H;
 	float scale = 1.f / SQRTF((float)hs);
-	const float* q = qkv + (b * T + t) * 3 * C + h * hs;
-	const float* d = dout + (b * T + t) * C + h * hs;
-	float acc[MAXHS];
-	for (int j = 0; j < hs; j++) acc[j] = 0.f;
+	const float* qp = qkv + (b * T + t) * 3 * C + h * hs;
+	const float* dp_ = dout + (b * T + t) * C + h * hs;
+	float q[ROW(HS)], d[ROW(HS)], acc[ROW(HS)];
+	UNROLL for (int j = 0; j < hs; j++) { q[j] = qp[j]; d[j] = dp_[j]; acc[j] = 0.f; }
+	float li = lse[i], Di = D[i];
 	int nk = causal ? t + 1 : T;
 	for (int s = start ? start[b * T + t] : 0; s < nk; s++) {
 		const float* k = qkv + (b * T + s) * 3 * C + C + h * hs;
 		const float* v = k + C;
 		float qk = 0.f, dp = 0.f;
-		for (int j = 0; j < hs; j++) { qk += q[j] * k[j]; dp += d[j] * v[j]; }
-		float p = EXPF(qk * scale - lse[i]);
-		float ds = p * (dp - D[i]) * scale;
-		for (int j = 0; j < hs; j++) acc[j] += ds * k[j];
+		UNROLL for (int j = 0; j < hs; j++) { qk += q[j] * k[j]; dp += d[j] * v[j]; }
+		float p = EXPF(qk * scale - li);
+		float ds = p * (dp - Di) * scale;
+		UNROLL for (int j = 0; j < hs; j++) acc[j] += ds * k[j];
 	}
 	float* dq = dqkv + (b * T + t) * 3 * C + h * hs;
-	for (int j = 0; j < hs; j++) dq[j] += acc[j];
+	UNROLL for (int j = 0; j < hs; j++) dq[j] += acc[j];
 }
 
-// dk, dv of key s: Σ over the queries that see it (with start: those whose range begins
-// at or before s); one thread per key row.
-extern "C" __global__ void attention_backward_dkv(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* D, const int* start, int B, int T, int C, int H, int causal) {
+extern "C" __global__ void attention_backward_dq(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* D, const int* start, int B, int T, int C, int H, int causal) {
+	if (C == 64 * H) attention_backward_dq_t<64>(dqkv, dout, qkv, lse, D, start, B, T, C, H, causal);
+	else attention_backward_dq_t<0>(dqkv, dout, qkv, lse, D, start, B, T, C, H, causal);
+}
+
+// dv of key s: Σ p·dout over the queries that see it (with start: those whose range
+// begins at or before s); one thread per key row.
+template <int HS>
+__device__ static void attention_backward_dv_t(float* dqkv, const float* dout, const float* qkv, const float* lse, const int* start, int B, int T, int C, int H, int causal) {
 	i64 i = GID;
 	if (i >= (i64)B * H * T) return;
 	int s = (int)(i % T), h = (int)((i / T) % H);
 	i64 b = i / ((i64)T * H);
-	int hs = C / H;
+	const int hs = HS > 0 ? HS : C / H;
 	float scale = 1.f / SQRTF((float)hs);
-	const float* k = qkv + (b * T + s) * 3 * C + C + h * hs;
-	const float* v = k + C;
-	float dk[MAXHS], dv[MAXHS];
-	for (int j = 0; j < hs; j++) { dk[j] = 0.f; dv[j] = 0.f; }
+	const float* kp = qkv + (b * T + s) * 3 * C + C + h * hs;
+	float k[ROW(HS)], dv[ROW(HS)];
+	UNROLL for (int j = 0; j < hs; j++) { k[j] = kp[j]; dv[j] = 0.f; }
+	i64 row0 = (b * H + h) * T;
+	for (int t = causal ? s : 0; t < T; t++) {
+		if (start && start[b * T + t] > s) continue;
+		const float* q = qkv + (b * T + t) * 3 * C + h * hs;
+		const float* d = dout + (b * T + t) * C + h * hs;
+		float qk = 0.f;
+		UNROLL for (int j = 0; j < hs; j++) qk += q[j] * k[j];
+		float p = EXPF(qk * scale - lse[row0 + t]);
+		UNROLL for (int j = 0; j < hs; j++) dv[j] += p * d[j];
+	}
+	float* dvp = dqkv + (b * T + s) * 3 * C + 2 * C + h * hs;
+	UNROLL for (int j = 0; j < hs; j++) dvp[j] += dv[j];
+}
+
+extern "C" __global__ void attention_backward_dv(float* dqkv, const float* dout, const float* qkv, const float* lse, const int* start, int B, int T, int C, int H, int causal) {
+	if (C == 64 * H) attention_backward_dv_t<64>(dqkv, dout, qkv, lse, start, B, T, C, H, causal);
+	else attention_backward_dv_t<0>(dqkv, dout, qkv, lse, start, B, T, C, H, causal);
+}
+
+// dk of key s: Σ p(dp - D) q / √hs over the queries that see it; one thread per key row.
+template <int HS>
+__device__ static void attention_backward_dk_t(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* D, const int* start, int B, int T, int C, int H, int causal) {
+	i64 i = GID;
+	if (i >= (i64)B * H * T) return;
+	int s = (int)(i % T), h = (int)((i / T) % H);
+	i64 b = i / ((i64)T * H);
+	const int hs = HS > 0 ? HS : C / H;
+	float scale = 1.f / SQRTF((float)hs);
+	const float* kp = qkv + (b * T + s) * 3 * C + C + h * hs;
+	const float* vp = kp + C;
+	float k[ROW(HS)], v[ROW(HS)], dk[ROW(HS)];
+	UNROLL for (int j = 0; j < hs; j++) { k[j] = kp[j]; v[j] = vp[j]; dk[j] = 0.f; }
 	i64 row0 = (b * H + h) * T;
 	for (int t = causal ? s : 0; t < T; t++) {
 		if (start && start[b * T + t] > s) continue;
 		const float* q = qkv + (b * T + t) * 3 * C + h * hs;
 		const float* d = dout + (b * T + t) * C + h * hs;
 		float qk = 0.f, dp = 0.f;
-		for (int j = 0; j < hs; j++) { qk += q[j] * k[j]; dp += d[j] * v[j]; }
+		UNROLL for (int j = 0; j < hs; j++) { qk += q[j] * k[j]; dp += d[j] * v[j]; }
 		float p = EXPF(qk * scale - lse[row0 + t]);
 		float ds = p * (dp - D[row0 + t]) * scale;
-		for (int j = 0; j < hs; j++) { dv[j] += p * d[j]; dk[j] += ds * q[j]; }
+		UNROLL for (int j = 0; j < hs; j++) dk[j] += ds * q[j];
 	}
 	float* dkp = dqkv + (b * T + s) * 3 * C + C + h * hs;
-	for (int j = 0; j < hs; j++) { dkp[j] += dk[j]; dkp[C + j] += dv[j]; }
+	UNROLL for (int j = 0; j < hs; j++) dkp[j] += dk[j];
+}
+
+extern "C" __global__ void attention_backward_dk(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* D, const int* start, int B, int T, int C, int H, int causal) {
+	if (C == 64 * H) attention_backward_dk_t<64>(dqkv, dout, qkv, lse, D, start, B, T, C, H, causal);
+	else attention_backward_dk_t<0>(dqkv, dout, qkv, lse, D, start, B, T, C, H, causal);
 }
 
 // Copies the keys and values of qkv (T,3C) into cache rows pos0.. (maxT,C); one thread per element.
