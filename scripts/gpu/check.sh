@@ -141,6 +141,7 @@ cluster() {
 	"$rt" submit "$d/job.yaml" --coordinators 127.0.0.1:17001 --min-workers 2
 	# The workers report their backend's device; status shows it while they train.
 	for _ in $(seq 60); do
+		for p in ${pids#* }; do kill -0 "$p" 2>/dev/null || break 2; done # a worker that failed to start
 		"$rt" status --coordinators 127.0.0.1:17001 --json >"$d/status.json" 2>/dev/null || true
 		[ "$(grep -o '"device": *"cuda[^"]*"' "$d/status.json" | wc -l)" = 2 ] && break
 		sleep 0.5
