@@ -139,6 +139,10 @@ func Train(ctx context.Context, o TrainOptions, w io.Writer) (*TrainResult, erro
 	runtime.ReadMemStats(&ms)
 	mallocs := ms.Mallocs
 	gradTime, applyTime = 0, 0
+	prof, _ := m.Backend().(tensor.Profiler)
+	if prof != nil && prof.Profiling() {
+		prof.ResetProfile()
+	}
 	cpu0 := processCPU()
 	start := time.Now()
 	for range steps {
@@ -147,6 +151,10 @@ func Train(ctx context.Context, o TrainOptions, w io.Writer) (*TrainResult, erro
 		}
 	}
 	elapsed := time.Since(start)
+	var ops []tensor.OpTime // the timed steps' ops, before the peak's products
+	if prof != nil && prof.Profiling() {
+		ops = prof.Profile()
+	}
 	cpu := processCPU() - cpu0
 	runtime.ReadMemStats(&ms)
 	allocs := float64(ms.Mallocs-mallocs) / float64(steps)
@@ -178,6 +186,13 @@ func Train(ctx context.Context, o TrainOptions, w io.Writer) (*TrainResult, erro
 	fmt.Fprintf(w, "model FLOPs %.3g per token: %.1f GFLOP/s, MFU %.1f%% of the measured peak %.1f GFLOP/s (%s)\n",
 		flopsPerToken, flopsPerToken*tps/1e9, 100*flopsPerToken*tps/1e9/peak, peak, peakOf)
 	fmt.Fprintf(w, "allocations %.1f per step; peak RSS %s\n", allocs, res.PeakRSS)
+	if ops != nil {
+		fmt.Fprintf(w, "time per step of each op on %s (each op waited for):\n", m.Backend().Device())
+		for _, t := range ops {
+			fmt.Fprintf(w, "  %-28s %6d calls %9.2f ms %5.1f%%\n", t.Op, t.Calls/steps,
+				perStep(t.Total), 100*t.Total.Seconds()/elapsed.Seconds())
+		}
+	}
 	return res, nil
 }
 

@@ -15,7 +15,8 @@
 #      with an audit log, checked by `ringtrain audit`
 #   6. GPT-2 124M (T=1024, B=16) training throughput: ringtrain bench train --backend
 #      cuda next to scripts/bench/torch_train.py --device cuda (skipped without PyTorch
-#      with CUDA), then ringtrain's again with TF32 matrix products
+#      with CUDA), the time of each op in a profiled step, then ringtrain's throughput
+#      again with TF32 matrix products
 #
 # With Go on the machine it builds what it runs; otherwise it uses the binaries that
 # scripts/gpu/build.sh made on another machine (GPU_BIN, default .cache/gpu). The whole
@@ -162,6 +163,10 @@ if python3 -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)
 else
 	note "SKIP bench-torch: no PyTorch with CUDA here"
 fi
+
+# Where a step's time goes: every op timed (each waited for, so the step is slower).
+step bench-profile 90 env RINGTRAIN_CUDA_PROFILE=1 "$rt" bench train --backend cuda $gpt2 --warmup 1 --steps 2 --peak-time 100ms
+sed -n '/time per step of each op/,$p' "$log/bench-profile.log" | head -16 | tee -a "$summary"
 
 step bench-ringtrain-tf32 120 env RINGTRAIN_CUDA_TF32=1 "$rt" bench train --backend cuda $gpt2 --warmup 2 --steps 8 --peak-time 500ms
 grep -E 'tokens/s|MFU' "$log/bench-ringtrain-tf32.log" | sed 's/^/tf32: /' | tee -a "$summary"

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -18,7 +19,7 @@ import (
 
 func init() {
 	tensor.Register("cuda", func(gpu int) (tensor.Backend, error) {
-		return Open(gpu, Options{TF32: os.Getenv("RINGTRAIN_CUDA_TF32") == "1"})
+		return Open(gpu, Options{TF32: os.Getenv("RINGTRAIN_CUDA_TF32") == "1", Profile: os.Getenv("RINGTRAIN_CUDA_PROFILE") == "1"})
 	})
 }
 
@@ -28,6 +29,9 @@ type Options struct {
 	// mantissa in the products); the default is strict fp32. RINGTRAIN_CUDA_TF32=1
 	// sets it for --backend cuda.
 	TF32 bool
+	// Profile times every kernel, matrix product and transfer (tensor.Profiler), each
+	// waited for; RINGTRAIN_CUDA_PROFILE=1 sets it for --backend cuda.
+	Profile bool
 }
 
 // cuBLAS constants (cublas_api.h).
@@ -60,10 +64,15 @@ type Backend struct {
 	allocs  map[uintptr]bool           // base addresses of live device buffers
 	mirrors map[uintptr]unsafe.Pointer // device buffer of Mirror -> the host memory it registered
 	scratch []float32                  // device scratch of attention backward
+	cols    []float32                  // device scratch of the column sums' first stage
 	partial []float32                  // device scratch of the float64 partial sums (2 floats each)
+	prof    map[string]*tensor.OpTime  // with Options.Profile: the time of each op; nil without
 }
 
-var _ tensor.Backend = (*Backend)(nil)
+var (
+	_ tensor.Backend  = (*Backend)(nil)
+	_ tensor.Profiler = (*Backend)(nil)
+)
 
 // Open loads the CUDA libraries, creates a context on device gpu, a stream and a cuBLAS
 // handle, and loads the kernels. A missing library lists where it looked; a machine
@@ -78,6 +87,9 @@ func Open(gpu int, o Options) (*Backend, error) {
 		return nil, fmt.Errorf("%w: %w", tensor.ErrBackend, err)
 	}
 	b := &Backend{d: d, ex: newExecutor(), libs: libs, tf32: o.TF32, allocs: map[uintptr]bool{}, mirrors: map[uintptr]unsafe.Pointer{}}
+	if o.Profile {
+		b.prof = map[string]*tensor.OpTime{}
+	}
 	b.ex.Do(func() { err = b.init(gpu) })
 	if err != nil {
 		b.ex.Close()
@@ -137,6 +149,56 @@ func (b *Backend) init(gpu int) error {
 	}
 	b.fns = fns
 	return nil
+}
+
+// timed runs f, a driver call that queues op on the stream, on the executor's thread.
+// Profiling, it waits for the stream before and after f and adds the time between to
+// op's; f returns the call's error.
+func (b *Backend) timed(op string, f func() error) {
+	b.ex.Do(func() {
+		if b.prof == nil {
+			b.setErr(f())
+			return
+		}
+		b.setErr(b.d.check("cuStreamSynchronize", b.d.cuStreamSynchronize(b.stream)))
+		start := time.Now()
+		b.setErr(f())
+		b.setErr(b.d.check("cuStreamSynchronize", b.d.cuStreamSynchronize(b.stream)))
+		b.mu.Lock()
+		t := b.prof[op]
+		if t == nil {
+			t = &tensor.OpTime{Op: op}
+			b.prof[op] = t
+		}
+		t.Calls++
+		t.Total += time.Since(start)
+		b.mu.Unlock()
+	})
+}
+
+// Profiling reports whether the backend times its ops (Options.Profile).
+func (b *Backend) Profiling() bool { return b.prof != nil }
+
+// ResetProfile forgets the times so far.
+func (b *Backend) ResetProfile() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.prof != nil {
+		clear(b.prof)
+	}
+}
+
+// Profile returns the time of each op since the last reset, the longest first; nil
+// unless profiling.
+func (b *Backend) Profile() []tensor.OpTime {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []tensor.OpTime
+	for _, t := range b.prof {
+		out = append(out, *t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Total > out[j].Total })
+	return out
 }
 
 // Libraries reports the libraries the backend loaded.
@@ -259,8 +321,8 @@ func (b *Backend) Zero(buf []float32) {
 	if len(buf) == 0 || b.failed() {
 		return
 	}
-	b.ex.Do(func() {
-		b.setErr(b.d.check("cuMemsetD32Async", b.d.cuMemsetD32Async(dp(buf), 0, uintptr(len(buf)), b.stream)))
+	b.timed("zero", func() error {
+		return b.d.check("cuMemsetD32Async", b.d.cuMemsetD32Async(dp(buf), 0, uintptr(len(buf)), b.stream))
 	})
 }
 
@@ -268,8 +330,8 @@ func (b *Backend) upload(dst uintptr, src unsafe.Pointer, bytes int) {
 	if bytes == 0 || b.failed() {
 		return
 	}
-	b.ex.Do(func() {
-		b.setErr(b.d.check("cuMemcpyHtoDAsync", b.d.cuMemcpyHtoDAsync(dst, src, uintptr(bytes), b.stream)))
+	b.timed("upload", func() error {
+		return b.d.check("cuMemcpyHtoDAsync", b.d.cuMemcpyHtoDAsync(dst, src, uintptr(bytes), b.stream))
 	})
 }
 
@@ -277,8 +339,8 @@ func (b *Backend) download(dst unsafe.Pointer, src uintptr, bytes int) {
 	if bytes == 0 || b.failed() {
 		return
 	}
-	b.ex.Do(func() {
-		b.setErr(b.d.check("cuMemcpyDtoHAsync", b.d.cuMemcpyDtoHAsync(dst, src, uintptr(bytes), b.stream)))
+	b.timed("download", func() error {
+		return b.d.check("cuMemcpyDtoHAsync", b.d.cuMemcpyDtoHAsync(dst, src, uintptr(bytes), b.stream))
 	})
 }
 
@@ -362,7 +424,7 @@ func (b *Backend) launch(name string, grid, block int, args ...any) {
 		b.setErr(fmt.Errorf("%w: kernel %s not loaded", tensor.ErrDevice, name))
 		return
 	}
-	b.ex.Do(func() {
+	b.timed(name, func() error {
 		var pin runtime.Pinner
 		defer pin.Unpin()
 		vals := make([]unsafe.Pointer, len(args))
@@ -388,14 +450,20 @@ func (b *Backend) launch(name string, grid, block int, args ...any) {
 			vals[i] = p
 		}
 		pin.Pin(&vals[0])
-		b.setErr(b.d.check("cuLaunchKernel "+name,
-			b.d.cuLaunchKernel(f, uint32(grid), 1, 1, uint32(block), 1, 1, 0, b.stream, unsafe.Pointer(&vals[0]), nil)))
+		return b.d.check("cuLaunchKernel "+name,
+			b.d.cuLaunchKernel(f, uint32(grid), 1, 1, uint32(block), 1, 1, 0, b.stream, unsafe.Pointer(&vals[0]), nil))
 	})
 }
 
 const threads = 256
 
 func blocks(n int) int { return (n + threads - 1) / threads }
+
+// rowChunk is the kernels' ROWCHUNK: the rows a column sum's first stage adds per thread.
+const rowChunk = 64
+
+// chunks returns the number of row chunks of n rows.
+func chunks(n int) int { return (n + rowChunk - 1) / rowChunk }
 
 // elementwise launches a kernel with one thread per element.
 func (b *Backend) elementwise(name string, n int, args ...any) {
@@ -411,7 +479,9 @@ func (b *Backend) EncoderForward(out []float32, inp []int32, wte, wpe []float32,
 
 // EncoderBackward adds dout into dwte rows and dwpe.
 func (b *Backend) EncoderBackward(dwte, dwpe, dout []float32, inp []int32, B, T, C int) {
-	b.elementwise("encoder_backward_wte", C, dp(dwte), dp(dout), dp(inp), i32(B*T), i32(C))
+	V := len(dwte) / max(C, 1)
+	ranges := min(V, 64)
+	b.elementwise("encoder_backward_wte", ranges*C, dp(dwte), dp(dout), dp(inp), i32(B*T), i32(C), i32(V), i32(ranges))
 	b.elementwise("encoder_backward_wpe", T*C, dp(dwpe), dp(dout), i32(B), i32(T), i32(C))
 }
 
@@ -423,24 +493,28 @@ func (b *Backend) LayerNormForward(out, mean, rstd, inp, w, bias []float32, N, C
 // LayerNormBackward adds into dinp, dw and db.
 func (b *Backend) LayerNormBackward(dinp, dw, db, dout, inp, w, mean, rstd []float32, N, C int) {
 	b.launch("layernorm_backward_dinp", N, threads, dp(dinp), dp(dout), dp(inp), dp(w), dp(mean), dp(rstd), i32(N), i32(C))
-	b.elementwise("layernorm_backward_dwdb", C, dp(dw), dp(db), dp(dout), dp(inp), dp(mean), dp(rstd), i32(N), i32(C))
+	nc := chunks(N)
+	part := b.scratchBuf(&b.cols, 2*nc*C)
+	b.elementwise("layernorm_backward_dwdb", nc*C, dp(part), dp(dout), dp(inp), dp(mean), dp(rstd), i32(N), i32(C))
+	b.elementwise("column_sums", C, dp(dw), dp(part), i32(nc), i32(C))
+	b.elementwise("column_sums", C, dp(db), dp(part[nc*C:]), i32(nc), i32(C))
 }
 
-// sgemm runs cuBLAS's column-major C = alpha·op(A)·op(B) + beta·C.
-func (b *Backend) sgemm(ta, tb int32, m, n, k int, A uintptr, lda int, B uintptr, ldb int, beta float32, C uintptr, ldc int) {
+// sgemm runs cuBLAS's column-major C = alpha·op(A)·op(B) + beta·C for op.
+func (b *Backend) sgemm(op string, ta, tb int32, m, n, k int, A uintptr, lda int, B uintptr, ldb int, beta float32, C uintptr, ldc int) {
 	if b.failed() || m == 0 || n == 0 {
 		return
 	}
 	alpha := float32(1)
-	b.ex.Do(func() {
-		b.setErr(checkBLAS("cublasSgemm", b.d.cublasSgemm(b.blas, ta, tb, i32(m), i32(n), i32(k), &alpha, A, i32(lda), B, i32(ldb), &beta, C, i32(ldc))))
+	b.timed(op, func() error {
+		return checkBLAS("cublasSgemm", b.d.cublasSgemm(b.blas, ta, tb, i32(m), i32(n), i32(k), &alpha, A, i32(lda), B, i32(ldb), &beta, C, i32(ldc)))
 	})
 }
 
 // MatmulForward: out (N,OC) = inp (N,C) · wᵀ + bias.
 func (b *Backend) MatmulForward(out, inp, w, bias []float32, N, C, OC int) {
 	// Column-major: outᵀ (OC,N) = wᵀ... i.e. op(A)=T on w (C,OC), B = inp (C,N).
-	b.sgemm(cublasOpT, cublasOpN, OC, N, C, dp(w), C, dp(inp), C, 0, dp(out), OC)
+	b.sgemm("matmul_forward", cublasOpT, cublasOpN, OC, N, C, dp(w), C, dp(inp), C, 0, dp(out), OC)
 	if bias != nil {
 		b.elementwise("add_bias", N*OC, dp(out), dp(bias), i32(N), i32(OC))
 	}
@@ -449,13 +523,16 @@ func (b *Backend) MatmulForward(out, inp, w, bias []float32, N, C, OC int) {
 // MatmulBackward adds into dinp (N,C), dw (OC,C) and dbias (OC); nil ones are skipped.
 func (b *Backend) MatmulBackward(dinp, dw, dbias, dout, inp, w []float32, N, C, OC int) {
 	if dinp != nil {
-		b.sgemm(cublasOpN, cublasOpN, C, N, OC, dp(w), C, dp(dout), OC, 1, dp(dinp), C)
+		b.sgemm("matmul_backward_dinp", cublasOpN, cublasOpN, C, N, OC, dp(w), C, dp(dout), OC, 1, dp(dinp), C)
 	}
 	if dw != nil {
-		b.sgemm(cublasOpN, cublasOpT, C, OC, N, dp(inp), C, dp(dout), OC, 1, dp(dw), C)
+		b.sgemm("matmul_backward_dw", cublasOpN, cublasOpT, C, OC, N, dp(inp), C, dp(dout), OC, 1, dp(dw), C)
 	}
 	if dbias != nil {
-		b.elementwise("bias_backward", OC, dp(dbias), dp(dout), i32(N), i32(OC))
+		nc := chunks(N)
+		part := b.scratchBuf(&b.cols, nc*OC)
+		b.elementwise("bias_backward", nc*OC, dp(part), dp(dout), i32(N), i32(OC))
+		b.elementwise("column_sums", OC, dp(dbias), dp(part), i32(nc), i32(OC))
 	}
 }
 
@@ -500,6 +577,7 @@ func (b *Backend) AttentionBackwardRanges(dqkv, dout, qkv, out, lse []float32, s
 func (b *Backend) scratchBuf(buf *[]float32, n int) []float32 {
 	if len(*buf) < n {
 		if *buf != nil {
+			_ = b.Record().Wait() // the queued kernels are done with the old one
 			b.Free(*buf)
 		}
 		*buf = b.Alloc(n)
@@ -593,7 +671,7 @@ func (b *Backend) SumSquares(x []float32, chunk int) float64 {
 		return 0
 	}
 	part := b.scratchBuf(&b.partial, 2*nc)
-	b.elementwise("sum_squares", nc, dp(part), dp(x), int64(len(x)), int64(chunk))
+	b.launch("sum_squares", (nc+threads/8-1)/(threads/8), threads, dp(part), dp(x), int64(len(x)), int64(chunk))
 	host := make([]float64, nc)
 	b.download(unsafe.Pointer(&host[0]), dp(part), 8*nc)
 	if b.Record().Wait() != nil {
@@ -626,7 +704,7 @@ func (b *Backend) MeasurePeak(d time.Duration) float64 {
 	b.Upload(x, host)
 	b.Upload(y, host)
 	product := func() error {
-		b.sgemm(cublasOpN, cublasOpN, n, n, n, dp(x), n, dp(y), n, 0, dp(z), n)
+		b.sgemm("peak", cublasOpN, cublasOpN, n, n, n, dp(x), n, dp(y), n, 0, dp(z), n)
 		return b.Record().Wait()
 	}
 	if product() != nil {

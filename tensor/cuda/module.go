@@ -30,7 +30,7 @@ func ptxSource(ptx string) (file, sum string, err error) {
 // kernelNames are the entry points of ops.ptx the backend launches.
 var kernelNames = []string{
 	"encoder_forward", "encoder_backward_wte", "encoder_backward_wpe",
-	"layernorm_forward", "layernorm_backward_dinp", "layernorm_backward_dwdb",
+	"layernorm_forward", "layernorm_backward_dinp", "layernorm_backward_dwdb", "column_sums",
 	"add_bias", "bias_backward",
 	"attention_forward", "attention_backward_d", "attention_backward_dq", "attention_backward_dk", "attention_backward_dv",
 	"kv_append", "attention_decode",

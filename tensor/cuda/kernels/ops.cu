@@ -29,6 +29,21 @@
 
 typedef long long i64;
 
+// FMUL, FADD, FSUB and FDIV are single IEEE float32 operations (round to nearest, no
+// flush to zero) that are never fused into multiply-adds: PTX with an explicit rounding
+// mode, written as inline assembly so that no compiler pass turns it back into a plain
+// multiply it may contract. The kernels that must give the CPU's bits (AdamW) use them.
+#define PTX_BINARY(name, op) \
+	__device__ static float name(float a, float b) { \
+		float r; \
+		asm(op " %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); \
+		return r; \
+	}
+PTX_BINARY(FMUL, "mul.rn.f32")
+PTX_BINARY(FADD, "add.rn.f32")
+PTX_BINARY(FSUB, "sub.rn.f32")
+PTX_BINARY(FDIV, "div.rn.f32")
+
 #define GID (BID * BDIM + TID)
 
 // The block size every block-per-row kernel is launched with.
@@ -79,11 +94,20 @@ extern "C" __global__ void encoder_forward(float* out, const int* inp, const flo
 	out[i] = wte[(i64)inp[n] * C + c] + wpe[(i64)t * C + c];
 }
 
-// dwte rows += dout per token; one thread per channel walks the positions in order.
-extern "C" __global__ void encoder_backward_wte(float* dwte, const float* dout, const int* inp, int N, int C) {
-	i64 c = GID;
-	if (c >= C) return;
-	for (int n = 0; n < N; n++) dwte[(i64)inp[n] * C + c] += dout[(i64)n * C + c];
+// dwte rows += dout per token. The vocabulary is cut into nranges ranges of ids; one
+// thread per (range, channel) walks all positions in order and adds those whose token is
+// in its range, so each row gets its additions in position order (the CPU's), and the
+// threads of a warp (one range, consecutive channels) take the same branches.
+extern "C" __global__ void encoder_backward_wte(float* dwte, const float* dout, const int* inp, int N, int C, int V, int nranges) {
+	i64 i = GID;
+	if (i >= (i64)nranges * C) return;
+	int c = (int)(i % C), r = (int)(i / C);
+	int per = (V + nranges - 1) / nranges;
+	int v0 = r * per, v1 = v0 + per;
+	for (int n = 0; n < N; n++) {
+		int id = inp[n];
+		if (id >= v0 && id < v1) dwte[(i64)id * C + c] += dout[(i64)n * C + c];
+	}
 }
 
 // dwpe (T,C) += sum over b of dout; one thread per (t, c).
@@ -130,18 +154,37 @@ extern "C" __global__ void layernorm_backward_dinp(float* dinp, const float* dou
 	}
 }
 
-// dw, db (C) += LayerNorm's parameter gradients; one thread per channel over the rows in order.
-extern "C" __global__ void layernorm_backward_dwdb(float* dw, float* db, const float* dout, const float* inp, const float* mean, const float* rstd, int N, int C) {
+// Column sums of (N, C) matrices run in two fixed-order stages: one thread per (chunk of
+// ROWCHUNK rows, column) sums its rows in order into partial[chunk*C + c]; then one thread
+// per column adds its chunks' sums in order (column_sums). No atomics: the same bits on
+// every run, with N/ROWCHUNK times the threads of one thread per column.
+#define ROWCHUNK 64
+
+// dst (C) += Σ_r partial[r*C + c] over nchunks, in order; one thread per column.
+extern "C" __global__ void column_sums(float* dst, const float* partial, int nchunks, int C) {
 	i64 c = GID;
 	if (c >= C) return;
+	float s = 0.f;
+	for (int r = 0; r < nchunks; r++) s += partial[(i64)r * C + c];
+	dst[c] += s;
+}
+
+// LayerNorm's parameter gradients, first stage: partial (2, nchunks, C) holds each chunk's
+// Σ dout·norm (dw) then Σ dout (db); one thread per (chunk, channel).
+extern "C" __global__ void layernorm_backward_dwdb(float* partial, const float* dout, const float* inp, const float* mean, const float* rstd, int N, int C) {
+	int nchunks = (N + ROWCHUNK - 1) / ROWCHUNK;
+	i64 i = GID;
+	if (i >= (i64)nchunks * C) return;
+	int c = (int)(i % C), r = (int)(i / C);
+	int hi = r * ROWCHUNK + ROWCHUNK < N ? r * ROWCHUNK + ROWCHUNK : N;
 	float sw = 0.f, sb = 0.f;
-	for (int n = 0; n < N; n++) {
+	for (int n = r * ROWCHUNK; n < hi; n++) {
 		float d = dout[(i64)n * C + c];
 		sw += d * (inp[(i64)n * C + c] - mean[n]) * rstd[n];
 		sb += d;
 	}
-	dw[c] += sw;
-	db[c] += sb;
+	partial[i] = sw;
+	partial[(i64)nchunks * C + i] = sb;
 }
 
 // out (N,OC) += bias; one thread per element.
@@ -151,21 +194,77 @@ extern "C" __global__ void add_bias(float* out, const float* bias, int N, int OC
 	out[i] += bias[i % OC];
 }
 
-// dbias (OC) += column sums of dout (N,OC); one thread per column over the rows in order.
-extern "C" __global__ void bias_backward(float* dbias, const float* dout, int N, int OC) {
-	i64 o = GID;
-	if (o >= OC) return;
+// The bias gradient's first stage: partial (nchunks, OC) holds each chunk's column sums
+// of dout (N,OC); one thread per (chunk, column).
+extern "C" __global__ void bias_backward(float* partial, const float* dout, int N, int OC) {
+	int nchunks = (N + ROWCHUNK - 1) / ROWCHUNK;
+	i64 i = GID;
+	if (i >= (i64)nchunks * OC) return;
+	int o = (int)(i % OC), r = (int)(i / OC);
+	int hi = r * ROWCHUNK + ROWCHUNK < N ? r * ROWCHUNK + ROWCHUNK : N;
 	float s = 0.f;
-	for (int n = 0; n < N; n++) s += dout[(i64)n * OC + o];
-	dbias[o] += s;
+	for (int n = r * ROWCHUNK; n < hi; n++) s += dout[(i64)n * OC + o];
+	partial[i] = s;
 }
 
 // Attention's kernels are instantiated twice: for GPT-2's head size (HS = 64), where the
-// loops over a head unroll and each thread's rows live in registers, and for any other
-// head size up to MAXHS (HS = 0: read at run time, the rows in local memory). Both do the
-// same float operations in the same order, so they give the same bits.
+// loops over a head unroll, each thread's rows live in registers, rows are read 16 bytes
+// at a time and dot products keep four running sums; and for any other head size up to
+// MAXHS (HS = 0: read at run time, rows in local memory, one running sum). The HS = 64
+// kernels need 16-byte aligned buffers (aligned16); the dispatch falls back to HS = 0.
 #define UNROLL _Pragma("unroll")
 #define ROW(HS) ((HS) > 0 ? (HS) : MAXHS)
+
+struct __attribute__((aligned(16))) f4 { float x, y, z, w; };
+
+__device__ static bool aligned16(const void* a, const void* b) {
+	return (((unsigned long long)a | (unsigned long long)b) & 15) == 0;
+}
+
+// loadRow copies a head's row at p into r.
+template <int HS>
+__device__ static void loadRow(float* r, const float* p, int hs) {
+	if (HS > 0) {
+		const f4* p4 = (const f4*)p;
+		UNROLL for (int j = 0; j < HS / 4; j++) {
+			f4 x = p4[j];
+			r[4 * j] = x.x; r[4 * j + 1] = x.y; r[4 * j + 2] = x.z; r[4 * j + 3] = x.w;
+		}
+	} else {
+		for (int j = 0; j < hs; j++) r[j] = p[j];
+	}
+}
+
+// dotRow returns r · p over a head.
+template <int HS>
+__device__ static float dotRow(const float* r, const float* p, int hs) {
+	if (HS > 0) {
+		const f4* p4 = (const f4*)p;
+		float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+		UNROLL for (int j = 0; j < HS / 4; j++) {
+			f4 x = p4[j];
+			s0 += r[4 * j] * x.x; s1 += r[4 * j + 1] * x.y; s2 += r[4 * j + 2] * x.z; s3 += r[4 * j + 3] * x.w;
+		}
+		return (s0 + s1) + (s2 + s3);
+	}
+	float s = 0.f;
+	for (int j = 0; j < hs; j++) s += r[j] * p[j];
+	return s;
+}
+
+// axpyRow adds a·p to acc over a head.
+template <int HS>
+__device__ static void axpyRow(float* acc, float a, const float* p, int hs) {
+	if (HS > 0) {
+		const f4* p4 = (const f4*)p;
+		UNROLL for (int j = 0; j < HS / 4; j++) {
+			f4 x = p4[j];
+			acc[4 * j] += a * x.x; acc[4 * j + 1] += a * x.y; acc[4 * j + 2] += a * x.z; acc[4 * j + 3] += a * x.w;
+		}
+	} else {
+		for (int j = 0; j < hs; j++) acc[j] += a * p[j];
+	}
+}
 
 // Attention forward: one thread per query row (b, h, t), two passes over its keys.
 // With start (B,T) not null (causal only), query t sees the keys [start[b*T+t], t]: the
@@ -178,30 +277,22 @@ __device__ static void attention_forward_t(float* out, float* lse, const float* 
 	i64 b = i / ((i64)T * H);
 	const int hs = HS > 0 ? HS : C / H;
 	float scale = 1.f / SQRTF((float)hs);
-	const float* qp = qkv + (b * T + t) * 3 * C + h * hs;
-	float q[ROW(HS)];
-	UNROLL for (int j = 0; j < hs; j++) q[j] = qp[j];
+	float q[ROW(HS)], acc[ROW(HS)];
+	loadRow<HS>(q, qkv + (b * T + t) * 3 * C + h * hs, hs);
 	int nk = causal ? t + 1 : T;
 	int k0 = start ? start[b * T + t] : 0;
 	float mx = -3.0e38f;
 	for (int s = k0; s < nk; s++) {
-		const float* k = qkv + (b * T + s) * 3 * C + C + h * hs;
-		float d = 0.f;
-		UNROLL for (int j = 0; j < hs; j++) d += q[j] * k[j];
-		d *= scale;
+		float d = dotRow<HS>(q, qkv + (b * T + s) * 3 * C + C + h * hs, hs) * scale;
 		if (d > mx) mx = d;
 	}
-	float acc[ROW(HS)];
 	UNROLL for (int j = 0; j < hs; j++) acc[j] = 0.f;
 	float sum = 0.f;
 	for (int s = k0; s < nk; s++) {
 		const float* k = qkv + (b * T + s) * 3 * C + C + h * hs;
-		const float* v = k + C;
-		float d = 0.f;
-		UNROLL for (int j = 0; j < hs; j++) d += q[j] * k[j];
-		float p = EXPF(d * scale - mx);
+		float p = EXPF(dotRow<HS>(q, k, hs) * scale - mx);
 		sum += p;
-		UNROLL for (int j = 0; j < hs; j++) acc[j] += p * v[j];
+		axpyRow<HS>(acc, p, k + C, hs);
 	}
 	float* o = out + (b * T + t) * C + h * hs;
 	UNROLL for (int j = 0; j < hs; j++) o[j] = acc[j] / sum;
@@ -209,7 +300,7 @@ __device__ static void attention_forward_t(float* out, float* lse, const float* 
 }
 
 extern "C" __global__ void attention_forward(float* out, float* lse, const float* qkv, const int* start, int B, int T, int C, int H, int causal) {
-	if (C == 64 * H) attention_forward_t<64>(out, lse, qkv, start, B, T, C, H, causal);
+	if (C == 64 * H && aligned16(qkv, qkv)) attention_forward_t<64>(out, lse, qkv, start, B, T, C, H, causal);
 	else attention_forward_t<0>(out, lse, qkv, start, B, T, C, H, causal);
 }
 
@@ -236,27 +327,24 @@ __device__ static void attention_backward_dq_t(float* dqkv, const float* dout, c
 	i64 b = i / ((i64)T * H);
 	const int hs = HS > 0 ? HS : C / H;
 	float scale = 1.f / SQRTF((float)hs);
-	const float* qp = qkv + (b * T + t) * 3 * C + h * hs;
-	const float* dp_ = dout + (b * T + t) * C + h * hs;
 	float q[ROW(HS)], d[ROW(HS)], acc[ROW(HS)];
-	UNROLL for (int j = 0; j < hs; j++) { q[j] = qp[j]; d[j] = dp_[j]; acc[j] = 0.f; }
+	loadRow<HS>(q, qkv + (b * T + t) * 3 * C + h * hs, hs);
+	loadRow<HS>(d, dout + (b * T + t) * C + h * hs, hs);
+	UNROLL for (int j = 0; j < hs; j++) acc[j] = 0.f;
 	float li = lse[i], Di = D[i];
 	int nk = causal ? t + 1 : T;
 	for (int s = start ? start[b * T + t] : 0; s < nk; s++) {
 		const float* k = qkv + (b * T + s) * 3 * C + C + h * hs;
-		const float* v = k + C;
-		float qk = 0.f, dp = 0.f;
-		UNROLL for (int j = 0; j < hs; j++) { qk += q[j] * k[j]; dp += d[j] * v[j]; }
-		float p = EXPF(qk * scale - li);
-		float ds = p * (dp - Di) * scale;
-		UNROLL for (int j = 0; j < hs; j++) acc[j] += ds * k[j];
+		float p = EXPF(dotRow<HS>(q, k, hs) * scale - li);
+		float ds = p * (dotRow<HS>(d, k + C, hs) - Di) * scale;
+		axpyRow<HS>(acc, ds, k, hs);
 	}
 	float* dq = dqkv + (b * T + t) * 3 * C + h * hs;
 	UNROLL for (int j = 0; j < hs; j++) dq[j] += acc[j];
 }
 
 extern "C" __global__ void attention_backward_dq(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* D, const int* start, int B, int T, int C, int H, int causal) {
-	if (C == 64 * H) attention_backward_dq_t<64>(dqkv, dout, qkv, lse, D, start, B, T, C, H, causal);
+	if (C == 64 * H && aligned16(qkv, dout)) attention_backward_dq_t<64>(dqkv, dout, qkv, lse, D, start, B, T, C, H, causal);
 	else attention_backward_dq_t<0>(dqkv, dout, qkv, lse, D, start, B, T, C, H, causal);
 }
 
@@ -270,25 +358,21 @@ __device__ static void attention_backward_dv_t(float* dqkv, const float* dout, c
 	i64 b = i / ((i64)T * H);
 	const int hs = HS > 0 ? HS : C / H;
 	float scale = 1.f / SQRTF((float)hs);
-	const float* kp = qkv + (b * T + s) * 3 * C + C + h * hs;
 	float k[ROW(HS)], dv[ROW(HS)];
-	UNROLL for (int j = 0; j < hs; j++) { k[j] = kp[j]; dv[j] = 0.f; }
+	loadRow<HS>(k, qkv + (b * T + s) * 3 * C + C + h * hs, hs);
+	UNROLL for (int j = 0; j < hs; j++) dv[j] = 0.f;
 	i64 row0 = (b * H + h) * T;
 	for (int t = causal ? s : 0; t < T; t++) {
 		if (start && start[b * T + t] > s) continue;
-		const float* q = qkv + (b * T + t) * 3 * C + h * hs;
-		const float* d = dout + (b * T + t) * C + h * hs;
-		float qk = 0.f;
-		UNROLL for (int j = 0; j < hs; j++) qk += q[j] * k[j];
-		float p = EXPF(qk * scale - lse[row0 + t]);
-		UNROLL for (int j = 0; j < hs; j++) dv[j] += p * d[j];
+		float p = EXPF(dotRow<HS>(k, qkv + (b * T + t) * 3 * C + h * hs, hs) * scale - lse[row0 + t]);
+		axpyRow<HS>(dv, p, dout + (b * T + t) * C + h * hs, hs);
 	}
 	float* dvp = dqkv + (b * T + s) * 3 * C + 2 * C + h * hs;
 	UNROLL for (int j = 0; j < hs; j++) dvp[j] += dv[j];
 }
 
 extern "C" __global__ void attention_backward_dv(float* dqkv, const float* dout, const float* qkv, const float* lse, const int* start, int B, int T, int C, int H, int causal) {
-	if (C == 64 * H) attention_backward_dv_t<64>(dqkv, dout, qkv, lse, start, B, T, C, H, causal);
+	if (C == 64 * H && aligned16(qkv, dout)) attention_backward_dv_t<64>(dqkv, dout, qkv, lse, start, B, T, C, H, causal);
 	else attention_backward_dv_t<0>(dqkv, dout, qkv, lse, start, B, T, C, H, causal);
 }
 
@@ -301,27 +385,24 @@ __device__ static void attention_backward_dk_t(float* dqkv, const float* dout, c
 	i64 b = i / ((i64)T * H);
 	const int hs = HS > 0 ? HS : C / H;
 	float scale = 1.f / SQRTF((float)hs);
-	const float* kp = qkv + (b * T + s) * 3 * C + C + h * hs;
-	const float* vp = kp + C;
 	float k[ROW(HS)], v[ROW(HS)], dk[ROW(HS)];
-	UNROLL for (int j = 0; j < hs; j++) { k[j] = kp[j]; v[j] = vp[j]; dk[j] = 0.f; }
+	loadRow<HS>(k, qkv + (b * T + s) * 3 * C + C + h * hs, hs);
+	loadRow<HS>(v, qkv + (b * T + s) * 3 * C + 2 * C + h * hs, hs);
+	UNROLL for (int j = 0; j < hs; j++) dk[j] = 0.f;
 	i64 row0 = (b * H + h) * T;
 	for (int t = causal ? s : 0; t < T; t++) {
 		if (start && start[b * T + t] > s) continue;
 		const float* q = qkv + (b * T + t) * 3 * C + h * hs;
-		const float* d = dout + (b * T + t) * C + h * hs;
-		float qk = 0.f, dp = 0.f;
-		UNROLL for (int j = 0; j < hs; j++) { qk += q[j] * k[j]; dp += d[j] * v[j]; }
-		float p = EXPF(qk * scale - lse[row0 + t]);
-		float ds = p * (dp - D[row0 + t]) * scale;
-		UNROLL for (int j = 0; j < hs; j++) dk[j] += ds * q[j];
+		float p = EXPF(dotRow<HS>(k, q, hs) * scale - lse[row0 + t]);
+		float ds = p * (dotRow<HS>(v, dout + (b * T + t) * C + h * hs, hs) - D[row0 + t]) * scale;
+		axpyRow<HS>(dk, ds, q, hs);
 	}
 	float* dkp = dqkv + (b * T + s) * 3 * C + C + h * hs;
 	UNROLL for (int j = 0; j < hs; j++) dkp[j] += dk[j];
 }
 
 extern "C" __global__ void attention_backward_dk(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* D, const int* start, int B, int T, int C, int H, int causal) {
-	if (C == 64 * H) attention_backward_dk_t<64>(dqkv, dout, qkv, lse, D, start, B, T, C, H, causal);
+	if (C == 64 * H && aligned16(qkv, dout)) attention_backward_dk_t<64>(dqkv, dout, qkv, lse, D, start, B, T, C, H, causal);
 	else attention_backward_dk_t<0>(dqkv, dout, qkv, lse, D, start, B, T, C, H, causal);
 }
 
@@ -448,27 +529,40 @@ extern "C" __global__ void xent_backward(float* probs, const int* targets, float
 	probs[i] = (probs[i] - (v == tg ? 1.f : 0.f)) * scale;
 }
 
-// partial[c] = Σ x² over chunk c (float64, in order); one thread per chunk. The host adds
-// the partials in order, as tensor.SumSquares does.
+// partial[c] = Σ x² over chunk c in float64, in the CPU's order (tensor's sumSq8): eight
+// running sums s_j of the x[8i+j]², combined as ((s0+s4)+(s2+s6))+((s1+s5)+(s3+s7)), then
+// the squares past the last multiple of 8 in order. Eight threads per chunk, one per s_j
+// (a float32's square is exact in float64, so a fused multiply-add changes nothing). The
+// host adds the partials in order, as tensor.SumSquares does.
 extern "C" __global__ void sum_squares(double* partial, const float* x, i64 n, i64 chunk) {
-	i64 c = GID;
+	__shared__ double sh[ROWBLOCK];
+	int t = TID, j = t & 7;
+	i64 c = BID * (ROWBLOCK / 8) + (t >> 3);
 	i64 lo = c * chunk;
-	if (lo >= n) return;
 	i64 hi = lo + chunk < n ? lo + chunk : n;
+	i64 n8 = lo < n ? lo + ((hi - lo) & ~7LL) : lo;
 	double s = 0.0;
-	for (i64 i = lo; i < hi; i++) s += (double)x[i] * (double)x[i];
-	partial[c] = s;
+	for (i64 i = lo + j; i < n8; i += 8) s += (double)x[i] * (double)x[i];
+	sh[t] = s;
+	SYNC();
+	if (j == 0 && lo < n) {
+		const double* q = sh + t;
+		double tot = ((q[0] + q[4]) + (q[2] + q[6])) + ((q[1] + q[5]) + (q[3] + q[7]));
+		for (i64 i = n8; i < hi; i++) tot += (double)x[i] * (double)x[i];
+		partial[c] = tot;
+	}
 }
 
-// One AdamW step, element-wise, in tensor.AdamW's order of float32 operations.
+// One AdamW step, element-wise: tensor.AdamW's float32 operations in its order, none
+// fused, so the same bits as the CPU.
 extern "C" __global__ void adamw(float* p, const float* g, float* m, float* v, i64 n, float b1, float b2, float eps, float stepSize, float invSqrtBC2, float df) {
 	i64 i = GID;
 	if (i >= n) return;
 	float gi = g[i];
-	float mi = b1 * m[i] + (1.f - b1) * gi;
-	float vi = b2 * v[i] + (1.f - b2) * gi * gi;
+	float mi = FADD(FMUL(b1, m[i]), FMUL(FSUB(1.f, b1), gi));
+	float vi = FADD(FMUL(b2, v[i]), FMUL(FMUL(FSUB(1.f, b2), gi), gi));
 	m[i] = mi;
 	v[i] = vi;
-	float denom = SQRTF(vi) * invSqrtBC2 + eps;
-	p[i] = p[i] * df - stepSize * mi / denom;
+	float denom = FADD(FMUL(SQRTF(vi), invSqrtBC2), eps);
+	p[i] = FSUB(FMUL(p[i], df), FDIV(FMUL(stepSize, mi), denom));
 }
