@@ -88,7 +88,8 @@ step discovery 60 bash -c "cd tensor/cuda && '$bin/cuda.test' -test.run '^TestDi
 grep -E 'driver|cublas|looked' "$log/discovery.log" | head -12 | tee -a "$summary"
 
 # 2. Ops against the CPU.
-step ops 120 bash -c "cd tensor/cuda && '$bin/cuda.test' -test.run '^TestOpsMatchCPU$' -test.v"
+step ops 120 bash -c "cd tensor/cuda && '$bin/cuda.test' -test.run '^(TestKernelResources|TestOpsMatchCPU)$' -test.v"
+grep -E 'registers' "$log/ops.log" | grep attention | sed 's/^ *ops_test.go:[0-9]*: /kernel /' | tee -a "$summary"
 
 # 3. Golden tests on cuda.
 step golden 120 bash -c "cd model && '$bin/model.test' -test.run 'Golden' -test.v"

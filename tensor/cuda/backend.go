@@ -201,6 +201,38 @@ func (b *Backend) Profile() []tensor.OpTime {
 	return out
 }
 
+// KernelResources is what the driver compiled one kernel to.
+type KernelResources struct {
+	Name               string
+	Registers          int // per thread
+	LocalBytes         int // per thread: local arrays and spilled registers
+	MaxThreadsPerBlock int // the largest block it can be launched with
+	StaticSharedBytes  int
+}
+
+// Kernels reports the resources of every kernel, in the order of their names.
+func (b *Backend) Kernels() ([]KernelResources, error) {
+	var out []KernelResources
+	var err error
+	b.ex.Do(func() {
+		for _, name := range kernelNames {
+			k := KernelResources{Name: name}
+			for _, a := range []struct {
+				attr int32 // CUfunction_attribute
+				dst  *int
+			}{{0, &k.MaxThreadsPerBlock}, {1, &k.StaticSharedBytes}, {3, &k.LocalBytes}, {4, &k.Registers}} {
+				var v int32
+				if err = b.d.check("cuFuncGetAttribute "+name, b.d.cuFuncGetAttribute(&v, a.attr, b.fns[name])); err != nil {
+					return
+				}
+				*a.dst = int(v)
+			}
+			out = append(out, k)
+		}
+	})
+	return out, err
+}
+
 // Libraries reports the libraries the backend loaded.
 func (b *Backend) Libraries() Libraries { return *b.libs }
 

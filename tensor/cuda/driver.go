@@ -35,6 +35,7 @@ type driver struct {
 	cuEventDestroy           func(e uintptr) int32
 	cuModuleLoadData         func(m *uintptr, image unsafe.Pointer) int32
 	cuModuleGetFunction      func(f *uintptr, m uintptr, name *byte) int32
+	cuFuncGetAttribute       func(v *int32, attr int32, f uintptr) int32
 	cuLaunchKernel           func(f uintptr, gx, gy, gz, bx, by, bz, shmem uint32, stream uintptr, params unsafe.Pointer, extra unsafe.Pointer) int32
 
 	cublasCreate      func(h *uintptr) int32
@@ -88,6 +89,7 @@ func loadDriver(cuda, cublas uintptr) (*driver, error) {
 		{cuda, "cuEventDestroy_v2", &d.cuEventDestroy},
 		{cuda, "cuModuleLoadData", &d.cuModuleLoadData},
 		{cuda, "cuModuleGetFunction", &d.cuModuleGetFunction},
+		{cuda, "cuFuncGetAttribute", &d.cuFuncGetAttribute},
 		{cuda, "cuLaunchKernel", &d.cuLaunchKernel},
 	}
 	if cublas != 0 {

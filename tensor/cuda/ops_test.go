@@ -94,6 +94,24 @@ func (c *opCase) compare(what string, got, want []float32, atol, rtol float64) {
 
 func clone(x []float32) []float32 { return append([]float32(nil), x...) }
 
+// TestKernelResources checks that every kernel can be launched with the block size the
+// backend uses (a kernel whose registers allow fewer threads would fail to launch), and
+// logs what the driver compiled each to.
+func TestKernelResources(t *testing.T) {
+	b := openDevice(t)
+	ks, err := b.Kernels()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range ks {
+		t.Logf("%-26s %3d registers, %5d bytes local, %5d bytes shared, up to %4d threads a block",
+			k.Name, k.Registers, k.LocalBytes, k.StaticSharedBytes, k.MaxThreadsPerBlock)
+		if k.MaxThreadsPerBlock < threads {
+			t.Errorf("kernel %s takes blocks of at most %d threads; the backend launches %d", k.Name, k.MaxThreadsPerBlock, threads)
+		}
+	}
+}
+
 // TestOpsMatchCPU compares every op with the CPU backend on random shapes, outputs
 // poisoned with NaN beforehand, and runs everything twice: the second run's outputs
 // must be the first's bit for bit. It needs a GPU and skips without one.

@@ -266,7 +266,8 @@ __device__ static void axpyRow(float* acc, float a, const float* p, int hs) {
 	}
 }
 
-// Attention forward: one thread per query row (b, h, t), two passes over its keys.
+// Attention forward: one thread per query row (b, h, t), one pass over its keys (HS = 64)
+// or two (the maximum first).
 // With start (B,T) not null (causal only), query t sees the keys [start[b*T+t], t]: the
 // packed rows of SFT, where each segment attends only within itself.
 template <int HS>
@@ -281,18 +282,36 @@ __device__ static void attention_forward_t(float* out, float* lse, const float* 
 	loadRow<HS>(q, qkv + (b * T + t) * 3 * C + h * hs, hs);
 	int nk = causal ? t + 1 : T;
 	int k0 = start ? start[b * T + t] : 0;
-	float mx = -3.0e38f;
-	for (int s = k0; s < nk; s++) {
-		float d = dotRow<HS>(q, qkv + (b * T + s) * 3 * C + C + h * hs, hs) * scale;
-		if (d > mx) mx = d;
-	}
+	float mx = -3.0e38f, sum = 0.f;
 	UNROLL for (int j = 0; j < hs; j++) acc[j] = 0.f;
-	float sum = 0.f;
-	for (int s = k0; s < nk; s++) {
-		const float* k = qkv + (b * T + s) * 3 * C + C + h * hs;
-		float p = EXPF(dotRow<HS>(q, k, hs) * scale - mx);
-		sum += p;
-		axpyRow<HS>(acc, p, k + C, hs);
+	if (HS > 0) {
+		// One pass, the softmax online: when a key's score raises the maximum, the sums
+		// so far are rescaled to it (the first key's rescale multiplies zeros by zero).
+		for (int s = k0; s < nk; s++) {
+			const float* k = qkv + (b * T + s) * 3 * C + C + h * hs;
+			float d = dotRow<HS>(q, k, hs) * scale;
+			if (d > mx) {
+				float c = EXPF(mx - d);
+				sum *= c;
+				UNROLL for (int j = 0; j < hs; j++) acc[j] *= c;
+				mx = d;
+			}
+			float p = EXPF(d - mx);
+			sum += p;
+			axpyRow<HS>(acc, p, k + C, hs);
+		}
+	} else {
+		// Two passes: the maximum, then the sums.
+		for (int s = k0; s < nk; s++) {
+			float d = dotRow<HS>(q, qkv + (b * T + s) * 3 * C + C + h * hs, hs) * scale;
+			if (d > mx) mx = d;
+		}
+		for (int s = k0; s < nk; s++) {
+			const float* k = qkv + (b * T + s) * 3 * C + C + h * hs;
+			float p = EXPF(dotRow<HS>(q, k, hs) * scale - mx);
+			sum += p;
+			axpyRow<HS>(acc, p, k + C, hs);
+		}
 	}
 	float* o = out + (b * T + t) * C + h * hs;
 	UNROLL for (int j = 0; j < hs; j++) o[j] = acc[j] / sum;
@@ -362,8 +381,10 @@ __device__ static void attention_backward_dv_t(float* dqkv, const float* dout, c
 	loadRow<HS>(k, qkv + (b * T + s) * 3 * C + C + h * hs, hs);
 	UNROLL for (int j = 0; j < hs; j++) dv[j] = 0.f;
 	i64 row0 = (b * H + h) * T;
-	for (int t = causal ? s : 0; t < T; t++) {
-		if (start && start[b * T + t] > s) continue;
+	// The threads of a warp walk the queries in step, from the first key of their group of
+	// 32, so that they read the same query's row at once (one broadcast, not 32 rows).
+	for (int t = causal ? s - s % 32 : 0; t < T; t++) {
+		if ((causal && t < s) || (start && start[b * T + t] > s)) continue;
 		float p = EXPF(dotRow<HS>(k, qkv + (b * T + t) * 3 * C + h * hs, hs) * scale - lse[row0 + t]);
 		axpyRow<HS>(dv, p, dout + (b * T + t) * C + h * hs, hs);
 	}
@@ -390,8 +411,10 @@ __device__ static void attention_backward_dk_t(float* dqkv, const float* dout, c
 	loadRow<HS>(v, qkv + (b * T + s) * 3 * C + 2 * C + h * hs, hs);
 	UNROLL for (int j = 0; j < hs; j++) dk[j] = 0.f;
 	i64 row0 = (b * H + h) * T;
-	for (int t = causal ? s : 0; t < T; t++) {
-		if (start && start[b * T + t] > s) continue;
+	// The threads of a warp walk the queries in step, from the first key of their group of
+	// 32, so that they read the same query's row at once (one broadcast, not 32 rows).
+	for (int t = causal ? s - s % 32 : 0; t < T; t++) {
+		if ((causal && t < s) || (start && start[b * T + t] > s)) continue;
 		const float* q = qkv + (b * T + t) * 3 * C + h * hs;
 		float p = EXPF(dotRow<HS>(k, q, hs) * scale - lse[row0 + t]);
 		float ds = p * (dotRow<HS>(v, dout + (b * T + t) * C + h * hs, hs) - D[row0 + t]) * scale;

@@ -36,6 +36,7 @@ int cuEventSynchronize(void* e) { return 0; }
 int cuEventDestroy_v2(void* e) { return 0; }
 int cuModuleLoadData(void** m, const void* img) { *m = (void*)1; return 0; }
 int cuModuleGetFunction(void** f, void* m, const char* name) { *f = (void*)1; return 0; }
+int cuFuncGetAttribute(int* v, int attr, void* f) { *v = 0; return 0; }
 int cuLaunchKernel(void* f, unsigned a, unsigned b, unsigned c, unsigned d, unsigned e, unsigned g, unsigned sh, void* st, void** p, void** x) { return 0; }
 
 int cublasCreate_v2(void** h) { *h = (void*)1; return 0; }
