@@ -595,9 +595,14 @@ func (b *Backend) AttentionForwardRanges(out, lse, qkv []float32, start []int32,
 }
 
 func (b *Backend) attentionForward(out, lse, qkv []float32, start []int32, B, T, C, H int, causal bool) {
-	if b.checkHeads(C, H) {
-		b.elementwise("attention_forward", B*H*T, dp(out), dp(lse), dp(qkv), dp(start), i32(B), i32(T), i32(C), i32(H), bit(causal))
+	if !b.checkHeads(C, H) {
+		return
 	}
+	if C == 64*H && (dp(qkv)|dp(out))%16 == 0 {
+		b.elementwise("attention_forward_64", 2*B*H*T, dp(out), dp(lse), dp(qkv), dp(start), i32(B), i32(T), i32(C), i32(H), bit(causal))
+		return
+	}
+	b.elementwise("attention_forward", B*H*T, dp(out), dp(lse), dp(qkv), dp(start), i32(B), i32(T), i32(C), i32(H), bit(causal))
 }
 
 // AttentionBackwardRanges adds into dqkv; start as in AttentionForwardRanges.

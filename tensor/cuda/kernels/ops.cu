@@ -44,6 +44,14 @@ PTX_BINARY(FADD, "add.rn.f32")
 PTX_BINARY(FSUB, "sub.rn.f32")
 PTX_BINARY(FDIV, "div.rn.f32")
 
+// pairSwap returns v of the other thread of a pair of lanes (lane ^ 1); mask holds the
+// pair, which must run it together.
+__device__ static float pairSwap(float v, unsigned mask) {
+	float r;
+	asm volatile("shfl.sync.bfly.b32 %0, %1, 1, 0x1f, %2;" : "=f"(r) : "f"(v), "r"(mask));
+	return r;
+}
+
 #define GID (BID * BDIM + TID)
 
 // The block size every block-per-row kernel is launched with.
@@ -215,7 +223,12 @@ extern "C" __global__ void bias_backward(float* partial, const float* dout, int 
 #define UNROLL _Pragma("unroll")
 #define ROW(HS) ((HS) > 0 ? (HS) : MAXHS)
 
-struct __attribute__((aligned(16))) f4 { float x, y, z, w; };
+// ld4 loads four floats from 16-byte aligned global memory with one vector load: inline
+// assembly, because the optimiser splits a vector load whose lanes are used one by one
+// back into four.
+__device__ static void ld4(const float* p, float* r) {
+	asm("ld.global.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(r[0]), "=f"(r[1]), "=f"(r[2]), "=f"(r[3]) : "l"(p));
+}
 
 __device__ static bool aligned16(const void* a, const void* b) {
 	return (((unsigned long long)a | (unsigned long long)b) & 15) == 0;
@@ -225,11 +238,7 @@ __device__ static bool aligned16(const void* a, const void* b) {
 template <int HS>
 __device__ static void loadRow(float* r, const float* p, int hs) {
 	if (HS > 0) {
-		const f4* p4 = (const f4*)p;
-		UNROLL for (int j = 0; j < HS / 4; j++) {
-			f4 x = p4[j];
-			r[4 * j] = x.x; r[4 * j + 1] = x.y; r[4 * j + 2] = x.z; r[4 * j + 3] = x.w;
-		}
+		UNROLL for (int j = 0; j < HS / 4; j++) ld4(p + 4 * j, r + 4 * j);
 	} else {
 		for (int j = 0; j < hs; j++) r[j] = p[j];
 	}
@@ -239,11 +248,11 @@ __device__ static void loadRow(float* r, const float* p, int hs) {
 template <int HS>
 __device__ static float dotRow(const float* r, const float* p, int hs) {
 	if (HS > 0) {
-		const f4* p4 = (const f4*)p;
 		float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
 		UNROLL for (int j = 0; j < HS / 4; j++) {
-			f4 x = p4[j];
-			s0 += r[4 * j] * x.x; s1 += r[4 * j + 1] * x.y; s2 += r[4 * j + 2] * x.z; s3 += r[4 * j + 3] * x.w;
+			float x[4];
+			ld4(p + 4 * j, x);
+			s0 += r[4 * j] * x[0]; s1 += r[4 * j + 1] * x[1]; s2 += r[4 * j + 2] * x[2]; s3 += r[4 * j + 3] * x[3];
 		}
 		return (s0 + s1) + (s2 + s3);
 	}
@@ -256,10 +265,10 @@ __device__ static float dotRow(const float* r, const float* p, int hs) {
 template <int HS>
 __device__ static void axpyRow(float* acc, float a, const float* p, int hs) {
 	if (HS > 0) {
-		const f4* p4 = (const f4*)p;
 		UNROLL for (int j = 0; j < HS / 4; j++) {
-			f4 x = p4[j];
-			acc[4 * j] += a * x.x; acc[4 * j + 1] += a * x.y; acc[4 * j + 2] += a * x.z; acc[4 * j + 3] += a * x.w;
+			float x[4];
+			ld4(p + 4 * j, x);
+			acc[4 * j] += a * x[0]; acc[4 * j + 1] += a * x[1]; acc[4 * j + 2] += a * x[2]; acc[4 * j + 3] += a * x[3];
 		}
 	} else {
 		for (int j = 0; j < hs; j++) acc[j] += a * p[j];
@@ -321,6 +330,45 @@ __device__ static void attention_forward_t(float* out, float* lse, const float* 
 extern "C" __global__ void attention_forward(float* out, float* lse, const float* qkv, const int* start, int B, int T, int C, int H, int causal) {
 	if (C == 64 * H && aligned16(qkv, qkv)) attention_forward_t<64>(out, lse, qkv, start, B, T, C, H, causal);
 	else attention_forward_t<0>(out, lse, qkv, start, B, T, C, H, causal);
+}
+
+// Attention forward for 64-wide heads with two threads per query row, each holding half
+// of the head (twice the threads of attention_forward, a third of its registers): the two
+// halves of a dot product are added across the pair (a + b on one thread, b + a on the
+// other: the same float), so both threads take the same branches. Its buffers must be
+// 16-byte aligned; the backend launches it only then.
+extern "C" __global__ void attention_forward_64(float* out, float* lse, const float* qkv, const int* start, int B, int T, int C, int H, int causal) {
+	i64 g = GID;
+	i64 i = g >> 1;
+	if (i >= (i64)B * H * T) return; // both threads of a pair, or neither
+	int half = (int)(g & 1), lane = TID & 31;
+	unsigned pair = 3u << (lane & ~1);
+	int t = (int)(i % T), h = (int)((i / T) % H);
+	i64 b = i / ((i64)T * H);
+	float scale = 1.f / SQRTF(64.f);
+	float q[32], acc[32];
+	loadRow<32>(q, qkv + (b * T + t) * 3 * C + h * 64 + half * 32, 32);
+	int nk = causal ? t + 1 : T;
+	int k0 = start ? start[b * T + t] : 0;
+	float mx = -3.0e38f, sum = 0.f;
+	UNROLL for (int j = 0; j < 32; j++) acc[j] = 0.f;
+	for (int s = k0; s < nk; s++) {
+		const float* k = qkv + (b * T + s) * 3 * C + C + h * 64 + half * 32;
+		float mine = dotRow<32>(q, k, 32);
+		float d = (mine + pairSwap(mine, pair)) * scale;
+		if (d > mx) {
+			float c = EXPF(mx - d);
+			sum *= c;
+			UNROLL for (int j = 0; j < 32; j++) acc[j] *= c;
+			mx = d;
+		}
+		float p = EXPF(d - mx);
+		sum += p;
+		axpyRow<32>(acc, p, k + C, 32);
+	}
+	float* o = out + (b * T + t) * C + h * 64 + half * 32;
+	UNROLL for (int j = 0; j < 32; j++) o[j] = acc[j] / sum;
+	if (half == 0) lse[i] = mx + LOGF(sum);
 }
 
 // D (B,H,T) = rowsum(dout ⊙ out) per head; one thread per query row.
