@@ -10,7 +10,8 @@
 #   1. library discovery: where libcuda and libcublas were found (or everywhere looked)
 #   2. every op against the CPU backend on random shapes, outputs poisoned with NaN
 #   3. the model's golden tests on the cuda backend
-#   4. 300 training steps of the tiny recipe on cuda and on cpu: the loss curves
+#   4. 300 training steps of the tiny recipe with two 64-wide heads (GPT-2's head size,
+#      which attention's fastest kernels take) on cuda and on cpu: the loss curves
 #   5. a cluster of a coordinator and two workers on the GPU (--backend cuda), each
 #      with an audit log, checked by `ringtrain audit`
 #   6. GPT-2 124M (T=1024, B=16) training throughput: ringtrain bench train --backend
@@ -89,6 +90,8 @@ grep -E 'driver|cublas|looked' "$log/discovery.log" | head -12 | tee -a "$summar
 
 # 2. Ops against the CPU.
 step ops 120 bash -c "cd tensor/cuda && '$bin/cuda.test' -test.run '^(TestKernelResources|TestOpsMatchCPU)$' -test.v"
+grep -E 'of the largest\)' "$log/ops.log" | sed -E 's/^ *ops_test.go:[0-9]+: ([^:]+):.*\(([^ ]+) of the largest\)/\2 \1/' |
+	sort -g | tail -1 | sed 's/^/ops: the largest error relative to its output'"'"'s largest value: /' | tee -a "$summary"
 grep -E 'registers' "$log/ops.log" | grep attention | sed 's/^ *ops_test.go:[0-9]*: /kernel /' | tee -a "$summary"
 
 # 3. Golden tests on cuda.
@@ -98,7 +101,7 @@ grep -E -- '--- (PASS|FAIL|SKIP): TestGolden.*/cuda' "$log/golden.log" | tee -a 
 # 4. Loss curves: 300 steps of the tiny recipe on each backend.
 for be in cpu cuda; do
 	rm -rf "$log/curve-$be"
-	step "curve-$be" 150 "$rt" local --workers 1 --backend "$be" --steps 300 --log-interval 50 \
+	step "curve-$be" 150 "$rt" local --workers 1 --backend "$be" --heads 2 --steps 300 --log-interval 50 \
 		--eval-interval 0 --checkpoint-interval 300 --sample-tokens 0 --tensorboard=false --dir "$log/curve-$be"
 done
 python3 - "$log" <<'PY' 2>&1 | tee -a "$summary"
@@ -129,7 +132,7 @@ cluster() {
 	set -e
 	local d=$log/cluster
 	rm -rf "$d" && mkdir -p "$d/audit"
-	"$rt" train --data "$log/curve-cpu/data" --out "$d/run" --steps 60 --streams 2 --batch 12 \
+	"$rt" train --data "$log/curve-cpu/data" --out "$d/run" --steps 60 --streams 2 --batch 12 --heads 2 \
 		--checkpoint-interval 30 --eval-interval 0 --print-config >"$d/job.yaml"
 	"$rt" coordinator --id c0 --data-dir "$d/c0" --raft-addr 127.0.0.1:17000 --grpc-addr 127.0.0.1:17001 \
 		--peers c0=127.0.0.1:17000 >"$d/c0.log" 2>&1 &

@@ -76,8 +76,9 @@ func (c *opCase) compare(what string, got, want []float32, atol, rtol float64) {
 	} else if prev != h.Sum64() {
 		c.t.Errorf("%s: the second run's output is not the first's, bit for bit", what)
 	}
-	worst, bad := 0.0, 0
+	worst, bad, scale := 0.0, 0, 0.0
 	for i := range want {
+		scale = max(scale, math.Abs(float64(want[i])))
 		d := math.Abs(float64(host[i]) - float64(want[i]))
 		if !(d <= atol+rtol*math.Abs(float64(want[i]))) {
 			if bad++; bad <= 3 {
@@ -89,7 +90,16 @@ func (c *opCase) compare(what string, got, want []float32, atol, rtol float64) {
 			worst = max(worst, d)
 		}
 	}
-	c.t.Logf("%s: %d values, %d off, max |diff| %.3g", what, len(want), bad, worst)
+	// Relative to the output's scale (element-wise relative errors mean nothing near
+	// zero), strict fp32 must stay below 1e-5.
+	rel := 0.0
+	if scale > 0 {
+		rel = worst / scale
+	}
+	if rel >= 1e-5 {
+		c.t.Errorf("%s: max |diff| %.3g is %.3g of the largest |value| %.3g, want below 1e-5", what, worst, rel, scale)
+	}
+	c.t.Logf("%s: %d values, %d off, max |diff| %.3g (%.2g of the largest)", what, len(want), bad, worst, rel)
 }
 
 func clone(x []float32) []float32 { return append([]float32(nil), x...) }
