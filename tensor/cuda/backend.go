@@ -634,13 +634,14 @@ func (b *Backend) attentionBackward(dqkv, dout, qkv, out, lse []float32, start [
 	D := b.scratchBuf(&b.scratch, B*H*T)
 	n := B * H * T
 	b.elementwise("attention_backward_d", n, dp(D), dp(dout), dp(out), i32(B), i32(T), i32(C), i32(H))
-	suffix := ""
+	b.elementwise("attention_backward_dq", n, dp(dqkv), dp(dout), dp(qkv), dp(lse), dp(D), dp(start), i32(B), i32(T), i32(C), i32(H), bit(causal))
+	b.elementwise("attention_backward_dk", n, dp(dqkv), dp(dout), dp(qkv), dp(lse), dp(D), dp(start), i32(B), i32(T), i32(C), i32(H), bit(causal))
 	if C == 64*H && (dp(qkv)|dp(dout))%16 == 0 {
-		suffix, n = "_64", 2*n // two threads a row (see attention_forward_64)
+		// two threads a row (see attention_backward_dv_64)
+		b.elementwise("attention_backward_dv_64", 2*n, dp(dqkv), dp(dout), dp(qkv), dp(lse), dp(start), i32(B), i32(T), i32(C), i32(H), bit(causal))
+		return
 	}
-	b.elementwise("attention_backward_dq"+suffix, n, dp(dqkv), dp(dout), dp(qkv), dp(lse), dp(D), dp(start), i32(B), i32(T), i32(C), i32(H), bit(causal))
-	b.elementwise("attention_backward_dk"+suffix, n, dp(dqkv), dp(dout), dp(qkv), dp(lse), dp(D), dp(start), i32(B), i32(T), i32(C), i32(H), bit(causal))
-	b.elementwise("attention_backward_dv"+suffix, n, dp(dqkv), dp(dout), dp(qkv), dp(lse), dp(start), i32(B), i32(T), i32(C), i32(H), bit(causal))
+	b.elementwise("attention_backward_dv", n, dp(dqkv), dp(dout), dp(qkv), dp(lse), dp(start), i32(B), i32(T), i32(C), i32(H), bit(causal))
 }
 
 // AttentionDecodeForward appends the keys and values to the cache and attends over it.

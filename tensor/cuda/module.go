@@ -33,7 +33,7 @@ var kernelNames = []string{
 	"layernorm_forward", "layernorm_backward_dinp", "layernorm_backward_dwdb", "column_sums",
 	"add_bias", "bias_backward",
 	"attention_forward", "attention_forward_64", "attention_backward_d", "attention_backward_dq", "attention_backward_dk", "attention_backward_dv",
-	"attention_backward_dq_64", "attention_backward_dk_64", "attention_backward_dv_64",
+	"attention_backward_dv_64",
 	"kv_append", "attention_decode",
 	"gelu_forward", "gelu_backward", "residual_forward", "accumulate", "scale",
 	"softmax_xent_forward", "sum_f64", "xent_backward", "sum_squares", "adamw",

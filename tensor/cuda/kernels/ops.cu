@@ -477,70 +477,18 @@ extern "C" __global__ void attention_backward_dk(float* dqkv, const float* dout,
 	else attention_backward_dk_t<0>(dqkv, dout, qkv, lse, D, start, B, T, C, H, causal);
 }
 
-// The backward for 64-wide heads, like attention_forward_64: two threads per row, each
-// holding half of the head, the halves of each dot product added across the pair. The
-// buffers must be 16-byte aligned; the backend launches these only then.
+// dv for 64-wide heads, like attention_forward_64: two threads per key row, each holding
+// half of the head, the halves of each dot product added across the pair. The buffers
+// must be 16-byte aligned; the backend launches it only then. (dq and dk split so ran
+// slower on an H200 than with one thread per row: 127 ms against 65, 99 against 48, for
+// GPT-2 124M at B=16, T=1024; dv, with one dot product a key where they have two, ran
+// faster: 47 ms against 88.)
 
 // pairDot returns r · p over a 64-wide head of which this thread holds one half (r, p
 // already offset to it): the same float on both threads of the pair.
 __device__ static float pairDot(const float* r, const float* p, unsigned pair) {
 	float mine = dotRow<32>(r, p, 32);
 	return mine + pairSwap(mine, pair);
-}
-
-// dq += Σ_s p(dp - D) k / 8; two threads per query row.
-extern "C" __global__ void attention_backward_dq_64(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* D, const int* start, int B, int T, int C, int H, int causal) {
-	i64 g = GID;
-	i64 i = g >> 1;
-	if (i >= (i64)B * H * T) return; // both threads of a pair, or neither
-	int half = (int)(g & 1), lane = TID & 31;
-	unsigned pair = 3u << (lane & ~1);
-	int t = (int)(i % T), h = (int)((i / T) % H);
-	i64 b = i / ((i64)T * H);
-	int o = h * 64 + half * 32; // this thread's half of the head
-	float scale = 1.f / SQRTF(64.f);
-	float q[32], d[32], acc[32];
-	loadRow<32>(q, qkv + (b * T + t) * 3 * C + o, 32);
-	loadRow<32>(d, dout + (b * T + t) * C + o, 32);
-	UNROLL for (int j = 0; j < 32; j++) acc[j] = 0.f;
-	float li = lse[i], Di = D[i];
-	int nk = causal ? t + 1 : T;
-	for (int s = start ? start[b * T + t] : 0; s < nk; s++) {
-		const float* k = qkv + (b * T + s) * 3 * C + C + o;
-		float p = EXPF(pairDot(q, k, pair) * scale - li);
-		float ds = p * (pairDot(d, k + C, pair) - Di) * scale;
-		axpyRow<32>(acc, ds, k, 32);
-	}
-	float* dq = dqkv + (b * T + t) * 3 * C + o;
-	UNROLL for (int j = 0; j < 32; j++) dq[j] += acc[j];
-}
-
-// dk of key s: Σ p(dp - D) q / 8 over the queries that see it; two threads per key row,
-// the warp's pairs walking the queries in step (see attention_backward_dk).
-extern "C" __global__ void attention_backward_dk_64(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* D, const int* start, int B, int T, int C, int H, int causal) {
-	i64 g = GID;
-	i64 i = g >> 1;
-	if (i >= (i64)B * H * T) return;
-	int half = (int)(g & 1), lane = TID & 31;
-	unsigned pair = 3u << (lane & ~1);
-	int s = (int)(i % T), h = (int)((i / T) % H);
-	i64 b = i / ((i64)T * H);
-	int o = h * 64 + half * 32;
-	float scale = 1.f / SQRTF(64.f);
-	float k[32], v[32], dk[32];
-	loadRow<32>(k, qkv + (b * T + s) * 3 * C + C + o, 32);
-	loadRow<32>(v, qkv + (b * T + s) * 3 * C + 2 * C + o, 32);
-	UNROLL for (int j = 0; j < 32; j++) dk[j] = 0.f;
-	i64 row0 = (b * H + h) * T;
-	for (int t = causal ? s - s % 16 : 0; t < T; t++) {
-		if ((causal && t < s) || (start && start[b * T + t] > s)) continue;
-		const float* q = qkv + (b * T + t) * 3 * C + o;
-		float p = EXPF(pairDot(k, q, pair) * scale - lse[row0 + t]);
-		float ds = p * (pairDot(v, dout + (b * T + t) * C + o, pair) - D[row0 + t]) * scale;
-		axpyRow<32>(dk, ds, q, 32);
-	}
-	float* dkp = dqkv + (b * T + s) * 3 * C + C + o;
-	UNROLL for (int j = 0; j < 32; j++) dkp[j] += dk[j];
 }
 
 // dv of key s: Σ p·dout over the queries that see it; two threads per key row.
