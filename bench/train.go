@@ -108,8 +108,12 @@ func Train(ctx context.Context, o TrainOptions, w io.Writer) (*TrainResult, erro
 	}
 	res := &TrainResult{Params: c.NumParams()}
 	n := res.Params
-	fmt.Fprintf(w, "model: layers %d heads %d embd %d seq %d batch %d vocab %d, %d params; device %s, gemm kernel %s, threads %d\n",
-		c.Layers, c.Heads, c.Embd, seq, batch, c.VocabSize, n, m.Backend().Device(), tensor.GemmKernel(), threads)
+	kernel := "" // the CPU's gemm micro-kernel, where it does the work
+	if m.Backend().HostShared() {
+		kernel = ", gemm kernel " + tensor.GemmKernel()
+	}
+	fmt.Fprintf(w, "model: layers %d heads %d embd %d seq %d batch %d vocab %d, %d params; device %s%s, threads %d\n",
+		c.Layers, c.Heads, c.Embd, seq, batch, c.VocabSize, n, m.Backend().Device(), kernel, threads)
 
 	var gradTime, applyTime time.Duration
 	step := func() (float64, error) {
