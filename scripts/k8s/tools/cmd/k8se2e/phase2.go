@@ -478,6 +478,32 @@ func (p *phase2) secrets(ctx context.Context, ns string, workers int) error {
 
 var digestRE = regexp.MustCompile(`done: step (\d+).*weights (\S+);`)
 
+// ns2 is the namespace phase 2's scenario trains in.
+const ns2 = "ringtrain-example"
+
+// logTails prints the last lines of every container of every pod in ns: after a failed
+// scenario, what the coordinators and workers were doing.
+func (p *phase2) logTails(ns string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pods, err := p.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		slog.Warn("listing the pods for their logs", "err", err)
+		return
+	}
+	tail := int64(30)
+	for _, pod := range pods.Items {
+		for _, c := range pod.Spec.Containers {
+			b, err := p.kube.CoreV1().Pods(ns).GetLogs(pod.Name, &corev1.PodLogOptions{Container: c.Name, TailLines: &tail}).DoRaw(ctx)
+			if err != nil {
+				slog.Warn("pod log", "pod", pod.Name, "container", c.Name, "err", err)
+				continue
+			}
+			slog.Info("pod log tail", "pod", pod.Name, "container", c.Name, "log", string(b))
+		}
+	}
+}
+
 // logs returns a container's log ("" when there is none yet).
 func (p *phase2) logs(ctx context.Context, ns, pod, container string) string {
 	b, err := p.kube.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container}).DoRaw(ctx)
@@ -594,7 +620,7 @@ func (p *phase2) workerStep(ctx context.Context, ns string) int {
 }
 
 func (p *phase2) scenario(ctx context.Context) error {
-	ns := "ringtrain-example"
+	ns := ns2
 	crds := filepath.Join(p.repo, "scripts/k8s/testdata/cert-manager-crds.yaml")
 	if _, _, err := p.kubectl(ctx, "apply", "-f", crds); err != nil {
 		return err
@@ -856,10 +882,13 @@ func runPhase2(ctx context.Context, c *cluster, repo, images, bins string) (err 
 		return err
 	}
 	err = p.scenario(ctx)
+	if err != nil {
+		p.logTails(ns2)
+	}
 	// Pods first, so that the kubelet tears their sandboxes down.
 	dctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, _, derr := p.kubectl(dctx, "delete", "namespace", "ringtrain-example", "--wait=true", "--timeout=60s"); derr != nil {
+	if _, _, derr := p.kubectl(dctx, "delete", "namespace", ns2, "--wait=true", "--timeout=60s"); derr != nil {
 		slog.Warn("deleting the namespace", "err", derr)
 	}
 	if err != nil {
