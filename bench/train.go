@@ -144,7 +144,10 @@ func Train(ctx context.Context, o TrainOptions, w io.Writer) (*TrainResult, erro
 	mallocs := ms.Mallocs
 	gradTime, applyTime = 0, 0
 	prof, _ := m.Backend().(tensor.Profiler)
-	if prof != nil && prof.Profiling() {
+	if prof != nil && !prof.Profiling() {
+		prof = nil
+	}
+	if prof != nil {
 		prof.ResetProfile()
 	}
 	cpu0 := processCPU()
@@ -156,7 +159,7 @@ func Train(ctx context.Context, o TrainOptions, w io.Writer) (*TrainResult, erro
 	}
 	elapsed := time.Since(start)
 	var ops []tensor.OpTime // the timed steps' ops, before the peak's products
-	if prof != nil && prof.Profiling() {
+	if prof != nil {
 		ops = prof.Profile()
 	}
 	cpu := processCPU() - cpu0

@@ -71,7 +71,10 @@ func sitePackages() []string {
 		globs = append(globs, filepath.Join(v, "lib", "python3*", "site-packages"))
 	}
 	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
-		if _, err := os.Stat(filepath.Join(dir, "python3")); err == nil && dir != "" {
+		if dir == "" {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(dir, "python3")); err == nil {
 			globs = append(globs, filepath.Join(filepath.Dir(dir), "lib", "python3*", "site-packages"))
 		}
 	}
